@@ -1,0 +1,13 @@
+/**
+ * `gitops-agent` command line: subcommands are registered here, each in its own module.
+ */
+import { Command } from 'commander';
+import { VERSION } from '../common/version.js';
+
+export function buildAgentCli(): Command {
+  const program = new Command('gitops-agent')
+    .description('Runs in a cluster: applies the desired state from Git with JSON patches, prunes what Git removed and reverts manual changes.')
+    .version(VERSION)
+    .showHelpAfterError();
+  return program;
+}
