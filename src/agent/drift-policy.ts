@@ -1,0 +1,175 @@
+/**
+ * The pure decisions behind drift correction: which JSON pointers of an object `drift.ignore`
+ * protects, which patch operations remain once those are removed, who made a change (read from
+ * `managedFields`), how Secret values are masked before a patch leaves the process, and when
+ * repeated reverts of one object are a fight with another controller that must be backed off.
+ * No I/O and no clock: callers pass `now`.
+ */
+import type { DriftIgnoreRule } from '../protocol/messages.js';
+import { groupOf } from '../common/object-id.js';
+import type { JsonPatchOp, ManagedFieldsEntry } from './reconcile/types.js';
+
+/** What an ignore rule is matched against. */
+export interface ObjectIdentity {
+  apiVersion: string;
+  kind: string;
+  namespace?: string;
+  name: string;
+}
+
+/** A selector value matches when absent, `*`, or equal. */
+function selects(selector: string | undefined, value: string): boolean {
+  return selector === undefined || selector === '*' || selector === value;
+}
+
+/** The JSON pointers `drift.ignore` protects on this object (deduplicated, in rule order). */
+export function ignoredPointers(rules: readonly DriftIgnoreRule[], obj: ObjectIdentity): string[] {
+  const out: string[] = [];
+  for (const rule of rules) {
+    if (!selects(rule.group, groupOf(obj.apiVersion))) continue;
+    if (!selects(rule.kind, obj.kind)) continue;
+    if (!selects(rule.namespace, obj.namespace ?? '')) continue;
+    if (!selects(rule.name, obj.name)) continue;
+    for (const p of rule.paths) if (!out.includes(p)) out.push(p);
+  }
+  return out;
+}
+
+/** True when `path` is `pointer` or lies below it (`/spec/replicas` is under `/spec`). */
+export function isUnder(path: string, pointer: string): boolean {
+  return path === pointer || path.startsWith(pointer.endsWith('/') ? pointer : pointer + '/');
+}
+
+/**
+ * The patch without operations on ignored fields. Guard operations (`test`) only make sense beside
+ * a write, so a patch left with nothing but tests is empty.
+ */
+export function withoutIgnored(patch: readonly JsonPatchOp[], pointers: readonly string[]): JsonPatchOp[] {
+  const kept = patch.filter((op) => op.op === 'test' || !pointers.some((p) => isUnder(op.path, p)));
+  return kept.some((op) => op.op !== 'test') ? kept : [];
+}
+
+export const MASK = '***';
+
+function maskValues(value: unknown): unknown {
+  if (value && typeof value === 'object' && !Array.isArray(value)) {
+    return Object.fromEntries(Object.keys(value).map((k) => [k, MASK]));
+  }
+  return MASK;
+}
+
+/** A copy of the patch safe to log and send: a Secret's `data` / `stringData` values replaced by `***`. */
+export function maskPatch(kind: string, patch: readonly JsonPatchOp[]): JsonPatchOp[] {
+  if (kind !== 'Secret') return patch.map((op) => ({ ...op }));
+  return patch.map((op) => {
+    if (!('value' in op)) return { ...op };
+    const p = op.path;
+    if (p.startsWith('/data/') || p.startsWith('/stringData/')) return { ...op, value: MASK };
+    if (p === '/data' || p === '/stringData') return { ...op, value: maskValues(op.value) };
+    if ((p === '' || p === '/') && op.value && typeof op.value === 'object') {
+      const whole = { ...(op.value as Record<string, unknown>) };
+      for (const k of ['data', 'stringData']) if (k in whole) whole[k] = maskValues(whole[k]);
+      return { ...op, value: whole };
+    }
+    return { ...op };
+  });
+}
+
+function unescapePointer(segment: string): string {
+  return segment.replace(/~1/g, '/').replace(/~0/g, '~');
+}
+
+/**
+ * Whether a managedFields `fieldsV1` set owns the field at `pointer`. List items are keyed by
+ * `k:{…}` / `v:…` / `i:n` in fieldsV1 and by index in a patch, so below a list any ownership of the
+ * list counts.
+ */
+export function ownsPath(fields: Record<string, unknown> | undefined, pointer: string): boolean {
+  if (!fields) return false;
+  let node: unknown = fields;
+  for (const raw of pointer.split('/').slice(1)) {
+    const seg = unescapePointer(raw);
+    if (/^(\d+|-)$/.test(seg)) return true;
+    if (!node || typeof node !== 'object') return false;
+    const next = (node as Record<string, unknown>)[`f:${seg}`];
+    if (next === undefined) return false;
+    node = next;
+  }
+  return true;
+}
+
+function timeOf(e: ManagedFieldsEntry): number {
+  const t = e.time ? Date.parse(e.time) : NaN;
+  return Number.isNaN(t) ? 0 : t;
+}
+
+/**
+ * The field manager who most likely made a drift: among entries that are not ours and not a
+ * subresource (status writers do not drift spec), the latest that owns one of the patched paths;
+ * failing that, the latest one at all. Undefined when nobody else wrote the object.
+ */
+export function driftManager(entries: readonly ManagedFieldsEntry[] | undefined, ours: string, patch: readonly JsonPatchOp[]): string | undefined {
+  const others = (entries ?? []).filter((e) => e.manager && e.manager !== ours && !e.subresource);
+  if (others.length === 0) return undefined;
+  const byTime = [...others].sort((a, b) => timeOf(b) - timeOf(a));
+  const paths = patch.filter((op) => op.op !== 'test').map((op) => op.path);
+  const owner = byTime.find((e) => paths.some((p) => ownsPath(e.fieldsV1, p)));
+  return (owner ?? byTime[0]).manager;
+}
+
+// ---- fights ----
+
+export interface FightPolicy {
+  /** Reverts of one object within `windowMs` that make a fight. */
+  threshold: number;
+  windowMs: number;
+  /** First hold once a fight is detected; doubles each further revert in the fight. */
+  baseHoldMs: number;
+  capHoldMs: number;
+  /** Quiet time after the last hold that ends a fight. */
+  calmMs: number;
+}
+
+export const DEFAULT_FIGHT_POLICY: FightPolicy = { threshold: 5, windowMs: 30_000, baseHoldMs: 2_000, capHoldMs: 5 * 60_000, calmMs: 60_000 };
+
+export interface FightState {
+  /** Times of recent reverts (within the window). */
+  reverts: number[];
+  /** 0 outside a fight; n ≥ 1 in the n-th hold of a fight. */
+  level: number;
+  /** No revert before this time. */
+  holdUntil: number;
+  lastRevertAt: number;
+}
+
+export const NO_FIGHT: FightState = Object.freeze({ reverts: [], level: 0, holdUntil: 0, lastRevertAt: 0 }) as FightState;
+
+/** Milliseconds until a revert is allowed again (0 = now). */
+export function holdRemaining(state: FightState, now: number): number {
+  return Math.max(0, state.holdUntil - now);
+}
+
+export interface RevertDecision {
+  state: FightState;
+  /** This revert is part of a fight (report it as one and name the other manager). */
+  fight: boolean;
+  /** Hold imposed after this revert (0 when none). */
+  holdMs: number;
+}
+
+/**
+ * Record one revert at `now`. Once `threshold` reverts fall within `windowMs` the object is in a
+ * fight: every further revert is followed by a hold that doubles up to `capHoldMs`, so a fighting
+ * controller costs us one write per hold instead of one per event. A quiet `calmMs` ends the fight.
+ */
+export function recordRevert(state: FightState, now: number, policy: FightPolicy = DEFAULT_FIGHT_POLICY): RevertDecision {
+  const calm = now - Math.max(state.lastRevertAt, state.holdUntil) > policy.calmMs;
+  const level = calm ? 0 : state.level;
+  const reverts = [...(calm ? [] : state.reverts.filter((t) => now - t < policy.windowMs)), now];
+  if (level === 0 && reverts.length < policy.threshold) {
+    return { state: { reverts, level: 0, holdUntil: 0, lastRevertAt: now }, fight: false, holdMs: 0 };
+  }
+  const nextLevel = level + 1;
+  const holdMs = Math.min(policy.capHoldMs, policy.baseHoldMs * 2 ** Math.min(nextLevel - 1, 30));
+  return { state: { reverts: [], level: nextLevel, holdUntil: now + holdMs, lastRevertAt: now }, fight: true, holdMs };
+}
