@@ -1,0 +1,97 @@
+import { afterEach, describe, expect, it } from '@jest/globals';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseToken } from '../protocol/token.js';
+import { Registry, boundProblems, createAgent, listAgents, revokeAgent, type RegistryChange } from './registry.js';
+
+const dirs: string[] = [];
+const registries: Registry[] = [];
+async function stateDir(): Promise<string> {
+  const dir = path.join(await mkdtemp(path.join(tmpdir(), 'gitops-reg-')), 'state');
+  dirs.push(path.dirname(dir));
+  return dir;
+}
+afterEach(async () => {
+  await Promise.all(registries.splice(0).map((r) => r.close()));
+  await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
+});
+
+describe('agent create / revoke / list', () => {
+  it('stores only the public key, in a 0600 file inside a 0700 directory, and leaves no temp files', async () => {
+    const dir = await stateDir();
+    const { record, token } = await createAgent(dir, 'agent1', 'group/kubernetes-agent');
+    expect(parseToken(token).agentId).toBe(record.id);
+    const text = await readFile(path.join(dir, 'agents.json'), 'utf8');
+    expect(text).not.toContain(token.slice(13));
+    expect(JSON.parse(text).agents[0]).toMatchObject({ name: 'agent1', configProject: 'group/kubernetes-agent', publicKey: record.publicKey });
+    expect((await stat(dir)).mode & 0o777).toBe(0o700);
+    expect((await stat(path.join(dir, 'agents.json'))).mode & 0o777).toBe(0o600);
+    expect((await readdir(dir)).sort()).toEqual(['agents.json']);
+  });
+
+  it('refuses a duplicate or badly formed name and loses no agent when commands race', async () => {
+    const dir = await stateDir();
+    await createAgent(dir, 'agent1', 'p');
+    await expect(createAgent(dir, 'agent1', 'p')).rejects.toMatchObject({ code: 'AGENT_EXISTS' });
+    await expect(createAgent(dir, 'Bad_Name', 'p')).rejects.toMatchObject({ code: 'AGENT_BAD_NAME' });
+    await Promise.all(Array.from({ length: 8 }, (_, i) => createAgent(dir, `racer-${i}`, 'p')));
+    expect((await listAgents(dir)).length).toBe(9);
+  });
+
+  it('revokes by name and says so when there is no such agent', async () => {
+    const dir = await stateDir();
+    await createAgent(dir, 'agent1', 'p');
+    const revoked = await revokeAgent(dir, 'agent1');
+    expect(revoked.revokedAt).toBeDefined();
+    await expect(revokeAgent(dir, 'agent1')).rejects.toMatchObject({ code: 'AGENT_NOT_FOUND' });
+  });
+});
+
+describe('Registry (server side)', () => {
+  it('sees a revoke written by another command within a second and reports the key as revoked', async () => {
+    const dir = await stateDir();
+    const { record } = await createAgent(dir, 'agent1', 'p');
+    const registry = await Registry.open(dir);
+    registries.push(registry);
+    expect(registry.lookupKey(record.id)?.revoked).toBe(false);
+    const seen = new Promise<RegistryChange>((resolve) => registry.onChange(resolve));
+    const started = Date.now();
+    await revokeAgent(dir, 'agent1');
+    const change = await seen;
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(change.revoked.map((a) => a.name)).toEqual(['agent1']);
+    expect(registry.lookupKey(record.id)?.revoked).toBe(true);
+  });
+
+  it('picks up agents created while it runs', async () => {
+    const dir = await stateDir();
+    const registry = await Registry.open(dir);
+    registries.push(registry);
+    const seen = new Promise<RegistryChange>((resolve) => registry.onChange(resolve));
+    const { record } = await createAgent(dir, 'late', 'p');
+    expect((await seen).added.map((a) => a.id)).toEqual([record.id]);
+  });
+
+  it('writes status for agent list and starts the next run with every agent disconnected', async () => {
+    const dir = await stateDir();
+    const { record } = await createAgent(dir, 'agent1', 'p');
+    const registry = await Registry.open(dir, { statusDebounceMs: 10 });
+    registry.updateStatus(record.id, (s) => { s.connected = true; s.sessions = 1; s.lastSeen = new Date().toISOString(); });
+    registry.recordApplied(record.id, 'gitops-project', { commit: 'a'.repeat(40), digest: 'd', result: 'applied', at: new Date().toISOString() });
+    await registry.close();
+    const rows = await listAgents(dir);
+    expect(rows[0].status).toMatchObject({ connected: true, applied: { 'gitops-project': { commit: 'a'.repeat(40) } } });
+    expect((await stat(path.join(dir, 'status.json'))).mode & 0o777).toBe(0o600);
+    const again = await Registry.open(dir);
+    registries.push(again);
+    expect(again.status(record.id)).toMatchObject({ connected: false, sessions: 0 });
+  });
+
+  it('keeps what an agent reports bounded', () => {
+    const many = Array.from({ length: 100 }, () => ({ code: 'X', message: 'm'.repeat(10_000) }));
+    const bounded = boundProblems(many);
+    expect(bounded.length).toBe(20);
+    expect(bounded[0].message.length).toBeLessThanOrEqual(1001);
+  });
+});

@@ -1,0 +1,272 @@
+/**
+ * The agent registry: which agents exist (from agents.json, written by the `agent` CLI commands)
+ * and what the server knows about each (status.json, written by the server).
+ *
+ * The server process holds one Registry. It re-reads agents.json when it changes (fs.watch on the
+ * state directory, because an atomic rename replaces the file's inode, plus a cheap stat poll as a
+ * fallback), so a revoke from another process takes effect within a poll interval and listeners
+ * can close that agent's sessions. Status changes are kept in memory and flushed debounced.
+ *
+ * Memory per agent is bounded: one record, one cached public key, one status with at most
+ * MAX_PROJECTS applied entries and MAX_PROBLEMS problems of at most MAX_TEXT characters.
+ */
+import { watch, promises as fs, type FSWatcher } from 'node:fs';
+import path from 'node:path';
+import type { KeyObject } from 'node:crypto';
+import { UserError, errorMessage } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import { silentLogger } from '../common/logger.js';
+import type { AgentKey } from '../protocol/jwt.js';
+import type { ProblemReport } from '../protocol/messages.js';
+import { generateToken, publicKeyFromX } from '../protocol/token.js';
+import {
+  AGENTS_FILE, AGENT_NAME_PATTERN, STATUS_FILE, ensureStateDir, readAgentsFile, readStatusFile, updateAgentsFile, writeFileAtomic,
+  type AgentRecord, type AgentStatus, type StatusFile,
+} from './state-files.js';
+
+export type { AgentRecord, AgentStatus } from './state-files.js';
+
+const MAX_PROJECTS = 100;
+const MAX_PROBLEMS = 20;
+const MAX_TEXT = 1000;
+
+// ---- commands against the state dir (used by the CLI, in their own process) ----
+
+/** Registers an agent and returns its token (shown once, never stored). */
+export async function createAgent(stateDir: string, name: string, configProject: string, now = new Date()): Promise<{ record: AgentRecord; token: string }> {
+  if (!AGENT_NAME_PATTERN.test(name)) {
+    throw new UserError('AGENT_BAD_NAME', `agent name "${name.slice(0, 80)}": use lowercase letters, digits and '-', 1 to 63 characters, starting and ending with a letter or digit`);
+  }
+  if (!configProject.trim()) throw new UserError('AGENT_BAD_PROJECT', `agent ${name}: --config-project must name a project such as group/kubernetes-agent`);
+  const gen = generateToken();
+  const record: AgentRecord = { id: gen.agentId, name, configProject: configProject.trim(), publicKey: gen.publicKeyX, createdAt: now.toISOString() };
+  await updateAgentsFile(stateDir, (file) => {
+    if (file.agents.some((a) => a.name === name && !a.revokedAt)) {
+      throw new UserError('AGENT_EXISTS', `agent ${name}: already exists (revoke it first to issue a new token)`);
+    }
+    return { file: { ...file, agents: [...file.agents, record] }, result: undefined };
+  });
+  return { record, token: gen.token };
+}
+
+/** Marks the active agent `name` revoked; running servers close its sessions within a second. */
+export async function revokeAgent(stateDir: string, name: string, now = new Date()): Promise<AgentRecord> {
+  return updateAgentsFile(stateDir, (file) => {
+    const index = file.agents.findIndex((a) => a.name === name && !a.revokedAt);
+    if (index < 0) throw new UserError('AGENT_NOT_FOUND', `agent ${name}: no active agent with this name`);
+    const revoked = { ...file.agents[index], revokedAt: now.toISOString() };
+    const agents = file.agents.slice();
+    agents[index] = revoked;
+    return { file: { ...file, agents }, result: revoked };
+  });
+}
+
+export interface AgentListRow extends AgentRecord {
+  status?: AgentStatus;
+}
+
+/** Agent records joined with the last status the server wrote. */
+export async function listAgents(stateDir: string): Promise<AgentListRow[]> {
+  const [agents, status] = await Promise.all([readAgentsFile(stateDir), readStatusFile(stateDir)]);
+  return agents.agents.map((a) => ({ ...a, status: status?.agents[a.id] }));
+}
+
+// ---- the server's live registry ----
+
+export interface RegistryChange {
+  added: AgentRecord[];
+  revoked: AgentRecord[];
+}
+
+export interface RegistryOptions {
+  logger?: Logger;
+  /** Fallback stat poll of agents.json, ms (default 250). */
+  pollMs?: number;
+  /** Delay before status changes are written, ms (default 500). */
+  statusDebounceMs?: number;
+}
+
+export class Registry {
+  private agents = new Map<string, AgentRecord>();
+  private readonly keys = new Map<string, KeyObject>();
+  private readonly statuses = new Map<string, AgentStatus>();
+  private readonly listeners = new Set<(change: RegistryChange) => void>();
+  private watcher?: FSWatcher;
+  private pollTimer?: NodeJS.Timeout;
+  private flushTimer?: NodeJS.Timeout;
+  private lastStamp = '';
+  private reloading?: Promise<void>;
+  private reloadAgain = false;
+  private closed = false;
+  private readonly log: Logger;
+
+  private constructor(readonly stateDir: string, private readonly options: RegistryOptions) {
+    this.log = options.logger ?? silentLogger();
+  }
+
+  /** Loads the state dir (creating it) and starts following agents.json. */
+  static async open(stateDir: string, options: RegistryOptions = {}): Promise<Registry> {
+    const registry = new Registry(stateDir, options);
+    await ensureStateDir(stateDir);
+    const previous = await readStatusFile(stateDir);
+    for (const [id, s] of Object.entries(previous?.agents ?? {})) registry.statuses.set(id, { ...s, connected: false, sessions: 0 });
+    await registry.reload();
+    registry.follow();
+    return registry;
+  }
+
+  /** Active and revoked agents. */
+  all(): AgentRecord[] {
+    return [...this.agents.values()];
+  }
+
+  active(): AgentRecord[] {
+    return this.all().filter((a) => !a.revokedAt);
+  }
+
+  get(id: string): AgentRecord | undefined {
+    return this.agents.get(id);
+  }
+
+  /** For JWT verification: the agent's public key and whether it is revoked. */
+  lookupKey = (kid: string): AgentKey | undefined => {
+    const record = this.agents.get(kid);
+    if (!record) return undefined;
+    let key = this.keys.get(kid);
+    if (!key) {
+      key = publicKeyFromX(record.publicKey);
+      this.keys.set(kid, key);
+    }
+    return { publicKey: key, revoked: Boolean(record.revokedAt) };
+  };
+
+  onChange(listener: (change: RegistryChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Current status of an agent (a fresh one if none yet). */
+  status(id: string): AgentStatus {
+    let s = this.statuses.get(id);
+    if (!s) {
+      s = { connected: false, sessions: 0, applied: {} };
+      this.statuses.set(id, s);
+    }
+    return s;
+  }
+
+  /** Changes an agent's status in memory and schedules a write of status.json. */
+  updateStatus(id: string, change: (s: AgentStatus) => void): void {
+    if (!this.agents.has(id)) return;
+    change(this.status(id));
+    this.scheduleFlush();
+  }
+
+  /** Records an applied/failed report, keeping the per-agent size bounded. */
+  recordApplied(id: string, project: string, entry: AgentStatus['applied'][string]): void {
+    this.updateStatus(id, (s) => {
+      if (!(project in s.applied) && Object.keys(s.applied).length >= MAX_PROJECTS) return;
+      s.applied[project] = { ...entry, commit: entry.commit.slice(0, 64), digest: entry.digest.slice(0, 128) };
+    });
+  }
+
+  /** Writes status.json now (also called on shutdown). */
+  async flush(): Promise<void> {
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    const agents: Record<string, AgentStatus> = {};
+    for (const [id, s] of this.statuses) if (this.agents.has(id)) agents[id] = s;
+    const file: StatusFile = { version: 1, writtenAt: new Date().toISOString(), agents };
+    await writeFileAtomic(path.join(this.stateDir, STATUS_FILE), JSON.stringify(file) + '\n');
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.watcher?.close();
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    await this.reloading?.catch(() => undefined);
+    await this.flush().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'status write failed'));
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushTimer || this.closed) return;
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = undefined;
+      this.flush().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'status write failed'));
+    }, this.options.statusDebounceMs ?? 500);
+    this.flushTimer.unref();
+  }
+
+  private follow(): void {
+    try {
+      this.watcher = watch(this.stateDir, { persistent: false }, (_event, name) => {
+        if (name === null || name === AGENTS_FILE) this.triggerReload();
+      });
+      this.watcher.on('error', () => undefined);
+    } catch {
+      // no inotify: the poll below still notices changes
+    }
+    this.pollTimer = setInterval(() => {
+      fs.stat(path.join(this.stateDir, AGENTS_FILE))
+        .then((st) => `${st.ino}:${st.mtimeMs}:${st.size}`)
+        .catch(() => 'absent')
+        .then((stamp) => { if (stamp !== this.lastStamp) this.triggerReload(); })
+        .catch(() => undefined);
+    }, this.options.pollMs ?? 250);
+    this.pollTimer.unref();
+  }
+
+  private triggerReload(): void {
+    if (this.closed) return;
+    if (this.reloading) {
+      this.reloadAgain = true;
+      return;
+    }
+    this.reloading = this.reload()
+      .catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'agents file unreadable; keeping the previous agents'))
+      .finally(() => {
+        this.reloading = undefined;
+        if (this.reloadAgain) {
+          this.reloadAgain = false;
+          this.triggerReload();
+        }
+      });
+  }
+
+  private async reload(): Promise<void> {
+    const st = await fs.stat(path.join(this.stateDir, AGENTS_FILE)).catch(() => undefined);
+    const stamp = st ? `${st.ino}:${st.mtimeMs}:${st.size}` : 'absent';
+    const file = await readAgentsFile(this.stateDir);
+    this.lastStamp = stamp;
+    const next = new Map(file.agents.map((a) => [a.id, a]));
+    const change: RegistryChange = { added: [], revoked: [] };
+    for (const [id, record] of next) {
+      const before = this.agents.get(id);
+      if (!before && !record.revokedAt) change.added.push(record);
+      if (record.revokedAt && (!before || !before.revokedAt)) change.revoked.push(record);
+    }
+    for (const [id, before] of this.agents) {
+      if (!next.has(id) && !before.revokedAt) change.revoked.push({ ...before, revokedAt: new Date().toISOString() });
+      if (!next.has(id)) {
+        this.keys.delete(id);
+        this.statuses.delete(id);
+      }
+    }
+    this.agents = next;
+    if (change.added.length || change.revoked.length) {
+      this.log.info({ added: change.added.map((a) => a.name), revoked: change.revoked.map((a) => a.name) }, 'agents changed');
+      for (const listener of this.listeners) listener(change);
+    }
+  }
+}
+
+/** Bounds what an agent can make the server remember. */
+export function boundProblems(problems: readonly ProblemReport[]): ProblemReport[] {
+  return problems.slice(0, MAX_PROBLEMS).map((p) => ({
+    ...p,
+    code: p.code.slice(0, 100),
+    message: p.message.length > MAX_TEXT ? p.message.slice(0, MAX_TEXT) + '…' : p.message,
+    ...(p.file !== undefined ? { file: p.file.slice(0, 300) } : {}),
+    ...(p.object !== undefined ? { object: p.object.slice(0, 300) } : {}),
+  }));
+}

@@ -1,0 +1,179 @@
+/**
+ * Files in the server's `--state-dir`, shared by the running server and the `agent` CLI commands
+ * (separate processes):
+ *
+ * - `agents.json`: agent records (public keys and metadata only). Written by the CLI under a lock
+ *   file; the server re-reads it on change.
+ * - `status.json`: what the server knows about each agent (connected, last seen, applied commits,
+ *   errors). Written by the server only; read by `agent list`.
+ *
+ * Every write is crash-safe: a temporary file in the same directory, fsync, rename, fsync of the
+ * directory. Files are mode 0600 and the directory 0700, because they describe the fleet.
+ */
+import { randomBytes } from 'node:crypto';
+import { constants as fsConstants, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { RetryableError, UserError } from '../common/errors.js';
+import type { ProblemReport } from '../protocol/messages.js';
+
+export const AGENTS_FILE = 'agents.json';
+export const STATUS_FILE = 'status.json';
+const LOCK_FILE = 'agents.lock';
+/** A lock older than this is left over from a crashed command and is taken over. */
+const STALE_LOCK_MS = 10_000;
+
+export interface AgentRecord {
+  /** 32 hex characters; the JWT `kid`. */
+  id: string;
+  /** Unique, as in `.gitlab/agents/<name>/config.yaml`. */
+  name: string;
+  configProject: string;
+  /** Raw Ed25519 public key, base64url (JWK `x`). */
+  publicKey: string;
+  createdAt: string;
+  revokedAt?: string;
+}
+
+export interface AgentsFile {
+  version: 1;
+  agents: AgentRecord[];
+}
+
+export interface AppliedRecord {
+  commit: string;
+  digest: string;
+  result: 'applied' | 'failed' | 'partial' | 'reported';
+  at: string;
+  durationMs?: number;
+}
+
+export interface DriftRecord {
+  project: string;
+  object: string;
+  action: string;
+  manager?: string;
+  at: string;
+}
+
+/** What the server knows about one agent; bounded in size whatever the agent sends. */
+export interface AgentStatus {
+  connected: boolean;
+  sessions: number;
+  lastSeen?: string;
+  agentVersion?: string;
+  applied: Record<string, AppliedRecord>;
+  lastError?: { at: string; project?: string; problems: ProblemReport[] };
+  /** Problems with the latest config.yaml (the last valid config stays in force). */
+  configProblems?: ProblemReport[];
+  /** Problems reading the agent's Git projects (unreachable host, deleted branch). */
+  sourceProblems?: Record<string, ProblemReport>;
+  lastDrift?: DriftRecord;
+  driftCount?: number;
+}
+
+export interface StatusFile {
+  version: 1;
+  writtenAt: string;
+  agents: Record<string, AgentStatus>;
+}
+
+/** Agent names follow GitLab's rule (a DNS label). */
+export const AGENT_NAME_PATTERN = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/** Creates the state directory (0700) or tightens its mode. */
+export async function ensureStateDir(dir: string): Promise<void> {
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  await fs.chmod(dir, 0o700);
+}
+
+/** Writes `data` to `file` atomically: temp file + fsync + rename + directory fsync; mode 0600. */
+export async function writeFileAtomic(file: string, data: string): Promise<void> {
+  const dir = path.dirname(file);
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const handle = await fs.open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
+  try {
+    await handle.writeFile(data, 'utf8');
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+  const dirHandle = await fs.open(dir, fsConstants.O_RDONLY);
+  try {
+    await dirHandle.sync();
+  } finally {
+    await dirHandle.close();
+  }
+}
+
+async function readJson(file: string): Promise<unknown | undefined> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new UserError('STATE_CORRUPT', `${file}: not valid JSON (${(err as Error).message})`, { cause: err });
+  }
+}
+
+/** Reads agents.json (empty when absent). */
+export async function readAgentsFile(stateDir: string): Promise<AgentsFile> {
+  const file = path.join(stateDir, AGENTS_FILE);
+  const raw = await readJson(file);
+  if (raw === undefined) return { version: 1, agents: [] };
+  const data = raw as Partial<AgentsFile>;
+  if (data.version !== 1 || !Array.isArray(data.agents)) throw new UserError('STATE_CORRUPT', `${file}: expected {"version":1,"agents":[...]}`);
+  return data as AgentsFile;
+}
+
+/** Reads status.json (empty when absent or unreadable: status is advisory). */
+export async function readStatusFile(stateDir: string): Promise<StatusFile | undefined> {
+  try {
+    const raw = (await readJson(path.join(stateDir, STATUS_FILE))) as StatusFile | undefined;
+    return raw && raw.version === 1 && typeof raw.agents === 'object' ? raw : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Changes agents.json under an exclusive lock so two CLI commands never lose each other's write.
+ * `change` returns the new file content and a result.
+ */
+export async function updateAgentsFile<T>(stateDir: string, change: (file: AgentsFile) => { file: AgentsFile; result: T }): Promise<T> {
+  await ensureStateDir(stateDir);
+  const lock = path.join(stateDir, LOCK_FILE);
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    try {
+      await (await fs.open(lock, 'wx', 0o600)).close();
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const stat = await fs.stat(lock).catch(() => undefined);
+      if (stat && Date.now() - stat.mtimeMs > STALE_LOCK_MS) {
+        await fs.rm(lock, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline) throw new RetryableError('STATE_LOCKED', `${lock}: another command holds the lock; try again`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  try {
+    const { file, result } = change(await readAgentsFile(stateDir));
+    await writeFileAtomic(path.join(stateDir, AGENTS_FILE), JSON.stringify(file, null, 2) + '\n');
+    return result;
+  } finally {
+    await fs.rm(lock, { force: true });
+  }
+}
