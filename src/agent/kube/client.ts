@@ -344,6 +344,7 @@ export class KubeClient {
     const done = (async (): Promise<{ error?: Error }> => {
       const headers = await this.auth();
       return new Promise<{ error?: Error }>((resolve) => {
+        let failure: Error | undefined;
         const mod = this.server.protocol === 'http:' ? http : https;
         const req = mod.request(
           {
@@ -386,16 +387,19 @@ export class KubeClient {
                   if (ev.type !== 'ERROR' && ev.type !== 'BOOKMARK') ev.object = withTypeMeta(ev.object, info) as WatchEvent['object'];
                   onEvent(ev);
                 } catch (e) {
-                  req.destroy(e as Error);
+                  // A bad line or an ERROR event (410 Gone): end this stream and report why.
+                  failure = e as Error;
+                  req.destroy();
+                  return;
                 }
               }
             });
-            res.on('end', () => resolve({}));
-            res.on('error', (e) => resolve({ error: e }));
-            res.on('close', () => resolve({}));
+            res.on('end', () => resolve(failure ? { error: failure } : {}));
+            res.on('error', (e) => resolve({ error: failure ?? e }));
+            res.on('close', () => resolve(failure ? { error: failure } : {}));
           },
         );
-        req.on('error', (e) => resolve(controller.signal.aborted ? {} : { error: e }));
+        req.on('error', (e) => resolve(controller.signal.aborted ? {} : { error: failure ?? e }));
         req.end();
       });
     })();

@@ -1,0 +1,244 @@
+/**
+ * Watch cache: what the agent knows about the objects it manages, kept current by one
+ * list-then-watch per resource type (label-selected, all namespaces), so an unchanged re-sync
+ * needs no GET per object and drift is seen as it happens.
+ *
+ * Ordering without comparing resourceVersions (the API contract forbids treating them as numbers):
+ * events of one watch arrive in order, so the newest is the last one seen. A write's response is
+ * put in the store at once and wins until the watch delivers that same resourceVersion (the echo
+ * of our own write, not re-emitted); everything after the echo is newer and taken as is.
+ * Re-lists on 410 Gone, re-watches from the last bookmark when the server closes the stream, and
+ * reconnects with capped backoff when the API server goes away.
+ */
+import type { Logger } from '../../common/logger.js';
+import { silentLogger } from '../../common/logger.js';
+import { errorMessage } from '../../common/errors.js';
+import { KubeApiError, type KubeClient, type WatchEvent, type WatchHandle } from './client.js';
+import type { KubeObject, ResourceInfo } from '../reconcile/types.js';
+
+/** A change to a cached object that did not come from our own write. */
+export interface CacheEvent {
+  type: 'changed' | 'deleted';
+  resource: ResourceInfo;
+  /** `namespace/name` (`/name` for cluster-scoped objects). */
+  key: string;
+  object: KubeObject;
+}
+export type CacheListener = (e: CacheEvent) => void;
+
+/** After this long an unechoed write response no longer blocks watch events for its object. */
+const ECHO_WAIT_MS = 10_000;
+const BACKOFF_MIN_MS = 100;
+const BACKOFF_MAX_MS = 5_000;
+
+export function storeKey(namespace: string | undefined, name: string): string {
+  return `${namespace ?? ''}/${name}`;
+}
+
+interface Entry {
+  object: KubeObject;
+  /** resourceVersion of our own write still waiting for its watch echo. */
+  awaitRv?: string;
+  awaitSince?: number;
+  /** Last resourceVersion the watch delivered for this object. */
+  watchRv?: string;
+}
+
+/** Cache of one resource type. */
+export class ResourceCache {
+  private store = new Map<string, Entry>();
+  private rv = '';
+  private handle: WatchHandle | undefined;
+  private stopped = false;
+  private backoff = BACKOFF_MIN_MS;
+  private readonly listeners = new Set<CacheListener>();
+  readonly ready: Promise<void>;
+
+  constructor(
+    private readonly client: KubeClient,
+    readonly resource: ResourceInfo,
+    private readonly labelSelector: string | undefined,
+    private readonly log: Logger = silentLogger(),
+  ) {
+    this.ready = this.relist(true).then(() => void this.loop());
+  }
+
+  get(namespace: string | undefined, name: string): KubeObject | undefined {
+    return this.store.get(storeKey(namespace, name))?.object;
+  }
+
+  /** Every cached object (for prune checks and tests). */
+  values(): KubeObject[] {
+    return [...this.store.values()].map((e) => e.object);
+  }
+
+  /** Puts a write response into the store at once; it wins until its own watch echo arrives. */
+  upsert(obj: KubeObject): void {
+    const key = storeKey(obj.metadata.namespace, obj.metadata.name);
+    const prev = this.store.get(key);
+    const rv = obj.metadata.resourceVersion;
+    // A no-op write returns the resourceVersion the watch already delivered: nothing to wait for.
+    const echoed = rv !== undefined && prev?.watchRv === rv;
+    this.store.set(key, { object: obj, watchRv: prev?.watchRv, ...(echoed ? {} : { awaitRv: rv, awaitSince: Date.now() }) });
+  }
+
+  /** Drops an object we deleted (the watch's DELETED event will agree). */
+  remove(namespace: string | undefined, name: string): void {
+    this.store.delete(storeKey(namespace, name));
+  }
+
+  on(cb: CacheListener): () => void {
+    this.listeners.add(cb);
+    return () => this.listeners.delete(cb);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.handle?.abort();
+  }
+
+  private emit(e: CacheEvent): void {
+    for (const cb of this.listeners) {
+      try {
+        cb(e);
+      } catch (err) {
+        this.log.warn({ err: errorMessage(err) }, 'cache listener failed');
+      }
+    }
+  }
+
+  private async relist(first: boolean): Promise<void> {
+    const res = await this.client.list(this.resource, { labelSelector: this.labelSelector });
+    const seen = new Set<string>();
+    for (const obj of res.items) {
+      const key = storeKey(obj.metadata.namespace, obj.metadata.name);
+      seen.add(key);
+      const prev = this.store.get(key);
+      this.store.set(key, { object: obj, watchRv: obj.metadata.resourceVersion });
+      if (!first && prev?.object.metadata.resourceVersion !== obj.metadata.resourceVersion) {
+        this.emit({ type: 'changed', resource: this.resource, key, object: obj });
+      }
+    }
+    for (const [key, entry] of this.store) {
+      if (!seen.has(key)) {
+        this.store.delete(key);
+        if (!first) this.emit({ type: 'deleted', resource: this.resource, key, object: entry.object });
+      }
+    }
+    this.rv = res.resourceVersion;
+  }
+
+  private onEvent(ev: WatchEvent): void {
+    if (ev.type === 'BOOKMARK') {
+      if (ev.object.metadata?.resourceVersion) this.rv = ev.object.metadata.resourceVersion;
+      return;
+    }
+    if (ev.type === 'ERROR') {
+      throw new KubeApiError('retryable', 'kube_watch_error', `${this.resource.kind} watch`, ev.object.code ?? 0, ev.object);
+    }
+    const obj = ev.object;
+    const rv = obj.metadata.resourceVersion;
+    if (rv) this.rv = rv;
+    const key = storeKey(obj.metadata.namespace, obj.metadata.name);
+    if (ev.type === 'DELETED') {
+      // A deletion always follows any write of ours that succeeded, so it is never stale.
+      const existed = this.store.delete(key);
+      if (existed) this.emit({ type: 'deleted', resource: this.resource, key, object: obj });
+      return;
+    }
+    const prev = this.store.get(key);
+    if (prev?.awaitRv !== undefined) {
+      if (prev.awaitRv === rv) {
+        // The echo of our own write: nothing new, nothing to tell drift about.
+        this.store.set(key, { object: obj, watchRv: rv });
+        return;
+      }
+      if (Date.now() - (prev.awaitSince ?? 0) < ECHO_WAIT_MS) {
+        // Older than our write response (it would have come after the echo otherwise).
+        prev.watchRv = rv;
+        return;
+      }
+    }
+    this.store.set(key, { object: obj, watchRv: rv });
+    this.emit({ type: 'changed', resource: this.resource, key, object: obj });
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopped) {
+      this.handle = this.client.watch(this.resource, { labelSelector: this.labelSelector, resourceVersion: this.rv }, (ev) => this.onEvent(ev));
+      const { error } = await this.handle.done;
+      if (this.stopped) return;
+      if (!error) {
+        this.backoff = BACKOFF_MIN_MS;
+        continue; // server closed the stream (timeout): watch again from the last resourceVersion
+      }
+      const gone = error instanceof KubeApiError && (error.status === 410 || /too old|Expired/i.test(error.message));
+      if (!gone) {
+        this.log.debug({ resource: this.resource.plural, err: errorMessage(error), backoffMs: this.backoff }, 'watch ended, reconnecting');
+        await sleep(this.backoff);
+        this.backoff = Math.min(this.backoff * 2, BACKOFF_MAX_MS);
+      }
+      // Re-list (after 410 or a broken connection: events may have been missed while away).
+      while (!this.stopped) {
+        try {
+          await this.relist(false);
+          this.backoff = BACKOFF_MIN_MS;
+          break;
+        } catch (err) {
+          this.log.debug({ resource: this.resource.plural, err: errorMessage(err) }, 're-list failed, retrying');
+          await sleep(this.backoff);
+          this.backoff = Math.min(this.backoff * 2, BACKOFF_MAX_MS);
+        }
+      }
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref?.());
+}
+
+/** All resource caches of one client, started on first use and shared by every sync unit. */
+export class WatchCache {
+  private caches = new Map<string, ResourceCache>();
+  private readonly listeners = new Set<CacheListener>();
+
+  constructor(
+    private readonly client: KubeClient,
+    private readonly labelSelector: string | undefined,
+    private readonly log: Logger = silentLogger(),
+  ) {}
+
+  /** The cache of a resource type, listed and watching (waits for the first list). */
+  async for(resource: ResourceInfo): Promise<ResourceCache> {
+    const k = `${resource.group}/${resource.version}/${resource.plural}`;
+    let c = this.caches.get(k);
+    if (!c) {
+      c = new ResourceCache(this.client, resource, this.labelSelector, this.log);
+      c.on((e) => {
+        for (const cb of this.listeners) cb(e);
+      });
+      this.caches.set(k, c);
+      c.ready.catch(() => {
+        if (this.caches.get(k) === c) this.caches.delete(k);
+      });
+    }
+    await c.ready;
+    return c;
+  }
+
+  /** Already-started cache, without waiting (undefined when none). */
+  peek(resource: ResourceInfo): ResourceCache | undefined {
+    return this.caches.get(`${resource.group}/${resource.version}/${resource.plural}`);
+  }
+
+  on(cb: CacheListener): () => void {
+    this.listeners.add(cb);
+    return () => this.listeners.delete(cb);
+  }
+
+  close(): void {
+    for (const c of this.caches.values()) c.stop();
+    this.caches.clear();
+  }
+}
