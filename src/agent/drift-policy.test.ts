@@ -2,11 +2,11 @@ import { describe, expect, it } from '@jest/globals';
 import type { DriftIgnoreRule } from '../protocol/messages.js';
 import type { JsonPatchOp, ManagedFieldsEntry } from './reconcile/types.js';
 import {
-  DEFAULT_FIGHT_POLICY, driftManager, holdRemaining, ignoredPointers, maskPatch, NO_FIGHT, ownsPath,
+  DEFAULT_FIGHT_POLICY, driftManager, holdRemaining, identityFromKey, ignoredPointers, maskPatch, NO_FIGHT, ownsPath,
   recordRevert, withoutIgnored, type FightState,
 } from './drift-policy.js';
 
-const deploy = { apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'default', name: 'nginx' };
+const deploy = { group: 'apps', kind: 'Deployment', namespace: 'default', name: 'nginx' };
 
 describe('ignoredPointers', () => {
   const rules: DriftIgnoreRule[] = [
@@ -20,14 +20,24 @@ describe('ignoredPointers', () => {
   it.each([
     ['a Deployment named nginx in default', deploy, ['/spec/replicas', '/metadata/labels', '/metadata/annotations']],
     ['a Deployment named other in prod', { ...deploy, namespace: 'prod', name: 'other' }, ['/spec/replicas', '/spec/template']],
-    ['a core ConfigMap elsewhere', { apiVersion: 'v1', kind: 'ConfigMap', namespace: 'x', name: 'c' }, ['/data']],
-    ['a cluster-scoped Namespace', { apiVersion: 'v1', kind: 'Namespace', name: 'demo' }, []],
+    ['a core ConfigMap elsewhere', { group: '', kind: 'ConfigMap', namespace: 'x', name: 'c' }, ['/data']],
+    ['a cluster-scoped Namespace', { group: '', kind: 'Namespace', name: 'demo' }, []],
   ])('protects the right fields of %s', (_label, obj, expected) => {
     expect(ignoredPointers(rules, obj)).toEqual(expected);
   });
 
   it('does not confuse groups: an apps rule leaves an extensions Deployment alone', () => {
-    expect(ignoredPointers([{ group: 'apps', kind: 'Deployment', paths: ['/spec'] }], { ...deploy, apiVersion: 'extensions/v1beta1' })).toEqual([]);
+    expect(ignoredPointers([{ group: 'apps', kind: 'Deployment', paths: ['/spec'] }], { ...deploy, group: 'extensions' })).toEqual([]);
+  });
+});
+
+describe('identityFromKey', () => {
+  it.each([
+    ['apps/Deployment/default/nginx', { group: 'apps', kind: 'Deployment', namespace: 'default', name: 'nginx' }],
+    ['/Namespace//demo', { group: '', kind: 'Namespace', name: 'demo' }],
+    ['garbage', undefined],
+  ])('reads %s', (key, expected) => {
+    expect(identityFromKey(key)).toEqual(expected);
   });
 });
 

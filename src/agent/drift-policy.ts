@@ -11,10 +11,24 @@ import type { JsonPatchOp, ManagedFieldsEntry } from './reconcile/types.js';
 
 /** What an ignore rule is matched against. */
 export interface ObjectIdentity {
-  apiVersion: string;
+  /** API group, `''` for the core group. */
+  group: string;
   kind: string;
   namespace?: string;
   name: string;
+}
+
+/** Identity from an object. */
+export function identityOf(obj: { apiVersion: string; kind: string; metadata: { namespace?: string; name: string } }): ObjectIdentity {
+  return { group: groupOf(obj.apiVersion), kind: obj.kind, namespace: obj.metadata.namespace, name: obj.metadata.name };
+}
+
+/** Identity from an objectKey (`apps/Deployment/default/nginx`, `/Namespace//demo`); undefined if malformed. */
+export function identityFromKey(key: string): ObjectIdentity | undefined {
+  const parts = key.split('/');
+  if (parts.length !== 4 || !parts[1] || !parts[3]) return undefined;
+  const [group, kind, namespace, name] = parts;
+  return { group, kind, ...(namespace ? { namespace } : {}), name };
 }
 
 /** A selector value matches when absent, `*`, or equal. */
@@ -26,7 +40,7 @@ function selects(selector: string | undefined, value: string): boolean {
 export function ignoredPointers(rules: readonly DriftIgnoreRule[], obj: ObjectIdentity): string[] {
   const out: string[] = [];
   for (const rule of rules) {
-    if (!selects(rule.group, groupOf(obj.apiVersion))) continue;
+    if (!selects(rule.group, obj.group)) continue;
     if (!selects(rule.kind, obj.kind)) continue;
     if (!selects(rule.namespace, obj.namespace ?? '')) continue;
     if (!selects(rule.name, obj.name)) continue;
