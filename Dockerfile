@@ -1,0 +1,44 @@
+# One image with both programs: `gitops-server` and `gitops-agent` are on PATH, so the first
+# argument picks the program:
+#   docker run IMAGE gitops-server serve --tls-self-signed ...
+#   docker run IMAGE gitops-agent run --server-url wss://... ...
+# Build: docker build -t gitops .   (on a machine without Docker: scripts/podman-image.sh)
+
+# ---- build: compile TypeScript with the dev dependencies, then drop them -------------------------
+FROM node:24-bookworm-slim AS build
+WORKDIR /app
+# Dependencies first, so editing the sources does not invalidate the `npm ci` layer.
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY bin ./bin
+COPY src ./src
+RUN npm run build \
+ && npm prune --omit=dev --no-audit --no-fund \
+ && chmod 0755 dist/bin/gitops-server.js dist/bin/gitops-agent.js
+# Type declarations and source maps are half of the production node_modules (mostly the generated
+# Kubernetes client) and nothing loads them at run time.
+RUN find node_modules -type f \( -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' \) -delete \
+ && rm -rf node_modules/@types
+
+# ---- runtime: Node, the compiled code and the production dependencies only ------------------------
+FROM node:24-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=build /app/package.json ./package.json
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+# The CLIs start with `#!/usr/bin/env node`; linking them into PATH makes the program name the
+# command. The state folders are the defaults the manifests mount volumes over; they are made here
+# (owned by the runtime user) so a plain `docker run` without volumes works too.
+RUN ln -s /app/dist/bin/gitops-server.js /usr/local/bin/gitops-server \
+ && ln -s /app/dist/bin/gitops-agent.js /usr/local/bin/gitops-agent \
+ && mkdir -p /var/lib/gitops-server /var/lib/gitops-agent \
+ && chown 1000:1000 /var/lib/gitops-server /var/lib/gitops-agent
+# uid/gid 1000 is the image's `node` user. Numeric, because Kubernetes can only verify
+# `runAsNonRoot` against a numeric USER.
+USER 1000:1000
+# No wrapper entrypoint (the base image's docker-entrypoint.sh would prepend `node` to unknown
+# arguments): the command runs as given, as PID 1, and both programs handle SIGTERM themselves.
+ENTRYPOINT []
+CMD ["gitops-server", "--help"]
