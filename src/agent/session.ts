@@ -1,0 +1,318 @@
+/**
+ * The agent's WebSocket session with gitops-server: one connection at a time, authenticated in
+ * the HTTP upgrade with a fresh short-lived JWT per attempt (the token never crosses the wire),
+ * `hello` with the commits the agent already has, every incoming frame validated, heartbeats both
+ * ways, and reconnects with capped exponential backoff and full jitter.
+ *
+ * How each ending is handled (one clear log line each):
+ * - 401/403 at the upgrade or close UNAUTHORIZED: the token is wrong or revoked; retry slowly
+ *   (UNAUTHORIZED_BACKOFF) because only a person can fix it.
+ * - close REVOKED: the server says this agent was revoked. The session stops for good: no more
+ *   connection attempts (a new token means a new Secret and a restart). The rest of the agent
+ *   keeps enforcing the last desired state from the state dir: revocation takes the agent off the
+ *   control plane, it does not tear the cluster down.
+ * - close VERSION_MISMATCH: agent and server speak different protocol versions; retry slowly.
+ * - anything else (network loss, server restart, INVALID_MESSAGE, 1009): normal backoff.
+ * The attempt counter resets once the server has sent a valid message.
+ *
+ * `status` and `drift` reports are sent at once when connected and buffered (bounded, oldest
+ * dropped; only the newest status per project kept) while disconnected.
+ */
+import { WebSocket, type RawData } from 'ws';
+import type { IncomingMessage, ClientRequest } from 'node:http';
+import type { Logger } from '../common/logger.js';
+import { errorMessage } from '../common/errors.js';
+import {
+  CloseCode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, decodeServerMessage, encodeMessage,
+  type ConfigMessage, type DesiredMessage, type DriftMessage, type ErrorMessage, type HelloMessage, type StatusMessage,
+} from '../protocol/messages.js';
+import { RECONNECT_BACKOFF, UNAUTHORIZED_BACKOFF, backoffDelay, type BackoffPolicy } from './backoff.js';
+import type { ConnectionState } from './metrics.js';
+
+export type Report = StatusMessage | DriftMessage;
+
+export interface SessionHandlers {
+  onConfig(message: ConfigMessage): void | Promise<void>;
+  onDesired(message: DesiredMessage): void | Promise<void>;
+  onError(message: ErrorMessage): void | Promise<void>;
+}
+
+export interface SessionOptions extends SessionHandlers {
+  /** `wss://host/api/v1/agent/connect` (`ws://` only when `allowInsecure`). */
+  url: string;
+  /** Signs a fresh JWT for one connection attempt. */
+  signJwt: () => Promise<string>;
+  /** Extra CA certificates (PEM) to trust for the server. */
+  ca?: string | Buffer;
+  agentVersion: string;
+  /** Commit and digest per manifest project the agent has (for hello). */
+  applied: () => HelloMessage['applied'];
+  logger: Logger;
+  onState?: (state: ConnectionState) => void;
+  /** Our ping interval (default 20 s). */
+  pingIntervalMs?: number;
+  /** Silence (no ping, pong or message from the server) after which the connection is dead (default 65 s). */
+  deadAfterMs?: number;
+  /** Reports kept while disconnected (default 500). */
+  bufferLimit?: number;
+  reconnect?: BackoffPolicy;
+  slowReconnect?: BackoffPolicy;
+  /** Time allowed for the TCP+TLS+HTTP upgrade (default 15 s). */
+  handshakeTimeoutMs?: number;
+  onDropped?: () => void;
+  random?: () => number;
+}
+
+/** How one connection attempt ended. */
+type Ending =
+  | { kind: 'http'; status: number }
+  | { kind: 'closed'; code: number; reason: string; opened: boolean }
+  | { kind: 'error'; message: string; opened: boolean };
+
+export class Session {
+  private readonly opts: SessionOptions;
+  private ws?: WebSocket;
+  private state: ConnectionState = 'disconnected';
+  private stopped = false;
+  private attempt = 0;
+  private retryTimer?: NodeJS.Timeout;
+  private wake?: () => void;
+  private loop?: Promise<void>;
+  private readonly buffer: Report[] = [];
+  /** Server messages are handled one after another, in the order received. */
+  private inbox: Promise<void> = Promise.resolve();
+
+  constructor(options: SessionOptions) {
+    this.opts = options;
+  }
+
+  /** Starts connecting (and reconnecting) in the background. */
+  start(): void {
+    if (this.loop) return;
+    this.loop = this.run().catch((err: unknown) => {
+      this.opts.logger.error({ err: errorMessage(err) }, 'session loop failed');
+    });
+  }
+
+  get connectionState(): ConnectionState {
+    return this.state;
+  }
+
+  get connected(): boolean {
+    return this.state === 'connected';
+  }
+
+  /** Sends a report now, or buffers it until the next connection. */
+  send(report: Report): void {
+    const ws = this.ws;
+    if (ws && ws.readyState === WebSocket.OPEN && this.state === 'connected') {
+      ws.send(encodeMessage(report));
+      return;
+    }
+    if (report.type === 'status') {
+      const old = this.buffer.findIndex((r) => r.type === 'status' && r.project === report.project);
+      if (old >= 0) this.buffer.splice(old, 1);
+    }
+    this.buffer.push(report);
+    const limit = this.opts.bufferLimit ?? 500;
+    while (this.buffer.length > limit) {
+      this.buffer.shift();
+      this.opts.onDropped?.();
+    }
+  }
+
+  /** Reports waiting for a connection (tests). */
+  get buffered(): number {
+    return this.buffer.length;
+  }
+
+  /** Closes the connection (1000) and stops reconnecting. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    this.wake?.();
+    const ws = this.ws;
+    if (ws && ws.readyState !== WebSocket.CLOSED) {
+      const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
+      ws.close(CloseCode.NORMAL, 'agent stopping');
+      const timer = setTimeout(() => ws.terminate(), 2000);
+      await closed;
+      clearTimeout(timer);
+    }
+    await this.loop;
+    this.setState('stopped');
+  }
+
+  private setState(state: ConnectionState): void {
+    if (this.state === state) return;
+    this.state = state;
+    this.opts.onState?.(state);
+  }
+
+  private async run(): Promise<void> {
+    const log = this.opts.logger;
+    while (!this.stopped) {
+      this.setState('connecting');
+      const ending = await this.connectOnce();
+      if (this.stopped) break;
+      const next = this.judge(ending);
+      if (next === 'stop') {
+        this.setState('revoked');
+        return;
+      }
+      this.setState(next === 'slow' ? 'unauthorized' : 'disconnected');
+      const delay = backoffDelay(next === 'slow' ? (this.opts.slowReconnect ?? UNAUTHORIZED_BACKOFF) : (this.opts.reconnect ?? RECONNECT_BACKOFF), this.attempt++, this.opts.random);
+      log.debug({ retryInMs: delay, attempt: this.attempt }, 'reconnecting');
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        this.retryTimer = setTimeout(resolve, delay);
+      });
+    }
+  }
+
+  /** Logs how a connection ended and decides what comes next. */
+  private judge(ending: Ending): 'retry' | 'slow' | 'stop' {
+    const log = this.opts.logger;
+    const server = redactUrl(this.opts.url);
+    if (ending.kind === 'http') {
+      if (ending.status === 401 || ending.status === 403) {
+        log.error({ server, status: ending.status }, 'server refused the agent token (unknown, revoked or wrong audience): check the token Secret; retrying slowly');
+        return 'slow';
+      }
+      log.warn({ server, status: ending.status }, 'server refused the connection');
+      return ending.status === 429 ? 'slow' : 'retry';
+    }
+    if (ending.kind === 'error') {
+      log.warn({ server, err: ending.message }, ending.opened ? 'connection to server lost' : 'cannot reach server');
+      return 'retry';
+    }
+    switch (ending.code) {
+      case CloseCode.REVOKED:
+        log.error({ server, code: ending.code }, 'agent revoked by the server: not reconnecting; the last desired state stays enforced; create a new agent token and restart to reconnect');
+        return 'stop';
+      case CloseCode.UNAUTHORIZED:
+        log.error({ server, code: ending.code, reason: ending.reason }, 'server refused the agent token: retrying slowly');
+        return 'slow';
+      case CloseCode.VERSION_MISMATCH:
+        log.error({ server, code: ending.code, reason: ending.reason, protocolVersion: PROTOCOL_VERSION }, 'protocol version mismatch with the server: upgrade the agent or the server; retrying slowly');
+        return 'slow';
+      case CloseCode.INVALID_MESSAGE:
+        log.error({ server, code: ending.code, reason: ending.reason }, 'server rejected a message from this agent');
+        return 'retry';
+      case CloseCode.MESSAGE_TOO_BIG:
+        log.error({ server, code: ending.code, reason: ending.reason }, 'message too big for the connection');
+        return 'retry';
+      default:
+        log.warn({ server, code: ending.code, reason: ending.reason }, ending.opened ? 'disconnected from server' : 'cannot reach server');
+        return 'retry';
+    }
+  }
+
+  private async connectOnce(): Promise<Ending> {
+    let jwt: string;
+    try {
+      jwt = await this.opts.signJwt();
+    } catch (err) {
+      return { kind: 'error', message: `cannot sign a JWT: ${errorMessage(err)}`, opened: false };
+    }
+    return new Promise<Ending>((resolve) => {
+      let opened = false;
+      let settled = false;
+      let lastHeard = Date.now();
+      let pinger: NodeJS.Timeout | undefined;
+      const finish = (ending: Ending): void => {
+        if (settled) return;
+        settled = true;
+        clearInterval(pinger);
+        this.ws = undefined;
+        resolve(ending);
+      };
+      const ws = new WebSocket(this.opts.url, {
+        headers: { authorization: `Bearer ${jwt}` },
+        ca: this.opts.ca,
+        maxPayload: MAX_MESSAGE_BYTES,
+        handshakeTimeout: this.opts.handshakeTimeoutMs ?? 15_000,
+        perMessageDeflate: false,
+        followRedirects: false,
+      });
+      this.ws = ws;
+      ws.on('unexpected-response', (req: ClientRequest, res: IncomingMessage) => {
+        res.resume();
+        req.destroy();
+        finish({ kind: 'http', status: res.statusCode ?? 0 });
+      });
+      ws.on('open', () => {
+        opened = true;
+        lastHeard = Date.now();
+        this.opts.logger.info({ server: redactUrl(this.opts.url) }, 'connected to server');
+        const hello: HelloMessage = { type: 'hello', protocolVersion: PROTOCOL_VERSION, agentVersion: this.opts.agentVersion, applied: this.opts.applied() };
+        ws.send(encodeMessage(hello));
+        this.setState('connected');
+        this.flush(ws);
+        const interval = this.opts.pingIntervalMs ?? 20_000;
+        const deadAfter = this.opts.deadAfterMs ?? 65_000;
+        pinger = setInterval(() => {
+          if (Date.now() - lastHeard > deadAfter) {
+            this.opts.logger.warn({ silentMs: Date.now() - lastHeard }, 'server stopped answering heartbeats: dropping the connection');
+            ws.terminate();
+            return;
+          }
+          if (ws.readyState === WebSocket.OPEN) ws.ping();
+        }, Math.min(interval, deadAfter / 2));
+        pinger.unref();
+      });
+      ws.on('ping', () => { lastHeard = Date.now(); });
+      ws.on('pong', () => { lastHeard = Date.now(); });
+      ws.on('message', (data: RawData, isBinary: boolean) => {
+        lastHeard = Date.now();
+        this.onFrame(ws, data, isBinary);
+      });
+      ws.on('error', (err: Error) => {
+        // 'close' follows for an open socket; a failed handshake may end here alone.
+        if (!opened) finish({ kind: 'error', message: err.message, opened });
+        else this.opts.logger.debug({ err: err.message }, 'websocket error');
+      });
+      ws.on('close', (code: number, reason: Buffer) => finish({ kind: 'closed', code, reason: reason.toString('utf8').slice(0, 200), opened }));
+    });
+  }
+
+  private flush(ws: WebSocket): void {
+    while (this.buffer.length > 0 && ws.readyState === WebSocket.OPEN) ws.send(encodeMessage(this.buffer.shift()!));
+  }
+
+  private onFrame(ws: WebSocket, data: RawData, isBinary: boolean): void {
+    const log = this.opts.logger;
+    if (isBinary) {
+      log.error({}, 'server sent a binary frame: closing');
+      ws.close(CloseCode.INVALID_MESSAGE, 'binary frames are not part of the protocol');
+      return;
+    }
+    const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
+    const decoded = decodeServerMessage(text);
+    if (!decoded.ok) {
+      log.error({ problem: decoded.error.slice(0, 500) }, 'server sent an invalid message: closing');
+      ws.close(CloseCode.INVALID_MESSAGE, 'invalid message');
+      return;
+    }
+    this.attempt = 0;
+    const message = decoded.message;
+    const handle = async (): Promise<void> => {
+      switch (message.type) {
+        case 'config': return this.opts.onConfig(message);
+        case 'desired': return this.opts.onDesired(message);
+        case 'error': return this.opts.onError(message);
+      }
+    };
+    this.inbox = this.inbox.then(handle).catch((err: unknown) => log.error({ type: message.type, err: errorMessage(err) }, 'handling a server message failed'));
+  }
+}
+
+/** The URL without credentials or query, for logs. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    return '(invalid url)';
+  }
+}
