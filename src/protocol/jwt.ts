@@ -16,6 +16,8 @@ import { SignJWT, compactVerify, decodeProtectedHeader, errors as joseErrors } f
 import { GitopsError } from '../common/errors.js';
 import { parseToken, type ParsedToken } from './token.js';
 
+/** Audience both sides use unless configured otherwise (`--audience` on each). */
+export const DEFAULT_AUDIENCE = 'gitops-server';
 /** The one algorithm accepted. */
 export const JWT_ALGORITHM = 'EdDSA';
 /** Longest lifetime (`exp - iat`) a JWT may claim, in seconds. */

@@ -1,0 +1,373 @@
+/**
+ * The fleet: for every registered agent, its configuration (read from its config project) and the
+ * desired state of each manifest project it names, kept current as Git moves.
+ *
+ * Scale rules (10,000 agents on one process):
+ * - ONE GitSource watch per config project and ONE per manifest (project, ref), reference-counted
+ *   by the agents that use it; no per-agent timers.
+ * - Files are read once per (project, commit, globs) and a desired message is built and encoded
+ *   once per (project, commit, globs, resolved config); agents with the same configuration share
+ *   the same DesiredEntry object. Memos for a watch are dropped when its commit moves on.
+ *
+ * An invalid config.yaml leaves the agent's last valid configuration in force; its problems go to
+ * the agent as an `error` message and into the registry status (shown by `agent list`).
+ */
+import { createHash } from 'node:crypto';
+import { errorMessage } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import {
+  encodeMessage, type ConfigMessage, type DesiredMessage, type ErrorMessage, type ManifestFile, type ManifestProjectConfig, type ProblemReport,
+} from '../protocol/messages.js';
+import { agentConfigPath, parseAgentConfig } from './config.js';
+import type { DesiredEntry, DesiredStateProvider } from './hub.js';
+import type { ServerMetrics } from './metrics.js';
+import type { AgentConfig, AgentConfigResult, CommitEvent, GitRef, GitSource, SourceErrorEvent } from './ports.js';
+import { boundProblems, type AgentRecord, type Registry } from './registry.js';
+
+/** Where fleet messages go (the hub). */
+export interface Pusher {
+  pushConfig(agentId: string, message: ConfigMessage): void;
+  pushDesired(agentId: string, entry: DesiredEntry): void;
+  pushError(agentId: string, message: ErrorMessage): void;
+}
+
+export interface FleetOptions {
+  git: GitSource;
+  registry: Pick<Registry, 'active' | 'get' | 'updateStatus' | 'onChange'>;
+  logger: Logger;
+  metrics: ServerMetrics;
+  /** Parser for config.yaml (default: parseAgentConfig). */
+  loadConfig?: (text: string, options: { file: string; configProject: string; commit: string }) => AgentConfigResult;
+}
+
+interface Watch {
+  readonly key: string;
+  readonly project: string;
+  readonly ref: GitRef;
+  readonly agents: Set<string>;
+  unwatch?: () => void;
+  commit?: string;
+  problem?: ProblemReport;
+  /** (globs, config) → desired entry, for `commit` only. */
+  desired: Map<string, Promise<DesiredEntry>>;
+  /** globs → files, for `commit` only. */
+  files: Map<string, Promise<ManifestFile[]>>;
+}
+
+interface AgentState {
+  record: AgentRecord;
+  /** Last valid configuration. */
+  config?: AgentConfig;
+  configCommit?: string;
+  configProblems: ProblemReport[];
+  /** Keys of the manifest watches this agent is subscribed to. */
+  subscriptions: Set<string>;
+  /** Bumped on every config read so a slow old read cannot overwrite a newer one. */
+  generation: number;
+}
+
+const DEFAULT_SETTINGS: ConfigMessage['settings'] = { drift: { mode: 'correct', ignore: [] } };
+
+export function refKey(ref: GitRef): string {
+  if ('branch' in ref) return `branch:${ref.branch}`;
+  if ('tag' in ref) return `tag:${ref.tag}`;
+  if ('commit' in ref) return `commit:${ref.commit}`;
+  return 'default';
+}
+
+/** sha256 over the files sorted by path and the resolved config: equal digests mean equal desired state. */
+export function desiredDigest(files: readonly ManifestFile[], config: ManifestProjectConfig): string {
+  const hash = createHash('sha256');
+  for (const file of [...files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))) {
+    hash.update(`${Buffer.byteLength(file.path)}:${file.path}\n${Buffer.byteLength(file.content)}:`).update(file.content).update('\n');
+  }
+  hash.update(JSON.stringify(config));
+  return `sha256:${hash.digest('hex')}`;
+}
+
+export class Fleet implements DesiredStateProvider {
+  private readonly agents = new Map<string, AgentState>();
+  private readonly configWatches = new Map<string, Watch>();
+  private readonly manifestWatches = new Map<string, Watch>();
+  private pusher?: Pusher;
+  private unsubscribe?: () => void;
+  private readonly log: Logger;
+  private readonly loadConfig: NonNullable<FleetOptions['loadConfig']>;
+
+  constructor(private readonly options: FleetOptions) {
+    this.log = options.logger;
+    this.loadConfig = options.loadConfig ?? parseAgentConfig;
+  }
+
+  /** Starts watching for every active agent, and follows registry changes. */
+  start(pusher: Pusher): void {
+    this.pusher = pusher;
+    for (const record of this.options.registry.active()) this.addAgent(record);
+    this.unsubscribe = this.options.registry.onChange((change) => {
+      for (const record of change.revoked) this.removeAgent(record.id);
+      for (const record of change.added) this.addAgent(record);
+    });
+  }
+
+  close(): void {
+    this.unsubscribe?.();
+    for (const w of [...this.configWatches.values(), ...this.manifestWatches.values()]) w.unwatch?.();
+    this.configWatches.clear();
+    this.manifestWatches.clear();
+    this.agents.clear();
+  }
+
+  /** Number of Git watches (for tests and metrics): config projects plus manifest project/refs. */
+  get watchCount(): number {
+    return this.configWatches.size + this.manifestWatches.size;
+  }
+
+  // ---- DesiredStateProvider ----
+
+  configMessage(agentId: string): ConfigMessage | undefined {
+    const state = this.agents.get(agentId);
+    if (!state?.config) return undefined;
+    return configMessage(state.config, state.configProblems);
+  }
+
+  errorMessages(agentId: string): ErrorMessage[] {
+    const state = this.agents.get(agentId);
+    if (!state) return [];
+    const out: ErrorMessage[] = [];
+    if (state.configProblems.length) out.push({ type: 'error', problems: state.configProblems });
+    for (const key of state.subscriptions) {
+      const w = this.manifestWatches.get(key);
+      if (w?.problem) out.push({ type: 'error', project: w.project, problems: [w.problem] });
+    }
+    return out;
+  }
+
+  async desired(agentId: string): Promise<DesiredEntry[]> {
+    const state = this.agents.get(agentId);
+    if (!state?.config) return [];
+    const entries = await Promise.all(state.config.projects.map((cfg) => this.desiredFor(state, cfg)));
+    return entries.filter((e): e is DesiredEntry => e !== undefined);
+  }
+
+  // ---- agents and their config ----
+
+  private addAgent(record: AgentRecord): void {
+    if (this.agents.has(record.id)) return;
+    const state: AgentState = { record, configProblems: [], subscriptions: new Set(), generation: 0 };
+    this.agents.set(record.id, state);
+    const w = this.subscribe(this.configWatches, record.configProject, {}, record.id, (e) => this.onConfigCommit(e), (e) => this.onConfigError(e));
+    if (w.commit) void this.readConfig(state, w.commit);
+  }
+
+  private removeAgent(agentId: string): void {
+    const state = this.agents.get(agentId);
+    if (!state) return;
+    this.agents.delete(agentId);
+    this.unsubscribe_(this.configWatches, `${state.record.configProject}\0default`, agentId);
+    for (const key of state.subscriptions) this.unsubscribe_(this.manifestWatches, key, agentId);
+  }
+
+  private onConfigCommit(event: CommitEvent): void {
+    this.log.info({ commit: event.commit, project: event.project, kind: 'config' }, 'detected commit');
+    const w = this.configWatches.get(`${event.project}\0default`);
+    if (!w) return;
+    for (const agentId of w.agents) {
+      const state = this.agents.get(agentId);
+      if (state) void this.readConfig(state, event.commit);
+    }
+  }
+
+  private onConfigError(event: SourceErrorEvent): void {
+    this.log.warn({ project: event.project, code: event.problem.code, problem: event.problem.message }, 'config project unreadable; keeping the last configuration');
+    const w = this.configWatches.get(`${event.project}\0default`);
+    for (const agentId of w?.agents ?? []) {
+      this.options.registry.updateStatus(agentId, (s) => { s.sourceProblems = { ...(s.sourceProblems ?? {}), [event.project]: boundProblems([event.problem])[0] }; });
+      this.pusher?.pushError(agentId, { type: 'error', project: event.project, problems: [event.problem] });
+    }
+  }
+
+  private async readConfig(state: AgentState, commit: string): Promise<void> {
+    const generation = ++state.generation;
+    const { record } = state;
+    const file = agentConfigPath(record.name);
+    let result: AgentConfigResult;
+    try {
+      const text = await this.options.git.readFile(record.configProject, commit, file);
+      result = this.loadConfig(text ?? '', { file, configProject: record.configProject, commit });
+    } catch (err) {
+      result = { ok: false, commit, problems: [{ code: 'CONFIG_UNREADABLE', message: `${file}: cannot be read from ${record.configProject} at ${commit.slice(0, 12)}: ${errorMessage(err)}`, file }] };
+    }
+    if (generation !== state.generation || this.agents.get(record.id) !== state) return;
+    this.options.registry.updateStatus(record.id, (s) => {
+      if (s.sourceProblems?.[record.configProject]) {
+        const { [record.configProject]: _gone, ...rest } = s.sourceProblems;
+        s.sourceProblems = rest;
+      }
+    });
+
+    if (!result.ok) {
+      state.configProblems = boundProblems(result.problems);
+      this.log.warn({ agent: record.name, commit, problems: state.configProblems.map((p) => p.message) }, 'invalid agent config; keeping the last valid one');
+      this.options.registry.updateStatus(record.id, (s) => { s.configProblems = state.configProblems; });
+      this.pusher?.pushError(record.id, { type: 'error', problems: state.configProblems });
+      return;
+    }
+    state.configProblems = [];
+    state.configCommit = commit;
+    const before = state.config ? JSON.stringify(state.config) : undefined;
+    state.config = result.config;
+    this.options.registry.updateStatus(record.id, (s) => { delete s.configProblems; });
+    if (result.config.unusedSections.length) this.log.info({ agent: record.name, sections: result.config.unusedSections }, 'config sections not used by this product');
+    if (before === JSON.stringify(result.config)) return;
+    this.log.info({ agent: record.name, commit, projects: result.config.projects.map((p) => p.id) }, 'agent config loaded');
+    this.resubscribe(state);
+    this.pusher?.pushConfig(record.id, configMessage(result.config, []));
+    for (const cfg of result.config.projects) void this.pushProject(state, cfg);
+  }
+
+  /** Aligns the agent's manifest watches with its config. */
+  private resubscribe(state: AgentState): void {
+    const wanted = new Map<string, ManifestProjectConfig>();
+    for (const cfg of state.config?.projects ?? []) wanted.set(`${cfg.id}\0${refKey(cfg.ref as GitRef)}`, cfg);
+    for (const key of state.subscriptions) {
+      if (!wanted.has(key)) {
+        state.subscriptions.delete(key);
+        this.unsubscribe_(this.manifestWatches, key, state.record.id);
+      }
+    }
+    for (const [key, cfg] of wanted) {
+      if (state.subscriptions.has(key)) continue;
+      state.subscriptions.add(key);
+      this.subscribe(this.manifestWatches, cfg.id, cfg.ref as GitRef, state.record.id, (e) => this.onManifestCommit(key, e), (e) => this.onManifestError(key, e));
+    }
+  }
+
+  // ---- manifest projects ----
+
+  private onManifestCommit(key: string, event: CommitEvent): void {
+    const w = this.manifestWatches.get(key);
+    if (!w || w.commit === event.commit) return;
+    w.commit = event.commit;
+    w.desired.clear();
+    w.files.clear();
+    this.options.metrics.commitsDetected.inc({ project: w.project });
+    this.log.info({ commit: event.commit, project: w.project }, 'detected commit');
+    if (w.problem) {
+      w.problem = undefined;
+      for (const agentId of w.agents) {
+        this.options.registry.updateStatus(agentId, (s) => {
+          if (!s.sourceProblems?.[w.project]) return;
+          const { [w.project]: _gone, ...rest } = s.sourceProblems;
+          s.sourceProblems = rest;
+        });
+      }
+    }
+    for (const agentId of w.agents) {
+      const state = this.agents.get(agentId);
+      const cfg = state?.config?.projects.find((p) => `${p.id}\0${refKey(p.ref as GitRef)}` === key);
+      if (state && cfg) void this.pushProject(state, cfg);
+    }
+  }
+
+  private onManifestError(key: string, event: SourceErrorEvent): void {
+    const w = this.manifestWatches.get(key);
+    if (!w) return;
+    const first = w.problem?.message !== event.problem.message;
+    w.problem = event.problem;
+    if (!first) return;
+    this.log.warn({ project: w.project, code: event.problem.code, problem: event.problem.message }, 'manifest project unreadable; agents keep the last commit');
+    for (const agentId of w.agents) {
+      this.options.registry.updateStatus(agentId, (s) => { s.sourceProblems = { ...(s.sourceProblems ?? {}), [w.project]: boundProblems([event.problem])[0] }; });
+      this.pusher?.pushError(agentId, { type: 'error', project: w.project, problems: [event.problem] });
+    }
+  }
+
+  private async pushProject(state: AgentState, cfg: ManifestProjectConfig): Promise<void> {
+    const entry = await this.desiredFor(state, cfg);
+    if (entry && this.agents.get(state.record.id) === state) this.pusher?.pushDesired(state.record.id, entry);
+  }
+
+  /** The desired entry for one agent's project at the watch's current commit (memoized). */
+  private async desiredFor(state: AgentState, cfg: ManifestProjectConfig): Promise<DesiredEntry | undefined> {
+    const w = this.manifestWatches.get(`${cfg.id}\0${refKey(cfg.ref as GitRef)}`);
+    const commit = w?.commit;
+    if (!w || !commit) return undefined;
+    const globs = cfg.paths.map((p) => p.glob);
+    const globsKey = JSON.stringify(globs);
+    const key = `${globsKey}\0${JSON.stringify(cfg)}`;
+    let entry = w.desired.get(key);
+    if (!entry) {
+      let files = w.files.get(globsKey);
+      if (!files) {
+        files = this.readFiles(w.project, commit, globs);
+        w.files.set(globsKey, files);
+      }
+      entry = files.then((f) => {
+        const message: DesiredMessage = { type: 'desired', project: cfg.id, commit, digest: desiredDigest(f, cfg), config: cfg, files: f };
+        return { project: cfg.id, commit, digest: message.digest, encoded: encodeMessage(message) };
+      });
+      w.desired.set(key, entry);
+      // A failed read is not cached: the next commit or hello tries again.
+      entry.catch(() => { if (w.desired.get(key) === entry) w.desired.delete(key); if (w.files.get(globsKey) === files) w.files.delete(globsKey); });
+    }
+    try {
+      return await entry;
+    } catch (err) {
+      const problem: ProblemReport = { code: (err as { code?: string }).code ?? 'GIT_READ_FAILED', message: `${cfg.id}@${commit.slice(0, 12)}: ${errorMessage(err)}` };
+      this.log.warn({ project: cfg.id, commit, agent: state.record.name, problem: problem.message }, 'cannot read manifests');
+      this.options.registry.updateStatus(state.record.id, (s) => { s.sourceProblems = { ...(s.sourceProblems ?? {}), [cfg.id]: boundProblems([problem])[0] }; });
+      this.pusher?.pushError(state.record.id, { type: 'error', project: cfg.id, problems: [problem] });
+      return undefined;
+    }
+  }
+
+  private async readFiles(project: string, commit: string, globs: string[]): Promise<ManifestFile[]> {
+    const stop = this.options.metrics.fetchDuration.startTimer();
+    try {
+      const files = await this.options.git.readFiles(project, commit, globs);
+      stop({ result: 'ok' });
+      return files;
+    } catch (err) {
+      stop({ result: 'error' });
+      throw err;
+    }
+  }
+
+  // ---- shared, reference-counted watches ----
+
+  private subscribe(map: Map<string, Watch>, project: string, ref: GitRef, agentId: string, onCommit: (e: CommitEvent) => void, onError: (e: SourceErrorEvent) => void): Watch {
+    const key = `${project}\0${refKey(ref)}`;
+    let w = map.get(key);
+    if (!w) {
+      w = { key, project, ref, agents: new Set(), desired: new Map(), files: new Map() };
+      map.set(key, w);
+      w.agents.add(agentId);
+      const watch = w;
+      watch.unwatch = this.options.git.watch(project, ref, (e) => {
+        if (map.get(key) !== watch) return;
+        if (map === this.configWatches) {
+          if (watch.commit === e.commit) return;
+          watch.commit = e.commit;
+        }
+        onCommit(e);
+      }, (e) => { if (map.get(key) === watch) onError(e); });
+      return watch;
+    }
+    w.agents.add(agentId);
+    return w;
+  }
+
+  private unsubscribe_(map: Map<string, Watch>, key: string, agentId: string): void {
+    const w = map.get(key);
+    if (!w) return;
+    w.agents.delete(agentId);
+    if (w.agents.size === 0) {
+      map.delete(key);
+      w.unwatch?.();
+    }
+  }
+}
+
+function configMessage(config: AgentConfig, errors: ProblemReport[]): ConfigMessage {
+  return { type: 'config', settings: config.settings ?? DEFAULT_SETTINGS, projects: config.projects.map((p) => p.id), errors };
+}

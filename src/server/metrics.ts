@@ -1,0 +1,37 @@
+/**
+ * The server's Prometheus metrics, on a registry of their own (so several servers in one test
+ * process do not collide). Label values are closed sets or project ids, never agent-supplied text.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface ServerMetrics {
+  registry: Registry;
+  connectedSessions: Gauge;
+  connectedAgents: Gauge;
+  commitsDetected: Counter<'project'>;
+  desiredPushes: Counter;
+  authFailures: Counter<'reason'>;
+  fetchDuration: Histogram<'result'>;
+  webhooks: Counter<'source' | 'result'>;
+  invalidFrames: Counter<'reason'>;
+}
+
+export function createServerMetrics(options: { defaultMetrics?: boolean } = {}): ServerMetrics {
+  const registry = new Registry();
+  if (options.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'gitops_server_' });
+  const registers = [registry];
+  return {
+    registry,
+    connectedSessions: new Gauge({ name: 'gitops_server_connected_sessions', help: 'WebSocket sessions of authenticated agents (an agent with two replicas counts twice).', registers }),
+    connectedAgents: new Gauge({ name: 'gitops_server_connected_agents', help: 'Agents with at least one live session.', registers }),
+    commitsDetected: new Counter({ name: 'gitops_server_commits_detected_total', help: 'New commits seen on watched projects.', labelNames: ['project'], registers }),
+    desiredPushes: new Counter({ name: 'gitops_server_desired_pushes_total', help: 'desired messages sent to agent sessions.', registers }),
+    authFailures: new Counter({ name: 'gitops_server_auth_failures_total', help: 'Refused WebSocket upgrades by reason code.', labelNames: ['reason'], registers }),
+    fetchDuration: new Histogram({
+      name: 'gitops_server_git_fetch_duration_seconds', help: 'Duration of Git refreshes (webhook-triggered and reads of files at a commit).',
+      labelNames: ['result'], buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers,
+    }),
+    webhooks: new Counter({ name: 'gitops_server_webhooks_total', help: 'Webhook requests by source and result.', labelNames: ['source', 'result'], registers }),
+    invalidFrames: new Counter({ name: 'gitops_server_invalid_frames_total', help: 'Agent sessions closed for a malformed, unknown or oversized frame.', labelNames: ['reason'], registers }),
+  };
+}

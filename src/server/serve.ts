@@ -1,0 +1,103 @@
+/**
+ * `gitops-server serve` wiring: state dir → registry, Git source, fleet (config + desired state),
+ * WebSocket hub and HTTP routes on one HTTPS (or, with --insecure-plaintext, HTTP) listener.
+ * Nothing here decides anything; each part owns its rules.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { errorMessage } from '../common/errors.js';
+import { createLogger, type Logger } from '../common/logger.js';
+import { CONNECT_PATH } from '../protocol/messages.js';
+import { Fleet } from './fleet.js';
+import { createHttpHandler } from './http.js';
+import { Hub } from './hub.js';
+import { createServerMetrics, type ServerMetrics } from './metrics.js';
+import type { ServeOptions } from './options.js';
+import type { GitSource } from './ports.js';
+import { Registry } from './registry.js';
+import { loadTls } from './tls.js';
+
+export interface GitSourceFactoryContext {
+  logger: Logger;
+  pollIntervalMs: number;
+  metrics: ServerMetrics;
+}
+
+export interface ServerDeps {
+  /** Builds the Git source for the options (the CLI passes the real one; tests may pass their own). */
+  gitSource: (options: ServeOptions['git'], context: GitSourceFactoryContext) => GitSource;
+  logger?: Logger;
+}
+
+export interface RunningServer {
+  /** `wss://host:port` (or `ws://`), with 127.0.0.1 for a wildcard listen address. */
+  readonly baseUrl: string;
+  /** Full WebSocket URL agents connect to. */
+  readonly connectUrl: string;
+  readonly port: number;
+  /** Certificate agents should trust (self-signed mode: `<state-dir>/tls.crt`). */
+  readonly caCertPath?: string;
+  readonly fingerprint?: string;
+  readonly registry: Registry;
+  readonly hub: Hub;
+  readonly fleet: Fleet;
+  readonly metrics: ServerMetrics;
+  close(): Promise<void>;
+}
+
+/** Starts the server; resolves once it listens. */
+export async function startServer(options: Readonly<ServeOptions>, deps: ServerDeps): Promise<RunningServer> {
+  const logger = deps.logger ?? createLogger({ level: options.logLevel, format: options.logFormat, name: 'gitops-server' });
+  const metrics = createServerMetrics({ defaultMetrics: true });
+  const registry = await Registry.open(options.stateDir, { logger: logger.child({ component: 'registry' }) });
+  const tls = await loadTls(options.tls, options.stateDir, options.listen.host === '0.0.0.0' || options.listen.host === '::' ? [] : [options.listen.host]);
+  const git = deps.gitSource(options.git, { logger: logger.child({ component: 'git' }), pollIntervalMs: options.pollIntervalMs, metrics });
+
+  const fleet = new Fleet({ git, registry, logger: logger.child({ component: 'fleet' }), metrics });
+  const hub = new Hub({ registry, provider: fleet, audience: options.audience, logger: logger.child({ component: 'hub' }), metrics, heartbeatMs: options.heartbeatMs });
+  fleet.start(hub);
+
+  let ready = false;
+  const handler = createHttpHandler({
+    registry, metrics, logger: logger.child({ component: 'http' }), ready: () => ready,
+    refresh: (project) => git.refresh(project), webhookSecret: options.webhookSecret, adminToken: options.adminToken,
+    isConnected: (id) => hub.isConnected(id),
+  });
+  const server = tls ? https.createServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }, handler) : http.createServer(handler);
+  server.on('upgrade', hub.handleUpgrade);
+  server.on('clientError', (_err, socket) => socket.destroy());
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.listen.port, options.listen.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = options.listen.host === '0.0.0.0' || options.listen.host === '::' ? '127.0.0.1' : options.listen.host;
+  const baseUrl = `${tls ? 'wss' : 'ws'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  ready = true;
+  logger.info({ listen: `${options.listen.host}:${port}`, connect: baseUrl + CONNECT_PATH, tls: options.tls.mode, fingerprint: tls?.fingerprint, caCert: options.tls.mode === 'self-signed' ? tls?.certPath : undefined, agents: registry.active().length }, 'server listening');
+  if (!tls) logger.warn('TLS is off (--insecure-plaintext): agent JWTs and manifests travel in clear text');
+
+  let closing: Promise<void> | undefined;
+  return {
+    baseUrl, connectUrl: baseUrl + CONNECT_PATH, port, caCertPath: tls?.certPath, fingerprint: tls?.fingerprint,
+    registry, hub, fleet, metrics,
+    close() {
+      closing ??= (async () => {
+        ready = false;
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        await hub.close();
+        server.closeAllConnections?.();
+        await closed;
+        fleet.close();
+        await git.close().catch((err: unknown) => logger.warn({ err: errorMessage(err) }, 'git source close failed'));
+        await registry.close();
+        logger.info('server stopped');
+      })();
+      return closing;
+    },
+  };
+}
