@@ -58,6 +58,12 @@ export class Discovery {
     return undefined;
   }
 
+  /** The preferred served version of a group/kind (for prune, where the inventory stores no version). */
+  findKind(group: string, kind: string): ResourceInfo | undefined {
+    for (const info of this.byGvk.values()) if (info.group === group && info.kind === kind) return info;
+    return undefined;
+  }
+
   /** Known resource without any request (undefined when not loaded or unknown). */
   peek(group: string, version: string, kind: string): ResourceInfo | undefined {
     return this.byGvk.get(gvkKey(group, version, kind));

@@ -41,6 +41,13 @@ export class OpenApi {
     return keys;
   }
 
+  /** List keys already known for a kind, without any request. */
+  peekListKeys(obj: { object: { apiVersion: string; kind: string } }): ListKeys | undefined {
+    const slash = obj.object.apiVersion.indexOf('/');
+    const gv = slash < 0 ? `/${obj.object.apiVersion}` : obj.object.apiVersion;
+    return this.keys.get(`${gv}/${obj.object.kind}`);
+  }
+
   /** Forget the index (a CRD was added or changed): documents are re-fetched when their hash moved. */
   invalidate(): void {
     this.index = undefined;

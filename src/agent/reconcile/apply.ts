@@ -1,0 +1,235 @@
+/**
+ * Apply stage: the I/O half of reconciling one object. Live state comes from the watch cache;
+ * plan.ts decides; this module sends at most what the plan says: nothing for `none`, a create, or
+ * a JSON patch guarded by a `test` on `metadata.resourceVersion`, re-reading and re-planning on a
+ * conflict (bounded). Write responses go straight into the cache. Immutable-field errors fail the
+ * object unless it opted in to delete-and-recreate. The server-normalised form of a desired object
+ * is learnt from create responses or, once per desired hash, from a server-side dry run.
+ */
+import { isDeepStrictEqual } from 'node:util';
+import type { Logger } from '../../common/logger.js';
+import { errorMessage, GitopsError } from '../../common/errors.js';
+import type { ProblemReport } from '../../protocol/messages.js';
+import {
+  AlreadyExistsError,
+  ConflictError,
+  InvalidError,
+  KubeApiError,
+  NotFoundError,
+  type KubeClient,
+} from '../kube/client.js';
+import type { ResourceCache, WatchCache } from '../kube/cache.js';
+import type { OpenApi } from '../kube/openapi.js';
+import { splitApiVersion } from '../kube/discovery.js';
+import type { Change, KubeObject, ResolvedObject } from './types.js';
+import { desiredHash, planObject, projectFields } from './plan.js';
+import type { ListKeys } from './schema.js';
+import { canApply, type InventoryPolicy } from './policy.js';
+import { APPLIED_FIELDS_ANNOTATION, recreateOnImmutableChange } from './labels.js';
+import type { KnownNormal } from './known-normal.js';
+
+/** Conflict retries per object before giving up (each one re-reads and re-plans). */
+export const MAX_CONFLICT_RETRIES = 5;
+/** How long a delete-and-recreate waits for the old object to go. */
+const RECREATE_WAIT_MS = 30_000;
+
+/** Everything the apply stage needs, built once by the engine. */
+export interface ApplyContext {
+  client: KubeClient;
+  caches: WatchCache;
+  openapi: OpenApi;
+  known: KnownNormal;
+  inventoryId: string;
+  inventoryPolicy: InventoryPolicy;
+  log: Logger;
+  signal?: AbortSignal;
+}
+
+/** One object to apply: resolved, and `desired` already carrying our label and annotations. */
+export interface ApplyItem {
+  resolved: ResolvedObject;
+  desired: KubeObject;
+}
+
+export interface ApplyOptions {
+  /** Server-side dry run only: nothing is written, actions say what would happen. */
+  dryRun?: boolean;
+  /** JSON pointers never reconciled on an existing object (drift.ignore). */
+  ignore?: readonly string[];
+}
+
+function problemOf(item: ApplyItem, err: unknown): ProblemReport {
+  const code = err instanceof GitopsError ? err.code : 'apply_failed';
+  const raw = errorMessage(err);
+  const message = raw.startsWith(item.resolved.id) ? raw : `${item.resolved.id}: ${raw}`;
+  return { code, message, object: item.resolved.id, file: item.resolved.source.file, line: item.resolved.source.line };
+}
+
+function failed(item: ApplyItem, err: unknown): Change {
+  const error = problemOf(item, err);
+  return { id: item.resolved.id, action: 'failed', source: item.resolved.source, reason: error.message, error };
+}
+
+export function gvkOf(obj: ResolvedObject): { group: string; version: string; kind: string } {
+  const { group, version } = splitApiVersion(obj.object.apiVersion);
+  return { group, version, kind: obj.object.kind };
+}
+
+/** List keys of an object's kind (cached by OpenApi). */
+export async function listKeysOf(ctx: ApplyContext, obj: ResolvedObject): Promise<ListKeys> {
+  return ctx.openapi.listKeysFor(gvkOf(obj));
+}
+
+/** The live object as the cache knows it (undefined when absent or not yet labelled by us). */
+export async function cachedLive(ctx: ApplyContext, obj: ResolvedObject): Promise<{ cache: ResourceCache; live?: KubeObject }> {
+  const cache = await ctx.caches.for(obj.resource);
+  return { cache, live: cache.get(obj.object.metadata.namespace, obj.object.metadata.name) };
+}
+
+/**
+ * Applies one object (or dry-runs it). Never throws: every outcome is a Change.
+ */
+export async function applyObject(ctx: ApplyContext, item: ApplyItem, options: ApplyOptions = {}): Promise<Change> {
+  try {
+    return await applyObjectOrThrow(ctx, item, options);
+  } catch (err) {
+    return failed(item, err);
+  }
+}
+
+async function applyObjectOrThrow(ctx: ApplyContext, item: ApplyItem, options: ApplyOptions): Promise<Change> {
+  const { resolved, desired } = item;
+  const { id, source, resource } = resolved;
+  const ns = desired.metadata.namespace;
+  const name = desired.metadata.name;
+  const listKeys = await listKeysOf(ctx, resolved);
+  const { cache, live: cachedObj } = await cachedLive(ctx, resolved);
+  const hash = desiredHash(desired);
+  const dryRun = options.dryRun === true;
+  let live = cachedObj;
+
+  for (let attempt = 0; ; attempt++) {
+    if (live) {
+      const verdict = canApply(live, ctx.inventoryId, ctx.inventoryPolicy);
+      if (!verdict.allowed) return { id, action: 'skipped', source, reason: verdict.reason };
+    }
+    const normalized = ctx.known.get(hash);
+    const plan = planObject({ desired, live, listKeys, ignore: options.ignore, normalized });
+    if (plan.action === 'none') return { id, action: 'unchanged', source };
+
+    try {
+      if (plan.action === 'create') {
+        const body = plan.body ?? withAppliedFields(desired, plan.appliedFields);
+        const created = await ctx.client.create(resource, body, { dryRun, signal: ctx.signal });
+        if (!dryRun) {
+          cache.upsert(created);
+          ctx.known.set(hash, projectFields(created, desired, listKeys));
+        }
+        return { id, action: 'created', source };
+      }
+
+      // Patch. The first time this desired state meets a live object that plan.ts thinks differs,
+      // ask the server what the patch would produce: when that equals live, it was normalisation.
+      if (!live) throw new Error('unreachable: patch without live object');
+      // plan.ts starts the patch with a `test` of resourceVersion: a concurrent change fails it.
+      const ops = plan.patch;
+      const shown = ops.filter((o) => o.op !== 'test');
+      if (!normalized || dryRun) {
+        const preview = await ctx.client.jsonPatch(resource, ns, name, ops, { dryRun: true, signal: ctx.signal });
+        const projection = projectFields(preview, desired, listKeys);
+        if (!dryRun) ctx.known.set(hash, projection);
+        if (isDeepStrictEqual(projectFields(live, desired, listKeys), projection)) {
+          return { id, action: 'unchanged', source };
+        }
+        if (dryRun) return { id, action: 'configured', source, patch: shown, ...(plan.reason ? { reason: plan.reason } : {}) };
+      }
+      const patched = await ctx.client.jsonPatch(resource, ns, name, ops, { signal: ctx.signal });
+      cache.upsert(patched);
+      if (!normalized) ctx.known.set(hash, projectFields(patched, desired, listKeys));
+      return { id, action: 'configured', source, patch: shown, ...(plan.reason ? { reason: plan.reason } : {}) };
+    } catch (err) {
+      if (attempt >= MAX_CONFLICT_RETRIES) throw err;
+      if (err instanceof AlreadyExistsError) {
+        // Not labelled by us yet (so not in the cache): read it once and plan against it.
+        live = await ctx.client.get(resource, ns, name, ctx.signal);
+        continue;
+      }
+      if (err instanceof ConflictError || (err instanceof InvalidError && err.isTestFailure)) {
+        ctx.log.debug({ object: id, attempt }, 'conflict, re-reading');
+        live = await readLive(ctx, item);
+        continue;
+      }
+      if (err instanceof NotFoundError && live) {
+        // Deleted between plan and patch: create it instead.
+        live = undefined;
+        continue;
+      }
+      if (err instanceof InvalidError && err.isImmutable && !dryRun && live && recreateOnImmutableChange(desired.metadata.annotations)) {
+        await deleteAndWait(ctx, item, live);
+        cache.remove(ns, name);
+        live = undefined;
+        continue;
+      }
+      throw err;
+    }
+  }
+}
+
+async function readLive(ctx: ApplyContext, item: ApplyItem): Promise<KubeObject | undefined> {
+  try {
+    return await ctx.client.get(item.resolved.resource, item.desired.metadata.namespace, item.desired.metadata.name, ctx.signal);
+  } catch (err) {
+    if (err instanceof NotFoundError) return undefined;
+    throw err;
+  }
+}
+
+async function deleteAndWait(ctx: ApplyContext, item: ApplyItem, live: KubeObject): Promise<void> {
+  const { resource } = item.resolved;
+  const { namespace, name } = item.desired.metadata;
+  ctx.log.info({ object: item.resolved.id }, 'immutable field changed, recreating');
+  try {
+    await ctx.client.delete(resource, namespace, name, { uid: live.metadata.uid, propagationPolicy: 'Background', signal: ctx.signal });
+  } catch (err) {
+    if (!(err instanceof NotFoundError)) throw err;
+  }
+  const deadline = Date.now() + RECREATE_WAIT_MS;
+  while (Date.now() < deadline) {
+    if ((await readLive(ctx, item)) === undefined) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new KubeApiError('retryable', 'recreate_timeout', item.resolved.id, 0, { message: `still terminating after ${RECREATE_WAIT_MS / 1000} s; will retry` });
+}
+
+/** The desired object plus the applied-fields annotation plan.ts computed (for creates). */
+function withAppliedFields(desired: KubeObject, appliedFields: string): KubeObject {
+  return {
+    ...desired,
+    metadata: { ...desired.metadata, annotations: { ...(desired.metadata.annotations ?? {}), [APPLIED_FIELDS_ANNOTATION]: appliedFields } },
+  };
+}
+/**
+ * Runs `fn` over `items` with at most `limit` in flight, keeping result order.
+ */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i], i);
+    }
+  });
+  await Promise.all(workers);
+  return out;
+}
+
+/** Applies one order stage with bounded concurrency. */
+export function applyStage(ctx: ApplyContext, items: ApplyItem[], concurrency: number, options: ApplyOptions = {}): Promise<Change[]> {
+  return mapLimit(items, concurrency, (item) => applyObject(ctx, item, options));
+}
+
+/** Dry-run check of a whole set before anything is written (dry_run_strategy: server). */
+export async function validateStage(ctx: ApplyContext, items: ApplyItem[], concurrency: number): Promise<Change[]> {
+  return applyStage(ctx, items, concurrency, { dryRun: true });
+}

@@ -1,0 +1,349 @@
+/**
+ * The reconcile engine: the orchestrator of one sync, reading top to bottom like the pipeline
+ * (parse → resolve → order → validate → apply → prune → inventory → report), plus what the drift
+ * controller needs between syncs (object events, plan and apply of one object). It owns the
+ * long-lived I/O state that makes re-syncs cheap: one keep-alive client, discovery, OpenAPI list
+ * keys, the watch caches of managed objects and the server-normalised forms already learnt.
+ */
+import type { KubeConfig } from '@kubernetes/client-node';
+import { isDeepStrictEqual } from 'node:util';
+import type { Logger } from '../../common/logger.js';
+import { silentLogger } from '../../common/logger.js';
+import { errorMessage, GitopsError } from '../../common/errors.js';
+import { objectId, objectKey } from '../../common/object-id.js';
+import type { ProblemReport } from '../../protocol/messages.js';
+import type { ObjectEvent, OnePlan, Reconciler, SyncUnit } from '../reconciler.js';
+import { KubeClient, NotFoundError } from '../kube/client.js';
+import { Discovery } from '../kube/discovery.js';
+import { OpenApi } from '../kube/openapi.js';
+import { WatchCache, type CacheEvent } from '../kube/cache.js';
+import { INVENTORY_LABEL, OWNING_INVENTORY_ANNOTATION, inventoryLabelValue } from './labels.js';
+import { parseManifests } from './parse.js';
+import { resolveObjects } from './resolve.js';
+import { applyStages } from './order.js';
+import { desiredHash, planObject } from './plan.js';
+import type { ListKeys } from './schema.js';
+import { applyObject, applyStage, listKeysOf, mapLimit, type ApplyContext, type ApplyItem } from './apply.js';
+import { pruneObjects, type PruneTarget } from './prune.js';
+import { readInventory, writeInventory, type InventoryState } from './inventory-store.js';
+import { maskSecretPatch } from './report.js';
+import { KnownNormal } from './known-normal.js';
+import type { Change, ChangeSet, KubeObject, ResolvedObject } from './types.js';
+
+export type { SyncUnit } from '../reconciler.js';
+
+export interface EngineOptions {
+  kubeConfig: KubeConfig;
+  /** Recorded in managedFields; `gitops-agent` by default. */
+  fieldManager?: string;
+  logger?: Logger;
+  /** Folder to persist learnt normal forms and OpenAPI documents across restarts. */
+  stateDir?: string;
+  /** Writes in flight within one order stage (default 24). */
+  concurrency?: number;
+}
+
+export interface SyncOptions {
+  signal?: AbortSignal;
+  /** Server-side dry run: nothing is written; the change set says what would happen. */
+  dryRun?: boolean;
+}
+
+/** What the engine remembers of a unit's last sync, for drift. */
+interface UnitState {
+  unit: SyncUnit;
+  inventoryId: string;
+  items: Map<string, { item: ApplyItem; listKeys: ListKeys }>;
+  inventory?: InventoryState;
+}
+
+const DEFAULT_CONCURRENCY = 24;
+const CRD_ESTABLISH_TIMEOUT_MS = 60_000;
+
+/** The reconcile engine; see the module comment. */
+export class Engine implements Reconciler {
+  private readonly units = new Map<string, UnitState>();
+  /** objectKey → unit name, for routing watch events. */
+  private readonly owners = new Map<string, string>();
+  private readonly listeners = new Set<(e: ObjectEvent) => void>();
+  private readonly unsubscribe: () => void;
+
+  private constructor(
+    private readonly client: KubeClient,
+    private readonly discovery: Discovery,
+    private readonly openapi: OpenApi,
+    private readonly caches: WatchCache,
+    private readonly known: KnownNormal,
+    private readonly log: Logger,
+    private readonly concurrency: number,
+  ) {
+    this.unsubscribe = caches.on((e) => this.route(e));
+  }
+
+  static async create(options: EngineOptions): Promise<Engine> {
+    const log = options.logger ?? silentLogger();
+    const client = await KubeClient.create(options.kubeConfig, { fieldManager: options.fieldManager });
+    const discovery = new Discovery(client);
+    const openapi = new OpenApi(client, options.stateDir);
+    // One cache per resource type for every unit: select anything carrying our inventory label.
+    const caches = new WatchCache(client, INVENTORY_LABEL, log);
+    const known = await KnownNormal.open(options.stateDir);
+    return new Engine(client, discovery, openapi, caches, known, log, options.concurrency ?? DEFAULT_CONCURRENCY);
+  }
+
+  /** Applies a unit (or dry-runs it) and returns what happened to every object. */
+  async sync(unit: SyncUnit, options: SyncOptions = {}): Promise<ChangeSet> {
+    const started = performance.now();
+    const dryRun = options.dryRun === true;
+    const done = (changes: Change[], errors: ProblemReport[]): ChangeSet => ({
+      unit: unit.name,
+      ...(unit.commit ? { commit: unit.commit } : {}),
+      changes: changes.map(maskChange),
+      errors,
+      durationMs: Math.round(performance.now() - started),
+      dryRun,
+    });
+    const inventoryId = inventoryIdOf(unit);
+    const log = this.log.child({ unit: unit.name, ...(unit.commit ? { commit: unit.commit } : {}) });
+
+    // 1. Parse every file; any problem stops the commit before anything is written.
+    const parsed = parseManifests(unit.files);
+    if (parsed.errors.length) return done([], parsed.errors);
+
+    // 2. Resolve kinds to resources, default namespaces, find duplicates.
+    let resolved;
+    try {
+      resolved = await resolveObjects(parsed.objects, this.discovery, unit.config.defaultNamespace);
+    } catch (err) {
+      return done([], [problemOf('discovery_failed', err)]);
+    }
+    if (resolved.errors.length) return done([], resolved.errors);
+
+    // 3. Order: Namespaces and CRDs first, then cluster RBAC, then the rest.
+    const stages = applyStages(resolved.objects);
+    const items = new Map<string, ApplyItem>();
+    for (const obj of resolved.objects) items.set(obj.key, { resolved: obj, desired: decorate(obj.object, inventoryId) });
+
+    // 4. The inventory as it was, to know what to prune afterwards.
+    const state = this.units.get(unit.name);
+    let inventory: InventoryState;
+    try {
+      inventory = state?.inventory && state.inventoryId === inventoryId ? state.inventory : await readInventory(this.client, unit, inventoryId);
+    } catch (err) {
+      return done([], [problemOf('inventory_read_failed', err)]);
+    }
+
+    const ctx = this.applyContext(unit, inventoryId, options.signal, log);
+
+    // 5. Validate the whole set with a server-side dry run when configured: nothing is written
+    //    unless every object would be accepted.
+    if (unit.config.dryRunStrategy === 'server' || dryRun) {
+      const checkable = resolved.objects.filter((o) => !resolved.fromSameSetCrd.has(o.key));
+      const checks = await applyStage(ctx, checkable.map((o) => items.get(o.key)!), this.concurrency, { dryRun: true });
+      const rejected = checks.filter((c, i) => c.action === 'failed' && !inNewNamespace(checkable[i], resolved.objects, c));
+      if (dryRun) {
+        const prunes = this.pruneTargets(inventory, items);
+        return done([...checks.map((c, i) => (c.action === 'failed' && !rejected.includes(c) ? { id: checkable[i].id, action: 'created' as const, source: checkable[i].source } : c)), ...prunes.map((t) => ({ id: objectId(t), action: 'pruned' as const }))], []);
+      }
+      if (rejected.length) {
+        const rejectedIds = new Set(rejected.map((c) => c.id));
+        const changes = resolved.objects.map<Change>((o) =>
+          rejectedIds.has(o.id) ? rejected.find((c) => c.id === o.id)! : { id: o.id, action: 'skipped', source: o.source, reason: 'not applied: another object in this commit failed validation' },
+        );
+        return done(changes, []);
+      }
+    }
+
+    // 6. Apply stage by stage; CRDs must be Established before their custom resources.
+    const changes: Change[] = [];
+    for (const stage of stages) {
+      if (options.signal?.aborted) break;
+      const stageItems = stage.map((o) => items.get(o.key)!);
+      changes.push(...(await applyStage(ctx, stageItems, this.concurrency)));
+      const crds = stage.filter((o) => o.object.kind === 'CustomResourceDefinition');
+      if (crds.length) await this.afterCrds(crds, log);
+    }
+    const applyFailed = changes.some((c) => c.action === 'failed');
+
+    // 7. Prune what the old inventory has and the new set does not (skipped when an apply
+    //    failed: the set may be half-applied and the next sync prunes).
+    const targets = this.pruneTargets(inventory, items);
+    let failedDeletes: string[] = [];
+    let pruneSkipped: PruneTarget[] = [];
+    if (targets.length && unit.config.prune && !applyFailed && !options.signal?.aborted) {
+      const pruned = await pruneObjects(
+        { client: this.client, discovery: this.discovery, caches: this.caches, inventoryId, log, propagationPolicy: unit.config.prunePropagationPolicy, signal: options.signal },
+        targets,
+        this.concurrency,
+      );
+      changes.push(...pruned.changes);
+      failedDeletes = pruned.failed;
+    } else {
+      pruneSkipped = targets;
+    }
+
+    // 8. Write the inventory: the new set, plus deletes that failed and prunes not attempted.
+    let newInventory = inventory;
+    try {
+      const keep = new Set([...failedDeletes, ...pruneSkipped.map((t) => t.key)]);
+      newInventory = await writeInventory(this.client, unit, inventoryId, inventory, resolved.objects, [...inventory.entries].filter((e) => keep.has(e.key)));
+    } catch (err) {
+      log.warn({ err: errorMessage(err) }, 'inventory write failed');
+      return done(changes, [problemOf('inventory_write_failed', err)]);
+    }
+
+    // 9. Remember the desired set for drift, then report.
+    this.remember(unit, inventoryId, items, newInventory, ctx);
+    await this.known.save().catch((err: unknown) => log.debug({ err: errorMessage(err) }, 'state save failed'));
+    return done(changes, []);
+  }
+
+  /** What a sync would change, without writing anything (server-side dry runs only). */
+  async diff(unit: SyncUnit): Promise<{ changes: Change[]; errors: ProblemReport[] }> {
+    const set = await this.sync(unit, { dryRun: true });
+    return { changes: set.changes, errors: set.errors };
+  }
+
+  /** Hears about changes to managed objects that did not come from our own writes. */
+  onObjectEvent(listener: (e: ObjectEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Plans one managed object against the cache (no request). Undefined when unknown. */
+  planOne(unitName: string, key: string, options: { ignore?: string[] } = {}): OnePlan | undefined {
+    const state = this.units.get(unitName);
+    const entry = state?.items.get(key);
+    if (!entry) return undefined;
+    const { item, listKeys } = entry;
+    const cache = this.caches.peek(item.resolved.resource);
+    const live = cache?.get(item.desired.metadata.namespace, item.desired.metadata.name);
+    const plan = planObject({
+      desired: item.desired,
+      live,
+      listKeys,
+      ignore: options.ignore,
+      normalized: this.known.get(desiredHash(item.desired)),
+    });
+    return { action: plan.action, patch: plan.patch };
+  }
+
+  /** Brings one managed object back to its desired state (revert drift, recreate if deleted). */
+  async applyOne(unitName: string, key: string, options: { ignore?: string[] } = {}): Promise<Change> {
+    const state = this.units.get(unitName);
+    const entry = state?.items.get(key);
+    if (!state || !entry) return { id: key, action: 'skipped', reason: 'not managed by this unit' };
+    const ctx = this.applyContext(state.unit, state.inventoryId, undefined, this.log.child({ unit: unitName }));
+    return maskChange(await applyObject(ctx, entry.item, { ignore: options.ignore }));
+  }
+
+  close(): void {
+    this.unsubscribe();
+    this.caches.close();
+    this.client.close();
+  }
+
+  private applyContext(unit: SyncUnit, inventoryId: string, signal: AbortSignal | undefined, log: Logger): ApplyContext {
+    return {
+      client: this.client,
+      caches: this.caches,
+      openapi: this.openapi,
+      known: this.known,
+      inventoryId,
+      inventoryPolicy: unit.config.inventoryPolicy,
+      log,
+      signal,
+    };
+  }
+
+  private pruneTargets(inventory: InventoryState, items: Map<string, ApplyItem>): PruneTarget[] {
+    return [...inventory.entries].filter((e) => !items.has(e.key));
+  }
+
+  private remember(unit: SyncUnit, inventoryId: string, items: Map<string, ApplyItem>, inventory: InventoryState, ctx: ApplyContext): void {
+    const previous = this.units.get(unit.name);
+    if (previous) for (const key of previous.items.keys()) if (this.owners.get(key) === unit.name) this.owners.delete(key);
+    const remembered = new Map<string, { item: ApplyItem; listKeys: ListKeys }>();
+    for (const [key, item] of items) {
+      const listKeys = ctx.openapi.peekListKeys(item.resolved) ?? new Map<string, readonly string[]>();
+      remembered.set(key, { item, listKeys });
+      this.owners.set(key, unit.name);
+    }
+    this.units.set(unit.name, { unit, inventoryId, items: remembered, inventory });
+  }
+
+  /** Waits for CRDs to be Established, then re-reads discovery and OpenAPI. */
+  private async afterCrds(crds: ResolvedObject[], log: Logger): Promise<void> {
+    const deadline = Date.now() + CRD_ESTABLISH_TIMEOUT_MS;
+    await Promise.all(
+      crds.map(async (crd) => {
+        for (;;) {
+          let live: KubeObject | undefined;
+          try {
+            live = await this.client.get(crd.resource, undefined, crd.object.metadata.name);
+          } catch (err) {
+            if (!(err instanceof NotFoundError)) throw err;
+          }
+          const conditions = ((live?.status as { conditions?: Array<{ type: string; status: string }> } | undefined)?.conditions ?? []);
+          if (conditions.some((c) => c.type === 'Established' && c.status === 'True')) return;
+          if (Date.now() > deadline) {
+            log.warn({ object: crd.id }, 'CRD not established in time');
+            return;
+          }
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }),
+    );
+    await this.discovery.refresh();
+    this.openapi.invalidate();
+  }
+
+  /** Routes a cache event to the unit that manages the object. */
+  private route(e: CacheEvent): void {
+    if (!this.listeners.size) return;
+    const o = e.object;
+    const key = objectKey({ apiVersion: o.apiVersion, kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name });
+    const unit = this.owners.get(key);
+    if (!unit) return;
+    const event: ObjectEvent = { unit, key, id: objectId({ kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name }), type: e.type, live: o };
+    for (const cb of this.listeners) {
+      try {
+        cb(event);
+      } catch (err) {
+        this.log.warn({ err: errorMessage(err) }, 'object event listener failed');
+      }
+    }
+  }
+}
+
+/** The inventory id of a unit: namespace and name of its inventory ConfigMap. */
+export function inventoryIdOf(unit: SyncUnit): string {
+  return `${unit.namespace}/${unit.name}`;
+}
+
+/** Desired object plus our label and ownership annotation. */
+function decorate(obj: KubeObject, inventoryId: string): KubeObject {
+  return {
+    ...obj,
+    metadata: {
+      ...obj.metadata,
+      labels: { ...(obj.metadata.labels ?? {}), [INVENTORY_LABEL]: inventoryLabelValue(inventoryId) },
+      annotations: { ...(obj.metadata.annotations ?? {}), [OWNING_INVENTORY_ANNOTATION]: inventoryId },
+    },
+  };
+}
+
+/** A dry-run create in a Namespace that this same set creates fails with NotFound: not a real failure. */
+function inNewNamespace(obj: ResolvedObject, all: ResolvedObject[], change: Change): boolean {
+  const ns = obj.object.metadata.namespace;
+  if (!ns || change.error?.code !== 'kube_not_found') return false;
+  return all.some((o) => o.object.kind === 'Namespace' && o.object.metadata.name === ns);
+}
+
+function maskChange(c: Change): Change {
+  return c.patch ? { ...c, patch: maskSecretPatch(c.patch, c.id) } : c;
+}
+
+function problemOf(code: string, err: unknown): ProblemReport {
+  return { code: err instanceof GitopsError ? err.code : code, message: errorMessage(err) };
+}

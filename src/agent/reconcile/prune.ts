@@ -1,0 +1,122 @@
+/**
+ * Prune stage: deletes what the last inventory had and the new set does not, in reverse apply
+ * order. Only objects this inventory owns (policy.ts `canPrune`) and that did not opt out are
+ * deleted, each with a UID precondition (never a newer object of the same name) and the configured
+ * propagation policy. NotFound counts as done; a failed delete is reported and stays in the
+ * inventory so the next sync tries again.
+ */
+import type { Logger } from '../../common/logger.js';
+import { errorMessage, GitopsError } from '../../common/errors.js';
+import { objectId } from '../../common/object-id.js';
+import { NotFoundError, KubeApiError, type KubeClient } from '../kube/client.js';
+import type { Discovery } from '../kube/discovery.js';
+import type { WatchCache } from '../kube/cache.js';
+import type { Change, KubeObject, ResourceInfo } from './types.js';
+import { canPrune } from './policy.js';
+import { mapLimit } from './apply.js';
+
+/** An object the old inventory has and the new set does not. */
+export interface PruneTarget {
+  group: string;
+  kind: string;
+  namespace?: string;
+  name: string;
+  /** Inventory key, returned in `failed` so the caller can keep it. */
+  key: string;
+}
+
+export interface PruneContext {
+  client: KubeClient;
+  discovery: Discovery;
+  caches: WatchCache;
+  inventoryId: string;
+  log: Logger;
+  propagationPolicy: 'foreground' | 'background' | 'orphan';
+  dryRun?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface PruneResult {
+  changes: Change[];
+  /** Keys whose delete failed: they stay in the inventory. */
+  failed: string[];
+}
+
+const POLICY: Record<PruneContext['propagationPolicy'], 'Foreground' | 'Background' | 'Orphan'> = {
+  foreground: 'Foreground',
+  background: 'Background',
+  orphan: 'Orphan',
+};
+
+/** Prune order: the reverse of apply order (custom resources before their CRDs, Namespaces last). */
+const KIND_RANK: Record<string, number> = { Namespace: 0, CustomResourceDefinition: 1, ClusterRole: 2, ClusterRoleBinding: 2, Role: 3, RoleBinding: 3, ServiceAccount: 3 };
+function rank(kind: string): number {
+  return KIND_RANK[kind] ?? 10;
+}
+
+/** Which resource serves a group/kind: the preferred (first served) version from discovery. */
+async function resourceOf(ctx: PruneContext, t: PruneTarget): Promise<ResourceInfo | undefined> {
+  await ctx.discovery.ensureLoaded();
+  return ctx.discovery.findKind(t.group, t.kind);
+}
+
+/** Deletes the targets (reverse order, bounded concurrency within a rank). */
+export async function pruneObjects(ctx: PruneContext, targets: PruneTarget[], concurrency: number): Promise<PruneResult> {
+  const changes: Change[] = [];
+  const failed: string[] = [];
+  const ranks = [...new Set(targets.map((t) => rank(t.kind)))].sort((a, b) => b - a);
+  for (const r of ranks) {
+    const batch = targets.filter((t) => rank(t.kind) === r);
+    const results = await mapLimit(batch, concurrency, (t) => pruneOne(ctx, t));
+    for (let i = 0; i < batch.length; i++) {
+      changes.push(results[i]);
+      if (results[i].action === 'failed') failed.push(batch[i].key);
+    }
+  }
+  return { changes, failed };
+}
+
+async function pruneOne(ctx: PruneContext, t: PruneTarget): Promise<Change> {
+  const id = objectId(t);
+  try {
+    const resource = await resourceOf(ctx, t);
+    // The kind is no longer served (its CRD went first): nothing left to delete.
+    if (!resource) return { id, action: 'pruned', reason: 'kind no longer served' };
+    const cache = ctx.caches.peek(resource) ?? (await ctx.caches.for(resource));
+    let live: KubeObject | undefined = cache.get(t.namespace, t.name);
+    if (!live) {
+      try {
+        live = await ctx.client.get(resource, t.namespace, t.name, ctx.signal);
+      } catch (err) {
+        if (err instanceof NotFoundError) return { id, action: 'pruned', reason: 'already gone' };
+        throw err;
+      }
+    }
+    const verdict = canPrune(live, ctx.inventoryId);
+    if (!verdict.allowed) return { id, action: 'skipped', reason: verdict.reason };
+    try {
+      await ctx.client.delete(resource, t.namespace, t.name, {
+        uid: live.metadata.uid,
+        propagationPolicy: POLICY[ctx.propagationPolicy],
+        dryRun: ctx.dryRun,
+        signal: ctx.signal,
+      });
+    } catch (err) {
+      if (err instanceof NotFoundError) return { id, action: 'pruned', reason: 'already gone' };
+      // UID precondition failed: a different object now has this name, and it is not ours to delete.
+      if (err instanceof KubeApiError && err.status === 409) return { id, action: 'skipped', reason: 'replaced by a different object of the same name' };
+      throw err;
+    }
+    if (!ctx.dryRun) cache.remove(t.namespace, t.name);
+    return { id, action: 'pruned' };
+  } catch (err) {
+    const message = errorMessage(err);
+    ctx.log.warn({ object: id, err: message }, 'prune failed');
+    return {
+      id,
+      action: 'failed',
+      reason: message,
+      error: { code: err instanceof GitopsError ? err.code : 'prune_failed', message: message.startsWith(id) ? message : `${id}: ${message}`, object: id },
+    };
+  }
+}
