@@ -3,11 +3,15 @@
  */
 import { Command } from 'commander';
 import { VERSION } from '../common/version.js';
+import { agentCommand } from './commands/agent.js';
+import { serveCommand } from './commands/serve.js';
 
 export function buildServerCli(): Command {
   const program = new Command('gitops-server')
     .description('Runs beside a Git host: keeps a registry of agents, watches their manifest projects and pushes each new commit to connected agents over secure WebSockets.')
     .version(VERSION)
     .showHelpAfterError();
+  program.addCommand(serveCommand());
+  program.addCommand(agentCommand());
   return program;
 }

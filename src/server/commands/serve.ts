@@ -1,0 +1,50 @@
+/**
+ * `gitops-server serve`: every flag has a GITOPS_SERVER_* environment fallback (shown in --help);
+ * options are validated once, every problem listed, before anything starts.
+ */
+import { Command, Option } from 'commander';
+import { createLogger } from '../../common/logger.js';
+import { DEFAULT_AUDIENCE } from '../../protocol/jwt.js';
+import { createGitSource } from '../git-factory.js';
+import { guarded } from './agent.js';
+import { DEFAULT_LISTEN, DEFAULT_POLL_INTERVAL, DEFAULT_STATE_DIR, resolveServeOptions, type RawServeFlags } from '../options.js';
+import { startServer } from '../serve.js';
+
+const opt = (flags: string, description: string, env: string): Option => new Option(flags, description).env(`GITOPS_SERVER_${env}`);
+
+export function serveCommand(): Command {
+  return new Command('serve')
+    .description('Serve agents: watch their Git projects and push each new commit over secure WebSockets.')
+    .addOption(opt('--listen <host:port>', 'address to listen on (HTTPS + WebSocket)', 'LISTEN').default(DEFAULT_LISTEN))
+    .addOption(opt('--state-dir <dir>', 'agent registry and status (created 0700, files 0600)', 'STATE_DIR').default(DEFAULT_STATE_DIR))
+    .addOption(opt('--tls-cert <file>', 'PEM certificate (chain) to serve', 'TLS_CERT'))
+    .addOption(opt('--tls-key <file>', 'PEM private key of --tls-cert', 'TLS_KEY'))
+    .addOption(opt('--tls-self-signed', 'for trials: create <state-dir>/tls.crt (agents trust it) and log its SHA-256 fingerprint', 'TLS_SELF_SIGNED'))
+    .addOption(opt('--insecure-plaintext', 'serve plain ws:// and http:// (only behind a TLS-terminating proxy)', 'INSECURE_PLAINTEXT'))
+    .addOption(opt('--git-base-url <url>', 'Git host; project group/name is <url>/group/name.git (GitLab layout)', 'GIT_BASE_URL'))
+    .addOption(opt('--git-token-file <file>', 'file holding a token for private projects on --git-base-url', 'GIT_TOKEN_FILE'))
+    .addOption(opt('--git-root <dir>', 'local repositories instead of a Git host: <dir>/group/name(.git)', 'GIT_ROOT'))
+    .addOption(opt('--poll-interval <duration>', 'how often each watched project is fetched (webhooks fetch at once)', 'POLL_INTERVAL').default(DEFAULT_POLL_INTERVAL))
+    .addOption(opt('--webhook-secret <secret>', 'shared secret for /api/v1/webhooks/* (prefer --webhook-secret-file)', 'WEBHOOK_SECRET'))
+    .addOption(opt('--webhook-secret-file <file>', 'file holding the webhook secret (16+ characters)', 'WEBHOOK_SECRET_FILE'))
+    .addOption(opt('--admin-token-file <file>', 'file holding the bearer token for GET /api/v1/agents (16+ characters)', 'ADMIN_TOKEN_FILE'))
+    .addOption(opt('--audience <aud>', 'JWT audience agents must sign for', 'AUDIENCE').default(DEFAULT_AUDIENCE))
+    .addOption(opt('--heartbeat-interval <duration>', 'WebSocket ping interval; silent peers are cut after two', 'HEARTBEAT_INTERVAL').default('30s'))
+    .addOption(opt('--log-level <level>', 'trace|debug|info|warn|error', 'LOG_LEVEL').default('info'))
+    .addOption(opt('--log-format <format>', 'json|text', 'LOG_FORMAT').default('json'))
+    .action(guarded(async (flags: RawServeFlags) => {
+      const options = resolveServeOptions(flags);
+      const logger = createLogger({ level: options.logLevel, format: options.logFormat, name: 'gitops-server' });
+      const server = await startServer(options, { gitSource: createGitSource, logger });
+      await new Promise<void>((resolve) => {
+        const stop = (signal: NodeJS.Signals): void => {
+          logger.info({ signal }, 'stopping');
+          process.off('SIGTERM', stop);
+          process.off('SIGINT', stop);
+          server.close().then(resolve, resolve);
+        };
+        process.on('SIGTERM', stop);
+        process.on('SIGINT', stop);
+      });
+    }));
+}
