@@ -1,0 +1,129 @@
+/**
+ * The parse stage: manifest files (multi-document YAML, or JSON) into objects, each with the file
+ * and 1-based line it came from. `*List` kinds are flattened, empty and comment-only documents are
+ * skipped, and every problem is reported as `file:line: what is wrong: what to do`. Pure: the files
+ * arrive as strings; nothing is resolved against a cluster here (see resolve.ts).
+ */
+import { LineCounter, isMap, isSeq, parseAllDocuments, type Document } from 'yaml';
+import type { ProblemReport } from '../../protocol/messages.js';
+import { objectKey } from '../../common/object-id.js';
+import type { KubeObject, ParsedObject, SourceRef } from './types.js';
+import { isPlainObject } from './normalize.js';
+
+export interface ManifestInput {
+  path: string;
+  content: string;
+}
+
+export interface ParseResult {
+  objects: ParsedObject[];
+  errors: ProblemReport[];
+}
+
+/** Stable problem codes of this stage. */
+export const ParseCode = {
+  SYNTAX: 'manifest_syntax',
+  INVALID: 'manifest_invalid_object',
+  DUPLICATE: 'manifest_duplicate_object',
+} as const;
+
+function problem(code: string, source: SourceRef, what: string, object?: string): ProblemReport {
+  return { code, message: `${source.file}:${source.line}: ${what}`, file: source.file, line: source.line, ...(object ? { object } : {}) };
+}
+
+/** Checks the fields every object needs; returns the first problem in words, or undefined. */
+function validate(value: unknown): string | undefined {
+  if (!isPlainObject(value)) return 'document is not an object: every document must be a Kubernetes object (a mapping with apiVersion, kind and metadata)';
+  if (typeof value.apiVersion !== 'string' || !value.apiVersion) return 'object has no apiVersion: every object needs one, e.g. `apiVersion: apps/v1`';
+  if (typeof value.kind !== 'string' || !value.kind) return 'object has no kind: every object needs one, e.g. `kind: Deployment`';
+  const meta = value.metadata;
+  if (!isPlainObject(meta)) return 'object has no metadata: every object needs metadata.name';
+  if (typeof meta.name !== 'string' || !meta.name) {
+    return meta.generateName
+      ? 'object uses metadata.generateName: GitOps needs a stable identity, set metadata.name instead'
+      : 'object has no metadata.name: every object needs a name';
+  }
+  if (meta.namespace !== undefined && (typeof meta.namespace !== 'string' || !meta.namespace)) return 'metadata.namespace is not a non-empty string: set a namespace name or leave the field out';
+  return undefined;
+}
+
+interface Found {
+  value: unknown;
+  line: number;
+}
+
+function isList(value: unknown): value is { kind: string; items: unknown[] } {
+  return isPlainObject(value) && typeof value.kind === 'string' && value.kind.endsWith('List') && Array.isArray(value.items);
+}
+
+/** The documents of one YAML (or JSON) file, each with its line; syntax errors pushed to `errors`. */
+function documentsOf(file: ManifestInput, errors: ProblemReport[]): Found[] {
+  const lineCounter = new LineCounter();
+  const docs = parseAllDocuments(file.content, { lineCounter, prettyErrors: true, strict: true, uniqueKeys: true });
+  const lineAt = (offset: number): number => lineCounter.linePos(offset).line;
+  const found: Found[] = [];
+  for (const doc of docs as Document.Parsed[]) {
+    if (doc.errors.length > 0) {
+      for (const e of doc.errors) {
+        const line = e.linePos?.[0]?.line ?? lineAt(e.pos[0]);
+        const first = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
+        errors.push(problem(ParseCode.SYNTAX, { file: file.path, line }, `invalid ${file.path.endsWith('.json') ? 'JSON' : 'YAML'}: ${first}: fix the syntax`));
+      }
+      continue;
+    }
+    const contents = doc.contents;
+    if (contents === null) continue;
+    const value = doc.toJS({ maxAliasCount: 1000 }) as unknown;
+    // Empty documents and documents holding only comments parse to null.
+    if (value === null || value === undefined) continue;
+    const line = lineAt(contents.range[0]);
+    if (isList(value) && isMap(contents)) {
+      const itemsNode = contents.get('items', true);
+      value.items.forEach((item, i) => {
+        const node = isSeq(itemsNode) ? itemsNode.items[i] : undefined;
+        const at = node && typeof node === 'object' && 'range' in node && Array.isArray(node.range) ? lineAt(node.range[0] as number) : line;
+        found.push({ value: item, line: at });
+      });
+      continue;
+    }
+    if (isList(value)) {
+      for (const item of value.items) found.push({ value: item, line });
+      continue;
+    }
+    found.push({ value, line });
+  }
+  return found;
+}
+
+/**
+ * Parses manifest files into objects. Returns every problem found (not just the first) so a user
+ * can fix a commit in one go; callers apply nothing when `errors` is not empty. Duplicates (same
+ * group, kind, namespace as written and name) are rejected naming both places.
+ */
+export function parseManifests(files: readonly ManifestInput[]): ParseResult {
+  const objects: ParsedObject[] = [];
+  const errors: ProblemReport[] = [];
+  const seen = new Map<string, SourceRef>();
+  for (const file of files) {
+    for (const { value, line } of documentsOf(file, errors)) {
+      const source: SourceRef = { file: file.path, line };
+      const invalid = validate(value);
+      if (invalid) {
+        errors.push(problem(ParseCode.INVALID, source, invalid));
+        continue;
+      }
+      const object = value as KubeObject;
+      const ref = { apiVersion: object.apiVersion, kind: object.kind, namespace: object.metadata.namespace, name: object.metadata.name };
+      const key = objectKey(ref);
+      const first = seen.get(key);
+      const label = `${object.kind}/${object.metadata.namespace ? `${object.metadata.namespace}/` : ''}${object.metadata.name}`;
+      if (first) {
+        errors.push(problem(ParseCode.DUPLICATE, source, `${label} is also defined at ${first.file}:${first.line}: keep one definition of each object`, label));
+        continue;
+      }
+      seen.set(key, source);
+      objects.push({ object, source });
+    }
+  }
+  return { objects, errors };
+}
