@@ -11,6 +11,8 @@ const common = {
   testEnvironment: 'node',
 };
 export default {
+  // A global option: jest ignores testTimeout inside a project entry.
+  testTimeout: 60000,
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/src/**/*.test.ts', '<rootDir>/bin/**/*.test.ts'] },
     {
@@ -19,7 +21,6 @@ export default {
       testMatch: ['<rootDir>/e2e/**/*.test.ts'],
       globalSetup: '<rootDir>/e2e/harness/global-setup.ts',
       globalTeardown: '<rootDir>/e2e/harness/global-teardown.ts',
-      testTimeout: 60000,
     },
   ],
 };

@@ -1,1 +1,96 @@
-export default async function globalSetup(): Promise<void> {}
+/**
+ * Jest global setup of the integration project: starts ONE control plane for the whole run
+ * (building the binaries first if the cache is empty) and publishes it to the test workers through
+ * environment variables (see TEST_ENV in kube.ts), since workers cannot share objects with this
+ * process. When GITOPS_TEST_KUBECONFIG is already set, that cluster is used and nothing is started
+ * (audit-log tests then need GITOPS_TEST_AUDIT_LOG as well).
+ *
+ * Why the odd loading: jest runs this file through its transform as CommonJS and without
+ * `moduleNameMapper`, so it cannot import the ESM harness modules (`./controlplane.js` names a .ts
+ * file, and they use `import.meta`). It therefore transpiles the harness (and src/, which harness
+ * modules may import) with swc into node_modules/.cache/gitops-harness/ as real ES modules, only
+ * files that changed, and imports them natively. This keeps direct jest runs working without
+ * `npm run build`.
+ */
+import { transformFile } from '@swc/core';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { ControlPlane, StartControlPlaneOptions } from './controlplane.js';
+
+/** Where global teardown (same process, separate module) finds the running control plane. */
+const CONTROL_PLANE_GLOBAL = '__gitopsTestControlPlane';
+const KUBECONFIG_ENV = 'GITOPS_TEST_KUBECONFIG';
+const AUDIT_LOG_ENV = 'GITOPS_TEST_AUDIT_LOG';
+const DIR_ENV = 'GITOPS_TEST_CP_DIR';
+
+/** A real `import()`: swc's CommonJS output would turn a literal one into `require`. */
+const importEsm = new Function('url', 'return import(url)') as (url: string) => Promise<unknown>;
+
+function findRoot(): string {
+  let dir = process.cwd();
+  while (!existsSync(join(dir, 'scripts', 'build-controlplane.sh'))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error(`${process.cwd()}: not inside the gitops repository (no scripts/build-controlplane.sh above it)`);
+    dir = parent;
+  }
+  return dir;
+}
+
+async function listTs(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, entry.name);
+    if (entry.isDirectory() && entry.name !== 'testdata') out.push(...(await listTs(p)));
+    else if (entry.isFile() && entry.name.endsWith('.ts') && !entry.name.endsWith('.test.ts') && !entry.name.endsWith('.d.ts')) out.push(p);
+  }
+  return out;
+}
+
+/** Transpiles `src/` and `e2e/harness/` into an ESM mirror tree; returns the mirror's root. */
+async function transpileHarness(root: string): Promise<string> {
+  const outRoot = join(root, 'node_modules', '.cache', 'gitops-harness');
+  await mkdir(outRoot, { recursive: true });
+  // Below node_modules Node would treat .js as CommonJS without this.
+  await writeFile(join(outRoot, 'package.json'), '{"type":"module"}\n');
+  const files = [...(await listTs(join(root, 'src'))), ...(await listTs(join(root, 'e2e', 'harness')))];
+  await Promise.all(files.map(async (file) => {
+    const out = join(outRoot, relative(root, file)).replace(/\.ts$/, '.js');
+    const [src, dst] = await Promise.all([stat(file), stat(out).catch(() => undefined)]);
+    if (dst && dst.mtimeMs >= src.mtimeMs) return;
+    const { code } = await transformFile(file, {
+      jsc: { target: 'es2022', parser: { syntax: 'typescript' } },
+      module: { type: 'es6' },
+      sourceMaps: 'inline',
+      swcrc: false,
+    });
+    await mkdir(dirname(out), { recursive: true });
+    await writeFile(out, code);
+  }));
+  return outRoot;
+}
+
+export default async function globalSetup(): Promise<void> {
+  if (process.env[KUBECONFIG_ENV]) {
+    process.stderr.write(`\n[controlplane] using ${KUBECONFIG_ENV}=${process.env[KUBECONFIG_ENV]}\n`);
+    return;
+  }
+  const root = findRoot();
+  const outRoot = await transpileHarness(root);
+  const harness = (await importEsm(pathToFileURL(join(outRoot, 'e2e', 'harness', 'controlplane.js')).href)) as {
+    startControlPlane(opts?: StartControlPlaneOptions): Promise<ControlPlane>;
+  };
+  const cp = await harness.startControlPlane({
+    log: (line) => {
+      // Only the build script's progress (a cold build takes minutes); readiness is summarised below.
+      if (line.startsWith('[controlplane')) process.stderr.write(`${line}\n`);
+    },
+  });
+  (globalThis as Record<string, unknown>)[CONTROL_PLANE_GLOBAL] = cp;
+  process.env[KUBECONFIG_ENV] = cp.kubeconfigPath;
+  process.env[AUDIT_LOG_ENV] = cp.auditLogPath;
+  process.env[DIR_ENV] = cp.dir;
+  const t = cp.timings;
+  process.stderr.write(`\n[controlplane] ${cp.server} ready: apiserver ${t.apiserverMs} ms, controllers ${t.controllersMs} ms (${cp.dir})\n`);
+}
