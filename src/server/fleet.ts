@@ -168,7 +168,7 @@ export class Fleet implements DesiredStateProvider {
   }
 
   private onConfigCommit(event: CommitEvent): void {
-    this.log.info({ commit: event.commit, project: event.project, kind: 'config' }, 'detected commit');
+    this.log.info({ commit: event.commit, project: event.project, agents: this.configWatches.get(`${event.project}\0default`)?.agents.size ?? 0 }, 'reading agent configs');
     const w = this.configWatches.get(`${event.project}\0default`);
     if (!w) return;
     for (const agentId of w.agents) {
@@ -251,7 +251,8 @@ export class Fleet implements DesiredStateProvider {
     w.desired.clear();
     w.files.clear();
     this.options.metrics.commitsDetected.inc({ project: w.project });
-    this.log.info({ commit: event.commit, project: w.project }, 'detected commit');
+    // The Git source logs 'detected commit'; this line says who it goes to.
+    this.log.info({ commit: event.commit, project: w.project, agents: w.agents.size }, 'pushing commit');
     if (w.problem) {
       w.problem = undefined;
       for (const agentId of w.agents) {

@@ -20,13 +20,14 @@ import { loadTls } from './tls.js';
 
 export interface GitSourceFactoryContext {
   logger: Logger;
+  stateDir: string;
   pollIntervalMs: number;
   metrics: ServerMetrics;
 }
 
 export interface ServerDeps {
   /** Builds the Git source for the options (the CLI passes the real one; tests may pass their own). */
-  gitSource: (options: ServeOptions['git'], context: GitSourceFactoryContext) => GitSource;
+  gitSource: (options: ServeOptions['git'], context: GitSourceFactoryContext) => GitSource | Promise<GitSource>;
   logger?: Logger;
 }
 
@@ -52,7 +53,7 @@ export async function startServer(options: Readonly<ServeOptions>, deps: ServerD
   const metrics = createServerMetrics({ defaultMetrics: true });
   const registry = await Registry.open(options.stateDir, { logger: logger.child({ component: 'registry' }) });
   const tls = await loadTls(options.tls, options.stateDir, options.listen.host === '0.0.0.0' || options.listen.host === '::' ? [] : [options.listen.host]);
-  const git = deps.gitSource(options.git, { logger: logger.child({ component: 'git' }), pollIntervalMs: options.pollIntervalMs, metrics });
+  const git = await deps.gitSource(options.git, { logger: logger.child({ component: 'git' }), stateDir: options.stateDir, pollIntervalMs: options.pollIntervalMs, metrics });
 
   const fleet = new Fleet({ git, registry, logger: logger.child({ component: 'fleet' }), metrics });
   const hub = new Hub({ registry, provider: fleet, audience: options.audience, logger: logger.child({ component: 'hub' }), metrics, heartbeatMs: options.heartbeatMs });
