@@ -1,0 +1,291 @@
+/**
+ * `gitops-agent run`: the long-running agent. Reads and validates every option once at start-up
+ * (flags, then GITOPS_AGENT_* environment variables, then defaults; every problem listed), builds
+ * the engine, state dir, Lease elector, health endpoint and session, and runs until SIGTERM/SIGINT,
+ * when it stops cleanly (closes the session, finishes or aborts the apply in flight, releases the
+ * Lease).
+ *
+ * Kubernetes access: `--kubeconfig` (or KUBECONFIG) when given; otherwise in-cluster configuration
+ * from the pod's ServiceAccount (KUBERNETES_SERVICE_HOST/PORT and the folder in
+ * GITOPS_AGENT_SERVICEACCOUNT_DIR, default /var/run/secrets/kubernetes.io/serviceaccount, which
+ * tests point at a folder written "as in a pod").
+ */
+import { Command, Option } from 'commander';
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir, hostname } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { KubeConfig } from '@kubernetes/client-node';
+import { createLogger, LOG_LEVELS, type LogFormat, type LogLevel } from '../../common/logger.js';
+import { errorMessage, UserError } from '../../common/errors.js';
+import { parseDuration } from '../../common/duration.js';
+import { VERSION } from '../../common/version.js';
+import { DEFAULT_AUDIENCE, signAgentJwt } from '../../protocol/jwt.js';
+import { CONNECT_PATH } from '../../protocol/messages.js';
+import { parseToken, type ParsedToken } from '../../protocol/token.js';
+import { Engine } from '../reconcile/engine.js';
+import { KubeClient, DEFAULT_FIELD_MANAGER } from '../kube/client.js';
+import { kubeEventSink } from '../events.js';
+import { parseListen, startHealthServer, type ListenAddress } from '../http.js';
+import { leaseName } from '../leader.js';
+import { AgentMetrics } from '../metrics.js';
+import { unitName } from '../runner.js';
+import { AgentRuntime } from '../runtime.js';
+import { StateStore } from '../state.js';
+
+export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+
+interface RunFlags {
+  serverUrl?: string;
+  tokenFile?: string;
+  caFile?: string;
+  kubeconfig?: string;
+  stateDir?: string;
+  listen?: string;
+  logLevel?: string;
+  logFormat?: string;
+  leaseNamespace?: string;
+  leaderElect?: boolean;
+  resyncInterval?: string;
+  audience?: string;
+  identity?: string;
+  insecurePlaintext?: boolean;
+}
+
+/** Options after validation; frozen. */
+export interface RunOptions {
+  serverUrl: string;
+  token: ParsedToken;
+  ca?: string;
+  kubeConfig: KubeConfig;
+  inCluster: boolean;
+  stateDir: string;
+  listen?: ListenAddress;
+  logLevel: LogLevel;
+  logFormat: LogFormat;
+  leader?: { namespace: string; name: string; identity: string };
+  resyncIntervalMs: number;
+  audience: string;
+}
+
+type Env = Record<string, string | undefined>;
+
+function truthy(v: string | undefined): boolean | undefined {
+  if (v === undefined || v === '') return undefined;
+  return !/^(0|false|no|off)$/i.test(v);
+}
+
+/** Builds a KubeConfig for the pod's ServiceAccount folder (client-node's loadFromCluster, any folder). */
+export function inClusterConfig(env: Env, dir: string): KubeConfig {
+  const host = env.KUBERNETES_SERVICE_HOST ?? '';
+  const port = env.KUBERNETES_SERVICE_PORT ?? '443';
+  const kc = new KubeConfig();
+  const server = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const namespaceFile = join(dir, 'namespace');
+  kc.loadFromOptions({
+    clusters: [{ name: 'inCluster', server, caFile: join(dir, 'ca.crt'), skipTLSVerify: false }],
+    users: [{ name: 'inClusterUser', authProvider: { name: 'tokenFile', config: { tokenFile: join(dir, 'token') } } }],
+    contexts: [{ name: 'inClusterContext', cluster: 'inCluster', user: 'inClusterUser', namespace: existsSync(namespaceFile) ? readFileSync(namespaceFile, 'utf8').trim() : undefined }],
+    currentContext: 'inClusterContext',
+  });
+  return kc;
+}
+
+/** Reads flags and environment into RunOptions, listing every problem at once. */
+export function resolveRunOptions(flags: RunFlags, env: Env = process.env): RunOptions {
+  const problems: string[] = [];
+  const problem = (p: string): void => { problems.push(p); };
+
+  const serverUrl = flags.serverUrl ?? env.GITOPS_AGENT_SERVER_URL;
+  const insecure = flags.insecurePlaintext ?? truthy(env.GITOPS_AGENT_INSECURE_PLAINTEXT) ?? false;
+  if (!serverUrl) problem(`--server-url (or GITOPS_AGENT_SERVER_URL) is required, e.g. wss://gitops.example.com${CONNECT_PATH}`);
+  else {
+    let url: URL | undefined;
+    try { url = new URL(serverUrl); } catch { problem(`--server-url: "${serverUrl.slice(0, 200)}" is not a URL (example: wss://gitops.example.com${CONNECT_PATH})`); }
+    if (url) {
+      if (url.protocol === 'ws:' && !insecure) problem('--server-url: plain ws:// sends everything unencrypted; use wss:// or pass --insecure-plaintext');
+      else if (url.protocol !== 'wss:' && url.protocol !== 'ws:') problem(`--server-url: must be wss:// (got ${url.protocol})`);
+      if (url.username || url.password) problem('--server-url: must not contain credentials');
+    }
+  }
+
+  const tokenFile = flags.tokenFile ?? env.GITOPS_AGENT_TOKEN_FILE;
+  let token: ParsedToken | undefined;
+  if (!tokenFile) problem('--token-file (or GITOPS_AGENT_TOKEN_FILE) is required: the file holding the token printed by "gitops-server agent create"');
+  else {
+    try {
+      token = parseToken(readFileSync(tokenFile, 'utf8'));
+    } catch (err) {
+      problem(`--token-file ${tokenFile}: ${err instanceof UserError ? err.message : `cannot read (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`}`);
+    }
+  }
+
+  const caFile = flags.caFile ?? env.GITOPS_AGENT_CA_FILE;
+  let ca: string | undefined;
+  if (caFile) {
+    try {
+      ca = readFileSync(caFile, 'utf8');
+      if (!ca.includes('-----BEGIN CERTIFICATE-----')) problem(`--ca-file ${caFile}: no PEM certificate in it`);
+    } catch (err) {
+      problem(`--ca-file ${caFile}: cannot read (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`);
+    }
+  }
+
+  const kubeconfigFile = flags.kubeconfig ?? env.GITOPS_AGENT_KUBECONFIG ?? env.KUBECONFIG;
+  const saDir = env.GITOPS_AGENT_SERVICEACCOUNT_DIR ?? SERVICE_ACCOUNT_DIR;
+  let kubeConfig: KubeConfig | undefined;
+  let inCluster = false;
+  try {
+    if (kubeconfigFile) {
+      kubeConfig = new KubeConfig();
+      kubeConfig.loadFromFile(kubeconfigFile);
+      if (!kubeConfig.getCurrentCluster()) problem(`--kubeconfig ${kubeconfigFile}: no current cluster`);
+    } else if (env.KUBERNETES_SERVICE_HOST) {
+      if (!existsSync(join(saDir, 'token'))) problem(`in-cluster configuration: no ServiceAccount token in ${saDir} (set GITOPS_AGENT_SERVICEACCOUNT_DIR or pass --kubeconfig)`);
+      kubeConfig = inClusterConfig(env, saDir);
+      inCluster = true;
+    } else problem('Kubernetes: pass --kubeconfig FILE (or set KUBECONFIG) when not running in a pod');
+  } catch (err) {
+    problem(`--kubeconfig ${kubeconfigFile}: ${errorMessage(err)}`);
+  }
+
+  const stateDirFlag = flags.stateDir ?? env.GITOPS_AGENT_STATE_DIR;
+  const stateDir = stateDirFlag ?? (inCluster ? '/var/lib/gitops-agent' : join(env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'gitops-agent', token?.agentId.slice(0, 8) ?? 'agent'));
+
+  const listenText = flags.listen ?? env.GITOPS_AGENT_LISTEN ?? '0.0.0.0:8080';
+  let listen: ListenAddress | undefined;
+  if (listenText !== 'off') {
+    listen = parseListen(listenText);
+    if (!listen) problem(`--listen: "${listenText}" is not HOST:PORT (example: 0.0.0.0:8080, 127.0.0.1:0) or "off"`);
+  }
+
+  const logLevel = (flags.logLevel ?? env.GITOPS_AGENT_LOG_LEVEL ?? 'info') as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) problem(`--log-level: "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
+  const logFormat = (flags.logFormat ?? env.GITOPS_AGENT_LOG_FORMAT ?? 'json') as LogFormat;
+  if (logFormat !== 'json' && logFormat !== 'text') problem(`--log-format: "${logFormat}" is not json or text`);
+
+  let resyncIntervalMs = 300_000;
+  const resyncText = flags.resyncInterval ?? env.GITOPS_AGENT_RESYNC_INTERVAL;
+  if (resyncText !== undefined) {
+    try { resyncIntervalMs = parseDuration(resyncText); } catch (err) { problem(`--resync-interval: ${errorMessage(err)} (0 turns it off)`); }
+  }
+
+  const leaderElect = flags.leaderElect ?? truthy(env.GITOPS_AGENT_LEADER_ELECT) ?? true;
+  const podNamespaceFile = join(saDir, 'namespace');
+  const leaseNamespace = flags.leaseNamespace ?? env.GITOPS_AGENT_LEASE_NAMESPACE ?? env.POD_NAMESPACE
+    ?? (inCluster && existsSync(podNamespaceFile) ? readFileSync(podNamespaceFile, 'utf8').trim() : undefined) ?? 'default';
+  const identity = flags.identity ?? env.GITOPS_AGENT_IDENTITY ?? `${env.POD_NAME ?? hostname()}_${randomBytes(4).toString('hex')}`;
+  const audience = flags.audience ?? env.GITOPS_AGENT_AUDIENCE ?? DEFAULT_AUDIENCE;
+
+  if (problems.length || !serverUrl || !token || !kubeConfig) {
+    throw new UserError('invalid_options', `gitops-agent run: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`, { data: { problems } });
+  }
+  return Object.freeze({
+    serverUrl, token, ...(ca ? { ca } : {}), kubeConfig, inCluster, stateDir, ...(listen ? { listen } : {}), logLevel, logFormat,
+    ...(leaderElect ? { leader: { namespace: leaseNamespace, name: leaseName(token.agentId), identity } } : {}),
+    resyncIntervalMs, audience,
+  });
+}
+
+export function runCommand(): Command {
+  return new Command('run')
+    .summary('run the agent: connect to gitops-server and keep the cluster at the desired state')
+    .description(
+      'Connects to gitops-server over a secure WebSocket (a short-lived JWT from the token per connection; the token itself never\n' +
+        'leaves the pod), applies each desired state the server sends, reverts drift within a second, reports status, and keeps\n' +
+        'enforcing the last desired state (kept in --state-dir) while the server is unreachable. With two replicas, a Lease elects\n' +
+        'the one that applies. Every option can also be set as GITOPS_AGENT_<OPTION> (e.g. GITOPS_AGENT_SERVER_URL).',
+    )
+    .option('--server-url <url>', `server WebSocket URL, wss://HOST${CONNECT_PATH}`)
+    .option('--token-file <file>', 'file holding the agent token (from "gitops-server agent create")')
+    .option('--ca-file <file>', 'PEM CA certificate(s) to trust for the server (e.g. a self-signed server certificate)')
+    .option('--kubeconfig <file>', 'kubeconfig file (default: KUBECONFIG, else in-cluster ServiceAccount)')
+    .option('--state-dir <dir>', 'where the last desired state is kept (in a pod: an emptyDir, default /var/lib/gitops-agent)')
+    .option('--listen <host:port>', 'health and metrics endpoint (/healthz, /readyz, /metrics), or "off" (default 0.0.0.0:8080)')
+    .addOption(new Option('--log-level <level>', 'initial log level; observability.logging.level in config.yaml overrides it').choices([...LOG_LEVELS]))
+    .addOption(new Option('--log-format <format>', 'json lines or readable text (default json)').choices(['json', 'text']))
+    .option('--lease-namespace <ns>', 'namespace of the leader-election Lease (default: the pod namespace)')
+    .option('--no-leader-elect', 'apply without a Lease (one replica only, or no Lease rights)')
+    .option('--resync-interval <duration>', 'full re-apply as a safety net, e.g. 5m; 0 turns it off (default 5m)')
+    .option('--audience <aud>', `JWT audience the server expects (default ${DEFAULT_AUDIENCE})`)
+    .option('--identity <id>', 'this replica\'s name in the Lease (default: POD_NAME or hostname plus a random suffix)')
+    .option('--insecure-plaintext', 'allow a ws:// server URL (unencrypted; tests and local trials only)')
+    .addHelpText('after', `\nExample:\n  gitops-agent run --server-url wss://gitops.example.com${CONNECT_PATH} --token-file /etc/gitops-agent/token/token --ca-file /etc/gitops-agent/ca/ca.crt\n`)
+    .action(async (flags: RunFlags, cmd: Command) => {
+      // commander sets leaderElect=true by default for --no-leader-elect; only an explicit flag should beat the environment.
+      if (cmd.getOptionValueSource('leaderElect') === 'default') delete flags.leaderElect;
+      process.exitCode = await runAgent(flags);
+    });
+}
+
+/** Runs until SIGTERM/SIGINT; resolves with the exit code. */
+export async function runAgent(flags: RunFlags, env: Env = process.env): Promise<number> {
+  let options: RunOptions;
+  try {
+    options = resolveRunOptions(flags, env);
+  } catch (err) {
+    process.stderr.write(`${errorMessage(err)}\n`);
+    return 2;
+  }
+  const logger = createLogger({ level: options.logLevel, format: options.logFormat, name: 'gitops-agent' });
+  const metrics = new AgentMetrics();
+  const agentId = options.token.agentId;
+  logger.info({ version: VERSION, agent: agentId, server: options.serverUrl, stateDir: options.stateDir, leader: options.leader ? `${options.leader.namespace}/${options.leader.name}` : 'off' }, 'agent starting');
+
+  let runtime: AgentRuntime | undefined;
+  let health: Awaited<ReturnType<typeof startHealthServer>> | undefined;
+  let kube: KubeClient | undefined;
+  try {
+    const engine = await Engine.create({ kubeConfig: options.kubeConfig, fieldManager: DEFAULT_FIELD_MANAGER, logger: logger.child({ component: 'engine' }), stateDir: join(options.stateDir, 'engine') });
+    kube = await KubeClient.create(options.kubeConfig, { fieldManager: DEFAULT_FIELD_MANAGER });
+    runtime = new AgentRuntime({
+      engine,
+      store: new StateStore(options.stateDir),
+      logger,
+      metrics,
+      fieldManager: DEFAULT_FIELD_MANAGER,
+      unitName: (project) => unitName(agentId, project),
+      session: {
+        url: options.serverUrl,
+        ca: options.ca,
+        agentVersion: VERSION,
+        signJwt: () => signAgentJwt(options.token, { audience: options.audience, ttlSeconds: 120 }),
+      },
+      ...(options.leader ? { leader: { client: kube, ...options.leader } } : {}),
+      recordEvent: kubeEventSink(kube, options.leader?.identity ?? hostname(), logger.child({ component: 'events' })),
+      resyncIntervalMs: options.resyncIntervalMs,
+    });
+    const rt = runtime;
+    if (options.listen) {
+      health = await startHealthServer({ listen: options.listen, ready: () => rt.readiness(), metrics, logger });
+      logger.info({ url: health.url }, 'health and metrics listening');
+    }
+    await runtime.start();
+  } catch (err) {
+    logger.fatal({ err: errorMessage(err) }, 'agent failed to start');
+    await runtime?.stop().catch(() => undefined);
+    await health?.close();
+    kube?.close();
+    return 1;
+  }
+
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  logger.info({ signal }, 'agent stopping');
+  const force = setTimeout(() => {
+    logger.error({}, 'clean shutdown took too long: exiting');
+    process.exit(1);
+  }, 20_000);
+  force.unref();
+  try {
+    await runtime.stop();
+  } catch (err) {
+    logger.error({ err: errorMessage(err) }, 'error while stopping');
+  }
+  await health?.close();
+  kube.close();
+  logger.info({}, 'agent stopped');
+  return 0;
+}
