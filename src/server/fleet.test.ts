@@ -1,0 +1,79 @@
+import { describe, expect, it } from '@jest/globals';
+import { silentLogger } from '../common/logger.js';
+import type { ConfigMessage, ErrorMessage, ManifestFile } from '../protocol/messages.js';
+import { Fleet, desiredDigest, type Pusher } from './fleet.js';
+import type { DesiredEntry } from './hub.js';
+import { createServerMetrics } from './metrics.js';
+import type { CommitEvent, GitRef, GitSource, SourceErrorEvent } from './ports.js';
+import type { AgentRecord, RegistryChange } from './registry.js';
+
+const CONFIG = "gitops:\n  manifest_projects:\n  - id: gitops-project\n    paths:\n    - glob: '**/*.yaml'\n";
+const C1 = 'a'.repeat(40);
+const C2 = 'b'.repeat(40);
+
+/** A GitSource over fixed in-memory commits that counts reads and watches. */
+class MemoryGit implements GitSource {
+  readonly listeners = new Map<string, Array<(e: CommitEvent) => void>>();
+  watches = 0;
+  reads = 0;
+  files = new Map<string, ManifestFile[]>([[C1, [{ path: 'manifest.yaml', content: 'kind: ConfigMap' }]], [C2, [{ path: 'manifest.yaml', content: 'kind: Secret' }]]]);
+  watch(project: string, ref: GitRef, onCommit: (e: CommitEvent) => void, _onError: (e: SourceErrorEvent) => void): () => void {
+    this.watches++;
+    const list = this.listeners.get(project) ?? [];
+    list.push(onCommit);
+    this.listeners.set(project, list);
+    queueMicrotask(() => onCommit({ project, ref, commit: C1 }));
+    return () => { this.watches--; };
+  }
+  emit(project: string, commit: string): void {
+    for (const l of this.listeners.get(project) ?? []) l({ project, ref: {}, commit });
+  }
+  async refresh(): Promise<void> {}
+  async readFiles(_p: string, commit: string): Promise<ManifestFile[]> {
+    this.reads++;
+    return this.files.get(commit) ?? [];
+  }
+  async readFile(): Promise<string> {
+    return CONFIG;
+  }
+  async close(): Promise<void> {}
+}
+
+const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
+
+describe('Fleet', () => {
+  it('serves 2,000 agents of one project with one watch per project and one read per commit', async () => {
+    const git = new MemoryGit();
+    const agents: AgentRecord[] = Array.from({ length: 2000 }, (_, i) => ({ id: `id${i}`, name: `agent${i}`, configProject: 'kubernetes-agent', publicKey: 'x', createdAt: '' }));
+    const pushed: DesiredEntry[] = [];
+    const pusher: Pusher = { pushConfig: (_id: string, _m: ConfigMessage) => undefined, pushError: (_id: string, _m: ErrorMessage) => undefined, pushDesired: (_id, e) => { pushed.push(e); } };
+    const fleet = new Fleet({
+      git, logger: silentLogger(), metrics: createServerMetrics(),
+      registry: { active: () => agents, get: (id) => agents.find((a) => a.id === id), updateStatus: () => undefined, onChange: (_l: (c: RegistryChange) => void) => () => undefined },
+    });
+    fleet.start(pusher);
+    await settle();
+    await settle();
+    expect(git.watches).toBe(2);
+    expect(git.reads).toBe(1);
+    expect(pushed.length).toBe(2000);
+    expect(new Set(pushed).size).toBe(1);
+    git.emit('gitops-project', C2);
+    await settle();
+    expect(git.reads).toBe(2);
+    expect(pushed.length).toBe(4000);
+    expect(pushed[3999].commit).toBe(C2);
+    expect((await fleet.desired('id7'))[0]).toBe(pushed[3999]);
+    fleet.close();
+  });
+
+  it('gives equal files and config the same digest whatever their order, and any change a new one', () => {
+    const cfg = { id: 'p', ref: {}, defaultNamespace: 'default', paths: [{ glob: '**' }], reconcileTimeoutMs: 1, dryRunStrategy: 'none' as const, prune: true, pruneTimeoutMs: 1, prunePropagationPolicy: 'foreground' as const, inventoryPolicy: 'must_match' as const };
+    const a = { path: 'a.yaml', content: 'x' };
+    const b = { path: 'b.yaml', content: 'y' };
+    expect(desiredDigest([a, b], cfg)).toBe(desiredDigest([b, a], cfg));
+    expect(desiredDigest([a, b], cfg)).not.toBe(desiredDigest([a, { ...b, content: 'z' }], cfg));
+    expect(desiredDigest([a, b], cfg)).not.toBe(desiredDigest([a, b], { ...cfg, prune: false }));
+    expect(desiredDigest([{ path: 'a', content: 'b\nc' }], cfg)).not.toBe(desiredDigest([{ path: 'a\nb', content: 'c' }], cfg));
+  });
+});
