@@ -1,0 +1,234 @@
+/**
+ * Where a project's commits come from, behind one small interface so the watcher does not care:
+ * - RemoteBackend: a smart-HTTP Git host (GitLab: project `group/name` is `<base>/group/name.git`),
+ *   fetched shallowly with isomorphic-git into a bare cache repository per project;
+ * - LocalBackend: bare (or ordinary) repositories under a folder, read in place, no network.
+ *
+ * Both resolve a GitLab `ref` (branch, tag, commit, or the default branch) to a commit whose
+ * objects are then readable from `gitdir(project)`. Failures are GitopsErrors with stable codes
+ * (GIT_UNREACHABLE, GIT_AUTH_FAILED, GIT_PROJECT_NOT_FOUND, GIT_REF_NOT_FOUND, ...) and never
+ * carry the token or credentials from a URL.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import { mkdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import git, { type HttpClient } from 'isomorphic-git';
+import { GitopsError, RetryableError, TransientError, UserError, errorMessage } from '../../common/errors.js';
+import type { GitRef } from '../ports.js';
+import type { GitCache } from './read.js';
+
+export interface GitBackend {
+  /** The object store to read the project's commits from. */
+  gitdir(project: string): Promise<string>;
+  /** The commit `ref` points at now, with its objects available in `gitdir(project)`. */
+  resolve(project: string, ref: GitRef): Promise<string>;
+}
+
+/** `branch main`, `tag v1`, `commit abc…`, `the default branch`: for messages. */
+export function describeRef(ref: GitRef): string {
+  if ('branch' in ref) return `branch "${ref.branch}"`;
+  if ('tag' in ref) return `tag "${ref.tag}"`;
+  if ('commit' in ref) return `commit ${ref.commit}`;
+  return 'the default branch';
+}
+
+/** A stable key for a ref, for maps. */
+export function refKey(ref: GitRef): string {
+  if ('branch' in ref) return `branch:${ref.branch}`;
+  if ('tag' in ref) return `tag:${ref.tag}`;
+  if ('commit' in ref) return `commit:${ref.commit}`;
+  return 'HEAD';
+}
+
+const PROJECT_ID = /^[A-Za-z0-9_][A-Za-z0-9_.-]*(\/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$/;
+
+/** Project ids are GitLab paths: no `..`, no leading slash, nothing a URL or file path could abuse. */
+export function checkProjectId(project: string): void {
+  if (!PROJECT_ID.test(project) || project.split('/').some((p) => p === '..' || p.endsWith('.'))) {
+    throw new UserError('GIT_BAD_PROJECT_ID', `project "${project}": expected a path such as group/name`);
+  }
+}
+
+function refNotFound(project: string, ref: GitRef, extra = ''): UserError {
+  return new UserError('GIT_REF_NOT_FOUND', `${project}: ${describeRef(ref)} does not exist${extra}`, { data: { project } });
+}
+
+async function hasCommit(gitdir: string, oid: string, cache: GitCache): Promise<boolean> {
+  try {
+    await git.readCommit({ fs, gitdir, oid, cache });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ---- remote: a smart-HTTP host ----
+
+export interface RemoteBackendOptions {
+  /** e.g. `https://gitlab.example.com` (no credentials in it). */
+  baseUrl: string;
+  /** Access token, sent as HTTP basic `oauth2:<token>` as GitLab expects. */
+  token?: string;
+  /** Folder for the per-project cache repositories (the server's state dir). */
+  cacheDir: string;
+  http: HttpClient;
+  cache: GitCache;
+}
+
+export class RemoteBackend implements GitBackend {
+  private readonly base: string;
+  private readonly inits = new Map<string, Promise<string>>();
+
+  constructor(private readonly options: RemoteBackendOptions) {
+    const url = new URL(options.baseUrl);
+    if (url.username || url.password) {
+      throw new UserError('GIT_CREDENTIALS_IN_URL', 'the Git base URL must not contain credentials: put the token in a file and pass it with --git-token-file');
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      throw new UserError('GIT_BAD_BASE_URL', `Git base URL ${url.origin}: only http and https are supported`);
+    }
+    this.base = options.baseUrl.replace(/\/+$/, '');
+  }
+
+  /** `<base>/group/name.git` (GitLab's clone URL for a project path). */
+  urlOf(project: string): string {
+    checkProjectId(project);
+    return `${this.base}/${project.replace(/\.git$/, '')}.git`;
+  }
+
+  gitdir(project: string): Promise<string> {
+    let p = this.inits.get(project);
+    if (!p) {
+      const url = this.urlOf(project);
+      const name = `${project.replace(/[^A-Za-z0-9_.-]+/g, '_')}-${createHash('sha256').update(url).digest('hex').slice(0, 12)}.git`;
+      const gitdir = path.join(this.options.cacheDir, name);
+      p = (async () => {
+        await mkdir(gitdir, { recursive: true });
+        await git.init({ fs, gitdir, bare: true, defaultBranch: 'main' });
+        // isomorphic-git maps fetched refs through the remote's refspec, so the cache needs one.
+        await git.setConfig({ fs, gitdir, path: 'remote.origin.url', value: url });
+        await git.setConfig({ fs, gitdir, path: 'remote.origin.fetch', value: '+refs/heads/*:refs/remotes/origin/*' });
+        return gitdir;
+      })();
+      p.catch(() => this.inits.delete(project));
+      this.inits.set(project, p);
+    }
+    return p;
+  }
+
+  private auth() {
+    const token = this.options.token;
+    return token ? { onAuth: () => ({ username: 'oauth2', password: token }) } : {};
+  }
+
+  async resolve(project: string, ref: GitRef): Promise<string> {
+    const url = this.urlOf(project);
+    const gitdir = await this.gitdir(project);
+    const { http, cache } = this.options;
+    try {
+      if ('commit' in ref) return await this.resolveCommit(project, ref.commit, url, gitdir);
+      const prefix = 'branch' in ref ? `refs/heads/${ref.branch}` : 'tag' in ref ? `refs/tags/${ref.tag}` : 'HEAD';
+      const refs = await git.listServerRefs({ http, url, ...this.auth(), protocolVersion: 2, prefix, symrefs: true, peelTags: true });
+      const found = refs.find((r) => r.ref === prefix);
+      if (!found) throw refNotFound(project, ref, prefix === 'HEAD' ? ' (the repository has no commits yet)' : '');
+      const commit = found.peeled ?? found.oid;
+      if (!(await hasCommit(gitdir, commit, cache))) {
+        const fetchRef = prefix === 'HEAD' ? (found.target ?? 'HEAD') : prefix;
+        await git.fetch({ fs, http, gitdir, url, ...this.auth(), ref: fetchRef, remoteRef: fetchRef, singleBranch: true, depth: 1, tags: false, cache });
+        if (!(await hasCommit(gitdir, commit, cache))) {
+          // The ref moved between the listing and the fetch: take what was fetched next time round.
+          throw new TransientError('GIT_REF_MOVED', `${project}: ${describeRef(ref)} moved while fetching; retrying`);
+        }
+      }
+      return commit;
+    } catch (err) {
+      throw this.classify(project, err);
+    }
+  }
+
+  /** A pinned commit cannot be fetched by id over smart HTTP everywhere: fetch history until it shows up. */
+  private async resolveCommit(project: string, commit: string, url: string, gitdir: string): Promise<string> {
+    const { http, cache } = this.options;
+    if (await hasCommit(gitdir, commit, cache)) return commit;
+    await git.fetch({ fs, http, gitdir, url, ...this.auth(), singleBranch: false, tags: true, cache });
+    if (await hasCommit(gitdir, commit, cache)) return commit;
+    throw refNotFound(project, { commit }, ' on any branch or tag');
+  }
+
+  /** Map isomorphic-git and socket errors to our codes; messages carry no URL credentials or token. */
+  private classify(project: string, err: unknown): GitopsError {
+    if (err instanceof GitopsError) return err;
+    const e = err as { code?: string; data?: { statusCode?: number }; message?: string };
+    const host = new URL(this.base).host;
+    const status = e.data?.statusCode;
+    if (e.code === 'HttpError' && (status === 401 || status === 403)) {
+      return new UserError('GIT_AUTH_FAILED', `${project}: the Git host ${host} refused access (HTTP ${status}); check the token and the project's visibility`, { data: { project } });
+    }
+    if (e.code === 'HttpError' && status === 404) {
+      return new UserError('GIT_PROJECT_NOT_FOUND', `${project}: no such project on ${host} (HTTP 404)`, { data: { project } });
+    }
+    if (e.code === 'HttpError') {
+      return new RetryableError('GIT_HOST_ERROR', `${project}: the Git host ${host} answered HTTP ${status ?? '?'}`, { data: { project } });
+    }
+    const sys = e.code ?? '';
+    if (['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE'].includes(sys) || /socket hang up/.test(e.message ?? '')) {
+      return new TransientError('GIT_UNREACHABLE', `${project}: cannot reach the Git host ${host} (${sys || 'connection closed'})`, { data: { project } });
+    }
+    return new RetryableError('GIT_FETCH_FAILED', `${project}: fetch from ${host} failed: ${scrub(errorMessage(err), this.options.token)}`, { data: { project } });
+  }
+}
+
+/** Remove credentials from URLs and the token itself from a message we did not write. */
+function scrub(message: string, token?: string): string {
+  let out = message.replace(/\/\/[^/@\s]+@/g, '//');
+  if (token) out = out.split(token).join('[redacted]');
+  return out;
+}
+
+// ---- local: repositories in a folder ----
+
+export class LocalBackend implements GitBackend {
+  constructor(private readonly root: string, private readonly cache: GitCache) {}
+
+  async gitdir(project: string): Promise<string> {
+    checkProjectId(project);
+    const base = path.join(this.root, project.replace(/\.git$/, ''));
+    for (const candidate of [`${base}.git`, path.join(base, '.git'), base]) {
+      if (await isGitdir(candidate)) return candidate;
+    }
+    throw new UserError('GIT_PROJECT_NOT_FOUND', `${project}: no repository at ${base}.git or ${base}`, { data: { project } });
+  }
+
+  async resolve(project: string, ref: GitRef): Promise<string> {
+    const gitdir = await this.gitdir(project);
+    if ('commit' in ref) {
+      if (await hasCommit(gitdir, ref.commit, this.cache)) return ref.commit;
+      throw refNotFound(project, ref);
+    }
+    const name = 'branch' in ref ? `refs/heads/${ref.branch}` : 'tag' in ref ? `refs/tags/${ref.tag}` : 'HEAD';
+    let oid: string;
+    try {
+      oid = await git.resolveRef({ fs, gitdir, ref: name });
+    } catch {
+      throw refNotFound(project, ref, name === 'HEAD' ? ' (the repository has no commits yet)' : '');
+    }
+    // Annotated tags point at a tag object: peel it to the commit.
+    for (let i = 0; i < 10; i++) {
+      const { type, object } = await git.readObject({ fs, gitdir, oid, cache: this.cache, format: 'parsed' });
+      if (type === 'commit') return oid;
+      if (type !== 'tag') break;
+      oid = (object as { object: string }).object;
+    }
+    throw new UserError('GIT_NOT_A_COMMIT', `${project}: ${describeRef(ref)} does not point at a commit`, { data: { project } });
+  }
+}
+
+async function isGitdir(dir: string): Promise<boolean> {
+  try {
+    const [head, objects] = await Promise.all([stat(path.join(dir, 'HEAD')), stat(path.join(dir, 'objects'))]);
+    return head.isFile() && objects.isDirectory();
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,287 @@
+/**
+ * The server's GitSource: follows (project, ref) pairs for any number of listeners with one
+ * check per pair and one poll timer per project (no per-agent timers: 10,000 agents on one
+ * manifest project cost one fetch), plus immediate checks on webhooks with concurrent refreshes
+ * coalesced. A new commit (also a force-push to an older or unrelated one) goes to every
+ * listener; a failure (unreachable host, deleted branch, bad token) goes to `onError` once per
+ * distinct problem while the last good commit stays in force. Reads at a commit are memoised.
+ */
+import { mkdir, readFile } from 'node:fs/promises';
+import { errorMessage, GitopsError, UserError } from '../../common/errors.js';
+import type { Logger } from '../../common/logger.js';
+import { silentLogger } from '../../common/logger.js';
+import type { ManifestFile, ProblemReport } from '../../protocol/messages.js';
+import type { CommitEvent, GitRef, GitSource, SourceErrorEvent } from '../ports.js';
+import { LocalBackend, RemoteBackend, checkProjectId, describeRef, refKey, type GitBackend } from './backends.js';
+import { createGitHttpClient } from './http.js';
+import { DEFAULT_READ_LIMITS, readMatchingFiles, readOneFile, type GitCache, type ReadLimits } from './read.js';
+
+/** Log message for a new commit on a watched ref (fields: project, commit, ref). */
+export const DETECTED_COMMIT = 'detected commit';
+/** Log message for a Git problem on a watched ref (fields: project, ref, code, error). */
+export const GIT_PROBLEM = 'git source problem';
+
+export interface GitSourceOptions {
+  /** Remote mode: base URL of the Git host; project `group/name` is `<baseUrl>/group/name.git`. */
+  baseUrl?: string;
+  /** Remote mode: access token (see `readTokenFile`), sent as basic auth `oauth2:<token>`. */
+  token?: string;
+  /** Remote mode: folder for cached clones (e.g. `<state-dir>/git`). */
+  cacheDir?: string;
+  /** Local mode: folder holding `<project>.git` or `<project>` repositories, read in place. */
+  root?: string;
+  /** How often each watched project is checked (default 15 s). */
+  pollIntervalMs?: number;
+  /** Per-file and total size limits for readFiles (defaults 5 MiB and 50 MiB). */
+  limits?: Partial<ReadLimits>;
+  /** HTTP timeout per request in remote mode (default 30 s). */
+  requestTimeoutMs?: number;
+  logger?: Logger;
+  /** Called after every check of a (project, ref), for metrics (fetch durations, failures). */
+  onCheck?: (e: { project: string; ref: GitRef; durationMs: number; ok: boolean; changed: boolean }) => void;
+}
+
+/** Read a token file (trailing newline trimmed); the token never appears in errors. */
+export async function readTokenFile(file: string): Promise<string> {
+  const token = (await readFile(file, 'utf8')).trim();
+  if (!token) throw new UserError('GIT_TOKEN_EMPTY', `${file}: the token file is empty`);
+  return token;
+}
+
+interface Listener {
+  onCommit: (e: CommitEvent) => void;
+  onError: (e: SourceErrorEvent) => void;
+}
+
+interface Watch {
+  project: string;
+  ref: GitRef;
+  listeners: Set<Listener>;
+  commit?: string;
+  problem?: ProblemReport;
+}
+
+interface ProjectState {
+  watches: Map<string, Watch>;
+  timer?: NodeJS.Timeout;
+  running?: Promise<void>;
+  queued?: Promise<void>;
+}
+
+const MEMO_ENTRIES = 256;
+
+export class GitWatcher implements GitSource {
+  private readonly backend: GitBackend;
+  private readonly projects = new Map<string, ProjectState>();
+  private readonly memo = new Map<string, Promise<ManifestFile[]>>();
+  private readonly cache: GitCache = {};
+  private readonly limits: ReadLimits;
+  private readonly pollMs: number;
+  private readonly log: Logger;
+  private readonly closeHttp?: () => void;
+  private closed = false;
+
+  constructor(private readonly options: GitSourceOptions) {
+    this.pollMs = options.pollIntervalMs ?? 15_000;
+    this.limits = { ...DEFAULT_READ_LIMITS, ...options.limits };
+    this.log = options.logger ?? silentLogger();
+    if (options.root !== undefined && options.baseUrl === undefined) {
+      this.backend = new LocalBackend(options.root, this.cache);
+    } else if (options.baseUrl !== undefined && options.root === undefined) {
+      if (!options.cacheDir) throw new UserError('GIT_NO_CACHE_DIR', 'a Git base URL needs a cache folder for clones');
+      const http = createGitHttpClient({ timeoutMs: options.requestTimeoutMs });
+      this.closeHttp = () => http.close();
+      this.backend = new RemoteBackend({ baseUrl: options.baseUrl, token: options.token, cacheDir: options.cacheDir, http, cache: this.cache });
+    } else {
+      throw new UserError('GIT_SOURCE_CONFLICT', 'give exactly one Git source: a base URL (--git-base-url) or a local root (--git-root)');
+    }
+  }
+
+  /** Create the cache folder; call once before use in remote mode (cheap otherwise). */
+  async init(): Promise<void> {
+    if (this.options.cacheDir) await mkdir(this.options.cacheDir, { recursive: true, mode: 0o700 });
+  }
+
+  watch(project: string, ref: GitRef, onCommit: (e: CommitEvent) => void, onError: (e: SourceErrorEvent) => void): () => void {
+    checkProjectId(project);
+    if (this.closed) throw new UserError('GIT_SOURCE_CLOSED', 'the Git source is closed');
+    let state = this.projects.get(project);
+    if (!state) {
+      state = { watches: new Map() };
+      this.projects.set(project, state);
+      this.startTimer(project, state);
+    }
+    const key = refKey(ref);
+    let w = state.watches.get(key);
+    const isNew = !w;
+    if (!w) {
+      w = { project, ref: copyRef(ref), listeners: new Set() };
+      state.watches.set(key, w);
+    }
+    const listener: Listener = { onCommit, onError };
+    w.listeners.add(listener);
+    const watch = w;
+    if (isNew) {
+      void this.schedule(project, state);
+    } else {
+      // Tell a late listener what the others already know.
+      queueMicrotask(() => {
+        if (!watch.listeners.has(listener)) return;
+        if (watch.commit) safeCall(() => onCommit({ project, ref: watch.ref, commit: watch.commit as string }), this.log);
+        if (watch.problem) safeCall(() => onError({ project, ref: watch.ref, problem: watch.problem as ProblemReport }), this.log);
+      });
+    }
+    return () => {
+      watch.listeners.delete(listener);
+      if (watch.listeners.size > 0) return;
+      const s = this.projects.get(project);
+      if (!s || s.watches.get(key) !== watch) return;
+      s.watches.delete(key);
+      if (s.watches.size === 0) {
+        clearTimeout(s.timer);
+        this.projects.delete(project);
+      }
+    };
+  }
+
+  refresh(project: string): Promise<void> {
+    const id = project.replace(/\.git$/, '');
+    const state = this.projects.get(id);
+    if (!state || this.closed) return Promise.resolve();
+    return this.schedule(id, state);
+  }
+
+  async readFiles(project: string, commit: string, globs: string[]): Promise<ManifestFile[]> {
+    const key = `${project}\0${commit}\0${globs.join('\0')}`;
+    let p = this.memo.get(key);
+    if (p) {
+      // Refresh its place in the LRU order.
+      this.memo.delete(key);
+      this.memo.set(key, p);
+      return p;
+    }
+    p = (async () => readMatchingFiles({ gitdir: await this.backend.gitdir(project), cache: this.cache, project, commit }, globs, this.limits))();
+    this.memo.set(key, p);
+    p.catch(() => this.memo.delete(key));
+    while (this.memo.size > MEMO_ENTRIES) this.memo.delete(this.memo.keys().next().value as string);
+    return p;
+  }
+
+  async readFile(project: string, commit: string, path: string): Promise<string | undefined> {
+    return readOneFile({ gitdir: await this.backend.gitdir(project), cache: this.cache, project, commit }, path, this.limits);
+  }
+
+  /** Number of (project, ref) pairs and listeners followed: for metrics and tests. */
+  stats(): { projects: number; watches: number; listeners: number } {
+    let watches = 0;
+    let listeners = 0;
+    for (const s of this.projects.values()) {
+      watches += s.watches.size;
+      for (const w of s.watches.values()) listeners += w.listeners.size;
+    }
+    return { projects: this.projects.size, watches, listeners };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const running: Promise<void>[] = [];
+    for (const s of this.projects.values()) {
+      clearTimeout(s.timer);
+      if (s.running) running.push(s.running);
+    }
+    this.projects.clear();
+    await Promise.allSettled(running);
+    this.closeHttp?.();
+  }
+
+  // ---- polling and coalesced checks ----
+
+  private startTimer(project: string, state: ProjectState): void {
+    // The first poll lands at a random point of the interval so many projects do not poll in step.
+    const tick = (delay: number) => {
+      state.timer = setTimeout(() => {
+        if (this.projects.get(project) !== state) return;
+        void this.schedule(project, state).finally(() => {
+          if (this.projects.get(project) === state) tick(this.pollMs);
+        });
+      }, delay);
+      state.timer.unref();
+    };
+    tick(Math.floor(this.pollMs * (0.5 + Math.random() * 0.5)));
+  }
+
+  /** Run a check now, or once more right after the one in flight (all callers share it). */
+  private schedule(project: string, state: ProjectState): Promise<void> {
+    if (!state.running) {
+      state.running = this.check(project, state).finally(() => {
+        state.running = undefined;
+      });
+      return state.running;
+    }
+    if (!state.queued) {
+      state.queued = state.running.then(() => {
+        state.queued = undefined;
+        return this.schedule(project, state);
+      });
+    }
+    return state.queued;
+  }
+
+  private async check(project: string, state: ProjectState): Promise<void> {
+    for (const w of [...state.watches.values()]) {
+      if (this.closed || w.listeners.size === 0) continue;
+      if ('commit' in w.ref && w.commit) continue; // a pinned commit never moves
+      const started = performance.now();
+      let ok = false;
+      let changed = false;
+      try {
+        const commit = await this.backend.resolve(project, w.ref);
+        ok = true;
+        w.problem = undefined;
+        if (commit !== w.commit) {
+          changed = true;
+          w.commit = commit;
+          this.log.info({ project, commit, ref: describeRef(w.ref) }, DETECTED_COMMIT);
+          for (const l of [...w.listeners]) safeCall(() => l.onCommit({ project, ref: w.ref, commit }), this.log);
+        }
+      } catch (err) {
+        const problem = toProblem(err);
+        // Once per kind of problem: a host that is down must not page anyone at every poll.
+        if (!w.problem || w.problem.code !== problem.code) {
+          w.problem = problem;
+          this.log.warn({ project, ref: describeRef(w.ref), code: problem.code, error: problem.message, commit: w.commit }, GIT_PROBLEM);
+          for (const l of [...w.listeners]) safeCall(() => l.onError({ project, ref: w.ref, problem }), this.log);
+        }
+      } finally {
+        this.options.onCheck?.({ project, ref: w.ref, durationMs: performance.now() - started, ok, changed });
+      }
+    }
+  }
+}
+
+/** Create a Git source from server options (see GitSourceOptions), ready to watch. */
+export async function createGitSource(options: GitSourceOptions): Promise<GitWatcher> {
+  const source = new GitWatcher(options);
+  await source.init();
+  return source;
+}
+
+function toProblem(err: unknown): ProblemReport {
+  if (err instanceof GitopsError) return { code: err.code, message: err.message };
+  return { code: 'GIT_ERROR', message: errorMessage(err) };
+}
+
+function copyRef(ref: GitRef): GitRef {
+  if ('branch' in ref) return { branch: ref.branch };
+  if ('tag' in ref) return { tag: ref.tag };
+  if ('commit' in ref) return { commit: ref.commit };
+  return {};
+}
+
+function safeCall(fn: () => void, log: Logger): void {
+  try {
+    fn();
+  } catch (err) {
+    log.error({ error: errorMessage(err) }, 'git source listener failed');
+  }
+}
