@@ -13,7 +13,7 @@
 import type { Logger } from '../../common/logger.js';
 import { silentLogger } from '../../common/logger.js';
 import { errorMessage } from '../../common/errors.js';
-import { KubeApiError, type KubeClient, type WatchEvent, type WatchHandle } from './client.js';
+import { isTransient, KubeApiError, type KubeClient, type WatchEvent, type WatchHandle } from './client.js';
 import type { KubeObject, ResourceInfo } from '../reconcile/types.js';
 
 /** A change to a cached object that did not come from our own write. */
@@ -30,6 +30,7 @@ export type CacheListener = (e: CacheEvent) => void;
 const ECHO_WAIT_MS = 10_000;
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 5_000;
+const FIRST_LIST_RETRY_MS = 15_000;
 
 export function storeKey(namespace: string | undefined, name: string): string {
   return `${namespace ?? ''}/${name}`;
@@ -60,7 +61,20 @@ export class ResourceCache {
     private readonly labelSelector: string | undefined,
     private readonly log: Logger = silentLogger(),
   ) {
-    this.ready = this.relist(true).then(() => void this.loop());
+    this.ready = this.firstList().then(() => void this.loop());
+  }
+
+  /** The first list, retried on transient answers (a CRD's storage "(re)initializing" right after it is Established). */
+  private async firstList(): Promise<void> {
+    const deadline = Date.now() + FIRST_LIST_RETRY_MS;
+    for (let delay = BACKOFF_MIN_MS; ; delay = Math.min(delay * 2, 1_000)) {
+      try {
+        return await this.relist(true);
+      } catch (err) {
+        if (!isTransient(err) || Date.now() > deadline || this.stopped) throw err;
+        await sleep(delay);
+      }
+    }
   }
 
   get(namespace: string | undefined, name: string): KubeObject | undefined {

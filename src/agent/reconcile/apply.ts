@@ -136,9 +136,10 @@ async function applyObjectOrThrow(ctx: ApplyContext, item: ApplyItem, options: A
       const shown = ops.filter((o) => o.op !== 'test');
       if (!normalized || dryRun) {
         const preview = await ctx.client.jsonPatch(resource, ns, name, ops, { dryRun: true, signal: ctx.signal });
-        const projection = projectFields(preview, desired, listKeys);
-        if (!dryRun) ctx.known.set(hash, projection);
-        if (isDeepStrictEqual(projectFields(live, desired, listKeys), projection)) {
+        if (!dryRun) ctx.known.set(hash, projectFields(preview, desired, listKeys));
+        // Nothing but bookkeeping would change (the field set is already recorded): normalisation
+        // plan.ts did not know. Removals and real changes show up in this whole-object compare.
+        if (live.metadata.annotations?.[APPLIED_FIELDS_ANNOTATION] === plan.appliedFields && isDeepStrictEqual(withoutBookkeeping(preview), withoutBookkeeping(live))) {
           return { id, action: 'unchanged', source };
         }
         if (dryRun) return { id, action: 'configured', source, patch: shown, ...(plan.reason ? { reason: plan.reason } : {}) };
@@ -199,6 +200,12 @@ async function deleteAndWait(ctx: ApplyContext, item: ApplyItem, live: KubeObjec
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new KubeApiError('retryable', 'recreate_timeout', item.resolved.id, 0, { message: `still terminating after ${RECREATE_WAIT_MS / 1000} s; will retry` });
+}
+
+/** An object without what every write changes (managedFields times, resourceVersion, generation). */
+function withoutBookkeeping(obj: KubeObject): KubeObject {
+  const { managedFields: _m, resourceVersion: _r, generation: _g, ...metadata } = obj.metadata;
+  return { ...obj, metadata: metadata as KubeObject['metadata'] };
 }
 
 /** The desired object plus the applied-fields annotation plan.ts computed (for creates). */

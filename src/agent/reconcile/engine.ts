@@ -6,7 +6,6 @@
  * keys, the watch caches of managed objects and the server-normalised forms already learnt.
  */
 import type { KubeConfig } from '@kubernetes/client-node';
-import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from '../../common/logger.js';
 import { silentLogger } from '../../common/logger.js';
 import { errorMessage, GitopsError } from '../../common/errors.js';
@@ -23,8 +22,9 @@ import { resolveObjects } from './resolve.js';
 import { applyStages } from './order.js';
 import { desiredHash, planObject } from './plan.js';
 import type { ListKeys } from './schema.js';
-import { applyObject, applyStage, listKeysOf, mapLimit, type ApplyContext, type ApplyItem } from './apply.js';
-import { pruneObjects, type PruneTarget } from './prune.js';
+import { applyObject, applyStage, type ApplyContext, type ApplyItem } from './apply.js';
+import { pruneObjects } from './prune.js';
+import { diffInventory, entryOf, mergeFailedDeletes, type InventoryEntry } from './inventory.js';
 import { readInventory, writeInventory, type InventoryState } from './inventory-store.js';
 import { maskSecretPatch } from './report.js';
 import { KnownNormal } from './known-normal.js';
@@ -128,7 +128,7 @@ export class Engine implements Reconciler {
     const state = this.units.get(unit.name);
     let inventory: InventoryState;
     try {
-      inventory = state?.inventory && state.inventoryId === inventoryId ? state.inventory : await readInventory(this.client, unit, inventoryId);
+      inventory = state?.inventory && state.inventoryId === inventoryId ? state.inventory : await readInventory(this.client, unit);
     } catch (err) {
       return done([], [problemOf('inventory_read_failed', err)]);
     }
@@ -142,7 +142,7 @@ export class Engine implements Reconciler {
       const checks = await applyStage(ctx, checkable.map((o) => items.get(o.key)!), this.concurrency, { dryRun: true });
       const rejected = checks.filter((c, i) => c.action === 'failed' && !inNewNamespace(checkable[i], resolved.objects, c));
       if (dryRun) {
-        const prunes = this.pruneTargets(inventory, items);
+        const prunes = unit.config.prune ? inventory.entries.filter((e) => !items.has(e.key)) : [];
         return done([...checks.map((c, i) => (c.action === 'failed' && !rejected.includes(c) ? { id: checkable[i].id, action: 'created' as const, source: checkable[i].source } : c)), ...prunes.map((t) => ({ id: objectId(t), action: 'pruned' as const }))], []);
       }
       if (rejected.length) {
@@ -166,29 +166,28 @@ export class Engine implements Reconciler {
     const applyFailed = changes.some((c) => c.action === 'failed');
 
     // 7. Prune what the old inventory has and the new set does not (skipped when an apply
-    //    failed: the set may be half-applied and the next sync prunes).
-    const targets = this.pruneTargets(inventory, items);
-    let failedDeletes: string[] = [];
-    let pruneSkipped: PruneTarget[] = [];
-    if (targets.length && unit.config.prune && !applyFailed && !options.signal?.aborted) {
+    //    failed: the set may be half-applied, and the next sync prunes).
+    const next = resolved.objects.map((o) => entryOf(this.liveOf(o) ?? items.get(o.key)!.desired));
+    const { toPrune } = diffInventory(inventory.entries, next);
+    let keep: InventoryEntry[] = toPrune;
+    if (toPrune.length && unit.config.prune && !applyFailed && !options.signal?.aborted) {
       const pruned = await pruneObjects(
         { client: this.client, discovery: this.discovery, caches: this.caches, inventoryId, log, propagationPolicy: unit.config.prunePropagationPolicy, signal: options.signal },
-        targets,
+        toPrune,
         this.concurrency,
       );
       changes.push(...pruned.changes);
-      failedDeletes = pruned.failed;
-    } else {
-      pruneSkipped = targets;
+      keep = pruned.failed;
     }
 
-    // 8. Write the inventory: the new set, plus deletes that failed and prunes not attempted.
+    // 8. Write the inventory: the new set plus deletes that failed or were not attempted, so
+    //    nothing is forgotten. Unchanged inventories are not written.
     let newInventory = inventory;
     try {
-      const keep = new Set([...failedDeletes, ...pruneSkipped.map((t) => t.key)]);
-      newInventory = await writeInventory(this.client, unit, inventoryId, inventory, resolved.objects, [...inventory.entries].filter((e) => keep.has(e.key)));
+      newInventory = await writeInventory(this.client, unit, inventoryId, inventory, mergeFailedDeletes(next, keep));
     } catch (err) {
       log.warn({ err: errorMessage(err) }, 'inventory write failed');
+      this.units.delete(unit.name);
       return done(changes, [problemOf('inventory_write_failed', err)]);
     }
 
@@ -256,8 +255,9 @@ export class Engine implements Reconciler {
     };
   }
 
-  private pruneTargets(inventory: InventoryState, items: Map<string, ApplyItem>): PruneTarget[] {
-    return [...inventory.entries].filter((e) => !items.has(e.key));
+  /** The cached live object of a resolved object (after apply: the write response). */
+  private liveOf(o: ResolvedObject): KubeObject | undefined {
+    return this.caches.peek(o.resource)?.get(o.object.metadata.namespace, o.object.metadata.name);
   }
 
   private remember(unit: SyncUnit, inventoryId: string, items: Map<string, ApplyItem>, inventory: InventoryState, ctx: ApplyContext): void {

@@ -14,16 +14,11 @@ import type { WatchCache } from '../kube/cache.js';
 import type { Change, KubeObject, ResourceInfo } from './types.js';
 import { canPrune } from './policy.js';
 import { mapLimit } from './apply.js';
+import { pruneOrder } from './order.js';
+import type { InventoryEntry } from './inventory.js';
 
 /** An object the old inventory has and the new set does not. */
-export interface PruneTarget {
-  group: string;
-  kind: string;
-  namespace?: string;
-  name: string;
-  /** Inventory key, returned in `failed` so the caller can keep it. */
-  key: string;
-}
+export type PruneTarget = InventoryEntry;
 
 export interface PruneContext {
   client: KubeClient;
@@ -38,8 +33,8 @@ export interface PruneContext {
 
 export interface PruneResult {
   changes: Change[];
-  /** Keys whose delete failed: they stay in the inventory. */
-  failed: string[];
+  /** Entries whose delete failed: they stay in the inventory. */
+  failed: InventoryEntry[];
 }
 
 const POLICY: Record<PruneContext['propagationPolicy'], 'Foreground' | 'Background' | 'Orphan'> = {
@@ -47,12 +42,6 @@ const POLICY: Record<PruneContext['propagationPolicy'], 'Foreground' | 'Backgrou
   background: 'Background',
   orphan: 'Orphan',
 };
-
-/** Prune order: the reverse of apply order (custom resources before their CRDs, Namespaces last). */
-const KIND_RANK: Record<string, number> = { Namespace: 0, CustomResourceDefinition: 1, ClusterRole: 2, ClusterRoleBinding: 2, Role: 3, RoleBinding: 3, ServiceAccount: 3 };
-function rank(kind: string): number {
-  return KIND_RANK[kind] ?? 10;
-}
 
 /** Which resource serves a group/kind: the preferred (first served) version from discovery. */
 async function resourceOf(ctx: PruneContext, t: PruneTarget): Promise<ResourceInfo | undefined> {
@@ -63,14 +52,12 @@ async function resourceOf(ctx: PruneContext, t: PruneTarget): Promise<ResourceIn
 /** Deletes the targets (reverse order, bounded concurrency within a rank). */
 export async function pruneObjects(ctx: PruneContext, targets: PruneTarget[], concurrency: number): Promise<PruneResult> {
   const changes: Change[] = [];
-  const failed: string[] = [];
-  const ranks = [...new Set(targets.map((t) => rank(t.kind)))].sort((a, b) => b - a);
-  for (const r of ranks) {
-    const batch = targets.filter((t) => rank(t.kind) === r);
+  const failed: InventoryEntry[] = [];
+  for (const batch of pruneOrder(targets)) {
     const results = await mapLimit(batch, concurrency, (t) => pruneOne(ctx, t));
     for (let i = 0; i < batch.length; i++) {
       changes.push(results[i]);
-      if (results[i].action === 'failed') failed.push(batch[i].key);
+      if (results[i].action === 'failed') failed.push(batch[i]);
     }
   }
   return { changes, failed };
@@ -96,7 +83,7 @@ async function pruneOne(ctx: PruneContext, t: PruneTarget): Promise<Change> {
     if (!verdict.allowed) return { id, action: 'skipped', reason: verdict.reason };
     try {
       await ctx.client.delete(resource, t.namespace, t.name, {
-        uid: live.metadata.uid,
+        uid: live.metadata.uid ?? t.uid,
         propagationPolicy: POLICY[ctx.propagationPolicy],
         dryRun: ctx.dryRun,
         signal: ctx.signal,

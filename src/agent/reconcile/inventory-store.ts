@@ -1,0 +1,66 @@
+/**
+ * The I/O half of the inventory: reads a unit's inventory ConfigMap and writes the next one, only
+ * when its encoded entries changed (so an unchanged re-sync makes no write). Encoding, naming and
+ * set arithmetic are inventory.ts's.
+ */
+import { isDeepStrictEqual } from 'node:util';
+import { NotFoundError, type KubeClient } from '../kube/client.js';
+import type { ResourceInfo, KubeObject } from './types.js';
+import { decodeInventory, inventoryConfigMap, inventoryName, type InventoryEntry } from './inventory.js';
+import { INVENTORY_ID_ANNOTATION } from './labels.js';
+
+const CONFIGMAPS: ResourceInfo = { group: '', version: 'v1', kind: 'ConfigMap', plural: 'configmaps', namespaced: true };
+
+/** A unit's inventory as last read or written. */
+export interface InventoryState {
+  entries: InventoryEntry[];
+  /** The ConfigMap as the server returned it (undefined when there is none yet). */
+  live?: KubeObject;
+}
+
+/** Reads the inventory ConfigMap of a unit; none yet is an empty inventory. */
+export async function readInventory(client: KubeClient, unit: { name: string; namespace: string }): Promise<InventoryState> {
+  try {
+    const live = await client.get(CONFIGMAPS, unit.namespace, inventoryName(unit.name));
+    return { entries: decodeInventory(live), live };
+  } catch (err) {
+    if (err instanceof NotFoundError) return { entries: [] };
+    throw err;
+  }
+}
+
+/** Writes `entries` as the unit's inventory unless the stored one already says exactly that. */
+export async function writeInventory(
+  client: KubeClient,
+  unit: { name: string; namespace: string },
+  inventoryId: string,
+  previous: InventoryState,
+  entries: InventoryEntry[],
+): Promise<InventoryState> {
+  const desired = inventoryConfigMap({ name: inventoryName(unit.name), namespace: unit.namespace, inventoryId, entries });
+  const live = previous.live;
+  if (live && isDeepStrictEqual(live.data ?? {}, desired.data) && live.metadata.annotations?.[INVENTORY_ID_ANNOTATION] === inventoryId) {
+    return { entries: decodeInventory(live), live };
+  }
+  if (!live) {
+    try {
+      const created = await client.create(CONFIGMAPS, desired);
+      return { entries: decodeInventory(created), live: created };
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+      // The inventory namespace itself does not exist: create it, it is ours to need.
+      await client.create({ group: '', version: 'v1', kind: 'Namespace', plural: 'namespaces', namespaced: false }, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: unit.namespace } });
+      const created = await client.create(CONFIGMAPS, desired);
+      return { entries: decodeInventory(created), live: created };
+    }
+  }
+  const patched = await client.jsonPatch(CONFIGMAPS, unit.namespace, desired.metadata.name, [
+    { op: 'test', path: '/metadata/resourceVersion', value: live.metadata.resourceVersion },
+    { op: 'add', path: '/data', value: desired.data },
+    live.metadata.annotations
+      ? { op: 'add', path: `/metadata/annotations/${INVENTORY_ID_ANNOTATION.replace(/~/g, '~0').replace(/\//g, '~1')}`, value: inventoryId }
+      : { op: 'add', path: '/metadata/annotations', value: { [INVENTORY_ID_ANNOTATION]: inventoryId } },
+  ]);
+  return { entries: decodeInventory(patched), live: patched };
+}
+
