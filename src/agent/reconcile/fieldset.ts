@@ -144,7 +144,8 @@ function treeOfObject(obj: Record<string, unknown>, trie: KeyTrie | null, skip: 
 function treeOfValue(v: unknown, trie: KeyTrie | null, level: 'metadata' | 'annotations' | 'other'): FieldTree {
   if (Array.isArray(v)) {
     const keys = trie?.keys;
-    if (!keys || v.length === 0 || !keyedEntries(v, keys)) return leaf();
+    if (!keys || !keyedEntries(v, keys)) return leaf();
+    // An empty keyed list claims no entries: nothing to record, so nothing is removed later.
     const entries = new Map<string, FieldEntry>();
     for (const e of v as Array<Record<string, unknown>>) {
       const pairs: Array<[string, string]> = [];

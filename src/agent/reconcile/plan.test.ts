@@ -237,3 +237,16 @@ describe('projectFields and desiredHash', () => {
     expect(desiredHash(deployment('nginx', 3))).not.toBe(desiredHash(a));
   });
 });
+
+describe('planObject with an empty keyed list in Git', () => {
+  it('keeps entries others added and removes only those Git had before', () => {
+    const desired0 = deployment() as Obj;
+    const live = created(desired0, deploymentKeys, liveDeployment);
+    live.spec.template.spec.containers[0].env.push({ name: 'INJECTED', value: 'x' });
+    const desired = deployment() as Obj;
+    desired.spec.template.spec.containers[0].env = [];
+    const after = convergeCheck(desired, live, deploymentKeys);
+    expect(after.spec.template.spec.containers[0].env).toEqual([{ name: 'INJECTED', value: 'x' }]);
+    expect(planObject({ desired, live: after, listKeys: deploymentKeys }).appliedFields).not.toContain('env');
+  });
+});

@@ -215,7 +215,7 @@ class Walker {
   value(dv: unknown, lv: unknown, kt: KeyTrie | null, ig: IgnoreTrie | null, old: FieldTree | null, key: string, level: number, secretData: boolean): void {
     if (Array.isArray(dv)) {
       const keys = kt?.keys;
-      if (keys && Array.isArray(lv) && dv.length > 0 && keyedEntries(dv, keys)) this.keyedList(dv as Array<Record<string, unknown>>, lv, kt as KeyTrie, ig, old);
+      if (keys && Array.isArray(lv) && keyedEntries(dv, keys)) this.keyedList(dv as Array<Record<string, unknown>>, lv, kt as KeyTrie, ig, old);
       else if (!subsetEqual(dv, lv, this.path[this.path.length - 2], key)) this.set(dv, lv !== undefined);
       return;
     }
@@ -356,7 +356,7 @@ function projectObject(o: Record<string, unknown>, d: Record<string, unknown>, k
 function projectValue(ov: unknown, dv: unknown, kt: KeyTrie | null, level: number): unknown {
   if (Array.isArray(dv)) {
     const keys = kt?.keys;
-    if (!keys || !Array.isArray(ov) || dv.length === 0 || !keyedEntries(dv, keys)) return ov;
+    if (!keys || !Array.isArray(ov) || !keyedEntries(dv, keys)) return ov;
     const used = new Uint8Array(ov.length);
     const out: unknown[] = [];
     for (const de of dv as Array<Record<string, unknown>>) {
