@@ -39,31 +39,40 @@ class MemoryGit implements GitSource {
   async close(): Promise<void> {}
 }
 
-const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
+async function until(pred: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
 
 describe('Fleet', () => {
-  it('serves 2,000 agents of one project with one watch per project and one read per commit', async () => {
+  it('serves 10,000 agents of one project with one watch per project and one read per commit', async () => {
     const git = new MemoryGit();
-    const agents: AgentRecord[] = Array.from({ length: 2000 }, (_, i) => ({ id: `id${i}`, name: `agent${i}`, configProject: 'kubernetes-agent', publicKey: 'x', createdAt: '' }));
+    const agents: AgentRecord[] = Array.from({ length: 10_000 }, (_, i) => ({ id: `id${i}`, name: `agent${i}`, configProject: 'kubernetes-agent', publicKey: 'x', createdAt: '' }));
     const pushed: DesiredEntry[] = [];
     const pusher: Pusher = { pushConfig: (_id: string, _m: ConfigMessage) => undefined, pushError: (_id: string, _m: ErrorMessage) => undefined, pushDesired: (_id, e) => { pushed.push(e); } };
     const fleet = new Fleet({
       git, logger: silentLogger(), metrics: createServerMetrics(),
       registry: { active: () => agents, get: (id) => agents.find((a) => a.id === id), updateStatus: () => undefined, onChange: (_l: (c: RegistryChange) => void) => () => undefined },
     });
+    const started = performance.now();
     fleet.start(pusher);
-    await settle();
-    await settle();
+    await until(() => pushed.length === 10_000);
+    const firstMs = performance.now() - started;
     expect(git.watches).toBe(2);
     expect(git.reads).toBe(1);
-    expect(pushed.length).toBe(2000);
+    expect(pushed.length).toBe(10_000);
     expect(new Set(pushed).size).toBe(1);
+    const t2 = performance.now();
     git.emit('gitops-project', C2);
-    await settle();
+    await until(() => pushed.length === 20_000);
+    process.stderr.write(`fleet, 10,000 agents: first config+desired ${Math.round(firstMs)} ms, next commit fan-out ${Math.round(performance.now() - t2)} ms\n`);
     expect(git.reads).toBe(2);
-    expect(pushed.length).toBe(4000);
-    expect(pushed[3999].commit).toBe(C2);
-    expect((await fleet.desired('id7'))[0]).toBe(pushed[3999]);
+    expect(pushed.length).toBe(20_000);
+    expect(pushed[19_999].commit).toBe(C2);
+    expect((await fleet.desired('id7'))[0]).toBe(pushed[19_999]);
     fleet.close();
   });
 
