@@ -23,14 +23,23 @@ RUN find node_modules -type f \( -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d
 
 # ---- runtime: Node, the compiled code and the production dependencies only ------------------------
 FROM node:24-bookworm-slim
-ENV NODE_ENV=production
+# `gitops-server serve --tls-self-signed` makes its certificate with the openssl CLI, which the
+# slim base lacks (about 2 MB).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends openssl \
+ && rm -rf /var/lib/apt/lists/*
+# The state folders default to these inside the image (volumes go there), so that, for example,
+# `docker exec CONTAINER gitops-server agent create ...` finds the running server's registry.
+ENV NODE_ENV=production \
+    GITOPS_SERVER_STATE_DIR=/var/lib/gitops-server \
+    GITOPS_AGENT_STATE_DIR=/var/lib/gitops-agent
 WORKDIR /app
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 # The CLIs start with `#!/usr/bin/env node`; linking them into PATH makes the program name the
-# command. The state folders are the defaults the manifests mount volumes over; they are made here
-# (owned by the runtime user) so a plain `docker run` without volumes works too.
+# command. The state folders are made here, owned by the runtime user, so that a plain `docker run`
+# without volumes works too and a named volume mounted there inherits that owner.
 RUN ln -s /app/dist/bin/gitops-server.js /usr/local/bin/gitops-server \
  && ln -s /app/dist/bin/gitops-agent.js /usr/local/bin/gitops-agent \
  && mkdir -p /var/lib/gitops-server /var/lib/gitops-agent \
