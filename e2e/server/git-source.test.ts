@@ -4,7 +4,7 @@
  * and limits, force-push, deleted branch, host down and back, tokens, and local-root mode.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
-import { mkdtemp, rm, symlink } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createRepo, type TestRepo } from '../harness/git-repo.js';
@@ -277,6 +277,29 @@ describe('GitSource over smart HTTP', () => {
     await denied.until(() => denied.errors.length === 1);
     expect(denied.errors[0].problem.code).toBe('GIT_AUTH_FAILED');
     expect(JSON.stringify(denied.errors)).not.toContain('glpat-');
+  });
+
+  it('starts a cached clone over when shallow fetches have piled up packs, and keeps reading', async () => {
+    const repo = await newRepo();
+    await repo.commit({ files: { 'a.yaml': '0\n' } });
+    const cacheDir = path.join(state, 'compact');
+    const source = await newSource({ cacheDir, maxPacksPerProject: 3 });
+    const ev = follow(source, repo.name);
+    await ev.until(() => ev.commits.length === 1);
+    let before = ev.lastCommit() as string;
+    for (let i = 1; i <= 7; i++) {
+      const sha = await repo.commit({ files: { 'a.yaml': `${i}\n` } });
+      await source.refresh(repo.name);
+      expect(ev.lastCommit()).toBe(sha);
+      expect(await source.readFile(repo.name, sha, 'a.yaml')).toBe(`${i}\n`);
+      // The commit before is still readable right after a start-over (from the retired clone).
+      expect(await source.readFile(repo.name, before, 'a.yaml')).toBe(`${i - 1}\n`);
+      before = sha;
+    }
+    const dirs = await readdir(cacheDir);
+    const packs = await Promise.all(dirs.map(async (d) => (await readdir(path.join(cacheDir, d, 'objects', 'pack'))).filter((f) => f.endsWith('.pack')).length));
+    expect(Math.max(...packs)).toBeLessThanOrEqual(3);
+    expect(dirs.length).toBeGreaterThan(1);
   });
 
   it('reports a project that does not exist', async () => {

@@ -11,16 +11,22 @@
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import git, { type HttpClient } from 'isomorphic-git';
 import { GitopsError, RetryableError, TransientError, UserError, errorMessage } from '../../common/errors.js';
 import type { GitRef } from '../ports.js';
 import type { GitCache } from './read.js';
 
+/** A Git object store and isomorphic-git's cache of its pack indexes. */
+export interface ObjectStore {
+  gitdir: string;
+  cache: GitCache;
+}
+
 export interface GitBackend {
-  /** The object store to read the project's commits from. */
-  gitdir(project: string): Promise<string>;
+  /** The object store holding `commit` (or the project's current store when none does). */
+  storeFor(project: string, commit: string): Promise<ObjectStore>;
   /** The commit `ref` points at now, with its objects available in `gitdir(project)`. */
   resolve(project: string, ref: GitRef): Promise<string>;
 }
@@ -73,12 +79,19 @@ export interface RemoteBackendOptions {
   /** Folder for the per-project cache repositories (the server's state dir). */
   cacheDir: string;
   http: HttpClient;
-  cache: GitCache;
+  /**
+   * Each shallow fetch adds a pack file; past this many the project starts over in a fresh cache
+   * repository (one depth-1 fetch), so reads never scan thousands of packs (default 50).
+   */
+  maxPacks?: number;
+  /** How long a replaced cache repository stays readable for reads of older commits (default 60 s). */
+  retireAfterMs?: number;
 }
 
 export class RemoteBackend implements GitBackend {
   private readonly base: string;
-  private readonly inits = new Map<string, Promise<string>>();
+  /** Current store per project, and the one it replaced (kept readable for a while). */
+  private readonly stores = new Map<string, { current: Promise<ObjectStore>; generation: number; previous?: ObjectStore }>();
 
   constructor(private readonly options: RemoteBackendOptions) {
     const url = new URL(options.baseUrl);
@@ -97,24 +110,56 @@ export class RemoteBackend implements GitBackend {
     return `${this.base}/${project.replace(/\.git$/, '')}.git`;
   }
 
-  gitdir(project: string): Promise<string> {
-    let p = this.inits.get(project);
-    if (!p) {
-      const url = this.urlOf(project);
-      const name = `${project.replace(/[^A-Za-z0-9_.-]+/g, '_')}-${createHash('sha256').update(url).digest('hex').slice(0, 12)}.git`;
-      const gitdir = path.join(this.options.cacheDir, name);
-      p = (async () => {
-        await mkdir(gitdir, { recursive: true });
-        await git.init({ fs, gitdir, bare: true, defaultBranch: 'main' });
-        // isomorphic-git maps fetched refs through the remote's refspec, so the cache needs one.
-        await git.setConfig({ fs, gitdir, path: 'remote.origin.url', value: url });
-        await git.setConfig({ fs, gitdir, path: 'remote.origin.fetch', value: '+refs/heads/*:refs/remotes/origin/*' });
-        return gitdir;
-      })();
-      p.catch(() => this.inits.delete(project));
-      this.inits.set(project, p);
+  private store(project: string): Promise<ObjectStore> {
+    let entry = this.stores.get(project);
+    if (!entry) {
+      entry = { current: this.openStore(project, 0), generation: 0 };
+      this.stores.set(project, entry);
     }
-    return p;
+    return entry.current;
+  }
+
+  private openStore(project: string, generation: number): Promise<ObjectStore> {
+    const url = this.urlOf(project);
+    const name = `${project.replace(/[^A-Za-z0-9_.-]+/g, '_')}-${createHash('sha256').update(url).digest('hex').slice(0, 12)}.${generation}.git`;
+    const gitdir = path.join(this.options.cacheDir, name);
+    const opened = (async () => {
+      if (generation > 0) await rm(gitdir, { recursive: true, force: true });
+      await mkdir(gitdir, { recursive: true });
+      await git.init({ fs, gitdir, bare: true, defaultBranch: 'main' });
+      // isomorphic-git maps fetched refs through the remote's refspec, so the cache needs one.
+      await git.setConfig({ fs, gitdir, path: 'remote.origin.url', value: url });
+      await git.setConfig({ fs, gitdir, path: 'remote.origin.fetch', value: '+refs/heads/*:refs/remotes/origin/*' });
+      return { gitdir, cache: {} };
+    })();
+    opened.catch(() => {
+      if (this.stores.get(project)?.current === opened) this.stores.delete(project);
+    });
+    return opened;
+  }
+
+  /** Start the project over in a fresh store when the current one has too many packs. */
+  private async compactIfNeeded(project: string): Promise<void> {
+    const entry = this.stores.get(project);
+    if (!entry) return;
+    const old = await entry.current;
+    const packs = (await readdir(path.join(old.gitdir, 'objects', 'pack')).catch(() => [] as string[])).filter((f) => f.endsWith('.pack')).length;
+    if (packs < (this.options.maxPacks ?? 50)) return;
+    entry.generation += 1;
+    entry.previous = old;
+    entry.current = this.openStore(project, entry.generation);
+    const timer = setTimeout(() => {
+      if (entry.previous === old) entry.previous = undefined;
+      void rm(old.gitdir, { recursive: true, force: true });
+    }, this.options.retireAfterMs ?? 60_000);
+    timer.unref();
+  }
+
+  async storeFor(project: string, commit: string): Promise<ObjectStore> {
+    const current = await this.store(project);
+    const previous = this.stores.get(project)?.previous;
+    if (previous && !(await hasCommit(current.gitdir, commit, current.cache)) && (await hasCommit(previous.gitdir, commit, previous.cache))) return previous;
+    return current;
   }
 
   private auth() {
@@ -124,16 +169,18 @@ export class RemoteBackend implements GitBackend {
 
   async resolve(project: string, ref: GitRef): Promise<string> {
     const url = this.urlOf(project);
-    const gitdir = await this.gitdir(project);
-    const { http, cache } = this.options;
+    const { http } = this.options;
     try {
-      if ('commit' in ref) return await this.resolveCommit(project, ref.commit, url, gitdir);
+      if ('commit' in ref) return await this.resolveCommit(project, ref.commit, url, await this.store(project));
       const prefix = 'branch' in ref ? `refs/heads/${ref.branch}` : 'tag' in ref ? `refs/tags/${ref.tag}` : 'HEAD';
       const refs = await git.listServerRefs({ http, url, ...this.auth(), protocolVersion: 2, prefix, symrefs: true, peelTags: true });
       const found = refs.find((r) => r.ref === prefix);
       if (!found) throw refNotFound(project, ref, prefix === 'HEAD' ? ' (the repository has no commits yet)' : '');
       const commit = found.peeled ?? found.oid;
+      let { gitdir, cache } = await this.store(project);
       if (!(await hasCommit(gitdir, commit, cache))) {
+        await this.compactIfNeeded(project);
+        ({ gitdir, cache } = await this.store(project));
         const fetchRef = prefix === 'HEAD' ? (found.target ?? 'HEAD') : prefix;
         await git.fetch({ fs, http, gitdir, url, ...this.auth(), ref: fetchRef, remoteRef: fetchRef, singleBranch: true, depth: 1, tags: false, cache });
         if (!(await hasCommit(gitdir, commit, cache))) {
@@ -148,8 +195,8 @@ export class RemoteBackend implements GitBackend {
   }
 
   /** A pinned commit cannot be fetched by id over smart HTTP everywhere: fetch history until it shows up. */
-  private async resolveCommit(project: string, commit: string, url: string, gitdir: string): Promise<string> {
-    const { http, cache } = this.options;
+  private async resolveCommit(project: string, commit: string, url: string, { gitdir, cache }: ObjectStore): Promise<string> {
+    const { http } = this.options;
     if (await hasCommit(gitdir, commit, cache)) return commit;
     await git.fetch({ fs, http, gitdir, url, ...this.auth(), singleBranch: false, tags: true, cache });
     if (await hasCommit(gitdir, commit, cache)) return commit;
@@ -189,9 +236,21 @@ function scrub(message: string, token?: string): string {
 // ---- local: repositories in a folder ----
 
 export class LocalBackend implements GitBackend {
-  constructor(private readonly root: string, private readonly cache: GitCache) {}
+  private readonly caches = new Map<string, GitCache>();
 
-  async gitdir(project: string): Promise<string> {
+  constructor(private readonly root: string) {}
+
+  async storeFor(project: string): Promise<ObjectStore> {
+    const gitdir = await this.gitdir(project);
+    let cache = this.caches.get(gitdir);
+    if (!cache) {
+      cache = {};
+      this.caches.set(gitdir, cache);
+    }
+    return { gitdir, cache };
+  }
+
+  private async gitdir(project: string): Promise<string> {
     checkProjectId(project);
     const base = path.join(this.root, project.replace(/\.git$/, ''));
     for (const candidate of [`${base}.git`, path.join(base, '.git'), base]) {
@@ -201,9 +260,9 @@ export class LocalBackend implements GitBackend {
   }
 
   async resolve(project: string, ref: GitRef): Promise<string> {
-    const gitdir = await this.gitdir(project);
+    const { gitdir, cache } = await this.storeFor(project);
     if ('commit' in ref) {
-      if (await hasCommit(gitdir, ref.commit, this.cache)) return ref.commit;
+      if (await hasCommit(gitdir, ref.commit, cache)) return ref.commit;
       throw refNotFound(project, ref);
     }
     const name = 'branch' in ref ? `refs/heads/${ref.branch}` : 'tag' in ref ? `refs/tags/${ref.tag}` : 'HEAD';
@@ -215,7 +274,7 @@ export class LocalBackend implements GitBackend {
     }
     // Annotated tags point at a tag object: peel it to the commit.
     for (let i = 0; i < 10; i++) {
-      const { type, object } = await git.readObject({ fs, gitdir, oid, cache: this.cache, format: 'parsed' });
+      const { type, object } = await git.readObject({ fs, gitdir, oid, cache, format: 'parsed' });
       if (type === 'commit') return oid;
       if (type !== 'tag') break;
       oid = (object as { object: string }).object;

@@ -14,7 +14,7 @@ import type { ManifestFile, ProblemReport } from '../../protocol/messages.js';
 import type { CommitEvent, GitRef, GitSource, SourceErrorEvent } from '../ports.js';
 import { LocalBackend, RemoteBackend, checkProjectId, describeRef, refKey, type GitBackend } from './backends.js';
 import { createGitHttpClient } from './http.js';
-import { DEFAULT_READ_LIMITS, readMatchingFiles, readOneFile, type GitCache, type ReadLimits } from './read.js';
+import { DEFAULT_READ_LIMITS, readMatchingFiles, readOneFile, type ReadLimits } from './read.js';
 
 /** Log message for a new commit on a watched ref (fields: project, commit, ref). */
 export const DETECTED_COMMIT = 'detected commit';
@@ -34,6 +34,8 @@ export interface GitSourceOptions {
   pollIntervalMs?: number;
   /** Per-file and total size limits for readFiles (defaults 5 MiB and 50 MiB). */
   limits?: Partial<ReadLimits>;
+  /** Remote mode: pack files per cached clone before it starts over with one shallow fetch (default 50). */
+  maxPacksPerProject?: number;
   /** HTTP timeout per request in remote mode (default 30 s). */
   requestTimeoutMs?: number;
   logger?: Logger;
@@ -74,7 +76,6 @@ export class GitWatcher implements GitSource {
   private readonly backend: GitBackend;
   private readonly projects = new Map<string, ProjectState>();
   private readonly memo = new Map<string, Promise<ManifestFile[]>>();
-  private readonly cache: GitCache = {};
   private readonly limits: ReadLimits;
   private readonly pollMs: number;
   private readonly log: Logger;
@@ -86,12 +87,12 @@ export class GitWatcher implements GitSource {
     this.limits = { ...DEFAULT_READ_LIMITS, ...options.limits };
     this.log = options.logger ?? silentLogger();
     if (options.root !== undefined && options.baseUrl === undefined) {
-      this.backend = new LocalBackend(options.root, this.cache);
+      this.backend = new LocalBackend(options.root);
     } else if (options.baseUrl !== undefined && options.root === undefined) {
       if (!options.cacheDir) throw new UserError('GIT_NO_CACHE_DIR', 'a Git base URL needs a cache folder for clones');
       const http = createGitHttpClient({ timeoutMs: options.requestTimeoutMs });
       this.closeHttp = () => http.close();
-      this.backend = new RemoteBackend({ baseUrl: options.baseUrl, token: options.token, cacheDir: options.cacheDir, http, cache: this.cache });
+      this.backend = new RemoteBackend({ baseUrl: options.baseUrl, token: options.token, cacheDir: options.cacheDir, http, maxPacks: options.maxPacksPerProject });
     } else {
       throw new UserError('GIT_SOURCE_CONFLICT', 'give exactly one Git source: a base URL (--git-base-url) or a local root (--git-root)');
     }
@@ -160,7 +161,7 @@ export class GitWatcher implements GitSource {
       this.memo.set(key, p);
       return p;
     }
-    p = (async () => readMatchingFiles({ gitdir: await this.backend.gitdir(project), cache: this.cache, project, commit }, globs, this.limits))();
+    p = (async () => readMatchingFiles({ ...(await this.backend.storeFor(project, commit)), project, commit }, globs, this.limits))();
     this.memo.set(key, p);
     p.catch(() => this.memo.delete(key));
     while (this.memo.size > MEMO_ENTRIES) this.memo.delete(this.memo.keys().next().value as string);
@@ -168,7 +169,7 @@ export class GitWatcher implements GitSource {
   }
 
   async readFile(project: string, commit: string, path: string): Promise<string | undefined> {
-    return readOneFile({ gitdir: await this.backend.gitdir(project), cache: this.cache, project, commit }, path, this.limits);
+    return readOneFile({ ...(await this.backend.storeFor(project, commit)), project, commit }, path, this.limits);
   }
 
   /** Number of (project, ref) pairs and listeners followed: for metrics and tests. */
