@@ -11,6 +11,7 @@ import type { ManifestProjectConfig } from '../../src/protocol/messages.js';
 import { jsonPatch, kubeRequest, testAuditLogPath, testKubeConfig } from '../harness/kube.js';
 import { syncAuditLog, writeRequests } from '../harness/audit.js';
 import { freshNamespace, type TestNamespace } from '../harness/kube.js';
+import { createLogger } from '../../src/common/logger.js';
 
 const kc = testKubeConfig();
 let engine: Engine;
@@ -54,7 +55,7 @@ export function mixedObjects(n: number): unknown[] {
 }
 
 beforeAll(async () => {
-  engine = await Engine.create({ kubeConfig: kc });
+  engine = await Engine.create({ kubeConfig: kc, logger: createLogger({ level: process.env.GITOPS_BENCH_DEBUG ? 'debug' : 'warn' }) });
   ns = await freshNamespace('scale');
 });
 afterAll(async () => {

@@ -42,6 +42,8 @@ export class Discovery {
   private byGvk = new Map<string, ResourceInfo>();
   private loaded: Promise<void> | undefined;
   private lastRefresh = 0;
+  /** Bumped whenever the discovered set is replaced, so callers can tell their resolutions are stale. */
+  generation = 0;
 
   constructor(private readonly client: KubeClient) {}
 
@@ -98,6 +100,7 @@ export class Discovery {
       throw err;
     }
     this.byGvk = next;
+    this.generation++;
   }
 
   private async loadLegacy(into: Map<string, ResourceInfo>): Promise<void> {

@@ -6,6 +6,7 @@
  * keys, the watch caches of managed objects and the server-normalised forms already learnt.
  */
 import type { KubeConfig } from '@kubernetes/client-node';
+import { createHash } from 'node:crypto';
 import type { Logger } from '../../common/logger.js';
 import { silentLogger } from '../../common/logger.js';
 import { errorMessage, GitopsError } from '../../common/errors.js';
@@ -18,7 +19,7 @@ import { OpenApi } from '../kube/openapi.js';
 import { WatchCache, type CacheEvent } from '../kube/cache.js';
 import { INVENTORY_LABEL, OWNING_INVENTORY_ANNOTATION, inventoryLabelValue } from './labels.js';
 import { parseManifests } from './parse.js';
-import { resolveObjects } from './resolve.js';
+import { resolveObjects, type ResolveResult } from './resolve.js';
 import { applyStages } from './order.js';
 import { desiredHash, planObject } from './plan.js';
 import type { ListKeys } from './schema.js';
@@ -57,12 +58,22 @@ interface UnitState {
   inventory?: InventoryState;
 }
 
+/** A unit's files after parse, resolve and order. */
+interface Prepared {
+  digest: string;
+  generation: number;
+  resolved: ResolveResult;
+  stages: ResolvedObject[][];
+  items: Map<string, ApplyItem>;
+}
+
 const DEFAULT_CONCURRENCY = 24;
 const CRD_ESTABLISH_TIMEOUT_MS = 60_000;
 
 /** The reconcile engine; see the module comment. */
 export class Engine implements Reconciler {
   private readonly units = new Map<string, UnitState>();
+  private readonly prepared = new Map<string, Prepared>();
   /** objectKey → unit name, for routing watch events. */
   private readonly owners = new Map<string, string>();
   private readonly listeners = new Set<(e: ObjectEvent) => void>();
@@ -106,23 +117,19 @@ export class Engine implements Reconciler {
     const inventoryId = inventoryIdOf(unit);
     const log = this.log.child({ unit: unit.name, ...(unit.commit ? { commit: unit.commit } : {}) });
 
-    // 1. Parse every file; any problem stops the commit before anything is written.
-    const parsed = parseManifests(unit.files);
-    if (parsed.errors.length) return done([], parsed.errors);
+    const timings: Record<string, number> = {};
+    let mark = started;
+    const lap = (stage: string): void => {
+      const now = performance.now();
+      timings[stage] = Math.round((now - mark) * 10) / 10;
+      mark = now;
+    };
 
-    // 2. Resolve kinds to resources, default namespaces, find duplicates.
-    let resolved;
-    try {
-      resolved = await resolveObjects(parsed.objects, this.discovery, unit.config.defaultNamespace);
-    } catch (err) {
-      return done([], [problemOf('discovery_failed', err)]);
-    }
-    if (resolved.errors.length) return done([], resolved.errors);
-
-    // 3. Order: Namespaces and CRDs first, then cluster RBAC, then the rest.
-    const stages = applyStages(resolved.objects);
-    const items = new Map<string, ApplyItem>();
-    for (const obj of resolved.objects) items.set(obj.key, { resolved: obj, desired: decorate(obj.object, inventoryId) });
+    // 1-3. Parse, resolve and order (the result is reused while the files stay the same).
+    const prepared = await this.prepare(unit, inventoryId);
+    if ('errors' in prepared) return done([], prepared.errors);
+    const { resolved, stages, items } = prepared;
+    lap('prepare');
 
     // 4. The inventory as it was, to know what to prune afterwards.
     const state = this.units.get(unit.name);
@@ -134,6 +141,7 @@ export class Engine implements Reconciler {
     }
 
     const ctx = this.applyContext(unit, inventoryId, options.signal, log);
+    lap('inventoryRead');
 
     // 5. Validate the whole set with a server-side dry run when configured: nothing is written
     //    unless every object would be accepted.
@@ -164,6 +172,7 @@ export class Engine implements Reconciler {
       if (crds.length) await this.afterCrds(crds, log);
     }
     const applyFailed = changes.some((c) => c.action === 'failed');
+    lap('apply');
 
     // 7. Prune what the old inventory has and the new set does not (skipped when an apply
     //    failed: the set may be half-applied, and the next sync prunes).
@@ -180,6 +189,8 @@ export class Engine implements Reconciler {
       keep = pruned.failed;
     }
 
+    lap('prune');
+
     // 8. Write the inventory: the new set plus deletes that failed or were not attempted, so
     //    nothing is forgotten. Unchanged inventories are not written.
     let newInventory = inventory;
@@ -191,10 +202,48 @@ export class Engine implements Reconciler {
       return done(changes, [problemOf('inventory_write_failed', err)]);
     }
 
+    lap('inventoryWrite');
+
     // 9. Remember the desired set for drift, then report.
     this.remember(unit, inventoryId, items, newInventory, ctx);
     await this.known.save().catch((err: unknown) => log.debug({ err: errorMessage(err) }, 'state save failed'));
+    lap('remember');
+    log.debug({ timings, objects: resolved.objects.length }, 'sync stages');
     return done(changes, []);
+  }
+
+  /**
+   * Parse → resolve → order → decorate. Memoised per unit on the files' digest, the default
+   * namespace, the inventory id and the discovery generation: an unchanged re-sync skips parsing
+   * (the slowest pure step) and keeps object identities, so plan.ts's per-object caches hit.
+   */
+  private async prepare(unit: SyncUnit, inventoryId: string): Promise<Prepared | { errors: ProblemReport[] }> {
+    const digest = filesDigest(unit, inventoryId);
+    const memo = this.prepared.get(unit.name);
+    if (memo && memo.digest === digest && memo.generation === this.discovery.generation) return memo;
+
+    // 1. Parse every file; any problem stops the commit before anything is written.
+    const parsed = parseManifests(unit.files);
+    if (parsed.errors.length) return { errors: parsed.errors };
+
+    // 2. Resolve kinds to resources, default namespaces, find duplicates.
+    let resolved: ResolveResult;
+    try {
+      resolved = await resolveObjects(parsed.objects, this.discovery, unit.config.defaultNamespace);
+    } catch (err) {
+      return { errors: [problemOf('discovery_failed', err)] };
+    }
+    if (resolved.errors.length) return { errors: resolved.errors };
+
+    // 3. Order: Namespaces and CRDs first, then cluster RBAC, then the rest; add our label and
+    //    ownership annotation to every desired object.
+    const stages = applyStages(resolved.objects);
+    const items = new Map<string, ApplyItem>();
+    for (const obj of resolved.objects) items.set(obj.key, { resolved: obj, desired: decorate(obj.object, inventoryId) });
+    const result: Prepared = { digest, generation: this.discovery.generation, resolved, stages, items };
+    // Same-set CRDs change discovery during the apply; memoise only what is fully resolvable now.
+    if (!resolved.fromSameSetCrd.size) this.prepared.set(unit.name, result);
+    return result;
   }
 
   /** What a sync would change, without writing anything (server-side dry runs only). */
@@ -237,6 +286,7 @@ export class Engine implements Reconciler {
   }
 
   close(): void {
+    this.prepared.clear();
     this.unsubscribe();
     this.caches.close();
     this.client.close();
@@ -319,6 +369,13 @@ export class Engine implements Reconciler {
 /** The inventory id of a unit: namespace and name of its inventory ConfigMap. */
 export function inventoryIdOf(unit: SyncUnit): string {
   return `${unit.namespace}/${unit.name}`;
+}
+
+/** Identity of a unit's input: files, default namespace and inventory id. */
+function filesDigest(unit: SyncUnit, inventoryId: string): string {
+  const h = createHash('sha256').update(`${inventoryId}\0${unit.config.defaultNamespace}\0`);
+  for (const f of unit.files) h.update(`${f.path}\0${f.content.length}\0`).update(f.content);
+  return h.digest('hex');
 }
 
 /** Desired object plus our label and ownership annotation. */
