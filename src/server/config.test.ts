@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { DEFAULT_GLOB, parseAgentConfig } from './config.js';
+import { DEFAULT_GLOB, loadAgentConfig, parseAgentConfig } from './config.js';
 import type { AgentConfigResult } from './ports.js';
 
 const FILE = '.gitlab/agents/agent1/config.yaml';
@@ -173,5 +173,29 @@ gitops:
       paths: [spec.replicas]
 `);
     expect(found.map((p) => p.line).sort()).toEqual([3, 6, 9]);
+  });
+});
+
+describe('loadAgentConfig', () => {
+  const at = (files: Record<string, string>, fail?: Error) => ({
+    readFile: async (_project: string, _commit: string, path: string) => {
+      if (fail) throw fail;
+      return files[path];
+    },
+  });
+  const opts = { configProject: 'group/agents', agentName: 'agent1', commit: COMMIT };
+
+  it('reads .gitlab/agents/<name>/config.yaml from the config project', async () => {
+    const r = await loadAgentConfig(at({ '.gitlab/agents/agent1/config.yaml': 'gitops:\n  manifest_projects:\n  - paths: [{glob: /x/*.yaml}]\n' }), opts);
+    expect(r).toMatchObject({ ok: true, commit: COMMIT, config: { projects: [{ id: 'group/agents', paths: [{ glob: '/x/*.yaml' }] }] } });
+  });
+
+  it('treats a missing file as a valid config with no projects', async () => {
+    expect(await loadAgentConfig(at({}), opts)).toMatchObject({ ok: true, config: { projects: [] } });
+  });
+
+  it('turns a read failure into a problem naming the file', async () => {
+    const r = await loadAgentConfig(at({}, new Error('too large')), opts);
+    expect(r).toMatchObject({ ok: false, problems: [{ code: 'CONFIG_UNREADABLE', file: '.gitlab/agents/agent1/config.yaml' }] });
   });
 });

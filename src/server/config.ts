@@ -18,7 +18,8 @@ import { isMap, isSeq, LineCounter, parseAllDocuments as parseAll, type Document
 import { z } from 'zod';
 import { parseDuration } from '../common/duration.js';
 import type { AgentSettings, DriftConfig, ManifestProjectConfig, ProblemReport } from '../protocol/messages.js';
-import type { AgentConfig, AgentConfigResult } from './ports.js';
+import { GitopsError, errorMessage } from '../common/errors.js';
+import type { AgentConfig, AgentConfigResult, GitSource } from './ports.js';
 
 /** Where GitLab keeps an agent's configuration in its config project. */
 export function agentConfigPath(agentName: string): string {
@@ -195,6 +196,26 @@ export function parseAgentConfig(text: string, options: ParseAgentConfigOptions)
     unusedSections: unusedSections(raw),
   };
   return { ok: true, config, commit };
+}
+
+/**
+ * Read and parse an agent's config.yaml at a commit of its config project. A missing file is a
+ * valid config with no manifest projects (an agent registered without configuration, as on
+ * GitLab); a file that cannot be read (too large) is a problem like any other.
+ */
+export async function loadAgentConfig(
+  source: Pick<GitSource, 'readFile'>,
+  options: { configProject: string; agentName: string; commit: string },
+): Promise<AgentConfigResult> {
+  const file = agentConfigPath(options.agentName);
+  let text: string | undefined;
+  try {
+    text = await source.readFile(options.configProject, options.commit, file);
+  } catch (err) {
+    const code = err instanceof GitopsError ? err.code : 'CONFIG_UNREADABLE';
+    return { ok: false, problems: [{ code, message: `${file}: cannot read it at ${options.commit.slice(0, 12)}: ${errorMessage(err)}`, file }], commit: options.commit };
+  }
+  return parseAgentConfig(text ?? '', { file, configProject: options.configProject, commit: options.commit });
 }
 
 /** Every document in the text; an empty text (or only comments) is no document at all. */
