@@ -27,7 +27,8 @@ FROM node:24-bookworm-slim
 # slim base lacks (about 2 MB).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends openssl \
- && rm -rf /var/lib/apt/lists/*
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
 # The state folders default to these inside the image (volumes go there), so that, for example,
 # `docker exec CONTAINER gitops-server agent create ...` finds the running server's registry.
 ENV NODE_ENV=production \
