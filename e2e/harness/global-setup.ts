@@ -48,27 +48,35 @@ async function listTs(dir: string): Promise<string[]> {
   return out;
 }
 
-/** Transpiles `src/` and `e2e/harness/` into an ESM mirror tree; returns the mirror's root. */
-async function transpileHarness(root: string): Promise<string> {
+/**
+ * Transpiles `src/` and `e2e/harness/` into an ESM mirror tree; returns the mirror's root and the
+ * files that failed (someone's half-edited file must not break the run unless it is needed).
+ */
+async function transpileHarness(root: string): Promise<{ outRoot: string; failures: string[] }> {
   const outRoot = join(root, 'node_modules', '.cache', 'gitops-harness');
   await mkdir(outRoot, { recursive: true });
   // Below node_modules Node would treat .js as CommonJS without this.
   await writeFile(join(outRoot, 'package.json'), '{"type":"module"}\n');
   const files = [...(await listTs(join(root, 'src'))), ...(await listTs(join(root, 'e2e', 'harness')))];
+  const failures: string[] = [];
   await Promise.all(files.map(async (file) => {
     const out = join(outRoot, relative(root, file)).replace(/\.ts$/, '.js');
     const [src, dst] = await Promise.all([stat(file), stat(out).catch(() => undefined)]);
     if (dst && dst.mtimeMs >= src.mtimeMs) return;
-    const { code } = await transformFile(file, {
-      jsc: { target: 'es2022', parser: { syntax: 'typescript' } },
-      module: { type: 'es6' },
-      sourceMaps: 'inline',
-      swcrc: false,
-    });
-    await mkdir(dirname(out), { recursive: true });
-    await writeFile(out, code);
+    try {
+      const { code } = await transformFile(file, {
+        jsc: { target: 'es2022', parser: { syntax: 'typescript' } },
+        module: { type: 'es6' },
+        sourceMaps: 'inline',
+        swcrc: false,
+      });
+      await mkdir(dirname(out), { recursive: true });
+      await writeFile(out, code);
+    } catch (err) {
+      failures.push(`${relative(root, file)}: ${err instanceof Error ? err.message : String(err)}`);
+    }
   }));
-  return outRoot;
+  return { outRoot, failures };
 }
 
 export default async function globalSetup(): Promise<void> {
@@ -77,10 +85,13 @@ export default async function globalSetup(): Promise<void> {
     return;
   }
   const root = findRoot();
-  const outRoot = await transpileHarness(root);
-  const harness = (await importEsm(pathToFileURL(join(outRoot, 'e2e', 'harness', 'controlplane.js')).href)) as {
-    startControlPlane(opts?: StartControlPlaneOptions): Promise<ControlPlane>;
-  };
+  const { outRoot, failures } = await transpileHarness(root);
+  let harness: { startControlPlane(opts?: StartControlPlaneOptions): Promise<ControlPlane> };
+  try {
+    harness = (await importEsm(pathToFileURL(join(outRoot, 'e2e', 'harness', 'controlplane.js')).href)) as typeof harness;
+  } catch (err) {
+    throw new Error(`e2e/harness/controlplane.ts: cannot load the transpiled harness${failures.length ? ` (swc failed on: ${failures.join('; ')})` : ''}`, { cause: err });
+  }
   const cp = await harness.startControlPlane({
     log: (line) => {
       // Only the build script's progress (a cold build takes minutes); readiness is summarised below.
