@@ -84,20 +84,41 @@ export function appliedFieldsOf(desired: KubeObject, listKeys: ListKeys): string
 
 const hashes = new WeakMap<KubeObject, string>();
 
-function canonicalJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
-  if (isPlainObject(v)) {
-    const keys = Object.keys(v).filter((k) => v[k] !== undefined).sort();
-    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(v[k])}`).join(',')}}`;
+/** Canonical JSON (sorted keys, undefined dropped) appended to `out` piece by piece: one join, no per-level strings. */
+function canonicalJson(v: unknown, out: string[]): void {
+  if (Array.isArray(v)) {
+    out.push('[');
+    for (let i = 0; i < v.length; i++) {
+      if (i) out.push(',');
+      canonicalJson(v[i] === undefined ? null : v[i], out);
+    }
+    out.push(']');
+    return;
   }
-  return JSON.stringify(v) ?? 'null';
+  if (isPlainObject(v)) {
+    out.push('{');
+    let first = true;
+    for (const k of Object.keys(v).sort()) {
+      const x = v[k];
+      if (x === undefined) continue;
+      if (!first) out.push(',');
+      first = false;
+      out.push(JSON.stringify(k), ':');
+      canonicalJson(x, out);
+    }
+    out.push('}');
+    return;
+  }
+  out.push(JSON.stringify(v) ?? 'null');
 }
 
 /** Stable sha256 (hex) of the canonical JSON of a desired object: the key for the normalised-form cache. */
 export function desiredHash(desired: KubeObject): string {
   let h = hashes.get(desired);
   if (!h) {
-    h = createHash('sha256').update(canonicalJson(desired)).digest('hex');
+    const parts: string[] = [];
+    canonicalJson(desired, parts);
+    h = createHash('sha256').update(parts.join('')).digest('hex');
     hashes.set(desired, h);
   }
   return h;
