@@ -254,7 +254,8 @@ export class Registry {
     }
     this.agents = next;
     if (change.added.length || change.revoked.length) {
-      this.log.info({ added: change.added.map((a) => a.name), revoked: change.revoked.map((a) => a.name) }, 'agents changed');
+      // Names of the first few only: a first load of 10,000 agents must not become one huge line.
+      this.log.info({ added: change.added.length, revoked: change.revoked.length, names: [...change.added, ...change.revoked].slice(0, 10).map((a) => a.name) }, 'agents changed');
       for (const listener of this.listeners) listener(change);
     }
   }
