@@ -8,6 +8,7 @@ import { createLogger } from '../../common/logger.js';
 import { errorMessage } from '../../common/errors.js';
 import type { ChangeSet } from '../reconcile/types.js';
 import { Engine } from '../reconcile/engine.js';
+import { formatChangeLine } from '../reconcile/report.js';
 import { addCommonOptions, loadKubeConfig, unitFromFlags, type CommonFlags } from './manifest-input.js';
 
 interface ApplyFlags extends CommonFlags {
@@ -18,7 +19,7 @@ interface ApplyFlags extends CommonFlags {
 
 /** Text lines for a change set: one per object, then problems not tied to one object. */
 export function formatChangeSet(set: ChangeSet): { out: string[]; err: string[] } {
-  const out = set.changes.map((c) => `${c.id} ${c.action}${set.dryRun ? ' (server dry run)' : ''}${c.reason && (c.action === 'failed' || c.action === 'skipped') ? `: ${c.reason}` : ''}`);
+  const out = set.changes.map((c) => (set.dryRun ? formatChangeLine(c).replace(` ${c.action}`, ` ${c.action} (server dry run)`) : formatChangeLine(c)));
   const err = set.errors.map((e) => `error: ${e.message}`);
   return { out, err };
 }
@@ -27,9 +28,9 @@ export function applyCommand(): Command {
   const cmd = new Command('apply')
     .summary('apply a directory of manifests to the cluster once')
     .description(
-      'Applies every object in the given files or directories, the way the agent applies a commit: creates what is missing,\n' +
-        'JSON-patches what differs from the files (only fields the files specify), and leaves unchanged objects alone\n' +
-        '(no write request at all). With --prune, objects this inventory applied before and the files no longer contain are deleted.\n' +
+      'Applies every object in the given files or directories, the way the agent applies a commit: creates what is missing, ' +
+        'JSON-patches what differs from the files (only fields the files specify), and leaves unchanged objects alone ' +
+        '(no write request at all). With --prune, objects this inventory applied before and the files no longer contain are deleted. ' +
         'The whole set is validated first (parse, discovery, server-side dry run): if anything is rejected, nothing is applied.',
     );
   addCommonOptions(cmd)

@@ -31,8 +31,8 @@ export function diffCommand(): Command {
   const cmd = new Command('diff')
     .summary('show what apply would change, without writing')
     .description(
-      'Compares the files with the live objects and prints, per object that would change, the JSON patch apply would send\n' +
-        '(Secret values masked). The API server is asked with server-side dry runs, so defaults and normalised values\n' +
+      'Compares the files with the live objects and prints, per object that would change, the JSON patch apply would send ' +
+        '(Secret values masked). The API server is asked with server-side dry runs, so defaults and normalised values ' +
         '(quantities, stringData, allocated IPs) never show up as differences.',
     );
   addCommonOptions(cmd)

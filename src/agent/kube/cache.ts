@@ -53,6 +53,8 @@ export class ResourceCache {
   private stopped = false;
   private backoff = BACKOFF_MIN_MS;
   private readonly listeners = new Set<CacheListener>();
+  /** Objects with a write of ours in flight: their watch events wait for the write's response. */
+  private readonly inflight = new Map<string, { count: number; held: WatchEvent[] }>();
   readonly ready: Promise<void>;
 
   constructor(
@@ -94,6 +96,52 @@ export class ResourceCache {
     // A no-op write returns the resourceVersion the watch already delivered: nothing to wait for.
     const echoed = rv !== undefined && prev?.watchRv === rv;
     this.store.set(key, { object: obj, watchRv: prev?.watchRv, ...(echoed ? {} : { awaitRv: rv, awaitSince: Date.now() }) });
+  }
+
+  /**
+   * Call before sending a write for an object. Watch events for it are held until `endWrite`,
+   * because the echo of our own write can arrive before the write's response does.
+   */
+  beginWrite(namespace: string | undefined, name: string): void {
+    const key = storeKey(namespace, name);
+    const w = this.inflight.get(key);
+    if (w) w.count++;
+    else this.inflight.set(key, { count: 1, held: [] });
+  }
+
+  /**
+   * Call when the write finished, with its response when it succeeded. Held events up to the
+   * response's own resourceVersion are ours or older and are dropped; later ones are replayed.
+   * Without a response (the write failed) every held event is replayed.
+   */
+  endWrite(namespace: string | undefined, name: string, response?: KubeObject): void {
+    const key = storeKey(namespace, name);
+    const w = this.inflight.get(key);
+    if (!w) {
+      if (response) this.upsert(response);
+      return;
+    }
+    if (--w.count > 0) {
+      if (response) this.upsert(response);
+      return;
+    }
+    this.inflight.delete(key);
+    let replay = w.held;
+    if (response) {
+      const rv = response.metadata.resourceVersion;
+      const echo = w.held.findIndex((e) => e.object.metadata?.resourceVersion === rv);
+      if (echo >= 0) {
+        this.store.set(key, { object: w.held[echo].object, watchRv: rv });
+        replay = w.held.slice(echo + 1);
+      } else {
+        // The echo is still to come: everything held happened before our write.
+        const last = w.held[w.held.length - 1];
+        if (last) this.store.set(key, { ...(this.store.get(key) ?? { object: response }), watchRv: last.object.metadata?.resourceVersion });
+        this.upsert(response);
+        replay = [];
+      }
+    }
+    for (const ev of replay) this.onEvent(ev);
   }
 
   /** Drops an object we deleted (the watch's DELETED event will agree). */
@@ -154,6 +202,11 @@ export class ResourceCache {
     const rv = obj.metadata.resourceVersion;
     if (rv) this.rv = rv;
     const key = storeKey(obj.metadata.namespace, obj.metadata.name);
+    const writing = this.inflight.get(key);
+    if (writing) {
+      writing.held.push(ev);
+      return;
+    }
     if (ev.type === 'DELETED') {
       // A deletion always follows any write of ours that succeeded, so it is never stale.
       const existed = this.store.delete(key);

@@ -37,7 +37,9 @@ export class KubeApiError extends GitopsError {
   readonly reason: string;
   readonly details: KubeStatus;
   constructor(kind: 'user' | 'retryable' | 'transient', code: string, id: string, status: number, body: KubeStatus) {
-    const what = body.message ?? `HTTP ${status}`;
+    // A generic message ("the server rejected our request...") carries the real reason in its causes.
+    const causes = (body.details?.causes ?? []).map((c) => c.message).filter((m): m is string => !!m && !(body.message ?? '').includes(m));
+    const what = `${body.message ?? `HTTP ${status}`}${causes.length ? `: ${causes.join('; ')}` : ''}`;
     super(kind, code, `${id}: ${what}`, { data: { object: id, status, reason: body.reason ?? '' } });
     this.status = status;
     this.reason = body.reason ?? '';
@@ -52,11 +54,13 @@ export class ConflictError extends KubeApiError {}
 export class InvalidError extends KubeApiError {
   /** True when the failure is our optimistic-lock `test` op: treat like a conflict and re-plan. */
   get isTestFailure(): boolean {
-    return /testing value|test operation|the test at|test failed/i.test(this.details.message ?? '');
+    // The API server answers a failed `test` with a bare 422 "rejected our request" and no causes.
+    const bare = /rejected our request due to an error in our request/.test(this.details.message ?? '') && !this.details.details?.causes?.length && !this.details.details?.name;
+    return bare || /testing value|test operation/i.test(this.message);
   }
   /** True when an immutable field would change. */
   get isImmutable(): boolean {
-    return /field is immutable|immutable/i.test(this.details.message ?? '');
+    return /field is immutable|immutable/i.test(this.message);
   }
 }
 export class ForbiddenError extends KubeApiError {}

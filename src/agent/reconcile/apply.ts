@@ -21,7 +21,7 @@ import {
 import type { ResourceCache, WatchCache } from '../kube/cache.js';
 import type { OpenApi } from '../kube/openapi.js';
 import { splitApiVersion } from '../kube/discovery.js';
-import type { Change, KubeObject, ResolvedObject } from './types.js';
+import type { Change, JsonPatchOp, KubeObject, ResolvedObject } from './types.js';
 import { desiredHash, planObject, projectFields } from './plan.js';
 import type { ListKeys } from './schema.js';
 import { canApply, type InventoryPolicy } from './policy.js';
@@ -120,11 +120,10 @@ async function applyObjectOrThrow(ctx: ApplyContext, item: ApplyItem, options: A
     try {
       if (plan.action === 'create') {
         const body = plan.body ?? withAppliedFields(desired, plan.appliedFields);
-        const created = await ctx.client.create(resource, body, { dryRun, signal: ctx.signal });
-        if (!dryRun) {
-          cache.upsert(created);
-          ctx.known.set(hash, projectFields(created, desired, listKeys));
-        }
+        const created = dryRun
+          ? await ctx.client.create(resource, body, { dryRun, signal: ctx.signal })
+          : await tracked(cache, ns, name, () => ctx.client.create(resource, body, { signal: ctx.signal }));
+        if (!dryRun) ctx.known.set(hash, projectFields(created, desired, listKeys));
         return { id, action: 'created', source };
       }
 
@@ -134,7 +133,7 @@ async function applyObjectOrThrow(ctx: ApplyContext, item: ApplyItem, options: A
       // plan.ts starts the patch with a `test` of resourceVersion: a concurrent change fails it.
       const ops = plan.patch;
       const shown = ops.filter((o) => o.op !== 'test');
-      if (!normalized || dryRun) {
+      if (dryRun || (!normalized && mayBeNormalisation(plan.patch, live, plan.appliedFields))) {
         const preview = await ctx.client.jsonPatch(resource, ns, name, ops, { dryRun: true, signal: ctx.signal });
         if (!dryRun) ctx.known.set(hash, projectFields(preview, desired, listKeys));
         // Nothing but bookkeeping would change (the field set is already recorded): normalisation
@@ -144,8 +143,7 @@ async function applyObjectOrThrow(ctx: ApplyContext, item: ApplyItem, options: A
         }
         if (dryRun) return { id, action: 'configured', source, patch: shown, ...(plan.reason ? { reason: plan.reason } : {}) };
       }
-      const patched = await ctx.client.jsonPatch(resource, ns, name, ops, { signal: ctx.signal });
-      cache.upsert(patched);
+      const patched = await tracked(cache, ns, name, () => ctx.client.jsonPatch(resource, ns, name, ops, { signal: ctx.signal }));
       if (!normalized) ctx.known.set(hash, projectFields(patched, desired, listKeys));
       return { id, action: 'configured', source, patch: shown, ...(plan.reason ? { reason: plan.reason } : {}) };
     } catch (err) {
@@ -157,7 +155,11 @@ async function applyObjectOrThrow(ctx: ApplyContext, item: ApplyItem, options: A
       }
       if (err instanceof ConflictError || (err instanceof InvalidError && err.isTestFailure)) {
         ctx.log.debug({ object: id, attempt }, 'conflict, re-reading');
+        const testedRv = live?.metadata.resourceVersion;
         live = await readLive(ctx, item);
+        // Same resourceVersion as tested: the 422 was not our lock but the patch itself.
+        if (err instanceof InvalidError && live && live.metadata.resourceVersion === testedRv) throw err;
+        if (live) cache.upsert(live);
         continue;
       }
       if (err instanceof NotFoundError && live) {
@@ -173,6 +175,18 @@ async function applyObjectOrThrow(ctx: ApplyContext, item: ApplyItem, options: A
       }
       throw err;
     }
+  }
+}
+
+/** Runs a write with the cache told, so the watch echo of our own write is not taken for drift. */
+async function tracked(cache: ResourceCache, ns: string | undefined, name: string, write: () => Promise<KubeObject>): Promise<KubeObject> {
+  cache.beginWrite(ns, name);
+  let response: KubeObject | undefined;
+  try {
+    response = await write();
+    return response;
+  } finally {
+    cache.endWrite(ns, name, response);
   }
 }
 
@@ -200,6 +214,16 @@ async function deleteAndWait(ctx: ApplyContext, item: ApplyItem, live: KubeObjec
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new KubeApiError('retryable', 'recreate_timeout', item.resolved.id, 0, { message: `still terminating after ${RECREATE_WAIT_MS / 1000} s; will retry` });
+}
+
+/**
+ * Could this patch be nothing but a normalisation plan.ts does not know? Only when the field set
+ * is the one already recorded and every op replaces a scalar with a scalar: added or removed
+ * fields are real changes, and then a dry run would only cost a request.
+ */
+function mayBeNormalisation(ops: readonly JsonPatchOp[], live: KubeObject, appliedFields: string): boolean {
+  if (live.metadata.annotations?.[APPLIED_FIELDS_ANNOTATION] !== appliedFields) return false;
+  return ops.every((o) => o.op === 'test' || (o.op === 'replace' && (o.value === null || typeof o.value !== 'object')));
 }
 
 /** An object without what every write changes (managedFields times, resourceVersion, generation). */

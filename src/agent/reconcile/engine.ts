@@ -180,6 +180,8 @@ export class Engine implements Reconciler {
     const { toPrune } = diffInventory(inventory.entries, next);
     let keep: InventoryEntry[] = toPrune;
     if (toPrune.length && unit.config.prune && !applyFailed && !options.signal?.aborted) {
+      // Stop routing events for what is about to go, so drift does not recreate it.
+      for (const t of toPrune) if (this.owners.get(t.key) === unit.name) this.owners.delete(t.key);
       const pruned = await pruneObjects(
         { client: this.client, discovery: this.discovery, caches: this.caches, inventoryId, log, propagationPolicy: unit.config.prunePropagationPolicy, signal: options.signal },
         toPrune,
