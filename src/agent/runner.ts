@@ -51,9 +51,14 @@ export function statusOf(desired: DesiredState, set: ChangeSet): StatusMessage {
   };
 }
 
-/** `Deployment/default/nginx configured` for each object that changed. */
+/**
+ * `Deployment/default/nginx configured` for each object that changed (the reason only for skipped
+ * and failed objects, where a person needs it; the patch itself is in the status).
+ */
 export function describeChanges(set: ChangeSet): string[] {
-  return set.changes.filter((c) => c.action !== 'unchanged').map((c) => `${c.id} ${c.action}${c.reason && c.action !== 'failed' ? ` (${c.reason})` : ''}`);
+  return set.changes
+    .filter((c) => c.action !== 'unchanged')
+    .map((c) => `${c.id} ${c.action}${(c.action === 'skipped' || c.action === 'failed') && (c.reason ?? c.error?.message) ? `: ${c.reason ?? c.error?.message}` : ''}`);
 }
 
 export interface SyncLoopOptions {

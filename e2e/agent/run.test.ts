@@ -1,0 +1,333 @@
+/**
+ * `gitops-agent run` end to end: the built agent (dist/bin/gitops-agent.js) as a real process,
+ * connected over TLS to the real `gitops-server serve` process, which reads the real Git server,
+ * applying to the real API server. Each scenario has its own agent (its own config.yaml drift
+ * settings), manifest project and namespace.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { createAgent } from '../../src/server/registry.js';
+import { createRepo, type TestRepo } from '../harness/git-repo.js';
+import { startGitServer, type GitServer } from '../harness/git-server.js';
+import { freshNamespace, jsonPatch, kubeRequest, testKubeConfig, TEST_ENV, waitFor, type TestNamespace } from '../harness/kube.js';
+import { ProcessGroup, type ManagedProcess } from '../harness/processes.js';
+
+const SERVER_CLI = new URL('../../dist/bin/gitops-server.js', import.meta.url).pathname;
+const AGENT_CLI = new URL('../../dist/bin/gitops-agent.js', import.meta.url).pathname;
+
+type LogRecord = Record<string, unknown> & { msg?: string };
+
+let group: ProcessGroup;
+let kc: KubeConfig;
+let gitServer: GitServer;
+let configRepo: TestRepo;
+let server: ManagedProcess | undefined;
+let connectUrl = '';
+let caPath = '';
+const tokens: Record<string, string> = {};
+const repos: Record<string, TestRepo> = {};
+const namespaces: TestNamespace[] = [];
+
+const SCENARIOS: Record<string, string> = {
+  'agent-apply': '',
+  'agent-ignore': `  drift:
+    ignore:
+    - kind: Deployment
+      paths: ['/spec/replicas']
+`,
+  'agent-detect': `  drift:
+    mode: detect
+`,
+  'agent-fight': '',
+  'agent-ha': '',
+};
+
+function configYaml(name: string): string {
+  return `gitops:
+  manifest_projects:
+  - id: p-${name}
+    paths:
+    - glob: '/**/*.yaml'
+${SCENARIOS[name]}`;
+}
+
+function manifests(ns: string, replicas: number, data = 'one'): string {
+  return `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: nginx
+  namespace: ${ns}
+spec:
+  replicas: ${replicas}
+  selector: {matchLabels: {app: nginx}}
+  template:
+    metadata: {labels: {app: nginx}}
+    spec: {containers: [{name: nginx, image: nginx}]}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: ${ns}
+data:
+  value: ${data}
+`;
+}
+
+async function logs(proc: ManagedProcess): Promise<LogRecord[]> {
+  const text = await readFile(proc.logPath, 'utf8').catch(() => '');
+  const out: LogRecord[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      out.push(JSON.parse(line) as LogRecord);
+    } catch {
+      // a line being written
+    }
+  }
+  return out;
+}
+
+async function waitForLog(proc: ManagedProcess, match: (r: LogRecord) => boolean, timeoutMs = 15_000, what = 'a log line'): Promise<LogRecord> {
+  return waitFor(async () => {
+    if (proc.exit()) throw new Error(`${proc.name} exited ${JSON.stringify(proc.exit())}:\n${await proc.logTail(40)}`);
+    return (await logs(proc)).find(match);
+  }, timeoutMs, `${proc.name}: ${what}`, 100);
+}
+
+let serverSeq = 0;
+async function startServer(): Promise<void> {
+  server = group.start(`server-${serverSeq++}`, process.execPath, [
+    SERVER_CLI, 'serve', '--listen', '127.0.0.1:0', '--state-dir', path.join(group.dir, 'server-state'), '--tls-self-signed',
+    '--git-base-url', gitServer.url, '--poll-interval', '1s', '--heartbeat-interval', '2s', '--log-level', 'debug',
+  ]);
+  const listening = await waitForLog(server, (r) => r.msg === 'server listening', 20_000, 'listening');
+  connectUrl = String(listening.connect);
+  caPath = String(listening.caCert);
+}
+
+interface Agent {
+  proc: ManagedProcess;
+  stateDir: string;
+}
+
+let agentSeq = 0;
+function startAgent(name: string, options: { stateDir?: string; leaseNamespace: string } ): Agent {
+  const stateDir = options.stateDir ?? path.join(group.dir, `${name}-state-${agentSeq}`);
+  const proc = group.start(`${name}-${agentSeq++}`, process.execPath, [
+    AGENT_CLI, 'run', '--server-url', connectUrl, '--token-file', path.join(group.dir, `${name}.token`), '--ca-file', caPath,
+    '--kubeconfig', process.env[TEST_ENV.kubeconfig]!, '--state-dir', stateDir, '--listen', '127.0.0.1:0',
+    '--lease-namespace', options.leaseNamespace, '--log-level', 'debug',
+  ]);
+  return { proc, stateDir };
+}
+
+async function stopAgent(agent: Agent): Promise<void> {
+  await group.stop(agent.proc, 10_000);
+}
+
+const deployPath = (ns: string): string => `/apis/apps/v1/namespaces/${ns}/deployments/nginx`;
+const configMapPath = (ns: string): string => `/api/v1/namespaces/${ns}/configmaps/settings`;
+
+async function replicas(ns: string): Promise<number | undefined> {
+  const res = await kubeRequest(kc, 'GET', deployPath(ns));
+  return res.status === 200 ? (res.body as { spec: { replicas: number } }).spec.replicas : undefined;
+}
+
+/** Time from now until `check` holds, polling every 10 ms. */
+async function timeUntil(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
+  const started = Date.now();
+  await waitFor(check, timeoutMs, what, 10);
+  return Date.now() - started;
+}
+
+async function namespace(prefix: string): Promise<string> {
+  const ns = await freshNamespace(prefix, kc);
+  namespaces.push(ns);
+  return ns.name;
+}
+
+beforeAll(async () => {
+  kc = testKubeConfig();
+  group = await ProcessGroup.create({ prefix: 'gitops-agent-e2e-' });
+  gitServer = await startGitServer({ root: path.join(group.dir, 'repos') });
+  configRepo = await createRepo(gitServer, 'kubernetes-agent');
+  const files: Record<string, string> = {};
+  for (const name of Object.keys(SCENARIOS)) {
+    files[`.gitlab/agents/${name}/config.yaml`] = configYaml(name);
+    repos[name] = await createRepo(gitServer, `p-${name}`);
+    await repos[name].commit({ files: { 'README.md': 'manifests\n' } });
+  }
+  await configRepo.commit({ files });
+  await mkdir(path.join(group.dir, 'server-state'), { recursive: true });
+  for (const name of Object.keys(SCENARIOS)) {
+    const { token } = await createAgent(path.join(group.dir, 'server-state'), name, 'kubernetes-agent');
+    tokens[name] = token;
+    await writeFile(path.join(group.dir, `${name}.token`), `${token}\n`, { mode: 0o600 });
+  }
+  await startServer();
+}, 60_000);
+
+afterAll(async () => {
+  // GITOPS_E2E_KEEP_LOGS=DIR keeps the server and agent logs for a post-mortem.
+  const keep = process.env.GITOPS_E2E_KEEP_LOGS;
+  if (keep && group) {
+    await mkdir(keep, { recursive: true });
+    for (const f of await readdir(group.dir)) if (f.endsWith('.log')) await copyFile(path.join(group.dir, f), path.join(keep, f));
+  }
+  await group?.dispose(10_000);
+  await gitServer?.stop();
+  for (const r of [configRepo, ...Object.values(repos)]) await r?.dispose();
+  for (const ns of namespaces) await ns.delete().catch(() => undefined);
+}, 60_000);
+
+describe('gitops-agent run', () => {
+  let ns = '';
+  let agent: Agent;
+
+  it('applies a pushed commit and the next one, logging the sha and each object action', async () => {
+    ns = await namespace('agent-apply');
+    agent = startAgent('agent-apply', { leaseNamespace: ns });
+    await waitForLog(agent.proc, (r) => r.msg === 'connected to server', 15_000, 'connected');
+    const first = await repos['agent-apply'].commit({ files: { 'manifest.yaml': manifests(ns, 2) } });
+    await waitFor(async () => (await replicas(ns)) === 2, 20_000, 'Deployment with 2 replicas');
+    await waitForLog(agent.proc, (r) => r.msg === 'applied' && r.commit === first, 10_000, `applied ${first}`);
+
+    const second = await repos['agent-apply'].commit({ files: { 'manifest.yaml': manifests(ns, 3) } });
+    await waitFor(async () => (await replicas(ns)) === 3, 20_000, 'Deployment with 3 replicas');
+    const line = await waitForLog(agent.proc, (r) => r.msg === 'applied' && r.commit === second, 10_000, `applied ${second}`);
+    expect(line.changes).toEqual([`Deployment/${ns}/nginx configured`]);
+    expect(JSON.stringify(line)).toContain(`Deployment/${ns}/nginx configured`);
+    await waitForLog(server!, (r) => r.msg === 'agent status' && r.commit === second && r.result === 'applied', 10_000, 'status at the server');
+  });
+
+  it('reverts a field edited by another field manager within a second and reports who changed it', async () => {
+    const patched = await jsonPatch(kc, deployPath(ns), [{ op: 'replace', path: '/spec/replicas', value: 7 }], 'manual-edit');
+    expect(patched.status).toBe(200);
+    const ms = await timeUntil(async () => (await replicas(ns)) === 3, 5000, 'replicas back to 3');
+    expect(ms).toBeLessThan(1000);
+    const report = await waitForLog(server!, (r) => r.msg === 'agent drift' && r.object === `Deployment/${ns}/nginx`, 5000, 'drift report at the server');
+    expect(report).toMatchObject({ action: 'reverted', manager: 'manual-edit' });
+    const events = await waitFor(async () => {
+      const res = await kubeRequest(kc, 'GET', `/api/v1/namespaces/${ns}/events`);
+      const items = (res.body as { items: Array<{ reason: string; message: string; involvedObject: { name: string } }> }).items;
+      return items.find((e) => e.reason === 'DriftReverted' && e.involvedObject.name === 'nginx');
+    }, 5000, 'a DriftReverted event');
+    expect(events.message).toContain('manual-edit');
+  });
+
+  it('recreates a managed object that was deleted', async () => {
+    const before = (await kubeRequest(kc, 'GET', configMapPath(ns))).body as { metadata: { uid: string } };
+    expect((await kubeRequest(kc, 'DELETE', configMapPath(ns))).status).toBe(200);
+    await waitFor(async () => {
+      const res = await kubeRequest(kc, 'GET', configMapPath(ns));
+      return res.status === 200 && (res.body as { metadata: { uid: string } }).metadata.uid !== before.metadata.uid;
+    }, 5000, 'the ConfigMap recreated');
+    await waitForLog(server!, (r) => r.msg === 'agent drift' && r.object === `ConfigMap/${ns}/settings` && r.action === 'recreated', 5000, 'recreated report');
+  });
+
+  it('keeps reverting drift while the server is down', async () => {
+    await group.stop(server!, 10_000);
+    await waitForLog(agent.proc, (r) => r.msg === 'disconnected from server' || r.msg === 'connection to server lost' || r.msg === 'cannot reach server', 10_000, 'disconnect noticed');
+    await jsonPatch(kc, deployPath(ns), [{ op: 'replace', path: '/spec/replicas', value: 9 }], 'manual-edit');
+    const ms = await timeUntil(async () => (await replicas(ns)) === 3, 5000, 'replicas back to 3 with the server down');
+    expect(ms).toBeLessThan(1000);
+  });
+
+  it('keeps enforcing the last desired state after a restart with the server still down', async () => {
+    await stopAgent(agent);
+    agent = startAgent('agent-apply', { leaseNamespace: ns, stateDir: agent.stateDir });
+    await waitForLog(agent.proc, (r) => r.msg === 'restored desired state from the state dir', 15_000, 'state restored');
+    const health = await waitForLog(agent.proc, (r) => r.msg === 'health and metrics listening', 15_000, 'health endpoint');
+    const ready = await fetch(`${String(health.url)}/readyz`);
+    expect(ready.status).toBe(200);
+    await waitForLog(agent.proc, (r) => r.msg === 'applied', 20_000, 'the restored state applied');
+    await jsonPatch(kc, deployPath(ns), [{ op: 'replace', path: '/spec/replicas', value: 8 }], 'manual-edit');
+    const ms = await timeUntil(async () => (await replicas(ns)) === 3, 5000, 'replicas back to 3 after the restart');
+    expect(ms).toBeLessThan(1000);
+    const metrics = await (await fetch(`${String(health.url)}/metrics`)).text();
+    expect(metrics).toMatch(/gitops_agent_drift_total\{action="reverted"\} [1-9]/);
+    await stopAgent(agent);
+    await startServer();
+  }, 90_000);
+});
+
+describe('drift settings from config.yaml', () => {
+  it('leaves a field listed in drift.ignore alone and still reverts the others', async () => {
+    const ns = await namespace('agent-ignore');
+    const agent = startAgent('agent-ignore', { leaseNamespace: ns });
+    await repos['agent-ignore'].commit({ files: { 'manifest.yaml': manifests(ns, 2) } });
+    await waitFor(async () => (await replicas(ns)) === 2, 20_000, 'Deployment applied');
+    await waitForLog(agent.proc, (r) => r.msg === 'applied', 10_000, 'applied');
+    await jsonPatch(kc, deployPath(ns), [{ op: 'replace', path: '/spec/replicas', value: 6 }], 'hpa');
+    await jsonPatch(kc, configMapPath(ns), [{ op: 'replace', path: '/data/value', value: 'edited' }], 'manual-edit');
+    await waitFor(async () => ((await kubeRequest(kc, 'GET', configMapPath(ns))).body as { data: { value: string } }).data.value === 'one', 5000, 'ConfigMap reverted');
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await replicas(ns)).toBe(6);
+    await stopAgent(agent);
+  });
+
+  it('in detect mode reports drift with the manager and reverts nothing', async () => {
+    const ns = await namespace('agent-detect');
+    const agent = startAgent('agent-detect', { leaseNamespace: ns });
+    await repos['agent-detect'].commit({ files: { 'manifest.yaml': manifests(ns, 2) } });
+    await waitFor(async () => (await replicas(ns)) === 2, 20_000, 'Deployment applied');
+    await waitForLog(agent.proc, (r) => r.msg === 'applied', 10_000, 'applied');
+    await jsonPatch(kc, deployPath(ns), [{ op: 'replace', path: '/spec/replicas', value: 4 }], 'manual-edit');
+    const report = await waitForLog(server!, (r) => r.msg === 'agent drift' && r.object === `Deployment/${ns}/nginx`, 5000, 'detected report');
+    expect(report).toMatchObject({ action: 'detected', manager: 'manual-edit' });
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await replicas(ns)).toBe(4);
+    await stopAgent(agent);
+  });
+
+  it('backs off from a controller that keeps changing a field and reports the fight with its name', async () => {
+    const ns = await namespace('agent-fight');
+    const agent = startAgent('agent-fight', { leaseNamespace: ns });
+    await repos['agent-fight'].commit({ files: { 'manifest.yaml': manifests(ns, 2) } });
+    await waitFor(async () => (await replicas(ns)) === 2, 20_000, 'Deployment applied');
+    await waitForLog(agent.proc, (r) => r.msg === 'applied', 10_000, 'applied');
+    const fightStarted = Date.now();
+    let edits = 0;
+    while (Date.now() - fightStarted < 6000) {
+      await jsonPatch(kc, deployPath(ns), [{ op: 'replace', path: '/spec/replicas', value: 10 + (edits % 2) }], 'fighter');
+      edits++;
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    const reverts = (await logs(agent.proc)).filter((r) => r.msg === 'drift reverted' || r.msg === 'drift fight: reverted, backing off');
+    expect(edits).toBeGreaterThan(25);
+    expect(reverts.length).toBeGreaterThanOrEqual(5);
+    expect(reverts.length).toBeLessThanOrEqual(9);
+    const fight = await waitForLog(server!, (r) => r.msg === 'agent drift' && r.action === 'fight' && String(r.object).includes(ns), 5000, 'fight report');
+    expect(fight.manager).toBe('fighter');
+    await stopAgent(agent);
+  });
+});
+
+describe('two replicas with one token', () => {
+  it('lets only the Lease holder apply, and the standby takes over when the leader dies', async () => {
+    const ns = await namespace('agent-ha');
+    const a = startAgent('agent-ha', { leaseNamespace: ns });
+    const b = startAgent('agent-ha', { leaseNamespace: ns });
+    await waitForLog(a.proc, (r) => r.msg === 'connected to server', 15_000, 'a connected');
+    await waitForLog(b.proc, (r) => r.msg === 'connected to server', 15_000, 'b connected');
+    await waitFor(async () => (await logs(a.proc)).some((r) => r.msg === 'became leader') || (await logs(b.proc)).some((r) => r.msg === 'became leader'), 10_000, 'a leader');
+    const [leader, standby] = (await logs(a.proc)).some((r) => r.msg === 'became leader') ? [a, b] : [b, a];
+
+    const commit = await repos['agent-ha'].commit({ files: { 'manifest.yaml': manifests(ns, 2) } });
+    await waitFor(async () => (await replicas(ns)) === 2, 20_000, 'Deployment applied');
+    await waitForLog(leader.proc, (r) => r.msg === 'applied' && r.commit === commit, 10_000, 'leader applied');
+    await waitForLog(standby.proc, (r) => r.msg === 'desired state received' && r.commit === commit, 10_000, 'standby got the desired state too');
+    expect((await logs(standby.proc)).filter((r) => r.msg === 'applied' || r.msg === 'became leader')).toEqual([]);
+
+    process.kill(leader.proc.pid, 'SIGKILL');
+    await leader.proc.exited;
+    await waitForLog(standby.proc, (r) => r.msg === 'became leader', 30_000, 'standby takes over');
+    await waitForLog(standby.proc, (r) => r.msg === 'applied' && r.commit === commit, 10_000, 'new leader applied');
+    await jsonPatch(kc, deployPath(ns), [{ op: 'replace', path: '/spec/replicas', value: 5 }], 'manual-edit');
+    await waitFor(async () => (await replicas(ns)) === 2, 5000, 'drift reverted by the new leader');
+    await stopAgent(standby);
+  }, 90_000);
+});
