@@ -12,6 +12,7 @@ import { jsonPatch, kubeRequest, testAuditLogPath, testKubeConfig } from '../har
 import { syncAuditLog, writeRequests } from '../harness/audit.js';
 import { freshNamespace, type TestNamespace } from '../harness/kube.js';
 import { createLogger } from '../../src/common/logger.js';
+import { mixedObjects } from './objects.js';
 
 const kc = testKubeConfig();
 let engine: Engine;
@@ -29,30 +30,6 @@ const config: ManifestProjectConfig = {
   prunePropagationPolicy: 'background',
   inventoryPolicy: 'must_match',
 };
-
-/** Half ConfigMaps, a tenth Secrets with stringData, a fifth Services, the rest Deployments. */
-export function mixedObjects(n: number): unknown[] {
-  const out: unknown[] = [];
-  for (let i = 0; i < n; i++) {
-    const r = i % 10;
-    const name = `obj-${i}`;
-    if (r < 5) out.push({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name }, data: { index: String(i), text: 'x'.repeat(64) } });
-    else if (r === 5) out.push({ apiVersion: 'v1', kind: 'Secret', metadata: { name }, stringData: { password: `pw-${i}` } });
-    else if (r < 8) out.push({ apiVersion: 'v1', kind: 'Service', metadata: { name }, spec: { selector: { app: name }, ports: [{ port: 80, targetPort: 8080 }] } });
-    else
-      out.push({
-        apiVersion: 'apps/v1',
-        kind: 'Deployment',
-        metadata: { name },
-        spec: {
-          replicas: 1,
-          selector: { matchLabels: { app: name } },
-          template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'app', image: 'nginx:1.27', resources: { requests: { cpu: '0.5', memory: '1024Mi' } } }] } },
-        },
-      });
-  }
-  return out;
-}
 
 beforeAll(async () => {
   engine = await Engine.create({ kubeConfig: kc, logger: createLogger({ level: process.env.GITOPS_BENCH_DEBUG ? 'debug' : 'warn' }) });

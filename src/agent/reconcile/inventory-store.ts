@@ -40,7 +40,7 @@ export async function writeInventory(
   const desired = inventoryConfigMap({ name: inventoryName(unit.name), namespace: unit.namespace, inventoryId, entries });
   const live = previous.live;
   if (live && isDeepStrictEqual(live.data ?? {}, desired.data) && live.metadata.annotations?.[INVENTORY_ID_ANNOTATION] === inventoryId) {
-    return { entries: decodeInventory(live), live };
+    return previous;
   }
   if (!live) {
     try {

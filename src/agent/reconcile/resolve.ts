@@ -10,6 +10,9 @@ import { objectId, objectKey } from '../../common/object-id.js';
 import { splitApiVersion, type Discovery } from '../kube/discovery.js';
 import type { ParsedObject, ResolvedObject, ResourceInfo } from './types.js';
 
+/** The part of kube/discovery.ts resolve needs (a table in tests). */
+export type DiscoveryLookup = Pick<Discovery, 'ensureLoaded' | 'peek' | 'resolve'>;
+
 export interface ResolveResult {
   objects: ResolvedObject[];
   errors: ProblemReport[];
@@ -49,7 +52,7 @@ function problem(p: ParsedObject, code: string, message: string, id?: string): P
 }
 
 /** Resolves every parsed object; problems are collected, never thrown per object. */
-export async function resolveObjects(parsed: ParsedObject[], discovery: Discovery, defaultNamespace: string): Promise<ResolveResult> {
+export async function resolveObjects(parsed: ParsedObject[], discovery: DiscoveryLookup, defaultNamespace: string): Promise<ResolveResult> {
   const crdResources = resourcesFromCrds(parsed);
   const objects: ResolvedObject[] = [];
   const errors: ProblemReport[] = [];
