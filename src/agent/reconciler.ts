@@ -4,7 +4,7 @@
  * The runtime depends on this interface only, so the session, sync loop and drift controller can
  * be tested against a recording double and wired to the real engine in commands/run.ts.
  */
-import type { ManifestFile, ManifestProjectConfig } from '../protocol/messages.js';
+import type { DriftIgnoreRule, ManifestFile, ManifestProjectConfig } from '../protocol/messages.js';
 import type { Change, ChangeSet, JsonPatchOp, KubeObject } from './reconcile/types.js';
 
 /** One manifest project at one commit, as the engine applies it (one inventory). */
@@ -16,6 +16,13 @@ export interface SyncUnit {
   files: ManifestFile[];
   config: ManifestProjectConfig;
   commit?: string;
+  /**
+   * `drift.ignore` rules: on objects that already exist, fields they select are left as they are
+   * live (a create writes everything). The engine should pass `ignoredPointers(rules, object)`
+   * (drift-policy.ts) to its plan, so the periodic re-sync does not undo what drift correction
+   * deliberately leaves alone.
+   */
+  driftIgnore?: DriftIgnoreRule[];
 }
 
 /** A change the engine's watches saw on an object it manages. */

@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from '../common/logger.js';
 import { errorMessage, GitopsError } from '../common/errors.js';
-import type { ProblemReport, StatusMessage } from '../protocol/messages.js';
+import type { DriftIgnoreRule, ProblemReport, StatusMessage } from '../protocol/messages.js';
 import { backoffDelay, type BackoffPolicy } from './backoff.js';
 import type { AgentMetrics } from './metrics.js';
 import type { ChangeSet } from './reconcile/types.js';
@@ -72,6 +72,8 @@ export interface SyncLoopOptions {
   retry?: BackoffPolicy;
   /** Called when a unit finished its apply(s) and is idle (drift events held back meanwhile can be handled). */
   onIdle?: (unit: string) => void;
+  /** Current `drift.ignore` rules, passed to every sync. */
+  driftIgnore?: () => DriftIgnoreRule[];
   /** Called after a successful apply (for example to record what is enforced). */
   onApplied?: (desired: DesiredState, set: ChangeSet) => void;
 }
@@ -227,6 +229,8 @@ export class SyncLoop {
       config: desired.config,
       commit: desired.commit,
     };
+    const ignore = this.opts.driftIgnore?.() ?? [];
+    if (ignore.length) unit.driftIgnore = ignore;
     let set: ChangeSet;
     try {
       set = await this.opts.engine.sync(unit, { signal });

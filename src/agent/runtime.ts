@@ -59,6 +59,7 @@ export class AgentRuntime {
       metrics,
       report: (status) => { if (this.loop.isActive) this.session.send(status); },
       onIdle: (unit) => this.drift.unitIdle(unit),
+      driftIgnore: () => this.drift_.ignore,
     });
     this.drift = new DriftController({
       engine: options.engine,
@@ -156,7 +157,7 @@ export class AgentRuntime {
     this.drift_ = drift;
     const level = logLevel ?? this.initialLevel;
     if (this.opts.logger.level !== level) {
-      this.opts.logger.info({ level }, 'log level changed');
+      this.opts.logger.info({ logLevel: level }, 'log level changed');
       this.opts.logger.level = level as LogLevel;
     }
   }

@@ -1,0 +1,118 @@
+/**
+ * The agent runtime's wiring between the server, the state dir and the sync loop, with a recording
+ * engine double (the real engine is covered by e2e/engine and run.test.ts) and a loopback
+ * WebSocket server speaking the protocol.
+ */
+import { afterEach, describe, expect, it } from '@jest/globals';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { createLogger } from '../../src/common/logger.js';
+import { signAgentJwt } from '../../src/protocol/jwt.js';
+import { generateToken } from '../../src/protocol/token.js';
+import { CONNECT_PATH, decodeAgentMessage, encodeMessage, type AgentMessage, type ServerMessage } from '../../src/protocol/messages.js';
+import { AgentMetrics } from '../../src/agent/metrics.js';
+import { AgentRuntime } from '../../src/agent/runtime.js';
+import { StateStore, type DesiredState } from '../../src/agent/state.js';
+import type { ObjectEvent, Reconciler, SyncUnit } from '../../src/agent/reconciler.js';
+import type { ChangeSet } from '../../src/agent/reconcile/types.js';
+import { waitFor } from '../harness/wait.js';
+
+const token = generateToken();
+const config: DesiredState['config'] = {
+  id: 'p1', ref: {}, defaultNamespace: 'default', paths: [{ glob: '/**/*.yaml' }], reconcileTimeoutMs: 60_000, dryRunStrategy: 'none',
+  prune: true, pruneTimeoutMs: 60_000, prunePropagationPolicy: 'foreground', inventoryPolicy: 'must_match',
+};
+const desired = (project: string, c: string): DesiredState => ({ project, commit: c.repeat(40), digest: `d-${c}`, config: { ...config, id: project }, files: [{ path: 'a.yaml', content: c }] });
+
+function recordingEngine(): Reconciler & { synced: SyncUnit[] } {
+  const synced: SyncUnit[] = [];
+  return {
+    synced,
+    async sync(unit): Promise<ChangeSet> {
+      synced.push(unit);
+      return { unit: unit.name, commit: unit.commit, changes: [{ id: 'ConfigMap/default/a', action: 'configured' }], errors: [], durationMs: 1, dryRun: false };
+    },
+    onObjectEvent: (_cb: (e: ObjectEvent) => void) => () => undefined,
+    planOne: () => undefined,
+    applyOne: async () => ({ id: 'x', action: 'unchanged' }),
+    close: () => undefined,
+  };
+}
+
+let cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.reverse()) await c();
+  cleanups = [];
+});
+
+async function fixture(onSession: (ws: WebSocket) => void) {
+  const received: AgentMessage[] = [];
+  const wss = new WebSocketServer({ noServer: true });
+  const srv = http.createServer();
+  srv.on('upgrade', (req, socket, head) => wss.handleUpgrade(req, socket, head, (ws) => {
+    ws.on('message', (d) => { const m = decodeAgentMessage(d.toString()); if (m.ok) received.push(m.message); });
+    onSession(ws);
+  }));
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const dir = await mkdtemp(path.join(tmpdir(), 'agent-runtime-'));
+  cleanups.push(async () => {
+    for (const ws of wss.clients) ws.terminate();
+    await new Promise((r) => srv.close(r));
+    await rm(dir, { recursive: true, force: true });
+  });
+  const store = new StateStore(dir);
+  const engine = recordingEngine();
+  const lines: string[] = [];
+  const logger = createLogger({ level: 'info', destination: { write: (l: string) => { lines.push(l); return true; } } as unknown as NodeJS.WritableStream });
+  const make = (): AgentRuntime => {
+    const rt = new AgentRuntime({
+      engine, store, logger, metrics: new AgentMetrics({ defaultMetrics: false }), fieldManager: 'gitops-agent', unitName: (p) => `unit-${p}`,
+      session: { url: `ws://127.0.0.1:${(srv.address() as AddressInfo).port}${CONNECT_PATH}`, signJwt: () => signAgentJwt(token, { audience: 'a' }), agentVersion: 't', reconnect: { baseMs: 20, capMs: 50 } },
+      resyncIntervalMs: 0,
+    });
+    cleanups.push(() => rt.stop());
+    return rt;
+  };
+  return { received, store, engine, logger, lines, make };
+}
+
+const send = (ws: WebSocket, m: ServerMessage): void => ws.send(encodeMessage(m));
+
+describe('agent runtime', () => {
+  it('enforces the persisted desired state at start and names its commit in hello so the server sends only news', async () => {
+    const f = await fixture(() => undefined);
+    await f.store.init();
+    await f.store.saveDesired(desired('p1', 'a'));
+    const rt = f.make();
+    await rt.start();
+    expect(rt.readiness().ready).toBe(true);
+    await waitFor(() => f.engine.synced.length === 1, 3000, 'the restored state applied');
+    expect(f.engine.synced[0]).toMatchObject({ name: 'unit-p1', namespace: 'default', commit: 'a'.repeat(40) });
+    await waitFor(() => f.received.length > 0, 3000, 'hello');
+    expect(f.received[0]).toMatchObject({ type: 'hello', applied: { p1: { commit: 'a'.repeat(40), digest: 'd-a' } } });
+    await waitFor(() => f.received.some((m) => m.type === 'status'), 3000, 'status flushed after connecting');
+  });
+
+  it('persists each desired state before applying it, follows the log level from config.yaml and forgets dropped projects', async () => {
+    const f = await fixture((ws) => {
+      const d1 = desired('p1', 'b');
+      send(ws, { type: 'config', settings: { logLevel: 'debug', drift: { mode: 'correct', ignore: [] } }, projects: ['p1', 'p2'], errors: [] });
+      send(ws, { type: 'desired', project: 'p1', commit: d1.commit, digest: d1.digest, config: d1.config, files: d1.files });
+      send(ws, { type: 'desired', project: 'p2', commit: 'c'.repeat(40), digest: 'd-c', config: { ...config, id: 'p2' }, files: [] });
+      setTimeout(() => send(ws, { type: 'config', settings: { drift: { mode: 'correct', ignore: [] } }, projects: ['p1'], errors: [] }), 200);
+    });
+    const rt = f.make();
+    await rt.start();
+    await waitFor(async () => (await f.store.load()).projects.map((p) => p.project).join() === 'p1' && f.engine.synced.length >= 2, 5000, 'p2 forgotten');
+    expect(f.engine.synced.map((u) => u.name).sort()).toEqual(['unit-p1', 'unit-p2']);
+    expect((await f.store.load()).projects[0].commit).toBe('b'.repeat(40));
+    // logLevel went to debug with the first config and back to the start-up level when the key disappeared.
+    await waitFor(() => f.logger.level === 'info' && f.lines.filter((l) => l.includes('"msg":"log level changed"')).length === 2, 3000, 'log level back to info');
+    expect(f.lines.filter((l) => l.includes('"msg":"log level changed"')).map((l) => (JSON.parse(l) as { logLevel: string }).logLevel)).toEqual(['debug', 'info']);
+    expect(rt.loop.unitInfo('unit-p2')).toBeUndefined();
+  });
+});
