@@ -167,6 +167,28 @@ describe('engine sync', () => {
     await kubeRequest(kc, 'DELETE', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.${group}`);
   });
 
+  it('fails an immutable-field change clearly, and recreates the object when it opts in', async () => {
+    const dep = (app: string, annotations: Record<string, string> = {}) => {
+      const d = deployment('imm') as ReturnType<typeof deployment> & { metadata: { annotations?: Record<string, string> } };
+      d.metadata.annotations = annotations;
+      d.spec.selector = { matchLabels: { app } };
+      d.spec.template.metadata.labels = { app };
+      return yamlFile('d.yaml', d);
+    };
+    await engine.sync(unit(ns.name, [dep('one')]));
+    const failed = await engine.sync(unit(ns.name, [dep('two')]));
+    const change = failed.changes.find((c) => c.id === `Deployment/${ns.name}/imm`);
+    expect(change?.action).toBe('failed');
+    expect(change?.reason).toMatch(/^Deployment\/.*\/imm: .*immutable/);
+    const before = await get(`/apis/apps/v1/namespaces/${ns.name}/deployments/imm`);
+
+    const recreated = await engine.sync(unit(ns.name, [dep('two', { 'gitops.dev/recreate': 'on-immutable-change' })]));
+    expect(actions(recreated)).toEqual({ [`Deployment/${ns.name}/imm`]: 'created' });
+    const after = await get(`/apis/apps/v1/namespaces/${ns.name}/deployments/imm`);
+    expect(after.metadata.uid).not.toBe(before.metadata.uid);
+    expect((after.spec as { selector: unknown }).selector).toEqual({ matchLabels: { app: 'two' } });
+  });
+
   it('prunes only what it owns and keeps opted-out objects', async () => {
     const cm = (name: string, annotations: Record<string, string> = {}) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, annotations }, data: { k: name } });
     await engine.sync(unit(ns.name, [yamlFile('all.yaml', cm('keep'), cm('drop'), cm('optout', { 'gitops.dev/prune': 'disabled' }))]));
