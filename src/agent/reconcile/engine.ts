@@ -23,7 +23,8 @@ import { resolveObjects, type ResolveResult } from './resolve.js';
 import { applyStages } from './order.js';
 import { desiredHash, planObject } from './plan.js';
 import type { ListKeys } from './schema.js';
-import { applyObject, applyStage, type ApplyContext, type ApplyItem } from './apply.js';
+import { applyObject, applyStage, mapLimit, type ApplyContext, type ApplyItem } from './apply.js';
+import { identityOf, ignoredPointers } from '../drift-policy.js';
 import { pruneObjects } from './prune.js';
 import { diffInventory, entryOf, mergeFailedDeletes, type InventoryEntry } from './inventory.js';
 import { readInventory, writeInventory, type InventoryState } from './inventory-store.js';
@@ -167,7 +168,7 @@ export class Engine implements Reconciler {
     for (const stage of stages) {
       if (options.signal?.aborted) break;
       const stageItems = stage.map((o) => items.get(o.key)!);
-      changes.push(...(await applyStage(ctx, stageItems, this.concurrency)));
+      changes.push(...(await mapLimit(stageItems, this.concurrency, (item) => applyObject(ctx, item, { ignore: ignoredFor(unit, item) }))));
       const crds = stage.filter((o) => o.object.kind === 'CustomResourceDefinition');
       if (crds.length) await this.afterCrds(crds, log);
     }
@@ -371,6 +372,13 @@ export class Engine implements Reconciler {
 /** The inventory id of a unit: namespace and name of its inventory ConfigMap. */
 export function inventoryIdOf(unit: SyncUnit): string {
   return `${unit.namespace}/${unit.name}`;
+}
+
+/** drift.ignore pointers for one object: a re-sync leaves those fields alone on existing objects. */
+function ignoredFor(unit: SyncUnit, item: ApplyItem): string[] | undefined {
+  if (!unit.driftIgnore?.length) return undefined;
+  const pointers = ignoredPointers(unit.driftIgnore, identityOf(item.desired));
+  return pointers.length ? pointers : undefined;
 }
 
 /** Identity of a unit's input: files, default namespace and inventory id. */
