@@ -158,7 +158,10 @@ export class ProcessGroup {
     if (!p) throw new Error(`${proc.name}: not a member of process group ${this.dir}`);
     if (p.exit()) return p.exited;
     p.child.kill('SIGTERM');
-    const done = await Promise.race([p.exited, sleep(graceMs).then(() => undefined)]);
+    // Cancel the grace timer once the process exits, or it keeps the event loop alive for nothing.
+    const grace = new AbortController();
+    const done = await Promise.race([p.exited, sleep(graceMs, undefined, { signal: grace.signal }).then(() => undefined, () => undefined)]);
+    grace.abort();
     if (done) return done;
     p.child.kill('SIGKILL');
     return p.exited;
