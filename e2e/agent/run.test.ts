@@ -13,6 +13,7 @@ import { createRepo, type TestRepo } from '../harness/git-repo.js';
 import { startGitServer, type GitServer } from '../harness/git-server.js';
 import { freshNamespace, jsonPatch, kubeRequest, testKubeConfig, TEST_ENV, waitFor, type TestNamespace } from '../harness/kube.js';
 import { ProcessGroup, type ManagedProcess } from '../harness/processes.js';
+import { writePodCredentials } from '../harness/pod-credentials.js';
 
 const SERVER_CLI = new URL('../../dist/bin/gitops-server.js', import.meta.url).pathname;
 const AGENT_CLI = new URL('../../dist/bin/gitops-agent.js', import.meta.url).pathname;
@@ -42,6 +43,7 @@ const SCENARIOS: Record<string, string> = {
 `,
   'agent-fight': '',
   'agent-ha': '',
+  'agent-pod': '',
 };
 
 function configYaml(name: string): string {
@@ -114,13 +116,17 @@ interface Agent {
 }
 
 let agentSeq = 0;
-function startAgent(name: string, options: { stateDir?: string; leaseNamespace: string } ): Agent {
+/** Starts an agent with the admin kubeconfig, or "as in a pod" when `pod` gives its environment. */
+function startAgent(name: string, options: { stateDir?: string; leaseNamespace?: string; pod?: Record<string, string> }): Agent {
   const stateDir = options.stateDir ?? path.join(group.dir, `${name}-state-${agentSeq}`);
+  const kube = options.pod ? [] : ['--kubeconfig', process.env[TEST_ENV.kubeconfig]!];
+  const lease = options.leaseNamespace ? ['--lease-namespace', options.leaseNamespace] : [];
+  const env: NodeJS.ProcessEnv = { ...process.env, ...(options.pod ?? {}) };
+  delete env.KUBECONFIG;
   const proc = group.start(`${name}-${agentSeq++}`, process.execPath, [
     AGENT_CLI, 'run', '--server-url', connectUrl, '--token-file', path.join(group.dir, `${name}.token`), '--ca-file', caPath,
-    '--kubeconfig', process.env[TEST_ENV.kubeconfig]!, '--state-dir', stateDir, '--listen', '127.0.0.1:0',
-    '--lease-namespace', options.leaseNamespace, '--log-level', 'debug',
-  ]);
+    ...kube, '--state-dir', stateDir, '--listen', '127.0.0.1:0', ...lease, '--log-level', 'debug',
+  ], { env });
   return { proc, stateDir };
 }
 
@@ -303,6 +309,34 @@ describe('drift settings from config.yaml', () => {
     const fight = await waitForLog(server!, (r) => r.msg === 'agent drift' && r.action === 'fight' && String(r.object).includes(ns), 5000, 'fight report');
     expect(fight.manager).toBe('fighter');
     await stopAgent(agent);
+  });
+});
+
+describe('in a pod', () => {
+  it('runs on its ServiceAccount credentials and takes its Lease in the pod namespace', async () => {
+    const ns = await namespace('agent-pod');
+    expect((await kubeRequest(kc, 'POST', `/api/v1/namespaces/${ns}/serviceaccounts`, { metadata: { name: 'gitops-agent' } })).status).toBe(201);
+    const binding = `gitops-agent-e2e-${ns}`;
+    expect((await kubeRequest(kc, 'POST', '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', {
+      metadata: { name: binding },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' },
+      subjects: [{ kind: 'ServiceAccount', name: 'gitops-agent', namespace: ns }],
+    })).status).toBe(201);
+    const creds = await writePodCredentials(kc, { namespace: ns, serviceAccount: 'gitops-agent', dir: path.join(group.dir, 'pod') });
+    try {
+      const agent = startAgent('agent-pod', { pod: { ...creds.env, GITOPS_AGENT_SERVICEACCOUNT_DIR: creds.serviceAccountDir } });
+      await waitForLog(agent.proc, (r) => r.msg === 'became leader', 15_000, 'leader');
+      const lease = await kubeRequest(kc, 'GET', `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases`);
+      expect((lease.body as { items: unknown[] }).items).toHaveLength(1);
+      await repos['agent-pod'].commit({ files: { 'manifest.yaml': manifests(ns, 2) } });
+      await waitFor(async () => (await replicas(ns)) === 2, 20_000, 'Deployment applied by the pod agent');
+      await jsonPatch(kc, deployPath(ns), [{ op: 'replace', path: '/spec/replicas', value: 4 }], 'manual-edit');
+      await waitFor(async () => (await replicas(ns)) === 2, 5000, 'drift reverted by the pod agent');
+      await stopAgent(agent);
+    } finally {
+      await kubeRequest(kc, 'DELETE', `/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/${binding}`);
+      await creds.remove();
+    }
   });
 });
 
