@@ -90,7 +90,9 @@ export class LeaderElector {
     clearTimeout(this.timer);
     await this.running;
     if (this.leader) {
-      this.setLeader(false);
+      // Stepping down on purpose: no 'lost leadership' line, the release below says what happened.
+      this.leader = false;
+      this.opts.onChange(false);
       try {
         const lease = await this.read();
         const spec = (lease?.spec ?? {}) as LeaseSpec;
