@@ -3,9 +3,13 @@
 // with optimistic locking, the audit log, foreground deletion and namespace deletion, and a
 // TokenRequest token used "as in a pod".
 import { describe, expect, it } from '@jest/globals';
+import { existsSync } from 'node:fs';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { AppsV1Api, CoreV1Api, KubeConfig, RbacAuthorizationV1Api, Watch, type V1Deployment } from '@kubernetes/client-node';
 import { describeWrite, isControllerUser, syncAuditLog, writeRequests } from './audit.js';
-import { ADMIN_USERNAME } from './controlplane.js';
+import { ADMIN_USERNAME, startControlPlane } from './controlplane.js';
 import { useNamespace } from './jest-kube.js';
 import { freshNamespace, jsonPatch, kubeRequest, testAuditLogPath, testKubeConfig, waitFor, waitForGone } from './kube.js';
 import { writePodCredentials } from './pod-credentials.js';
@@ -161,6 +165,24 @@ describe('the test control plane', () => {
       if (saved.host === undefined) delete process.env.KUBERNETES_SERVICE_HOST;
       if (saved.port === undefined) delete process.env.KUBERNETES_SERVICE_PORT;
       await creds.remove();
+    }
+  });
+});
+
+describe('startControlPlane', () => {
+  it('fails with the tail of the failing process\'s log and leaves nothing behind', async () => {
+    const binDir = await mkdtemp(join(tmpdir(), 'gitops-fake-bin-'));
+    try {
+      for (const name of ['etcd', 'kube-apiserver', 'kube-controller-manager']) {
+        await writeFile(join(binDir, name), `#!/bin/sh\necho "${name}: cannot start (flags: $1 $2)" >&2\nexit 3\n`);
+        await chmod(join(binDir, name), 0o755);
+      }
+      const error = await startControlPlane({ binDir, handleSignals: false }).then(() => undefined, (err: unknown) => err as Error);
+      expect(error?.message).toMatch(/^etcd: exited \(code 3, signal null\) before healthy; last lines of \S+\/etcd\.log:\netcd: cannot start \(flags: --name default\)$/);
+      const logPath = /last lines of (\S+):/.exec(error?.message ?? '')?.[1] ?? '';
+      expect(existsSync(dirname(logPath))).toBe(false);
+    } finally {
+      await rm(binDir, { recursive: true, force: true });
     }
   });
 });
