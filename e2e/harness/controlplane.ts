@@ -104,7 +104,16 @@ export async function ensureControlPlaneBinaries(log: (line: string) => void = (
       stderrTail = [...stderrTail, line].slice(-20);
     }
   });
-  const code = await new Promise<number | null>((res) => child.once('close', res));
+  // A cold build spends minutes inside one `go build`: say it is alive rather than go silent.
+  const t0 = Date.now();
+  let lastOutput = Date.now();
+  child.stderr.on('data', () => (lastOutput = Date.now()));
+  const heartbeat = setInterval(() => {
+    if (Date.now() - lastOutput < 30_000) return;
+    lastOutput = Date.now();
+    log(`[controlplane +${Math.round((Date.now() - t0) / 1000)}s] still building...`);
+  }, 5_000);
+  const code = await new Promise<number | null>((res) => child.once('close', res)).finally(() => clearInterval(heartbeat));
   if (code !== 0) {
     throw new Error(`${script}: exited with ${String(code)}\n${[...stderrTail, partial].join('\n').trim()}`);
   }
