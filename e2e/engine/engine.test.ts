@@ -130,6 +130,32 @@ describe('engine sync', () => {
     expect(live.metadata.labels?.team).toBe('a');
   });
 
+  it('leaves a drift.ignore field alone on a re-sync while reverting another edited field', async () => {
+    const files = [yamlFile('d.yaml', deployment('scaled')), yamlFile('cm.yaml', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cfg' }, data: { a: '1' } })];
+    const ignoring: SyncUnit = { ...unit(ns.name, files), driftIgnore: [{ group: 'apps', kind: 'Deployment', paths: ['/spec/replicas'] }] };
+    await engine.sync(ignoring);
+    // Someone (an autoscaler) scales the Deployment and edits its image; someone else edits the ConfigMap.
+    await jsonPatch(kc, `/apis/apps/v1/namespaces/${ns.name}/deployments/scaled`, [
+      { op: 'replace', path: '/spec/replicas', value: 3 },
+      { op: 'replace', path: '/spec/template/spec/containers/0/image', value: 'nginx:edited' },
+    ], 'autoscaler');
+    await jsonPatch(kc, `/api/v1/namespaces/${ns.name}/configmaps/cfg`, [{ op: 'replace', path: '/data/a', value: 'edited' }], 'someone');
+    await waitFor(async () => (engine.planOne(ignoring.name, `apps/Deployment/${ns.name}/scaled`, { ignore: ['/spec/replicas'] })?.action ?? 'none') === 'patch', 5_000, 'edit seen by the watch');
+
+    const set = await engine.sync(ignoring);
+    expect(actions(set)).toEqual({ [`Deployment/${ns.name}/scaled`]: 'configured', [`ConfigMap/${ns.name}/cfg`]: 'configured' });
+    const live = await get(`/apis/apps/v1/namespaces/${ns.name}/deployments/scaled`);
+    const spec = live.spec as { replicas: number; template: { spec: { containers: Array<{ image: string }> } } };
+    expect(spec.replicas).toBe(3);
+    expect(spec.template.spec.containers[0].image).toBe('nginx:1.27');
+    expect((await get(`/api/v1/namespaces/${ns.name}/configmaps/cfg`)).data).toEqual({ a: '1' });
+
+    // Without the rule the same re-sync reverts replicas too.
+    const reverted = await engine.sync(unit(ns.name, files));
+    expect(actions(reverted)[`Deployment/${ns.name}/scaled`]).toBe('configured');
+    expect((await get(`/apis/apps/v1/namespaces/${ns.name}/deployments/scaled`)).spec).toMatchObject({ replicas: 1 });
+  });
+
   it('keeps a container another field manager added', async () => {
     const files = [yamlFile('d.yaml', deployment('sidecar'))];
     await engine.sync(unit(ns.name, files));
