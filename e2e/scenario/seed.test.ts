@@ -1,0 +1,118 @@
+/**
+ * The seed scenario of DESIGN.md, end to end with real processes: the Git server, `gitops-server
+ * serve`, and `gitops-agent run` as in a pod (ServiceAccount token, RBAC from manifests/agent)
+ * against the real API server. One stack, steps in order, each asserting what a user sees: the live
+ * Deployment, both programs' log lines naming the commit, and `gitops-server agent list -o json`.
+ *
+ * The control plane is shared by the jest run, so the Deployment goes to a fresh namespace (named
+ * as the manifest project's default_namespace, which also holds the agent's inventory) instead
+ * of `default`; `npm run demo` uses `default` on a control plane of its own.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import type { AgentListRow } from '../../src/server/registry.js';
+import { freshNamespace, jsonPatch, kubeRequest, testKubeConfig, waitFor, type TestNamespace } from '../harness/kube.js';
+import { AGENT_NAME, MANIFEST_PROJECT, nginxDeployment, startStack, type Stack } from '../harness/stack.js';
+
+let stack: Stack;
+let ns: TestNamespace;
+let deployPath = '';
+
+async function live(): Promise<{ replicas: number; uid: string } | undefined> {
+  const res = await kubeRequest(stack.kubeConfig, 'GET', deployPath);
+  if (res.status !== 200) return undefined;
+  const body = res.body as { spec: { replicas: number }; metadata: { uid: string } };
+  return { replicas: body.spec.replicas, uid: body.metadata.uid };
+}
+
+/** Milliseconds from now until `check` holds, polling every 10 ms. */
+async function timeUntil(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
+  const started = Date.now();
+  await waitFor(check, timeoutMs, what, 10);
+  return Date.now() - started;
+}
+
+/** agent list once it reports `sha` applied for the manifest project. */
+async function listedWith(sha: string): Promise<AgentListRow> {
+  return waitFor(async () => {
+    const row = (await stack.agentList()).find((r) => r.name === AGENT_NAME);
+    return row?.status?.applied[MANIFEST_PROJECT]?.commit === sha ? row : undefined;
+  }, 10_000, `agent list showing ${sha} applied`);
+}
+
+async function expectCommitLogged(sha: string, change: string): Promise<void> {
+  const detected = await stack.waitForLog(stack.server!, (r) => r.msg === 'detected commit' && r.commit === sha, 10_000, `detected ${sha}`);
+  expect(detected.project).toBe(MANIFEST_PROJECT);
+  const applied = await stack.waitForLog(stack.agent!, (r) => r.msg === 'applied' && r.commit === sha, 10_000, `applied ${sha}`);
+  expect(applied.changes).toContain(change);
+}
+
+beforeAll(async () => {
+  ns = await freshNamespace('seed');
+  deployPath = `/apis/apps/v1/namespaces/${ns.name}/deployments/nginx`;
+  stack = await startStack({ kubeConfig: testKubeConfig(), defaultNamespace: ns.name });
+}, 60_000);
+
+afterAll(async () => {
+  await stack?.stop();
+  await ns?.delete();
+}, 60_000);
+
+describe('the seed scenario', () => {
+  let sha3 = '';
+
+  it('starts with the agent connected and nothing applied from the empty manifest', async () => {
+    const row = await waitFor(async () => (await stack.agentList()).find((r) => r.name === AGENT_NAME && r.status?.connected), 10_000, 'agent1 connected');
+    expect(row.configProject).toBe('kubernetes-agent');
+    expect(await live()).toBeUndefined();
+  });
+
+  it('applies a pushed Deployment with 2 replicas, and both programs log the commit', async () => {
+    const sha = await stack.commit({ 'manifest.yaml': nginxDeployment(ns.name, 2) }, { message: 'nginx with 2 replicas' });
+    await waitFor(async () => (await live())?.replicas === 2, 15_000, 'Deployment with 2 replicas');
+    await expectCommitLogged(sha, `Deployment/${ns.name}/nginx created`);
+    const row = await listedWith(sha);
+    expect(row.status).toMatchObject({ connected: true, applied: { [MANIFEST_PROJECT]: { commit: sha, result: 'applied' } } });
+  });
+
+  it('scales to 3 when the commit says 3, and the agent logs the Deployment as configured', async () => {
+    sha3 = await stack.commit({ 'manifest.yaml': nginxDeployment(ns.name, 3) }, { message: 'nginx with 3 replicas' });
+    await waitFor(async () => (await live())?.replicas === 3, 15_000, 'Deployment with 3 replicas');
+    await expectCommitLogged(sha3, `Deployment/${ns.name}/nginx configured`);
+    expect((await listedWith(sha3)).status?.connected).toBe(true);
+  });
+
+  it('puts a hand-scaled Deployment back to 3 within a second', async () => {
+    const res = await jsonPatch(stack.kubeConfig, deployPath, [{ op: 'replace', path: '/spec/replicas', value: 5 }], 'manual-edit');
+    expect(res.status).toBe(200);
+    const ms = await timeUntil(async () => (await live())?.replicas === 3, 5000, 'replicas back to 3');
+    expect(ms).toBeLessThan(1000);
+    const reverted = await stack.waitForLog(stack.agent!, (r) => r.msg === 'drift reverted' && r.object === `Deployment/${ns.name}/nginx`, 5000, 'drift reverted');
+    expect(reverted.manager).toBe('manual-edit');
+    const row = await waitFor(async () => {
+      const r = (await stack.agentList()).find((x) => x.name === AGENT_NAME);
+      return r?.status?.lastDrift?.object === `Deployment/${ns.name}/nginx` ? r : undefined;
+    }, 5000, 'the drift in agent list');
+    expect(row.status).toMatchObject({ connected: true, applied: { [MANIFEST_PROJECT]: { commit: sha3 } }, lastDrift: { action: 'reverted', manager: 'manual-edit' } });
+  });
+
+  it('recreates the Deployment when it is deleted', async () => {
+    const before = await live();
+    expect((await kubeRequest(stack.kubeConfig, 'DELETE', deployPath)).status).toBe(200);
+    await waitFor(async () => {
+      const now = await live();
+      return now !== undefined && now.uid !== before?.uid && now.replicas === 3;
+    }, 5000, 'the Deployment recreated with 3 replicas');
+    const row = await waitFor(async () => {
+      const r = (await stack.agentList()).find((x) => x.name === AGENT_NAME);
+      return r?.status?.lastDrift?.action === 'recreated' ? r : undefined;
+    }, 5000, 'the recreation in agent list');
+    expect(row.status?.applied[MANIFEST_PROJECT]?.commit).toBe(sha3);
+  });
+
+  it('prunes the Deployment once it is removed from Git', async () => {
+    const sha = await stack.commit({ 'manifest.yaml': '' }, { message: 'remove nginx' });
+    await waitFor(async () => (await kubeRequest(stack.kubeConfig, 'GET', deployPath)).status === 404, 15_000, 'the Deployment pruned');
+    await expectCommitLogged(sha, `Deployment/${ns.name}/nginx pruned`);
+    expect((await listedWith(sha)).status?.connected).toBe(true);
+  });
+});
