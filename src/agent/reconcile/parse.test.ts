@@ -54,6 +54,35 @@ items:
     expect(objects[0].object.data).toEqual({ a: '1' });
   });
 
+  it('gives each item of a List in a JSON file its own line, whatever the strings hold', () => {
+    const items = [
+      { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'a' }, data: { tricky: 'quote " bracket ] brace } comma , backslash \\', items: '[1, 2]' } },
+      { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'b' }, data: { list: '["x"]' } },
+    ];
+    const pretty = JSON.stringify({ apiVersion: 'v1', kind: 'List', items }, null, 2);
+    const compact = `\n${JSON.stringify({ apiVersion: 'v1', kind: 'List', items })}`;
+    const lineOfB = pretty.slice(0, pretty.lastIndexOf('\n    {', pretty.indexOf('"name": "b"')) + 1).split('\n').length;
+    const fromPretty = parseManifests([{ path: 'pretty.json', content: pretty }]);
+    const fromCompact = parseManifests([{ path: 'compact.json', content: compact }]);
+    expect([...fromPretty.errors, ...fromCompact.errors]).toEqual([]);
+    expect([...fromPretty.objects, ...fromCompact.objects].map((o) => `${o.source.file}:${o.source.line}:${o.object.metadata.name}`)).toEqual([
+      'pretty.json:5:a',
+      `pretty.json:${lineOfB}:b`,
+      'compact.json:2:a',
+      'compact.json:2:b',
+    ]);
+    expect(lineOfB).toBeGreaterThan(5);
+    expect(fromPretty.objects[0].object.data).toEqual(items[0].data);
+  });
+
+  it('reports a repeated key and invalid syntax in a JSON file with their lines', () => {
+    const dup = '{\n  "apiVersion": "v1",\n  "kind": "ConfigMap",\n  "kind": "Secret",\n  "metadata": {"name": "x"}\n}\n';
+    const broken = '{\n  "apiVersion": "v1",\n  "kind": "ConfigMap"\n  "metadata": {"name": "x"}\n}\n';
+    const { objects, errors } = parseManifests([{ path: 'dup.json', content: dup }, { path: 'broken.json', content: broken }]);
+    expect(objects).toEqual([]);
+    expect(errors.map((e) => `${e.code}@${e.file}:${e.line}`)).toEqual([`${ParseCode.SYNTAX}@dup.json:4`, `${ParseCode.SYNTAX}@broken.json:4`]);
+  });
+
   it.each([
     ['a missing name', 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  labels: {a: b}\n', 1, 'object has no metadata.name: every object needs a name'],
     ['a missing kind', 'apiVersion: v1\nmetadata: {name: x}\n', 1, 'object has no kind'],
