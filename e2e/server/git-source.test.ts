@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createRepo, type TestRepo } from '../harness/git-repo.js';
 import { startGitServer, type GitServer } from '../harness/git-server.js';
-import type { CommitEvent, GitRef, SourceErrorEvent } from '../../src/server/ports.js';
+import type { CommitEvent, GitRef, SourceErrorEvent, SourceRecoverEvent } from '../../src/server/ports.js';
 import { createGitSource, type GitSourceOptions, type GitWatcher } from '../../src/server/git/source.js';
 
 let root: string;
@@ -51,7 +51,12 @@ async function newSource(options: Partial<GitSourceOptions> = {}): Promise<GitWa
 class Events {
   commits: CommitEvent[] = [];
   errors: SourceErrorEvent[] = [];
+  recovered: SourceRecoverEvent[] = [];
   private waiters: (() => void)[] = [];
+  onRecover = (e: SourceRecoverEvent): void => {
+    this.recovered.push(e);
+    this.wake();
+  };
   onCommit = (e: CommitEvent): void => {
     this.commits.push(e);
     this.wake();
@@ -84,7 +89,7 @@ class Events {
 
 function follow(source: GitWatcher, project: string, ref: GitRef = {}): Events {
   const ev = new Events();
-  const stop = source.watch(project, ref, ev.onCommit, ev.onError);
+  const stop = source.watch(project, ref, ev.onCommit, ev.onError, ev.onRecover);
   cleanups.push(async () => stop());
   return ev;
 }
@@ -239,6 +244,44 @@ describe('GitSource over smart HTTP', () => {
     const second = await repo.commit({ files: { 'a.yaml': '2\n' } });
     await source.refresh(repo.name);
     expect(ev.lastCommit()).toBe(second);
+  });
+
+  it('says once that a problem cleared when the host is back without a new commit', async () => {
+    const repo = await newRepo();
+    const first = await repo.commit({ files: { 'a.yaml': '1\n' } });
+    const source = await newSource();
+    const ev = follow(source, repo.name);
+    await ev.until(() => ev.commits.length === 1);
+    await server.stop();
+    try {
+      await source.refresh(repo.name);
+      expect(ev.errors.map((e) => e.problem.code)).toEqual(['GIT_UNREACHABLE']);
+      expect(ev.recovered).toEqual([]);
+    } finally {
+      await server.start();
+    }
+    await source.refresh(repo.name);
+    await source.refresh(repo.name);
+    expect(ev.recovered).toHaveLength(1);
+    expect(ev.recovered[0]).toMatchObject({ project: repo.name, commit: first, cleared: { code: 'GIT_UNREACHABLE' } });
+    // The commit did not move, so no commit event was sent again.
+    expect(ev.commits.map((c) => c.commit)).toEqual([first]);
+  });
+
+  it('gives a file the same id at two commits when only another file changed, and none when absent', async () => {
+    const repo = await newRepo();
+    const first = await repo.commit({ files: { '.gitlab/agents/a1/config.yaml': 'x: 1\n', '.gitlab/agents/a2/config.yaml': 'x: 1\n' } });
+    const source = await newSource();
+    const ev = follow(source, repo.name);
+    await ev.until(() => ev.commits.length === 1);
+    const second = await repo.commit({ files: { '.gitlab/agents/a2/config.yaml': 'x: 2\n' } });
+    await source.refresh(repo.name);
+    expect(ev.lastCommit()).toBe(second);
+    const id = (commit: string, agent: string): Promise<string | undefined> => source.fileId(repo.name, commit, `.gitlab/agents/${agent}/config.yaml`);
+    expect(await id(first, 'a1')).toBe(await id(second, 'a1'));
+    expect(await id(first, 'a2')).not.toBe(await id(second, 'a2'));
+    expect(await id(second, 'a3')).toBeUndefined();
+    expect(await source.readFile(repo.name, second, '.gitlab/agents/a2/config.yaml')).toBe('x: 2\n');
   });
 
   it('follows a tag and a pinned commit', async () => {

@@ -196,6 +196,8 @@ export class AgentRuntime {
   }
 
   private onError(m: ErrorMessage): void {
-    this.opts.logger.warn({ project: m.project, problems: m.problems }, 'server reported a problem');
+    // No problems means the server's problem with that project cleared (Git readable again).
+    if (m.problems.length === 0) this.opts.logger.info({ project: m.project }, 'server problem cleared');
+    else this.opts.logger.warn({ project: m.project, problems: m.problems }, 'server reported a problem');
   }
 }

@@ -141,7 +141,10 @@ export const DesiredMessage = z.strictObject({
   files: z.array(ManifestFile),
 });
 
-/** A problem on the server side for one project (unreadable Git, bad files): the agent reports it. */
+/**
+ * A problem on the server side for one project (unreadable Git, bad files): the agent reports it.
+ * An empty `problems` list for a project says that project's problem cleared.
+ */
 export const ErrorMessage = z.strictObject({
   type: z.literal('error'),
   project: z.string().optional(),

@@ -76,6 +76,41 @@ describe('Fleet', () => {
     fleet.close();
   });
 
+  it('re-reads only the agents whose config.yaml changed when the config project gets a commit', async () => {
+    const C3 = 'c'.repeat(40);
+    const agents: AgentRecord[] = Array.from({ length: 1000 }, (_, i) => ({ id: `id${i}`, name: `agent${i}`, configProject: 'kubernetes-agent', publicKey: 'x', createdAt: '' }));
+    // agent7's config.yaml changes in C3 (one more manifest project); every other file is the same blob.
+    const blobs = (commit: string, path: string): string => (commit === C3 && path.includes('/agent7/') ? 'blob-new' : 'blob-old');
+    const git = new (class extends MemoryGit {
+      fileReads: string[] = [];
+      async fileId(_p: string, commit: string, path: string): Promise<string> {
+        return blobs(commit, path);
+      }
+      override async readFile(_p?: string, commit?: string, path?: string): Promise<string> {
+        this.fileReads.push(path ?? '');
+        return blobs(commit ?? '', path ?? '') === 'blob-new' ? `${CONFIG}  - id: other-project\n` : CONFIG;
+      }
+    })();
+    const configs: string[] = [];
+    const pusher: Pusher = { pushConfig: (id) => { configs.push(id); }, pushError: () => undefined, pushDesired: () => undefined };
+    const fleet = new Fleet({
+      git, logger: silentLogger(), metrics: createServerMetrics(),
+      registry: { active: () => agents, get: (id) => agents.find((a) => a.id === id), updateStatus: () => undefined, onChange: () => () => undefined },
+    });
+    fleet.start(pusher);
+    await until(() => configs.length === 1000);
+    expect(git.fileReads).toHaveLength(1000);
+    git.fileReads = [];
+    configs.length = 0;
+    git.emit('kubernetes-agent', C3);
+    await until(() => configs.length === 1);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(git.fileReads).toEqual(['.gitlab/agents/agent7/config.yaml']);
+    expect(configs).toEqual(['id7']);
+    expect(fleet.configMessage('id7')?.projects).toEqual(['gitops-project', 'other-project']);
+    fleet.close();
+  });
+
   it('gives equal files and config the same digest whatever their order, and any change a new one', () => {
     const cfg = { id: 'p', ref: {}, defaultNamespace: 'default', paths: [{ glob: '**' }], reconcileTimeoutMs: 1, dryRunStrategy: 'none' as const, prune: true, pruneTimeoutMs: 1, prunePropagationPolicy: 'foreground' as const, inventoryPolicy: 'must_match' as const };
     const a = { path: 'a.yaml', content: 'x' };

@@ -9,8 +9,13 @@
  *   once per (project, commit, globs, resolved config); agents with the same configuration share
  *   the same DesiredEntry object. Memos for a watch are dropped when its commit moves on.
  *
+ * - A new config-project commit re-resolves only the agents whose config.yaml blob changed
+ *   (GitSource.fileId); the others keep their parsed configuration untouched.
+ *
  * An invalid config.yaml leaves the agent's last valid configuration in force; its problems go to
- * the agent as an `error` message and into the registry status (shown by `agent list`).
+ * the agent as an `error` message and into the registry status (shown by `agent list`). A Git
+ * problem that clears goes to the agent as an `error` message with no problems for that project,
+ * and leaves the status.
  */
 import { createHash } from 'node:crypto';
 import { errorMessage } from '../common/errors.js';
@@ -21,7 +26,7 @@ import {
 import { agentConfigPath, parseAgentConfig } from './config.js';
 import type { DesiredEntry, DesiredStateProvider } from './hub.js';
 import type { ServerMetrics } from './metrics.js';
-import type { AgentConfig, AgentConfigResult, CommitEvent, GitRef, GitSource, SourceErrorEvent } from './ports.js';
+import type { AgentConfig, AgentConfigResult, CommitEvent, GitRef, GitSource, SourceErrorEvent, SourceRecoverEvent } from './ports.js';
 import { boundProblems, type AgentRecord, type Registry } from './registry.js';
 
 /** Where fleet messages go (the hub). */
@@ -64,6 +69,10 @@ interface AgentState {
   subscriptions: Set<string>;
   /** Bumped on every config read so a slow old read cannot overwrite a newer one. */
   generation: number;
+  /** Blob id of the config.yaml last resolved ('' when absent), to skip unchanged files. */
+  configBlob?: string;
+  /** Projects whose manifests could not be read for this agent (cleared by the next good read). */
+  readProblems: Set<string>;
 }
 
 const DEFAULT_SETTINGS: ConfigMessage['settings'] = { drift: { mode: 'correct', ignore: [] } };
@@ -153,9 +162,9 @@ export class Fleet implements DesiredStateProvider {
 
   private addAgent(record: AgentRecord): void {
     if (this.agents.has(record.id)) return;
-    const state: AgentState = { record, configProblems: [], subscriptions: new Set(), generation: 0 };
+    const state: AgentState = { record, configProblems: [], subscriptions: new Set(), generation: 0, readProblems: new Set() };
     this.agents.set(record.id, state);
-    const w = this.subscribe(this.configWatches, record.configProject, {}, record.id, (e) => this.onConfigCommit(e), (e) => this.onConfigError(e));
+    const w = this.subscribe(this.configWatches, record.configProject, {}, record.id, (e) => this.onConfigCommit(e), (e) => this.onConfigError(e), (e) => this.onConfigRecover(e));
     if (w.commit) void this.readConfig(state, w.commit);
   }
 
@@ -186,24 +195,51 @@ export class Fleet implements DesiredStateProvider {
     }
   }
 
+  private onConfigRecover(event: SourceRecoverEvent): void {
+    this.log.info({ project: event.project, commit: event.commit }, 'config project readable again');
+    const w = this.configWatches.get(`${event.project}\0default`);
+    for (const agentId of w?.agents ?? []) this.clearSourceProblem(agentId, event.project);
+  }
+
+  /** Removes a Git problem from an agent's status and tells its sessions it cleared. */
+  private clearSourceProblem(agentId: string, project: string): void {
+    let had = false;
+    this.options.registry.updateStatus(agentId, (s) => {
+      if (!s.sourceProblems?.[project]) return;
+      had = true;
+      const { [project]: _gone, ...rest } = s.sourceProblems;
+      if (Object.keys(rest).length) s.sourceProblems = rest;
+      else delete s.sourceProblems;
+    });
+    // Also when the status had none (the server restarted meanwhile): the agent may still show it.
+    this.pusher?.pushError(agentId, { type: 'error', project, problems: [] });
+    if (had) this.log.debug({ agent: agentId, project }, 'source problem cleared');
+  }
+
   private async readConfig(state: AgentState, commit: string): Promise<void> {
     const generation = ++state.generation;
     const { record } = state;
     const file = agentConfigPath(record.name);
     let result: AgentConfigResult;
+    let blob: string | undefined;
     try {
+      // Skip files the commit did not touch: 10,000 agents in one config project must not mean
+      // 10,000 parses for a change to one of them.
+      if (this.options.git.fileId) {
+        blob = (await this.options.git.fileId(record.configProject, commit, file)) ?? '';
+        if (blob === state.configBlob && generation === state.generation) {
+          state.configCommit = commit;
+          return;
+        }
+      }
       const text = await this.options.git.readFile(record.configProject, commit, file);
       result = this.loadConfig(text ?? '', { file, configProject: record.configProject, commit });
     } catch (err) {
+      blob = undefined;
       result = { ok: false, commit, problems: [{ code: 'CONFIG_UNREADABLE', message: `${file}: cannot be read from ${record.configProject} at ${commit.slice(0, 12)}: ${errorMessage(err)}`, file }] };
     }
     if (generation !== state.generation || this.agents.get(record.id) !== state) return;
-    this.options.registry.updateStatus(record.id, (s) => {
-      if (s.sourceProblems?.[record.configProject]) {
-        const { [record.configProject]: _gone, ...rest } = s.sourceProblems;
-        s.sourceProblems = rest;
-      }
-    });
+    state.configBlob = blob;
 
     if (!result.ok) {
       state.configProblems = boundProblems(result.problems);
@@ -238,7 +274,7 @@ export class Fleet implements DesiredStateProvider {
     for (const [key, cfg] of wanted) {
       if (state.subscriptions.has(key)) continue;
       state.subscriptions.add(key);
-      this.subscribe(this.manifestWatches, cfg.id, cfg.ref as GitRef, state.record.id, (e) => this.onManifestCommit(key, e), (e) => this.onManifestError(key, e));
+      this.subscribe(this.manifestWatches, cfg.id, cfg.ref as GitRef, state.record.id, (e) => this.onManifestCommit(key, e), (e) => this.onManifestError(key, e), (e) => this.onManifestRecover(key, e));
     }
   }
 
@@ -255,19 +291,21 @@ export class Fleet implements DesiredStateProvider {
     this.log.info({ commit: event.commit, project: w.project, agents: w.agents.size }, 'pushing commit');
     if (w.problem) {
       w.problem = undefined;
-      for (const agentId of w.agents) {
-        this.options.registry.updateStatus(agentId, (s) => {
-          if (!s.sourceProblems?.[w.project]) return;
-          const { [w.project]: _gone, ...rest } = s.sourceProblems;
-          s.sourceProblems = rest;
-        });
-      }
+      for (const agentId of w.agents) this.clearSourceProblem(agentId, w.project);
     }
     for (const agentId of w.agents) {
       const state = this.agents.get(agentId);
       const cfg = state?.config?.projects.find((p) => `${p.id}\0${refKey(p.ref as GitRef)}` === key);
       if (state && cfg) void this.pushProject(state, cfg);
     }
+  }
+
+  private onManifestRecover(key: string, event: SourceRecoverEvent): void {
+    const w = this.manifestWatches.get(key);
+    if (!w?.problem) return;
+    w.problem = undefined;
+    this.log.info({ project: w.project, commit: event.commit, agents: w.agents.size }, 'manifest project readable again');
+    for (const agentId of w.agents) this.clearSourceProblem(agentId, w.project);
   }
 
   private onManifestError(key: string, event: SourceErrorEvent): void {
@@ -285,7 +323,9 @@ export class Fleet implements DesiredStateProvider {
 
   private async pushProject(state: AgentState, cfg: ManifestProjectConfig): Promise<void> {
     const entry = await this.desiredFor(state, cfg);
-    if (entry && this.agents.get(state.record.id) === state) this.pusher?.pushDesired(state.record.id, entry);
+    if (!entry || this.agents.get(state.record.id) !== state) return;
+    if (state.readProblems.delete(cfg.id)) this.clearSourceProblem(state.record.id, cfg.id);
+    this.pusher?.pushDesired(state.record.id, entry);
   }
 
   /** The desired entry for one agent's project at the watch's current commit (memoized). */
@@ -316,6 +356,7 @@ export class Fleet implements DesiredStateProvider {
     } catch (err) {
       const problem: ProblemReport = { code: (err as { code?: string }).code ?? 'GIT_READ_FAILED', message: `${cfg.id}@${commit.slice(0, 12)}: ${errorMessage(err)}` };
       this.log.warn({ project: cfg.id, commit, agent: state.record.name, problem: problem.message }, 'cannot read manifests');
+      state.readProblems.add(cfg.id);
       this.options.registry.updateStatus(state.record.id, (s) => { s.sourceProblems = { ...(s.sourceProblems ?? {}), [cfg.id]: boundProblems([problem])[0] }; });
       this.pusher?.pushError(state.record.id, { type: 'error', project: cfg.id, problems: [problem] });
       return undefined;
@@ -336,7 +377,7 @@ export class Fleet implements DesiredStateProvider {
 
   // ---- shared, reference-counted watches ----
 
-  private subscribe(map: Map<string, Watch>, project: string, ref: GitRef, agentId: string, onCommit: (e: CommitEvent) => void, onError: (e: SourceErrorEvent) => void): Watch {
+  private subscribe(map: Map<string, Watch>, project: string, ref: GitRef, agentId: string, onCommit: (e: CommitEvent) => void, onError: (e: SourceErrorEvent) => void, onRecover: (e: SourceRecoverEvent) => void): Watch {
     const key = `${project}\0${refKey(ref)}`;
     let w = map.get(key);
     if (!w) {
@@ -351,7 +392,7 @@ export class Fleet implements DesiredStateProvider {
           watch.commit = e.commit;
         }
         onCommit(e);
-      }, (e) => { if (map.get(key) === watch) onError(e); });
+      }, (e) => { if (map.get(key) === watch) onError(e); }, (e) => { if (map.get(key) === watch) onRecover(e); });
       return watch;
     }
     w.agents.add(agentId);

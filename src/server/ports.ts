@@ -34,16 +34,37 @@ export interface SourceErrorEvent {
 }
 
 /**
+ * A watched project/ref that had a problem is readable again (its commit may be unchanged, so no
+ * CommitEvent follows): listeners clear the error they showed.
+ */
+export interface SourceRecoverEvent {
+  project: string;
+  ref: GitRef;
+  /** The commit in force, unchanged or new (a new one is also sent as a CommitEvent). */
+  commit: string;
+  /** The problem that cleared. */
+  cleared: ProblemReport;
+}
+
+/**
  * Git access for the server: one fetch per (project, ref) however many agents follow it.
  */
 export interface GitSource {
-  /** Follow a project/ref; the listener gets the current commit once known and every later one. */
-  watch(project: string, ref: GitRef, onCommit: (e: CommitEvent) => void, onError: (e: SourceErrorEvent) => void): () => void;
+  /**
+   * Follow a project/ref; the listener gets the current commit once known and every later one, a
+   * problem once per kind while it lasts, and (when given) `onRecover` once when it clears.
+   */
+  watch(project: string, ref: GitRef, onCommit: (e: CommitEvent) => void, onError: (e: SourceErrorEvent) => void, onRecover?: (e: SourceRecoverEvent) => void): () => void;
   /** Fetch now (webhook): resolves when the fetch finished (and listeners were told of a new commit). */
   refresh(project: string): Promise<void>;
   /** Files at a commit matching GitLab-style globs, dot-directories skipped, size limits enforced. */
   readFiles(project: string, commit: string, globs: string[]): Promise<ManifestFile[]>;
   /** One file at a commit, or undefined when absent. */
   readFile(project: string, commit: string, path: string): Promise<string | undefined>;
+  /**
+   * The blob id of one regular file at a commit, or undefined when absent: equal ids mean equal
+   * content, so a caller can skip re-reading a file a new commit did not touch. Optional.
+   */
+  fileId?(project: string, commit: string, path: string): Promise<string | undefined>;
   close(): Promise<void>;
 }

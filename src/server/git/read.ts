@@ -77,29 +77,49 @@ export async function readMatchingFiles(where: ReadAt, globs: readonly string[],
   return files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
-/** One regular file at the commit, or undefined when absent (or not a regular file). */
-export async function readOneFile(where: ReadAt, filePath: string, limits: ReadLimits = DEFAULT_READ_LIMITS): Promise<string | undefined> {
-  const { gitdir, cache } = where;
+/** One entry of a Git tree, as isomorphic-git returns it. */
+export interface TreeEntry {
+  path: string;
+  oid: string;
+  mode: string;
+  type: 'blob' | 'tree' | 'commit';
+}
+
+/** Reads a tree by id; a GitSource passes a memoised one so shared trees are parsed once. */
+export type TreeReader = (treeOid: string) => Promise<readonly TreeEntry[]>;
+
+/** The plain tree reader (no memo). */
+export function treeReader(where: Pick<ReadAt, 'gitdir' | 'cache'>): TreeReader {
+  return async (oid) => (await git.readTree({ fs, gitdir: where.gitdir, oid, cache: where.cache })).tree as TreeEntry[];
+}
+
+/** The blob id of a regular file at the commit, or undefined when absent (or not a regular file). */
+export async function findFileId(where: ReadAt, filePath: string, readTree: TreeReader = treeReader(where)): Promise<string | undefined> {
   const parts = filePath.replace(/^\/+/, '').split('/').filter(Boolean);
+  if (parts.length === 0) return undefined;
   let treeOid = await treeOf(where);
   for (let i = 0; i < parts.length; i++) {
-    const { tree } = await git.readTree({ fs, gitdir, oid: treeOid, cache });
-    const entry = tree.find((e) => e.path === parts[i]);
+    const entry = (await readTree(treeOid)).find((e) => e.path === parts[i]);
     if (!entry) return undefined;
-    const last = i === parts.length - 1;
-    if (!last) {
+    if (i < parts.length - 1) {
       if (entry.type !== 'tree') return undefined;
       treeOid = entry.oid;
       continue;
     }
-    if (entry.type !== 'blob' || !REGULAR_FILE.has(entry.mode)) return undefined;
-    const { blob } = await git.readBlob({ fs, gitdir, oid: entry.oid, cache });
-    if (blob.length > limits.maxFileBytes) {
-      throw new UserError('GIT_FILE_TOO_LARGE', `${filePath}: ${blob.length} bytes at ${at(where)}, over the per-file limit of ${mib(limits.maxFileBytes)}`, { data: { file: filePath, project: where.project } });
-    }
-    return Buffer.from(blob).toString('utf8');
+    return entry.type === 'blob' && REGULAR_FILE.has(entry.mode) ? entry.oid : undefined;
   }
   return undefined;
+}
+
+/** One regular file at the commit, or undefined when absent (or not a regular file). */
+export async function readOneFile(where: ReadAt, filePath: string, limits: ReadLimits = DEFAULT_READ_LIMITS, readTree?: TreeReader): Promise<string | undefined> {
+  const oid = await findFileId(where, filePath, readTree);
+  if (oid === undefined) return undefined;
+  const { blob } = await git.readBlob({ fs, gitdir: where.gitdir, oid, cache: where.cache });
+  if (blob.length > limits.maxFileBytes) {
+    throw new UserError('GIT_FILE_TOO_LARGE', `${filePath}: ${blob.length} bytes at ${at(where)}, over the per-file limit of ${mib(limits.maxFileBytes)}`, { data: { file: filePath, project: where.project } });
+  }
+  return Buffer.from(blob).toString('utf8');
 }
 
 async function treeOf(where: ReadAt): Promise<string> {

@@ -4,22 +4,27 @@
  * manifest project cost one fetch), plus immediate checks on webhooks with concurrent refreshes
  * coalesced. A new commit (also a force-push to an older or unrelated one) goes to every
  * listener; a failure (unreachable host, deleted branch, bad token) goes to `onError` once per
- * distinct problem while the last good commit stays in force. Reads at a commit are memoised.
+ * distinct problem while the last good commit stays in force, and the first good check after it
+ * goes to `onRecover` (even with the same commit, so nobody keeps showing a stale error). Reads at
+ * a commit are memoised, trees by id, so reading one file for each of 10,000 agents walks each
+ * shared tree once.
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import { errorMessage, GitopsError, UserError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { silentLogger } from '../../common/logger.js';
 import type { ManifestFile, ProblemReport } from '../../protocol/messages.js';
-import type { CommitEvent, GitRef, GitSource, SourceErrorEvent } from '../ports.js';
+import type { CommitEvent, GitRef, GitSource, SourceErrorEvent, SourceRecoverEvent } from '../ports.js';
 import { LocalBackend, RemoteBackend, checkProjectId, describeRef, refKey, type GitBackend } from './backends.js';
 import { createGitHttpClient } from './http.js';
-import { DEFAULT_READ_LIMITS, readMatchingFiles, readOneFile, type ReadLimits } from './read.js';
+import { DEFAULT_READ_LIMITS, findFileId, readMatchingFiles, readOneFile, treeReader, type ReadLimits, type TreeEntry, type TreeReader } from './read.js';
 
 /** Log message for a new commit on a watched ref (fields: project, commit, ref). */
 export const DETECTED_COMMIT = 'detected commit';
 /** Log message for a Git problem on a watched ref (fields: project, ref, code, error). */
 export const GIT_PROBLEM = 'git source problem';
+/** Log message when a watched ref is readable again (fields: project, ref, commit, cleared). */
+export const GIT_RECOVERED = 'git source recovered';
 
 export interface GitSourceOptions {
   /** Remote mode: base URL of the Git host; project `group/name` is `<baseUrl>/group/name.git`. */
@@ -53,6 +58,7 @@ export async function readTokenFile(file: string): Promise<string> {
 interface Listener {
   onCommit: (e: CommitEvent) => void;
   onError: (e: SourceErrorEvent) => void;
+  onRecover?: (e: SourceRecoverEvent) => void;
 }
 
 interface Watch {
@@ -71,11 +77,39 @@ interface ProjectState {
 }
 
 const MEMO_ENTRIES = 256;
+/** Trees kept parsed: a config project with 10,000 agent folders has about 10,004 trees. */
+const TREE_ENTRIES = 20_000;
+/** Single-file reads kept per (project, commit, path): config.yaml of every agent at the last commits. */
+const FILE_ENTRIES = 20_000;
+
+/** A bounded map that forgets the least recently used entry first. */
+class Lru<V> {
+  private readonly map = new Map<string, V>();
+  constructor(private readonly max: number) {}
+  get(key: string): V | undefined {
+    const v = this.map.get(key);
+    if (v !== undefined) {
+      this.map.delete(key);
+      this.map.set(key, v);
+    }
+    return v;
+  }
+  set(key: string, value: V): void {
+    this.map.delete(key);
+    this.map.set(key, value);
+    while (this.map.size > this.max) this.map.delete(this.map.keys().next().value as string);
+  }
+  delete(key: string): void {
+    this.map.delete(key);
+  }
+}
 
 export class GitWatcher implements GitSource {
   private readonly backend: GitBackend;
   private readonly projects = new Map<string, ProjectState>();
   private readonly memo = new Map<string, Promise<ManifestFile[]>>();
+  private readonly trees = new Lru<Promise<readonly TreeEntry[]>>(TREE_ENTRIES);
+  private readonly fileMemo = new Lru<Promise<string | undefined>>(FILE_ENTRIES);
   private readonly limits: ReadLimits;
   private readonly pollMs: number;
   private readonly log: Logger;
@@ -103,7 +137,7 @@ export class GitWatcher implements GitSource {
     if (this.options.cacheDir) await mkdir(this.options.cacheDir, { recursive: true, mode: 0o700 });
   }
 
-  watch(project: string, ref: GitRef, onCommit: (e: CommitEvent) => void, onError: (e: SourceErrorEvent) => void): () => void {
+  watch(project: string, ref: GitRef, onCommit: (e: CommitEvent) => void, onError: (e: SourceErrorEvent) => void, onRecover?: (e: SourceRecoverEvent) => void): () => void {
     checkProjectId(project);
     if (this.closed) throw new UserError('GIT_SOURCE_CLOSED', 'the Git source is closed');
     let state = this.projects.get(project);
@@ -119,7 +153,7 @@ export class GitWatcher implements GitSource {
       w = { project, ref: copyRef(ref), listeners: new Set() };
       state.watches.set(key, w);
     }
-    const listener: Listener = { onCommit, onError };
+    const listener: Listener = { onCommit, onError, onRecover };
     w.listeners.add(listener);
     const watch = w;
     if (isNew) {
@@ -168,8 +202,45 @@ export class GitWatcher implements GitSource {
     return p;
   }
 
-  async readFile(project: string, commit: string, path: string): Promise<string | undefined> {
-    return readOneFile({ ...(await this.backend.storeFor(project, commit)), project, commit }, path, this.limits);
+  /** Memoised per (project, commit, path): a commit never changes, so neither does the answer. */
+  readFile(project: string, commit: string, path: string): Promise<string | undefined> {
+    return this.memoised(`read\0${project}\0${commit}\0${path}`, async () => {
+      const store = await this.backend.storeFor(project, commit);
+      return readOneFile({ ...store, project, commit }, path, this.limits, this.treesOf(project, store));
+    });
+  }
+
+  fileId(project: string, commit: string, path: string): Promise<string | undefined> {
+    return this.memoised(`id\0${project}\0${commit}\0${path}`, async () => {
+      const store = await this.backend.storeFor(project, commit);
+      return findFileId({ ...store, project, commit }, path, this.treesOf(project, store));
+    });
+  }
+
+  private memoised(key: string, read: () => Promise<string | undefined>): Promise<string | undefined> {
+    let p = this.fileMemo.get(key);
+    if (!p) {
+      p = read();
+      this.fileMemo.set(key, p);
+      // A failure (commit not fetched yet, file too large) is not remembered.
+      p.catch(() => this.fileMemo.delete(key));
+    }
+    return p;
+  }
+
+  /** A tree reader over the shared tree memo (tree ids are content hashes, so entries never go stale). */
+  private treesOf(project: string, store: Parameters<typeof treeReader>[0]): TreeReader {
+    const read = treeReader(store);
+    return (oid) => {
+      const key = `${project}\0${oid}`;
+      let p = this.trees.get(key);
+      if (!p) {
+        p = read(oid);
+        this.trees.set(key, p);
+        p.catch(() => this.trees.delete(key));
+      }
+      return p;
+    };
   }
 
   /** Number of (project, ref) pairs and listeners followed: for metrics and tests. */
@@ -238,7 +309,13 @@ export class GitWatcher implements GitSource {
       try {
         const commit = await this.backend.resolve(project, w.ref);
         ok = true;
-        w.problem = undefined;
+        if (w.problem) {
+          // Said once, like the problem: listeners clear what they show even if the commit did not move.
+          const cleared = w.problem;
+          w.problem = undefined;
+          this.log.info({ project, ref: describeRef(w.ref), commit, cleared: cleared.code }, GIT_RECOVERED);
+          for (const l of [...w.listeners]) if (l.onRecover) safeCall(() => l.onRecover?.({ project, ref: w.ref, commit, cleared }), this.log);
+        }
         if (commit !== w.commit) {
           changed = true;
           w.commit = commit;
