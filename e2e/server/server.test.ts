@@ -76,7 +76,7 @@ beforeAll(async () => {
   gitServer = await startGitServer({ root: path.join(work, 'repos') });
   configRepo = await createRepo(gitServer, 'kubernetes-agent');
   manifestRepo = await createRepo(gitServer, 'gitops-project');
-  const names = ['agent1', 'agent-current', 'agent-bad-jwt', 'agent-frames', 'agent-revoke', 'agent-bad-config', 'agent-unreachable'];
+  const names = ['agent1', 'agent-current', 'agent-bad-jwt', 'agent-frames', 'agent-revoke', 'agent-bad-config', 'agent-unreachable', 'agent-errors'];
   const files: Record<string, string> = {};
   for (const n of names) files[`.gitlab/agents/${n}/config.yaml`] = CONFIG;
   await configRepo.commit({ files });
@@ -224,7 +224,7 @@ describe('gitops-server serve', () => {
     expect((await client.next('desired', 2000)).commit).toBe(next);
   });
 
-  it('reports an unreachable Git host to the agent and keeps the session', async () => {
+  it('reports an unreachable Git host to the agent and keeps the session, then clears it when the host is back', async () => {
     const client = await connect('agent-unreachable');
     await client.next('desired');
     await gitServer.stop();
@@ -232,13 +232,49 @@ describe('gitops-server serve', () => {
       await webhook('gitops-project');
       const error = await client.next('error', 10_000);
       expect(error.project).toBe('gitops-project');
+      expect(error.problems.length).toBeGreaterThan(0);
       expect(client.ws.readyState).toBe(client.ws.OPEN);
       await new Promise((r) => setTimeout(r, 800));
       const row = (await listAgents(stateDir)).find((a) => a.name === 'agent-unreachable');
       expect(row?.status?.sourceProblems?.['gitops-project']).toBeDefined();
+      expect((await run(process.execPath, [CLI, 'agent', 'list', '--state-dir', stateDir])).stdout).toMatch(/agent-unreachable .*cannot reach the Git host/);
     } finally {
       await gitServer.start();
     }
+    // Back without a new commit: the agent is told the problem cleared and agent list stops showing it.
+    await webhook('gitops-project');
+    const cleared = await client.next('error', 5000);
+    expect(cleared).toEqual({ type: 'error', project: 'gitops-project', problems: [] });
+    expect(await client.collect('desired', 300)).toEqual([]);
+    await new Promise((r) => setTimeout(r, 800));
+    const row = (await listAgents(stateDir)).find((a) => a.name === 'agent-unreachable');
+    expect(row?.status?.sourceProblems).toBeUndefined();
+    expect((await run(process.execPath, [CLI, 'agent', 'list', '--state-dir', stateDir])).stdout).toMatch(/agent-unreachable .* -\n/);
+  });
+
+  it('keeps apply errors per project and clears one when a later apply of that project succeeds', async () => {
+    const client = await connect('agent-errors');
+    const desired = await client.next('desired');
+    const status = (project: string, ok: boolean): void => client.send({
+      type: 'status', project, commit: desired.commit, digest: desired.digest, durationMs: 5,
+      result: ok ? 'applied' : 'failed',
+      changes: ok ? [{ id: 'Deployment/default/nginx', action: 'configured' }] : [{ id: 'Deployment/default/nginx', action: 'failed', error: 'Deployment/default/nginx: EACCES: permission denied' }],
+      errors: [],
+    });
+    const table = async (): Promise<string> => {
+      await new Promise((r) => setTimeout(r, 800));
+      return (await run(process.execPath, [CLI, 'agent', 'list', '--state-dir', stateDir])).stdout.split('\n').find((l) => l.startsWith('agent-errors ')) ?? '';
+    };
+    status('gitops-project', false);
+    status('other-project', false);
+    expect(await table()).toContain('EACCES');
+    status('gitops-project', true);
+    const afterOne = await table();
+    expect(afterOne).toMatch(/other-project: .*EACCES/);
+    expect(Object.keys((await listAgents(stateDir)).find((a) => a.name === 'agent-errors')?.status?.projectErrors ?? {})).toEqual(['other-project']);
+    status('other-project', true);
+    expect(await table()).toMatch(/ -$/);
+    expect((await listAgents(stateDir)).find((a) => a.name === 'agent-errors')?.status?.projectErrors).toBeUndefined();
   });
 
   it('serves health, readiness and metrics', async () => {

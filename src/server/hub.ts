@@ -259,10 +259,20 @@ export class Hub {
         registry.recordApplied(session.agentId, message.project, { commit: message.commit, digest: message.digest, result: message.result, at: now, durationMs: message.durationMs });
         registry.updateStatus(session.agentId, (s) => {
           s.lastSeen = now;
-          if (message.errors.length > 0 || message.result !== 'applied') {
-            const failed = message.changes.filter((c) => c.action === 'failed').map((c) => ({ code: 'APPLY_FAILED', message: c.error ?? 'failed', object: c.id }));
-            s.lastError = { at: now, project: message.project.slice(0, 300), problems: boundProblems([...message.errors, ...failed]) };
+          // Per project: a later good apply of this project clears its error, others keep theirs.
+          if (message.errors.length === 0 && message.result === 'applied') {
+            if (s.projectErrors?.[message.project]) {
+              const { [message.project]: _cleared, ...rest } = s.projectErrors;
+              if (Object.keys(rest).length) s.projectErrors = rest;
+              else delete s.projectErrors;
+            }
+            return;
           }
+          const errors = s.projectErrors ?? {};
+          if (!(message.project in errors) && Object.keys(errors).length >= 100) return;
+          const failed = message.changes.filter((c) => c.action === 'failed').map((c) => ({ code: 'APPLY_FAILED', message: c.error ?? 'failed', object: c.id }));
+          errors[message.project] = { at: now, commit: message.commit, problems: boundProblems([...message.errors, ...failed]) };
+          s.projectErrors = errors;
         });
         session.log.info({ project: message.project, commit: message.commit, result: message.result, durationMs: message.durationMs }, 'agent status');
         return;

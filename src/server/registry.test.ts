@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from '@jest/globals';
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseToken } from '../protocol/token.js';
@@ -82,10 +82,53 @@ describe('Registry (server side)', () => {
     await registry.close();
     const rows = await listAgents(dir);
     expect(rows[0].status).toMatchObject({ connected: true, applied: { 'gitops-project': { commit: 'a'.repeat(40) } } });
-    expect((await stat(path.join(dir, 'status.json'))).mode & 0o777).toBe(0o600);
+    const shards = await readdir(path.join(dir, 'status'));
+    expect(shards).toHaveLength(1);
+    expect((await stat(path.join(dir, 'status', shards[0]))).mode & 0o777).toBe(0o600);
+    expect((await stat(path.join(dir, 'status'))).mode & 0o777).toBe(0o700);
     const again = await Registry.open(dir);
     registries.push(again);
     expect(again.status(record.id)).toMatchObject({ connected: false, sessions: 0 });
+  });
+
+  it('rewrites only the status shard of an agent that changed, with 10,000 agents, while agent list sees every agent', async () => {
+    const dir = await stateDir();
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const agents = Array.from({ length: 10_000 }, (_, i) => ({ id: i.toString(16).padStart(32, '0'), name: `agent${i}`, configProject: 'p', publicKey: 'x', createdAt: '2026-01-01T00:00:00.000Z' }));
+    await writeFile(path.join(dir, 'agents.json'), JSON.stringify({ version: 1, agents }));
+    const registry = await Registry.open(dir, { statusDebounceMs: 60_000 });
+    registries.push(registry);
+    for (const a of agents) registry.recordApplied(a.id, 'gitops-project', { commit: 'a'.repeat(40), digest: 'sha256:' + 'd'.repeat(64), result: 'applied', at: '2026-01-01T00:00:00.000Z' });
+    let started = performance.now();
+    const all = await registry.flush();
+    const allMs = performance.now() - started;
+    expect(all.files).toBe(256);
+    registry.updateStatus(agents[42].id, (s) => { s.connected = true; s.sessions = 1; });
+    started = performance.now();
+    const one = await registry.flush();
+    const oneMs = performance.now() - started;
+    process.stderr.write(`status flush, 10,000 agents: all ${all.bytes} bytes in ${Math.round(allMs)} ms; one agent ${one.bytes} bytes in ${oneMs.toFixed(1)} ms\n`);
+    expect(one.files).toBe(1);
+    expect(one.bytes).toBeLessThan(all.bytes / 20);
+    expect(await registry.flush()).toEqual({ files: 0, bytes: 0 });
+    const rows = await listAgents(dir);
+    expect(rows).toHaveLength(10_000);
+    expect(rows[42].status).toMatchObject({ connected: true, applied: { 'gitops-project': { result: 'applied' } } });
+    expect(rows[43].status?.connected).toBe(false);
+  });
+
+  it('reads the single status.json of an earlier version and replaces it with shards on the first write', async () => {
+    const dir = await stateDir();
+    const { record } = await createAgent(dir, 'agent1', 'p');
+    const legacy = { version: 1, writtenAt: '', agents: { [record.id]: { connected: true, sessions: 1, applied: { p: { commit: 'b'.repeat(40), digest: 'd', result: 'applied', at: '' } }, lastError: { at: '', problems: [{ code: 'X', message: 'old' }] } } } };
+    await writeFile(path.join(dir, 'status.json'), JSON.stringify(legacy));
+    expect((await listAgents(dir))[0].status?.applied.p.commit).toBe('b'.repeat(40));
+    const registry = await Registry.open(dir);
+    await registry.close();
+    await expect(stat(path.join(dir, 'status.json'))).rejects.toThrow();
+    const row = (await listAgents(dir))[0];
+    expect(row.status).toMatchObject({ connected: false, applied: { p: { commit: 'b'.repeat(40) } } });
+    expect(row.status).not.toHaveProperty('lastError');
   });
 
   it('keeps what an agent reports bounded', () => {

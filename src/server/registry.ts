@@ -5,7 +5,8 @@
  * The server process holds one Registry. It re-reads agents.json when it changes (fs.watch on the
  * state directory, because an atomic rename replaces the file's inode, plus a cheap stat poll as a
  * fallback), so a revoke from another process takes effect within a poll interval and listeners
- * can close that agent's sessions. Status changes are kept in memory and flushed debounced.
+ * can close that agent's sessions. Status changes are kept in memory and flushed debounced, one
+ * write at a time, rewriting only the status shards (state-files.ts) whose agents changed.
  *
  * Memory per agent is bounded: one record, one cached public key, one status with at most
  * MAX_PROJECTS applied entries and MAX_PROBLEMS problems of at most MAX_TEXT characters.
@@ -20,8 +21,8 @@ import type { AgentKey } from '../protocol/jwt.js';
 import type { ProblemReport } from '../protocol/messages.js';
 import { generateToken, publicKeyFromX } from '../protocol/token.js';
 import {
-  AGENTS_FILE, AGENT_NAME_PATTERN, STATUS_FILE, ensureStateDir, readAgentsFile, readStatusFile, updateAgentsFile, writeFileAtomic,
-  type AgentRecord, type AgentStatus, type StatusFile,
+  AGENTS_FILE, AGENT_NAME_PATTERN, STATUS_DIR, STATUS_FILE, ensureStateDir, readAgentsFile, readAllStatus, statusShardOf, syncDir,
+  updateAgentsFile, writeStatusShard, type AgentRecord, type AgentStatus,
 } from './state-files.js';
 
 export type { AgentRecord, AgentStatus } from './state-files.js';
@@ -67,8 +68,14 @@ export interface AgentListRow extends AgentRecord {
 
 /** Agent records joined with the last status the server wrote. */
 export async function listAgents(stateDir: string): Promise<AgentListRow[]> {
-  const [agents, status] = await Promise.all([readAgentsFile(stateDir), readStatusFile(stateDir)]);
-  return agents.agents.map((a) => ({ ...a, status: status?.agents[a.id] }));
+  const [agents, status] = await Promise.all([readAgentsFile(stateDir), readAllStatus(stateDir)]);
+  return agents.agents.map((a) => ({ ...a, status: status.agents[a.id] }));
+}
+
+/** What one status flush wrote (for metrics, logs and tests). */
+export interface FlushResult {
+  files: number;
+  bytes: number;
 }
 
 // ---- the server's live registry ----
@@ -94,6 +101,12 @@ export class Registry {
   private watcher?: FSWatcher;
   private pollTimer?: NodeJS.Timeout;
   private flushTimer?: NodeJS.Timeout;
+  /** Status shards changed since the last write. */
+  private readonly dirty = new Set<string>();
+  /** The write in progress; flushes never overlap, so an older write cannot land last. */
+  private flushing?: Promise<FlushResult>;
+  /** status.json of an earlier version is still on disk (removed after the first full write). */
+  private legacyStatus = false;
   private lastStamp = '';
   private reloading?: Promise<void>;
   private reloadAgain = false;
@@ -108,8 +121,15 @@ export class Registry {
   static async open(stateDir: string, options: RegistryOptions = {}): Promise<Registry> {
     const registry = new Registry(stateDir, options);
     await ensureStateDir(stateDir);
-    const previous = await readStatusFile(stateDir);
-    for (const [id, s] of Object.entries(previous?.agents ?? {})) registry.statuses.set(id, { ...s, connected: false, sessions: 0 });
+    const previous = await readAllStatus(stateDir);
+    for (const [id, s] of Object.entries(previous.agents)) {
+      // Git and config problems are found again by this process (and cleared when gone); the
+      // legacy single `lastError` gave way to per-project errors.
+      const { sourceProblems: _again, lastError: _legacy, ...rest } = s as AgentStatus & { lastError?: unknown };
+      registry.statuses.set(id, { ...rest, connected: false, sessions: 0 });
+      registry.dirty.add(statusShardOf(id));
+    }
+    registry.legacyStatus = previous.legacy;
     await registry.reload();
     registry.follow();
     return registry;
@@ -159,6 +179,7 @@ export class Registry {
   updateStatus(id: string, change: (s: AgentStatus) => void): void {
     if (!this.agents.has(id)) return;
     change(this.status(id));
+    this.dirty.add(statusShardOf(id));
     this.scheduleFlush();
   }
 
@@ -170,14 +191,46 @@ export class Registry {
     });
   }
 
-  /** Writes status.json now (also called on shutdown). */
-  async flush(): Promise<void> {
+  /** Writes the changed status shards now (also called on shutdown). */
+  async flush(): Promise<FlushResult> {
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
-    const agents: Record<string, AgentStatus> = {};
-    for (const [id, s] of this.statuses) if (this.agents.has(id)) agents[id] = s;
-    const file: StatusFile = { version: 1, writtenAt: new Date().toISOString(), agents };
-    await writeFileAtomic(path.join(this.stateDir, STATUS_FILE), JSON.stringify(file) + '\n');
+    while (this.flushing) await this.flushing.catch(() => undefined);
+    if (this.dirty.size === 0) return { files: 0, bytes: 0 };
+    this.flushing = this.writeDirty().finally(() => { this.flushing = undefined; });
+    return this.flushing;
+  }
+
+  private async writeDirty(): Promise<FlushResult> {
+    const shards = [...this.dirty];
+    this.dirty.clear();
+    const byShard = new Map<string, Record<string, AgentStatus>>(shards.map((s) => [s, {}]));
+    for (const [id, s] of this.statuses) {
+      if (!this.agents.has(id)) continue;
+      // Shards are by hash: hashing every id once per flush is cheap next to one file write.
+      const shard = byShard.get(statusShardOf(id));
+      if (shard) shard[id] = s;
+    }
+    const dir = path.join(this.stateDir, STATUS_DIR);
+    let bytes = 0;
+    try {
+      await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+      // A few writes at a time: each is an fsync, and 256 at once would stall the disk for everyone.
+      const queue = [...byShard];
+      const worker = async (): Promise<void> => {
+        for (let next = queue.shift(); next; next = queue.shift()) bytes += await writeStatusShard(this.stateDir, next[0], next[1]);
+      };
+      await Promise.all(Array.from({ length: Math.min(8, queue.length) }, worker));
+      await syncDir(dir);
+    } catch (err) {
+      for (const s of shards) this.dirty.add(s);
+      throw err;
+    }
+    if (this.legacyStatus) {
+      await fs.rm(path.join(this.stateDir, STATUS_FILE), { force: true });
+      this.legacyStatus = false;
+    }
+    return { files: shards.length, bytes };
   }
 
   async close(): Promise<void> {
@@ -249,7 +302,10 @@ export class Registry {
       if (!next.has(id) && !before.revokedAt) change.revoked.push({ ...before, revokedAt: new Date().toISOString() });
       if (!next.has(id)) {
         this.keys.delete(id);
-        this.statuses.delete(id);
+        if (this.statuses.delete(id)) {
+          this.dirty.add(statusShardOf(id));
+          this.scheduleFlush();
+        }
       }
     }
     this.agents = next;

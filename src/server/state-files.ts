@@ -4,20 +4,27 @@
  *
  * - `agents.json`: agent records (public keys and metadata only). Written by the CLI under a lock
  *   file; the server re-reads it on change.
- * - `status.json`: what the server knows about each agent (connected, last seen, applied commits,
- *   errors). Written by the server only; read by `agent list`.
+ * - `status/<xx>.json`: what the server knows about each agent (connected, last seen, applied
+ *   commits, errors), in 256 shards by agent (`xx` = first byte of sha1(id), hex). Written by the
+ *   server only, and only the shards that changed: with 10,000 agents one agent's change rewrites
+ *   about 40 agents' status instead of all of them. Read by `agent list`. (`status.json`, the
+ *   single file of earlier versions, is still read and is removed after the first write.)
  *
  * Every write is crash-safe: a temporary file in the same directory, fsync, rename, fsync of the
  * directory. Files are mode 0600 and the directory 0700, because they describe the fleet.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsConstants, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { RetryableError, UserError } from '../common/errors.js';
 import type { ProblemReport } from '../protocol/messages.js';
 
 export const AGENTS_FILE = 'agents.json';
+/** Status of every agent in one file: written by earlier versions, read for migration. */
 export const STATUS_FILE = 'status.json';
+/** Folder of status shards. */
+export const STATUS_DIR = 'status';
+const SHARD_FILE = /^[0-9a-f]{2}\.json$/;
 const LOCK_FILE = 'agents.lock';
 /** A lock older than this is left over from a crashed command and is taken over. */
 const STALE_LOCK_MS = 10_000;
@@ -55,6 +62,13 @@ export interface DriftRecord {
   at: string;
 }
 
+/** Problems of the latest failed or partial apply of one project. */
+export interface ProjectError {
+  at: string;
+  commit?: string;
+  problems: ProblemReport[];
+}
+
 /** What the server knows about one agent; bounded in size whatever the agent sends. */
 export interface AgentStatus {
   connected: boolean;
@@ -62,7 +76,11 @@ export interface AgentStatus {
   lastSeen?: string;
   agentVersion?: string;
   applied: Record<string, AppliedRecord>;
-  lastError?: { at: string; project?: string; problems: ProblemReport[] };
+  /**
+   * The agent's apply problems per manifest project, from its latest status for that project: a
+   * successful apply of the project removes its entry (config and Git problems are kept apart).
+   */
+  projectErrors?: Record<string, ProjectError>;
   /** Problems with the latest config.yaml (the last valid config stays in force). */
   configProblems?: ProblemReport[];
   /** Problems reading the agent's Git projects (unreachable host, deleted branch). */
@@ -86,8 +104,52 @@ export async function ensureStateDir(dir: string): Promise<void> {
   await fs.chmod(dir, 0o700);
 }
 
+/** The status shard of an agent: two hex digits, uniform whatever the id looks like. */
+export function statusShardOf(agentId: string): string {
+  return createHash('sha1').update(agentId).digest('hex').slice(0, 2);
+}
+
+/** Writes one status shard atomically (the caller syncs the folder once per batch). */
+export async function writeStatusShard(stateDir: string, shard: string, agents: Record<string, AgentStatus>): Promise<number> {
+  const data = JSON.stringify({ version: 1, writtenAt: new Date().toISOString(), agents } satisfies StatusFile) + '\n';
+  await writeFileAtomic(path.join(stateDir, STATUS_DIR, `${shard}.json`), data, { syncDir: false });
+  return Buffer.byteLength(data);
+}
+
+/** fsync of a folder, so renames inside it survive a crash. */
+export async function syncDir(dir: string): Promise<void> {
+  const handle = await fs.open(dir, fsConstants.O_RDONLY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Every agent's last status: the legacy status.json first, then the shards (newer) over it.
+ * Unreadable files are skipped: status is advisory.
+ */
+export async function readAllStatus(stateDir: string): Promise<{ agents: Record<string, AgentStatus>; legacy: boolean }> {
+  const agents: Record<string, AgentStatus> = {};
+  const legacy = await readStatusFile(stateDir);
+  Object.assign(agents, legacy?.agents ?? {});
+  let names: string[] = [];
+  try {
+    names = (await fs.readdir(path.join(stateDir, STATUS_DIR))).filter((n) => SHARD_FILE.test(n)).sort();
+  } catch {
+    // no shards yet
+  }
+  const shards = await Promise.all(names.map((n) => readJson(path.join(stateDir, STATUS_DIR, n)).catch(() => undefined)));
+  for (const raw of shards) {
+    const shard = raw as Partial<StatusFile> | undefined;
+    if (shard?.version === 1 && shard.agents && typeof shard.agents === 'object') Object.assign(agents, shard.agents);
+  }
+  return { agents, legacy: legacy !== undefined };
+}
+
 /** Writes `data` to `file` atomically: temp file + fsync + rename + directory fsync; mode 0600. */
-export async function writeFileAtomic(file: string, data: string): Promise<void> {
+export async function writeFileAtomic(file: string, data: string, options: { syncDir?: boolean } = {}): Promise<void> {
   const dir = path.dirname(file);
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   const handle = await fs.open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
@@ -103,12 +165,7 @@ export async function writeFileAtomic(file: string, data: string): Promise<void>
     await fs.rm(tmp, { force: true });
     throw err;
   }
-  const dirHandle = await fs.open(dir, fsConstants.O_RDONLY);
-  try {
-    await dirHandle.sync();
-  } finally {
-    await dirHandle.close();
-  }
+  if (options.syncDir !== false) await syncDir(dir);
 }
 
 async function readJson(file: string): Promise<unknown | undefined> {
@@ -136,7 +193,7 @@ export async function readAgentsFile(stateDir: string): Promise<AgentsFile> {
   return data as AgentsFile;
 }
 
-/** Reads status.json (empty when absent or unreadable: status is advisory). */
+/** Reads the legacy status.json (undefined when absent or unreadable: status is advisory). */
 export async function readStatusFile(stateDir: string): Promise<StatusFile | undefined> {
   try {
     const raw = (await readJson(path.join(stateDir, STATUS_FILE))) as StatusFile | undefined;

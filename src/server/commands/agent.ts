@@ -73,10 +73,14 @@ export function formatTable(rows: AgentListRow[]): string {
   return [header, ...lines].map((cols) => cols.map((c, i) => (i === cols.length - 1 ? c : c.padEnd(widths[i]))).join('  ')).join('\n') + '\n';
 }
 
+/** The problem a person should see first: config, then Git, then the newest failed apply. */
 function lastError(row: AgentListRow): string | undefined {
   const s = row.status;
   const first = (problems: ProblemReport[] | undefined): string | undefined => (problems?.length ? problems[0].message + (problems.length > 1 ? ` (+${problems.length - 1} more)` : '') : undefined);
-  return first(s?.configProblems) ?? first(Object.values(s?.sourceProblems ?? {})) ?? first(s?.lastError?.problems);
+  const applyErrors = Object.entries(s?.projectErrors ?? {}).sort(([, a], [, b]) => (a.at < b.at ? 1 : a.at > b.at ? -1 : 0));
+  const newest = applyErrors[0];
+  const apply = newest ? first(newest[1].problems) : undefined;
+  return first(s?.configProblems) ?? first(Object.values(s?.sourceProblems ?? {})) ?? (apply && newest ? `${newest[0]}: ${apply}${applyErrors.length > 1 ? ` (${applyErrors.length} projects failing)` : ''}` : undefined);
 }
 
 /**
