@@ -27,7 +27,7 @@ import { createRepo, type TestRepo } from './git-repo.js';
 import { startGitServer, type GitServer } from './git-server.js';
 import { kubeRequest } from './kube.js';
 import { writePodCredentials, type PodCredentials } from './pod-credentials.js';
-import { ProcessGroup, type ManagedProcess } from './processes.js';
+import { ProcessGroup, type ManagedProcess, type ProcessExit } from './processes.js';
 import { waitFor } from './wait.js';
 
 const run = promisify(execFile);
@@ -116,6 +116,8 @@ export interface Stack {
   stopAgent(): Promise<void>;
   /** Starts the agent (again, with the same state dir) and waits until it is connected. */
   startAgent(options?: { waitConnected?: boolean }): Promise<void>;
+  /** The last lines of the latest server and agent logs (running or not), for failure messages. */
+  logTails(lines?: number): Promise<string>;
   /** Stops both programs and the Git server, deletes the install from the cluster and the folder. */
   stop(): Promise<void>;
 }
@@ -258,13 +260,17 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   let stopped = false;
 
   const logs = (proc: ManagedProcess): Promise<LogRecord[]> => readLogRecords(proc.logPath);
-  const waitForLog = (proc: ManagedProcess, match: (r: LogRecord) => boolean, timeoutMs = 15_000, what = 'a log line'): Promise<LogRecord> =>
-    waitFor(async () => {
+  const waitForLog = async (proc: ManagedProcess, match: (r: LogRecord) => boolean, timeoutMs = 15_000, what = 'a log line'): Promise<LogRecord> => {
+    // waitFor takes a thrown error for "not yet", so an exit is returned and thrown here: fail at once.
+    const result = await waitFor(async (): Promise<{ found: LogRecord } | { exited: ProcessExit } | undefined> => {
       const found = (await logs(proc)).find(match);
-      if (found) return found;
-      if (proc.exit()) throw new Error(`${proc.name} exited ${JSON.stringify(proc.exit())}:\n${await proc.logTail(40)}`);
-      return undefined;
+      if (found) return { found };
+      const exited = proc.exit();
+      return exited ? { exited } : undefined;
     }, timeoutMs, `${proc.name}: ${what}`, 20);
+    if ('found' in result) return result.found;
+    throw new Error(`${proc.name} exited ${JSON.stringify(result.exited)} while waiting for ${what}:\n${await proc.logTail(40)}`);
+  };
 
   const serverCmd = async (...args: string[]): Promise<string> => {
     try {
@@ -413,6 +419,11 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       },
       logs,
       waitForLog,
+      async logTails(lines = 20) {
+        const parts: string[] = [];
+        for (const p of [server, agent]) if (p) parts.push(`--- last lines of ${p.name} (${p.exit() ? `exited ${JSON.stringify(p.exit())}` : 'running'}) ---\n${await p.logTail(lines)}`);
+        return parts.join('\n');
+      },
       async stopServer() {
         if (server) await group.stop(server, 10_000);
       },
