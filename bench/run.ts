@@ -1,0 +1,152 @@
+/**
+ * `npm run bench -- [--scenario a,b] [--objects N] [--agents K] [--quick] [--json FILE]`
+ *
+ * Starts one control plane (etcd, kube-apiserver, kube-controller-manager) and one Git server,
+ * runs the selected scenarios against them in a fixed order, and stops everything at the end (also
+ * on Ctrl-C: the process groups kill their children). Progress and a readable table go to stderr;
+ * one JSON line per scenario goes to stdout (and FILE). A benchmark is not a test: a missed goal
+ * is reported (`"pass": false`) but the exit code is 0; only a crash exits non-zero.
+ */
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { startControlPlane } from '../e2e/harness/controlplane.js';
+import { startGitServer } from '../e2e/harness/git-server.js';
+import { ProcessGroup } from '../e2e/harness/processes.js';
+import { SCENARIOS, type BenchContext, type BenchOptions, type ScenarioName, type ScenarioResult } from './lib/context.js';
+import { RawKube } from './lib/kube-raw.js';
+import { loadAverage } from './lib/stats.js';
+import { agentMemory, driftRevert } from './scenarios/agent.js';
+import { commitToCluster } from './scenarios/commit.js';
+import { initialSync, unchangedResync } from './scenarios/engine-sync.js';
+import { fanOut } from './scenarios/fanout.js';
+import type { Engine } from '../src/agent/reconcile/engine.js';
+
+const RUNNERS: Record<ScenarioName, (ctx: BenchContext) => Promise<ScenarioResult>> = {
+  'initial-sync': initialSync,
+  'unchanged-resync': unchangedResync,
+  'agent-memory': agentMemory,
+  'drift-revert': driftRevert,
+  'commit-to-cluster': commitToCluster,
+  'fan-out': fanOut,
+};
+
+const USAGE = `usage: npm run bench -- [--scenario ${SCENARIOS.join(',')}] [--objects N] [--agents K] [--quick] [--json FILE]`;
+
+/** Parses argv; throws with the usage on anything unknown. */
+export function parseArgs(argv: string[]): BenchOptions {
+  let scenarios: ScenarioName[] = [...SCENARIOS];
+  let objects: number | undefined;
+  let agents: number | undefined;
+  let quick = false;
+  let json: string | undefined;
+  const positive = (flag: string, v: string | undefined): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`${flag}: expected a positive integer, got ${String(v)}\n${USAGE}`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const [flag, inline] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
+    const value = (): string | undefined => inline ?? argv[++i];
+    switch (flag) {
+      case '--scenario':
+      case '--scenarios': {
+        const names = (value() ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+        const unknown = names.filter((n) => !(SCENARIOS as readonly string[]).includes(n));
+        if (unknown.length || names.length === 0) throw new Error(`--scenario: unknown ${unknown.join(', ') || '(none given)'}; choose from ${SCENARIOS.join(', ')}`);
+        scenarios = SCENARIOS.filter((s) => names.includes(s));
+        break;
+      }
+      case '--objects': objects = positive(flag, value()); break;
+      case '--agents': agents = positive(flag, value()); break;
+      case '--quick': quick = true; break;
+      case '--json': json = value(); if (!json) throw new Error(`--json: a file name is required\n${USAGE}`); break;
+      case '-h':
+      case '--help': process.stderr.write(`${USAGE}\n`); process.exit(0); break;
+      default: throw new Error(`unknown argument ${arg}\n${USAGE}`);
+    }
+  }
+  return {
+    scenarios, objects: objects ?? (quick ? 100 : 1000), agents: agents ?? (quick ? 100 : 1000), edits: quick ? 40 : 200, commits: quick ? 10 : 50, quick,
+    ...(json ? { json: path.resolve(json) } : {}),
+  };
+}
+
+const fmt = (v: number | undefined): string => (v === undefined ? '' : Number.isFinite(v) ? String(v) : 'n/a');
+
+/** The readable table: one block per scenario, each metric beside its goal, baselines after. */
+export function renderTable(results: ScenarioResult[]): string {
+  const lines: string[] = [];
+  for (const r of results) {
+    lines.push(`${r.scenario} (N=${r.objects})  ${r.pass ? 'meets its goals' : 'MISSES a goal'}  load ${r.load.join(' ')}`);
+    const width = Math.max(...Object.keys(r.metrics).map((k) => k.length), 8);
+    for (const [name, value] of Object.entries(r.metrics)) {
+      const goal = r.goals[name];
+      const verdict = goal ? (value <= goal.max ? 'ok' : 'MISSED') : '';
+      lines.push(`  ${name.padEnd(width)}  ${fmt(value).padStart(10)}  ${goal ? `goal <= ${goal.max}`.padEnd(14) : ''.padEnd(14)}${verdict}`);
+    }
+    lines.push(`  baseline: ${Object.entries(r.baseline).map(([k, v]) => `${k}=${fmt(v)}`).join('  ')}`);
+    for (const note of r.notes ?? []) lines.push(`  note: ${note}`);
+  }
+  return lines.join('\n');
+}
+
+async function main(): Promise<number> {
+  let options: BenchOptions;
+  try {
+    options = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    return 2;
+  }
+  const started = Date.now();
+  const progress = (line: string): void => {
+    process.stderr.write(`[bench +${((Date.now() - started) / 1000).toFixed(1)}s] ${line}\n`);
+  };
+  progress(`scenarios ${options.scenarios.join(', ')}; N=${options.objects}, K=${options.agents}${options.quick ? ' (quick)' : ''}; load ${loadAverage().join(' ')}`);
+  if (options.json) writeFileSync(options.json, '');
+
+  const cp = await startControlPlane({ log: (l) => progress(`controlplane: ${l}`) });
+  const group = await ProcessGroup.create({ prefix: 'gitops-bench-' });
+  const git = await startGitServer({ root: path.join(group.dir, 'repos') });
+  const raw = new RawKube({ server: cp.server, caPem: cp.caPem, certPem: cp.adminCertPem, keyPem: cp.adminKeyPem }, 8);
+  const ctx: BenchContext = { options, cp, kc: cp.kubeConfig(), raw, git, group, progress, shared: new Map() };
+  progress(`control plane up (${cp.server}), Git server ${git.url}`);
+
+  const results: ScenarioResult[] = [];
+  let crashed = false;
+  try {
+    for (const name of options.scenarios) {
+      progress(`== ${name}`);
+      try {
+        const result = await RUNNERS[name](ctx);
+        results.push(result);
+        const line = JSON.stringify(result);
+        process.stdout.write(`${line}\n`);
+        if (options.json) writeFileSync(options.json, `${line}\n`, { flag: 'a' });
+        progress(renderTable([result]));
+      } catch (err) {
+        crashed = true;
+        progress(`${name} crashed: ${(err as Error).stack ?? String(err)}`);
+      }
+    }
+  } finally {
+    progress('stopping');
+    (ctx.shared.get('engine') as Engine | undefined)?.close();
+    raw.close();
+    await group.dispose(10_000);
+    await git.stop();
+    await cp.stop();
+  }
+  process.stderr.write(`\n${renderTable(results)}\n`);
+  progress(`done in ${((Date.now() - started) / 1000).toFixed(0)} s; load ${loadAverage().join(' ')}`);
+  return crashed ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);
