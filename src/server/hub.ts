@@ -13,6 +13,10 @@
  *   terminated.
  * - Push: `desired` goes to a session only when its commit or digest differs from what that session has
  *   (reported in hello/status) or was already sent.
+ * - Backpressure: while a session's socket holds more than `maxBufferedBytes` unsent, further
+ *   `desired` messages wait in a per-project slot where a newer one replaces an older one (only
+ *   the newest desired state of a project matters); the slots drain as the socket does. Memory per
+ *   slow session is bounded by its project count, not by how often Git moves.
  *
  * What to send comes from a {@link DesiredStateProvider} (serve.ts), so the hub knows nothing of Git.
  */
@@ -61,7 +65,12 @@ export interface HubOptions {
   /** Failed upgrades allowed per source address per window before 429 (default 20 per 60 s). */
   authFailureLimit?: { max: number; windowMs: number };
   maxPayload?: number;
+  /** Unsent bytes a session may hold before `desired` messages are coalesced (default 4 MiB). */
+  maxBufferedBytes?: number;
 }
+
+/** Default for HubOptions.maxBufferedBytes. */
+export const DEFAULT_MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 
 interface Session {
   readonly ws: WebSocket;
@@ -71,6 +80,8 @@ interface Session {
   alive: boolean;
   /** `commit digest` per project that this session has or was sent. */
   readonly known: Map<string, string>;
+  /** Newest desired per project waiting for the socket to drain (insertion order = send order). */
+  readonly pending: Map<string, DesiredEntry>;
 }
 
 /** What to do with one frame, decided without I/O (unit-tested). */
@@ -187,7 +198,7 @@ export class Hub {
   private accept(ws: WebSocket, agentId: string, remote: string): void {
     const record = this.options.registry.get(agentId);
     const log = this.options.logger.child({ agent: record?.name ?? agentId });
-    const session: Session = { ws, agentId, log, ready: false, alive: true, known: new Map() };
+    const session: Session = { ws, agentId, log, ready: false, alive: true, known: new Map(), pending: new Map() };
     let set = this.sessions.get(agentId);
     if (!set) {
       set = new Set();
@@ -334,13 +345,37 @@ export class Hub {
     const key = `${entry.commit} ${entry.digest}`;
     if (session.known.get(entry.project) === key) return;
     session.known.set(entry.project, key);
+    if (session.pending.size > 0 || session.ws.bufferedAmount > this.maxBuffered) {
+      if (session.pending.delete(entry.project)) this.options.metrics.desiredCoalesced.inc();
+      else if (session.pending.size === 0) session.log.debug({ bufferedBytes: session.ws.bufferedAmount }, 'slow session: holding desired messages');
+      session.pending.set(entry.project, entry);
+      return;
+    }
     this.options.metrics.desiredPushes.inc();
     this.send(session, entry.encoded);
   }
 
+  private get maxBuffered(): number {
+    return this.options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
+  }
+
   private send(session: Session, encoded: string): void {
     if (session.ws.readyState !== session.ws.OPEN) return;
-    session.ws.send(encoded, (err) => { if (err) session.log.warn({ err: err.message }, 'send failed'); });
+    session.ws.send(encoded, (err) => {
+      if (err) session.log.warn({ err: err.message }, 'send failed');
+      // Called once the frame left for the socket: room again for held desired messages.
+      else if (session.pending.size > 0) this.drain(session);
+    });
+  }
+
+  /** Sends held desired messages, oldest project first, while the socket has room. */
+  private drain(session: Session): void {
+    for (const [project, entry] of session.pending) {
+      if (session.ws.bufferedAmount > this.maxBuffered || session.ws.readyState !== session.ws.OPEN) return;
+      session.pending.delete(project);
+      this.options.metrics.desiredPushes.inc();
+      this.send(session, entry.encoded);
+    }
   }
 
   private closeSession(session: Session, code: number, reason: string): void {

@@ -10,6 +10,7 @@ export interface ServerMetrics {
   connectedAgents: Gauge;
   commitsDetected: Counter<'project'>;
   desiredPushes: Counter;
+  desiredCoalesced: Counter;
   authFailures: Counter<'reason'>;
   fetchDuration: Histogram<'result'>;
   webhooks: Counter<'source' | 'result'>;
@@ -26,6 +27,7 @@ export function createServerMetrics(options: { defaultMetrics?: boolean } = {}):
     connectedAgents: new Gauge({ name: 'gitops_server_connected_agents', help: 'Agents with at least one live session.', registers }),
     commitsDetected: new Counter({ name: 'gitops_server_commits_detected_total', help: 'New commits seen on watched projects.', labelNames: ['project'], registers }),
     desiredPushes: new Counter({ name: 'gitops_server_desired_pushes_total', help: 'desired messages sent to agent sessions.', registers }),
+    desiredCoalesced: new Counter({ name: 'gitops_server_desired_coalesced_total', help: 'desired messages never sent because a newer one for the same project replaced them while the session was slow.', registers }),
     authFailures: new Counter({ name: 'gitops_server_auth_failures_total', help: 'Refused WebSocket upgrades by reason code.', labelNames: ['reason'], registers }),
     fetchDuration: new Histogram({
       name: 'gitops_server_git_fetch_duration_seconds', help: 'Duration of Git refreshes (webhook-triggered and reads of files at a commit).',
