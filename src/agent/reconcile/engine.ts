@@ -27,7 +27,7 @@ import { applyObject, applyStage, mapLimit, type ApplyContext, type ApplyItem } 
 import { identityOf, ignoredPointers } from '../drift-policy.js';
 import { pruneObjects } from './prune.js';
 import { diffInventory, entryOf, mergeFailedDeletes, type InventoryEntry } from './inventory.js';
-import { readInventory, writeInventory, type InventoryState } from './inventory-store.js';
+import { readInventory, recordBeforeApply, writeInventory, type InventoryState } from './inventory-store.js';
 import { maskSecretPatch } from './report.js';
 import { KnownNormal } from './known-normal.js';
 import type { Change, ChangeSet, KubeObject, ResolvedObject } from './types.js';
@@ -161,6 +161,16 @@ export class Engine implements Reconciler {
         );
         return done(changes, []);
       }
+    }
+
+    // 5b. List the objects new to this unit in the inventory before creating any, so an agent
+    //     killed mid-apply leaves none that a later commit cannot prune (inventory-store.ts).
+    try {
+      inventory = await recordBeforeApply(this.client, unit, inventoryId, inventory, resolved.objects.map((o) => entryOf(items.get(o.key)!.desired)));
+      if (state && state.inventoryId === inventoryId) state.inventory = inventory;
+    } catch (err) {
+      this.units.delete(unit.name);
+      return done([], [problemOf('inventory_write_failed', err)]);
     }
 
     // 6. Apply stage by stage; CRDs must be Established before their custom resources.
