@@ -10,7 +10,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { AgentListRow } from '../../src/server/registry.js';
-import { freshNamespace, jsonPatch, kubeRequest, testKubeConfig, waitFor, type TestNamespace } from '../harness/kube.js';
+import { describeWrite, syncAuditLog, writeRequests } from '../harness/audit.js';
+import { freshNamespace, jsonPatch, kubeRequest, testAuditLogPath, testKubeConfig, waitFor, type TestNamespace } from '../harness/kube.js';
 import { AGENT_NAME, MANIFEST_PROJECT, nginxDeployment, startStack, type Stack } from '../harness/stack.js';
 
 let stack: Stack;
@@ -114,5 +115,19 @@ describe('the seed scenario', () => {
     await waitFor(async () => (await kubeRequest(stack.kubeConfig, 'GET', deployPath)).status === 404, 15_000, 'the Deployment pruned');
     await expectCommitLogged(sha, `Deployment/${ns.name}/nginx pruned`);
     expect((await listedWith(sha)).status?.connected).toBe(true);
+  });
+
+  it('made every change as the ServiceAccount of manifests/agent, and none of its requests was forbidden', async () => {
+    const sa = `system:serviceaccount:${stack.installNamespace}:gitops-agent`;
+    const events = await syncAuditLog(stack.kubeConfig, testAuditLogPath());
+    const deployments = writeRequests(events, { namespace: ns.name, username: sa, succeededOnly: true }).map(describeWrite).filter((w) => w.includes('apps/deployments'));
+    expect(deployments).toEqual(expect.arrayContaining([
+      `create apps/deployments ${ns.name}/nginx 201`,
+      `patch apps/deployments ${ns.name}/nginx 200`,
+      `delete apps/deployments ${ns.name}/nginx 200`,
+    ]));
+    // Reads too (list/watch for drift, the Lease): a missing rule in manifests/ shows up here.
+    const forbidden = events.filter((e) => e.user.username === sa && e.responseStatus?.code === 403);
+    expect(forbidden.map((e) => `${e.verb} ${e.requestURI}`)).toEqual([]);
   });
 });
