@@ -98,6 +98,37 @@ describe('SyncLoop', () => {
     await loop.close();
   });
 
+  it('logs why an apply failed when only objects failed (no unit error), and a thrown error with its cause', async () => {
+    const out = capture();
+    let attempts = 0;
+    const eacces = "EACCES: permission denied, mkdir '/var/lib/gitops-agent/engine/openapi'";
+    const engine = {
+      async sync(unit: SyncUnit): Promise<ChangeSet> {
+        if (attempts++ === 1) throw new Error('cannot read the OpenAPI document', { cause: Object.assign(new Error(eacces), { code: 'EACCES' }) });
+        return {
+          unit: unit.name, commit: unit.commit, errors: [], durationMs: 3, dryRun: false,
+          changes: [
+            { id: 'Deployment/default/nginx', action: 'failed', reason: `Deployment/default/nginx: ${eacces}`, error: { code: 'apply_failed', message: `Deployment/default/nginx: ${eacces}`, object: 'Deployment/default/nginx' } },
+            { id: 'Service/default/nginx', action: 'failed', reason: `Service/default/nginx: ${eacces}` },
+          ],
+        };
+      },
+    };
+    const loop = new SyncLoop({ engine, unitName: (p) => p, logger: createLogger({ destination: out.stream }), report: () => undefined, retry: { baseMs: 10, capMs: 10, minMs: 10 } });
+    loop.setActive(true);
+    loop.setDesired(desired('a'));
+    await loop.idle();
+    await new Promise((r) => setTimeout(r, 30));
+    await loop.idle();
+    await loop.close();
+    const failed = out.lines().filter((l) => l.includes('"msg":"apply failed"')).map((l) => JSON.parse(l) as { cause: string; errors: Array<{ message: string; object?: string }> });
+    expect(failed.length).toBeGreaterThanOrEqual(2);
+    expect(failed[0].cause).toContain('EACCES');
+    expect(failed[0].errors.map((e) => e.message)).toEqual([`Deployment/default/nginx: ${eacces}`, `Service/default/nginx: ${eacces}`]);
+    expect(failed[1].cause).toBe(`cannot read the OpenAPI document: ${eacces}`);
+    expect(failed[1].errors).toEqual([{ code: 'apply_error', message: `cannot read the OpenAPI document: ${eacces}` }]);
+  });
+
   it('names inventories per agent and project within DNS limits', () => {
     const name = unitName('0123456789abcdef0123456789abcdef', 'Group/Sub Group/My_Project');
     expect(name).toMatch(/^gitops-01234567-group-sub-group-my-project-[0-9a-f]{8}$/);

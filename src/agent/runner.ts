@@ -17,6 +17,35 @@ import type { ChangeSet } from './reconcile/types.js';
 import type { Reconciler, SyncUnit } from './reconciler.js';
 import type { DesiredState } from './state.js';
 
+/** Most problems named in one 'apply failed' line (the status carries all of them). */
+const MAX_LOGGED_PROBLEMS = 10;
+
+/**
+ * Why an apply failed, for its log line: the unit's own problems and then each failed object's,
+ * so a failure that is only per object (every object refused with EACCES, say) still names its
+ * cause instead of logging `errors: []`.
+ */
+export function failureProblems(set: ChangeSet): { cause: string; problems: ProblemReport[]; more: number } {
+  const all: ProblemReport[] = [
+    ...set.errors,
+    ...set.changes
+      .filter((c) => c.action === 'failed')
+      .map((c) => c.error ?? { code: 'apply_failed', message: c.reason?.startsWith(c.id) ? c.reason : `${c.id}: ${c.reason ?? 'failed'}`, object: c.id }),
+  ];
+  return { cause: all[0]?.message ?? 'unknown', problems: all.slice(0, MAX_LOGGED_PROBLEMS), more: Math.max(0, all.length - MAX_LOGGED_PROBLEMS) };
+}
+
+/** An error's message followed by its causes (`a: b: c`), repeated text left out. */
+export function messageWithCauses(err: unknown): string {
+  const parts: string[] = [];
+  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const text = errorMessage(e);
+    if (text && !parts.some((p) => p.includes(text))) parts.push(text);
+    if (!(e instanceof Error)) break;
+  }
+  return parts.join(': ');
+}
+
 /** Retry delays after a failed apply: 2 s growing to 2 min. */
 export const APPLY_RETRY_BACKOFF: BackoffPolicy = { baseMs: 2_000, capMs: 120_000, minMs: 1_000 };
 
@@ -236,7 +265,9 @@ export class SyncLoop {
       set = await this.opts.engine.sync(unit, { signal });
     } catch (err) {
       if (abort.aborted) return; // superseded, lost leadership or shutting down: the newest state is applied next
-      const problem: ProblemReport = { code: err instanceof GitopsError ? err.code : 'apply_error', message: errorMessage(err) };
+      // The cause chain: a wrapped EACCES or ECONNREFUSED is what a person needs to read.
+      const code = err instanceof GitopsError ? err.code : (err as { code?: unknown }).code;
+      const problem: ProblemReport = { code: typeof code === 'string' ? code : 'apply_error', message: messageWithCauses(err) };
       set = { unit: slot.unit, commit: desired.commit, changes: [], errors: [problem], durationMs: 0, dryRun: false };
     }
     if (abort.aborted) return;
@@ -257,7 +288,8 @@ export class SyncLoop {
       return;
     }
     const retryInMs = backoffDelay(this.opts.retry ?? APPLY_RETRY_BACKOFF, slot.failures++);
-    log.warn({ ...fields, result: status.result, errors: set.errors, retryInMs }, 'apply failed');
+    const why = failureProblems(set);
+    log.warn({ ...fields, result: status.result, cause: why.cause, errors: why.problems, ...(why.more ? { moreErrors: why.more } : {}), retryInMs }, 'apply failed');
     slot.retryTimer = setTimeout(() => {
       slot.dirty = true;
       this.kick(desired.project, slot);

@@ -26,6 +26,21 @@ describe('createLogger', () => {
     expect(line).not.toContain('eyJ');
   });
 
+  it('applies a level change on the root to child loggers created before it, both ways', () => {
+    const out = capture();
+    const root = createLogger({ destination: out.stream, level: 'info' });
+    const sync = root.child({ component: 'sync' });
+    const perProject = sync.child({ project: 'gitops-project' });
+    perProject.debug('hidden at info');
+    root.level = 'debug';
+    perProject.debug('shown at debug');
+    sync.debug('sync shown at debug');
+    root.level = 'warn';
+    perProject.info('hidden at warn');
+    perProject.warn('shown at warn');
+    expect(out.lines().map((l) => (JSON.parse(l) as { msg: string }).msg)).toEqual(['shown at debug', 'sync shown at debug', 'shown at warn']);
+  });
+
   it('prints a readable line in text format', () => {
     const out = capture();
     const log = createLogger({ destination: out.stream, format: 'text' });
