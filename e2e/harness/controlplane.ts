@@ -45,6 +45,12 @@ export interface ControlPlane {
   readonly unexpectedExit: Promise<string>;
   /** A fresh client configuration for the admin user. */
   kubeConfig(): KubeConfig;
+  /**
+   * Stops kube-apiserver (SIGTERM, as a rolling control-plane upgrade does) and starts it again on
+   * the same port with the same flags; resolves once `/readyz` answers 200. etcd and the
+   * controller-manager keep running; `unexpectedExit` ignores the planned exit.
+   */
+  restartApiServer(): Promise<void>;
   /** Stops controller-manager, apiserver and etcd in that order and deletes `dir`. */
   stop(): Promise<void>;
 }
@@ -219,7 +225,7 @@ export async function startControlPlane(opts: StartControlPlaneOptions = {}): Pr
     const etcdMs = Date.now() - t0;
     log(`etcd healthy on ${etcdUrl} after ${etcdMs} ms`);
 
-    const apiserver = group.start('kube-apiserver', join(binDir, 'kube-apiserver'), [
+    const apiserverArgs = [
       '--etcd-servers', etcdUrl,
       '--bind-address', '127.0.0.1', '--advertise-address', '127.0.0.1', '--secure-port', String(apiPort),
       '--cert-dir', join(dir, 'apiserver-certs'),
@@ -233,7 +239,8 @@ export async function startControlPlane(opts: StartControlPlaneOptions = {}): Pr
       '--audit-policy-file', auditPolicy, '--audit-log-path', auditLogPath,
       // No rotation during a run: the log is read as one file.
       '--audit-log-maxsize', '4096',
-    ]);
+    ];
+    let apiserver = group.start('kube-apiserver', join(binDir, 'kube-apiserver'), apiserverArgs);
     const tls: Tls = { ca: caPem, cert: adminCertPem, key: adminKeyPem };
     await waitReady(apiserver, 'ready (/readyz)', async () => (await statusOf(`${server}/readyz`, tls)) === 200, APISERVER_TIMEOUT_MS, 100);
     const apiserverMs = Date.now() - t0;
@@ -257,12 +264,16 @@ export async function startControlPlane(opts: StartControlPlaneOptions = {}): Pr
     log(`kube-controller-manager working after ${controllersMs} ms`);
 
     let stopping = false;
-    const unexpectedExit = Promise.race(
-      [etcd, apiserver, controllerManager].map((p) => p.exited.then(() => p.name)),
-    ).then(async (name) => {
-      if (stopping) return new Promise<string>(() => {});
-      return name;
-    });
+    // Settles with the first exit that was neither a stop nor a planned apiserver restart.
+    let reportExit: (name: string) => void = () => {};
+    const unexpectedExit = new Promise<string>((res) => (reportExit = res));
+    const planned = new Set<ManagedProcess>();
+    const watchExit = (p: ManagedProcess): void => {
+      void p.exited.then(() => {
+        if (!stopping && !planned.has(p)) reportExit(p.name);
+      });
+    };
+    for (const p of [etcd, apiserver, controllerManager]) watchExit(p);
     return {
       kubeconfigPath,
       server,
@@ -277,6 +288,13 @@ export async function startControlPlane(opts: StartControlPlaneOptions = {}): Pr
         const kc = new KubeConfig();
         kc.loadFromString(renderKubeconfig({ server, caPem, certPem: adminCertPem, keyPem: adminKeyPem, user: ADMIN_USERNAME }));
         return kc;
+      },
+      restartApiServer: async () => {
+        planned.add(apiserver);
+        await group.stop(apiserver, 10_000);
+        apiserver = group.start('kube-apiserver', join(binDir, 'kube-apiserver'), apiserverArgs);
+        watchExit(apiserver);
+        await waitReady(apiserver, 'ready again (/readyz)', async () => (await statusOf(`${server}/readyz`, tls)) === 200, APISERVER_TIMEOUT_MS, 100);
       },
       stop: async () => {
         stopping = true;
