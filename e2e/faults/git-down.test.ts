@@ -1,0 +1,84 @@
+/**
+ * Fault: the Git host goes down. The server keeps serving the last commit it read (an agent that
+ * lost its own state still gets it), reports the error in `agent list -o json` and to the agent,
+ * and once the host is back the error clears and the next commit applies. On the reusable stack
+ * (e2e/harness/stack.ts): real server, agent as in a pod, real Git smart-HTTP server.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { freshNamespace, jsonPatch, kubeRequest, testKubeConfig, waitFor, type TestNamespace } from '../harness/kube.js';
+import { MANIFEST_PROJECT, startStack, type Stack } from '../harness/stack.js';
+import { nginx } from './manifests.js';
+
+let kc: KubeConfig;
+let ns: TestNamespace;
+let stack: Stack;
+
+async function replicas(): Promise<number | undefined> {
+  const res = await kubeRequest(kc, 'GET', `/apis/apps/v1/namespaces/${ns.name}/deployments/nginx`);
+  return res.status === 200 ? (res.body as { spec: { replicas: number } }).spec.replicas : undefined;
+}
+
+beforeAll(async () => {
+  kc = testKubeConfig();
+  ns = await freshNamespace('fault-git', kc);
+  stack = await startStack({ kubeConfig: kc, defaultNamespace: ns.name, pollInterval: '1s' });
+}, 60_000);
+
+afterAll(async () => {
+  await stack?.stop();
+  await ns?.delete();
+}, 60_000);
+
+describe('the Git host down', () => {
+  it('keeps serving the last commit, reports the error in agent list and to the agent, and recovers when the host is back', async () => {
+    const t0 = Date.now();
+    const first = await stack.commit({ 'manifest.yaml': nginx(ns.name, 2) });
+    await stack.waitForLog(stack.agent!, (r) => r.msg === 'applied' && r.commit === first, 20_000, `applied ${first}`);
+
+    await stack.gitServer.stop();
+    const downAt = Date.now();
+    const reported = await waitFor(async () => {
+      const row = (await stack.agentList())[0];
+      return row?.status?.sourceProblems?.[MANIFEST_PROJECT] ? row : undefined;
+    }, 15_000, 'agent list: a source problem for the manifest project', 100);
+    const reportMs = Date.now() - downAt;
+    const problem = reported.status!.sourceProblems![MANIFEST_PROJECT];
+    expect(problem.message).toMatch(/gitops-project/);
+    expect(problem.message).not.toMatch(/token|password/i);
+    // The last commit stays applied and in force.
+    expect(reported.status!.applied[MANIFEST_PROJECT]).toMatchObject({ commit: first, result: 'applied' });
+    await stack.waitForLog(stack.agent!, (r) => r.msg === 'server reported a problem' && r.project === MANIFEST_PROJECT, 10_000, 'the problem told to the agent');
+    await jsonPatch(kc, `/apis/apps/v1/namespaces/${ns.name}/deployments/nginx`, [{ op: 'replace', path: '/spec/replicas', value: 4 }], 'manual-edit');
+    await waitFor(async () => (await replicas()) === 2, 3000, 'drift reverted with Git down', 20);
+
+    // An agent that lost its state (a rescheduled pod) still gets the last commit from the server.
+    await stack.stopAgent();
+    await rm(path.join(stack.dir, 'agent-state'), { recursive: true, force: true });
+    await stack.startAgent();
+    await stack.waitForLog(stack.agent!, (r) => r.msg === 'desired state received' && r.commit === first, 15_000, `${first} served with Git down`);
+    await stack.waitForLog(stack.agent!, (r) => r.msg === 'applied' && r.commit === first, 15_000, `${first} applied by the new agent`);
+
+    // The host comes back: the error clears without a new commit, and the next commit applies.
+    await stack.gitServer.start();
+    const upAt = Date.now();
+    await waitFor(async () => {
+      const row = (await stack.agentList())[0];
+      return row?.status && !row.status.sourceProblems?.[MANIFEST_PROJECT];
+    }, 15_000, 'agent list: the source problem cleared once Git is back', 100);
+    const clearMs = Date.now() - upAt;
+    const second = await stack.commit({ 'manifest.yaml': nginx(ns.name, 3) });
+    await stack.waitForLog(stack.agent!, (r) => r.msg === 'applied' && r.commit === second, 20_000, `applied ${second}`);
+    expect(await replicas()).toBe(3);
+    const row = await waitFor(async () => {
+      const r = (await stack.agentList())[0];
+      return r?.status?.applied[MANIFEST_PROJECT]?.commit === second ? r : undefined;
+    }, 10_000, 'agent list: the new commit applied', 100);
+    expect(row.status!.applied[MANIFEST_PROJECT].result).toBe('applied');
+    expect(row.status!.sourceProblems?.[MANIFEST_PROJECT]).toBeUndefined();
+    expect(row.status!.lastError).toBeUndefined();
+    console.log(`git down: reported in agent list after ${reportMs} ms, cleared ${clearMs} ms after the host was back; test ${Date.now() - t0} ms`);
+  }, 60_000);
+});
