@@ -191,10 +191,12 @@ export function runCommand(): Command {
   return new Command('run')
     .summary('run the agent: connect to gitops-server and keep the cluster at the desired state')
     .description(
-      'Connects to gitops-server over a secure WebSocket (a short-lived JWT from the token per connection; the token itself never\n' +
-        'leaves the pod), applies each desired state the server sends, reverts drift within a second, reports status, and keeps\n' +
-        'enforcing the last desired state (kept in --state-dir) while the server is unreachable. With two replicas, a Lease elects\n' +
-        'the one that applies. Every option can also be set as GITOPS_AGENT_<OPTION> (e.g. GITOPS_AGENT_SERVER_URL).',
+      'Connects to gitops-server over a secure WebSocket (a short-lived JWT from the token per connection; the token itself never ' +
+        'leaves the pod), applies each desired state the server sends, reverts drift within a second, reports status, and keeps ' +
+        'enforcing the last desired state (kept in --state-dir) while the server is unreachable. With two replicas, a Lease elects ' +
+        'the one that applies.\n\nEvery option can also be set as GITOPS_AGENT_<OPTION> (e.g. GITOPS_AGENT_SERVER_URL, ' +
+        'GITOPS_AGENT_LEADER_ELECT=false). The agent configuration (drift mode, log level, manifest projects) comes from ' +
+        'config.yaml through the server: see docs/configuration.md.',
     )
     .option('--server-url <url>', `server WebSocket URL, wss://HOST${CONNECT_PATH}`)
     .option('--token-file <file>', 'file holding the agent token (from "gitops-server agent create")')
@@ -210,7 +212,7 @@ export function runCommand(): Command {
     .option('--audience <aud>', `JWT audience the server expects (default ${DEFAULT_AUDIENCE})`)
     .option('--identity <id>', 'this replica\'s name in the Lease (default: POD_NAME or hostname plus a random suffix)')
     .option('--insecure-plaintext', 'allow a ws:// server URL (unencrypted; tests and local trials only)')
-    .addHelpText('after', `\nExample:\n  gitops-agent run --server-url wss://gitops.example.com${CONNECT_PATH} --token-file /etc/gitops-agent/token/token --ca-file /etc/gitops-agent/ca/ca.crt\n`)
+    .addHelpText('after', `\nExamples:\n  # in a pod (ServiceAccount credentials, Lease in the pod namespace)\n  gitops-agent run --server-url wss://gitops.example.com${CONNECT_PATH} --token-file /etc/gitops-agent/token/token --ca-file /etc/gitops-agent/ca/ca.crt\n  # on a workstation against a trial server with a self-signed certificate\n  gitops-agent run --server-url wss://127.0.0.1:8443${CONNECT_PATH} --token-file agent1.token --ca-file ~/.local/state/gitops-server/tls.crt --kubeconfig ~/.kube/config --no-leader-elect --log-format text\n`)
     .action(async (flags: RunFlags, cmd: Command) => {
       // commander sets leaderElect=true by default for --no-leader-elect; only an explicit flag should beat the environment.
       if (cmd.getOptionValueSource('leaderElect') === 'default') delete flags.leaderElect;

@@ -14,7 +14,11 @@ const opt = (flags: string, description: string, env: string): Option => new Opt
 
 export function serveCommand(): Command {
   return new Command('serve')
-    .description('Serve agents: watch their Git projects and push each new commit over secure WebSockets.')
+    .description(
+      'Serve agents: watch their Git projects and push each new commit over secure WebSockets. Give exactly one Git ' +
+        'source: --git-base-url (a Git host over HTTP(S)) or --git-root (local repositories). Give TLS as --tls-cert and ' +
+        '--tls-key, or --tls-self-signed for trials. Every option also reads the environment variable shown beside it.',
+    )
     .addOption(opt('--listen <host:port>', 'address to listen on (HTTPS + WebSocket)', 'LISTEN').default(DEFAULT_LISTEN))
     .addOption(opt('--state-dir <dir>', 'agent registry and status (created 0700, files 0600)', 'STATE_DIR').default(DEFAULT_STATE_DIR))
     .addOption(opt('--tls-cert <file>', 'PEM certificate (chain) to serve', 'TLS_CERT'))
@@ -30,8 +34,16 @@ export function serveCommand(): Command {
     .addOption(opt('--admin-token-file <file>', 'file holding the bearer token for GET /api/v1/agents (16+ characters)', 'ADMIN_TOKEN_FILE'))
     .addOption(opt('--audience <aud>', 'JWT audience agents must sign for', 'AUDIENCE').default(DEFAULT_AUDIENCE))
     .addOption(opt('--heartbeat-interval <duration>', 'WebSocket ping interval; silent peers are cut after two', 'HEARTBEAT_INTERVAL').default('30s'))
-    .addOption(opt('--log-level <level>', 'trace|debug|info|warn|error', 'LOG_LEVEL').default('info'))
-    .addOption(opt('--log-format <format>', 'json|text', 'LOG_FORMAT').default('json'))
+    .addOption(opt('--log-level <level>', 'log level: trace, debug, info, warn or error', 'LOG_LEVEL').default('info'))
+    .addOption(opt('--log-format <format>', 'json lines, or text for people at a terminal', 'LOG_FORMAT').default('json'))
+    .addHelpText('after', `
+Examples:
+  # a trial: Git host on this machine, self-signed certificate (agents pass --ca-file <state-dir>/tls.crt)
+  gitops-server serve --git-base-url http://127.0.0.1:8080 --tls-self-signed --log-format text
+  # production: real certificate, token for private projects, webhook secret from a file
+  gitops-server serve --git-base-url https://gitlab.example.com --git-token-file /run/secrets/git-token \\
+    --tls-cert /etc/gitops/tls.crt --tls-key /etc/gitops/tls.key --webhook-secret-file /run/secrets/webhook
+`)
     .action(guarded(async (flags: RawServeFlags) => {
       const options = resolveServeOptions(flags);
       const logger = createLogger({ level: options.logLevel, format: options.logFormat, name: 'gitops-server' });
