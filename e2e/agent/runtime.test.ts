@@ -97,6 +97,21 @@ describe('agent runtime', () => {
     await waitFor(() => f.received.some((m) => m.type === 'status'), 3000, 'status flushed after connecting');
   });
 
+  it('applies the log level from config.yaml to the loggers its parts made at start-up', async () => {
+    let sessions = 0;
+    const f = await fixture((ws) => {
+      if (sessions++ > 0) return;
+      send(ws, { type: 'config', settings: { logLevel: 'debug', drift: { mode: 'correct', ignore: [] } }, projects: [], errors: [] });
+      // Drop the first session once the level is applied: the session's own logger says it reconnects, at debug.
+      setTimeout(() => ws.terminate(), 100);
+    });
+    const rt = f.make();
+    await rt.start();
+    await waitFor(() => f.lines.some((l) => l.includes('"msg":"reconnecting"')), 5000, 'a debug line from the session logger');
+    const line = JSON.parse(f.lines.find((l) => l.includes('"msg":"reconnecting"'))!) as { level: string; component: string };
+    expect(line).toMatchObject({ level: 'debug', component: 'session' });
+  });
+
   it('persists each desired state before applying it, follows the log level from config.yaml and forgets dropped projects', async () => {
     const f = await fixture((ws) => {
       const d1 = desired('p1', 'b');
