@@ -103,6 +103,8 @@ export class Registry {
   private flushTimer?: NodeJS.Timeout;
   /** Status shards changed since the last write. */
   private readonly dirty = new Set<string>();
+  /** Shard per agent id, computed once (a flush looks up every agent). */
+  private readonly shards = new Map<string, string>();
   /** The write in progress; flushes never overlap, so an older write cannot land last. */
   private flushing?: Promise<FlushResult>;
   /** status.json of an earlier version is still on disk (removed after the first full write). */
@@ -127,7 +129,7 @@ export class Registry {
       // legacy single `lastError` gave way to per-project errors.
       const { sourceProblems: _again, lastError: _legacy, ...rest } = s as AgentStatus & { lastError?: unknown };
       registry.statuses.set(id, { ...rest, connected: false, sessions: 0 });
-      registry.dirty.add(statusShardOf(id));
+      registry.dirty.add(registry.shardOf(id));
     }
     registry.legacyStatus = previous.legacy;
     await registry.reload();
@@ -179,7 +181,7 @@ export class Registry {
   updateStatus(id: string, change: (s: AgentStatus) => void): void {
     if (!this.agents.has(id)) return;
     change(this.status(id));
-    this.dirty.add(statusShardOf(id));
+    this.dirty.add(this.shardOf(id));
     this.scheduleFlush();
   }
 
@@ -207,8 +209,7 @@ export class Registry {
     const byShard = new Map<string, Record<string, AgentStatus>>(shards.map((s) => [s, {}]));
     for (const [id, s] of this.statuses) {
       if (!this.agents.has(id)) continue;
-      // Shards are by hash: hashing every id once per flush is cheap next to one file write.
-      const shard = byShard.get(statusShardOf(id));
+      const shard = byShard.get(this.shardOf(id));
       if (shard) shard[id] = s;
     }
     const dir = path.join(this.stateDir, STATUS_DIR);
@@ -239,6 +240,15 @@ export class Registry {
     if (this.pollTimer) clearInterval(this.pollTimer);
     await this.reloading?.catch(() => undefined);
     await this.flush().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'status write failed'));
+  }
+
+  private shardOf(id: string): string {
+    let shard = this.shards.get(id);
+    if (shard === undefined) {
+      shard = statusShardOf(id);
+      this.shards.set(id, shard);
+    }
+    return shard;
   }
 
   private scheduleFlush(): void {
@@ -303,9 +313,10 @@ export class Registry {
       if (!next.has(id)) {
         this.keys.delete(id);
         if (this.statuses.delete(id)) {
-          this.dirty.add(statusShardOf(id));
+          this.dirty.add(this.shardOf(id));
           this.scheduleFlush();
         }
+        this.shards.delete(id);
       }
     }
     this.agents = next;
