@@ -4,30 +4,30 @@
  * inventory ConfigMap listing exactly the desired set, and no object carrying our inventory label
  * outside it, also after a following commit that removes half of them (prune after the crash).
  * Twice: restarted with its state dir (a container restart) and with a fresh one while a newer
- * commit waits (a pod rescheduled elsewhere, whose emptyDir state is gone).
+ * commit waits (a pod rescheduled elsewhere, whose emptyDir state is gone). On the reusable stack
+ * (e2e/harness/stack.ts): the agent runs as in a pod, with the RBAC of manifests/agent.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { freshNamespace, kubeRequest, testKubeConfig, TEST_ENV, waitFor, type TestNamespace } from '../harness/kube.js';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import { freshNamespace, kubeRequest, testKubeConfig, waitFor, type TestNamespace } from '../harness/kube.js';
 import { INVENTORY_ID_ANNOTATION, INVENTORY_LABEL, OWNING_INVENTORY_ANNOTATION } from '../../src/agent/reconcile/labels.js';
-import { FaultStack, waitForLog, type AgentProc } from './fixture.js';
+import { MANIFEST_PROJECT, startStack, type Stack } from '../harness/stack.js';
 import { configMapNames, configMaps, range } from './manifests.js';
 
-const AGENT = 'fault-crash';
 const BIG = 400;
 
 type ConfigMap = { metadata: { name: string; namespace: string; uid: string; labels?: Record<string, string>; annotations?: Record<string, string> }; data?: Record<string, string> };
 
-let stack: FaultStack;
+let stack: Stack;
 let kc: KubeConfig;
 let ns: TestNamespace;
-let agent: AgentProc;
-const kubeconfig = (): string => process.env[TEST_ENV.kubeconfig]!;
 
 /** Every ConfigMap in the cluster carrying our inventory label (any value: orphans anywhere count). */
 async function labelled(): Promise<ConfigMap[]> {
   const res = await kubeRequest(kc, 'GET', `/api/v1/configmaps?labelSelector=${encodeURIComponent(INVENTORY_LABEL)}`);
-  return (res.body as { items: ConfigMap[] }).items.filter((c) => c.metadata.namespace === ns.name || c.metadata.annotations?.[OWNING_INVENTORY_ANNOTATION]?.includes(AGENT));
+  return (res.body as { items: ConfigMap[] }).items.filter((c) => c.metadata.namespace === ns.name || c.metadata.annotations?.[OWNING_INVENTORY_ANNOTATION]?.includes(MANIFEST_PROJECT));
 }
 
 async function countInNamespace(): Promise<number> {
@@ -61,14 +61,13 @@ async function expectConverged(names: string[]): Promise<void> {
 
 /** Pushes `indexes` as the desired set and SIGKILLs the agent once some but not all of them exist. */
 async function killMidApply(indexes: number[], before: number): Promise<{ commit: string; seen: number }> {
-  const commit = await stack.repos[AGENT].commit({ files: { 'manifest.yaml': configMaps(ns.name, indexes) } });
+  const commit = await stack.commit({ 'manifest.yaml': configMaps(ns.name, indexes) });
   const seen = await waitFor(async () => {
     const n = await countInNamespace();
     if (n >= indexes.length && n !== before) throw new Error(`the apply finished (${n} objects) before it could be interrupted`);
     return n >= before + 10 ? n : undefined;
   }, 20_000, 'the apply under way', 5);
-  process.kill(agent.proc.pid, 'SIGKILL');
-  await agent.proc.exited;
+  await stack.killAgent();
   const after = await countInNamespace();
   expect(after).toBeLessThan(Math.max(indexes.length, before));
   return { commit, seen: after };
@@ -78,16 +77,13 @@ beforeAll(async () => {
   kc = testKubeConfig();
   ns = await freshNamespace('fault-crash', kc);
   // The unit's inventory lives in the test namespace, so one namespace holds all the evidence.
-  stack = await FaultStack.create('gitops-fault-crash-', { [AGENT]: `    default_namespace: ${ns.name}\n` });
-  await stack.startServer();
-  agent = stack.startAgent(AGENT, { kubeconfig: kubeconfig(), leaseNamespace: ns.name });
-  await waitForLog(agent.proc, (r) => r.msg === 'connected to server', 15_000, 'connected');
-  const base = await stack.repos[AGENT].commit({ files: { 'manifest.yaml': configMaps(ns.name, range(0, 50)) } });
-  await waitForLog(agent.proc, (r) => r.msg === 'applied' && r.commit === base, 20_000, 'the base set applied');
+  stack = await startStack({ kubeConfig: kc, defaultNamespace: ns.name, pollInterval: '1s' });
+  const base = await stack.commit({ 'manifest.yaml': configMaps(ns.name, range(0, 50)) });
+  await stack.waitForLog(stack.agent!, (r) => r.msg === 'applied' && r.commit === base, 20_000, 'the base set applied');
 }, 60_000);
 
 afterAll(async () => {
-  await stack?.dispose();
+  await stack?.stop();
   await ns?.delete();
 }, 60_000);
 
@@ -97,12 +93,12 @@ describe('the agent SIGKILLed in the middle of an apply', () => {
     const { commit, seen } = await killMidApply(range(0, BIG), 50);
     console.log(`crash (same state dir): killed with ${seen} of ${BIG} ConfigMaps present`);
 
-    agent = stack.startAgent(AGENT, { kubeconfig: kubeconfig(), leaseNamespace: ns.name, stateDir: agent.stateDir });
-    await waitForLog(agent.proc, (r) => r.msg === 'applied' && r.commit === commit, 30_000, `applied ${commit} after the restart`);
+    await stack.startAgent();
+    await stack.waitForLog(stack.agent!, (r) => r.msg === 'applied' && r.commit === commit, 30_000, `applied ${commit} after the restart`);
     await expectConverged(configMapNames(range(0, BIG)));
 
-    const half = await stack.repos[AGENT].commit({ files: { 'manifest.yaml': configMaps(ns.name, range(0, BIG / 2)) } });
-    await waitForLog(agent.proc, (r) => r.msg === 'applied' && r.commit === half, 30_000, `applied ${half}`);
+    const half = await stack.commit({ 'manifest.yaml': configMaps(ns.name, range(0, BIG / 2)) });
+    await stack.waitForLog(stack.agent!, (r) => r.msg === 'applied' && r.commit === half, 30_000, `applied ${half}`);
     await expectConverged(configMapNames(range(0, BIG / 2)));
     console.log(`crash (same state dir): converged in ${Date.now() - t0} ms`);
   }, 60_000);
@@ -112,9 +108,10 @@ describe('the agent SIGKILLed in the middle of an apply', () => {
     const { seen } = await killMidApply(range(0, BIG), BIG / 2);
     console.log(`crash (fresh state dir): killed with ${seen} of ${BIG} ConfigMaps present`);
     // Pushed while the agent is down: the objects the interrupted apply created are unwanted now.
-    const smaller = await stack.repos[AGENT].commit({ files: { 'manifest.yaml': configMaps(ns.name, range(0, 100)) } });
-    agent = stack.startAgent(AGENT, { kubeconfig: kubeconfig(), leaseNamespace: ns.name });
-    await waitForLog(agent.proc, (r) => r.msg === 'applied' && r.commit === smaller, 30_000, `applied ${smaller} after the restart`);
+    const smaller = await stack.commit({ 'manifest.yaml': configMaps(ns.name, range(0, 100)) });
+    await rm(path.join(stack.dir, 'agent-state'), { recursive: true, force: true });
+    await stack.startAgent();
+    await stack.waitForLog(stack.agent!, (r) => r.msg === 'applied' && r.commit === smaller, 30_000, `applied ${smaller} after the restart`);
     await expectConverged(configMapNames(range(0, 100)));
     console.log(`crash (fresh state dir): converged in ${Date.now() - t0} ms`);
   }, 60_000);

@@ -2,22 +2,22 @@
  * Fault: kube-apiserver restarts under a running agent. Its watches break and must resume by
  * themselves: afterwards a manual edit is reverted and a deleted object recreated again, and a new
  * commit still applies. This file runs its own control plane (never the shared one of jest's global
- * setup, which other test files are using) and restarts only that one's apiserver.
+ * setup, which other test files are using) and restarts only that one's apiserver. The product
+ * runs on the reusable stack (e2e/harness/stack.ts): the agent as in a pod, with a ServiceAccount
+ * token that must still be accepted by the restarted apiserver.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { startControlPlane, type ControlPlane } from '../harness/controlplane.js';
 import { jsonPatch, kubeRequest, waitFor } from '../harness/kube.js';
-import { FaultStack, logs, waitForLog, type AgentProc } from './fixture.js';
+import { startStack, type Stack } from '../harness/stack.js';
 import { nginx } from './manifests.js';
 
-const AGENT = 'fault-apiserver';
 const NS = 'fault-apiserver';
 
 let cp: ControlPlane;
 let kc: KubeConfig;
-let stack: FaultStack;
-let agent: AgentProc;
+let stack: Stack;
 
 const deployPath = `/apis/apps/v1/namespaces/${NS}/deployments/nginx`;
 const settingsPath = `/api/v1/namespaces/${NS}/configmaps/settings`;
@@ -38,22 +38,20 @@ beforeAll(async () => {
   cp = await startControlPlane({ handleSignals: false });
   kc = cp.kubeConfig();
   expect((await kubeRequest(kc, 'POST', '/api/v1/namespaces', { metadata: { name: NS } })).status).toBe(201);
-  stack = await FaultStack.create('gitops-fault-apiserver-', { [AGENT]: '' });
-  await stack.startServer();
-  agent = stack.startAgent(AGENT, { kubeconfig: cp.kubeconfigPath, leaseNamespace: NS });
-  await waitForLog(agent.proc, (r) => r.msg === 'connected to server', 15_000, 'connected');
+  stack = await startStack({ kubeConfig: kc, defaultNamespace: NS, pollInterval: '1s' });
 }, 60_000);
 
 afterAll(async () => {
-  await stack?.dispose();
+  await stack?.stop();
   await cp?.stop();
 }, 60_000);
 
 describe('kube-apiserver restarted under a running agent', () => {
   it('resumes its watches: drift is reverted and deletions recreated again, and new commits apply', async () => {
     const t0 = Date.now();
-    const first = await stack.repos[AGENT].commit({ files: { 'manifest.yaml': nginx(NS, 2) } });
-    await waitForLog(agent.proc, (r) => r.msg === 'applied' && r.commit === first, 20_000, `applied ${first}`);
+    const agent = stack.agent!;
+    const first = await stack.commit({ 'manifest.yaml': nginx(NS, 2) });
+    await stack.waitForLog(agent, (r) => r.msg === 'applied' && r.commit === first, 20_000, `applied ${first}`);
     await jsonPatch(kc, deployPath, [{ op: 'replace', path: '/spec/replicas', value: 5 }], 'manual-edit');
     const before = await timeUntil(async () => (await replicas()) === 2, 5000, 'drift reverted before the restart');
 
@@ -71,12 +69,12 @@ describe('kube-apiserver restarted under a running agent', () => {
       return res.status === 200 && (res.body as { metadata: { uid: string } }).metadata.uid !== uid;
     }, 5000, 'settings recreated after the apiserver restart', 20);
 
-    const second = await stack.repos[AGENT].commit({ files: { 'manifest.yaml': nginx(NS, 3, 'two') } });
-    await waitForLog(agent.proc, (r) => r.msg === 'applied' && r.commit === second, 20_000, `applied ${second}`);
+    const second = await stack.commit({ 'manifest.yaml': nginx(NS, 3, 'two') });
+    await stack.waitForLog(agent, (r) => r.msg === 'applied' && r.commit === second, 20_000, `applied ${second}`);
     expect(await replicas()).toBe(3);
     // Still the leader (or the leader again): one agent enforces, and it is alive.
-    expect(agent.proc.exit()).toBeUndefined();
-    const leadership = (await logs(agent.proc)).filter((r) => r.msg === 'became leader' || r.msg === 'lost leadership').map((r) => r.msg);
+    expect(agent.exit()).toBeUndefined();
+    const leadership = (await stack.logs(agent)).filter((r) => r.msg === 'became leader' || r.msg === 'lost leadership').map((r) => r.msg);
     expect(leadership[leadership.length - 1]).toBe('became leader');
     console.log(`apiserver restart: down/up ${restartMs} ms; drift reverted in ${before} ms before, ${after} ms after it was ready again; leadership ${JSON.stringify(leadership)}; test ${Date.now() - t0} ms`);
   }, 60_000);

@@ -2,18 +2,17 @@
  * Fault: the server goes away and comes back. While it is down the agent keeps enforcing the last
  * desired state (drift reverted, deleted objects recreated); a commit pushed meanwhile is applied
  * once the server is back on the same address, and `agent list` shows the agent connected with
- * that commit.
+ * that commit. On the reusable stack (e2e/harness/stack.ts): the agent runs as in a pod.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { freshNamespace, jsonPatch, kubeRequest, testKubeConfig, TEST_ENV, waitFor, type TestNamespace } from '../harness/kube.js';
-import { FaultStack, logs, waitForLog, type AgentProc } from './fixture.js';
+import { freshNamespace, jsonPatch, kubeRequest, testKubeConfig, waitFor, type TestNamespace } from '../harness/kube.js';
+import { MANIFEST_PROJECT, startStack, type Stack } from '../harness/stack.js';
 import { nginx } from './manifests.js';
 
-let stack: FaultStack;
+let stack: Stack;
 let kc: KubeConfig;
 let ns: TestNamespace;
-let agent: AgentProc;
 
 const deployPath = (): string => `/apis/apps/v1/namespaces/${ns.name}/deployments/nginx`;
 const settingsPath = (): string => `/api/v1/namespaces/${ns.name}/configmaps/settings`;
@@ -26,25 +25,23 @@ async function replicas(): Promise<number | undefined> {
 beforeAll(async () => {
   kc = testKubeConfig();
   ns = await freshNamespace('fault-server', kc);
-  stack = await FaultStack.create('gitops-fault-server-', { 'fault-server': '' });
-  await stack.startServer();
-  agent = stack.startAgent('fault-server', { kubeconfig: process.env[TEST_ENV.kubeconfig]!, leaseNamespace: ns.name });
-  await waitForLog(agent.proc, (r) => r.msg === 'connected to server', 15_000, 'connected');
+  stack = await startStack({ kubeConfig: kc, defaultNamespace: ns.name, pollInterval: '1s' });
 }, 60_000);
 
 afterAll(async () => {
-  await stack?.dispose();
+  await stack?.stop();
   await ns?.delete();
 }, 60_000);
 
 describe('the server stopped and started again', () => {
   it('keeps drift reverted while the server is down and applies the commit pushed meanwhile once it is back', async () => {
     const t0 = Date.now();
-    const first = await stack.repos['fault-server'].commit({ files: { 'manifest.yaml': nginx(ns.name, 2) } });
-    await waitForLog(agent.proc, (r) => r.msg === 'applied' && r.commit === first, 20_000, `applied ${first}`);
+    const agent = stack.agent!;
+    const first = await stack.commit({ 'manifest.yaml': nginx(ns.name, 2) });
+    await stack.waitForLog(agent, (r) => r.msg === 'applied' && r.commit === first, 20_000, `applied ${first}`);
 
     await stack.stopServer();
-    await waitForLog(agent.proc, (r) => ['connection to server lost', 'disconnected from server', 'cannot reach server'].includes(String(r.msg)), 10_000, 'disconnect noticed');
+    await stack.waitForLog(agent, (r) => ['connection to server lost', 'disconnected from server', 'cannot reach server'].includes(String(r.msg)), 10_000, 'disconnect noticed');
 
     // Drift and a deletion while the server is down: both undone by the agent alone.
     await jsonPatch(kc, deployPath(), [{ op: 'replace', path: '/spec/replicas', value: 6 }], 'manual-edit');
@@ -53,24 +50,24 @@ describe('the server stopped and started again', () => {
     await waitFor(async () => (await kubeRequest(kc, 'GET', settingsPath())).status === 200, 3000, 'settings recreated with the server down', 20);
 
     // A commit while the server is down: nobody can tell the agent, so the old state stays.
-    const second = await stack.repos['fault-server'].commit({ files: { 'manifest.yaml': nginx(ns.name, 3, 'two') } });
+    const second = await stack.commit({ 'manifest.yaml': nginx(ns.name, 3, 'two') });
     await new Promise((r) => setTimeout(r, 1500));
     expect(await replicas()).toBe(2);
 
     const restarted = Date.now();
     await stack.startServer();
-    await waitForLog(agent.proc, (r) => r.msg === 'applied' && r.commit === second, 20_000, `applied ${second} after the restart`);
+    await stack.waitForLog(agent, (r) => r.msg === 'applied' && r.commit === second, 20_000, `applied ${second} after the restart`);
     const catchUpMs = Date.now() - restarted;
-    expect((await logs(agent.proc)).filter((r) => r.msg === 'connected to server')).toHaveLength(2);
+    expect((await stack.logs(agent)).filter((r) => r.msg === 'connected to server')).toHaveLength(2);
 
     // Converged, and the server knows it.
     expect(await replicas()).toBe(3);
     expect(((await kubeRequest(kc, 'GET', settingsPath())).body as { data: { value: string } }).data.value).toBe('two');
     const row = await waitFor(async () => {
-      const r = await stack.agentRow('fault-server');
-      return r.status?.connected && r.status.applied['p-fault-server']?.commit === second ? r : undefined;
+      const r = (await stack.agentList())[0];
+      return r?.status?.connected && r.status.applied[MANIFEST_PROJECT]?.commit === second ? r : undefined;
     }, 10_000, 'agent list: connected with the new commit applied');
-    expect(row.status?.applied['p-fault-server']).toMatchObject({ commit: second, result: 'applied' });
+    expect(row.status?.applied[MANIFEST_PROJECT]).toMatchObject({ commit: second, result: 'applied' });
 
     // Drift is still reverted after the reconnect.
     await jsonPatch(kc, deployPath(), [{ op: 'replace', path: '/spec/replicas', value: 7 }], 'manual-edit');
