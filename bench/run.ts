@@ -8,6 +8,7 @@
  * is reported (`"pass": false`) but the exit code is 0; only a crash exits non-zero.
  */
 import { writeFileSync } from 'node:fs';
+import { copyFile, mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { startControlPlane } from '../e2e/harness/controlplane.js';
 import { startGitServer } from '../e2e/harness/git-server.js';
@@ -132,6 +133,13 @@ async function main(): Promise<number> {
     }
   } finally {
     progress('stopping');
+    // GITOPS_BENCH_KEEP_LOGS=DIR keeps the server and agent logs (and their pids) for a post-mortem.
+    const keep = process.env.GITOPS_BENCH_KEEP_LOGS;
+    if (keep) {
+      await mkdir(keep, { recursive: true });
+      for (const f of await readdir(group.dir)) if (f.endsWith('.log')) await copyFile(path.join(group.dir, f), path.join(keep, f));
+      progress(`logs kept in ${keep}`);
+    }
     (ctx.shared.get('engine') as Engine | undefined)?.close();
     raw.close();
     await group.dispose(10_000);

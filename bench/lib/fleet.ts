@@ -114,6 +114,7 @@ export async function startServer(group: ProcessGroup, git: GitServer, options: 
     args.push('--webhook-secret-file', secretFile);
   }
   const proc = group.start(`${options.name}-server`, process.execPath, args);
+  options.progress?.(`gitops-server ${options.name} started (pid ${proc.pid})`);
   const listening = await waitForLog(proc, (r) => r.msg === 'server listening', 60_000, '"server listening"');
   const connectUrl = String(listening.connect);
   return {

@@ -48,7 +48,7 @@ export async function mainServer(ctx: BenchContext): Promise<MainServer> {
   await c2c.commit({ files: listFile(c2cObjects(C2C_WEBHOOK, 'v0')), message: 'v0' });
   repos.set(C2C_WEBHOOK, c2c);
   const server = await startServer(ctx.group, ctx.git, {
-    name: 'main', pollInterval: '10m', webhookSecret: randomBytes(24).toString('base64url'),
+    name: 'main', pollInterval: '10m', webhookSecret: randomBytes(24).toString('base64url'), progress: ctx.progress,
     agents: [{ name: 'managed', manifestProject: 'bench-objects' }, { name: 'c2c-webhook', manifestProject: C2C_WEBHOOK }],
   });
   const main = { server, repos };
@@ -71,6 +71,7 @@ export async function managedAgent(ctx: BenchContext): Promise<ManagedAgent> {
   ctx.progress(`starting gitops-agent run for ${ctx.options.objects} objects`);
   const t0 = performance.now();
   const proc = startAgent(ctx.group, main.server, 'managed', ctx.cp.kubeconfigPath);
+  ctx.progress(`gitops-agent managed started (pid ${proc.pid})`);
   const applied = await waitForLog(proc, (r) => r.msg === 'applied' || (r.msg !== undefined && /failed|partial/.test(r.msg) && r.commit === commit), 180_000, `"applied" for ${commit}`);
   if (applied.msg !== 'applied') throw new Error(`managed agent: ${applied.msg}: ${JSON.stringify(applied).slice(0, 500)}`);
   const agent = { proc, commit, syncSeconds: (performance.now() - t0) / 1000 };

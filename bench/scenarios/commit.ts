@@ -85,6 +85,7 @@ async function runMode(ctx: BenchContext, mode: 'webhook' | 'poll', repo: TestRe
 
 async function startC2cAgent(ctx: BenchContext, server: BenchServer, agentName: string, repo: TestRepo): Promise<ManagedProcess> {
   const proc = startAgent(ctx.group, server, agentName, ctx.cp.kubeconfigPath);
+  ctx.progress(`gitops-agent ${agentName} started (pid ${proc.pid})`);
   const head = await repo.head();
   await waitForLog(proc, (r) => r.msg === 'applied' && r.commit === head, 60_000, `"applied" for ${head}`);
   return proc;
@@ -107,7 +108,7 @@ export async function commitToCluster(ctx: BenchContext): Promise<ScenarioResult
     ctx.progress('polling mode: starting a server polling every 1 s (no webhooks) and its agent');
     const pollRepo = await createRepo(ctx.git, C2C_POLL);
     await pollRepo.commit({ files: listFile(c2cObjects(C2C_POLL, 'v0')), message: 'v0' });
-    const pollServer = await startServer(ctx.group, ctx.git, { name: 'poll', pollInterval: '1s', agents: [{ name: 'c2c-poll', manifestProject: C2C_POLL }] });
+    const pollServer = await startServer(ctx.group, ctx.git, { name: 'poll', pollInterval: '1s', agents: [{ name: 'c2c-poll', manifestProject: C2C_POLL }], progress: ctx.progress });
     const agent = await startC2cAgent(ctx, pollServer, 'c2c-poll', pollRepo);
     ctx.progress(`polling mode: ${ctx.options.commits} commits`);
     poll = await runMode(ctx, 'poll', pollRepo, pollServer, C2C_POLL);
