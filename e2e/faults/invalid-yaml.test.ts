@@ -8,6 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { freshNamespace, jsonPatch, kubeRequest, testKubeConfig, waitFor, type TestNamespace } from '../harness/kube.js';
 import { MANIFEST_PROJECT, startStack, type Stack } from '../harness/stack.js';
+import type { ProblemReport } from '../../src/protocol/messages.js';
+import type { AgentStatus } from '../../src/server/state-files.js';
 import { nginx } from './manifests.js';
 
 let kc: KubeConfig;
@@ -19,20 +21,9 @@ async function replicas(): Promise<number | undefined> {
   return res.status === 200 ? (res.body as { spec: { replicas: number } }).spec.replicas : undefined;
 }
 
-interface Problem { file?: string; line?: number; message: string }
-/** The status fields this test reads, as `agent list -o json` prints them. */
-interface ErrorStatus {
-  projectErrors?: Record<string, { commit?: string; problems: Problem[] }>;
-  lastError?: { problems: Problem[] };
-}
-
-/**
- * The apply problems `agent list` shows for the manifest project: `projectErrors` per project, or
- * the single `lastError` of the status format being replaced (both exist in the tree right now).
- */
-function applyProblems(status: unknown): Problem[] {
-  const s = status as ErrorStatus;
-  return s.projectErrors?.[MANIFEST_PROJECT]?.problems ?? s.lastError?.problems ?? [];
+/** The apply problems `agent list` shows for the manifest project. */
+function applyProblems(status: AgentStatus | undefined): ProblemReport[] {
+  return status?.projectErrors?.[MANIFEST_PROJECT]?.problems ?? [];
 }
 
 async function configMap(name: string): Promise<number> {
@@ -86,6 +77,7 @@ describe('a commit with invalid YAML', () => {
     expect(problems[0]).toMatchObject({ file: 'extra.yaml' });
     expect(problems[0].line).toBeGreaterThanOrEqual(6);
     expect(problems[0].line).toBeLessThanOrEqual(7);
+    expect(row.status!.projectErrors![MANIFEST_PROJECT].commit).toBe(bad);
     expect(problems[0].message).toMatch(/^extra\.yaml:\d+: /);
     expect(await replicas()).toBe(2);
     expect(await configMap('extra')).toBe(404);
