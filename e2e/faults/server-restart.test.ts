@@ -41,6 +41,8 @@ describe('the server stopped and started again', () => {
     await stack.waitForLog(agent, (r) => r.msg === 'applied' && r.commit === first, 20_000, `applied ${first}`);
 
     await stack.stopServer();
+    // `agent list` reads the state dir, so it still works with the server down: not connected.
+    expect((await stack.agentList())[0].status).toMatchObject({ connected: false, sessions: 0 });
     await stack.waitForLog(agent, (r) => ['connection to server lost', 'disconnected from server', 'cannot reach server'].includes(String(r.msg)), 10_000, 'disconnect noticed');
 
     // Drift and a deletion while the server is down: both undone by the agent alone.
