@@ -93,8 +93,12 @@ describe('the agent SIGKILLed in the middle of an apply', () => {
     const { commit, seen } = await killMidApply(range(0, BIG), 50);
     console.log(`crash (same state dir): killed with ${seen} of ${BIG} ConfigMaps present`);
 
+    const restarted = Date.now();
     await stack.startAgent();
     await stack.waitForLog(stack.agent!, (r) => r.msg === 'applied' && r.commit === commit, 30_000, `applied ${commit} after the restart`);
+    // Nothing is enforced until the killed process's Lease expires (its identity was another process's).
+    const leader = await stack.waitForLog(stack.agent!, (r) => r.msg === 'became leader', 1000, 'leader');
+    console.log(`crash (same state dir): leader ${Date.parse(String(leader.time)) - restarted} ms after the restart`);
     await expectConverged(configMapNames(range(0, BIG)));
 
     const half = await stack.commit({ 'manifest.yaml': configMaps(ns.name, range(0, BIG / 2)) });
