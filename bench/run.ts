@@ -8,12 +8,14 @@
  * is reported (`"pass": false`) but the exit code is 0; only a crash exits non-zero.
  */
 import { writeFileSync } from 'node:fs';
-import { copyFile, mkdir, readdir } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { startControlPlane } from '../e2e/harness/controlplane.js';
-import { startGitServer } from '../e2e/harness/git-server.js';
+import type { GitServer } from '../e2e/harness/git-server.js';
 import { ProcessGroup } from '../e2e/harness/processes.js';
 import { SCENARIOS, type BenchContext, type BenchOptions, type ScenarioName, type ScenarioResult } from './lib/context.js';
+import { disposeRepos } from './lib/fleet.js';
 import { RawKube } from './lib/kube-raw.js';
 import { loadAverage } from './lib/stats.js';
 import { agentMemory, driftRevert } from './scenarios/agent.js';
@@ -92,6 +94,26 @@ export function renderTable(results: ScenarioResult[]): string {
   return lines.join('\n');
 }
 
+/**
+ * The Git server as its own process (e2e/cli/git-server.js): every fetch the product makes spawns
+ * a git http-backend, and a spawn blocks the spawning event loop for milliseconds; in this process
+ * it would delay the watch events the bench timestamps.
+ */
+async function startGitServerProcess(group: ProcessGroup): Promise<GitServer> {
+  const root = path.join(group.dir, 'repos');
+  const script = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'e2e', 'cli', 'git-server.js');
+  const proc = group.start('git-server', process.execPath, [script, '--root', root]);
+  const deadline = Date.now() + 20_000;
+  let url = '';
+  while (!url) {
+    url = (await readFile(proc.logPath, 'utf8').catch(() => '')).split('\n').find((l) => l.startsWith('http://')) ?? '';
+    if (url) break;
+    if (proc.exit() || Date.now() > deadline) throw new Error(`git-server: did not print its URL:\n${await proc.logTail(20)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { url, port: Number(new URL(url).port), root, stop: async () => undefined, start: async () => undefined };
+}
+
 async function main(): Promise<number> {
   let options: BenchOptions;
   try {
@@ -109,7 +131,7 @@ async function main(): Promise<number> {
 
   const cp = await startControlPlane({ log: (l) => progress(`controlplane: ${l}`) });
   const group = await ProcessGroup.create({ prefix: 'gitops-bench-' });
-  const git = await startGitServer({ root: path.join(group.dir, 'repos') });
+  const git = await startGitServerProcess(group);
   const raw = new RawKube({ server: cp.server, caPem: cp.caPem, certPem: cp.adminCertPem, keyPem: cp.adminKeyPem }, 8);
   const ctx: BenchContext = { options, cp, kc: cp.kubeConfig(), raw, git, group, progress, shared: new Map() };
   progress(`control plane up (${cp.server}), Git server ${git.url}`);
@@ -143,7 +165,7 @@ async function main(): Promise<number> {
     (ctx.shared.get('engine') as Engine | undefined)?.close();
     raw.close();
     await group.dispose(10_000);
-    await git.stop();
+    await disposeRepos();
     await cp.stop();
   }
   process.stderr.write(`\n${renderTable(results)}\n`);

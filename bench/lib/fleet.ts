@@ -18,7 +18,30 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const SERVER_CLI = path.resolve(here, '..', '..', 'bin', 'gitops-server.js');
 export const AGENT_CLI = path.resolve(here, '..', '..', 'bin', 'gitops-agent.js');
 
+/**
+ * GITOPS_BENCH_CPU_PROF=DIR starts the server and agent processes with `node --cpu-prof` writing
+ * there (NODE_OPTIONS may not carry --cpu-prof); read the files with dist/bench/profile-summary.js.
+ */
+function nodeArgs(): string[] {
+  const dir = process.env.GITOPS_BENCH_CPU_PROF;
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
+}
+
 export type LogRecord = Record<string, unknown> & { msg?: string };
+
+const created: TestRepo[] = [];
+
+/** createRepo, remembered so {@link disposeRepos} removes its work clone (in the system temp dir) at the end. */
+export async function benchRepo(git: GitServer, name: string): Promise<TestRepo> {
+  const repo = await createRepo(git, name);
+  created.push(repo);
+  return repo;
+}
+
+/** Removes the work clones of every repository made with {@link benchRepo}. */
+export async function disposeRepos(): Promise<void> {
+  for (const repo of created.splice(0)) await repo.dispose().catch(() => undefined);
+}
 
 /** Parsed JSON log lines of a process so far. */
 export async function logs(proc: ManagedProcess): Promise<LogRecord[]> {
@@ -87,7 +110,7 @@ function configYaml(spec: BenchAgentSpec): string {
 export async function startServer(group: ProcessGroup, git: GitServer, options: StartServerOptions): Promise<BenchServer> {
   const stateDir = path.join(group.dir, `${options.name}-state`);
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
-  const configRepo = await createRepo(git, `${options.name}-config`);
+  const configRepo = await benchRepo(git, `${options.name}-config`);
   const files: Record<string, string> = {};
   for (const a of options.agents) files[`.gitlab/agents/${a.name}/config.yaml`] = configYaml(a);
   await configRepo.commit({ files, message: 'agents' });
@@ -105,7 +128,7 @@ export async function startServer(group: ProcessGroup, git: GitServer, options: 
     if (options.progress && i > 0 && i % 1000 === 0) options.progress(`${i} agents created (${Math.round((Date.now() - t0) / 1000)} s)`);
   }
   const args = [
-    SERVER_CLI, 'serve', '--listen', '127.0.0.1:0', '--state-dir', stateDir, '--tls-self-signed', '--git-base-url', git.url,
+    ...nodeArgs(), SERVER_CLI, 'serve', '--listen', '127.0.0.1:0', '--state-dir', stateDir, '--tls-self-signed', '--git-base-url', git.url,
     '--poll-interval', options.pollInterval, '--log-level', options.logLevel ?? 'info',
   ];
   if (options.webhookSecret) {
@@ -130,7 +153,7 @@ export function startAgent(group: ProcessGroup, server: BenchServer, agentName: 
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.KUBECONFIG;
   return group.start(`${server.name}-${agentName}`, process.execPath, [
-    AGENT_CLI, 'run', '--server-url', server.connectUrl, '--token-file', tokenFile, '--ca-file', server.caPath,
+    ...nodeArgs(), AGENT_CLI, 'run', '--server-url', server.connectUrl, '--token-file', tokenFile, '--ca-file', server.caPath,
     '--kubeconfig', kubeconfigPath, '--state-dir', path.join(group.dir, `${server.name}-${agentName}-state`), '--listen', 'off',
     '--no-leader-elect', '--log-level', 'info', ...extraArgs,
   ], { env });

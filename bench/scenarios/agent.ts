@@ -7,10 +7,10 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createRepo, type TestRepo } from '../../e2e/harness/git-repo.js';
+import type { TestRepo } from '../../e2e/harness/git-repo.js';
 import type { ManagedProcess } from '../../e2e/harness/processes.js';
 import { collectionPath, meetsGoals, objectSet, type BenchContext, type KubeObject, type ScenarioResult } from '../lib/context.js';
-import { startAgent, startServer, waitForLog, type BenchServer } from '../lib/fleet.js';
+import { benchRepo, startAgent, startServer, waitForLog, type BenchServer } from '../lib/fleet.js';
 import { rvAfter, type RawWatchEvent } from '../lib/kube-raw.js';
 import { latencySummary, loadAverage, nowMs, procStats, round } from '../lib/stats.js';
 
@@ -41,10 +41,10 @@ export async function mainServer(ctx: BenchContext): Promise<MainServer> {
   if (cached) return cached;
   ctx.progress('starting gitops-server (webhooks on, polling every 10m) with its config and manifest projects');
   const repos = new Map<string, TestRepo>();
-  const objects = await createRepo(ctx.git, 'bench-objects');
+  const objects = await benchRepo(ctx.git, 'bench-objects');
   await objects.commit({ files: listFile(objectSet(ctx.options.objects, AGENT_NS)), message: 'the bench set' });
   repos.set('bench-objects', objects);
-  const c2c = await createRepo(ctx.git, C2C_WEBHOOK);
+  const c2c = await benchRepo(ctx.git, C2C_WEBHOOK);
   await c2c.commit({ files: listFile(c2cObjects(C2C_WEBHOOK, 'v0')), message: 'v0' });
   repos.set(C2C_WEBHOOK, c2c);
   const server = await startServer(ctx.group, ctx.git, {

@@ -10,10 +10,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createRepo, git, type TestRepo } from '../../e2e/harness/git-repo.js';
+import { git, type TestRepo } from '../../e2e/harness/git-repo.js';
 import type { ManagedProcess } from '../../e2e/harness/processes.js';
 import { collectionPath, meetsGoals, type BenchContext, type ScenarioResult } from '../lib/context.js';
-import { sendWebhook, startAgent, startServer, waitForLog, type BenchServer } from '../lib/fleet.js';
+import { benchRepo, sendWebhook, startAgent, startServer, waitForLog, type BenchServer } from '../lib/fleet.js';
 import type { RawWatchEvent } from '../lib/kube-raw.js';
 import { latencySummary, loadAverage, nowMs } from '../lib/stats.js';
 import { C2C_WEBHOOK, c2cObjects, listFile, mainServer } from './agent.js';
@@ -106,7 +106,7 @@ export async function commitToCluster(ctx: BenchContext): Promise<ScenarioResult
     webhook = await runMode(ctx, 'webhook', webhookRepo, main.server, C2C_WEBHOOK, fetchClone, fetchMs);
 
     ctx.progress('polling mode: starting a server polling every 1 s (no webhooks) and its agent');
-    const pollRepo = await createRepo(ctx.git, C2C_POLL);
+    const pollRepo = await benchRepo(ctx.git, C2C_POLL);
     await pollRepo.commit({ files: listFile(c2cObjects(C2C_POLL, 'v0')), message: 'v0' });
     const pollServer = await startServer(ctx.group, ctx.git, { name: 'poll', pollInterval: '1s', agents: [{ name: 'c2c-poll', manifestProject: C2C_POLL }], progress: ctx.progress });
     const agent = await startC2cAgent(ctx, pollServer, 'c2c-poll', pollRepo);
@@ -114,7 +114,6 @@ export async function commitToCluster(ctx: BenchContext): Promise<ScenarioResult
     poll = await runMode(ctx, 'poll', pollRepo, pollServer, C2C_POLL);
     await ctx.group.stop(agent, 10_000);
     await ctx.group.stop(pollServer.proc, 10_000);
-    await pollRepo.dispose();
   } finally {
     await rm(fetchClone, { recursive: true, force: true });
   }

@@ -14,9 +14,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULT_AUDIENCE } from '../../src/protocol/jwt.js';
-import { createRepo, git } from '../../e2e/harness/git-repo.js';
+import { git } from '../../e2e/harness/git-repo.js';
 import { meetsGoals, type BenchContext, type ScenarioResult } from '../lib/context.js';
-import { sendWebhook, startServer } from '../lib/fleet.js';
+import { benchRepo, sendWebhook, startServer } from '../lib/fleet.js';
 import { latencySummary, loadAverage, nowMs, procStats, round } from '../lib/stats.js';
 import type { LoadReport, LoadStart } from '../fanout-load.js';
 import { listFile } from './agent.js';
@@ -44,7 +44,7 @@ function nextReport<T extends LoadReport['type']>(child: ChildProcess, type: T, 
 
 export async function fanOut(ctx: BenchContext): Promise<ScenarioResult> {
   const k = ctx.options.agents;
-  const repo = await createRepo(ctx.git, PROJECT);
+  const repo = await benchRepo(ctx.git, PROJECT);
   await repo.commit({ files: manifest('v0'), message: 'v0' });
   ctx.progress(`creating ${k} agents with createAgent and their config.yaml files`);
   const t0 = performance.now();
@@ -110,6 +110,5 @@ export async function fanOut(ctx: BenchContext): Promise<ScenarioResult> {
     process.off('exit', killChild);
     await rm(fetchClone, { recursive: true, force: true });
     await ctx.group.stop(server.proc, 10_000);
-    await repo.dispose();
   }
 }
