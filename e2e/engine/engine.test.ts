@@ -141,6 +141,7 @@ describe('engine sync', () => {
     ], 'autoscaler');
     await jsonPatch(kc, `/api/v1/namespaces/${ns.name}/configmaps/cfg`, [{ op: 'replace', path: '/data/a', value: 'edited' }], 'someone');
     await waitFor(async () => (engine.planOne(ignoring.name, `apps/Deployment/${ns.name}/scaled`, { ignore: ['/spec/replicas'] })?.action ?? 'none') === 'patch', 5_000, 'edit seen by the watch');
+    await waitFor(async () => (engine.planOne(ignoring.name, `/ConfigMap/${ns.name}/cfg`)?.action ?? 'none') === 'patch', 5_000, 'ConfigMap edit seen by the watch');
 
     const set = await engine.sync(ignoring);
     expect(actions(set)).toEqual({ [`Deployment/${ns.name}/scaled`]: 'configured', [`ConfigMap/${ns.name}/cfg`]: 'configured' });
