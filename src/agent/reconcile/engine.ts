@@ -23,7 +23,7 @@ import { resolveObjects, type ResolveResult } from './resolve.js';
 import { applyStages } from './order.js';
 import { desiredHash, planObject } from './plan.js';
 import type { ListKeys } from './schema.js';
-import { applyObject, applyStage, mapLimit, type ApplyContext, type ApplyItem } from './apply.js';
+import { applyObject, applyStage, gvkOf, mapLimit, type ApplyContext, type ApplyItem } from './apply.js';
 import { identityOf, ignoredPointers } from '../drift-policy.js';
 import { pruneObjects } from './prune.js';
 import { diffInventory, entryOf, mergeFailedDeletes, type InventoryEntry } from './inventory.js';
@@ -41,7 +41,7 @@ export interface EngineOptions {
   logger?: Logger;
   /** Folder to persist learnt normal forms and OpenAPI documents across restarts. */
   stateDir?: string;
-  /** Writes in flight within one order stage (default 24). */
+  /** Writes in flight within one order stage (default 12). */
   concurrency?: number;
 }
 
@@ -68,7 +68,9 @@ interface Prepared {
   items: Map<string, ApplyItem>;
 }
 
-const DEFAULT_CONCURRENCY = 24;
+// 1,000 creates on 2 cores: 8-16 in flight keep pace with the API server; 24 only doubled the
+// tail latency (p90 110 → 260 ms) without finishing sooner, and opens more TLS connections.
+const DEFAULT_CONCURRENCY = 12;
 const CRD_ESTABLISH_TIMEOUT_MS = 60_000;
 
 /** The reconcile engine; see the module comment. */
@@ -99,6 +101,9 @@ export class Engine implements Reconciler {
     const openapi = new OpenApi(client, options.stateDir);
     // One cache per resource type for every unit: select anything carrying our inventory label.
     const caches = new WatchCache(client, INVENTORY_LABEL, log);
+    // Discovery is needed by the first sync: fetch it while the state dir is read and the caller
+    // gathers its files (a failure here is retried by the sync that needs it).
+    discovery.ensureLoaded().catch(() => undefined);
     const known = await KnownNormal.open(options.stateDir);
     return new Engine(client, discovery, openapi, caches, known, log, options.concurrency ?? DEFAULT_CONCURRENCY);
   }
@@ -126,17 +131,23 @@ export class Engine implements Reconciler {
       mark = now;
     };
 
+    // The inventory as it was (step 4) is read while the files are parsed and resolved.
+    const state = this.units.get(unit.name);
+    const inventoryRead: Promise<InventoryState> =
+      state?.inventory && state.inventoryId === inventoryId ? Promise.resolve(state.inventory) : readInventory(this.client, unit);
+    inventoryRead.catch(() => undefined); // awaited below; not an unhandled rejection if prepare fails first
+
     // 1-3. Parse, resolve and order (the result is reused while the files stay the same).
     const prepared = await this.prepare(unit, inventoryId);
     if ('errors' in prepared) return done([], prepared.errors);
     const { resolved, stages, items } = prepared;
+    this.warmUp(resolved);
     lap('prepare');
 
     // 4. The inventory as it was, to know what to prune afterwards.
-    const state = this.units.get(unit.name);
     let inventory: InventoryState;
     try {
-      inventory = state?.inventory && state.inventoryId === inventoryId ? state.inventory : await readInventory(this.client, unit);
+      inventory = await inventoryRead;
     } catch (err) {
       return done([], [problemOf('inventory_read_failed', err)]);
     }
@@ -316,6 +327,23 @@ export class Engine implements Reconciler {
       log,
       signal,
     };
+  }
+
+  /**
+   * Starts, without waiting, the watch cache (first LIST, then WATCH) and the OpenAPI list keys of
+   * every resource type in the set, all in parallel: otherwise the first object of each type waits
+   * for them in turn, in the middle of the apply. Failures are left to the apply, which asks again.
+   */
+  private warmUp(resolved: ResolveResult): void {
+    const seen = new Set<string>();
+    for (const o of resolved.objects) {
+      if (resolved.fromSameSetCrd.has(o.key)) continue; // not served until its CRD is applied
+      const type = `${o.object.apiVersion}/${o.object.kind}`;
+      if (seen.has(type)) continue;
+      seen.add(type);
+      this.caches.for(o.resource).catch(() => undefined);
+      this.openapi.listKeysFor(gvkOf(o)).catch(() => undefined);
+    }
   }
 
   /** The cached live object of a resolved object (after apply: the write response). */
