@@ -1,7 +1,9 @@
 /**
  * Fault: the Git host goes down. The server keeps serving the last commit it read (an agent that
  * lost its own state still gets it), reports the error in `agent list -o json` and to the agent,
- * and once the host is back the error clears and the next commit applies. On the reusable stack
+ * also after a server restart with Git still down (then it is the config project that is
+ * unreachable, and the agent keeps enforcing what it has), and once the host is back the errors
+ * clear without a new commit and the next commit applies. On the reusable stack
  * (e2e/harness/stack.ts): real server, agent as in a pod, real Git smart-HTTP server.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -9,7 +11,7 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { freshNamespace, jsonPatch, kubeRequest, testKubeConfig, waitFor, type TestNamespace } from '../harness/kube.js';
-import { MANIFEST_PROJECT, startStack, type Stack } from '../harness/stack.js';
+import { CONFIG_PROJECT, MANIFEST_PROJECT, startStack, type Stack } from '../harness/stack.js';
 import { nginx } from './manifests.js';
 
 let kc: KubeConfig;
@@ -61,12 +63,27 @@ describe('the Git host down', () => {
     await stack.waitForLog(stack.agent!, (r) => r.msg === 'desired state received' && r.commit === first, 15_000, `${first} served with Git down`);
     await stack.waitForLog(stack.agent!, (r) => r.msg === 'applied' && r.commit === first, 15_000, `${first} applied by the new agent`);
 
+    // The server restarted while Git is still down has no commit to serve and cannot even read
+    // config.yaml: the agent keeps what it has (an empty desired state would prune everything) and
+    // is told the config project is unreachable; agent list says so too.
+    await stack.stopServer();
+    const restartedAt = Date.now();
+    await stack.startServer();
+    await stack.waitForLog(stack.agent!, (r) => r.msg === 'server reported a problem' && r.project === CONFIG_PROJECT && Date.parse(String(r.time)) >= restartedAt - 1000, 15_000, 'the config project problem told to the reconnected agent');
+    await waitFor(async () => {
+      const row = (await stack.agentList())[0];
+      return row?.status?.connected && row.status.sourceProblems?.[CONFIG_PROJECT];
+    }, 15_000, 'agent list after the server restart: connected, config project unreachable', 100);
+    await jsonPatch(kc, `/apis/apps/v1/namespaces/${ns.name}/deployments/nginx`, [{ op: 'replace', path: '/spec/replicas', value: 5 }], 'manual-edit');
+    await waitFor(async () => (await replicas()) === 2, 3000, 'drift reverted after the server restart with Git down', 20);
+    expect((await stack.logs(stack.agent!)).filter((r) => r.msg === 'desired state received' && r.commit !== first)).toEqual([]);
+
     // The host comes back: the error clears without a new commit, and the next commit applies.
     await stack.gitServer.start();
     const upAt = Date.now();
     await waitFor(async () => {
       const row = (await stack.agentList())[0];
-      return row?.status && !row.status.sourceProblems?.[MANIFEST_PROJECT];
+      return row?.status && !row.status.sourceProblems;
     }, 15_000, 'agent list: the source problem cleared once Git is back', 100);
     const clearMs = Date.now() - upAt;
     const second = await stack.commit({ 'manifest.yaml': nginx(ns.name, 3) });

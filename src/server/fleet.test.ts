@@ -4,7 +4,7 @@ import type { ConfigMessage, ErrorMessage, ManifestFile } from '../protocol/mess
 import { Fleet, desiredDigest, type Pusher } from './fleet.js';
 import type { DesiredEntry } from './hub.js';
 import { createServerMetrics } from './metrics.js';
-import type { CommitEvent, GitRef, GitSource, SourceErrorEvent } from './ports.js';
+import type { CommitEvent, GitRef, GitSource, SourceErrorEvent, SourceRecoverEvent } from './ports.js';
 import type { AgentRecord, RegistryChange } from './registry.js';
 
 const CONFIG = "gitops:\n  manifest_projects:\n  - id: gitops-project\n    paths:\n    - glob: '**/*.yaml'\n";
@@ -108,6 +108,30 @@ describe('Fleet', () => {
     expect(git.fileReads).toEqual(['.gitlab/agents/agent7/config.yaml']);
     expect(configs).toEqual(['id7']);
     expect(fleet.configMessage('id7')?.projects).toEqual(['gitops-project', 'other-project']);
+    fleet.close();
+  });
+
+  it('tells an agent that connects while its config project is unreachable, and stops once it is readable again', async () => {
+    const problem = { code: 'GIT_UNREACHABLE', message: 'kubernetes-agent: cannot reach the Git host 127.0.0.1:1 (ECONNREFUSED)' };
+    let recover: ((e: SourceRecoverEvent) => void) | undefined;
+    // A server started while Git is down: the config project's first fetch fails, no commit is known.
+    const git = new (class extends MemoryGit {
+      override watch(project: string, ref: GitRef, _onCommit: (e: CommitEvent) => void, onError: (e: SourceErrorEvent) => void, onRecover?: (e: SourceRecoverEvent) => void): () => void {
+        recover = onRecover;
+        queueMicrotask(() => onError({ project, ref, problem }));
+        return () => undefined;
+      }
+    })();
+    const agents: AgentRecord[] = [{ id: 'id0', name: 'agent0', configProject: 'kubernetes-agent', publicKey: 'x', createdAt: '' }];
+    const fleet = new Fleet({
+      git, logger: silentLogger(), metrics: createServerMetrics(),
+      registry: { active: () => agents, get: (id) => agents.find((a) => a.id === id), updateStatus: () => undefined, onChange: () => () => undefined },
+    });
+    fleet.start({ pushConfig: () => undefined, pushError: () => undefined, pushDesired: () => undefined });
+    await until(() => fleet.errorMessages('id0').length > 0);
+    expect(fleet.errorMessages('id0')).toEqual([{ type: 'error', project: 'kubernetes-agent', problems: [problem] }]);
+    recover!({ project: 'kubernetes-agent', ref: {}, commit: C1, cleared: problem });
+    expect(fleet.errorMessages('id0')).toEqual([]);
     fleet.close();
   });
 

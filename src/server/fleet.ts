@@ -144,6 +144,10 @@ export class Fleet implements DesiredStateProvider {
     if (!state) return [];
     const out: ErrorMessage[] = [];
     if (state.configProblems.length) out.push({ type: 'error', problems: state.configProblems });
+    // An unreachable config project too: after a server restart with Git down it is the only
+    // problem there is (no config read, so no manifest watches yet).
+    const cw = this.configWatches.get(`${state.record.configProject}\0default`);
+    if (cw?.problem) out.push({ type: 'error', project: cw.project, problems: [cw.problem] });
     for (const key of state.subscriptions) {
       const w = this.manifestWatches.get(key);
       if (w?.problem) out.push({ type: 'error', project: w.project, problems: [w.problem] });
@@ -180,6 +184,7 @@ export class Fleet implements DesiredStateProvider {
     this.log.info({ commit: event.commit, project: event.project, agents: this.configWatches.get(`${event.project}\0default`)?.agents.size ?? 0 }, 'reading agent configs');
     const w = this.configWatches.get(`${event.project}\0default`);
     if (!w) return;
+    w.problem = undefined;
     for (const agentId of w.agents) {
       const state = this.agents.get(agentId);
       if (state) void this.readConfig(state, event.commit);
@@ -189,6 +194,7 @@ export class Fleet implements DesiredStateProvider {
   private onConfigError(event: SourceErrorEvent): void {
     this.log.warn({ project: event.project, code: event.problem.code, problem: event.problem.message }, 'config project unreadable; keeping the last configuration');
     const w = this.configWatches.get(`${event.project}\0default`);
+    if (w) w.problem = event.problem;
     for (const agentId of w?.agents ?? []) {
       this.options.registry.updateStatus(agentId, (s) => { s.sourceProblems = { ...(s.sourceProblems ?? {}), [event.project]: boundProblems([event.problem])[0] }; });
       this.pusher?.pushError(agentId, { type: 'error', project: event.project, problems: [event.problem] });
@@ -198,6 +204,7 @@ export class Fleet implements DesiredStateProvider {
   private onConfigRecover(event: SourceRecoverEvent): void {
     this.log.info({ project: event.project, commit: event.commit }, 'config project readable again');
     const w = this.configWatches.get(`${event.project}\0default`);
+    if (w) w.problem = undefined;
     for (const agentId of w?.agents ?? []) this.clearSourceProblem(agentId, event.project);
   }
 
