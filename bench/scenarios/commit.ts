@@ -6,7 +6,7 @@
  * Baseline: `git fetch` of one new commit from the same Git server, the least any pull-based
  * system must do.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -53,6 +53,9 @@ async function commitAndPush(repo: TestRepo, namespace: string, value: string): 
   return nowMs();
 }
 
+/** Per commit: when it was pushed and seen live (kept with GITOPS_BENCH_KEEP_LOGS, to read beside the server and agent logs). */
+const timeline: Array<Record<string, unknown>> = [];
+
 async function runMode(ctx: BenchContext, mode: 'webhook' | 'poll', repo: TestRepo, server: BenchServer, namespace: string, fetchClone?: string, fetchMs?: number[]): Promise<{ samples: number[]; missed: number }> {
   const watch = new ValueWatch();
   const stop = await ctx.raw.watch(collectionPath('ConfigMap', namespace), watch.onEvent);
@@ -67,6 +70,7 @@ async function runMode(ctx: BenchContext, mode: 'webhook' | 'poll', repo: TestRe
       const seenAt = await watch.when(value, TIMEOUT_MS);
       await hook;
       if (seenAt === undefined) missed++;
+      timeline.push({ mode, value, commit: await git(repo.workDir, 'rev-parse', 'HEAD'), pushedAt: new Date(pushed).toISOString(), seenAt: seenAt === undefined ? null : new Date(seenAt).toISOString(), ms: seenAt === undefined ? null : Math.round(seenAt - pushed) });
       samples.push(seenAt === undefined ? TIMEOUT_MS : seenAt - pushed);
       if (fetchClone && fetchMs) {
         const t0 = performance.now();
@@ -116,6 +120,11 @@ export async function commitToCluster(ctx: BenchContext): Promise<ScenarioResult
     await ctx.group.stop(pollServer.proc, 10_000);
   } finally {
     await rm(fetchClone, { recursive: true, force: true });
+  }
+  const keep = process.env.GITOPS_BENCH_KEEP_LOGS;
+  if (keep) {
+    await mkdir(keep, { recursive: true });
+    await writeFile(path.join(keep, 'commit-to-cluster.jsonl'), timeline.map((t) => JSON.stringify(t)).join('\n') + '\n');
   }
   const w = latencySummary(webhook.samples);
   const p = latencySummary(poll.samples);
