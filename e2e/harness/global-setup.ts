@@ -10,11 +10,14 @@
  * file, and they use `import.meta`). It therefore transpiles the harness (and src/, which harness
  * modules may import) with swc into node_modules/.cache/gitops-harness/ as real ES modules, only
  * files that changed, and imports them natively. This keeps direct jest runs working without
- * `npm run build`.
+ * `npm run build`. "Changed" is decided by content, never by modification time: each output ends
+ * with the SHA-256 of its source (and of the swc version and options), because a `git checkout`
+ * of an older commit leaves sources older than their cached output, which would run stale code.
  */
-import { transformFile } from '@swc/core';
+import { transform, version as swcVersion } from '@swc/core';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { ControlPlane, StartControlPlaneOptions } from './controlplane.js';
@@ -48,35 +51,77 @@ async function listTs(dir: string): Promise<string[]> {
   return out;
 }
 
+const SWC_OPTIONS = {
+  jsc: { target: 'es2022', parser: { syntax: 'typescript' } },
+  module: { type: 'es6' },
+  sourceMaps: 'inline',
+  swcrc: false,
+} as const;
+
+/** The last line of every cached output: which source content (and compiler) it was made from. */
+const HASH_MARK = '// gitops-harness-source-sha256: ';
+
+function sourceHash(source: string): string {
+  return createHash('sha256').update(`${swcVersion}\0${JSON.stringify(SWC_OPTIONS)}\0`).update(source).digest('hex');
+}
+
+async function cachedHash(out: string): Promise<string | undefined> {
+  const text = await readFile(out, 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  const at = text.lastIndexOf(`\n${HASH_MARK}`);
+  return at < 0 ? undefined : text.slice(at + 1 + HASH_MARK.length).trim();
+}
+
+async function listJs(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  const out: string[] = [];
+  for (const entry of entries) {
+    const p = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...(await listJs(p)));
+    else if (entry.isFile() && entry.name.endsWith('.js')) out.push(p);
+  }
+  return out;
+}
+
 /**
- * Transpiles `src/` and `e2e/harness/` into an ESM mirror tree; returns the mirror's root and the
- * files that failed (someone's half-edited file must not break the run unless it is needed).
+ * Transpiles `src/` and `e2e/harness/` of `root` into an ESM mirror tree under `outRoot`; returns
+ * the mirror's root, the files that failed (someone's half-edited file must not break the run
+ * unless it is needed) and how many were transpiled (the rest matched their cached hash).
+ * Outputs whose source is gone are deleted, so an import of a deleted module fails as it should.
  */
-async function transpileHarness(root: string): Promise<{ outRoot: string; failures: string[] }> {
-  const outRoot = join(root, 'node_modules', '.cache', 'gitops-harness');
+export async function transpileHarness(root: string, outRoot = join(root, 'node_modules', '.cache', 'gitops-harness')): Promise<{ outRoot: string; failures: string[]; transpiled: number }> {
   await mkdir(outRoot, { recursive: true });
   // Below node_modules Node would treat .js as CommonJS without this.
   await writeFile(join(outRoot, 'package.json'), '{"type":"module"}\n');
   const files = [...(await listTs(join(root, 'src'))), ...(await listTs(join(root, 'e2e', 'harness')))];
   const failures: string[] = [];
+  const wanted = new Set<string>();
+  let transpiled = 0;
   await Promise.all(files.map(async (file) => {
     const out = join(outRoot, relative(root, file)).replace(/\.ts$/, '.js');
-    const [src, dst] = await Promise.all([stat(file), stat(out).catch(() => undefined)]);
-    if (dst && dst.mtimeMs >= src.mtimeMs) return;
+    wanted.add(out);
     try {
-      const { code } = await transformFile(file, {
-        jsc: { target: 'es2022', parser: { syntax: 'typescript' } },
-        module: { type: 'es6' },
-        sourceMaps: 'inline',
-        swcrc: false,
-      });
+      const source = await readFile(file, 'utf8');
+      const hash = sourceHash(source);
+      if ((await cachedHash(out)) === hash) return;
+      const { code } = await transform(source, { ...SWC_OPTIONS, filename: file });
       await mkdir(dirname(out), { recursive: true });
-      await writeFile(out, code);
+      // Written aside and renamed: a concurrent run never imports half a file, and a crash
+      // mid-write leaves either the old file (old hash, so redone) or the new one.
+      const tmp = `${out}.${process.pid}.tmp`;
+      await writeFile(tmp, `${code}\n${HASH_MARK}${hash}\n`);
+      await rename(tmp, out);
+      transpiled++;
     } catch (err) {
+      // No output rather than a stale one: an import of it then fails and names this file.
+      await rm(out, { force: true });
       failures.push(`${relative(root, file)}: ${err instanceof Error ? err.message : String(err)}`);
     }
   }));
-  return { outRoot, failures };
+  for (const dir of [join(outRoot, 'src'), join(outRoot, 'e2e', 'harness')]) {
+    for (const out of await listJs(dir)) if (!wanted.has(out)) await rm(out, { force: true });
+  }
+  return { outRoot, failures, transpiled };
 }
 
 export default async function globalSetup(): Promise<void> {
