@@ -9,7 +9,7 @@ import { errorMessage } from '../../common/errors.js';
 import type { ChangeSet } from '../reconcile/types.js';
 import { Engine } from '../reconcile/engine.js';
 import { formatChangeLine } from '../reconcile/report.js';
-import { addCommonOptions, loadKubeConfig, unitFromFlags, type CommonFlags } from './manifest-input.js';
+import { addCommonOptions, loadCredentials, unitFromFlags, type CommonFlags } from './manifest-input.js';
 
 interface ApplyFlags extends CommonFlags {
   dryRun?: 'server' | 'none';
@@ -58,7 +58,7 @@ async function runApply(flags: ApplyFlags): Promise<number> {
   let engine: Engine | undefined;
   try {
     const unit = await unitFromFlags(flags, { prune: flags.prune === true, dryRunStrategy: flags.validate === 'server' ? 'server' : 'none' });
-    engine = await Engine.create({ kubeConfig: loadKubeConfig(flags.kubeconfig), logger: log, stateDir: flags.stateDir });
+    engine = await Engine.create({ kubeConfig: await loadCredentials(flags.kubeconfig), logger: log, stateDir: flags.stateDir });
     const set = await engine.sync(unit, { dryRun: flags.dryRun === 'server' });
     if (flags.output === 'json') {
       process.stdout.write(JSON.stringify(set, null, 2) + '\n');

@@ -9,7 +9,7 @@ import { createLogger } from '../../common/logger.js';
 import { errorMessage } from '../../common/errors.js';
 import type { Change } from '../reconcile/types.js';
 import { Engine } from '../reconcile/engine.js';
-import { addCommonOptions, loadKubeConfig, unitFromFlags, type CommonFlags } from './manifest-input.js';
+import { addCommonOptions, loadCredentials, unitFromFlags, type CommonFlags } from './manifest-input.js';
 
 interface DiffFlags extends CommonFlags {
   output: 'text' | 'json';
@@ -50,7 +50,7 @@ async function runDiff(flags: DiffFlags): Promise<number> {
   let engine: Engine | undefined;
   try {
     const unit = await unitFromFlags(flags, { prune: flags.prune === true, dryRunStrategy: 'server' });
-    engine = await Engine.create({ kubeConfig: loadKubeConfig(flags.kubeconfig), logger: log, stateDir: flags.stateDir });
+    engine = await Engine.create({ kubeConfig: await loadCredentials(flags.kubeconfig), logger: log, stateDir: flags.stateDir });
     const { changes, errors } = await engine.diff(unit);
     const shown = changes.filter((c) => c.action !== 'unchanged' && c.action !== 'skipped' && (flags.prune || c.action !== 'pruned'));
     if (flags.output === 'json') process.stdout.write(JSON.stringify({ changes: shown, errors }, null, 2) + '\n');

@@ -1,16 +1,16 @@
 /**
- * What `apply` and `diff` share: reading `-f DIR|FILE` into manifest files, loading a kubeconfig
+ * What `apply` and `diff` share: reading `-f DIR|FILE` into manifest files, loading credentials
  * (flag, KUBECONFIG, ~/.kube/config, in-cluster), building the sync unit with GitLab's defaults,
  * and the common options with their environment fallbacks.
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
 import { Option, type Command } from 'commander';
 import { UserError } from '../../common/errors.js';
 import type { ManifestFile, ManifestProjectConfig } from '../../protocol/messages.js';
 import type { SyncUnit } from '../reconciler.js';
+import { defaultCredentials, SERVICE_ACCOUNT_DIR, type KubeCredentials } from '../kube/credentials.js';
 
 const MANIFEST_EXT = /\.(ya?ml|json)$/i;
 
@@ -42,13 +42,12 @@ export async function readManifestFiles(inputs: string[]): Promise<ManifestFile[
   return files;
 }
 
-/** Kubeconfig from the flag, else KUBECONFIG / ~/.kube/config / in-cluster (client-node's default order). */
-export function loadKubeConfig(file?: string): KubeConfig {
-  const kc = new KubeConfig();
-  if (file) kc.loadFromFile(file);
-  else kc.loadFromDefault();
-  if (!kc.getCurrentCluster()) throw new UserError('kubeconfig_no_cluster', 'no cluster configured: pass --kubeconfig FILE or set KUBECONFIG');
-  return kc;
+/**
+ * Credentials from the flag, else KUBECONFIG (several files merged) / ~/.kube/config / in-cluster
+ * (client-node's default order), read without loading client-node.
+ */
+export function loadCredentials(file?: string, env: Record<string, string | undefined> = process.env): Promise<KubeCredentials> {
+  return defaultCredentials(file, env, env.GITOPS_AGENT_SERVICEACCOUNT_DIR ?? SERVICE_ACCOUNT_DIR);
 }
 
 /** Inventory name for a path when none is given: stable per absolute path, readable. */

@@ -8,14 +8,17 @@
  * Kubernetes access: `--kubeconfig` (or KUBECONFIG) when given; otherwise in-cluster configuration
  * from the pod's ServiceAccount (KUBERNETES_SERVICE_HOST/PORT and the folder in
  * GITOPS_AGENT_SERVICEACCOUNT_DIR, default /var/run/secrets/kubernetes.io/serviceaccount, which
- * tests point at a folder written "as in a pod").
+ * tests point at a folder written "as in a pod"). Read by ../kube/credentials.ts, without
+ * @kubernetes/client-node (it alone would cost ~70 MiB of the agent's RSS) unless the kubeconfig
+ * user needs an exec or auth-provider plugin.
+ *
+ * Leader identity: `--identity`, else the one kept in the state dir (../identity.ts), so a
+ * restarted container renews its own Lease at once.
  */
 import { Command, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { KubeConfig } from '@kubernetes/client-node';
 import { createLogger, LOG_LEVELS, type LogFormat, type LogLevel } from '../../common/logger.js';
 import { errorMessage, UserError } from '../../common/errors.js';
 import { parseDuration } from '../../common/duration.js';
@@ -25,6 +28,11 @@ import { CONNECT_PATH } from '../../protocol/messages.js';
 import { parseToken, type ParsedToken } from '../../protocol/token.js';
 import { Engine } from '../reconcile/engine.js';
 import { KubeClient, DEFAULT_FIELD_MANAGER } from '../kube/client.js';
+import {
+  inClusterCredentials, kubeconfigCredentials, kubeconfigPaths, readKubeconfig, SERVICE_ACCOUNT_DIR,
+  type KubeCredentials, type ResolvedKubeconfig,
+} from '../kube/credentials.js';
+import { persistentIdentity } from '../identity.js';
 import { kubeEventSink } from '../events.js';
 import { parseListen, startHealthServer, type ListenAddress } from '../http.js';
 import { leaseName } from '../leader.js';
@@ -33,7 +41,7 @@ import { unitName } from '../runner.js';
 import { AgentRuntime } from '../runtime.js';
 import { StateStore } from '../state.js';
 
-export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+export { SERVICE_ACCOUNT_DIR };
 
 interface RunFlags {
   serverUrl?: string;
@@ -57,13 +65,15 @@ export interface RunOptions {
   serverUrl: string;
   token: ParsedToken;
   ca?: string;
-  kubeConfig: KubeConfig;
+  /** Where Kubernetes credentials come from: a parsed kubeconfig, or the pod's ServiceAccount. */
+  kube: { kubeconfig: ResolvedKubeconfig } | { inCluster: KubeCredentials };
   inCluster: boolean;
   stateDir: string;
   listen?: ListenAddress;
   logLevel: LogLevel;
   logFormat: LogFormat;
-  leader?: { namespace: string; name: string; identity: string };
+  /** `identity` when given explicitly; otherwise the one kept in the state dir (made from `identityBase`). */
+  leader?: { namespace: string; name: string; identity?: string; identityBase: string };
   resyncIntervalMs: number;
   audience: string;
 }
@@ -73,22 +83,6 @@ type Env = Record<string, string | undefined>;
 function truthy(v: string | undefined): boolean | undefined {
   if (v === undefined || v === '') return undefined;
   return !/^(0|false|no|off)$/i.test(v);
-}
-
-/** Builds a KubeConfig for the pod's ServiceAccount folder (client-node's loadFromCluster, any folder). */
-export function inClusterConfig(env: Env, dir: string): KubeConfig {
-  const host = env.KUBERNETES_SERVICE_HOST ?? '';
-  const port = env.KUBERNETES_SERVICE_PORT ?? '443';
-  const kc = new KubeConfig();
-  const server = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  const namespaceFile = join(dir, 'namespace');
-  kc.loadFromOptions({
-    clusters: [{ name: 'inCluster', server, caFile: join(dir, 'ca.crt'), skipTLSVerify: false }],
-    users: [{ name: 'inClusterUser', authProvider: { name: 'tokenFile', config: { tokenFile: join(dir, 'token') } } }],
-    contexts: [{ name: 'inClusterContext', cluster: 'inCluster', user: 'inClusterUser', namespace: existsSync(namespaceFile) ? readFileSync(namespaceFile, 'utf8').trim() : undefined }],
-    currentContext: 'inClusterContext',
-  });
-  return kc;
 }
 
 /** Reads flags and environment into RunOptions, listing every problem at once. */
@@ -131,22 +125,21 @@ export function resolveRunOptions(flags: RunFlags, env: Env = process.env): RunO
     }
   }
 
-  const kubeconfigFile = flags.kubeconfig ?? env.GITOPS_AGENT_KUBECONFIG ?? env.KUBECONFIG;
+  const kubeconfigFile = flags.kubeconfig ?? env.GITOPS_AGENT_KUBECONFIG;
   const saDir = env.GITOPS_AGENT_SERVICEACCOUNT_DIR ?? SERVICE_ACCOUNT_DIR;
-  let kubeConfig: KubeConfig | undefined;
+  let kube: RunOptions['kube'] | undefined;
   let inCluster = false;
   try {
-    if (kubeconfigFile) {
-      kubeConfig = new KubeConfig();
-      kubeConfig.loadFromFile(kubeconfigFile);
-      if (!kubeConfig.getCurrentCluster()) problem(`--kubeconfig ${kubeconfigFile}: no current cluster`);
+    if (kubeconfigFile || env.KUBECONFIG) {
+      // KUBECONFIG may list several files, merged as kubectl does.
+      kube = { kubeconfig: readKubeconfig(kubeconfigPaths(kubeconfigFile, env)) };
     } else if (env.KUBERNETES_SERVICE_HOST) {
       if (!existsSync(join(saDir, 'token'))) problem(`in-cluster configuration: no ServiceAccount token in ${saDir} (set GITOPS_AGENT_SERVICEACCOUNT_DIR or pass --kubeconfig)`);
-      kubeConfig = inClusterConfig(env, saDir);
+      else kube = { inCluster: inClusterCredentials(env, saDir) };
       inCluster = true;
     } else problem('Kubernetes: pass --kubeconfig FILE (or set KUBECONFIG) when not running in a pod');
   } catch (err) {
-    problem(`--kubeconfig ${kubeconfigFile}: ${errorMessage(err)}`);
+    problem(`${kubeconfigFile ? `--kubeconfig: ` : env.KUBECONFIG ? 'KUBECONFIG: ' : ''}${errorMessage(err)}`);
   }
 
   const stateDirFlag = flags.stateDir ?? env.GITOPS_AGENT_STATE_DIR;
@@ -174,15 +167,16 @@ export function resolveRunOptions(flags: RunFlags, env: Env = process.env): RunO
   const podNamespaceFile = join(saDir, 'namespace');
   const leaseNamespace = flags.leaseNamespace ?? env.GITOPS_AGENT_LEASE_NAMESPACE ?? env.POD_NAMESPACE
     ?? (inCluster && existsSync(podNamespaceFile) ? readFileSync(podNamespaceFile, 'utf8').trim() : undefined) ?? 'default';
-  const identity = flags.identity ?? env.GITOPS_AGENT_IDENTITY ?? `${env.POD_NAME ?? hostname()}_${randomBytes(4).toString('hex')}`;
+  const identity = flags.identity ?? env.GITOPS_AGENT_IDENTITY;
+  const identityBase = env.POD_NAME ?? hostname();
   const audience = flags.audience ?? env.GITOPS_AGENT_AUDIENCE ?? DEFAULT_AUDIENCE;
 
-  if (problems.length || !serverUrl || !token || !kubeConfig) {
+  if (problems.length || !serverUrl || !token || !kube) {
     throw new UserError('invalid_options', `gitops-agent run: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`, { data: { problems } });
   }
   return Object.freeze({
-    serverUrl, token, ...(ca ? { ca } : {}), kubeConfig, inCluster, stateDir, ...(listen ? { listen } : {}), logLevel, logFormat,
-    ...(leaderElect ? { leader: { namespace: leaseNamespace, name: leaseName(token.agentId), identity } } : {}),
+    serverUrl, token, ...(ca ? { ca } : {}), kube, inCluster, stateDir, ...(listen ? { listen } : {}), logLevel, logFormat,
+    ...(leaderElect ? { leader: { namespace: leaseNamespace, name: leaseName(token.agentId), ...(identity ? { identity } : {}), identityBase } } : {}),
     resyncIntervalMs, audience,
   });
 }
@@ -210,7 +204,7 @@ export function runCommand(): Command {
     .option('--no-leader-elect', 'apply without a Lease (one replica only, or no Lease rights)')
     .option('--resync-interval <duration>', 'full re-apply as a safety net, e.g. 5m; 0 turns it off (default 5m)')
     .option('--audience <aud>', `JWT audience the server expects (default ${DEFAULT_AUDIENCE})`)
-    .option('--identity <id>', 'this replica\'s name in the Lease (default: POD_NAME or hostname plus a random suffix)')
+    .option('--identity <id>', 'this replica\'s name in the Lease (default: POD_NAME or hostname plus a random suffix, made once and kept in --state-dir)')
     .option('--insecure-plaintext', 'allow a ws:// server URL (unencrypted; tests and local trials only)')
     .addHelpText('after', `\nExamples:\n  # in a pod (ServiceAccount credentials, Lease in the pod namespace)\n  gitops-agent run --server-url wss://gitops.example.com${CONNECT_PATH} --token-file /etc/gitops-agent/token/token --ca-file /etc/gitops-agent/ca/ca.crt\n  # on a workstation against a trial server with a self-signed certificate\n  gitops-agent run --server-url wss://127.0.0.1:8443${CONNECT_PATH} --token-file agent1.token --ca-file ~/.local/state/gitops-server/tls.crt --kubeconfig ~/.kube/config --no-leader-elect --log-format text\n`)
     .action(async (flags: RunFlags, cmd: Command) => {
@@ -238,8 +232,19 @@ export async function runAgent(flags: RunFlags, env: Env = process.env): Promise
   let health: Awaited<ReturnType<typeof startHealthServer>> | undefined;
   let kube: KubeClient | undefined;
   try {
-    const engine = await Engine.create({ kubeConfig: options.kubeConfig, fieldManager: DEFAULT_FIELD_MANAGER, logger: logger.child({ component: 'engine' }), stateDir: join(options.stateDir, 'engine') });
-    kube = await KubeClient.create(options.kubeConfig, { fieldManager: DEFAULT_FIELD_MANAGER });
+    const credentials = 'kubeconfig' in options.kube ? await kubeconfigCredentials(options.kube.kubeconfig) : options.kube.inCluster;
+    const engine = await Engine.create({ kubeConfig: credentials, fieldManager: DEFAULT_FIELD_MANAGER, logger: logger.child({ component: 'engine' }), stateDir: join(options.stateDir, 'engine') });
+    kube = await KubeClient.create(credentials, { fieldManager: DEFAULT_FIELD_MANAGER });
+    let leader: { namespace: string; name: string; identity: string } | undefined;
+    if (options.leader) {
+      let identity = options.leader.identity;
+      if (!identity) {
+        const made = await persistentIdentity(options.stateDir, options.leader.identityBase);
+        if (made.source === 'unsaved') logger.warn({ stateDir: options.stateDir, err: made.error }, 'cannot keep the leader identity in the state dir: a restart waits for the Lease to expire');
+        identity = made.identity;
+      }
+      leader = { namespace: options.leader.namespace, name: options.leader.name, identity };
+    }
     runtime = new AgentRuntime({
       engine,
       store: new StateStore(options.stateDir),
@@ -253,8 +258,8 @@ export async function runAgent(flags: RunFlags, env: Env = process.env): Promise
         agentVersion: VERSION,
         signJwt: () => signAgentJwt(options.token, { audience: options.audience, ttlSeconds: 120 }),
       },
-      ...(options.leader ? { leader: { client: kube, ...options.leader } } : {}),
-      recordEvent: kubeEventSink(kube, options.leader?.identity ?? hostname(), logger.child({ component: 'events' })),
+      ...(leader ? { leader: { client: kube, ...leader } } : {}),
+      recordEvent: kubeEventSink(kube, leader?.identity ?? hostname(), logger.child({ component: 'events' })),
       resyncIntervalMs: options.resyncIntervalMs,
     });
     const rt = runtime;

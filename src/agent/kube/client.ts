@@ -1,7 +1,7 @@
 /**
  * The agent's only door to the Kubernetes API: raw HTTPS requests over ONE keep-alive agent shared
- * by every request and every watch, with credentials taken from a @kubernetes/client-node
- * KubeConfig. Owns URL building for a resource, the verbs the reconcile engine needs (get, list,
+ * by every request and every watch, with credentials from ./credentials.ts (in-cluster files, a
+ * kubeconfig, or a @kubernetes/client-node KubeConfig the caller already has). Owns URL building for a resource, the verbs the reconcile engine needs (get, list,
  * create, RFC 6902 JSON patch, delete with preconditions, watch streams), `fieldManager` on every
  * write, and the typed API errors (NotFound, AlreadyExists, Conflict, Invalid, Forbidden).
  *
@@ -10,16 +10,13 @@
  */
 import https from 'node:https';
 import http from 'node:http';
-import type { KubeConfig } from '@kubernetes/client-node';
-import { GitopsError, TransientError, UserError } from '../../common/errors.js';
+import { GitopsError, TransientError } from '../../common/errors.js';
 import { objectId } from '../../common/object-id.js';
 import type { JsonPatchOp, KubeObject, ResourceInfo } from '../reconcile/types.js';
+import { toCredentials, type CredentialSource, type KubeCredentials } from './credentials.js';
 
 /** Field manager recorded in managedFields for every write of ours. */
 export const DEFAULT_FIELD_MANAGER = 'gitops-agent';
-
-/** How long computed auth headers are reused before asking the KubeConfig again (token files rotate). */
-const AUTH_REFRESH_MS = 60_000;
 
 /** A `Status` object as the API server returns it on failures. */
 export interface KubeStatus {
@@ -149,68 +146,49 @@ export interface KubeClientOptions {
 }
 
 /**
- * Thin Kubernetes client. Create with `KubeClient.create(kc)`; call `close()` to free sockets.
+ * Thin Kubernetes client. Create with `KubeClient.create(credentials)`; call `close()` to free sockets.
  */
 export class KubeClient {
   readonly fieldManager: string;
   readonly server: URL;
   private readonly agent: https.Agent | http.Agent;
-  private readonly kc: KubeConfig;
+  private readonly credentials: KubeCredentials;
   private readonly timeoutMs: number;
-  private authHeaders: Record<string, string> = {};
-  private authAt = 0;
 
-  private constructor(kc: KubeConfig, server: URL, agent: https.Agent | http.Agent, options: KubeClientOptions) {
-    this.kc = kc;
-    this.server = server;
+  private constructor(credentials: KubeCredentials, agent: https.Agent | http.Agent, options: KubeClientOptions) {
+    this.credentials = credentials;
+    this.server = credentials.server;
     this.agent = agent;
     this.fieldManager = options.fieldManager ?? DEFAULT_FIELD_MANAGER;
     this.timeoutMs = options.timeoutMs ?? 30_000;
   }
 
-  /** Reads TLS material once from the KubeConfig and builds the one shared keep-alive agent. */
-  static async create(kc: KubeConfig, options: KubeClientOptions = {}): Promise<KubeClient> {
-    const cluster = kc.getCurrentCluster();
-    if (!cluster) throw new UserError('kubeconfig_no_cluster', 'kubeconfig: no current cluster');
-    const server = new URL(cluster.server);
-    const tls: https.RequestOptions = {};
-    await kc.applyToHTTPSOptions(tls);
-    // applyToHTTPSOptions also made a throw-away agent; we keep only the credentials it resolved.
-    const agentOptions: https.AgentOptions = {
-      keepAlive: true,
-      keepAliveMsecs: 30_000,
-      maxFreeSockets: 64,
-      ca: tls.ca,
-      cert: tls.cert,
-      key: tls.key,
-      pfx: tls.pfx,
-      passphrase: tls.passphrase,
-      servername: tls.servername,
-      ...(tls.rejectUnauthorized !== undefined ? { rejectUnauthorized: tls.rejectUnauthorized } : {}),
-    };
-    (tls.agent as https.Agent | undefined)?.destroy();
-    const agent = server.protocol === 'http:' ? new http.Agent({ keepAlive: true, maxFreeSockets: 64 }) : new https.Agent(agentOptions);
-    const client = new KubeClient(kc, server, agent, options);
-    client.setAuth(tls);
-    return client;
+  /**
+   * Builds the one shared keep-alive agent from the credentials' TLS material (a client-node
+   * KubeConfig is accepted too and asked through `applyToHTTPSOptions`).
+   */
+  static async create(source: CredentialSource, options: KubeClientOptions = {}): Promise<KubeClient> {
+    const credentials = await toCredentials(source);
+    const { tls, server } = credentials;
+    const agent = server.protocol === 'http:'
+      ? new http.Agent({ keepAlive: true, maxFreeSockets: 64 })
+      : new https.Agent({
+          keepAlive: true,
+          keepAliveMsecs: 30_000,
+          maxFreeSockets: 64,
+          ca: tls.ca,
+          cert: tls.cert,
+          key: tls.key,
+          ...(tls.servername ? { servername: tls.servername } : {}),
+          ...(tls.rejectUnauthorized !== undefined ? { rejectUnauthorized: tls.rejectUnauthorized } : {}),
+        });
+    // Fail at start-up, not at the first request, when a token file cannot be read.
+    await credentials.authHeaders();
+    return new KubeClient(credentials, agent, options);
   }
 
-  private setAuth(opts: https.RequestOptions): void {
-    const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(opts.headers ?? {})) if (typeof v === 'string') headers[k] = v;
-    if (opts.auth) headers.Authorization = `Basic ${Buffer.from(opts.auth).toString('base64')}`;
-    this.authHeaders = headers;
-    this.authAt = Date.now();
-  }
-
-  private async auth(force = false): Promise<Record<string, string>> {
-    if (force || Date.now() - this.authAt > AUTH_REFRESH_MS) {
-      const opts: https.RequestOptions = {};
-      await this.kc.applyToHTTPSOptions(opts);
-      (opts.agent as https.Agent | undefined)?.destroy();
-      this.setAuth(opts);
-    }
-    return this.authHeaders;
+  private auth(refresh = false): Promise<Record<string, string>> {
+    return this.credentials.authHeaders(refresh);
   }
 
   /** One request; JSON in and out. Throws KubeApiError subclasses on non-2xx answers. */
@@ -221,7 +199,7 @@ export class KubeClient {
       try {
         return await this.send<T>(method, path, options, headers);
       } catch (err) {
-        // A rotated token: ask the KubeConfig again once.
+        // A rotated token: read the credentials again, once.
         if (!retriedAuth && err instanceof KubeApiError && err.status === 401) {
           retriedAuth = true;
           await this.auth(true);

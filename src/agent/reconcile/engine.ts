@@ -5,7 +5,6 @@
  * long-lived I/O state that makes re-syncs cheap: one keep-alive client, discovery, OpenAPI list
  * keys, the watch caches of managed objects and the server-normalised forms already learnt.
  */
-import type { KubeConfig } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
 import type { Logger } from '../../common/logger.js';
 import { silentLogger } from '../../common/logger.js';
@@ -14,6 +13,7 @@ import { objectId, objectKey } from '../../common/object-id.js';
 import type { ProblemReport } from '../../protocol/messages.js';
 import type { ObjectEvent, OnePlan, Reconciler, SyncUnit } from '../reconciler.js';
 import { KubeClient, NotFoundError } from '../kube/client.js';
+import type { CredentialSource } from '../kube/credentials.js';
 import { Discovery } from '../kube/discovery.js';
 import { OpenApi } from '../kube/openapi.js';
 import { WatchCache, type CacheEvent } from '../kube/cache.js';
@@ -35,7 +35,8 @@ import type { Change, ChangeSet, KubeObject, ResolvedObject } from './types.js';
 export type { SyncUnit } from '../reconciler.js';
 
 export interface EngineOptions {
-  kubeConfig: KubeConfig;
+  /** Credentials from ../kube/credentials.ts, or a @kubernetes/client-node KubeConfig (tests, bench). */
+  kubeConfig: CredentialSource;
   /** Recorded in managedFields; `gitops-agent` by default. */
   fieldManager?: string;
   logger?: Logger;
