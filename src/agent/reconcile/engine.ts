@@ -99,7 +99,7 @@ export class Engine implements Reconciler {
     const log = options.logger ?? silentLogger();
     const client = await KubeClient.create(options.kubeConfig, { fieldManager: options.fieldManager });
     const discovery = new Discovery(client);
-    const openapi = new OpenApi(client, options.stateDir);
+    const openapi = new OpenApi(client, options.stateDir, log.child({ component: 'openapi' }));
     // One cache per resource type for every unit: select anything carrying our inventory label.
     const caches = new WatchCache(client, INVENTORY_LABEL, log);
     // Discovery is needed by the first sync: fetch it while the state dir is read and the caller
