@@ -17,6 +17,7 @@ import type { ManifestFile, ProblemReport } from '../../protocol/messages.js';
 import type { CommitEvent, GitRef, GitSource, SourceErrorEvent, SourceRecoverEvent } from '../ports.js';
 import { LocalBackend, RemoteBackend, checkProjectId, describeRef, refKey, type GitBackend } from './backends.js';
 import { createGitHttpClient } from './http.js';
+import { startPollTimer, type PollTimer } from './poll-timer.js';
 import { DEFAULT_READ_LIMITS, findFileId, readMatchingFiles, readOneFile, treeReader, type ReadLimits, type TreeEntry, type TreeReader } from './read.js';
 
 /** Log message for a new commit on a watched ref (fields: project, commit, ref). */
@@ -71,7 +72,7 @@ interface Watch {
 
 interface ProjectState {
   watches: Map<string, Watch>;
-  timer?: NodeJS.Timeout;
+  timer?: PollTimer;
   running?: Promise<void>;
   queued?: Promise<void>;
 }
@@ -173,7 +174,7 @@ export class GitWatcher implements GitSource {
       if (!s || s.watches.get(key) !== watch) return;
       s.watches.delete(key);
       if (s.watches.size === 0) {
-        clearTimeout(s.timer);
+        s.timer?.stop();
         this.projects.delete(project);
       }
     };
@@ -258,7 +259,7 @@ export class GitWatcher implements GitSource {
     this.closed = true;
     const running: Promise<void>[] = [];
     for (const s of this.projects.values()) {
-      clearTimeout(s.timer);
+      s.timer?.stop();
       if (s.running) running.push(s.running);
     }
     this.projects.clear();
@@ -269,17 +270,12 @@ export class GitWatcher implements GitSource {
   // ---- polling and coalesced checks ----
 
   private startTimer(project: string, state: ProjectState): void {
-    // The first poll lands at a random point of the interval so many projects do not poll in step.
-    const tick = (delay: number) => {
-      state.timer = setTimeout(() => {
-        if (this.projects.get(project) !== state) return;
-        void this.schedule(project, state).finally(() => {
-          if (this.projects.get(project) === state) tick(this.pollMs);
-        });
-      }, delay);
-      state.timer.unref();
-    };
-    tick(Math.floor(this.pollMs * (0.5 + Math.random() * 0.5)));
+    // Fixed-rate (see poll-timer.ts): a check starts every pollMs whatever the last one took, and
+    // a tick that lands on a running check is coalesced into one check right after it. The first
+    // poll lands at a random point of the interval so many projects do not poll in step.
+    state.timer = startPollTimer(() => {
+      if (this.projects.get(project) === state) void this.schedule(project, state);
+    }, this.pollMs, Math.floor(this.pollMs * (0.5 + Math.random() * 0.5)));
   }
 
   /** Run a check now, or once more right after the one in flight (all callers share it). */
