@@ -76,7 +76,7 @@ describe('Fleet', () => {
     fleet.close();
   });
 
-  it('re-reads only the agents whose config.yaml changed when the config project gets a commit', async () => {
+  it('reads a config.yaml blob shared by 1,000 agents a few times, and re-reads only the agent whose file changed on a new commit', async () => {
     const C3 = 'c'.repeat(40);
     const agents: AgentRecord[] = Array.from({ length: 1000 }, (_, i) => ({ id: `id${i}`, name: `agent${i}`, configProject: 'kubernetes-agent', publicKey: 'x', createdAt: '' }));
     // agent7's config.yaml changes in C3 (one more manifest project); every other file is the same blob.
@@ -99,7 +99,10 @@ describe('Fleet', () => {
     });
     fleet.start(pusher);
     await until(() => configs.length === 1000);
-    expect(git.fileReads).toHaveLength(1000);
+    // Every agent has the same blob: it is parsed once per read in flight, not once per agent.
+    expect(git.fileReads.length).toBeGreaterThan(0);
+    expect(git.fileReads.length).toBeLessThanOrEqual(32);
+    expect(fleet.configMessage('id999')?.projects).toEqual(['gitops-project']);
     git.fileReads = [];
     configs.length = 0;
     git.emit('kubernetes-agent', C3);
@@ -108,6 +111,32 @@ describe('Fleet', () => {
     expect(git.fileReads).toEqual(['.gitlab/agents/agent7/config.yaml']);
     expect(configs).toEqual(['id7']);
     expect(fleet.configMessage('id7')?.projects).toEqual(['gitops-project', 'other-project']);
+    fleet.close();
+  });
+
+  it('keeps at most 32 config reads in flight while 2,000 agents with distinct files load', async () => {
+    const agents: AgentRecord[] = Array.from({ length: 2000 }, (_, i) => ({ id: `id${i}`, name: `agent${i}`, configProject: 'kubernetes-agent', publicKey: 'x', createdAt: '' }));
+    let inFlight = 0;
+    let most = 0;
+    const git = new (class extends MemoryGit {
+      async fileId(_p: string, _c: string, path: string): Promise<string> {
+        return `blob-${path}`;
+      }
+      override async readFile(): Promise<string> {
+        most = Math.max(most, ++inFlight);
+        await new Promise((r) => setTimeout(r, 1));
+        inFlight--;
+        return CONFIG;
+      }
+    })();
+    const configs: string[] = [];
+    const fleet = new Fleet({
+      git, logger: silentLogger(), metrics: createServerMetrics(),
+      registry: { active: () => agents, get: (id) => agents.find((a) => a.id === id), updateStatus: () => undefined, onChange: () => () => undefined },
+    });
+    fleet.start({ pushConfig: (id) => { configs.push(id); }, pushError: () => undefined, pushDesired: () => undefined });
+    await until(() => configs.length === 2000);
+    expect(most).toBe(32);
     fleet.close();
   });
 

@@ -38,7 +38,7 @@ export interface Pusher {
 
 export interface FleetOptions {
   git: GitSource;
-  registry: Pick<Registry, 'active' | 'get' | 'updateStatus' | 'onChange'>;
+  registry: Pick<Registry, 'active' | 'get' | 'updateStatus' | 'onChange'> & Partial<Pick<Registry, 'peekStatus'>>;
   logger: Logger;
   metrics: ServerMetrics;
   /** Parser for config.yaml (default: parseAgentConfig). */
@@ -77,6 +77,15 @@ interface AgentState {
 
 const DEFAULT_SETTINGS: ConfigMessage['settings'] = { drift: { mode: 'correct', ignore: [] } };
 
+/**
+ * Config reads in flight at once. A server starting with 10,000 agents would otherwise hold
+ * 10,000 half-done reads and parses at the same moment: hundreds of MiB of short-lived garbage,
+ * and a heap (and RSS) that stays that large long after.
+ */
+const CONFIG_READS_IN_FLIGHT = 32;
+/** Parsed valid configs kept per (config project, blob id): agents with the same file share one. */
+const PARSED_CONFIGS = 1024;
+
 export function refKey(ref: GitRef): string {
   if ('branch' in ref) return `branch:${ref.branch}`;
   if ('tag' in ref) return `tag:${ref.tag}`;
@@ -102,6 +111,9 @@ export class Fleet implements DesiredStateProvider {
   private unsubscribe?: () => void;
   private readonly log: Logger;
   private readonly loadConfig: NonNullable<FleetOptions['loadConfig']>;
+  /** Valid configs by `configProject \0 blob id`: a blob's content never changes, so neither does its config. */
+  private readonly parsed = new Map<string, AgentConfig>();
+  private readonly configReads = new Limiter(CONFIG_READS_IN_FLIGHT);
 
   constructor(private readonly options: FleetOptions) {
     this.log = options.logger;
@@ -229,7 +241,10 @@ export class Fleet implements DesiredStateProvider {
     const file = agentConfigPath(record.name);
     let result: AgentConfigResult;
     let blob: string | undefined;
+    const release = await this.configReads.acquire();
     try {
+      // A newer read was started while this one waited for its turn: leave it to that one.
+      if (generation !== state.generation || this.agents.get(record.id) !== state) return;
       // Skip files the commit did not touch: 10,000 agents in one config project must not mean
       // 10,000 parses for a change to one of them.
       if (this.options.git.fileId) {
@@ -239,11 +254,20 @@ export class Fleet implements DesiredStateProvider {
           return;
         }
       }
-      const text = await this.options.git.readFile(record.configProject, commit, file);
-      result = this.loadConfig(text ?? '', { file, configProject: record.configProject, commit });
+      const known = blob ? this.parsed.get(`${record.configProject}\0${blob}`) : undefined;
+      if (known) {
+        result = { ok: true, config: known, commit };
+      } else {
+        const text = await this.options.git.readFile(record.configProject, commit, file);
+        result = this.loadConfig(text ?? '', { file, configProject: record.configProject, commit });
+        // Only valid configs are shared: problems name the agent's own file.
+        if (result.ok && blob) remember(this.parsed, `${record.configProject}\0${blob}`, result.config, PARSED_CONFIGS);
+      }
     } catch (err) {
       blob = undefined;
       result = { ok: false, commit, problems: [{ code: 'CONFIG_UNREADABLE', message: `${file}: cannot be read from ${record.configProject} at ${commit.slice(0, 12)}: ${errorMessage(err)}`, file }] };
+    } finally {
+      release();
     }
     if (generation !== state.generation || this.agents.get(record.id) !== state) return;
     state.configBlob = blob;
@@ -257,11 +281,14 @@ export class Fleet implements DesiredStateProvider {
     }
     state.configProblems = [];
     state.configCommit = commit;
-    const before = state.config ? JSON.stringify(state.config) : undefined;
+    const previous = state.config;
     state.config = result.config;
-    this.options.registry.updateStatus(record.id, (s) => { delete s.configProblems; });
+    // Only when there is something to clear: a status object (and a shard write) for each of
+    // 10,000 agents that never had a problem would be memory and disk for nothing.
+    const status = this.options.registry.peekStatus ? this.options.registry.peekStatus(record.id) : { configProblems: [] };
+    if (status?.configProblems) this.options.registry.updateStatus(record.id, (s) => { delete s.configProblems; });
     if (result.config.unusedSections.length) this.log.info({ agent: record.name, sections: result.config.unusedSections }, 'config sections not used by this product');
-    if (before === JSON.stringify(result.config)) return;
+    if (previous === result.config || (previous && JSON.stringify(previous) === JSON.stringify(result.config))) return;
     this.log.info({ agent: record.name, commit, projects: result.config.projects.map((p) => p.id) }, 'agent config loaded');
     this.resubscribe(state);
     this.pusher?.pushConfig(record.id, configMessage(result.config, []));
@@ -414,6 +441,32 @@ export class Fleet implements DesiredStateProvider {
       map.delete(key);
       w.unwatch?.();
     }
+  }
+}
+
+/** Map insert that forgets the oldest entry past `max`. */
+function remember<V>(map: Map<string, V>, key: string, value: V, max: number): void {
+  map.set(key, value);
+  if (map.size > max) map.delete(map.keys().next().value as string);
+}
+
+/** At most `max` holders at a time; the others wait in arrival order. */
+class Limiter {
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+  constructor(private readonly max: number) {}
+  async acquire(): Promise<() => void> {
+    if (this.active >= this.max) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.active++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiting.shift();
+      // The slot passes straight to the next waiter, so `active` only drops when nobody waits.
+      if (next) next();
+      else this.active--;
+    };
   }
 }
 

@@ -302,13 +302,18 @@ export class Hub {
 
   /** Sends `config` to every ready session of the agent. */
   pushConfig(agentId: string, message: ConfigMessage): void {
+    // Encoded only for an agent with sessions: most of 10,000 registered agents have none.
+    const sessions = this.sessions.get(agentId);
+    if (!sessions?.size) return;
     const encoded = encodeMessage(message);
-    for (const session of this.sessions.get(agentId) ?? []) if (session.ready) this.send(session, encoded);
+    for (const session of sessions) if (session.ready) this.send(session, encoded);
   }
 
   pushError(agentId: string, message: ErrorMessage): void {
+    const sessions = this.sessions.get(agentId);
+    if (!sessions?.size) return;
     const encoded = encodeMessage(message);
-    for (const session of this.sessions.get(agentId) ?? []) if (session.ready) this.send(session, encoded);
+    for (const session of sessions) if (session.ready) this.send(session, encoded);
   }
 
   /** Sends `desired` to each ready session of the agent that does not have this digest. */

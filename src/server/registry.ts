@@ -177,6 +177,11 @@ export class Registry {
     return s;
   }
 
+  /** The agent's status if the server has one (never creates it, unlike {@link status}). */
+  peekStatus(id: string): AgentStatus | undefined {
+    return this.statuses.get(id);
+  }
+
   /** Changes an agent's status in memory and schedules a write of status.json. */
   updateStatus(id: string, change: (s: AgentStatus) => void): void {
     if (!this.agents.has(id)) return;
