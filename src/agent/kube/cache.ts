@@ -32,6 +32,21 @@ const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 5_000;
 const FIRST_LIST_RETRY_MS = 15_000;
 
+/**
+ * Drops the managedFields entries no reader of the cache needs: our own manager's and those of
+ * subresources (status). Drift names the other manager of a changed field from what is left;
+ * nothing else reads managedFields. Our own entry is most of an object's size in memory (its
+ * fieldsV1 mirrors every field we apply), times every managed object.
+ */
+export function slimManagedFields(obj: KubeObject, ours: string): KubeObject {
+  const entries = obj.metadata?.managedFields;
+  if (!entries) return obj;
+  const others = entries.filter((e) => e.manager !== ours && !e.subresource);
+  if (others.length === entries.length) return obj;
+  const { managedFields: _all, ...metadata } = obj.metadata;
+  return { ...obj, metadata: others.length ? { ...metadata, managedFields: others } : metadata };
+}
+
 export function storeKey(namespace: string | undefined, name: string): string {
   return `${namespace ?? ''}/${name}`;
 }
@@ -89,7 +104,8 @@ export class ResourceCache {
   }
 
   /** Puts a write response into the store at once; it wins until its own watch echo arrives. */
-  upsert(obj: KubeObject): void {
+  upsert(response: KubeObject): void {
+    const obj = slimManagedFields(response, this.client.fieldManager);
     const key = storeKey(obj.metadata.namespace, obj.metadata.name);
     const prev = this.store.get(key);
     const rv = obj.metadata.resourceVersion;
@@ -172,7 +188,8 @@ export class ResourceCache {
   private async relist(first: boolean): Promise<void> {
     const res = await this.client.list(this.resource, { labelSelector: this.labelSelector });
     const seen = new Set<string>();
-    for (const obj of res.items) {
+    for (const item of res.items) {
+      const obj = slimManagedFields(item, this.client.fieldManager);
       const key = storeKey(obj.metadata.namespace, obj.metadata.name);
       seen.add(key);
       const prev = this.store.get(key);
@@ -198,13 +215,13 @@ export class ResourceCache {
     if (ev.type === 'ERROR') {
       throw new KubeApiError('retryable', 'kube_watch_error', `${this.resource.kind} watch`, ev.object.code ?? 0, ev.object);
     }
-    const obj = ev.object;
+    const obj = slimManagedFields(ev.object, this.client.fieldManager);
     const rv = obj.metadata.resourceVersion;
     if (rv) this.rv = rv;
     const key = storeKey(obj.metadata.namespace, obj.metadata.name);
     const writing = this.inflight.get(key);
     if (writing) {
-      writing.held.push(ev);
+      writing.held.push({ ...ev, object: obj as WatchEvent['object'] });
       return;
     }
     if (ev.type === 'DELETED') {
