@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it } from '@jest/globals';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseToken } from '../protocol/token.js';
-import { Registry, boundProblems, createAgent, listAgents, revokeAgent, type RegistryChange } from './registry.js';
+import { Registry, boundProblems, createAgent, createAgents, listAgents, revokeAgent, type RegistryChange } from './registry.js';
 
 const dirs: string[] = [];
 const registries: Registry[] = [];
@@ -39,6 +39,63 @@ describe('agent create / revoke / list', () => {
     expect((await listAgents(dir)).length).toBe(9);
   });
 
+  it('creates a batch of agents in one write, each with its own token, and creates none when one name is taken', async () => {
+    const dir = await stateDir();
+    await createAgent(dir, 'taken', 'p');
+    const batch = await createAgents(dir, Array.from({ length: 500 }, (_, i) => ({ name: `fleet-${i}`, configProject: 'group/config' })));
+    expect(batch.map((b) => b.record.name)).toEqual(Array.from({ length: 500 }, (_, i) => `fleet-${i}`));
+    expect(new Set(batch.map((b) => b.token)).size).toBe(500);
+    expect(parseToken(batch[499].token).agentId).toBe(batch[499].record.id);
+    await expect(createAgents(dir, [{ name: 'fresh', configProject: 'p' }, { name: 'taken', configProject: 'p' }])).rejects.toMatchObject({ code: 'AGENT_EXISTS' });
+    await expect(createAgents(dir, [{ name: 'twice', configProject: 'p' }, { name: 'twice', configProject: 'p' }])).rejects.toMatchObject({ code: 'AGENT_EXISTS' });
+    const names = (await listAgents(dir)).map((a) => a.name);
+    expect(names).toHaveLength(501);
+    expect(names).not.toContain('fresh');
+  });
+
+  it('appends creates to a journal instead of rewriting agents.json, and folds it in on revoke', async () => {
+    const dir = await stateDir();
+    await createAgent(dir, 'first', 'p');
+    const before = await readFile(path.join(dir, 'agents.json'), 'utf8');
+    const { record } = await createAgent(dir, 'second', 'p');
+    await createAgents(dir, [{ name: 'third', configProject: 'p' }, { name: 'fourth', configProject: 'p' }]);
+    expect(await readFile(path.join(dir, 'agents.json'), 'utf8')).toBe(before);
+    expect((await readdir(dir)).sort()).toEqual(['agents.journal', 'agents.json']);
+    expect((await stat(path.join(dir, 'agents.journal'))).mode & 0o777).toBe(0o600);
+    expect((await listAgents(dir)).map((a) => a.name)).toEqual(['first', 'second', 'third', 'fourth']);
+    await expect(createAgent(dir, 'second', 'p')).rejects.toMatchObject({ code: 'AGENT_EXISTS' });
+    await revokeAgent(dir, 'second');
+    expect((await readdir(dir)).sort()).toEqual(['agents.json']);
+    // One agent per line: readable, and a plain JSON document.
+    const text = await readFile(path.join(dir, 'agents.json'), 'utf8');
+    expect(text.split('\n')).toHaveLength(4 + 3);
+    expect(JSON.parse(text).agents[1]).toMatchObject({ ...record, revokedAt: expect.any(String) });
+    // The revoked name is free again, and the journal line of the old one cannot undo the revoke.
+    await createAgent(dir, 'second', 'p');
+    expect((await listAgents(dir)).filter((a) => a.name === 'second').map((a) => Boolean(a.revokedAt))).toEqual([true, false]);
+  });
+
+  it('ignores a journal line torn by a crash and cuts it off at the next create', async () => {
+    const dir = await stateDir();
+    await createAgent(dir, 'first', 'p');
+    await createAgent(dir, 'second', 'p');
+    await appendFile(path.join(dir, 'agents.journal'), '{"id":"0123","name":"torn","confi');
+    expect((await listAgents(dir)).map((a) => a.name)).toEqual(['first', 'second']);
+    await createAgent(dir, 'third', 'p');
+    expect((await listAgents(dir)).map((a) => a.name)).toEqual(['first', 'second', 'third']);
+    expect(await readFile(path.join(dir, 'agents.journal'), 'utf8')).not.toContain('torn');
+  });
+
+  it('rewrites agents.json once the journal holds 1,000 agents', async () => {
+    const dir = await stateDir();
+    await createAgent(dir, 'first', 'p');
+    await createAgents(dir, Array.from({ length: 1000 }, (_, i) => ({ name: `a-${i}`, configProject: 'p' })));
+    expect((await readdir(dir)).sort()).toEqual(['agents.journal', 'agents.json']);
+    await createAgent(dir, 'one-more', 'p');
+    expect((await readdir(dir)).sort()).toEqual(['agents.json']);
+    expect(JSON.parse(await readFile(path.join(dir, 'agents.json'), 'utf8')).agents).toHaveLength(1002);
+  });
+
   it('revokes by name and says so when there is no such agent', async () => {
     const dir = await stateDir();
     await createAgent(dir, 'agent1', 'p');
@@ -64,13 +121,17 @@ describe('Registry (server side)', () => {
     expect(registry.lookupKey(record.id)?.revoked).toBe(true);
   });
 
-  it('picks up agents created while it runs', async () => {
+  it('picks up agents created while it runs, keeping the records it already holds', async () => {
     const dir = await stateDir();
+    const { record: early } = await createAgent(dir, 'early', 'p');
     const registry = await Registry.open(dir);
     registries.push(registry);
+    const held = registry.get(early.id);
     const seen = new Promise<RegistryChange>((resolve) => registry.onChange(resolve));
     const { record } = await createAgent(dir, 'late', 'p');
     expect((await seen).added.map((a) => a.id)).toEqual([record.id]);
+    // Not a fresh copy of every record per create (the fleet holds these objects).
+    expect(registry.get(early.id)).toBe(held);
   });
 
   it('writes status for agent list and starts the next run with every agent disconnected', async () => {

@@ -2,9 +2,9 @@
  * The agent registry: which agents exist (from agents.json, written by the `agent` CLI commands)
  * and what the server knows about each (status.json, written by the server).
  *
- * The server process holds one Registry. It re-reads agents.json when it changes (fs.watch on the
- * state directory, because an atomic rename replaces the file's inode, plus a cheap stat poll as a
- * fallback), so a revoke from another process takes effect within a poll interval and listeners
+ * The server process holds one Registry. It re-reads agents.json and its journal when either
+ * changes (fs.watch on the state directory, because an atomic rename replaces the file's inode,
+ * plus a cheap stat poll as a fallback), so a revoke from another process takes effect within a poll interval and listeners
  * can close that agent's sessions. Status changes are kept in memory and flushed debounced, one
  * write at a time, rewriting only the status shards (state-files.ts) whose agents changed.
  *
@@ -21,7 +21,7 @@ import type { AgentKey } from '../protocol/jwt.js';
 import type { ProblemReport } from '../protocol/messages.js';
 import { generateToken, publicKeyFromX } from '../protocol/token.js';
 import {
-  AGENTS_FILE, AGENT_NAME_PATTERN, STATUS_DIR, STATUS_FILE, ensureStateDir, readAgentsFile, readAllStatus, statusShardOf, syncDir,
+  AGENTS_FILE, AGENTS_JOURNAL, AGENT_NAME_PATTERN, STATUS_DIR, appendAgents, STATUS_FILE, ensureStateDir, readAgentsFile, readAllStatus, statusShardOf, syncDir,
   updateAgentsFile, writeStatusShard, type AgentRecord, type AgentStatus,
 } from './state-files.js';
 
@@ -35,19 +35,41 @@ const MAX_TEXT = 1000;
 
 /** Registers an agent and returns its token (shown once, never stored). */
 export async function createAgent(stateDir: string, name: string, configProject: string, now = new Date()): Promise<{ record: AgentRecord; token: string }> {
-  if (!AGENT_NAME_PATTERN.test(name)) {
-    throw new UserError('AGENT_BAD_NAME', `agent name "${name.slice(0, 80)}": use lowercase letters, digits and '-', 1 to 63 characters, starting and ending with a letter or digit`);
-  }
-  if (!configProject.trim()) throw new UserError('AGENT_BAD_PROJECT', `agent ${name}: --config-project must name a project such as group/kubernetes-agent`);
-  const gen = generateToken();
-  const record: AgentRecord = { id: gen.agentId, name, configProject: configProject.trim(), publicKey: gen.publicKeyX, createdAt: now.toISOString() };
-  await updateAgentsFile(stateDir, (file) => {
-    if (file.agents.some((a) => a.name === name && !a.revokedAt)) {
-      throw new UserError('AGENT_EXISTS', `agent ${name}: already exists (revoke it first to issue a new token)`);
+  return (await createAgents(stateDir, [{ name, configProject }], now))[0];
+}
+
+/** One agent for {@link createAgents}. */
+export interface NewAgent {
+  name: string;
+  configProject: string;
+}
+
+/**
+ * Registers several agents in ONE locked write of agents.json (all or none) and returns their
+ * tokens in order. For provisioning a fleet: K single creates rewrite the file K times.
+ */
+export async function createAgents(stateDir: string, agents: readonly NewAgent[], now = new Date()): Promise<{ record: AgentRecord; token: string }[]> {
+  const names = new Set<string>();
+  for (const { name, configProject } of agents) {
+    if (!AGENT_NAME_PATTERN.test(name)) {
+      throw new UserError('AGENT_BAD_NAME', `agent name "${name.slice(0, 80)}": use lowercase letters, digits and '-', 1 to 63 characters, starting and ending with a letter or digit`);
     }
-    return { file: { ...file, agents: [...file.agents, record] }, result: undefined };
+    if (!configProject.trim()) throw new UserError('AGENT_BAD_PROJECT', `agent ${name}: --config-project must name a project such as group/kubernetes-agent`);
+    if (names.has(name)) throw new UserError('AGENT_EXISTS', `agent ${name}: listed twice`);
+    names.add(name);
+  }
+  const created = agents.map(({ name, configProject }) => {
+    const gen = generateToken();
+    const record: AgentRecord = { id: gen.agentId, name, configProject: configProject.trim(), publicKey: gen.publicKeyX, createdAt: now.toISOString() };
+    return { record, token: gen.token };
   });
-  return { record, token: gen.token };
+  // Appended to agents.journal (see state-files.ts): no rewrite of every other agent per create.
+  await appendAgents(stateDir, created.map((c) => c.record), (file) => {
+    for (const a of file.agents) {
+      if (!a.revokedAt && names.has(a.name)) throw new UserError('AGENT_EXISTS', `agent ${a.name}: already exists (revoke it first to issue a new token)`);
+    }
+  });
+  return created;
 }
 
 /** Marks the active agent `name` revoked; running servers close its sessions within a second. */
@@ -268,16 +290,14 @@ export class Registry {
   private follow(): void {
     try {
       this.watcher = watch(this.stateDir, { persistent: false }, (_event, name) => {
-        if (name === null || name === AGENTS_FILE) this.triggerReload();
+        if (name === null || name === AGENTS_FILE || name === AGENTS_JOURNAL) this.triggerReload();
       });
       this.watcher.on('error', () => undefined);
     } catch {
       // no inotify: the poll below still notices changes
     }
     this.pollTimer = setInterval(() => {
-      fs.stat(path.join(this.stateDir, AGENTS_FILE))
-        .then((st) => `${st.ino}:${st.mtimeMs}:${st.size}`)
-        .catch(() => 'absent')
+      this.stamp()
         .then((stamp) => { if (stamp !== this.lastStamp) this.triggerReload(); })
         .catch(() => undefined);
     }, this.options.pollMs ?? 250);
@@ -301,12 +321,24 @@ export class Registry {
       });
   }
 
+  /** Identity of agents.json and its journal: a change to either means a reload. */
+  private async stamp(): Promise<string> {
+    const stamps = await Promise.all([AGENTS_FILE, AGENTS_JOURNAL].map((name) => fs.stat(path.join(this.stateDir, name))
+      .then((st) => `${st.ino}:${st.mtimeMs}:${st.size}`)
+      .catch(() => 'absent')));
+    return stamps.join('/');
+  }
+
   private async reload(): Promise<void> {
-    const st = await fs.stat(path.join(this.stateDir, AGENTS_FILE)).catch(() => undefined);
-    const stamp = st ? `${st.ino}:${st.mtimeMs}:${st.size}` : 'absent';
+    const stamp = await this.stamp();
     const file = await readAgentsFile(this.stateDir);
     this.lastStamp = stamp;
-    const next = new Map(file.agents.map((a) => [a.id, a]));
+    // Unchanged records keep their object: the fleet holds them, and 10,000 fresh copies per
+    // create would double what the records cost until the old ones are collected.
+    const next = new Map(file.agents.map((a) => {
+      const before = this.agents.get(a.id);
+      return [a.id, before && sameRecord(before, a) ? before : a];
+    }));
     const change: RegistryChange = { added: [], revoked: [] };
     for (const [id, record] of next) {
       const before = this.agents.get(id);
@@ -331,6 +363,10 @@ export class Registry {
       for (const listener of this.listeners) listener(change);
     }
   }
+}
+
+function sameRecord(a: AgentRecord, b: AgentRecord): boolean {
+  return a.name === b.name && a.configProject === b.configProject && a.publicKey === b.publicKey && a.createdAt === b.createdAt && a.revokedAt === b.revokedAt;
 }
 
 /** Bounds what an agent can make the server remember. */

@@ -4,6 +4,14 @@
  *
  * - `agents.json`: agent records (public keys and metadata only). Written by the CLI under a lock
  *   file; the server re-reads it on change.
+ * - `agents.journal`: agents created since agents.json was last written, one JSON record per line,
+ *   appended (and fsynced) by `agent create` under the same lock, so a create at 10,000 agents
+ *   does not rewrite a 1.5 MB file. Readers take agents.json, then journal records whose id it
+ *   does not hold (ids are random: a journal line only ever adds an agent, it can never undo a
+ *   revoke). Any full write of agents.json (revoke, or a create once the journal holds
+ *   JOURNAL_MAX records) folds the journal in and deletes it; a crash in between leaves records in
+ *   both, which reads the same. A torn last line (a crash mid-append, before the command said it
+ *   succeeded) is ignored and cut off by the next append.
  * - `status/<xx>.json`: what the server knows about each agent (connected, last seen, applied
  *   commits, errors), in 256 shards by agent (`xx` = first byte of sha1(id), hex). Written by the
  *   server only, and only the shards that changed: with 10,000 agents one agent's change rewrites
@@ -20,6 +28,10 @@ import { RetryableError, UserError } from '../common/errors.js';
 import type { ProblemReport } from '../protocol/messages.js';
 
 export const AGENTS_FILE = 'agents.json';
+/** Agents appended since the last full write of agents.json (see the header). */
+export const AGENTS_JOURNAL = 'agents.journal';
+/** Journal records after which a create rewrites agents.json instead of appending. */
+const JOURNAL_MAX = 1000;
 /** Status of every agent in one file: written by earlier versions, read for migration. */
 export const STATUS_FILE = 'status.json';
 /** Folder of status shards. */
@@ -183,14 +195,61 @@ async function readJson(file: string): Promise<unknown | undefined> {
   }
 }
 
-/** Reads agents.json (empty when absent). */
+/** Reads the agents: agents.json (empty when absent) plus the journal (see the header). */
 export async function readAgentsFile(stateDir: string): Promise<AgentsFile> {
+  return (await readAgentsState(stateDir)).file;
+}
+
+interface AgentsState {
+  file: AgentsFile;
+  /** agents.json exists. */
+  hasFile: boolean;
+  /** Journal records (also those agents.json already holds). */
+  journalRecords: number;
+  /** Bytes of the journal up to its last complete line; `journalSize` beyond it is a torn line. */
+  journalValid: number;
+  journalSize: number;
+}
+
+async function readAgentsState(stateDir: string): Promise<AgentsState> {
   const file = path.join(stateDir, AGENTS_FILE);
-  const raw = await readJson(file);
-  if (raw === undefined) return { version: 1, agents: [] };
-  const data = raw as Partial<AgentsFile>;
-  if (data.version !== 1 || !Array.isArray(data.agents)) throw new UserError('STATE_CORRUPT', `${file}: expected {"version":1,"agents":[...]}`);
-  return data as AgentsFile;
+  const [raw, journal] = await Promise.all([readJson(file), fs.readFile(path.join(stateDir, AGENTS_JOURNAL)).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw err;
+  })]);
+  let agents: AgentsFile;
+  if (raw === undefined) {
+    agents = { version: 1, agents: [] };
+  } else {
+    const data = raw as Partial<AgentsFile>;
+    if (data.version !== 1 || !Array.isArray(data.agents)) throw new UserError('STATE_CORRUPT', `${file}: expected {"version":1,"agents":[...]}`);
+    agents = data as AgentsFile;
+  }
+  const state: AgentsState = { file: agents, hasFile: raw !== undefined, journalRecords: 0, journalValid: 0, journalSize: journal?.length ?? 0 };
+  if (!journal?.length) return state;
+  const valid = journal.lastIndexOf(0x0a) + 1;
+  state.journalValid = valid;
+  const ids = new Set(agents.agents.map((a) => a.id));
+  const added: AgentRecord[] = [];
+  const lines = journal.subarray(0, valid).toString('utf8').split('\n');
+  for (const [i, line] of lines.entries()) {
+    if (!line) continue;
+    let record: AgentRecord;
+    try {
+      record = JSON.parse(line) as AgentRecord;
+    } catch (err) {
+      throw new UserError('STATE_CORRUPT', `${path.join(stateDir, AGENTS_JOURNAL)}:${i + 1}: not valid JSON (${(err as Error).message})`, { cause: err });
+    }
+    if (typeof record?.id !== 'string' || typeof record.name !== 'string' || typeof record.publicKey !== 'string') {
+      throw new UserError('STATE_CORRUPT', `${path.join(stateDir, AGENTS_JOURNAL)}:${i + 1}: not an agent record`);
+    }
+    state.journalRecords++;
+    if (ids.has(record.id)) continue;
+    ids.add(record.id);
+    added.push(record);
+  }
+  if (added.length) state.file = { ...agents, agents: [...agents.agents, ...added] };
+  return state;
 }
 
 /** Reads the legacy status.json (undefined when absent or unreadable: status is advisory). */
@@ -204,10 +263,63 @@ export async function readStatusFile(stateDir: string): Promise<StatusFile | und
 }
 
 /**
+ * agents.json as JSON with one agent per line: still readable and diff-friendly, and at 10,000
+ * agents about a third smaller and quicker to write than indented JSON.
+ */
+export function formatAgentsFile(file: AgentsFile): string {
+  const { agents, ...rest } = file;
+  const head = JSON.stringify(rest).slice(0, -1);
+  if (agents.length === 0) return `${head},"agents":[]}\n`;
+  return `${head},"agents":[\n${agents.map((a) => JSON.stringify(a)).join(',\n')}\n]}\n`;
+}
+
+/**
  * Changes agents.json under an exclusive lock so two CLI commands never lose each other's write.
- * `change` returns the new file content and a result.
+ * `change` returns the new file content and a result. The journal is folded in and deleted.
  */
 export async function updateAgentsFile<T>(stateDir: string, change: (file: AgentsFile) => { file: AgentsFile; result: T }): Promise<T> {
+  return withAgentsLock(stateDir, async () => {
+    const { file, result } = change((await readAgentsState(stateDir)).file);
+    await writeAgentsFile(stateDir, file);
+    return result;
+  });
+}
+
+/**
+ * Adds agents under the same lock: `check` sees every agent first (and throws to refuse). The
+ * records are appended to the journal and fsynced, or, when agents.json does not exist yet or the
+ * journal is full, written with a full rewrite of agents.json.
+ */
+export async function appendAgents(stateDir: string, records: readonly AgentRecord[], check: (file: AgentsFile) => void): Promise<void> {
+  await withAgentsLock(stateDir, async () => {
+    const state = await readAgentsState(stateDir);
+    check(state.file);
+    if (!state.hasFile || state.journalRecords + records.length > JOURNAL_MAX) {
+      await writeAgentsFile(stateDir, { ...state.file, agents: [...state.file.agents, ...records] });
+      return;
+    }
+    const journal = path.join(stateDir, AGENTS_JOURNAL);
+    const handle = await fs.open(journal, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND, 0o600);
+    try {
+      // A torn line from a crashed append would swallow the first new record.
+      if (state.journalSize > state.journalValid) await handle.truncate(state.journalValid);
+      await handle.writeFile(records.map((r) => `${JSON.stringify(r)}\n`).join(''), 'utf8');
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    // The journal's own directory entry must survive a crash too.
+    if (state.journalSize === 0) await syncDir(stateDir);
+  });
+}
+
+/** Full write of agents.json, then the journal it now holds is deleted (see the header). */
+async function writeAgentsFile(stateDir: string, file: AgentsFile): Promise<void> {
+  await writeFileAtomic(path.join(stateDir, AGENTS_FILE), formatAgentsFile(file));
+  await fs.rm(path.join(stateDir, AGENTS_JOURNAL), { force: true });
+}
+
+async function withAgentsLock<T>(stateDir: string, body: () => Promise<T>): Promise<T> {
   await ensureStateDir(stateDir);
   const lock = path.join(stateDir, LOCK_FILE);
   const deadline = Date.now() + 5_000;
@@ -227,9 +339,7 @@ export async function updateAgentsFile<T>(stateDir: string, change: (file: Agent
     }
   }
   try {
-    const { file, result } = change(await readAgentsFile(stateDir));
-    await writeFileAtomic(path.join(stateDir, AGENTS_FILE), JSON.stringify(file, null, 2) + '\n');
-    return result;
+    return await body();
   } finally {
     await fs.rm(lock, { force: true });
   }
