@@ -1,6 +1,6 @@
 /**
  * The product's two programs as real processes for the bench: `gitops-server serve` with its own
- * state dir, config project and agents (created through the registry's createAgent, tokens in
+ * state dir, config project and agents (created through the registry's createAgents, tokens in
  * files), and `gitops-agent run` processes connected to it. Both are the built CLIs from dist/bin,
  * started in the bench's ProcessGroup so nothing outlives the bench (also on Ctrl-C).
  */
@@ -8,7 +8,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createAgent } from '../../src/server/registry.js';
+import { createAgents } from '../../src/server/registry.js';
 import { createRepo, type TestRepo } from '../../e2e/harness/git-repo.js';
 import type { GitServer } from '../../e2e/harness/git-server.js';
 import type { ManagedProcess, ProcessGroup } from '../../e2e/harness/processes.js';
@@ -117,16 +117,18 @@ export async function startServer(group: ProcessGroup, git: GitServer, options: 
   const tokenFiles = new Map<string, string>();
   const tokens = new Map<string, string>();
   const t0 = Date.now();
+  // One locked write for the whole fleet (K single creates would each read and append under the lock).
+  const created = await createAgents(stateDir, options.agents.map((a) => ({ name: a.name, configProject: configRepo.name })));
   for (const [i, a] of options.agents.entries()) {
-    const { token } = await createAgent(stateDir, a.name, configRepo.name);
+    const { token } = created[i];
     tokens.set(a.name, token);
     if (options.agents.length <= 20) {
       const file = path.join(group.dir, `${options.name}-${a.name}.token`);
       await writeFile(file, `${token}\n`, { mode: 0o600 });
       tokenFiles.set(a.name, file);
     }
-    if (options.progress && i > 0 && i % 1000 === 0) options.progress(`${i} agents created (${Math.round((Date.now() - t0) / 1000)} s)`);
   }
+  if (options.agents.length > 1000) options.progress?.(`${options.agents.length} agents created (${Math.round((Date.now() - t0) / 1000)} s)`);
   const args = [
     ...nodeArgs(), SERVER_CLI, 'serve', '--listen', '127.0.0.1:0', '--state-dir', stateDir, '--tls-self-signed', '--git-base-url', git.url,
     '--poll-interval', options.pollInterval, '--log-level', options.logLevel ?? 'info',

@@ -1,6 +1,6 @@
 /**
  * Scenario 5: fan-out. One `gitops-server serve` with K registered agents (real tokens from the
- * registry's createAgent), all watching one manifest project, connected over TLS from a separate
+ * registry's createAgents), all watching one manifest project, connected over TLS from a separate
  * load process (bench/fanout-load.ts). One commit plus its push webhook; the time from the push
  * returning until each agent holds the new `desired` (p50, p99, max), and the server's RSS and
  * CPU seconds from /proc. Baselines: the idle server's RSS before any agent connects, and a
@@ -46,7 +46,7 @@ export async function fanOut(ctx: BenchContext): Promise<ScenarioResult> {
   const k = ctx.options.agents;
   const repo = await benchRepo(ctx.git, PROJECT);
   await repo.commit({ files: manifest('v0'), message: 'v0' });
-  ctx.progress(`creating ${k} agents with createAgent and their config.yaml files`);
+  ctx.progress(`creating ${k} agents with createAgents and their config.yaml files`);
   const t0 = performance.now();
   const server = await startServer(ctx.group, ctx.git, {
     name: 'fanout', pollInterval: '10m', webhookSecret: randomBytes(24).toString('base64url'),
