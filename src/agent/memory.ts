@@ -5,9 +5,10 @@
  * live data, a quarter of the agent's RSS. Growth factor 1 keeps the semi-spaces at their initial
  * 1 MiB: more scavenges during a sync (CPU), no idle memory held for them.
  *
- * A runtime V8 flag because the agent is started as `gitops-agent run` (shebang) or `node
- * dist/bin/gitops-agent.js run`, where no command-line V8 option can be relied on; the growth
- * factor is read each time V8 grows new space, so setting it before the first sync takes effect.
+ * Called by bin/gitops-agent.ts for `run` before any other module is loaded (loading alone grows
+ * new space to 16 MiB). A runtime V8 flag because the agent is started as `gitops-agent run`
+ * (shebang) or `node dist/bin/gitops-agent.js run`, where no command-line V8 option can be relied
+ * on; the growth factor is read each time V8 grows new space, so setting it first takes effect.
  */
 import v8 from 'node:v8';
 

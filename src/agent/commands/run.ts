@@ -33,7 +33,6 @@ import {
   type KubeCredentials, type ResolvedKubeconfig,
 } from '../kube/credentials.js';
 import { persistentIdentity } from '../identity.js';
-import { limitYoungGeneration } from '../memory.js';
 import { kubeEventSink } from '../events.js';
 import { parseListen, startHealthServer, type ListenAddress } from '../http.js';
 import { leaseName } from '../leader.js';
@@ -224,8 +223,6 @@ export async function runAgent(flags: RunFlags, env: Env = process.env): Promise
     process.stderr.write(`${errorMessage(err)}\n`);
     return 2;
   }
-  // Before the first sync allocates: an idle agent should not keep 32 MiB of young generation.
-  limitYoungGeneration(env);
   const logger = createLogger({ level: options.logLevel, format: options.logFormat, name: 'gitops-agent' });
   const metrics = new AgentMetrics();
   const agentId = options.token.agentId;
