@@ -5,8 +5,9 @@
  * rescheduled pod starts with an empty state dir and a new name.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../common/atomic-file.js';
 
 /** File in the state dir holding the identity. */
 export const IDENTITY_FILE = 'leader-identity';
@@ -35,20 +36,11 @@ export async function persistentIdentity(stateDir: string, base: string): Promis
     /* first start, or unreadable: make one */
   }
   const identity = `${base.replace(/[^A-Za-z0-9._:@-]/g, '-').slice(0, 200) || 'gitops-agent'}_${randomBytes(4).toString('hex')}`;
-  const tmp = `${file}.tmp-${process.pid}`;
   try {
     await mkdir(stateDir, { recursive: true, mode: 0o700 });
-    const handle = await open(tmp, 'w', 0o600);
-    try {
-      await handle.writeFile(`${identity}\n`, 'utf8');
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(tmp, file);
+    await writeFileAtomic(file, `${identity}\n`);
     return { identity, source: 'created' };
   } catch (err) {
-    await rm(tmp, { force: true }).catch(() => undefined);
     return { identity, source: 'unsaved', error: (err as NodeJS.ErrnoException).code ?? String(err) };
   }
 }

@@ -13,10 +13,11 @@
  * Every write is atomic (temporary file, fsync, rename) with mode 0600 in a 0700 directory, and
  * every read is validated: a damaged file is reported and skipped, never half-trusted.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { writeFileAtomic } from '../common/atomic-file.js';
 import { AgentSettings, ManifestFile, ManifestProjectConfig } from '../protocol/messages.js';
 
 const STATE_VERSION = 1;
@@ -50,24 +51,6 @@ export interface LoadedState {
 /** Stable, filesystem-safe file name for a project id (ids contain slashes). */
 function projectFileName(project: string): string {
   return `project-${createHash('sha256').update(project).digest('hex').slice(0, 24)}.json`;
-}
-
-/** Writes `data` to `file` atomically with mode 0600. */
-async function writeAtomic(file: string, data: string): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const handle = await open(tmp, 'wx', 0o600);
-  try {
-    await handle.writeFile(data, 'utf8');
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    await rename(tmp, file);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
 }
 
 /** The state directory. Writes to one file are serialised so the newest save always wins. */
@@ -119,7 +102,7 @@ export class StateStore {
   /** Remembers a project's desired state (replacing the previous one). */
   saveDesired(desired: DesiredState): Promise<void> {
     const body = JSON.stringify({ version: STATE_VERSION, savedAt: new Date().toISOString(), desired });
-    return this.serial(projectFileName(desired.project), (file) => writeAtomic(file, body));
+    return this.serial(projectFileName(desired.project), (file) => writeFileAtomic(file, body));
   }
 
   /** Forgets a project the configuration no longer names. */
@@ -129,7 +112,7 @@ export class StateStore {
 
   saveSettings(persisted: PersistedSettings): Promise<void> {
     const body = JSON.stringify({ version: STATE_VERSION, savedAt: new Date().toISOString(), ...persisted });
-    return this.serial('settings.json', (file) => writeAtomic(file, body));
+    return this.serial('settings.json', (file) => writeFileAtomic(file, body));
   }
 
   private serial(name: string, op: (file: string) => Promise<void>): Promise<void> {

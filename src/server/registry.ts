@@ -14,6 +14,7 @@
 import { watch, promises as fs, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import type { KeyObject } from 'node:crypto';
+import { syncDir } from '../common/atomic-file.js';
 import { UserError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { silentLogger } from '../common/logger.js';
@@ -21,7 +22,7 @@ import type { AgentKey } from '../protocol/jwt.js';
 import type { ProblemReport } from '../protocol/messages.js';
 import { generateToken, publicKeyFromX } from '../protocol/token.js';
 import {
-  AGENTS_FILE, AGENTS_JOURNAL, AGENT_NAME_PATTERN, STATUS_DIR, appendAgents, STATUS_FILE, ensureStateDir, readAgentsFile, readAllStatus, statusShardOf, syncDir,
+  AGENTS_FILE, AGENTS_JOURNAL, AGENT_NAME_PATTERN, STATUS_DIR, appendAgents, STATUS_FILE, ensureStateDir, readAgentsFile, readAllStatus, statusShardOf,
   updateAgentsFile, writeStatusShard, type AgentRecord, type AgentStatus,
 } from './state-files.js';
 

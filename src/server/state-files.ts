@@ -21,9 +21,10 @@
  * Every write is crash-safe: a temporary file in the same directory, fsync, rename, fsync of the
  * directory. Files are mode 0600 and the directory 0700, because they describe the fleet.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { constants as fsConstants, promises as fs } from 'node:fs';
 import path from 'node:path';
+import { syncDir, writeFileAtomic } from '../common/atomic-file.js';
 import { RetryableError, UserError } from '../common/errors.js';
 import type { ProblemReport } from '../protocol/messages.js';
 
@@ -128,15 +129,6 @@ export async function writeStatusShard(stateDir: string, shard: string, agents: 
   return Buffer.byteLength(data);
 }
 
-/** fsync of a folder, so renames inside it survive a crash. */
-export async function syncDir(dir: string): Promise<void> {
-  const handle = await fs.open(dir, fsConstants.O_RDONLY);
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
 
 /**
  * Every agent's last status: the legacy status.json first, then the shards (newer) over it.
@@ -160,25 +152,6 @@ export async function readAllStatus(stateDir: string): Promise<{ agents: Record<
   return { agents, legacy: legacy !== undefined };
 }
 
-/** Writes `data` to `file` atomically: temp file + fsync + rename + directory fsync; mode 0600. */
-export async function writeFileAtomic(file: string, data: string, options: { syncDir?: boolean } = {}): Promise<void> {
-  const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const handle = await fs.open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
-  try {
-    await handle.writeFile(data, 'utf8');
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    await fs.rename(tmp, file);
-  } catch (err) {
-    await fs.rm(tmp, { force: true });
-    throw err;
-  }
-  if (options.syncDir !== false) await syncDir(dir);
-}
 
 async function readJson(file: string): Promise<unknown | undefined> {
   let text: string;

@@ -4,8 +4,9 @@
  * an object whose normalisation plan.ts cannot work out itself is checked with a dry run once and
  * never again. Kept in memory and, with a state dir, in one JSON file so restarts keep it.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { writeFileAtomic } from '../../common/atomic-file.js';
 
 /** Entries beyond this are dropped oldest-first (Map insertion order), bounding memory. */
 const MAX_ENTRIES = 50_000;
@@ -50,10 +51,8 @@ export class KnownNormal {
     if (!this.file || !this.dirty) return;
     this.dirty = false;
     await mkdir(path.dirname(this.file), { recursive: true });
-    const tmp = `${this.file}.${process.pid}.tmp`;
     // Secret values never go to disk, not even in a 0600 file: Secrets are re-checked after a restart.
     const entries = [...this.map].filter(([, v]) => v.kind !== 'Secret');
-    await writeFile(tmp, JSON.stringify(Object.fromEntries(entries)), { mode: 0o600 });
-    await rename(tmp, this.file);
+    await writeFileAtomic(this.file, JSON.stringify(Object.fromEntries(entries)), { syncDir: false });
   }
 }
