@@ -12,6 +12,7 @@ import { createAgents } from '../../src/server/registry.js';
 import { createRepo, type TestRepo } from '../../e2e/harness/git-repo.js';
 import type { GitServer } from '../../e2e/harness/git-server.js';
 import type { ManagedProcess, ProcessGroup } from '../../e2e/harness/processes.js';
+import { readLogRecords, type LogRecord } from '../../e2e/harness/log-records.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** dist/bin/*.js, found from dist/bench/lib. */
@@ -27,7 +28,7 @@ function nodeArgs(): string[] {
   return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
 }
 
-export type LogRecord = Record<string, unknown> & { msg?: string };
+export type { LogRecord };
 
 const created: TestRepo[] = [];
 
@@ -44,18 +45,8 @@ export async function disposeRepos(): Promise<void> {
 }
 
 /** Parsed JSON log lines of a process so far. */
-export async function logs(proc: ManagedProcess): Promise<LogRecord[]> {
-  const text = await readFile(proc.logPath, 'utf8').catch(() => '');
-  const out: LogRecord[] = [];
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      out.push(JSON.parse(line) as LogRecord);
-    } catch {
-      // the line being written
-    }
-  }
-  return out;
+export function logs(proc: ManagedProcess): Promise<LogRecord[]> {
+  return readLogRecords(proc.logPath);
 }
 
 /** Waits for a log line matching `match`; fails with the log tail if the process exits or time runs out. */

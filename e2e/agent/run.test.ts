@@ -5,20 +5,20 @@
  * settings), manifest project and namespace.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { createAgent } from '../../src/server/registry.js';
 import { createRepo, type TestRepo } from '../harness/git-repo.js';
 import { startGitServer, type GitServer } from '../harness/git-server.js';
-import { freshNamespace, jsonPatch, kubeRequest, testKubeConfig, TEST_ENV, waitFor, type TestNamespace } from '../harness/kube.js';
+import { deploymentReplicas, freshNamespace, jsonPatch, kubeRequest, testKubeConfig, TEST_ENV, waitFor, type TestNamespace } from '../harness/kube.js';
+import { readLogRecords, type LogRecord } from '../harness/log-records.js';
+import { nginxWithSettings } from '../harness/stack.js';
 import { ProcessGroup, type ManagedProcess } from '../harness/processes.js';
 import { writePodCredentials } from '../harness/pod-credentials.js';
 
 const SERVER_CLI = new URL('../../dist/bin/gitops-server.js', import.meta.url).pathname;
 const AGENT_CLI = new URL('../../dist/bin/gitops-agent.js', import.meta.url).pathname;
-
-type LogRecord = Record<string, unknown> & { msg?: string };
 
 let group: ProcessGroup;
 let kc: KubeConfig;
@@ -55,42 +55,8 @@ function configYaml(name: string): string {
 ${SCENARIOS[name]}`;
 }
 
-function manifests(ns: string, replicas: number, data = 'one'): string {
-  return `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: nginx
-  namespace: ${ns}
-spec:
-  replicas: ${replicas}
-  selector: {matchLabels: {app: nginx}}
-  template:
-    metadata: {labels: {app: nginx}}
-    spec: {containers: [{name: nginx, image: nginx}]}
----
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: settings
-  namespace: ${ns}
-data:
-  value: ${data}
-`;
-}
-
-async function logs(proc: ManagedProcess): Promise<LogRecord[]> {
-  const text = await readFile(proc.logPath, 'utf8').catch(() => '');
-  const out: LogRecord[] = [];
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      out.push(JSON.parse(line) as LogRecord);
-    } catch {
-      // a line being written
-    }
-  }
-  return out;
-}
+const manifests = nginxWithSettings;
+const logs = (proc: ManagedProcess): Promise<LogRecord[]> => readLogRecords(proc.logPath);
 
 async function waitForLog(proc: ManagedProcess, match: (r: LogRecord) => boolean, timeoutMs = 15_000, what = 'a log line'): Promise<LogRecord> {
   return waitFor(async () => {
@@ -137,10 +103,7 @@ async function stopAgent(agent: Agent): Promise<void> {
 const deployPath = (ns: string): string => `/apis/apps/v1/namespaces/${ns}/deployments/nginx`;
 const configMapPath = (ns: string): string => `/api/v1/namespaces/${ns}/configmaps/settings`;
 
-async function replicas(ns: string): Promise<number | undefined> {
-  const res = await kubeRequest(kc, 'GET', deployPath(ns));
-  return res.status === 200 ? (res.body as { spec: { replicas: number } }).spec.replicas : undefined;
-}
+const replicas = (ns: string): Promise<number | undefined> => deploymentReplicas(kc, ns);
 
 /** Time from now until `check` holds, polling every 10 ms. */
 async function timeUntil(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<number> {

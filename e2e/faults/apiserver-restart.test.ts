@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { startControlPlane, type ControlPlane } from '../harness/controlplane.js';
-import { jsonPatch, kubeRequest, waitFor } from '../harness/kube.js';
+import { deploymentReplicas, jsonPatch, kubeRequest, waitFor } from '../harness/kube.js';
 import { startStack, type Stack } from '../harness/stack.js';
 import { nginx } from './manifests.js';
 
@@ -22,10 +22,7 @@ let stack: Stack;
 const deployPath = `/apis/apps/v1/namespaces/${NS}/deployments/nginx`;
 const settingsPath = `/api/v1/namespaces/${NS}/configmaps/settings`;
 
-async function replicas(): Promise<number | undefined> {
-  const res = await kubeRequest(kc, 'GET', deployPath);
-  return res.status === 200 ? (res.body as { spec: { replicas: number } }).spec.replicas : undefined;
-}
+const replicas = (): Promise<number | undefined> => deploymentReplicas(kc, NS);
 
 /** Milliseconds until `check` holds (polling every 20 ms). */
 async function timeUntil(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<number> {

@@ -6,36 +6,20 @@
  * clear without a new commit and the next commit applies. On the reusable stack
  * (e2e/harness/stack.ts): real server, agent as in a pod, real Git smart-HTTP server.
  */
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { KubeConfig } from '@kubernetes/client-node';
-import { freshNamespace, jsonPatch, kubeRequest, testKubeConfig, waitFor, type TestNamespace } from '../harness/kube.js';
-import { CONFIG_PROJECT, MANIFEST_PROJECT, startStack, type Stack } from '../harness/stack.js';
+import { deploymentReplicas, jsonPatch, waitFor } from '../harness/kube.js';
+import { useStack } from '../harness/jest-stack.js';
+import { CONFIG_PROJECT, MANIFEST_PROJECT } from '../harness/stack.js';
 import { nginx } from './manifests.js';
 
-let kc: KubeConfig;
-let ns: TestNamespace;
-let stack: Stack;
-
-async function replicas(): Promise<number | undefined> {
-  const res = await kubeRequest(kc, 'GET', `/apis/apps/v1/namespaces/${ns.name}/deployments/nginx`);
-  return res.status === 200 ? (res.body as { spec: { replicas: number } }).spec.replicas : undefined;
-}
-
-beforeAll(async () => {
-  kc = testKubeConfig();
-  ns = await freshNamespace('fault-git', kc);
-  stack = await startStack({ kubeConfig: kc, defaultNamespace: ns.name, pollInterval: '1s' });
-}, 60_000);
-
-afterAll(async () => {
-  await stack?.stop();
-  await ns?.delete();
-}, 60_000);
+const fixture = useStack('fault-git', { pollInterval: '1s' });
+const replicas = (): Promise<number | undefined> => deploymentReplicas(fixture.kc, fixture.ns.name);
 
 describe('the Git host down', () => {
   it('keeps serving the last commit, reports the error in agent list and to the agent, and recovers when the host is back', async () => {
+    const { kc, ns, stack } = fixture;
     const t0 = Date.now();
     const first = await stack.commit({ 'manifest.yaml': nginx(ns.name, 2) });
     await stack.waitForLog(stack.agent!, (r) => r.msg === 'applied' && r.commit === first, 20_000, `applied ${first}`);

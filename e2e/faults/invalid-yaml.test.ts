@@ -4,22 +4,16 @@
  * to the last good commit, and the next good commit applies and clears the error. On the reusable
  * stack (e2e/harness/stack.ts).
  */
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import type { KubeConfig } from '@kubernetes/client-node';
-import { freshNamespace, jsonPatch, kubeRequest, testKubeConfig, waitFor, type TestNamespace } from '../harness/kube.js';
-import { MANIFEST_PROJECT, startStack, type Stack } from '../harness/stack.js';
+import { describe, expect, it } from '@jest/globals';
+import { deploymentReplicas, jsonPatch, kubeRequest, waitFor } from '../harness/kube.js';
+import { useStack } from '../harness/jest-stack.js';
+import { MANIFEST_PROJECT } from '../harness/stack.js';
 import type { ProblemReport } from '../../src/protocol/messages.js';
 import type { AgentStatus } from '../../src/server/state-files.js';
 import { nginx } from './manifests.js';
 
-let kc: KubeConfig;
-let ns: TestNamespace;
-let stack: Stack;
-
-async function replicas(): Promise<number | undefined> {
-  const res = await kubeRequest(kc, 'GET', `/apis/apps/v1/namespaces/${ns.name}/deployments/nginx`);
-  return res.status === 200 ? (res.body as { spec: { replicas: number } }).spec.replicas : undefined;
-}
+const fixture = useStack('fault-yaml', { pollInterval: '1s' });
+const replicas = (): Promise<number | undefined> => deploymentReplicas(fixture.kc, fixture.ns.name);
 
 /** The apply problems `agent list` shows for the manifest project. */
 function applyProblems(status: AgentStatus | undefined): ProblemReport[] {
@@ -27,7 +21,7 @@ function applyProblems(status: AgentStatus | undefined): ProblemReport[] {
 }
 
 async function configMap(name: string): Promise<number> {
-  return (await kubeRequest(kc, 'GET', `/api/v1/namespaces/${ns.name}/configmaps/${name}`)).status;
+  return (await kubeRequest(fixture.kc, 'GET', `/api/v1/namespaces/${fixture.ns.name}/configmaps/${name}`)).status;
 }
 
 /** Line 6 opens a flow mapping that never closes; the parser notices at the end of the text (line 7). */
@@ -46,19 +40,9 @@ data:
   value: closed
 `;
 
-beforeAll(async () => {
-  kc = testKubeConfig();
-  ns = await freshNamespace('fault-yaml', kc);
-  stack = await startStack({ kubeConfig: kc, defaultNamespace: ns.name, pollInterval: '1s' });
-}, 60_000);
-
-afterAll(async () => {
-  await stack?.stop();
-  await ns?.delete();
-}, 60_000);
-
 describe('a commit with invalid YAML', () => {
   it('applies nothing of it, shows file and line in agent list, and the next good commit applies', async () => {
+    const { kc, ns, stack } = fixture;
     const t0 = Date.now();
     const good = await stack.commit({ 'manifest.yaml': nginx(ns.name, 2) });
     await stack.waitForLog(stack.agent!, (r) => r.msg === 'applied' && r.commit === good, 20_000, `applied ${good}`);

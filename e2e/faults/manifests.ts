@@ -4,28 +4,7 @@
  */
 
 /** An nginx Deployment (`replicas`) and ConfigMap `settings` (`data.value`) in `ns`. */
-export function nginx(ns: string, replicas: number, value = 'one'): string {
-  return `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: nginx
-  namespace: ${ns}
-spec:
-  replicas: ${replicas}
-  selector: {matchLabels: {app: nginx}}
-  template:
-    metadata: {labels: {app: nginx}}
-    spec: {containers: [{name: nginx, image: nginx}]}
----
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: settings
-  namespace: ${ns}
-data:
-  value: ${value}
-`;
-}
+export { nginxWithSettings as nginx } from '../harness/stack.js';
 
 /** ConfigMaps `cm-<i>` for each i in `indexes`, in `ns`, as one multi-document file. */
 export function configMaps(ns: string, indexes: Iterable<number>): string {

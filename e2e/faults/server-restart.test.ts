@@ -4,37 +4,21 @@
  * once the server is back on the same address, and `agent list` shows the agent connected with
  * that commit. On the reusable stack (e2e/harness/stack.ts): the agent runs as in a pod.
  */
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import type { KubeConfig } from '@kubernetes/client-node';
-import { freshNamespace, jsonPatch, kubeRequest, testKubeConfig, waitFor, type TestNamespace } from '../harness/kube.js';
-import { MANIFEST_PROJECT, startStack, type Stack } from '../harness/stack.js';
+import { describe, expect, it } from '@jest/globals';
+import { deploymentReplicas, jsonPatch, kubeRequest, waitFor } from '../harness/kube.js';
+import { useStack } from '../harness/jest-stack.js';
+import { MANIFEST_PROJECT } from '../harness/stack.js';
 import { nginx } from './manifests.js';
 
-let stack: Stack;
-let kc: KubeConfig;
-let ns: TestNamespace;
+const fixture = useStack('fault-server', { pollInterval: '1s' });
 
-const deployPath = (): string => `/apis/apps/v1/namespaces/${ns.name}/deployments/nginx`;
-const settingsPath = (): string => `/api/v1/namespaces/${ns.name}/configmaps/settings`;
-
-async function replicas(): Promise<number | undefined> {
-  const res = await kubeRequest(kc, 'GET', deployPath());
-  return res.status === 200 ? (res.body as { spec: { replicas: number } }).spec.replicas : undefined;
-}
-
-beforeAll(async () => {
-  kc = testKubeConfig();
-  ns = await freshNamespace('fault-server', kc);
-  stack = await startStack({ kubeConfig: kc, defaultNamespace: ns.name, pollInterval: '1s' });
-}, 60_000);
-
-afterAll(async () => {
-  await stack?.stop();
-  await ns?.delete();
-}, 60_000);
+const deployPath = (): string => `/apis/apps/v1/namespaces/${fixture.ns.name}/deployments/nginx`;
+const settingsPath = (): string => `/api/v1/namespaces/${fixture.ns.name}/configmaps/settings`;
+const replicas = (): Promise<number | undefined> => deploymentReplicas(fixture.kc, fixture.ns.name);
 
 describe('the server stopped and started again', () => {
   it('keeps drift reverted while the server is down and applies the commit pushed meanwhile once it is back', async () => {
+    const { kc, ns, stack } = fixture;
     const t0 = Date.now();
     const agent = stack.agent!;
     const first = await stack.commit({ 'manifest.yaml': nginx(ns.name, 2) });

@@ -136,3 +136,9 @@ export function jsonPatch(kc: KubeConfig, path: string, ops: JsonPatchOp[], fiel
   const sep = path.includes('?') ? '&' : '?';
   return kubeRequest(kc, 'PATCH', `${path}${sep}fieldManager=${encodeURIComponent(fieldManager)}`, ops, 'application/json-patch+json');
 }
+
+/** `spec.replicas` of Deployment `namespace/name` (default `nginx`, as the e2e manifests name it), or undefined while it does not exist. */
+export async function deploymentReplicas(kc: KubeConfig, namespace: string, name = 'nginx'): Promise<number | undefined> {
+  const res = await kubeRequest(kc, 'GET', `/apis/apps/v1/namespaces/${namespace}/deployments/${name}`);
+  return res.status === 200 ? (res.body as { spec: { replicas: number } }).spec.replicas : undefined;
+}

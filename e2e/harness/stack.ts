@@ -26,11 +26,14 @@ import { repoRoot } from './controlplane.js';
 import { createRepo, type TestRepo } from './git-repo.js';
 import { startGitServer, type GitServer } from './git-server.js';
 import { kubeRequest } from './kube.js';
+import { readLogRecords, type LogRecord } from './log-records.js';
 import { writePodCredentials, type PodCredentials } from './pod-credentials.js';
 import { ProcessGroup, type ManagedProcess, type ProcessExit } from './processes.js';
 import { waitFor } from './wait.js';
 
 const run = promisify(execFile);
+
+export { readLogRecords, type LogRecord };
 
 /** Names from DESIGN.md's seed scenario. */
 export const AGENT_NAME = 'agent1';
@@ -40,8 +43,6 @@ export const MANIFEST_PROJECT = 'gitops-project';
 const INSTALL_NAMESPACE = 'gitops-agent';
 const SERVICE_ACCOUNT = 'gitops-agent';
 
-/** One parsed JSON log line of a server or agent process. */
-export type LogRecord = Record<string, unknown> & { msg?: string };
 
 export interface StackOptions {
   /** Admin credentials for the control plane (installing manifests/, TokenRequest). */
@@ -122,8 +123,8 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-/** An nginx Deployment as in the seed scenario. */
-export function nginxDeployment(namespace: string, replicas: number): string {
+/** The lines both nginx Deployments below start with, up to `replicas`. */
+function nginxDeploymentHead(namespace: string, replicas: number): string {
   return `apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -131,7 +132,12 @@ metadata:
   namespace: ${namespace}
 spec:
   replicas: ${replicas}
-  selector:
+`;
+}
+
+/** An nginx Deployment as in the seed scenario. */
+export function nginxDeployment(namespace: string, replicas: number): string {
+  return `${nginxDeploymentHead(namespace, replicas)}  selector:
     matchLabels: {app: nginx}
   template:
     metadata:
@@ -140,6 +146,31 @@ spec:
       containers:
       - name: nginx
         image: nginx:1.27
+`;
+}
+
+/**
+ * An nginx Deployment in flow style (image `nginx`), as the fault tests, the agent e2e and the
+ * server e2e commit it; its text is part of what some tests compare, so it stays byte for byte.
+ */
+export function compactNginxDeployment(namespace: string, replicas: number): string {
+  return `${nginxDeploymentHead(namespace, replicas)}  selector: {matchLabels: {app: nginx}}
+  template:
+    metadata: {labels: {app: nginx}}
+    spec: {containers: [{name: nginx, image: nginx}]}
+`;
+}
+
+/** {@link compactNginxDeployment} and a ConfigMap `settings` (`data.value`) in `namespace`, one file. */
+export function nginxWithSettings(namespace: string, replicas: number, value = 'one'): string {
+  return `${compactNginxDeployment(namespace, replicas)}---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: ${namespace}
+data:
+  value: ${value}
 `;
 }
 
@@ -200,21 +231,6 @@ export function installObjects(objects: KubeObject[], suffix: string): KubeObjec
       for (const s of (copy.subjects as Array<{ namespace?: string }> | undefined) ?? []) if (s.namespace === INSTALL_NAMESPACE) s.namespace = ns;
       return copy;
     });
-}
-
-/** Parses complete JSON lines of a log file (a line being written is skipped). */
-export async function readLogRecords(logPath: string): Promise<LogRecord[]> {
-  const text = await readFile(logPath, 'utf8').catch(() => '');
-  const out: LogRecord[] = [];
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      out.push(JSON.parse(line) as LogRecord);
-    } catch {
-      // a line being written
-    }
-  }
-  return out;
 }
 
 /** POST over TLS trusting `ca` (global fetch cannot take a CA per request). */

@@ -8,11 +8,12 @@
  * as the manifest project's default_namespace, which also holds the agent's inventory) instead
  * of `default`; `npm run demo` uses `default` on a control plane of its own.
  */
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { beforeAll, describe, expect, it } from '@jest/globals';
 import type { AgentListRow } from '../../src/server/registry.js';
 import { describeWrite, syncAuditLog, writeRequests } from '../harness/audit.js';
-import { freshNamespace, jsonPatch, kubeRequest, testAuditLogPath, testKubeConfig, waitFor, type TestNamespace } from '../harness/kube.js';
-import { AGENT_NAME, MANIFEST_PROJECT, nginxDeployment, startStack, type Stack } from '../harness/stack.js';
+import { jsonPatch, kubeRequest, testAuditLogPath, waitFor, type TestNamespace } from '../harness/kube.js';
+import { useStack } from '../harness/jest-stack.js';
+import { AGENT_NAME, MANIFEST_PROJECT, nginxDeployment, type Stack } from '../harness/stack.js';
 
 let stack: Stack;
 let ns: TestNamespace;
@@ -47,16 +48,12 @@ async function expectCommitLogged(sha: string, change: string): Promise<void> {
   expect(applied.changes).toContain(change);
 }
 
-beforeAll(async () => {
-  ns = await freshNamespace('seed');
-  deployPath = `/apis/apps/v1/namespaces/${ns.name}/deployments/nginx`;
-  stack = await startStack({ kubeConfig: testKubeConfig(), defaultNamespace: ns.name });
-}, 60_000);
+const fixture = useStack('seed');
 
-afterAll(async () => {
-  await stack?.stop();
-  await ns?.delete();
-}, 60_000);
+beforeAll(() => {
+  ({ stack, ns } = fixture);
+  deployPath = `/apis/apps/v1/namespaces/${ns.name}/deployments/nginx`;
+});
 
 describe('the seed scenario', () => {
   let sha3 = '';

@@ -23,6 +23,7 @@ import { createAgent, listAgents } from '../../src/server/registry.js';
 import { startServer, type RunningServer } from '../../src/server/serve.js';
 import { createRepo, type TestRepo } from '../harness/git-repo.js';
 import { startGitServer, type GitServer } from '../harness/git-server.js';
+import { compactNginxDeployment } from '../harness/stack.js';
 import { connectClient, connectWithToken, post, upgradeStatus, type TestClient } from './client.js';
 
 const run = promisify(execFile);
@@ -36,18 +37,7 @@ const CONFIG = `gitops:
     paths:
     - glob: '/**/*.yaml'
 `;
-const deployment = (replicas: number): string => `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: nginx
-  namespace: default
-spec:
-  replicas: ${replicas}
-  selector: {matchLabels: {app: nginx}}
-  template:
-    metadata: {labels: {app: nginx}}
-    spec: {containers: [{name: nginx, image: nginx}]}
-`;
+const deployment = (replicas: number): string => compactNginxDeployment('default', replicas);
 
 let work: string;
 let gitServer: GitServer;
