@@ -11,6 +11,7 @@ import type { ChangeSet, KubeObject } from '../../src/agent/reconcile/types.js';
 import { jsonPatch, kubeRequest, testAuditLogPath, testKubeConfig, waitFor } from '../harness/kube.js';
 import { syncAuditLog, writeRequests, describeWrite } from '../harness/audit.js';
 import { useNamespace } from '../harness/jest-kube.js';
+import { appDeployment, testProjectConfig } from './objects.js';
 
 const kc = testKubeConfig();
 let engine: Engine;
@@ -20,21 +21,7 @@ beforeAll(async () => {
 });
 afterAll(() => engine.close());
 
-function config(overrides: Partial<ManifestProjectConfig> = {}): ManifestProjectConfig {
-  return {
-    id: 'test',
-    ref: {},
-    defaultNamespace: 'default',
-    paths: [],
-    reconcileTimeoutMs: 60_000,
-    dryRunStrategy: 'none',
-    prune: true,
-    pruneTimeoutMs: 60_000,
-    prunePropagationPolicy: 'background',
-    inventoryPolicy: 'must_match',
-    ...overrides,
-  };
-}
+const config = testProjectConfig;
 
 function yamlFile(path: string, ...objects: unknown[]): ManifestFile {
   return { path, content: objects.map((o) => stringify(o)).join('---\n') };
@@ -59,20 +46,7 @@ async function get(path: string): Promise<KubeObject> {
   return res.body as KubeObject;
 }
 
-const deployment = (name: string, extra: Record<string, unknown> = {}) => ({
-  apiVersion: 'apps/v1',
-  kind: 'Deployment',
-  metadata: { name },
-  spec: {
-    replicas: 1,
-    selector: { matchLabels: { app: name } },
-    template: {
-      metadata: { labels: { app: name } },
-      spec: { containers: [{ name: 'app', image: 'nginx:1.27', resources: { requests: { cpu: '0.5', memory: '1024Mi' } } }] },
-    },
-    ...extra,
-  },
-});
+const deployment = appDeployment;
 
 describe('engine sync', () => {
   const ns = useNamespace('engine');

@@ -1,7 +1,44 @@
 /**
- * Generated manifests for scale tests and benchmarks: the mixed 1,000-object set of the
- * DEVELOPERS' guide's speed goals, in plain Node (no jest imports) so bench scripts can use it.
+ * Generated manifests for the engine tests and benchmarks: the mixed 1,000-object set of the
+ * DEVELOPERS' guide's speed goals, the Deployment it and engine.test.ts use, and a manifest
+ * project config for engine units. Plain Node (no jest imports) so bench scripts can use it.
  */
+import type { ManifestProjectConfig } from '../../src/protocol/messages.js';
+
+/** A manifest project config for engine tests: prune on, must_match, no dry run; `overrides` win. */
+export function testProjectConfig(overrides: Partial<ManifestProjectConfig> = {}): ManifestProjectConfig {
+  return {
+    id: 'test',
+    ref: {},
+    defaultNamespace: 'default',
+    paths: [],
+    reconcileTimeoutMs: 60_000,
+    dryRunStrategy: 'none',
+    prune: true,
+    pruneTimeoutMs: 60_000,
+    prunePropagationPolicy: 'background',
+    inventoryPolicy: 'must_match',
+    ...overrides,
+  };
+}
+
+/** A one-replica Deployment `name` (nginx:1.27, with resource requests); `extra` is merged into its spec. The return type is inferred so tests can edit its fields. */
+export function appDeployment(name: string, extra: Record<string, unknown> = {}) {
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name },
+    spec: {
+      replicas: 1,
+      selector: { matchLabels: { app: name } },
+      template: {
+        metadata: { labels: { app: name } },
+        spec: { containers: [{ name: 'app', image: 'nginx:1.27', resources: { requests: { cpu: '0.5', memory: '1024Mi' } } }] },
+      },
+      ...extra,
+    },
+  };
+}
 
 /** Half ConfigMaps, a tenth Secrets with stringData, a fifth Services, the rest Deployments. */
 export function mixedObjects(n: number): unknown[] {
@@ -12,17 +49,7 @@ export function mixedObjects(n: number): unknown[] {
     if (r < 5) out.push({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name }, data: { index: String(i), text: 'x'.repeat(64) } });
     else if (r === 5) out.push({ apiVersion: 'v1', kind: 'Secret', metadata: { name }, stringData: { password: `pw-${i}` } });
     else if (r < 8) out.push({ apiVersion: 'v1', kind: 'Service', metadata: { name }, spec: { selector: { app: name }, ports: [{ port: 80, targetPort: 8080 }] } });
-    else
-      out.push({
-        apiVersion: 'apps/v1',
-        kind: 'Deployment',
-        metadata: { name },
-        spec: {
-          replicas: 1,
-          selector: { matchLabels: { app: name } },
-          template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'app', image: 'nginx:1.27', resources: { requests: { cpu: '0.5', memory: '1024Mi' } } }] } },
-        },
-      });
+    else out.push(appDeployment(name));
   }
   return out;
 }

@@ -7,29 +7,17 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Engine, type SyncUnit } from '../../src/agent/reconcile/engine.js';
-import type { ManifestProjectConfig } from '../../src/protocol/messages.js';
 import { jsonPatch, kubeRequest, testAuditLogPath, testKubeConfig } from '../harness/kube.js';
 import { syncAuditLog, writeRequests } from '../harness/audit.js';
 import { freshNamespace, type TestNamespace } from '../harness/kube.js';
 import { createLogger } from '../../src/common/logger.js';
-import { mixedObjects } from './objects.js';
+import { mixedObjects, testProjectConfig } from './objects.js';
 
 const kc = testKubeConfig();
 let engine: Engine;
 let ns: TestNamespace;
 
-const config: ManifestProjectConfig = {
-  id: 'scale',
-  ref: {},
-  defaultNamespace: 'default',
-  paths: [],
-  reconcileTimeoutMs: 60_000,
-  dryRunStrategy: 'none',
-  prune: true,
-  pruneTimeoutMs: 60_000,
-  prunePropagationPolicy: 'background',
-  inventoryPolicy: 'must_match',
-};
+const config = testProjectConfig({ id: 'scale' });
 
 beforeAll(async () => {
   engine = await Engine.create({ kubeConfig: kc, logger: createLogger({ level: process.env.GITOPS_BENCH_DEBUG ? 'debug' : 'warn' }) });

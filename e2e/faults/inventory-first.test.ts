@@ -10,11 +10,11 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { stringify } from 'yaml';
 import { randomBytes } from 'node:crypto';
 import { Engine, type SyncUnit } from '../../src/agent/reconcile/engine.js';
-import type { ManifestProjectConfig } from '../../src/protocol/messages.js';
 import { inventoryName } from '../../src/agent/reconcile/inventory.js';
 import { kubeRequest, testAuditLogPath, testKubeConfig } from '../harness/kube.js';
 import { describeWrite, syncAuditLog, writeRequests } from '../harness/audit.js';
 import { useNamespace } from '../harness/jest-kube.js';
+import { testProjectConfig } from '../engine/objects.js';
 
 const kc = testKubeConfig();
 let engine: Engine;
@@ -25,10 +25,7 @@ beforeAll(async () => {
 afterAll(() => engine.close());
 
 function unit(ns: string, objects: unknown[]): SyncUnit {
-  const config: ManifestProjectConfig = {
-    id: 'test', ref: {}, defaultNamespace: ns, paths: [], reconcileTimeoutMs: 60_000, dryRunStrategy: 'none',
-    prune: true, pruneTimeoutMs: 60_000, prunePropagationPolicy: 'background', inventoryPolicy: 'must_match',
-  };
+  const config = testProjectConfig({ defaultNamespace: ns });
   return { name: `inv-${ns}`, namespace: ns, files: [{ path: 'all.yaml', content: objects.map((o) => stringify(o)).join('---\n') }], config };
 }
 
