@@ -13,8 +13,7 @@
  */
 import type { Logger } from '../common/logger.js';
 import { errorMessage } from '../common/errors.js';
-import { ConflictError, NotFoundError, AlreadyExistsError, type KubeClient } from './kube/client.js';
-import { resourcePath } from './kube/client.js';
+import { AlreadyExistsError, ConflictError, NotFoundError, resourcePath, type KubeClient } from './kube/client.js';
 import type { KubeObject, ResourceInfo } from './reconcile/types.js';
 
 const LEASES: ResourceInfo = { group: 'coordination.k8s.io', version: 'v1', kind: 'Lease', plural: 'leases', namespaced: true };
@@ -74,10 +73,6 @@ export class LeaderElector {
 
   constructor(options: LeaderElectorOptions) {
     this.opts = options;
-  }
-
-  get isLeader(): boolean {
-    return this.leader;
   }
 
   start(): void {

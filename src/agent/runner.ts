@@ -103,8 +103,6 @@ export interface SyncLoopOptions {
   onIdle?: (unit: string) => void;
   /** Current `drift.ignore` rules, passed to every sync. */
   driftIgnore?: () => DriftIgnoreRule[];
-  /** Called after a successful apply (for example to record what is enforced). */
-  onApplied?: (desired: DesiredState, set: ChangeSet) => void;
 }
 
 interface ProjectSlot {
@@ -284,7 +282,6 @@ export class SyncLoop {
       slot.failures = 0;
       slot.applied = { commit: desired.commit, digest: desired.digest };
       log.info(fields, 'applied');
-      this.opts.onApplied?.(desired, set);
       return;
     }
     const retryInMs = backoffDelay(this.opts.retry ?? APPLY_RETRY_BACKOFF, slot.failures++);

@@ -41,8 +41,6 @@ import { unitName } from '../runner.js';
 import { AgentRuntime } from '../runtime.js';
 import { StateStore } from '../state.js';
 
-export { SERVICE_ACCOUNT_DIR };
-
 interface RunFlags {
   serverUrl?: string;
   tokenFile?: string;
