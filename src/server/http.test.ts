@@ -59,6 +59,11 @@ describe('HTTP routes', () => {
     expect((await request('GET', '/api/v1/webhooks/generic')).status).toBe(405);
   });
 
+  it('refuses a webhook body over 5 MiB with 413 before verifying it', async () => {
+    const res = await request('POST', '/api/v1/webhooks/generic', { authorization: `Bearer ${SECRET}` }, 'x'.repeat(5 * 1024 * 1024 + 1));
+    expect(res.status).toBe(413);
+  });
+
   it('exports Prometheus metrics including webhook results', async () => {
     const metrics = (await request('GET', '/metrics')).body;
     expect(metrics).toContain('gitops_server_webhooks_total{source="github",result="accepted"} 1');

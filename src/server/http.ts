@@ -90,6 +90,8 @@ async function webhook(options: HttpRoutesOptions, source: string, req: Incoming
   const body = await readBody(req, MAX_WEBHOOK_BODY);
   if (!body) {
     metrics.webhooks.inc({ source, result: 'too-large' });
+    // The rest of the body is not read: close the connection once the answer is out.
+    res.setHeader('connection', 'close');
     return reply(res, 413, { error: `body larger than ${MAX_WEBHOOK_BODY} bytes` });
   }
   const result = VERIFIERS[source](req.headers, body, options.webhookSecret);
@@ -111,20 +113,27 @@ async function webhook(options: HttpRoutesOptions, source: string, req: Incoming
   );
 }
 
-/** Reads a body up to `limit` bytes; undefined when larger. */
+/**
+ * Reads a body up to `limit` bytes; undefined as soon as it is larger. The request is not
+ * destroyed then (that would also close the socket before the caller's 413 is written); its
+ * remaining chunks are dropped unread.
+ */
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer): void => {
       size += chunk.length;
       if (size > limit) {
+        chunks.length = 0;
+        req.off('data', onData);
+        req.resume();
         resolve(undefined);
-        req.destroy();
         return;
       }
       chunks.push(chunk);
-    });
+    };
+    req.on('data', onData);
     req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
   });
