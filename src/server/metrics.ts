@@ -30,7 +30,7 @@ export function createServerMetrics(options: { defaultMetrics?: boolean } = {}):
     desiredCoalesced: new Counter({ name: 'gitops_server_desired_coalesced_total', help: 'desired messages never sent because a newer one for the same project replaced them while the session was slow.', registers }),
     authFailures: new Counter({ name: 'gitops_server_auth_failures_total', help: 'Refused WebSocket upgrades by reason code.', labelNames: ['reason'], registers }),
     fetchDuration: new Histogram({
-      name: 'gitops_server_git_fetch_duration_seconds', help: 'Duration of Git refreshes (webhook-triggered and reads of files at a commit).',
+      name: 'gitops_server_git_fetch_duration_seconds', help: 'Duration of Git checks of a watched ref (polled or webhook-triggered) and of manifest reads at a commit.',
       labelNames: ['result'], buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers,
     }),
     webhooks: new Counter({ name: 'gitops_server_webhooks_total', help: 'Webhook requests by source and result.', labelNames: ['source', 'result'], registers }),
