@@ -24,6 +24,7 @@ import {
   encodeMessage, type ConfigMessage, type DesiredMessage, type ErrorMessage, type ManifestFile, type ManifestProjectConfig, type ProblemReport,
 } from '../protocol/messages.js';
 import { agentConfigPath, parseAgentConfig } from './config.js';
+import { refKey } from './git/backends.js';
 import type { DesiredEntry, DesiredStateProvider } from './hub.js';
 import type { ServerMetrics } from './metrics.js';
 import type { AgentConfig, AgentConfigResult, CommitEvent, GitRef, GitSource, SourceErrorEvent, SourceRecoverEvent } from './ports.js';
@@ -86,11 +87,9 @@ const CONFIG_READS_IN_FLIGHT = 32;
 /** Parsed valid configs kept per (config project, blob id): agents with the same file share one. */
 const PARSED_CONFIGS = 1024;
 
-export function refKey(ref: GitRef): string {
-  if ('branch' in ref) return `branch:${ref.branch}`;
-  if ('tag' in ref) return `tag:${ref.tag}`;
-  if ('commit' in ref) return `commit:${ref.commit}`;
-  return 'default';
+/** Key of the shared watch of one (project, ref); a config project is always watched at its default branch. */
+function watchKey(project: string, ref: GitRef = {}): string {
+  return `${project}\0${refKey(ref)}`;
 }
 
 /** sha256 over the files sorted by path and the resolved config: equal digests mean equal desired state. */
@@ -158,7 +157,7 @@ export class Fleet implements DesiredStateProvider {
     if (state.configProblems.length) out.push({ type: 'error', problems: state.configProblems });
     // An unreachable config project too: after a server restart with Git down it is the only
     // problem there is (no config read, so no manifest watches yet).
-    const cw = this.configWatches.get(`${state.record.configProject}\0default`);
+    const cw = this.configWatches.get(watchKey(state.record.configProject));
     if (cw?.problem) out.push({ type: 'error', project: cw.project, problems: [cw.problem] });
     for (const key of state.subscriptions) {
       const w = this.manifestWatches.get(key);
@@ -188,14 +187,14 @@ export class Fleet implements DesiredStateProvider {
     const state = this.agents.get(agentId);
     if (!state) return;
     this.agents.delete(agentId);
-    this.unsubscribe_(this.configWatches, `${state.record.configProject}\0default`, agentId);
+    this.unsubscribe_(this.configWatches, watchKey(state.record.configProject), agentId);
     for (const key of state.subscriptions) this.unsubscribe_(this.manifestWatches, key, agentId);
   }
 
   private onConfigCommit(event: CommitEvent): void {
-    this.log.info({ commit: event.commit, project: event.project, agents: this.configWatches.get(`${event.project}\0default`)?.agents.size ?? 0 }, 'reading agent configs');
-    const w = this.configWatches.get(`${event.project}\0default`);
+    const w = this.configWatches.get(watchKey(event.project));
     if (!w) return;
+    this.log.info({ commit: event.commit, project: event.project, agents: w.agents.size }, 'reading agent configs');
     w.problem = undefined;
     for (const agentId of w.agents) {
       const state = this.agents.get(agentId);
@@ -205,7 +204,7 @@ export class Fleet implements DesiredStateProvider {
 
   private onConfigError(event: SourceErrorEvent): void {
     this.log.warn({ project: event.project, code: event.problem.code, problem: event.problem.message }, 'config project unreadable; keeping the last configuration');
-    const w = this.configWatches.get(`${event.project}\0default`);
+    const w = this.configWatches.get(watchKey(event.project));
     if (w) w.problem = event.problem;
     for (const agentId of w?.agents ?? []) {
       this.options.registry.updateStatus(agentId, (s) => { s.sourceProblems = { ...(s.sourceProblems ?? {}), [event.project]: boundProblems([event.problem])[0] }; });
@@ -215,7 +214,7 @@ export class Fleet implements DesiredStateProvider {
 
   private onConfigRecover(event: SourceRecoverEvent): void {
     this.log.info({ project: event.project, commit: event.commit }, 'config project readable again');
-    const w = this.configWatches.get(`${event.project}\0default`);
+    const w = this.configWatches.get(watchKey(event.project));
     if (w) w.problem = undefined;
     for (const agentId of w?.agents ?? []) this.clearSourceProblem(agentId, event.project);
   }
@@ -298,7 +297,7 @@ export class Fleet implements DesiredStateProvider {
   /** Aligns the agent's manifest watches with its config. */
   private resubscribe(state: AgentState): void {
     const wanted = new Map<string, ManifestProjectConfig>();
-    for (const cfg of state.config?.projects ?? []) wanted.set(`${cfg.id}\0${refKey(cfg.ref as GitRef)}`, cfg);
+    for (const cfg of state.config?.projects ?? []) wanted.set(watchKey(cfg.id, cfg.ref as GitRef), cfg);
     for (const key of state.subscriptions) {
       if (!wanted.has(key)) {
         state.subscriptions.delete(key);
@@ -329,7 +328,7 @@ export class Fleet implements DesiredStateProvider {
     }
     for (const agentId of w.agents) {
       const state = this.agents.get(agentId);
-      const cfg = state?.config?.projects.find((p) => `${p.id}\0${refKey(p.ref as GitRef)}` === key);
+      const cfg = state?.config?.projects.find((p) => watchKey(p.id, p.ref as GitRef) === key);
       if (state && cfg) void this.pushProject(state, cfg);
     }
   }
@@ -364,7 +363,7 @@ export class Fleet implements DesiredStateProvider {
 
   /** The desired entry for one agent's project at the watch's current commit (memoized). */
   private async desiredFor(state: AgentState, cfg: ManifestProjectConfig): Promise<DesiredEntry | undefined> {
-    const w = this.manifestWatches.get(`${cfg.id}\0${refKey(cfg.ref as GitRef)}`);
+    const w = this.manifestWatches.get(watchKey(cfg.id, cfg.ref as GitRef));
     const commit = w?.commit;
     if (!w || !commit) return undefined;
     const globs = cfg.paths.map((p) => p.glob);
@@ -412,7 +411,7 @@ export class Fleet implements DesiredStateProvider {
   // ---- shared, reference-counted watches ----
 
   private subscribe(map: Map<string, Watch>, project: string, ref: GitRef, agentId: string, onCommit: (e: CommitEvent) => void, onError: (e: SourceErrorEvent) => void, onRecover: (e: SourceRecoverEvent) => void): Watch {
-    const key = `${project}\0${refKey(ref)}`;
+    const key = watchKey(project, ref);
     let w = map.get(key);
     if (!w) {
       w = { key, project, ref, agents: new Set(), desired: new Map(), files: new Map() };
