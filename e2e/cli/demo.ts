@@ -12,7 +12,7 @@
 import { Command } from 'commander';
 import { formatTable } from '../../src/server/commands/agent.js';
 import { ensureControlPlaneBinaries, startControlPlane, type ControlPlane } from '../harness/controlplane.js';
-import { jsonPatch, kubeRequest } from '../harness/kube.js';
+import { deploymentReplicas, jsonPatch, kubeRequest } from '../harness/kube.js';
 import { AGENT_NAME, CONFIG_PROJECT, MANIFEST_PROJECT, nginxDeployment, startStack, type LogRecord, type Stack } from '../harness/stack.js';
 import { waitFor } from '../harness/wait.js';
 
@@ -60,9 +60,8 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-async function replicas(): Promise<number | undefined> {
-  const res = await kubeRequest(stack!.kubeConfig, 'GET', DEPLOY_PATH);
-  return res.status === 200 ? (res.body as { spec: { replicas: number } }).spec.replicas : undefined;
+function replicas(): Promise<number | undefined> {
+  return deploymentReplicas(stack!.kubeConfig, NAMESPACE);
 }
 
 async function uid(): Promise<string | undefined> {
