@@ -195,6 +195,14 @@ describe('engine sync', () => {
     await engine.sync(unit(ns.name, [yamlFile('all.yaml', cm('keep'), cm('drop'), cm('optout', { 'gitops.dev/prune': 'disabled' }))]));
     // Someone else's object in the same namespace.
     await kubeRequest(kc, 'POST', `/api/v1/namespaces/${ns.name}/configmaps`, cm('foreign'));
+    // A dry run (diff --prune) says the same as the real prune: the opted-out object is kept.
+    const preview = await engine.diff(unit(ns.name, [yamlFile('all.yaml', cm('keep'))]));
+    expect(Object.fromEntries(preview.changes.map((c) => [c.id, c.action]))).toEqual({
+      [`ConfigMap/${ns.name}/keep`]: 'unchanged',
+      [`ConfigMap/${ns.name}/drop`]: 'pruned',
+      [`ConfigMap/${ns.name}/optout`]: 'skipped',
+    });
+    expect((await kubeRequest(kc, 'GET', `/api/v1/namespaces/${ns.name}/configmaps/drop`)).status).toBe(200);
     const set = await engine.sync(unit(ns.name, [yamlFile('all.yaml', cm('keep'))]));
     expect(actions(set)).toEqual({
       [`ConfigMap/${ns.name}/keep`]: 'unchanged',

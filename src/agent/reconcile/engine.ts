@@ -25,7 +25,7 @@ import { desiredHash, planObject } from './plan.js';
 import type { ListKeys } from './schema.js';
 import { applyObject, applyStage, gvkOf, mapLimit, type ApplyContext, type ApplyItem } from './apply.js';
 import { identityOf, ignoredPointers } from '../drift-policy.js';
-import { pruneObjects } from './prune.js';
+import { pruneObjects, type PruneContext } from './prune.js';
 import { diffInventory, entryOf, mergeFailedDeletes, type InventoryEntry } from './inventory.js';
 import { readInventory, recordBeforeApply, writeInventory, type InventoryState } from './inventory-store.js';
 import { maskSecretPatch } from './report.js';
@@ -163,8 +163,11 @@ export class Engine implements Reconciler {
       const checks = await applyStage(ctx, checkable.map((o) => items.get(o.key)!), this.concurrency, { dryRun: true });
       const rejected = checks.filter((c, i) => c.action === 'failed' && !inNewNamespace(checkable[i], resolved.objects, c));
       if (dryRun) {
-        const prunes = unit.config.prune ? inventory.entries.filter((e) => !items.has(e.key)) : [];
-        return done([...checks.map((c, i) => (c.action === 'failed' && !rejected.includes(c) ? { id: checkable[i].id, action: 'created' as const, source: checkable[i].source } : c)), ...prunes.map((t) => ({ id: objectId(t), action: 'pruned' as const }))], []);
+        // Prune as a server-side dry run too, so objects prune would keep (opted out, owned by
+        // another inventory) show as skipped rather than pruned.
+        const toPrune = unit.config.prune ? inventory.entries.filter((e) => !items.has(e.key)) : [];
+        const prunes = toPrune.length ? (await pruneObjects(this.pruneContext(unit, inventoryId, log, options.signal, true), toPrune, this.concurrency)).changes : [];
+        return done([...checks.map((c, i) => (c.action === 'failed' && !rejected.includes(c) ? { id: checkable[i].id, action: 'created' as const, source: checkable[i].source } : c)), ...prunes], []);
       }
       if (rejected.length) {
         const rejectedIds = new Set(rejected.map((c) => c.id));
@@ -205,11 +208,7 @@ export class Engine implements Reconciler {
     if (toPrune.length && unit.config.prune && !applyFailed && !options.signal?.aborted) {
       // Stop routing events for what is about to go, so drift does not recreate it.
       for (const t of toPrune) if (this.owners.get(t.key) === unit.name) this.owners.delete(t.key);
-      const pruned = await pruneObjects(
-        { client: this.client, discovery: this.discovery, caches: this.caches, inventoryId, log, propagationPolicy: unit.config.prunePropagationPolicy, signal: options.signal },
-        toPrune,
-        this.concurrency,
-      );
+      const pruned = await pruneObjects(this.pruneContext(unit, inventoryId, log, options.signal, false), toPrune, this.concurrency);
       changes.push(...pruned.changes);
       keep = pruned.failed;
     }
@@ -328,6 +327,10 @@ export class Engine implements Reconciler {
       log,
       signal,
     };
+  }
+
+  private pruneContext(unit: SyncUnit, inventoryId: string, log: Logger, signal: AbortSignal | undefined, dryRun: boolean): PruneContext {
+    return { client: this.client, discovery: this.discovery, caches: this.caches, inventoryId, log, propagationPolicy: unit.config.prunePropagationPolicy, dryRun, signal };
   }
 
   /**
