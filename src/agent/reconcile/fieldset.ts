@@ -11,7 +11,7 @@
  */
 import type { KubeObject } from './types.js';
 import { APPLIED_FIELDS_ANNOTATION } from './labels.js';
-import { isPlainObject } from './normalize.js';
+import { isPlainObject, unescapePointerSegment } from './normalize.js';
 import type { ListKeys } from './schema.js';
 
 /** One keyed-list entry recorded in a field set. */
@@ -38,10 +38,6 @@ export interface KeyTrie {
 const trieCache = new WeakMap<ListKeys, KeyTrie>();
 const EMPTY_TRIE: KeyTrie = { children: null, star: null, keys: null };
 
-function unescapeSeg(s: string): string {
-  return s.indexOf('~') < 0 ? s : s.replace(/~1/g, '/').replace(/~0/g, '~');
-}
-
 /** Compiles (once per ListKeys object) the path patterns into a trie. */
 export function keyTrie(listKeys: ListKeys): KeyTrie {
   let t = trieCache.get(listKeys);
@@ -54,7 +50,7 @@ export function keyTrie(listKeys: ListKeys): KeyTrie {
         node.star ??= { children: null, star: null, keys: null };
         node = node.star;
       } else {
-        const seg = unescapeSeg(raw);
+        const seg = unescapePointerSegment(raw);
         node.children ??= new Map();
         let next = node.children.get(seg);
         if (!next) node.children.set(seg, (next = { children: null, star: null, keys: null }));

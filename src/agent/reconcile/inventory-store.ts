@@ -8,6 +8,7 @@ import { NotFoundError, type KubeClient } from '../kube/client.js';
 import type { ResourceInfo, KubeObject } from './types.js';
 import { decodeInventory, inventoryConfigMap, inventoryName, mergeFailedDeletes, type InventoryEntry } from './inventory.js';
 import { INVENTORY_ID_ANNOTATION } from './labels.js';
+import { escapePointerSegment } from './normalize.js';
 
 const CONFIGMAPS: ResourceInfo = { group: '', version: 'v1', kind: 'ConfigMap', plural: 'configmaps', namespaced: true };
 
@@ -86,7 +87,7 @@ export async function writeInventory(
     { op: 'test', path: '/metadata/resourceVersion', value: live.metadata.resourceVersion },
     { op: 'add', path: '/data', value: desired.data },
     live.metadata.annotations
-      ? { op: 'add', path: `/metadata/annotations/${INVENTORY_ID_ANNOTATION.replace(/~/g, '~0').replace(/\//g, '~1')}`, value: inventoryId }
+      ? { op: 'add', path: `/metadata/annotations/${escapePointerSegment(INVENTORY_ID_ANNOTATION)}`, value: inventoryId }
       : { op: 'add', path: '/metadata/annotations', value: { [INVENTORY_ID_ANNOTATION]: inventoryId } },
   ]);
   return { entries: decodeInventory(patched), live: patched };

@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import type { JsonPatchOp, KubeObject } from './types.js';
 import { APPLIED_FIELDS_ANNOTATION } from './labels.js';
-import { isEmptyContainer, isPlainObject, leafEqual, stringDataToData, subsetEqual } from './normalize.js';
+import { escapePointerSegment, isEmptyContainer, isPlainObject, leafEqual, stringDataToData, subsetEqual, unescapePointerSegment } from './normalize.js';
 import type { ListKeys } from './schema.js';
 import {
   type FieldTree,
@@ -146,7 +146,7 @@ function compileIgnore(ignore: readonly string[] | undefined): IgnoreTrie | null
     for (const raw of pointer.slice(1).split('/')) {
       if (raw === '*') node = node.star ??= { children: null, star: null, terminal: false };
       else {
-        const seg = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+        const seg = unescapePointerSegment(raw);
         node.children ??= new Map();
         let next = node.children.get(seg);
         if (!next) node.children.set(seg, (next = { children: null, star: null, terminal: false }));
@@ -167,10 +167,6 @@ function childIgnore(t: IgnoreTrie | null, k: string): IgnoreTrie | null {
 
 // ---------- the walk ----------
 
-function escapeSeg(s: string): string {
-  return s.indexOf('~') < 0 && s.indexOf('/') < 0 ? s : s.replace(/~/g, '~0').replace(/\//g, '~1');
-}
-
 /** Removes `null`s (meaning "not specified") from a value about to be written whole. */
 function clean(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(clean);
@@ -189,7 +185,7 @@ class Walker {
 
   pointer(extra?: string): string {
     let p = '';
-    for (const s of this.path) p += `/${escapeSeg(s)}`;
+    for (const s of this.path) p += `/${escapePointerSegment(s)}`;
     return extra === undefined ? p : `${p}/${extra}`;
   }
 
@@ -430,7 +426,7 @@ function withAppliedFields(desired: KubeObject, encoding: string): KubeObject {
   return { ...desired, metadata: { ...desired.metadata, annotations: { ...desired.metadata.annotations, [APPLIED_FIELDS_ANNOTATION]: encoding } } };
 }
 
-const APPLIED_POINTER = `/metadata/annotations/${escapeSeg(APPLIED_FIELDS_ANNOTATION)}`;
+const APPLIED_POINTER = `/metadata/annotations/${escapePointerSegment(APPLIED_FIELDS_ANNOTATION)}`;
 
 /**
  * Plans one object: 'create' when there is no live object, 'none' when live already holds what Git

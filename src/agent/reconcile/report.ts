@@ -7,12 +7,12 @@ import type { StatusMessage } from '../../protocol/messages.js';
 import type { Action, Change, ChangeSet, JsonPatchOp, KubeObject } from './types.js';
 import { ACTIONS } from './types.js';
 import { LAST_APPLIED_ANNOTATION } from './labels.js';
-import { isPlainObject } from './normalize.js';
+import { escapePointerSegment, isPlainObject } from './normalize.js';
 
 /** What every masked value is replaced with. */
 export const MASK = '***';
 
-const LAST_APPLIED_POINTER = `/metadata/annotations/${LAST_APPLIED_ANNOTATION.replace(/~/g, '~0').replace(/\//g, '~1')}`;
+const LAST_APPLIED_POINTER = `/metadata/annotations/${escapePointerSegment(LAST_APPLIED_ANNOTATION)}`;
 
 function maskValues(v: unknown): unknown {
   if (isPlainObject(v)) {

@@ -4,6 +4,7 @@
  * containerPort+protocol) instead of by position, so entries others added are left alone and a
  * reordered list is not drift. Pure: the I/O half fetches `/openapi/v3/apis/<group>/<version>`.
  */
+import { escapePointerSegment } from './normalize.js';
 
 /**
  * Path pattern → key field names. Patterns are JSON pointers from the object root with `*` for
@@ -24,10 +25,6 @@ const MAX_DEPTH = 48;
 
 function isObject(v: unknown): v is Schema {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function escapeSegment(s: string): string {
-  return s.replace(/~/g, '~0').replace(/\//g, '~1');
 }
 
 /** Finds the schema whose `x-kubernetes-group-version-kind` names gvk. */
@@ -101,7 +98,7 @@ export function extractListKeys(openapiV3Doc: unknown, gvk: GroupVersionKind): L
     if (isObject(schema.properties)) {
       for (const name in schema.properties) {
         const p = schema.properties[name];
-        if (isObject(p)) walk(p, `${path}/${escapeSegment(name)}`, depth + 1);
+        if (isObject(p)) walk(p, `${path}/${escapePointerSegment(name)}`, depth + 1);
       }
     }
     if (isObject(schema.additionalProperties)) walk(schema.additionalProperties, `${path}/*`, depth + 1);
