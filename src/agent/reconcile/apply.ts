@@ -23,7 +23,6 @@ import type { OpenApi } from '../kube/openapi.js';
 import { splitApiVersion } from '../kube/discovery.js';
 import type { Change, JsonPatchOp, KubeObject, ResolvedObject } from './types.js';
 import { desiredHash, planObject, projectFields } from './plan.js';
-import type { ListKeys } from './schema.js';
 import { canApply, type InventoryPolicy } from './policy.js';
 import { APPLIED_FIELDS_ANNOTATION, recreateOnImmutableChange } from './labels.js';
 import type { KnownNormal } from './known-normal.js';
@@ -75,17 +74,6 @@ export function gvkOf(obj: ResolvedObject): { group: string; version: string; ki
   return { group, version, kind: obj.object.kind };
 }
 
-/** List keys of an object's kind (cached by OpenApi). */
-export async function listKeysOf(ctx: ApplyContext, obj: ResolvedObject): Promise<ListKeys> {
-  return ctx.openapi.listKeysFor(gvkOf(obj));
-}
-
-/** The live object as the cache knows it (undefined when absent or not yet labelled by us). */
-export async function cachedLive(ctx: ApplyContext, obj: ResolvedObject): Promise<{ cache: ResourceCache; live?: KubeObject }> {
-  const cache = await ctx.caches.for(obj.resource);
-  return { cache, live: cache.get(obj.object.metadata.namespace, obj.object.metadata.name) };
-}
-
 /**
  * Applies one object (or dry-runs it). Never throws: every outcome is a Change.
  */
@@ -102,11 +90,12 @@ async function applyObjectOrThrow(ctx: ApplyContext, item: ApplyItem, options: A
   const { id, source, resource } = resolved;
   const ns = desired.metadata.namespace;
   const name = desired.metadata.name;
-  const listKeys = await listKeysOf(ctx, resolved);
-  const { cache, live: cachedObj } = await cachedLive(ctx, resolved);
+  const listKeys = await ctx.openapi.listKeysFor(gvkOf(resolved));
+  // Live state from the watch cache (undefined when absent or not yet labelled by us).
+  const cache = await ctx.caches.for(resource);
   const hash = desiredHash(desired);
   const dryRun = options.dryRun === true;
-  let live = cachedObj;
+  let live = cache.get(ns, name);
 
   for (let attempt = 0; ; attempt++) {
     if (live) {
@@ -119,7 +108,7 @@ async function applyObjectOrThrow(ctx: ApplyContext, item: ApplyItem, options: A
 
     try {
       if (plan.action === 'create') {
-        const body = plan.body ?? withAppliedFields(desired, plan.appliedFields);
+        const body = plan.body!; // plan.ts sets it for every 'create'
         const created = dryRun
           ? await ctx.client.create(resource, body, { dryRun, signal: ctx.signal })
           : await tracked(cache, ns, name, () => ctx.client.create(resource, body, { signal: ctx.signal }));
@@ -232,13 +221,6 @@ function withoutBookkeeping(obj: KubeObject): KubeObject {
   return { ...obj, metadata: metadata as KubeObject['metadata'] };
 }
 
-/** The desired object plus the applied-fields annotation plan.ts computed (for creates). */
-function withAppliedFields(desired: KubeObject, appliedFields: string): KubeObject {
-  return {
-    ...desired,
-    metadata: { ...desired.metadata, annotations: { ...(desired.metadata.annotations ?? {}), [APPLIED_FIELDS_ANNOTATION]: appliedFields } },
-  };
-}
 /**
  * Runs `fn` over `items` with at most `limit` in flight, keeping result order.
  */
@@ -260,7 +242,3 @@ export function applyStage(ctx: ApplyContext, items: ApplyItem[], concurrency: n
   return mapLimit(items, concurrency, (item) => applyObject(ctx, item, options));
 }
 
-/** Dry-run check of a whole set before anything is written (dry_run_strategy: server). */
-export async function validateStage(ctx: ApplyContext, items: ApplyItem[], concurrency: number): Promise<Change[]> {
-  return applyStage(ctx, items, concurrency, { dryRun: true });
-}
