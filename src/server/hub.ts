@@ -145,31 +145,31 @@ export class Hub {
     socket.on('error', () => socket.destroy());
     this.authenticate(req, socket, head).catch((err: unknown) => {
       this.options.logger.error({ err: errorMessage(err) }, 'upgrade failed');
-      this.abortHandshake(socket, 503, 'internal', req);
+      this.abortHandshake(socket, 503, 'internal');
     });
   };
 
   private async authenticate(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const remote = req.socket.remoteAddress ?? 'unknown';
     const url = new URL(req.url ?? '/', 'http://x');
-    if (this.closing) return this.abortHandshake(socket, 503, 'shutting-down', req);
-    if (url.pathname !== CONNECT_PATH) return this.abortHandshake(socket, 404, 'wrong-path', req);
-    if (this.tooManyFailures(remote)) return this.abortHandshake(socket, 429, 'rate-limited', req);
+    if (this.closing) return this.abortHandshake(socket, 503, 'shutting-down');
+    if (url.pathname !== CONNECT_PATH) return this.abortHandshake(socket, 404, 'wrong-path');
+    if (this.tooManyFailures(remote)) return this.abortHandshake(socket, 429, 'rate-limited');
     const auth = req.headers.authorization ?? '';
     const match = /^Bearer ([^\s]+)$/i.exec(auth);
-    if (!match) return this.fail(socket, req, remote, 'JWT_MISSING');
+    if (!match) return this.fail(socket, remote, 'JWT_MISSING');
     let agentId: string;
     try {
       ({ agentId } = await verifyAgentJwt(match[1], { audience: this.options.audience, lookupKey: this.options.registry.lookupKey, replayCache: this.replayCache }));
     } catch (err) {
-      if (err instanceof JwtError) return this.fail(socket, req, remote, err.code, err.message);
+      if (err instanceof JwtError) return this.fail(socket, remote, err.code, err.message);
       throw err;
     }
     if (socket.destroyed) return;
     this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, agentId, remote));
   }
 
-  private fail(socket: Duplex, req: IncomingMessage, remote: string, code: string, detail?: string): void {
+  private fail(socket: Duplex, remote: string, code: string, detail?: string): void {
     const now = Date.now();
     const entry = this.failures.get(remote);
     if (entry && entry.resetAt > now) entry.count++;
@@ -178,7 +178,7 @@ export class Hub {
       if (this.failures.size < 10_000) this.failures.set(remote, { count: 1, resetAt: now + (this.options.authFailureLimit?.windowMs ?? 60_000) });
     }
     this.options.logger.warn({ reason: code, detail, remote }, 'agent authentication failed');
-    this.abortHandshake(socket, 401, code, req);
+    this.abortHandshake(socket, 401, code);
   }
 
   private tooManyFailures(remote: string): boolean {
@@ -187,7 +187,7 @@ export class Hub {
   }
 
   /** The single way an upgrade is refused: a bare status line, no body detail. */
-  private abortHandshake(socket: Duplex, status: number, reason: string, _req: IncomingMessage): void {
+  private abortHandshake(socket: Duplex, status: number, reason: string): void {
     this.options.metrics.authFailures.inc({ reason });
     if (socket.writable) {
       socket.write(`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
@@ -302,14 +302,16 @@ export class Hub {
 
   /** Sends `config` to every ready session of the agent. */
   pushConfig(agentId: string, message: ConfigMessage): void {
-    // Encoded only for an agent with sessions: most of 10,000 registered agents have none.
-    const sessions = this.sessions.get(agentId);
-    if (!sessions?.size) return;
-    const encoded = encodeMessage(message);
-    for (const session of sessions) if (session.ready) this.send(session, encoded);
+    this.broadcast(agentId, message);
   }
 
+  /** Sends `error` to every ready session of the agent. */
   pushError(agentId: string, message: ErrorMessage): void {
+    this.broadcast(agentId, message);
+  }
+
+  private broadcast(agentId: string, message: ConfigMessage | ErrorMessage): void {
+    // Encoded only for an agent with sessions: most of 10,000 registered agents have none.
     const sessions = this.sessions.get(agentId);
     if (!sessions?.size) return;
     const encoded = encodeMessage(message);
