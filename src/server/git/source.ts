@@ -9,7 +9,7 @@
  * a commit are memoised, trees by id, so reading one file for each of 10,000 agents walks each
  * shared tree once.
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { errorMessage, GitopsError, UserError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { silentLogger } from '../../common/logger.js';
@@ -30,7 +30,7 @@ export const GIT_RECOVERED = 'git source recovered';
 export interface GitSourceOptions {
   /** Remote mode: base URL of the Git host; project `group/name` is `<baseUrl>/group/name.git`. */
   baseUrl?: string;
-  /** Remote mode: access token (see `readTokenFile`), sent as basic auth `oauth2:<token>`. */
+  /** Remote mode: access token (read from --git-token-file by options.ts), sent as basic auth `oauth2:<token>`. */
   token?: string;
   /** Remote mode: folder for cached clones (e.g. `<state-dir>/git`). */
   cacheDir?: string;
@@ -47,13 +47,6 @@ export interface GitSourceOptions {
   logger?: Logger;
   /** Called after every check of a (project, ref), for metrics (fetch durations, failures). */
   onCheck?: (e: { project: string; ref: GitRef; durationMs: number; ok: boolean; changed: boolean }) => void;
-}
-
-/** Read a token file (trailing newline trimmed); the token never appears in errors. */
-export async function readTokenFile(file: string): Promise<string> {
-  const token = (await readFile(file, 'utf8')).trim();
-  if (!token) throw new UserError('GIT_TOKEN_EMPTY', `${file}: the token file is empty`);
-  return token;
 }
 
 interface Listener {
