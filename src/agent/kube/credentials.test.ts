@@ -106,6 +106,18 @@ users: [{ name: u, user: { token: secret-value } }]
     }
   });
 
+  it('says where a kubeconfig is not valid YAML without quoting the line, which may hold a token', async () => {
+    const kc = await file('bad/broken-yaml', 'users:\n- name: u\n  user:\n    token: secret-value: x\n');
+    let message = '';
+    try {
+      readKubeconfig([kc]);
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toContain(`${kc}:4:12: not valid YAML`);
+    expect(message).not.toContain('secret-value');
+  });
+
   it('runs an exec plugin through @kubernetes/client-node and sends the token it prints', async () => {
     const script = await file('exec/plugin.mjs', `process.stdout.write(JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status: { token: 'from-plugin' } }));\n`);
     const kc = await file('exec/kubeconfig', `

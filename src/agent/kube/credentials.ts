@@ -14,7 +14,7 @@ import { readFile } from 'node:fs/promises';
 import type https from 'node:https';
 import { homedir } from 'node:os';
 import path from 'node:path';
-import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { parse as parseYaml, stringify as stringifyYaml, YAMLError } from 'yaml';
 import { errorMessage, UserError } from '../../common/errors.js';
 
 /** How long a token read from a file is reused before reading the file again (bound tokens rotate). */
@@ -211,7 +211,11 @@ export function readKubeconfig(files: string[], contextOverride?: string): Resol
     try {
       doc = asRecord(parseYaml(text));
     } catch (err) {
-      throw new UserError('kubeconfig_invalid', `${file}: not valid YAML (${errorMessage(err)})`, { cause: err });
+      // yaml's message (and so the error as a cause) quotes the offending line, which may be a
+      // token or a key: keep its position and first sentence only.
+      const pos = err instanceof YAMLError ? err.linePos?.[0] : undefined;
+      const reason = errorMessage(err).split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
+      throw new UserError('kubeconfig_invalid', `${pos ? `${file}:${pos.line}:${pos.col}` : file}: not valid YAML (${reason})`);
     }
     const dir = path.dirname(path.resolve(file));
     current ??= str(doc['current-context']);
