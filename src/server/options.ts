@@ -3,7 +3,7 @@
  * fallbacks (applied by commander), validated once at start-up with EVERY problem listed, then
  * frozen. Secrets given as files are read here so the rest of the server never touches paths.
  */
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { parseDuration } from '../common/duration.js';
@@ -143,13 +143,12 @@ function duration(text: string, flag: string, problem: (t: string) => void, minM
   }
 }
 
+/** Checks read access only: the file itself is read once, by whoever uses it (tls.ts). */
 function readable(file: string, flag: string, problem: (t: string) => void): void {
   try {
-    readFileSync(file, { flag: 'r' }).subarray(0, 0);
+    accessSync(file, constants.R_OK);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EISDIR') return;
-    problem(`${flag}: cannot read ${file} (${code ?? 'error'})`);
+    problem(`${flag}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
   }
 }
 
