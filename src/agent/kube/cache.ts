@@ -47,7 +47,7 @@ export function slimManagedFields(obj: KubeObject, ours: string): KubeObject {
   return { ...obj, metadata: others.length ? { ...metadata, managedFields: others } : metadata };
 }
 
-export function storeKey(namespace: string | undefined, name: string): string {
+function storeKey(namespace: string | undefined, name: string): string {
   return `${namespace ?? ''}/${name}`;
 }
 
@@ -96,11 +96,6 @@ export class ResourceCache {
 
   get(namespace: string | undefined, name: string): KubeObject | undefined {
     return this.store.get(storeKey(namespace, name))?.object;
-  }
-
-  /** Every cached object (for prune checks and tests). */
-  values(): KubeObject[] {
-    return [...this.store.values()].map((e) => e.object);
   }
 
   /** Puts a write response into the store at once; it wins until its own watch echo arrives. */
@@ -282,6 +277,10 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref?.());
 }
 
+function cacheKey(resource: ResourceInfo): string {
+  return `${resource.group}/${resource.version}/${resource.plural}`;
+}
+
 /** All resource caches of one client, started on first use and shared by every sync unit. */
 export class WatchCache {
   private caches = new Map<string, ResourceCache>();
@@ -295,7 +294,7 @@ export class WatchCache {
 
   /** The cache of a resource type, listed and watching (waits for the first list). */
   async for(resource: ResourceInfo): Promise<ResourceCache> {
-    const k = `${resource.group}/${resource.version}/${resource.plural}`;
+    const k = cacheKey(resource);
     let c = this.caches.get(k);
     if (!c) {
       c = new ResourceCache(this.client, resource, this.labelSelector, this.log);
@@ -313,7 +312,7 @@ export class WatchCache {
 
   /** Already-started cache, without waiting (undefined when none). */
   peek(resource: ResourceInfo): ResourceCache | undefined {
-    return this.caches.get(`${resource.group}/${resource.version}/${resource.plural}`);
+    return this.caches.get(cacheKey(resource));
   }
 
   on(cb: CacheListener): () => void {
