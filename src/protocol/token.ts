@@ -45,7 +45,6 @@ export interface GeneratedToken extends ParsedToken {
   token: string;
   /** Raw 32-byte Ed25519 public key, base64url (the JWK `x`), which the server stores. */
   publicKeyX: string;
-  publicKeyJwk: { kty: 'OKP'; crv: 'Ed25519'; x: string };
 }
 
 /** A new agent id, 16 random bytes as hex. */
@@ -62,8 +61,7 @@ export function generateToken(agentId: string = newAgentId()): GeneratedToken {
   sum.writeUInt32BE(crc32(body));
   const token = TOKEN_PREFIX + Buffer.concat([body, sum]).toString('base64url');
   const keys = keysFromSeed(seed);
-  const x = publicKeyX(keys.publicKey);
-  return { token, agentId, ...keys, publicKeyX: x, publicKeyJwk: { kty: 'OKP', crv: 'Ed25519', x } };
+  return { token, agentId, ...keys, publicKeyX: publicKeyX(keys.publicKey) };
 }
 
 /** Reads a token (surrounding whitespace allowed, as from a mounted Secret file). */
