@@ -215,23 +215,15 @@ export class KubeClient {
     const body = options.body === undefined ? undefined : Buffer.from(JSON.stringify(options.body));
     const id = options.id ?? `${method} ${path}`;
     return new Promise<T>((resolve, reject) => {
-      const mod = this.server.protocol === 'http:' ? http : https;
-      const req = mod.request(
+      const req = this.open(
+        method,
+        `${path}${queryString(options.query)}`,
         {
-          protocol: this.server.protocol,
-          hostname: this.server.hostname,
-          port: this.server.port,
-          method,
-          path: `${this.server.pathname.replace(/\/$/, '')}${path}${queryString(options.query)}`,
-          agent: this.agent,
-          headers: {
-            ...auth,
-            Accept: options.accept ?? 'application/json',
-            ...(body ? { 'Content-Type': options.contentType ?? 'application/json', 'Content-Length': body.length } : {}),
-          },
-          signal: options.signal,
-          timeout: this.timeoutMs,
+          ...auth,
+          Accept: options.accept ?? 'application/json',
+          ...(body ? { 'Content-Type': options.contentType ?? 'application/json', 'Content-Length': body.length } : {}),
         },
+        { signal: options.signal, timeout: this.timeoutMs },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
@@ -254,6 +246,30 @@ export class KubeClient {
       req.on('error', (e) => reject(e instanceof GitopsError ? e : new TransientError('kube_connection', `${id}: ${e.message}`, { cause: e })));
       req.end(body);
     });
+  }
+
+  /** A request to the API server over the shared agent; `pathAndQuery` is relative to the server URL. */
+  private open(
+    method: string,
+    pathAndQuery: string,
+    headers: http.OutgoingHttpHeaders,
+    extra: { signal?: AbortSignal; timeout?: number },
+    onResponse: (res: http.IncomingMessage) => void,
+  ): http.ClientRequest {
+    const mod = this.server.protocol === 'http:' ? http : https;
+    return mod.request(
+      {
+        protocol: this.server.protocol,
+        hostname: this.server.hostname,
+        port: this.server.port,
+        method,
+        path: `${this.server.pathname.replace(/\/$/, '')}${pathAndQuery}`,
+        agent: this.agent,
+        headers,
+        ...extra,
+      },
+      onResponse,
+    );
   }
 
   async get(info: ResourceInfo, namespace: string | undefined, name: string, signal?: AbortSignal): Promise<KubeObject> {
@@ -328,18 +344,11 @@ export class KubeClient {
       const headers = await this.auth();
       return new Promise<{ error?: Error }>((resolve) => {
         let failure: Error | undefined;
-        const mod = this.server.protocol === 'http:' ? http : https;
-        const req = mod.request(
-          {
-            protocol: this.server.protocol,
-            hostname: this.server.hostname,
-            port: this.server.port,
-            method: 'GET',
-            path: `${this.server.pathname.replace(/\/$/, '')}${path}${query}`,
-            agent: this.agent,
-            headers: { ...headers, Accept: 'application/json' },
-            signal: controller.signal,
-          },
+        const req = this.open(
+          'GET',
+          `${path}${query}`,
+          { ...headers, Accept: 'application/json' },
+          { signal: controller.signal },
           (res) => {
             if ((res.statusCode ?? 0) >= 300) {
               const chunks: Buffer[] = [];
