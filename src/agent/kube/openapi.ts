@@ -14,16 +14,10 @@ import type { KubeClient } from './client.js';
 import type { Logger } from '../../common/logger.js';
 import { silentLogger } from '../../common/logger.js';
 import { errorMessage } from '../../common/errors.js';
-import { extractListKeys, type ListKeys } from '../reconcile/schema.js';
+import { extractListKeys, type GroupVersionKind, type ListKeys } from '../reconcile/schema.js';
 
 interface OpenApiIndex {
   paths?: Record<string, { serverRelativeURL?: string }>;
-}
-
-export interface GroupVersionKind {
-  group: string;
-  version: string;
-  kind: string;
 }
 
 /** Lazily fetched OpenAPI v3 documents and the list keys derived from them. */
