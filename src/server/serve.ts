@@ -52,7 +52,8 @@ export async function startServer(options: Readonly<ServeOptions>, deps: ServerD
   const logger = deps.logger ?? createLogger({ level: options.logLevel, format: options.logFormat, name: 'gitops-server' });
   const metrics = createServerMetrics({ defaultMetrics: true });
   const registry = await Registry.open(options.stateDir, { logger: logger.child({ component: 'registry' }) });
-  const tls = await loadTls(options.tls, options.stateDir, options.listen.host === '0.0.0.0' || options.listen.host === '::' ? [] : [options.listen.host]);
+  const wildcard = options.listen.host === '0.0.0.0' || options.listen.host === '::';
+  const tls = await loadTls(options.tls, options.stateDir, wildcard ? [] : [options.listen.host]);
   const git = await deps.gitSource(options.git, { logger: logger.child({ component: 'git' }), stateDir: options.stateDir, pollIntervalMs: options.pollIntervalMs, metrics });
 
   const fleet = new Fleet({ git, registry, logger: logger.child({ component: 'fleet' }), metrics });
@@ -76,7 +77,7 @@ export async function startServer(options: Readonly<ServeOptions>, deps: ServerD
     });
   });
   const port = (server.address() as AddressInfo).port;
-  const host = options.listen.host === '0.0.0.0' || options.listen.host === '::' ? '127.0.0.1' : options.listen.host;
+  const host = wildcard ? '127.0.0.1' : options.listen.host;
   const baseUrl = `${tls ? 'wss' : 'ws'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
   ready = true;
   logger.info({ listen: `${options.listen.host}:${port}`, connect: baseUrl + CONNECT_PATH, tls: options.tls.mode, fingerprint: tls?.fingerprint, caCert: options.tls.mode === 'self-signed' ? tls?.certPath : undefined, agents: registry.active().length }, 'server listening');
