@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the project's container image with podman on a machine that has no Docker engine and no
-# reachable container registry (the arrangement described in ../shared/TOOLCHAIN.md, "Containers on
-# this machine").
+# reachable container registry (Debian's podman with runc; what was verified with it is in
+# docs/operations.md, "Container image").
 #
 # The Dockerfile stays exactly as users need it (`FROM node:24-bookworm-slim`). Because that base
 # cannot be pulled here, this script first makes a local stand-in under the same name: a Debian

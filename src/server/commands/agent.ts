@@ -21,7 +21,7 @@ export function agentCommand(): Command {
     .argument('<name>', 'agent name, as in .gitlab/agents/<name>/config.yaml')
     .requiredOption('--config-project <id>', 'project holding .gitlab/agents/<name>/config.yaml (e.g. group/kubernetes-agent)')
     .addOption(stateDirOption())
-    .addHelpText('after', '\nExample:\n  gitops-server agent create agent1 --config-project group/kubernetes-agent > agent1.token\n  kubectl -n gitops create secret generic gitops-agent-token --from-file=token=agent1.token\n')
+    .addHelpText('after', '\nExample:\n  gitops-server agent create agent1 --config-project group/kubernetes-agent > agent1.token\n  kubectl -n gitops-agent create secret generic gitops-agent-token --from-file=token=agent1.token\n')
     .action(guarded(async (name: string, opts: { configProject: string; stateDir: string }) => {
       const { record, token } = await createAgent(opts.stateDir, name, opts.configProject);
       process.stdout.write(token + '\n');
