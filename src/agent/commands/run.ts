@@ -39,6 +39,7 @@ import { leaseName } from '../leader.js';
 import { AgentMetrics } from '../metrics.js';
 import { unitName } from '../runner.js';
 import { AgentRuntime } from '../runtime.js';
+import { redactUrl } from '../session.js';
 import { StateStore } from '../state.js';
 
 interface RunFlags {
@@ -224,7 +225,7 @@ export async function runAgent(flags: RunFlags, env: Env = process.env): Promise
   const logger = createLogger({ level: options.logLevel, format: options.logFormat, name: 'gitops-agent' });
   const metrics = new AgentMetrics();
   const agentId = options.token.agentId;
-  logger.info({ version: VERSION, agent: agentId, server: options.serverUrl, stateDir: options.stateDir, leader: options.leader ? `${options.leader.namespace}/${options.leader.name}` : 'off' }, 'agent starting');
+  logger.info({ version: VERSION, agent: agentId, server: redactUrl(options.serverUrl), stateDir: options.stateDir, leader: options.leader ? `${options.leader.namespace}/${options.leader.name}` : 'off' }, 'agent starting');
 
   let runtime: AgentRuntime | undefined;
   let health: Awaited<ReturnType<typeof startHealthServer>> | undefined;
