@@ -165,14 +165,12 @@ export class LeaderElector {
       await this.write(lease, next);
       this.won(now);
     } catch (err) {
-      if (err instanceof ConflictError || err instanceof AlreadyExistsError) {
-        // Someone else wrote the Lease first: look again next round.
-        if (this.leader && now - this.lastRenew > (this.opts.renewDeadlineMs ?? 10_000)) this.setLeader(false);
-        return;
+      // A conflict only means someone else wrote the Lease first: nothing to log, look again next round.
+      if (!(err instanceof ConflictError || err instanceof AlreadyExistsError)) {
+        const message = errorMessage(err);
+        if (message !== this.lastError) this.opts.logger.warn({ lease: this.leaseRef(), err: message }, 'leader lease request failed');
+        this.lastError = message;
       }
-      const message = errorMessage(err);
-      if (message !== this.lastError) this.opts.logger.warn({ lease: this.leaseRef(), err: message }, 'leader lease request failed');
-      this.lastError = message;
       if (this.leader && now - this.lastRenew > (this.opts.renewDeadlineMs ?? 10_000)) {
         this.opts.logger.warn({ lease: this.leaseRef() }, 'could not renew the leader lease in time: stepping down');
         this.setLeader(false);
