@@ -287,7 +287,8 @@ export class Session {
       ws.close(CloseCode.INVALID_MESSAGE, 'binary frames are not part of the protocol');
       return;
     }
-    const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
+    // ws hands us a Buffer (binaryType nodebuffer): decode it in place rather than copy a message of up to MAX_MESSAGE_BYTES first.
+    const text = (Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data)).toString('utf8');
     const decoded = decodeServerMessage(text);
     if (!decoded.ok) {
       log.error({ problem: decoded.error.slice(0, 500) }, 'server sent an invalid message: closing');
