@@ -94,7 +94,7 @@ export function resolveRunOptions(flags: RunFlags, env: Env = process.env): RunO
   if (!serverUrl) problem(`--server-url (or GITOPS_AGENT_SERVER_URL) is required, e.g. wss://gitops.example.com${CONNECT_PATH}`);
   else {
     let url: URL | undefined;
-    try { url = new URL(serverUrl); } catch { problem(`--server-url: "${serverUrl.slice(0, 200)}" is not a URL (example: wss://gitops.example.com${CONNECT_PATH})`); }
+    try { url = new URL(serverUrl); } catch { problem(`--server-url is not a valid URL (not echoed: it may hold credentials); example: wss://gitops.example.com${CONNECT_PATH}`); }
     if (url) {
       if (url.protocol === 'ws:' && !insecure) problem('--server-url: plain ws:// sends everything unencrypted; use wss:// or pass --insecure-plaintext');
       else if (url.protocol !== 'wss:' && url.protocol !== 'ws:') problem(`--server-url: must be wss:// (got ${url.protocol})`);
