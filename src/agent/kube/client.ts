@@ -369,10 +369,12 @@ export class KubeClient {
             res.setEncoding('utf8');
             res.on('data', (chunk: string) => {
               buf += chunk;
-              let nl: number;
-              while ((nl = buf.indexOf('\n')) >= 0) {
-                const line = buf.slice(0, nl);
-                buf = buf.slice(nl + 1);
+              // Walk the lines with an offset and cut the remainder once per chunk: slicing the
+              // buffer per line is quadratic when one chunk carries many events (a re-list burst).
+              let start = 0;
+              for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n', start)) {
+                const line = buf.slice(start, nl);
+                start = nl + 1;
                 if (!line.trim()) continue;
                 try {
                   const ev = JSON.parse(line) as WatchEvent;
@@ -381,10 +383,12 @@ export class KubeClient {
                 } catch (e) {
                   // A bad line or an ERROR event (410 Gone): end this stream and report why.
                   failure = e as Error;
+                  buf = '';
                   req.destroy();
                   return;
                 }
               }
+              buf = buf.slice(start);
             });
             res.on('end', () => resolve(failure ? { error: failure } : {}));
             res.on('error', (e) => resolve({ error: failure ?? e }));
