@@ -26,6 +26,7 @@ import { desiredHash, planObject, projectFields } from './plan.js';
 import { canApply, type InventoryPolicy } from './policy.js';
 import { APPLIED_FIELDS_ANNOTATION, recreateOnImmutableChange } from './labels.js';
 import type { KnownNormal } from './known-normal.js';
+import { mapLimit } from '../../common/map-limit.js';
 
 /** Conflict retries per object before giving up (each one re-reads and re-plans). */
 export const MAX_CONFLICT_RETRIES = 5;
@@ -219,22 +220,6 @@ function mayBeNormalisation(ops: readonly JsonPatchOp[], live: KubeObject, appli
 function withoutBookkeeping(obj: KubeObject): KubeObject {
   const { managedFields: _m, resourceVersion: _r, generation: _g, ...metadata } = obj.metadata;
   return { ...obj, metadata: metadata as KubeObject['metadata'] };
-}
-
-/**
- * Runs `fn` over `items` with at most `limit` in flight, keeping result order.
- */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i], i);
-    }
-  });
-  await Promise.all(workers);
-  return out;
 }
 
 /** Applies one order stage with bounded concurrency. */

@@ -13,7 +13,7 @@ import type { Discovery } from '../kube/discovery.js';
 import type { WatchCache } from '../kube/cache.js';
 import type { Change, KubeObject, ResourceInfo } from './types.js';
 import { canPrune } from './policy.js';
-import { mapLimit } from './apply.js';
+import { mapLimit } from '../../common/map-limit.js';
 import { pruneOrder } from './order.js';
 import type { InventoryEntry } from './inventory.js';
 
