@@ -17,6 +17,7 @@ import git, { type HttpClient } from 'isomorphic-git';
 import { GitopsError, RetryableError, TransientError, UserError, errorMessage } from '../../common/errors.js';
 import type { GitRef } from '../ports.js';
 import type { GitCache } from './read.js';
+import { checkProjectId } from '../project-id.js';
 
 /** A Git object store and isomorphic-git's cache of its pack indexes. */
 export interface ObjectStore {
@@ -47,14 +48,8 @@ export function refKey(ref: GitRef): string {
   return 'HEAD';
 }
 
-const PROJECT_ID = /^[A-Za-z0-9_][A-Za-z0-9_.-]*(\/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$/;
-
-/** Project ids are GitLab paths: no `..`, no leading slash, nothing a URL or file path could abuse. */
-export function checkProjectId(project: string): void {
-  if (!PROJECT_ID.test(project) || project.split('/').some((p) => p === '..' || p.endsWith('.'))) {
-    throw new UserError('GIT_BAD_PROJECT_ID', `project "${project}": expected a path such as group/name`);
-  }
-}
+/** Project ids are GitLab paths (project-id.ts): nothing a URL or file path could abuse. */
+export { checkProjectId };
 
 function refNotFound(project: string, ref: GitRef, extra = ''): UserError {
   return new UserError('GIT_REF_NOT_FOUND', `${project}: ${describeRef(ref)} does not exist${extra}`, { data: { project } });
