@@ -70,8 +70,8 @@ GO
   for b in kube-apiserver kube-controller-manager; do
     if [ ! -x "$OUT/$b" ]; then
       step "building $b $K8S_VERSION (about 4 minutes cold on 2 cores)"
-      go build -trimpath -ldflags="$ldflags" -o "$OUT/.$b.tmp" "k8s.io/kubernetes/cmd/$b"
-      mv -f "$OUT/.$b.tmp" "$OUT/$b"
+      go build -trimpath -ldflags="$ldflags" -o "$OUT/.$b.tmp.$$" "k8s.io/kubernetes/cmd/$b"
+      mv -f "$OUT/.$b.tmp.$$" "$OUT/$b"
     fi
   done
 fi
@@ -93,8 +93,8 @@ GO
     go mod tidy >&2
   fi
   step "building etcd $ETCD_VERSION"
-  go build -trimpath -ldflags="-s -w" -o "$OUT/.etcd.tmp" go.etcd.io/etcd/server/v3
-  mv -f "$OUT/.etcd.tmp" "$OUT/etcd"
+  go build -trimpath -ldflags="-s -w" -o "$OUT/.etcd.tmp.$$" go.etcd.io/etcd/server/v3
+  mv -f "$OUT/.etcd.tmp.$$" "$OUT/etcd"
 fi
 
 step "control plane binaries ready in $OUT"
