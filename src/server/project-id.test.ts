@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { checkProjectId, projectIdProblem, quoteId } from './project-id.js';
+import { allowEntryProblem, checkProjectId, projectIdProblem, quoteId } from './project-id.js';
 
 describe('projectIdProblem', () => {
   it.each([
@@ -65,5 +65,23 @@ describe('checkProjectId', () => {
     }
     expect(message.length).toBeLessThan(250);
     expect(quoteId('a\u001bb')).toBe('"a\\u001bb"');
+  });
+});
+
+describe('allowEntryProblem', () => {
+  it.each(['tenant-b/', 'tenant-b/secret-manifests', 'a/b/', 'p'])('accepts %s', (entry) => {
+    expect(allowEntryProblem(entry)).toBeUndefined();
+  });
+
+  it.each<[string, RegExp]>([
+    ['/', /must not be empty/],
+    ['//', /segment 1 is empty/],
+    ['tenant-b//', /segment 2 is empty/],
+    ['../', /segment 1 must start/],
+    ['*', /may contain only/],
+    ['', /must not be empty/],
+  ])('refuses %j', (entry, reason) => {
+    expect(allowEntryProblem(entry)).toMatch(reason);
+    expect(allowEntryProblem(entry)).toMatch(/group prefix such as group\//);
   });
 });

@@ -58,3 +58,13 @@ export function checkProjectId(id: string): void {
     throw new UserError('GIT_BAD_PROJECT_ID', `project ${quoteId(String(id))}: ${problem}; expected a path such as group/name`);
   }
 }
+
+/**
+ * Why `entry` is not an allow-list entry of an agent record, or undefined: an exact project path
+ * (`group/name`) or a group prefix ending in '/' (`tenant-b/`, that group and its subgroups).
+ */
+export function allowEntryProblem(entry: string): string | undefined {
+  if (typeof entry !== 'string') return 'an allowed project must be a string';
+  const problem = projectIdProblem(entry.endsWith('/') ? entry.slice(0, -1) : entry);
+  return problem === undefined ? undefined : `${problem} (expected a project path such as group/name or a group prefix such as group/)`;
+}

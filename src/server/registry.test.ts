@@ -3,7 +3,8 @@ import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } fr
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseToken } from '../protocol/token.js';
-import { Registry, boundProblems, createAgent, createAgents, listAgents, revokeAgent, type RegistryChange } from './registry.js';
+import { Registry, boundProblems, createAgent, createAgents, listAgents, listAgentsReport, revokeAgent, updateAllowProjects, type AgentRecord, type RegistryChange } from './registry.js';
+import { statusShardOf } from './state-files.js';
 
 const dirs: string[] = [];
 const registries: Registry[] = [];
@@ -155,7 +156,7 @@ describe('Registry (server side)', () => {
   it('rewrites only the status shard of an agent that changed, with 10,000 agents, while agent list sees every agent', async () => {
     const dir = await stateDir();
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    const agents = Array.from({ length: 10_000 }, (_, i) => ({ id: i.toString(16).padStart(32, '0'), name: `agent${i}`, configProject: 'p', publicKey: 'x', createdAt: '2026-01-01T00:00:00.000Z' }));
+    const agents = Array.from({ length: 10_000 }, (_, i) => ({ id: i.toString(16).padStart(32, '0'), name: `agent${i}`, configProject: 'p', publicKey: 'A'.repeat(43), createdAt: '2026-01-01T00:00:00.000Z' }));
     await writeFile(path.join(dir, 'agents.json'), JSON.stringify({ version: 1, agents }));
     const registry = await Registry.open(dir, { statusDebounceMs: 60_000 });
     registries.push(registry);
@@ -199,3 +200,175 @@ describe('Registry (server side)', () => {
     expect(bounded[0].message.length).toBeLessThanOrEqual(1001);
   });
 });
+
+describe('agent create: config project and allowed projects', () => {
+  it.each(['../../etc', 'http://169.254.169.254/latest', '', '   ', 'group/name.git', 'x'.repeat(300)])('refuses --config-project %j and writes nothing', async (project) => {
+    const dir = await stateDir();
+    await expect(createAgent(dir, 'agent1', project)).rejects.toMatchObject({ code: 'AGENT_BAD_PROJECT', kind: 'user' });
+    await expect(readdir(dir)).rejects.toThrow();
+  });
+
+  it('stores allowed projects, refuses a bad entry, and changes them later in one rewrite a running server sees', async () => {
+    const dir = await stateDir();
+    await expect(createAgent(dir, 'agent1', 'a/config', undefined, { allowProjects: ['tenant-b/', '../x'] })).rejects.toMatchObject({ code: 'AGENT_BAD_ALLOW_PROJECT' });
+    const { record } = await createAgent(dir, 'agent1', 'a/config', undefined, { allowProjects: ['tenant-b/', 'c/one', 'tenant-b/'] });
+    expect(record.allowProjects).toEqual(['tenant-b/', 'c/one']);
+    const registry = await Registry.open(dir);
+    registries.push(registry);
+    const held = registry.get(record.id);
+    const seen = new Promise<RegistryChange>((resolve) => registry.onChange(resolve));
+    const updated = await updateAllowProjects(dir, 'agent1', { allow: ['d/'], disallow: ['c/one'] });
+    expect(updated.allowProjects).toEqual(['tenant-b/', 'd/']);
+    const change = await seen;
+    expect(change).toMatchObject({ added: [], revoked: [], changed: [{ id: record.id, allowProjects: ['tenant-b/', 'd/'] }] });
+    expect(registry.get(record.id)).not.toBe(held);
+    expect(registry.get(record.id)?.allowProjects).toEqual(['tenant-b/', 'd/']);
+    await expect(updateAllowProjects(dir, 'agent1', { disallow: ['c/one'] })).rejects.toMatchObject({ code: 'AGENT_NOT_ALLOWED' });
+    await expect(updateAllowProjects(dir, 'nobody', { allow: ['x/'] })).rejects.toMatchObject({ code: 'AGENT_NOT_FOUND' });
+    await expect(updateAllowProjects(dir, 'agent1', { allow: ['bad//'] })).rejects.toMatchObject({ code: 'AGENT_BAD_ALLOW_PROJECT' });
+    const last = await updateAllowProjects(dir, 'agent1', { disallow: ['tenant-b/', 'd/'] });
+    expect(last).not.toHaveProperty('allowProjects');
+  });
+});
+
+describe('state dir records that fail validation', () => {
+  const line = (r: unknown): string => JSON.stringify(r);
+
+  it('skips a record with only an id (agents.json, with its line), and the server starts with the others', async () => {
+    const dir = await stateDir();
+    const { record } = await createAgent(dir, 'good', 'p');
+    const file = path.join(dir, 'agents.json');
+    const text = await readFile(file, 'utf8');
+    await writeFile(file, text.replace(`${line(record)}\n`, `${line({ id: 'f'.repeat(32) })},\n${line(record)}\n`));
+    const report = await listAgentsReport(dir);
+    expect(report.rows.map((r) => r.name)).toEqual(['good']);
+    expect(report.warnings).toEqual([expect.stringMatching(new RegExp(`agents\\.json:2: agent record skipped: name: `))]);
+    const registry = await Registry.open(dir);
+    registries.push(registry);
+    expect(registry.active().map((a) => a.name)).toEqual(['good']);
+    expect(registry.health()).toEqual({ invalidRecords: 1, invalidStatus: 0 });
+    expect(registry.lookupKey('f'.repeat(32))).toBeUndefined();
+  });
+
+  it('skips bad journal lines (not JSON, not a record, an unsafe project) and keeps reading the rest', async () => {
+    const dir = await stateDir();
+    await createAgent(dir, 'first', 'p');
+    await createAgent(dir, 'second', 'p');
+    const journal = path.join(dir, 'agents.journal');
+    const good = (await readFile(journal, 'utf8')).trim();
+    const bad = { ...JSON.parse(good), id: 'e'.repeat(32), name: 'evil', configProject: '../../etc' };
+    await writeFile(journal, `garbage\n${line(bad)}\n[1]\n${good}\n`);
+    const report = await listAgentsReport(dir);
+    expect(report.rows.map((r) => r.name)).toEqual(['first', 'second']);
+    expect(report.warnings).toEqual([
+      expect.stringMatching(/agents\.journal:1: agent record skipped: not valid JSON/),
+      expect.stringMatching(/agents\.journal:2: agent record skipped \(evil\): configProject: segment 1 must start/),
+      expect.stringMatching(/agents\.journal:3: agent record skipped: .*expected object, received array/),
+    ]);
+    // A full rewrite keeps the broken JSON record for a person to repair (and drops the non-JSON line).
+    await createAgent(dir, 'third', 'p');
+    await revokeAgent(dir, 'first');
+    const after = JSON.parse(await readFile(path.join(dir, 'agents.json'), 'utf8')) as { agents: { name: string }[] };
+    expect(after.agents.map((a) => a.name)).toEqual(['first', 'second', 'third', 'evil']);
+    expect((await listAgentsReport(dir)).warnings).toEqual([expect.stringMatching(/agents\.json:5: agent record skipped \(evil\)/)]);
+  });
+
+  it('never lets a journal line undo the revoke of a record that fails validation', async () => {
+    const dir = await stateDir();
+    await createAgent(dir, 'keep', 'p');
+    const { record } = await createAgent(dir, 'gone', 'p');
+    await revokeAgent(dir, 'gone');
+    const file = path.join(dir, 'agents.json');
+    const text = await readFile(file, 'utf8');
+    const revoked = (JSON.parse(text) as { agents: AgentRecord[] }).agents[1];
+    await writeFile(file, text.replace(line(revoked), line({ ...revoked, createdAt: 'yesterday' })));
+    await writeFile(path.join(dir, 'agents.journal'), `${line(record)}\n`);
+    expect((await listAgents(dir)).map((a) => a.name)).toEqual(['keep']);
+  });
+
+  it('keeps a known agent whose record breaks while it runs, and revokes it when the broken record is revoked', async () => {
+    const dir = await stateDir();
+    const { record } = await createAgent(dir, 'agent1', 'p');
+    await createAgent(dir, 'other', 'p');
+    await revokeAgent(dir, 'other');
+    const registry = await Registry.open(dir, { pollMs: 20 });
+    registries.push(registry);
+    const changes: RegistryChange[] = [];
+    registry.onChange((c) => changes.push(c));
+    const file = path.join(dir, 'agents.json');
+    await writeFile(file, (await readFile(file, 'utf8')).replace(line(record), line({ ...record, publicKey: 'oops' })));
+    await waitUntil(() => registry.health().invalidRecords === 1);
+    expect(changes).toEqual([]);
+    expect(registry.lookupKey(record.id)).toMatchObject({ revoked: false });
+    await revokeAgent(dir, 'agent1');
+    await waitUntil(() => changes.length === 1);
+    expect(changes[0].revoked.map((a) => a.id)).toEqual([record.id]);
+    expect(registry.lookupKey(record.id)).toMatchObject({ revoked: true });
+  });
+
+  it('treats a deleted or unparseable agents.json as unreadable: keeps every agent, revokes none, and recovers', async () => {
+    const dir = await stateDir();
+    const { record } = await createAgent(dir, 'agent1', 'p');
+    const registry = await Registry.open(dir, { pollMs: 20 });
+    registries.push(registry);
+    const changes: RegistryChange[] = [];
+    registry.onChange((c) => changes.push(c));
+    registry.updateStatus(record.id, (s) => { s.connected = true; s.sessions = 1; });
+    await registry.flush();
+    const file = path.join(dir, 'agents.json');
+    const saved = await readFile(file, 'utf8');
+    await rm(file);
+    await waitUntil(() => registry.health().agentsFileProblem === 'missing');
+    expect(registry.lookupKey(record.id)).toMatchObject({ revoked: false });
+    // A command would replace the registry with nothing but its own agent: it refuses.
+    await expect(createAgent(dir, 'late', 'p')).rejects.toMatchObject({ code: 'STATE_AGENTS_FILE_MISSING', message: expect.stringMatching(/restore agents\.json from a backup/) });
+    await expect(revokeAgent(dir, 'agent1')).rejects.toMatchObject({ code: 'STATE_AGENTS_FILE_MISSING' });
+    await writeFile(file, '{"version":1,"agents":[');
+    await waitUntil(() => /not valid JSON/.test(registry.health().agentsFileProblem ?? ''));
+    await expect(revokeAgent(dir, 'agent1')).rejects.toMatchObject({ code: 'STATE_CORRUPT' });
+    await expect(createAgent(dir, 'more', 'p')).rejects.toMatchObject({ code: 'STATE_CORRUPT' });
+    expect(changes.flatMap((c) => c.revoked)).toEqual([]);
+    await writeFile(file, saved);
+    await waitUntil(() => registry.health().agentsFileProblem === undefined);
+    expect(registry.lookupKey(record.id)).toMatchObject({ revoked: false });
+    expect(changes.flatMap((c) => c.revoked)).toEqual([]);
+  });
+
+  it('starts from the journal alone when agents.json is missing, as before', async () => {
+    const dir = await stateDir();
+    await createAgent(dir, 'first', 'p');
+    await createAgent(dir, 'second', 'p');
+    await rm(path.join(dir, 'agents.json'));
+    const registry = await Registry.open(dir);
+    registries.push(registry);
+    expect(registry.active().map((a) => a.name)).toEqual(['second']);
+    expect(registry.health().agentsFileProblem).toBeUndefined();
+  });
+
+  it('skips status entries that fail the schema or its bounds, and reports them', async () => {
+    const dir = await stateDir();
+    const { record } = await createAgent(dir, 'agent1', 'p');
+    const { record: other } = await createAgent(dir, 'agent2', 'p');
+    await mkdir(path.join(dir, 'status'), { recursive: true });
+    const huge = { connected: false, sessions: 0, applied: { p: { commit: 'c'.repeat(5000), digest: 'd', result: 'applied', at: '' } } };
+    await writeFile(path.join(dir, 'status', `${statusShardOf(record.id)}.json`), JSON.stringify({ version: 1, writtenAt: '', agents: { [record.id]: huge } }));
+    await writeFile(path.join(dir, 'status', `${statusShardOf(other.id) === '00' ? '01' : '00'}.json`), '{"version":1,');
+    const report = await listAgentsReport(dir);
+    expect(report.rows.every((r) => r.status === undefined)).toBe(true);
+    expect(report.warnings).toEqual(expect.arrayContaining([
+      expect.stringMatching(new RegExp(`status skipped: status of agent ${record.id}: applied\\.p\\.commit: `)),
+      expect.stringMatching(/status skipped: not valid JSON/),
+    ]));
+    const registry = await Registry.open(dir);
+    registries.push(registry);
+    expect(registry.health().invalidStatus).toBe(2);
+  });
+});
+
+async function waitUntil(check: () => boolean, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

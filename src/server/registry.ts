@@ -10,6 +10,12 @@
  *
  * Memory per agent is bounded: one record, one cached public key, one status with at most
  * MAX_PROJECTS applied entries and MAX_PROBLEMS problems of at most MAX_TEXT characters.
+ *
+ * What it reads is not trusted to be well-formed (state-files.ts validates every record): a
+ * record that fails is skipped and reported (log, health(), `agent list`); an agent the server
+ * already knows keeps its last valid record. agents.json that disappears or stops parsing after
+ * the server has read it is "unreadable": the server keeps every agent it knows (adding the
+ * journal's new ones), says so in health() and the log, and tells no agent it is revoked.
  */
 import { watch, promises as fs, type FSWatcher } from 'node:fs';
 import path from 'node:path';
@@ -21,12 +27,13 @@ import { silentLogger } from '../common/logger.js';
 import type { AgentKey } from '../protocol/jwt.js';
 import type { ProblemReport } from '../protocol/messages.js';
 import { generateToken, publicKeyFromX } from '../protocol/token.js';
+import { allowEntryProblem, projectIdProblem, quoteId } from './project-id.js';
 import {
-  AGENTS_FILE, AGENTS_JOURNAL, AGENT_NAME_PATTERN, STATUS_DIR, appendAgents, STATUS_FILE, ensureStateDir, readAgentsFile, readAllStatus, statusShardOf,
-  updateAgentsFile, writeStatusShard, type AgentRecord, type AgentStatus,
+  AGENTS_FILE, AGENTS_JOURNAL, AGENT_NAME_PATTERN, MAX_ALLOW_PROJECTS, STATUS_DIR, appendAgents, STATUS_FILE, ensureStateDir, readAgents, readAllStatus,
+  stateProblemWhere, statusShardOf, updateAgentsFile, writeStatusShard, type AgentRecord, type AgentStatus, type StateProblem,
 } from './state-files.js';
 
-export type { AgentRecord, AgentStatus } from './state-files.js';
+export type { AgentRecord, AgentStatus, StateProblem } from './state-files.js';
 
 const MAX_PROJECTS = 100;
 const MAX_PROBLEMS = 20;
@@ -35,14 +42,30 @@ const MAX_TEXT = 1000;
 // ---- commands against the state dir (used by the CLI, in their own process) ----
 
 /** Registers an agent and returns its token (shown once, never stored). */
-export async function createAgent(stateDir: string, name: string, configProject: string, now = new Date()): Promise<{ record: AgentRecord; token: string }> {
-  return (await createAgents(stateDir, [{ name, configProject }], now))[0];
+export async function createAgent(
+  stateDir: string, name: string, configProject: string, now = new Date(), options: { allowProjects?: readonly string[] } = {},
+): Promise<{ record: AgentRecord; token: string }> {
+  return (await createAgents(stateDir, [{ name, configProject, ...options }], now))[0];
 }
 
 /** One agent for {@link createAgents}. */
 export interface NewAgent {
   name: string;
   configProject: string;
+  /** Extra manifest projects (`group/name`) or group prefixes (`group/`) it may read. */
+  allowProjects?: readonly string[];
+}
+
+/** Checks allow-list entries (AGENT_BAD_ALLOW_PROJECT) and returns them without duplicates, in order. */
+export function checkAllowProjects(name: string, entries: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const entry of entries) {
+    const problem = allowEntryProblem(entry);
+    if (problem !== undefined) throw new UserError('AGENT_BAD_ALLOW_PROJECT', `agent ${name}: --allow-project ${quoteId(entry)}: ${problem}`);
+    if (!out.includes(entry)) out.push(entry);
+  }
+  if (out.length > MAX_ALLOW_PROJECTS) throw new UserError('AGENT_BAD_ALLOW_PROJECT', `agent ${name}: at most ${MAX_ALLOW_PROJECTS} allowed projects (${out.length} given); allow a group prefix such as group/ instead`);
+  return out;
 }
 
 /**
@@ -51,17 +74,24 @@ export interface NewAgent {
  */
 export async function createAgents(stateDir: string, agents: readonly NewAgent[], now = new Date()): Promise<{ record: AgentRecord; token: string }[]> {
   const names = new Set<string>();
-  for (const { name, configProject } of agents) {
+  const allowed: string[][] = [];
+  for (const { name, configProject, allowProjects } of agents) {
     if (!AGENT_NAME_PATTERN.test(name)) {
-      throw new UserError('AGENT_BAD_NAME', `agent name "${name.slice(0, 80)}": use lowercase letters, digits and '-', 1 to 63 characters, starting and ending with a letter or digit`);
+      throw new UserError('AGENT_BAD_NAME', `agent name ${quoteId(name)}: use lowercase letters, digits and '-', 1 to 63 characters, starting and ending with a letter or digit`);
     }
-    if (!configProject.trim()) throw new UserError('AGENT_BAD_PROJECT', `agent ${name}: --config-project must name a project such as group/kubernetes-agent`);
+    // The server reads this path from the Git host: refuse here what it would refuse there.
+    const problem = projectIdProblem(configProject.trim());
+    if (problem !== undefined) throw new UserError('AGENT_BAD_PROJECT', `agent ${name}: --config-project ${quoteId(configProject)}: ${problem}; name a project such as group/kubernetes-agent`);
     if (names.has(name)) throw new UserError('AGENT_EXISTS', `agent ${name}: listed twice`);
     names.add(name);
+    allowed.push(checkAllowProjects(name, allowProjects ?? []));
   }
-  const created = agents.map(({ name, configProject }) => {
+  const created = agents.map(({ name, configProject }, i) => {
     const gen = generateToken();
-    const record: AgentRecord = { id: gen.agentId, name, configProject: configProject.trim(), publicKey: gen.publicKeyX, createdAt: now.toISOString() };
+    const record: AgentRecord = {
+      id: gen.agentId, name, configProject: configProject.trim(), publicKey: gen.publicKeyX, createdAt: now.toISOString(),
+      ...(allowed[i].length ? { allowProjects: allowed[i] } : {}),
+    };
     return { record, token: gen.token };
   });
   // Appended to agents.journal (see state-files.ts): no rewrite of every other agent per create.
@@ -73,15 +103,52 @@ export async function createAgents(stateDir: string, agents: readonly NewAgent[]
   return created;
 }
 
-/** Marks the active agent `name` revoked; running servers close its sessions within a second. */
+/**
+ * Marks the active agent `name` revoked; running servers close its sessions within a second. A
+ * record that fails validation but carries this name is revoked too (a server that knew the agent
+ * before the record broke still holds its last valid version; revokedAt tells it to drop it).
+ */
 export async function revokeAgent(stateDir: string, name: string, now = new Date()): Promise<AgentRecord> {
-  return updateAgentsFile(stateDir, (file) => {
+  return updateAgentsFile(stateDir, (file, skipped) => {
     const index = file.agents.findIndex((a) => a.name === name && !a.revokedAt);
-    if (index < 0) throw new UserError('AGENT_NOT_FOUND', `agent ${name}: no active agent with this name`);
+    const broken = skipped.map((r) => (r.name === name && !r.revokedAt ? { ...r, revokedAt: now.toISOString() } : r));
+    const brokenHit = broken.some((r, i) => r !== skipped[i]);
+    if (index < 0 && !brokenHit) throw new UserError('AGENT_NOT_FOUND', `agent ${name}: no active agent with this name`);
+    if (index < 0) {
+      const raw = broken.find((r, i) => r !== skipped[i])!;
+      const result = { id: String(raw.id), name, configProject: String(raw.configProject), publicKey: '', createdAt: String(raw.createdAt), revokedAt: now.toISOString() };
+      return { file, result, skipped: broken };
+    }
     const revoked = { ...file.agents[index], revokedAt: now.toISOString() };
     const agents = file.agents.slice();
     agents[index] = revoked;
-    return { file: { ...file, agents }, result: revoked };
+    return { file: { ...file, agents }, result: revoked, skipped: broken };
+  });
+}
+
+/**
+ * Adds and removes entries of the active agent's allowProjects in one crash-safe rewrite of
+ * agents.json; a running server picks the change up within a second (RegistryChange.changed).
+ * Removing an entry the agent does not have is an error (a typo must not look like success).
+ */
+export async function updateAllowProjects(stateDir: string, name: string, change: { allow?: readonly string[]; disallow?: readonly string[] }): Promise<AgentRecord> {
+  const allow = checkAllowProjects(name, change.allow ?? []);
+  const disallow = change.disallow ?? [];
+  return updateAgentsFile(stateDir, (file) => {
+    const index = file.agents.findIndex((a) => a.name === name && !a.revokedAt);
+    if (index < 0) throw new UserError('AGENT_NOT_FOUND', `agent ${name}: no active agent with this name`);
+    const before = file.agents[index].allowProjects ?? [];
+    for (const entry of disallow) {
+      if (!before.includes(entry)) {
+        throw new UserError('AGENT_NOT_ALLOWED', `agent ${name}: ${quoteId(entry)} is not among its allowed projects (${before.length ? before.join(', ') : 'none'})`);
+      }
+    }
+    const next = checkAllowProjects(name, [...before.filter((e) => !disallow.includes(e)), ...allow]);
+    const { allowProjects: _old, ...rest } = file.agents[index];
+    const updated: AgentRecord = { ...rest, ...(next.length ? { allowProjects: next } : {}) };
+    const agents = file.agents.slice();
+    agents[index] = updated;
+    return { file: { ...file, agents }, result: updated };
   });
 }
 
@@ -91,8 +158,20 @@ export interface AgentListRow extends AgentRecord {
 
 /** Agent records joined with the last status the server wrote. */
 export async function listAgents(stateDir: string): Promise<AgentListRow[]> {
-  const [agents, status] = await Promise.all([readAgentsFile(stateDir), readAllStatus(stateDir)]);
-  return agents.agents.map((a) => ({ ...a, status: status.agents[a.id] }));
+  return (await listAgentsReport(stateDir)).rows;
+}
+
+/**
+ * {@link listAgents} with what was skipped, as lines for a person: records that fail validation
+ * (file:line and why) and an agents.json that cannot be read at all.
+ */
+export async function listAgentsReport(stateDir: string): Promise<{ rows: AgentListRow[]; warnings: string[] }> {
+  const [agents, status] = await Promise.all([readAgents(stateDir), readAllStatus(stateDir)]);
+  const warnings: string[] = [];
+  if (agents.fileProblem !== undefined) warnings.push(`${path.join(stateDir, AGENTS_FILE)}: ${agents.fileProblem}; only the journal's agents are listed`);
+  for (const p of agents.invalid) warnings.push(`${stateProblemWhere(p)}: agent record skipped${p.name ? ` (${p.name})` : ''}: ${p.problem}`);
+  for (const p of status.problems) warnings.push(`${stateProblemWhere(p)}: status skipped: ${p.problem}`);
+  return { rows: agents.agents.map((a) => ({ ...a, status: status.agents[a.id] })), warnings };
 }
 
 /** What one status flush wrote (for metrics, logs and tests). */
@@ -106,6 +185,18 @@ export interface FlushResult {
 export interface RegistryChange {
   added: AgentRecord[];
   revoked: AgentRecord[];
+  /** Active agents whose config project or allowProjects changed (the new records). */
+  changed?: AgentRecord[];
+}
+
+/** What the registry could not read: for readiness, metrics and logs. */
+export interface RegistryHealth {
+  /** Set while agents.json is missing or unreadable after it was read (the known agents are kept). */
+  agentsFileProblem?: string;
+  /** Agent records skipped by the last read (agents.json and journal). */
+  invalidRecords: number;
+  /** Status entries or files skipped at start-up. */
+  invalidStatus: number;
 }
 
 export interface RegistryOptions {
@@ -136,6 +227,12 @@ export class Registry {
   private reloading?: Promise<void>;
   private reloadAgain = false;
   private closed = false;
+  /** agents.json has been read by this process: from then on its absence means "unreadable". */
+  private sawAgentsFile = false;
+  private agentsFileProblem?: string;
+  private invalidRecords: StateProblem[] = [];
+  private invalidKey = '';
+  private invalidStatus = 0;
   private readonly log: Logger;
 
   private constructor(readonly stateDir: string, private readonly options: RegistryOptions) {
@@ -147,6 +244,8 @@ export class Registry {
     const registry = new Registry(stateDir, options);
     await ensureStateDir(stateDir);
     const previous = await readAllStatus(stateDir);
+    registry.invalidStatus = previous.problems.length;
+    for (const p of previous.problems.slice(0, 20)) registry.log.warn({ file: p.file, agentId: p.agentId, problem: p.problem }, 'status record skipped');
     for (const [id, s] of Object.entries(previous.agents)) {
       // Git and config problems are found again by this process (and cleared when gone); the
       // legacy single `lastError` gave way to per-project errors.
@@ -158,6 +257,15 @@ export class Registry {
     await registry.reload();
     registry.follow();
     return registry;
+  }
+
+  /** What the last read could not use (see RegistryHealth). */
+  health(): RegistryHealth {
+    return {
+      ...(this.agentsFileProblem !== undefined ? { agentsFileProblem: this.agentsFileProblem } : {}),
+      invalidRecords: this.invalidRecords.length,
+      invalidStatus: this.invalidStatus,
+    };
   }
 
   /** Active and revoked agents. */
@@ -216,8 +324,8 @@ export class Registry {
   /** Records an applied/failed report, keeping the per-agent size bounded. */
   recordApplied(id: string, project: string, entry: AgentStatus['applied'][string]): void {
     this.updateStatus(id, (s) => {
-      if (!(project in s.applied) && Object.keys(s.applied).length >= MAX_PROJECTS) return;
-      s.applied[project] = { ...entry, commit: entry.commit.slice(0, 64), digest: entry.digest.slice(0, 128) };
+      if (!Object.hasOwn(s.applied, project) && Object.keys(s.applied).length >= MAX_PROJECTS) return;
+      setEntry(s.applied, project.slice(0, 255), { ...entry, commit: entry.commit.slice(0, 64), digest: entry.digest.slice(0, 128) });
     });
   }
 
@@ -332,19 +440,20 @@ export class Registry {
 
   private async reload(): Promise<void> {
     const stamp = await this.stamp();
-    const file = await readAgentsFile(this.stateDir);
+    const read = await readAgents(this.stateDir);
     this.lastStamp = stamp;
-    // Unchanged records keep their object: the fleet holds them, and 10,000 fresh copies per
-    // create would double what the records cost until the old ones are collected.
-    const next = new Map(file.agents.map((a) => {
-      const before = this.agents.get(a.id);
-      return [a.id, before && sameRecord(before, a) ? before : a];
-    }));
-    const change: RegistryChange = { added: [], revoked: [] };
+    const file = path.join(this.stateDir, AGENTS_FILE);
+    const unreadable = read.fileProblem ?? (!read.hasFile && this.sawAgentsFile ? 'missing' : undefined);
+    if (unreadable === undefined && read.hasFile) this.sawAgentsFile = true;
+    this.noteUnreadable(file, unreadable);
+    this.noteInvalid(read.invalid);
+    const next = unreadable === undefined ? this.nextFromFile(read.agents, read.invalid) : this.nextKeepingKnown(read.agents);
+    const change: RegistryChange = { added: [], revoked: [], changed: [] };
     for (const [id, record] of next) {
       const before = this.agents.get(id);
       if (!before && !record.revokedAt) change.added.push(record);
       if (record.revokedAt && (!before || !before.revokedAt)) change.revoked.push(record);
+      if (before && before !== record && !record.revokedAt && !before.revokedAt && !sameAccess(before, record)) change.changed!.push(record);
     }
     for (const [id, before] of this.agents) {
       if (!next.has(id) && !before.revokedAt) change.revoked.push({ ...before, revokedAt: new Date().toISOString() });
@@ -358,16 +467,82 @@ export class Registry {
       }
     }
     this.agents = next;
-    if (change.added.length || change.revoked.length) {
+    if (change.added.length || change.revoked.length || change.changed!.length) {
       // Names of the first few only: a first load of 10,000 agents must not become one huge line.
-      this.log.info({ added: change.added.length, revoked: change.revoked.length, names: [...change.added, ...change.revoked].slice(0, 10).map((a) => a.name) }, 'agents changed');
+      this.log.info({
+        added: change.added.length, revoked: change.revoked.length, changed: change.changed!.length,
+        names: [...change.added, ...change.revoked, ...change.changed!].slice(0, 10).map((a) => a.name),
+      }, 'agents changed');
       for (const listener of this.listeners) listener(change);
     }
+  }
+
+  /**
+   * The records of a readable agents.json (and journal). Unchanged records keep their object: the
+   * fleet holds them, and 10,000 fresh copies per create would double what the records cost until
+   * the old ones are collected. A known agent whose record now fails validation keeps its last
+   * valid record (revoked if the broken one says revokedAt): a typo must not cut an agent off.
+   */
+  private nextFromFile(records: readonly AgentRecord[], invalid: readonly StateProblem[]): Map<string, AgentRecord> {
+    const next = new Map(records.map((a) => {
+      const before = this.agents.get(a.id);
+      return [a.id, before && sameRecord(before, a) ? before : a];
+    }));
+    for (const p of invalid) {
+      const before = p.agentId === undefined ? undefined : this.agents.get(p.agentId);
+      if (!before || next.has(before.id)) continue;
+      next.set(before.id, p.revoked && !before.revokedAt ? { ...before, revokedAt: new Date().toISOString() } : before);
+    }
+    return next;
+  }
+
+  /** agents.json is unreadable: every known agent stays as it is; the journal may only add. */
+  private nextKeepingKnown(journal: readonly AgentRecord[]): Map<string, AgentRecord> {
+    const next = new Map(this.agents);
+    for (const a of journal) if (!next.has(a.id)) next.set(a.id, a);
+    return next;
+  }
+
+  private noteUnreadable(file: string, problem: string | undefined): void {
+    if (problem === this.agentsFileProblem) return;
+    if (problem !== undefined) {
+      this.log.error({ file, problem, agents: this.agents.size }, 'agents file unreadable; keeping the agents known');
+    } else {
+      this.log.info({ file }, 'agents file readable again');
+    }
+    this.agentsFileProblem = problem;
+  }
+
+  /** Logs skipped records when the set changes (a reload per change would repeat them otherwise). */
+  private noteInvalid(invalid: StateProblem[]): void {
+    this.invalidRecords = invalid;
+    const key = invalid.map((p) => `${stateProblemWhere(p)} ${p.problem}`).join('\n');
+    if (key === this.invalidKey) return;
+    this.invalidKey = key;
+    for (const p of invalid.slice(0, 20)) {
+      this.log.warn({ file: p.file, line: p.line, entry: p.entry, agentId: p.agentId, name: p.name, problem: p.problem }, 'agent record skipped');
+    }
+    if (invalid.length > 20) this.log.warn({ skipped: invalid.length, logged: 20 }, 'agent records skipped');
   }
 }
 
 function sameRecord(a: AgentRecord, b: AgentRecord): boolean {
-  return a.name === b.name && a.configProject === b.configProject && a.publicKey === b.publicKey && a.createdAt === b.createdAt && a.revokedAt === b.revokedAt;
+  return a.name === b.name && a.publicKey === b.publicKey && a.createdAt === b.createdAt && a.revokedAt === b.revokedAt && sameAccess(a, b);
+}
+
+/** Same config project and allow-list: what decides which projects the agent may read. */
+function sameAccess(a: AgentRecord, b: AgentRecord): boolean {
+  const x = a.allowProjects ?? [];
+  const y = b.allowProjects ?? [];
+  return a.configProject === b.configProject && x.length === y.length && x.every((e, i) => e === y[i]);
+}
+
+/**
+ * Sets `record[key]` as an own data property whatever the key: a plain `record[key] = value` with
+ * `__proto__` from an agent would change the object's prototype instead of storing an entry.
+ */
+export function setEntry<T>(record: Record<string, T>, key: string, value: T): void {
+  Object.defineProperty(record, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
 /** Bounds what an agent can make the server remember. */

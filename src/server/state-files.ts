@@ -20,13 +20,23 @@
  *
  * Every write is crash-safe: a temporary file in the same directory, fsync, rename, fsync of the
  * directory. Files are mode 0600 and the directory 0700, because they describe the fleet.
+ *
+ * Every record read back is checked against a schema with bounds (AgentRecordSchema,
+ * AgentStatusSchema): a record that fails is skipped and reported as a StateProblem naming its
+ * file and line (or entry), never trusted and never fatal. Writers keep such agent records as
+ * they are (a rewrite must not silently delete what a person may still repair); a journal line
+ * that is not JSON at all is dropped by the next full rewrite. An agents.json that is not JSON
+ * or not `{"version":1,"agents":[...]}` is reported as `fileProblem` to readers (the server keeps
+ * the agents it knows) and refused by writers (STATE_CORRUPT), which would otherwise replace it.
  */
 import { createHash } from 'node:crypto';
 import { constants as fsConstants, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { syncDir, writeFileAtomic } from '../common/atomic-file.js';
+import { z } from 'zod';
 import { RetryableError, UserError } from '../common/errors.js';
 import type { ProblemReport } from '../protocol/messages.js';
+import { allowEntryProblem, projectIdProblem } from './project-id.js';
 
 export const AGENTS_FILE = 'agents.json';
 /** Agents appended since the last full write of agents.json (see the header). */
@@ -52,6 +62,12 @@ export interface AgentRecord {
   publicKey: string;
   createdAt: string;
   revokedAt?: string;
+  /**
+   * Manifest projects this agent may read besides its config project's group (see
+   * project-access.ts): exact paths `group/name` or group prefixes ending in '/'. Set by
+   * `agent create --allow-project` and `agent allow|disallow`.
+   */
+  allowProjects?: string[];
 }
 
 export interface AgentsFile {
@@ -110,6 +126,98 @@ export interface StatusFile {
 
 /** Agent names follow GitLab's rule (a DNS label). */
 export const AGENT_NAME_PATTERN = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+/** Agent ids (the JWT `kid`): 16 random bytes, hex. */
+export const AGENT_ID_PATTERN = /^[0-9a-f]{32}$/;
+/** Entries of an agent's allowProjects. */
+export const MAX_ALLOW_PROJECTS = 100;
+/** A status shard larger than this is not read (the server never writes one near it). */
+const MAX_STATUS_FILE_BYTES = 64 * 1024 * 1024;
+
+// ---- schemas of what is read back (bounds well above what the writers produce) ----
+
+const fromCheck = (check: (s: string) => string | undefined) => (value: string, ctx: z.RefinementCtx): void => {
+  const problem = check(value);
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+};
+const time = z.string().max(64).refine((t) => !Number.isNaN(Date.parse(t)), 'not a date');
+
+export const AgentRecordSchema = z.object({
+  id: z.string().regex(AGENT_ID_PATTERN, 'expected 32 lowercase hex characters'),
+  name: z.string().max(63).regex(AGENT_NAME_PATTERN, 'expected a DNS label'),
+  configProject: z.string().superRefine(fromCheck(projectIdProblem)),
+  publicKey: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'expected a base64url Ed25519 public key (43 characters)'),
+  createdAt: time,
+  revokedAt: time.optional(),
+  allowProjects: z.array(z.string().superRefine(fromCheck(allowEntryProblem))).max(MAX_ALLOW_PROJECTS).optional(),
+});
+
+const text = (max: number): z.ZodString => z.string().max(max);
+/** Maps from project (or similar) keys; at most `max` entries. */
+const boundedMap = <T extends z.ZodType>(value: T, max = 1000) =>
+  z.record(text(1000), value).refine((m) => Object.keys(m).length <= max, `at most ${max} entries`);
+const StoredProblem = z.object({
+  code: text(200), message: text(4000), file: text(1000).optional(), line: z.number().int().optional(), object: text(1000).optional(),
+});
+// Status times are shown, never computed with: any bounded string will do.
+const at = text(64);
+const StoredApplied = z.object({
+  commit: text(128), digest: text(256), result: z.enum(['applied', 'failed', 'partial', 'reported']), at, durationMs: z.number().nonnegative().optional(),
+});
+export const AgentStatusSchema = z.object({
+  connected: z.boolean(),
+  sessions: z.number().int().nonnegative(),
+  lastSeen: at.optional(),
+  agentVersion: text(200).optional(),
+  applied: boundedMap(StoredApplied),
+  projectErrors: boundedMap(z.object({ at, commit: text(128).optional(), problems: z.array(StoredProblem).max(100) })).optional(),
+  configProblems: z.array(StoredProblem).max(100).optional(),
+  sourceProblems: boundedMap(StoredProblem).optional(),
+  lastDrift: z.object({ project: text(1000), object: text(1000), action: text(100), manager: text(1000).optional(), at }).optional(),
+  driftCount: z.number().int().nonnegative().optional(),
+});
+
+/** A record of the state dir that was skipped: where it is and why. */
+export interface StateProblem {
+  /** Path of the file. */
+  file: string;
+  /** 1-based line, when the file has one record per line. */
+  line?: number;
+  /** 0-based index in agents.json's `agents` array, when no line is known. */
+  entry?: number;
+  /** The record's agent id, when it has a usable one. */
+  agentId?: string;
+  /** The record's name (agent records), when it has a usable one. */
+  name?: string;
+  /** An agent record that says it is revoked (its `revokedAt` is a non-empty string). */
+  revoked?: boolean;
+  problem: string;
+}
+
+/** `file:line` (or `file agents[i]`) for messages. */
+export function stateProblemWhere(p: StateProblem): string {
+  if (p.line !== undefined) return `${p.file}:${p.line}`;
+  if (p.entry !== undefined) return `${p.file} agents[${p.entry}]`;
+  return p.file;
+}
+
+/** The first issue of a failed parse, with its field path; bounded. */
+function schemaProblem(error: z.ZodError): string {
+  const issue = error.issues[0];
+  const field = issue?.path.length ? `${issue.path.join('.')}: ` : '';
+  const more = error.issues.length > 1 ? ` (+${error.issues.length - 1} more)` : '';
+  return `${field}${issue?.message ?? 'invalid'}${more}`.slice(0, 500);
+}
+
+/** What a skipped agent record still tells: a usable id and name, and whether it says it is revoked. */
+function recordHints(raw: unknown): Pick<StateProblem, 'agentId' | 'name' | 'revoked'> {
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) return {};
+  const r = raw as Record<string, unknown>;
+  return {
+    ...(typeof r.id === 'string' && AGENT_ID_PATTERN.test(r.id) ? { agentId: r.id } : {}),
+    ...(typeof r.name === 'string' && AGENT_NAME_PATTERN.test(r.name) ? { name: r.name } : {}),
+    ...(typeof r.revokedAt === 'string' && r.revokedAt !== '' ? { revoked: true } : {}),
+  };
+}
 
 /** Creates the state directory (0700) or tightens its mode. */
 export async function ensureStateDir(dir: string): Promise<void> {
@@ -132,26 +240,64 @@ export async function writeStatusShard(stateDir: string, shard: string, agents: 
 
 /**
  * Every agent's last status: the legacy status.json first, then the shards (newer) over it.
- * Unreadable files are skipped: status is advisory.
+ * Unreadable files and entries that fail AgentStatusSchema are skipped and listed in `problems`:
+ * status is advisory, and the server writes it again.
  */
-export async function readAllStatus(stateDir: string): Promise<{ agents: Record<string, AgentStatus>; legacy: boolean }> {
-  const agents: Record<string, AgentStatus> = {};
-  const legacy = await readStatusFile(stateDir);
-  Object.assign(agents, legacy?.agents ?? {});
+export async function readAllStatus(stateDir: string): Promise<{ agents: Record<string, AgentStatus>; legacy: boolean; problems: StateProblem[] }> {
+  const agents: Record<string, AgentStatus> = Object.create(null) as Record<string, AgentStatus>;
+  const problems: StateProblem[] = [];
+  const legacyPath = path.join(stateDir, STATUS_FILE);
+  const legacyRaw = await readStatusJson(legacyPath, problems);
+  const legacy = legacyRaw !== undefined;
+  if (legacyRaw) Object.assign(agents, validStatuses(legacyPath, legacyRaw, problems));
   let names: string[] = [];
   try {
     names = (await fs.readdir(path.join(stateDir, STATUS_DIR))).filter((n) => SHARD_FILE.test(n)).sort();
   } catch {
     // no shards yet
   }
-  const shards = await Promise.all(names.map((n) => readJson(path.join(stateDir, STATUS_DIR, n)).catch(() => undefined)));
-  for (const raw of shards) {
-    const shard = raw as Partial<StatusFile> | undefined;
-    if (shard?.version === 1 && shard.agents && typeof shard.agents === 'object') Object.assign(agents, shard.agents);
+  const files = names.map((n) => path.join(stateDir, STATUS_DIR, n));
+  const shards = await Promise.all(files.map((f) => readStatusJson(f, problems)));
+  for (const [i, raw] of shards.entries()) {
+    if (raw) Object.assign(agents, validStatuses(files[i], raw, problems));
   }
-  return { agents, legacy: legacy !== undefined };
+  return { agents, legacy, problems };
 }
 
+/** A status file's JSON, or undefined (absent, too big, not JSON: the last two are problems). */
+async function readStatusJson(file: string, problems: StateProblem[]): Promise<unknown> {
+  try {
+    const st = await fs.stat(file);
+    if (st.size > MAX_STATUS_FILE_BYTES) {
+      problems.push({ file, problem: `${st.size} bytes, more than the ${MAX_STATUS_FILE_BYTES} read` });
+      return undefined;
+    }
+    return await readJson(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') problems.push({ file, problem: err instanceof UserError ? 'not valid JSON' : `unreadable (${(err as NodeJS.ErrnoException).code ?? 'error'})` });
+    return undefined;
+  }
+}
+
+/** The entries of a status file that pass the schema; the others become problems. */
+function validStatuses(file: string, raw: unknown, problems: StateProblem[]): Record<string, AgentStatus> {
+  const out = Object.create(null) as Record<string, AgentStatus>;
+  const data = raw as Partial<StatusFile> | null;
+  if (!data || typeof data !== 'object' || data.version !== 1 || !data.agents || typeof data.agents !== 'object' || Array.isArray(data.agents)) {
+    problems.push({ file, problem: 'expected {"version":1,"agents":{...}}' });
+    return out;
+  }
+  for (const [id, value] of Object.entries(data.agents)) {
+    if (!AGENT_ID_PATTERN.test(id)) {
+      problems.push({ file, problem: `status of ${JSON.stringify(id.slice(0, 40))}: not an agent id` });
+      continue;
+    }
+    const parsed = AgentStatusSchema.safeParse(value);
+    if (parsed.success) out[id] = parsed.data as AgentStatus;
+    else problems.push({ file, agentId: id, problem: `status of agent ${id}: ${schemaProblem(parsed.error)}` });
+  }
+  return out;
+}
 
 async function readJson(file: string): Promise<unknown | undefined> {
   let text: string;
@@ -168,15 +314,46 @@ async function readJson(file: string): Promise<unknown | undefined> {
   }
 }
 
-/** Reads the agents: agents.json (empty when absent) plus the journal (see the header). */
+/**
+ * Reads the agents: agents.json (empty when absent) plus the journal (see the header); throws
+ * STATE_CORRUPT when agents.json is not a registry file at all. Skipped records are not returned:
+ * see {@link readAgents}.
+ */
 export async function readAgentsFile(stateDir: string): Promise<AgentsFile> {
-  return (await readAgentsState(stateDir)).file;
+  const state = await readAgentsState(stateDir);
+  requireReadable(stateDir, state);
+  return state.file;
+}
+
+/** What a reader of the registry gets, whatever state the files are in. */
+export interface AgentsRead {
+  /** Valid records: agents.json's, then the journal's that agents.json does not hold. */
+  agents: AgentRecord[];
+  /** agents.json exists (it may still be unreadable). */
+  hasFile: boolean;
+  /** Why agents.json could not be used (not JSON, not a registry file, not readable). */
+  fileProblem?: string;
+  /** Records skipped: not JSON, or not passing AgentRecordSchema. */
+  invalid: StateProblem[];
+}
+
+/** Reads agents.json and the journal without throwing for their content (the server's read). */
+export async function readAgents(stateDir: string): Promise<AgentsRead> {
+  const state = await readAgentsState(stateDir);
+  return { agents: state.file.agents, hasFile: state.hasFile, ...(state.fileProblem !== undefined ? { fileProblem: state.fileProblem } : {}), invalid: state.invalid };
 }
 
 interface AgentsState {
   file: AgentsFile;
   /** agents.json exists. */
   hasFile: boolean;
+  fileProblem?: string;
+  invalid: StateProblem[];
+  /**
+   * Entries of agents.json and JSON journal lines that are not valid records, as read: a full
+   * rewrite keeps them (after the valid records) for a person to repair.
+   */
+  kept: Record<string, unknown>[];
   /** Journal records (also those agents.json already holds). */
   journalRecords: number;
   /** Bytes of the journal up to its last complete line; `journalSize` beyond it is a torn line. */
@@ -184,76 +361,144 @@ interface AgentsState {
   journalSize: number;
 }
 
+/**
+ * Writers refuse a registry they would damage: an agents.json that cannot be read, or one that is
+ * missing although the state dir shows it existed (a journal, which only follows agents.json, or
+ * status written for agents). Writing then would replace the registry with the journal's agents
+ * alone, and a running server (which keeps the agents it knows while the file is missing) would
+ * see every other agent disappear.
+ */
+async function requireWritable(stateDir: string, state: AgentsState): Promise<void> {
+  requireReadable(stateDir, state);
+  if (state.hasFile) return;
+  const statusFiles = await fs.readdir(path.join(stateDir, STATUS_DIR)).then((n) => n.filter((f) => SHARD_FILE.test(f)).length, () => 0);
+  const legacy = await fs.stat(path.join(stateDir, STATUS_FILE)).then(() => true, () => false);
+  if (state.journalSize > 0 || statusFiles > 0 || legacy) {
+    throw new UserError('STATE_AGENTS_FILE_MISSING', `${path.join(stateDir, AGENTS_FILE)} is missing, but ${state.journalSize > 0 ? AGENTS_JOURNAL : 'status'} shows this state dir held agents: restore agents.json from a backup (a running server keeps the agents it knows meanwhile). To start a new registry instead, move ${AGENTS_JOURNAL}, ${STATUS_DIR}/ and ${STATUS_FILE} out of the state dir.`);
+  }
+}
+
+function requireReadable(stateDir: string, state: AgentsState): void {
+  if (state.fileProblem !== undefined) {
+    throw new UserError('STATE_CORRUPT', `${path.join(stateDir, AGENTS_FILE)}: ${state.fileProblem}; restore it from a backup (it is not rewritten while it cannot be read)`);
+  }
+}
+
+/** agents.json's text, or undefined when absent; unreadable → a problem instead of a throw. */
+async function readAgentsText(file: string): Promise<{ text?: string; problem?: string }> {
+  try {
+    return { text: await fs.readFile(file, 'utf8') };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return {};
+    return { problem: `cannot be read (${code ?? 'error'})` };
+  }
+}
+
+/** Splits agents.json into valid records and problems (with lines in the one-per-line layout); returns the ids it holds. */
+function parseAgentsJson(file: string, text: string, state: AgentsState): Set<string> {
+  const ids = new Set<string>();
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text) as unknown;
+  } catch (err) {
+    state.fileProblem = `not valid JSON (${(err as Error).message.slice(0, 200)})`;
+    return ids;
+  }
+  const data = raw as Partial<AgentsFile> | null;
+  if (!data || typeof data !== 'object' || data.version !== 1 || !Array.isArray(data.agents)) {
+    state.fileProblem = 'expected {"version":1,"agents":[...]}';
+    return ids;
+  }
+  // formatAgentsFile writes a head line, one agent per line, and a closing line.
+  const oneLineEach = text.split('\n').filter((l) => l !== '').length === data.agents.length + 2;
+  const valid: AgentRecord[] = [];
+  for (const [i, entry] of (data.agents as unknown[]).entries()) {
+    const parsed = AgentRecordSchema.safeParse(entry);
+    if (parsed.success) {
+      valid.push(parsed.data);
+      ids.add(parsed.data.id);
+      continue;
+    }
+    const hints = recordHints(entry);
+    // A skipped record's id still shadows journal lines: one must never undo its revoke.
+    if (hints.agentId) ids.add(hints.agentId);
+    state.invalid.push({ file, ...(oneLineEach ? { line: i + 2 } : { entry: i }), ...hints, problem: schemaProblem(parsed.error) });
+    if (entry && typeof entry === 'object' && !Array.isArray(entry)) state.kept.push(entry as Record<string, unknown>);
+  }
+  state.file = { version: 1, agents: valid };
+  return ids;
+}
+
 async function readAgentsState(stateDir: string): Promise<AgentsState> {
   const file = path.join(stateDir, AGENTS_FILE);
-  const [raw, journal] = await Promise.all([readJson(file), fs.readFile(path.join(stateDir, AGENTS_JOURNAL)).catch((err: NodeJS.ErrnoException) => {
+  const journalPath = path.join(stateDir, AGENTS_JOURNAL);
+  const [read, journal] = await Promise.all([readAgentsText(file), fs.readFile(journalPath).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return undefined;
     throw err;
   })]);
-  let agents: AgentsFile;
-  if (raw === undefined) {
-    agents = { version: 1, agents: [] };
-  } else {
-    const data = raw as Partial<AgentsFile>;
-    if (data.version !== 1 || !Array.isArray(data.agents)) throw new UserError('STATE_CORRUPT', `${file}: expected {"version":1,"agents":[...]}`);
-    agents = data as AgentsFile;
-  }
-  const state: AgentsState = { file: agents, hasFile: raw !== undefined, journalRecords: 0, journalValid: 0, journalSize: journal?.length ?? 0 };
+  const state: AgentsState = {
+    file: { version: 1, agents: [] }, hasFile: read.text !== undefined || read.problem !== undefined, invalid: [], kept: [],
+    journalRecords: 0, journalValid: 0, journalSize: journal?.length ?? 0,
+    ...(read.problem !== undefined ? { fileProblem: read.problem } : {}),
+  };
+  const ids = read.text !== undefined ? parseAgentsJson(file, read.text, state) : new Set<string>();
   if (!journal?.length) return state;
   const valid = journal.lastIndexOf(0x0a) + 1;
   state.journalValid = valid;
-  const ids = new Set(agents.agents.map((a) => a.id));
   const added: AgentRecord[] = [];
   const lines = journal.subarray(0, valid).toString('utf8').split('\n');
   for (const [i, line] of lines.entries()) {
     if (!line) continue;
-    let record: AgentRecord;
+    let raw: unknown;
     try {
-      record = JSON.parse(line) as AgentRecord;
+      raw = JSON.parse(line) as unknown;
     } catch (err) {
-      throw new UserError('STATE_CORRUPT', `${path.join(stateDir, AGENTS_JOURNAL)}:${i + 1}: not valid JSON (${(err as Error).message})`, { cause: err });
-    }
-    if (typeof record?.id !== 'string' || typeof record.name !== 'string' || typeof record.publicKey !== 'string') {
-      throw new UserError('STATE_CORRUPT', `${path.join(stateDir, AGENTS_JOURNAL)}:${i + 1}: not an agent record`);
+      state.invalid.push({ file: journalPath, line: i + 1, problem: `not valid JSON (${(err as Error).message.slice(0, 200)})` });
+      continue;
     }
     state.journalRecords++;
-    if (ids.has(record.id)) continue;
-    ids.add(record.id);
-    added.push(record);
+    const parsed = AgentRecordSchema.safeParse(raw);
+    const hints = parsed.success ? {} : recordHints(raw);
+    const id = parsed.success ? parsed.data.id : hints.agentId;
+    if (id !== undefined && ids.has(id)) continue;
+    if (id !== undefined) ids.add(id);
+    if (parsed.success) {
+      added.push(parsed.data);
+      continue;
+    }
+    state.invalid.push({ file: journalPath, line: i + 1, ...hints, problem: schemaProblem(parsed.error) });
+    if (raw && typeof raw === 'object' && !Array.isArray(raw)) state.kept.push(raw as Record<string, unknown>);
   }
-  if (added.length) state.file = { ...agents, agents: [...agents.agents, ...added] };
+  if (added.length) state.file = { ...state.file, agents: [...state.file.agents, ...added] };
   return state;
-}
-
-/** Reads the legacy status.json (undefined when absent or unreadable: status is advisory). */
-export async function readStatusFile(stateDir: string): Promise<StatusFile | undefined> {
-  try {
-    const raw = (await readJson(path.join(stateDir, STATUS_FILE))) as StatusFile | undefined;
-    return raw && raw.version === 1 && typeof raw.agents === 'object' ? raw : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /**
  * agents.json as JSON with one agent per line: still readable and diff-friendly, and at 10,000
  * agents about a third smaller and quicker to write than indented JSON.
  */
-export function formatAgentsFile(file: AgentsFile): string {
+export function formatAgentsFile(file: AgentsFile, kept: readonly Record<string, unknown>[] = []): string {
   const { agents, ...rest } = file;
   const head = JSON.stringify(rest).slice(0, -1);
-  if (agents.length === 0) return `${head},"agents":[]}\n`;
-  return `${head},"agents":[\n${agents.map((a) => JSON.stringify(a)).join(',\n')}\n]}\n`;
+  const entries: unknown[] = [...agents, ...kept];
+  if (entries.length === 0) return `${head},"agents":[]}\n`;
+  return `${head},"agents":[\n${entries.map((a) => JSON.stringify(a)).join(',\n')}\n]}\n`;
 }
 
 /**
  * Changes agents.json under an exclusive lock so two CLI commands never lose each other's write.
  * `change` returns the new file content and a result. The journal is folded in and deleted.
  */
-export async function updateAgentsFile<T>(stateDir: string, change: (file: AgentsFile) => { file: AgentsFile; result: T }): Promise<T> {
+export async function updateAgentsFile<T>(
+  stateDir: string,
+  change: (file: AgentsFile, skipped: readonly Record<string, unknown>[]) => { file: AgentsFile; result: T; skipped?: Record<string, unknown>[] },
+): Promise<T> {
   return withAgentsLock(stateDir, async () => {
-    const { file, result } = change((await readAgentsState(stateDir)).file);
-    await writeAgentsFile(stateDir, file);
+    const state = await readAgentsState(stateDir);
+    await requireWritable(stateDir, state);
+    const { file, result, skipped } = change(state.file, state.kept);
+    await writeAgentsFile(stateDir, file, skipped ?? state.kept);
     return result;
   });
 }
@@ -266,9 +511,10 @@ export async function updateAgentsFile<T>(stateDir: string, change: (file: Agent
 export async function appendAgents(stateDir: string, records: readonly AgentRecord[], check: (file: AgentsFile) => void): Promise<void> {
   await withAgentsLock(stateDir, async () => {
     const state = await readAgentsState(stateDir);
+    await requireWritable(stateDir, state);
     check(state.file);
     if (!state.hasFile || state.journalRecords + records.length > JOURNAL_MAX) {
-      await writeAgentsFile(stateDir, { ...state.file, agents: [...state.file.agents, ...records] });
+      await writeAgentsFile(stateDir, { ...state.file, agents: [...state.file.agents, ...records] }, state.kept);
       return;
     }
     const journal = path.join(stateDir, AGENTS_JOURNAL);
@@ -287,8 +533,8 @@ export async function appendAgents(stateDir: string, records: readonly AgentReco
 }
 
 /** Full write of agents.json, then the journal it now holds is deleted (see the header). */
-async function writeAgentsFile(stateDir: string, file: AgentsFile): Promise<void> {
-  await writeFileAtomic(path.join(stateDir, AGENTS_FILE), formatAgentsFile(file));
+async function writeAgentsFile(stateDir: string, file: AgentsFile, kept: readonly Record<string, unknown>[]): Promise<void> {
+  await writeFileAtomic(path.join(stateDir, AGENTS_FILE), formatAgentsFile(file, kept));
   await fs.rm(path.join(stateDir, AGENTS_JOURNAL), { force: true });
 }
 
