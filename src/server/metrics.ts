@@ -15,6 +15,8 @@ export interface ServerMetrics {
   fetchDuration: Histogram<'result'>;
   webhooks: Counter<'source' | 'result'>;
   invalidFrames: Counter<'reason'>;
+  /** Background tasks of the fleet (config reads, pushes) that failed; each was logged as 'fleet task failed'. */
+  backgroundFailures: Counter<'task'>;
 }
 
 export function createServerMetrics(options: { defaultMetrics?: boolean } = {}): ServerMetrics {
@@ -35,5 +37,6 @@ export function createServerMetrics(options: { defaultMetrics?: boolean } = {}):
     }),
     webhooks: new Counter({ name: 'gitops_server_webhooks_total', help: 'Webhook requests by source and result.', labelNames: ['source', 'result'], registers }),
     invalidFrames: new Counter({ name: 'gitops_server_invalid_frames_total', help: 'Agent sessions closed for a malformed, unknown or oversized frame.', labelNames: ['reason'], registers }),
+    backgroundFailures: new Counter({ name: 'gitops_server_background_failures_total', help: "Fleet background tasks (reading an agent's config, pushing a project) that failed with an unexpected error; logged as 'fleet task failed'.", labelNames: ['task'], registers }),
   };
 }
