@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { DEFAULT_GLOB, loadAgentConfig, parseAgentConfig } from './config.js';
+import { CONFIG_LIMITS, DEFAULT_GLOB, loadAgentConfig, parseAgentConfig, refNameProblem } from './config.js';
 import type { AgentConfigResult } from './ports.js';
 
 const FILE = '.gitlab/agents/agent1/config.yaml';
@@ -173,6 +173,131 @@ gitops:
       paths: [spec.replicas]
 `);
     expect(found.map((p) => p.line).sort()).toEqual([3, 6, 9]);
+  });
+});
+
+describe('parseAgentConfig: a tenant file is bounded and checked before it reaches Git', () => {
+  const project = (lines: string) => `gitops:\n  manifest_projects:\n  - ${lines}\n`;
+
+  it.each([
+    ['a path that climbs out', '../../etc', /"\.\.\/\.\.\/etc" is not a GitLab project path: segment 1/],
+    ['a URL', 'http://169.254.169.254/latest', /is not a GitLab project path: segment 1 may contain only/],
+    ['an absolute path', '/etc/passwd', /segment 1 is empty/],
+    ['a .git suffix', 'group/app.git', /must not end in '\.git'/],
+    ['an absurd length', 'a'.repeat(10_000), /at most 255 characters \(this one has 10000\)/],
+  ])('refuses a manifest project id that is %s, naming file:line', (_what, id, reason) => {
+    const found = problems(`gitops:\n  manifest_projects:\n  - id: gitops-project\n  - id: '${id}'\n`);
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatchObject({ code: 'CONFIG_INVALID_VALUE', file: FILE, line: 4 });
+    expect(found[0].message).toMatch(/^\.gitlab\/agents\/agent1\/config\.yaml:4: gitops\.manifest_projects\[1\]\.id: /);
+    expect(found[0].message).toMatch(reason);
+    // The id is echoed cut short, never whole.
+    expect(found[0].message.length).toBeLessThan(400);
+  });
+
+  it('refuses an explicitly empty id (leave it out for the config project) and a non-string one', () => {
+    expect(problems(project("id: ''"))[0].message).toMatch(/:3: gitops\.manifest_projects\[0\]\.id: must not be empty: leave id out to use the config project/);
+    expect(problems(project('id: 42'))[0].message).toMatch(/id: expected a string/);
+    expect(problems(project('id: ~'))[0].message).toMatch(/id: expected a string/);
+  });
+
+  it('refuses branch and tag names Git would refuse or that read as a path or an option', () => {
+    expect(problems(project("ref: {branch: '../../x'}"))[0].message).toMatch(/ref\.branch: "\.\.\/\.\.\/x" is not a valid Git ref name: must not contain '\.\.'/);
+    expect(problems(project("ref: {tag: '-x'}"))[0].message).toMatch(/ref\.tag: .*must not start with '-'/);
+    expect(problems(project("ref: {branch: ''}"))[0].message).toMatch(/ref\.branch: must not be empty/);
+    expect(problems(project(`ref: {branch: ${'b'.repeat(300)}}`))[0].message).toMatch(/at most 255 characters \(this one has 300\)/);
+    expect(ok(project('ref: {branch: feature/x-1.2}')).projects[0].ref).toEqual({ branch: 'feature/x-1.2' });
+  });
+
+  it.each([
+    ['main', undefined],
+    ['feature/a_b-1.2', undefined],
+    ['release@v1', undefined],
+    ['', 'must not be empty'],
+    ['a b', 'must not contain spaces'],
+    ['a\tb', 'must not contain spaces'],
+    ['a~1', 'must not contain spaces'],
+    ['a:b', 'must not contain spaces'],
+    ['a\\b', 'must not contain spaces'],
+    ['a..b', "'..'"],
+    ['a@{1}', "'@{'"],
+    ['@', "'@{'"],
+    ['-f', "start with '-'"],
+    ['/main', "'/'"],
+    ['main/', "'/'"],
+    ['a//b', "'//'"],
+    ['main.', "end in '.'"],
+    ['a/.hidden', "start with '.'"],
+    ['main.lock', "'.lock'"],
+  ])('refNameProblem(%j)', (name, expected) => {
+    const problem = refNameProblem(name);
+    if (expected === undefined) expect(problem).toBeUndefined();
+    else expect(problem).toContain(expected);
+  });
+
+  it('refuses a default_namespace that is no Kubernetes namespace name', () => {
+    expect(problems(project('default_namespace: Prod'))[0].message).toMatch(/default_namespace: must be a Kubernetes namespace name/);
+    expect(problems(project(`default_namespace: ${'a'.repeat(64)}`))[0].message).toMatch(/default_namespace: must be at most 63 characters/);
+    expect(ok(project('default_namespace: team-a')).projects[0].defaultNamespace).toBe('team-a');
+  });
+
+  it('caps manifest projects, paths per project and glob length', () => {
+    const many = (n: number, item: (i: number) => string) => Array.from({ length: n }, (_, i) => item(i)).join('');
+    const projects = (n: number) => `gitops:\n  manifest_projects:\n${many(n, (i) => `  - id: p${i}\n`)}`;
+    expect(ok(projects(CONFIG_LIMITS.manifestProjects)).projects).toHaveLength(100);
+    expect(problems(projects(CONFIG_LIMITS.manifestProjects + 1))[0].message).toMatch(/:3: gitops\.manifest_projects: list at most 100 manifest projects/);
+    const paths = (n: number) => project(`id: a\n    paths:\n${many(n, (i) => `    - glob: /d${i}/*.yaml\n`)}`);
+    expect(ok(paths(100)).projects[0].paths).toHaveLength(100);
+    expect(problems(paths(101))[0].message).toMatch(/gitops\.manifest_projects\[0\]\.paths: list at most 100 paths per project/);
+    expect(problems(project(`paths: [{glob: '/${'x'.repeat(1024)}'}]`))[0].message).toMatch(/paths\[0\]\.glob: must be at most 1024 characters/);
+  });
+
+  it('caps drift rules, JSON pointers per rule, and the length of selectors and pointers', () => {
+    const rules = (n: number) => `gitops:\n  drift:\n    ignore:\n${Array.from({ length: n }, (_, i) => `    - {kind: K${i}, paths: [/spec]}\n`).join('')}`;
+    expect(ok(rules(100)).settings.drift.ignore).toHaveLength(100);
+    expect(problems(rules(101))[0].message).toMatch(/:4: gitops\.drift\.ignore: list at most 100 ignore rules/);
+    const pointers = Array.from({ length: 101 }, (_, i) => `/p${i}`).join(', ');
+    expect(problems(`gitops:\n  drift:\n    ignore:\n    - paths: [${pointers}]\n`)[0].message).toMatch(/ignore\[0\]\.paths: list at most 100 JSON pointers per rule/);
+    expect(problems(`gitops:\n  drift:\n    ignore:\n    - paths: [/${'x'.repeat(1024)}]\n`)[0].message).toMatch(/paths\[0\]: must be at most 1024 characters/);
+    expect(problems(`gitops:\n  drift:\n    ignore:\n    - {name: ${'n'.repeat(254)}, paths: [/x]}\n`)[0].message).toMatch(/ignore\[0\]\.name: must be at most 253 characters/);
+    expect(problems(`gitops:\n  drift:\n    ignore:\n    - {namespace: ${'n'.repeat(64)}, paths: [/x]}\n`)[0].message).toMatch(/ignore\[0\]\.namespace: must be at most 63 characters/);
+  });
+
+  it('refuses a file over 128 KiB before parsing it, with the size and the limit', () => {
+    const limit = CONFIG_LIMITS.fileBytes;
+    const padded = (bytes: number) => `gitops: {}\n#${'x'.repeat(bytes - 'gitops: {}\n#\n'.length)}\n`;
+    expect(Buffer.byteLength(padded(limit))).toBe(limit);
+    expect(parse(padded(limit)).ok).toBe(true);
+    const [p] = problems(padded(limit + 1));
+    expect(p).toEqual({ code: 'CONFIG_TOO_LARGE', file: FILE, message: expect.stringContaining(`${FILE}: 128.0 KiB (131073 bytes) is over the 128 KiB limit for an agent configuration file`) });
+    // Counted in UTF-8 bytes, not characters: 70,000 two-byte characters are 140,000 bytes.
+    expect(problems(`# ${'é'.repeat(70_000)}\n`)[0]).toMatchObject({ code: 'CONFIG_TOO_LARGE', message: expect.stringContaining('(140003 bytes)') });
+    // Not parsed: a 4.7 MB file of drift rules comes back at once with one problem, not 56,000.
+    const huge = `gitops:\n  drift:\n    ignore:\n${'    - {kind: Deployment, paths: [/spec/replicas]}\n'.repeat(56_000)}`;
+    const t0 = performance.now();
+    expect(problems(huge)).toEqual([expect.objectContaining({ code: 'CONFIG_TOO_LARGE' })]);
+    expect(performance.now() - t0).toBeLessThan(200);
+  });
+
+  it('refuses YAML aliases that expand past the bound (a "billion laughs") without throwing', () => {
+    const laughs = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
+    for (let i = 1; i < 9; i++) laughs.push(`${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(10).fill(`*${String.fromCharCode(96 + i)}`).join(', ')}]`);
+    const text = `${laughs.join('\n')}\ngitops:\n  drift:\n    ignore:\n    - paths: *i\n`;
+    const [p] = problems(text);
+    expect(p).toMatchObject({ code: 'CONFIG_YAML_INVALID', message: expect.stringContaining('YAML aliases expand to more than 100 nodes') });
+    // A few aliases, as people use them to share pointers between rules, are fine.
+    const shared = 'gitops:\n  drift:\n    ignore:\n    - {kind: A, paths: &p [/spec/replicas, /metadata/labels]}\n    - {kind: B, paths: *p}\n';
+    expect(ok(shared).settings.drift.ignore[1].paths).toEqual(['/spec/replicas', '/metadata/labels']);
+  });
+
+  it('lists at most 50 problems for a file full of mistakes', () => {
+    const text = `gitops:\n  manifest_projects:\n${Array.from({ length: 100 }, (_, i) => `  - {id: p${i}, prune: maybe}\n`).join('')}`;
+    expect(problems(text)).toHaveLength(50);
+  });
+
+  it('says on which line each manifest project is listed', () => {
+    const r = parse('gitops:\n  manifest_projects:\n  - id: a\n  - paths: [{glob: x}]\n  -\n    ref: {branch: main}\n    id: b\n');
+    expect(r).toMatchObject({ ok: true, projectLines: [3, 4, 7] });
   });
 });
 

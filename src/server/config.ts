@@ -13,6 +13,11 @@
  *   `unusedSections` so the caller can say once that they have no effect.
  * - `gitops.charts` (GitLab's Helm releases) is refused with what to do instead.
  * Any key GitLab does not define is an error, as GitLab itself rejects unknown fields.
+ *
+ * The file comes from a tenant (anyone who can push to the config project), so everything in it
+ * is bounded (CONFIG_LIMITS): the file's size is checked before it is parsed (GitLab's 128 KiB),
+ * YAML aliases may not expand past a count, lists and strings have a maximum, and project ids and
+ * branch/tag names must be what GitLab and Git accept before they get near a URL or a file path.
  */
 import { isMap, isSeq, LineCounter, parseAllDocuments as parseAll, type Document, type Node as YamlNode } from 'yaml';
 import { z } from 'zod';
@@ -20,6 +25,7 @@ import { parseDuration } from '../common/duration.js';
 import type { AgentSettings, DriftConfig, ManifestProjectConfig, ProblemReport } from '../protocol/messages.js';
 import { GitopsError, errorMessage } from '../common/errors.js';
 import type { AgentConfig, AgentConfigResult, GitSource } from './ports.js';
+import { projectIdProblem, quoteId } from './project-id.js';
 
 /** Where GitLab keeps an agent's configuration in its config project. */
 export function agentConfigPath(agentName: string): string {
@@ -49,6 +55,32 @@ export const ConfigProblem = {
   UNKNOWN_KEY: 'CONFIG_UNKNOWN_KEY',
   INVALID_VALUE: 'CONFIG_INVALID_VALUE',
   CHARTS_UNSUPPORTED: 'CONFIG_CHARTS_UNSUPPORTED',
+  TOO_LARGE: 'CONFIG_TOO_LARGE',
+} as const;
+
+/**
+ * What one config.yaml may hold. The file size is GitLab's limit for an agent configuration file;
+ * the rest bound what a tenant can make the server hold and the agent apply (documented in
+ * docs/configuration.md).
+ */
+export const CONFIG_LIMITS = {
+  /** config.yaml, in bytes (GitLab: 128 KiB), refused before it is parsed. */
+  fileBytes: 128 * 1024,
+  /** YAML alias expansions (the `yaml` package's maxAliasCount): no "billion laughs". */
+  aliasCount: 100,
+  manifestProjects: 100,
+  pathsPerProject: 100,
+  /** Same as the glob engine's MAX_GLOB_LENGTH (git/globs.ts). */
+  globLength: 1024,
+  /** Git's own limit for a ref name is the file system's (255 bytes per component). */
+  refNameLength: 255,
+  driftRules: 100,
+  pathsPerDriftRule: 100,
+  jsonPointerLength: 1024,
+  /** API group, kind, object name (a Kubernetes DNS subdomain is at most 253). */
+  selectorLength: 253,
+  /** A Kubernetes namespace is a DNS label. */
+  namespaceLength: 63,
 } as const;
 
 const CHARTS_MESSAGE =
@@ -65,20 +97,58 @@ const durationText = z.union([z.string(), z.number()]).superRefine((value, ctx) 
 });
 
 const nonEmpty = z.string().min(1, 'must not be empty');
+const L = CONFIG_LIMITS;
+
+/** A string of at most `max` characters, saying so (and how long it was) when it is longer. */
+function bounded(max: number, min = 0): z.ZodString {
+  return z.string().min(min, 'must not be empty').max(max, `must be at most ${max} characters`);
+}
+
+/** A manifest project id: a GitLab project path. An explicitly empty id is refused (leave it out instead). */
+const projectId = z.string().superRefine((id, ctx) => {
+  if (id === '') {
+    ctx.addIssue({ code: 'custom', message: 'must not be empty: leave id out to use the config project, or write a project path such as group/name' });
+    return;
+  }
+  const problem = projectIdProblem(id);
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `${quoteId(id)} is not a GitLab project path: ${problem}; write it as group/name` });
+});
+
+/** Why `name` cannot be a Git branch or tag name (git check-ref-format, and nothing that reads as an option or a path), or undefined. */
+export function refNameProblem(name: string): string | undefined {
+  if (name === '') return 'must not be empty';
+  if (name.length > L.refNameLength) return `must be at most ${L.refNameLength} characters (this one has ${name.length})`;
+  if (/[\x00-\x20\x7f~^:?*[\\]/.test(name)) return 'must not contain spaces, control characters or any of ~ ^ : ? * [ \\';
+  if (name.includes('..')) return "must not contain '..'";
+  if (name.includes('@{') || name === '@') return "must not contain '@{' or be '@'";
+  if (name.startsWith('-')) return "must not start with '-'";
+  if (name.startsWith('/') || name.endsWith('/') || name.includes('//')) return "must not start or end with '/' or contain '//'";
+  if (name.endsWith('.')) return "must not end in '.'";
+  if (name.split('/').some((c) => c.startsWith('.') || c.endsWith('.lock'))) return "no part between '/' may start with '.' or end in '.lock'";
+  return undefined;
+}
+
+const refName = z.string().superRefine((name, ctx) => {
+  const problem = refNameProblem(name);
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `${problem === 'must not be empty' ? '' : `${quoteId(name)} is not a valid Git ref name: `}${problem}` });
+});
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const namespaceName = bounded(L.namespaceLength, 1).regex(DNS_LABEL, 'must be a Kubernetes namespace name: lowercase letters, digits and \'-\', starting and ending with a letter or digit');
 
 const RawRef = z
   .strictObject({
-    branch: nonEmpty.optional(),
-    tag: nonEmpty.optional(),
+    branch: refName.optional(),
+    tag: refName.optional(),
     commit: z.string().regex(/^[0-9a-f]{40}([0-9a-f]{24})?$/, 'must be a full commit id (40 hex digits)').optional(),
   })
   .refine((r) => Object.values(r).filter((v) => v !== undefined).length <= 1, { message: 'set only one of branch, tag and commit' });
 
 const RawManifestProject = z.strictObject({
-  id: nonEmpty.optional(),
+  id: projectId.optional(),
   ref: RawRef.nullish(),
-  default_namespace: nonEmpty.optional(),
-  paths: z.array(z.strictObject({ glob: nonEmpty })).nullish(),
+  default_namespace: namespaceName.optional(),
+  paths: z.array(z.strictObject({ glob: bounded(L.globLength, 1) })).max(L.pathsPerProject, `list at most ${L.pathsPerProject} paths per project`).nullish(),
   reconcile_timeout: durationText.optional(),
   dry_run_strategy: z.enum(['none', 'client', 'server']).optional(),
   prune: z.boolean().optional(),
@@ -92,13 +162,17 @@ const RawDrift = z.strictObject({
   ignore: z
     .array(
       z.strictObject({
-        group: z.string().optional(),
-        kind: nonEmpty.optional(),
-        namespace: nonEmpty.optional(),
-        name: nonEmpty.optional(),
-        paths: z.array(z.string().startsWith('/', 'must be a JSON pointer starting with /')).min(1, 'list at least one JSON pointer'),
+        group: bounded(L.selectorLength).optional(),
+        kind: bounded(L.selectorLength, 1).optional(),
+        namespace: bounded(L.namespaceLength, 1).optional(),
+        name: bounded(L.selectorLength, 1).optional(),
+        paths: z
+          .array(bounded(L.jsonPointerLength).startsWith('/', 'must be a JSON pointer starting with /'))
+          .min(1, 'list at least one JSON pointer')
+          .max(L.pathsPerDriftRule, `list at most ${L.pathsPerDriftRule} JSON pointers per rule`),
       }),
     )
+    .max(L.driftRules, `list at most ${L.driftRules} ignore rules`)
     .nullish(),
 });
 
@@ -115,7 +189,7 @@ const foreignSection = z.record(z.string(), z.unknown()).nullish();
 const RawConfig = z.strictObject({
   gitops: z
     .strictObject({
-      manifest_projects: z.array(RawManifestProject).nullish(),
+      manifest_projects: z.array(RawManifestProject).max(L.manifestProjects, `list at most ${L.manifestProjects} manifest projects`).nullish(),
       charts: z.unknown().optional(),
       drift: RawDrift.nullish(),
     })
@@ -135,11 +209,41 @@ export interface ParseAgentConfigOptions {
 }
 
 /**
+ * A parse result that also says on which line each manifest project is listed (index as in
+ * `config.projects`), so a later check of a project (may this agent read it?) can name the line.
+ */
+export type ParsedAgentConfig = AgentConfigResult & { projectLines?: readonly (number | undefined)[] };
+
+/** Problems listed per file at most (a 128 KiB file of mistakes must not become 10,000 problems). */
+const MAX_LISTED_PROBLEMS = 50;
+
+/** `4.7 MiB`, `130 KiB`, `812 bytes`: for size messages. */
+function sizeText(bytes: number): string {
+  if (bytes >= 1024 * 1024) return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+  if (bytes >= 1024) return `${(bytes / 1024).toFixed(bytes % 1024 === 0 ? 0 : 1)} KiB`;
+  return `${bytes} bytes`;
+}
+
+/** The problem for a config.yaml over CONFIG_LIMITS.fileBytes (also used when the size is known before reading). */
+export function configTooLarge(file: string, bytes: number): ProblemReport {
+  return {
+    code: ConfigProblem.TOO_LARGE,
+    message: `${file}: ${sizeText(bytes)} (${bytes} bytes) is over the ${sizeText(CONFIG_LIMITS.fileBytes)} limit for an agent configuration file (GitLab's limit too), so it was not parsed; shorten it (the lists in it have caps of their own)`,
+    file,
+  };
+}
+
+/**
  * Parse and resolve one config.yaml. Never throws: problems come back in the result, each with
  * file and line, and all of them at once so one edit can fix them.
  */
-export function parseAgentConfig(text: string, options: ParseAgentConfigOptions): AgentConfigResult {
+export function parseAgentConfig(text: string, options: ParseAgentConfigOptions): ParsedAgentConfig {
   const { file, commit } = options;
+  // Before anything is parsed: a YAML document model is many times the size of its text. A UTF-16
+  // length over the limit is over it in UTF-8 too, so the byte count is only taken for short texts.
+  if (text.length > CONFIG_LIMITS.fileBytes || Buffer.byteLength(text, 'utf8') > CONFIG_LIMITS.fileBytes) {
+    return { ok: false, problems: [configTooLarge(file, Buffer.byteLength(text, 'utf8'))], commit };
+  }
   const lines = new LineCounter();
   const docs = parseAllDocuments(text, lines);
   const problems: ProblemReport[] = [];
@@ -160,16 +264,25 @@ export function parseAgentConfig(text: string, options: ParseAgentConfigOptions)
       problems.push(problem(ConfigProblem.YAML, err.linePos?.[0].line ?? lineOf(err.pos[0]), err.message.split('\n')[0]));
     }
   }
-  if (problems.length) return { ok: false, problems, commit };
+  if (problems.length) return { ok: false, problems: problems.slice(0, MAX_LISTED_PROBLEMS), commit };
 
-  const value: unknown = doc?.toJS() ?? {};
+  let value: unknown;
+  try {
+    value = doc?.toJS({ maxAliasCount: CONFIG_LIMITS.aliasCount }) ?? {};
+  } catch (err) {
+    // The yaml package throws (a ReferenceError) for too many alias expansions or an unresolved alias.
+    const what = /excessive alias count/i.test(errorMessage(err))
+      ? `YAML aliases expand to more than ${CONFIG_LIMITS.aliasCount} nodes; write the values out or use fewer aliases`
+      : `YAML cannot be resolved: ${errorMessage(err).split('\n')[0].slice(0, 200)}`;
+    return { ok: false, problems: [problem(ConfigProblem.YAML, undefined, what)], commit };
+  }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     return { ok: false, problems: [problem(ConfigProblem.INVALID_VALUE, 1, 'the file must be a mapping of sections (gitops, observability, ...)')], commit };
   }
 
   const parsed = RawConfig.safeParse(value);
   if (!parsed.success) {
-    for (const issue of parsed.error.issues) problems.push(...issueProblems(issue, doc, lineOf, problem));
+    for (const issue of parsed.error.issues.slice(0, MAX_LISTED_PROBLEMS)) problems.push(...issueProblems(issue, doc, lineOf, problem));
   }
   const raw = (parsed.success ? parsed.data : value) as RawConfig;
   if (raw.gitops && 'charts' in raw.gitops && raw.gitops.charts !== undefined) {
@@ -195,7 +308,9 @@ export function parseAgentConfig(text: string, options: ParseAgentConfigOptions)
     projects,
     unusedSections: unusedSections(raw),
   };
-  return { ok: true, config, commit };
+  // The line of `id:`, or of the list item when id is left out (nodeLine falls back to the parent).
+  const projectLines = projects.map((_p, i) => nodeLine(doc, ['gitops', 'manifest_projects', i, 'id'], lineOf));
+  return { ok: true, config, commit, projectLines };
 }
 
 /**
@@ -206,7 +321,7 @@ export function parseAgentConfig(text: string, options: ParseAgentConfigOptions)
 export async function loadAgentConfig(
   source: Pick<GitSource, 'readFile'>,
   options: { configProject: string; agentName: string; commit: string },
-): Promise<AgentConfigResult> {
+): Promise<ParsedAgentConfig> {
   const file = agentConfigPath(options.agentName);
   let text: string | undefined;
   try {
