@@ -1,10 +1,11 @@
 import { describe, expect, it } from '@jest/globals';
-import { silentLogger } from '../common/logger.js';
+import { silentLogger, type Logger } from '../common/logger.js';
 import type { ConfigMessage, ErrorMessage, ManifestFile } from '../protocol/messages.js';
-import { Fleet, desiredDigest, type Pusher } from './fleet.js';
+import { FLEET_TASK_FAILED, Fleet, desiredDigest, enforceAccess, type Pusher } from './fleet.js';
 import type { DesiredEntry } from './hub.js';
 import { createServerMetrics } from './metrics.js';
-import type { CommitEvent, GitRef, GitSource, SourceErrorEvent, SourceRecoverEvent } from './ports.js';
+import type { AgentConfig, CommitEvent, GitRef, GitSource, SourceErrorEvent, SourceRecoverEvent } from './ports.js';
+import { checkProjectId } from './project-id.js';
 import type { AgentRecord, RegistryChange } from './registry.js';
 
 const CONFIG = "gitops:\n  manifest_projects:\n  - id: gitops-project\n    paths:\n    - glob: '**/*.yaml'\n";
@@ -173,4 +174,209 @@ describe('Fleet', () => {
     expect(desiredDigest([a, b], cfg)).not.toBe(desiredDigest([a, b], { ...cfg, prune: false }));
     expect(desiredDigest([{ path: 'a', content: 'b\nc' }], cfg)).not.toBe(desiredDigest([{ path: 'a\nb', content: 'c' }], cfg));
   });
+
 });
+
+/** A GitSource with one config.yaml per agent, that refuses bad project ids as the real one does. */
+class TenantGit extends MemoryGit {
+  readonly watched: string[] = [];
+  readonly read: string[] = [];
+  constructor(readonly configs: Record<string, string>) {
+    super();
+  }
+  override watch(project: string, ref: GitRef, onCommit: (e: CommitEvent) => void, onError: (e: SourceErrorEvent) => void): () => void {
+    checkProjectId(project);
+    this.watched.push(project);
+    return super.watch(project, ref, onCommit, onError);
+  }
+  override async readFiles(project: string, commit: string): Promise<ManifestFile[]> {
+    this.read.push(project);
+    return super.readFiles(project, commit);
+  }
+  override async readFile(_p?: string, _c?: string, path?: string): Promise<string> {
+    const name = /agents\/([^/]+)\//.exec(path ?? '')?.[1] ?? '';
+    return this.configs[name] ?? '';
+  }
+}
+
+/** A registry with records that can change, as Registry.onChange reports it. */
+function fakeRegistry(records: AgentRecord[]) {
+  const status = new Map<string, { configProblems?: ProblemLike[]; sourceProblems?: Record<string, ProblemLike> }>();
+  let listener: ((c: RegistryChange & { updated?: AgentRecord[] }) => void) | undefined;
+  return {
+    status,
+    active: () => records.filter((r) => !r.revokedAt),
+    get: (id: string) => records.find((a) => a.id === id),
+    updateStatus: (id: string, change: (s: never) => void) => {
+      const s = status.get(id) ?? {};
+      change(s as never);
+      status.set(id, s);
+    },
+    peekStatus: (id: string) => status.get(id) as never,
+    onChange: (l: (c: RegistryChange) => void) => { listener = l; return () => { listener = undefined; }; },
+    replace(record: AgentRecord) {
+      records.splice(records.findIndex((r) => r.id === record.id), 1, record);
+      listener?.({ added: [], revoked: [], updated: [record] });
+    },
+  };
+}
+type ProblemLike = { code: string; message: string; line?: number };
+
+function recordingPusher() {
+  const errors: [string, ErrorMessage][] = [];
+  const configs: [string, ConfigMessage][] = [];
+  const desired: [string, DesiredEntry][] = [];
+  const pusher: Pusher = {
+    pushConfig: (id, m) => { configs.push([id, m]); },
+    pushError: (id, m) => { errors.push([id, m]); },
+    pushDesired: (id, e) => { desired.push([id, e]); },
+  };
+  return { pusher, errors, configs, desired };
+}
+
+const record = (name: string, extra: Partial<AgentRecord> = {}): AgentRecord => ({ id: `id-${name}`, name, configProject: 'kubernetes-agent', publicKey: 'x', createdAt: '', ...extra });
+
+describe('Fleet: a tenant input fails only its agent', () => {
+  it.each([
+    ['../../etc'],
+    ['http://169.254.169.254/latest'],
+    ['a'.repeat(10_000)],
+  ])('a manifest project id %s is a config problem with file:line for that agent, never a watch', async (id) => {
+    const git = new TenantGit({ bad: `gitops:\n  manifest_projects:\n  - id: '${id}'\n`, good: CONFIG });
+    const registry = fakeRegistry([record('bad'), record('good')]);
+    const { pusher, errors, desired } = recordingPusher();
+    const fleet = new Fleet({ git, logger: silentLogger(), metrics: createServerMetrics(), registry });
+    fleet.start(pusher);
+    await until(() => desired.some(([a]) => a === 'id-good') && errors.some(([a]) => a === 'id-bad'));
+    const [, message] = errors.find(([a]) => a === 'id-bad')!;
+    expect(message.problems[0]).toMatchObject({ code: 'CONFIG_INVALID_VALUE', line: 3, message: expect.stringMatching(/^\.gitlab\/agents\/bad\/config\.yaml:3: gitops\.manifest_projects\[0\]\.id: /) });
+    expect(registry.status.get('id-bad')?.configProblems?.[0].code).toBe('CONFIG_INVALID_VALUE');
+    expect(git.watched.sort()).toEqual(['gitops-project', 'kubernetes-agent']);
+    fleet.close();
+  });
+
+  it('an agent record with an invalid config project is that agent problem; the others start', async () => {
+    const git = new TenantGit({ good: CONFIG });
+    const registry = fakeRegistry([record('bad', { configProject: '../../etc' }), record('good')]);
+    const { pusher, desired } = recordingPusher();
+    const fleet = new Fleet({ git, logger: silentLogger(), metrics: createServerMetrics(), registry });
+    fleet.start(pusher);
+    await until(() => desired.some(([a]) => a === 'id-good'));
+    expect(fleet.errorMessages('id-bad')).toEqual([{ type: 'error', problems: [expect.objectContaining({ code: 'CONFIG_PROJECT_INVALID', message: expect.stringContaining('config project "../../etc" is not a GitLab project path') })] }]);
+    expect(registry.status.get('id-bad')?.configProblems?.[0].code).toBe('CONFIG_PROJECT_INVALID');
+    expect(git.watched).not.toContain('../../etc');
+    fleet.close();
+  });
+
+  it('a Git source that refuses a watch, and a pusher that throws, are logged and counted, never unhandled', async () => {
+    const git = new (class extends TenantGit {
+      override watch(project: string, ref: GitRef, onCommit: (e: CommitEvent) => void, onError: (e: SourceErrorEvent) => void): () => void {
+        if (project === 'broken-project') throw Object.assign(new Error('no such thing'), { code: 'GIT_BAD_PROJECT_ID' });
+        return super.watch(project, ref, onCommit, onError);
+      }
+    })({ a: "gitops:\n  manifest_projects:\n  - id: broken-project\n  - id: gitops-project\n", b: CONFIG });
+    const registry = fakeRegistry([record('a'), record('b')]);
+    const { pusher, errors, desired } = recordingPusher();
+    const failures: unknown[] = [];
+    const logger: Logger = Object.assign(silentLogger(), { error: (fields: unknown, msg: unknown) => { failures.push([fields, msg]); } });
+    const metrics = createServerMetrics();
+    const rejections: unknown[] = [];
+    const onRejection = (r: unknown): void => { rejections.push(r); };
+    process.on('unhandledRejection', onRejection);
+    try {
+      const fleet = new Fleet({
+        git, logger, metrics, registry,
+      });
+      // agent a's sessions throw on every desired push (a bug in one agent's path).
+      fleet.start({ ...pusher, pushDesired: (id, e) => { if (id === 'id-a') throw new Error('boom'); pusher.pushDesired(id, e); } });
+      await until(() => desired.some(([a]) => a === 'id-b') && failures.length > 0);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(errors).toContainEqual(['id-a', { type: 'error', project: 'broken-project', problems: [{ code: 'GIT_BAD_PROJECT_ID', message: 'broken-project: cannot be watched: no such thing' }] }]);
+      expect(failures).toContainEqual([expect.objectContaining({ task: 'push project', agent: 'a', error: 'boom' }), FLEET_TASK_FAILED]);
+      expect((await metrics.backgroundFailures.get()).values.find((v) => v.labels.task === 'push project')?.value).toBe(1);
+      expect(rejections).toEqual([]);
+      fleet.close();
+    } finally {
+      process.off('unhandledRejection', onRejection);
+    }
+  });
+});
+
+describe('Fleet: which manifest projects an agent may read', () => {
+  const TENANT_B = "gitops:\n  manifest_projects:\n  - id: gitops-project\n  - id: tenant-b/secret-manifests\n    paths:\n    - glob: '**/*.yaml'\n";
+
+  it('never watches or reads a project outside the agent hierarchy, reports it with file:line and the command, and follows the registry when an operator allows it', async () => {
+    const git = new TenantGit({ agent1: TENANT_B });
+    const registry = fakeRegistry([record('agent1')]);
+    const { pusher, errors, desired, configs } = recordingPusher();
+    const fleet = new Fleet({ git, logger: silentLogger(), metrics: createServerMetrics(), registry });
+    fleet.start(pusher);
+    await until(() => desired.length === 1);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(desired.map(([, e]) => e.project)).toEqual(['gitops-project']);
+    expect(git.watched).not.toContain('tenant-b/secret-manifests');
+    expect(git.read).not.toContain('tenant-b/secret-manifests');
+    const problem = {
+      code: 'CONFIG_PROJECT_NOT_ALLOWED', file: '.gitlab/agents/agent1/config.yaml', line: 4,
+      message: ".gitlab/agents/agent1/config.yaml:4: gitops.manifest_projects[1].id: tenant-b/secret-manifests is outside the root level of this agent's config project kubernetes-agent (only other root-level projects), and the registry does not allow it for this agent; it is not read. An operator can allow it with `gitops-server agent allow agent1 --project tenant-b/secret-manifests`",
+    };
+    expect(errors).toEqual([['id-agent1', { type: 'error', problems: [problem] }]]);
+    expect(configs.at(-1)).toEqual(['id-agent1', expect.objectContaining({ projects: ['gitops-project'], errors: [problem] })]);
+    expect(registry.status.get('id-agent1')?.configProblems).toEqual([problem]);
+    // What a session that connects now is told.
+    expect(fleet.configMessage('id-agent1')).toMatchObject({ projects: ['gitops-project'], errors: [problem] });
+    expect(fleet.errorMessages('id-agent1')).toEqual([{ type: 'error', problems: [problem] }]);
+    expect(fleet.projectsOf('id-agent1')).toEqual(['gitops-project']);
+    expect((await fleet.desired('id-agent1')).map((e) => e.project)).toEqual(['gitops-project']);
+
+    // The operator allows the group: the running fleet re-evaluates without a new commit.
+    registry.replace(record('agent1', { allowProjects: ['tenant-b/'] }));
+    await until(() => desired.some(([, e]) => e.project === 'tenant-b/secret-manifests'));
+    expect(git.watched).toContain('tenant-b/secret-manifests');
+    expect(registry.status.get('id-agent1')?.configProblems).toBeUndefined();
+    expect(configs.at(-1)).toEqual(['id-agent1', expect.objectContaining({ projects: ['gitops-project', 'tenant-b/secret-manifests'], errors: [] })]);
+    expect(fleet.errorMessages('id-agent1')).toEqual([]);
+
+    // And takes it back: the watch goes, the problem comes back.
+    registry.replace(record('agent1'));
+    expect(fleet.projectsOf('id-agent1')).toEqual(['gitops-project']);
+    expect(fleet.watchCount).toBe(2);
+    expect(registry.status.get('id-agent1')?.configProblems?.[0].code).toBe('CONFIG_PROJECT_NOT_ALLOWED');
+    fleet.close();
+  });
+
+  it('agents sharing one config.yaml blob are checked one by one', async () => {
+    const git = new (class extends TenantGit {
+      async fileId(): Promise<string> {
+        return 'same-blob';
+      }
+    })({ a: TENANT_B, b: TENANT_B });
+    const registry = fakeRegistry([record('a'), record('b', { allowProjects: ['tenant-b/secret-manifests'] })]);
+    const { pusher, desired } = recordingPusher();
+    const fleet = new Fleet({ git, logger: silentLogger(), metrics: createServerMetrics(), registry });
+    fleet.start(pusher);
+    await until(() => desired.length === 3);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(desired.map(([a, e]) => `${a} ${e.project}`).sort()).toEqual(['id-a gitops-project', 'id-b gitops-project', 'id-b tenant-b/secret-manifests']);
+    fleet.close();
+  });
+});
+
+describe('enforceAccess', () => {
+  const project = (id: string) => ({ id, ref: {}, defaultNamespace: 'default', paths: [{ glob: '**' }], reconcileTimeoutMs: 1, dryRunStrategy: 'none' as const, prune: true, pruneTimeoutMs: 1, prunePropagationPolicy: 'foreground' as const, inventoryPolicy: 'must_match' as const });
+  const config: AgentConfig = { settings: { drift: { mode: 'correct', ignore: [] } }, projects: [project('acme/apps'), project('acme/platform/db')], unusedSections: [] };
+
+  it('keeps the parsed config object itself when everything is allowed', () => {
+    const result = enforceAccess({ name: 'a', configProject: 'acme/agents' }, { config });
+    expect(result.config).toBe(config);
+    expect(result.refused).toEqual([]);
+  });
+
+  it('drops a refused project, names its line, and leaves the rest', () => {
+    const result = enforceAccess({ name: 'a', configProject: 'other/agents' }, { config, projectLines: [3, 5] });
+    expect(result.config.projects).toEqual([]);
+    expect(result.refused.map((r) => [r.project, r.problem.line])).toEqual([['acme/apps', 3], ['acme/platform/db', 5]]);
+    expect(enforceAccess({ name: 'a', configProject: 'other/agents', allowProjects: ['acme/platform/'] }, { config }).config.projects.map((p) => p.id)).toEqual(['acme/platform/db']);
+  });
+});
+

@@ -16,6 +16,15 @@
  * the agent as an `error` message and into the registry status (shown by `agent list`). A Git
  * problem that clears goes to the agent as an `error` message with no problems for that project,
  * and leaves the status.
+ *
+ * Tenants (see project-access.ts): before any watch or read of a manifest project, the project
+ * must pass the access rule for the agent (its config project's group hierarchy plus the
+ * registry's allowProjects). A refused project is left out of the configuration in force and
+ * reported as a config problem (CONFIG_PROJECT_NOT_ALLOWED, file:line); the rest of the file
+ * applies. A registry change of the agent's record re-evaluates the rule on the running server.
+ *
+ * Every task started without an await (`this.own(...)`) has an owner that catches: a bug in one
+ * agent's path is logged ('fleet task failed') and counted, never an unhandled rejection.
  */
 import { createHash } from 'node:crypto';
 import { errorMessage } from '../common/errors.js';
@@ -23,12 +32,31 @@ import type { Logger } from '../common/logger.js';
 import {
   encodeMessage, type ConfigMessage, type DesiredMessage, type ErrorMessage, type ManifestFile, type ManifestProjectConfig, type ProblemReport,
 } from '../protocol/messages.js';
-import { agentConfigPath, parseAgentConfig } from './config.js';
+import { agentConfigPath, parseAgentConfig, type ParsedAgentConfig } from './config.js';
 import { refKey } from './git/backends.js';
 import type { DesiredEntry, DesiredStateProvider } from './hub.js';
 import type { ServerMetrics } from './metrics.js';
-import type { AgentConfig, AgentConfigResult, CommitEvent, GitRef, GitSource, SourceErrorEvent, SourceRecoverEvent } from './ports.js';
-import { boundProblems, type AgentRecord, type Registry } from './registry.js';
+import type { AgentConfig, CommitEvent, GitRef, GitSource, SourceErrorEvent, SourceRecoverEvent } from './ports.js';
+import { allowCommand, projectAccess } from './project-access.js';
+import { projectIdProblem, quoteId } from './project-id.js';
+import { boundProblems, type AgentRecord, type Registry, type RegistryChange } from './registry.js';
+
+/** Log message of a background task that failed (fields: task, agent, error); the task's agent is unaffected otherwise. */
+export const FLEET_TASK_FAILED = 'fleet task failed';
+
+/** Problem codes the fleet adds to those of config.ts. */
+export const FleetProblem = {
+  /** A manifest project outside what the agent may read (project-access.ts). */
+  PROJECT_NOT_ALLOWED: 'CONFIG_PROJECT_NOT_ALLOWED',
+  /** The registry record names a config project that is no project path. */
+  CONFIG_PROJECT_INVALID: 'CONFIG_PROJECT_INVALID',
+} as const;
+
+/**
+ * A registry change as the fleet reads it: `updated` lists active records replaced in place (an
+ * operator changed allowProjects), when the registry reports them.
+ */
+type FleetRegistryChange = RegistryChange & { updated?: AgentRecord[] };
 
 /** Where fleet messages go (the hub). */
 export interface Pusher {
@@ -43,7 +71,13 @@ export interface FleetOptions {
   logger: Logger;
   metrics: ServerMetrics;
   /** Parser for config.yaml (default: parseAgentConfig). */
-  loadConfig?: (text: string, options: { file: string; configProject: string; commit: string }) => AgentConfigResult;
+  loadConfig?: (text: string, options: { file: string; configProject: string; commit: string }) => ParsedAgentConfig;
+}
+
+/** A valid config.yaml as parsed (before the access rule), with the line of each manifest project. */
+interface ParsedConfig {
+  config: AgentConfig;
+  projectLines?: readonly (number | undefined)[];
 }
 
 interface Watch {
@@ -58,11 +92,15 @@ interface Watch {
   desired: Map<string, Promise<DesiredEntry>>;
   /** globs → files, for `commit` only. */
   files: Map<string, Promise<ManifestFile[]>>;
+  /** Set when the Git source refused to watch at all (a project id it cannot use). */
+  failed?: ProblemReport;
 }
 
 interface AgentState {
   record: AgentRecord;
-  /** Last valid configuration. */
+  /** Last valid config.yaml as parsed, before the access rule. */
+  parsed?: ParsedConfig;
+  /** The configuration in force: `parsed` without the projects the agent may not read. */
   config?: AgentConfig;
   configCommit?: string;
   configProblems: ProblemReport[];
@@ -111,7 +149,7 @@ export class Fleet implements DesiredStateProvider {
   private readonly log: Logger;
   private readonly loadConfig: NonNullable<FleetOptions['loadConfig']>;
   /** Valid configs by `configProject \0 blob id`: a blob's content never changes, so neither does its config. */
-  private readonly parsed = new Map<string, AgentConfig>();
+  private readonly parsed = new Map<string, ParsedConfig>();
   private readonly configReads = new Limiter(CONFIG_READS_IN_FLIGHT);
 
   constructor(private readonly options: FleetOptions) {
@@ -122,10 +160,11 @@ export class Fleet implements DesiredStateProvider {
   /** Starts watching for every active agent, and follows registry changes. */
   start(pusher: Pusher): void {
     this.pusher = pusher;
-    for (const record of this.options.registry.active()) this.addAgent(record);
-    this.unsubscribe = this.options.registry.onChange((change) => {
-      for (const record of change.revoked) this.removeAgent(record.id);
-      for (const record of change.added) this.addAgent(record);
+    for (const record of this.options.registry.active()) this.guard('add agent', record, () => this.addAgent(record));
+    this.unsubscribe = this.options.registry.onChange((change: FleetRegistryChange) => {
+      for (const record of change.revoked) this.guard('remove agent', record, () => this.removeAgent(record.id));
+      for (const record of change.added) this.guard('add agent', record, () => this.addAgent(record));
+      for (const record of change.updated ?? []) this.guard('update agent', record, () => this.updateAgent(record));
     });
   }
 
@@ -173,14 +212,52 @@ export class Fleet implements DesiredStateProvider {
     return entries.filter((e): e is DesiredEntry => e !== undefined);
   }
 
+  /** Manifest project ids of the config in force (the hub refuses reports for any other). */
+  projectsOf(agentId: string): readonly string[] {
+    return this.agents.get(agentId)?.config?.projects.map((p) => p.id) ?? [];
+  }
+
   // ---- agents and their config ----
 
   private addAgent(record: AgentRecord): void {
-    if (this.agents.has(record.id)) return;
+    const known = this.agents.get(record.id);
+    if (known) {
+      if (known.record !== record) this.updateAgent(record);
+      return;
+    }
     const state: AgentState = { record, configProblems: [], subscriptions: new Set(), generation: 0, readProblems: new Set() };
     this.agents.set(record.id, state);
+    // A record written before ids were checked (or by hand) must not reach the Git layer, and
+    // must not stop the other agents: the problem is this agent's alone.
+    const invalid = projectIdProblem(record.configProject);
+    if (invalid !== undefined) {
+      this.setConfigProblems(state, [{
+        code: FleetProblem.CONFIG_PROJECT_INVALID,
+        message: `agent ${record.name}: config project ${quoteId(record.configProject)} is not a GitLab project path (${invalid}); revoke the agent and create it again with --config-project group/name`,
+      }]);
+      return;
+    }
     const w = this.subscribe(this.configWatches, record.configProject, {}, record.id, (e) => this.onConfigCommit(e), (e) => this.onConfigError(e), (e) => this.onConfigRecover(e));
-    if (w.commit) void this.readConfig(state, w.commit);
+    if (w.commit) this.own(this.readConfig(state, w.commit), 'read config', state);
+  }
+
+  /**
+   * The registry replaced an agent's record (an operator changed what it may read): the access
+   * rule is applied again to the config in force, without reading Git.
+   */
+  private updateAgent(record: AgentRecord): void {
+    const state = this.agents.get(record.id);
+    if (!state) return this.addAgent(record);
+    if (record.revokedAt) return this.removeAgent(record.id);
+    if (state.record.configProject !== record.configProject) {
+      this.removeAgent(record.id);
+      return this.addAgent(record);
+    }
+    const before = (state.record.allowProjects ?? []).join('\0');
+    state.record = record;
+    if ((record.allowProjects ?? []).join('\0') === before) return;
+    this.log.info({ agent: record.name, allowProjects: (record.allowProjects ?? []).slice(0, 20) }, 'agent access changed');
+    if (state.parsed) this.applyConfig(state, state.parsed, state.configCommit ?? '');
   }
 
   private removeAgent(agentId: string): void {
@@ -198,7 +275,7 @@ export class Fleet implements DesiredStateProvider {
     w.problem = undefined;
     for (const agentId of w.agents) {
       const state = this.agents.get(agentId);
-      if (state) void this.readConfig(state, event.commit);
+      if (state) this.own(this.readConfig(state, event.commit), 'read config', state);
     }
   }
 
@@ -206,10 +283,13 @@ export class Fleet implements DesiredStateProvider {
     this.log.warn({ project: event.project, code: event.problem.code, problem: event.problem.message }, 'config project unreadable; keeping the last configuration');
     const w = this.configWatches.get(watchKey(event.project));
     if (w) w.problem = event.problem;
-    for (const agentId of w?.agents ?? []) {
-      this.options.registry.updateStatus(agentId, (s) => { s.sourceProblems = { ...(s.sourceProblems ?? {}), [event.project]: boundProblems([event.problem])[0] }; });
-      this.pusher?.pushError(agentId, { type: 'error', project: event.project, problems: [event.problem] });
-    }
+    for (const agentId of w?.agents ?? []) this.tellSourceProblem(agentId, event.project, event.problem);
+  }
+
+  /** A Git problem with one project, for one agent: into its status and to its sessions. */
+  private tellSourceProblem(agentId: string, project: string, problem: ProblemReport): void {
+    this.options.registry.updateStatus(agentId, (s) => { s.sourceProblems = { ...(s.sourceProblems ?? {}), [project]: boundProblems([problem])[0] }; });
+    this.pusher?.pushError(agentId, { type: 'error', project, problems: [problem] });
   }
 
   private onConfigRecover(event: SourceRecoverEvent): void {
@@ -238,7 +318,7 @@ export class Fleet implements DesiredStateProvider {
     const generation = ++state.generation;
     const { record } = state;
     const file = agentConfigPath(record.name);
-    let result: AgentConfigResult;
+    let result: ParsedAgentConfig;
     let blob: string | undefined;
     const release = await this.configReads.acquire();
     try {
@@ -255,12 +335,13 @@ export class Fleet implements DesiredStateProvider {
       }
       const known = blob ? this.parsed.get(`${record.configProject}\0${blob}`) : undefined;
       if (known) {
-        result = { ok: true, config: known, commit };
+        result = { ok: true, config: known.config, commit, projectLines: known.projectLines };
       } else {
         const text = await this.options.git.readFile(record.configProject, commit, file);
         result = this.loadConfig(text ?? '', { file, configProject: record.configProject, commit });
-        // Only valid configs are shared: problems name the agent's own file.
-        if (result.ok && blob) remember(this.parsed, `${record.configProject}\0${blob}`, result.config, PARSED_CONFIGS);
+        // Only valid configs are shared: problems name the agent's own file. The access rule is
+        // per agent, so it is applied after this cache, never inside it.
+        if (result.ok && blob) remember(this.parsed, `${record.configProject}\0${blob}`, { config: result.config, projectLines: result.projectLines }, PARSED_CONFIGS);
       }
     } catch (err) {
       blob = undefined;
@@ -272,26 +353,70 @@ export class Fleet implements DesiredStateProvider {
     state.configBlob = blob;
 
     if (!result.ok) {
-      state.configProblems = boundProblems(result.problems);
-      this.log.warn({ agent: record.name, commit, problems: state.configProblems.map((p) => p.message) }, 'invalid agent config; keeping the last valid one');
-      this.options.registry.updateStatus(record.id, (s) => { s.configProblems = state.configProblems; });
-      this.pusher?.pushError(record.id, { type: 'error', problems: state.configProblems });
+      this.log.warn({ agent: record.name, commit, problems: boundProblems(result.problems).map((p) => p.message) }, 'invalid agent config; keeping the last valid one');
+      this.setConfigProblems(state, result.problems);
       return;
     }
-    state.configProblems = [];
+    if (result.config.unusedSections.length) this.log.info({ agent: record.name, sections: result.config.unusedSections }, 'config sections not used by this product');
+    state.parsed = { config: result.config, projectLines: result.projectLines };
+    this.applyConfig(state, state.parsed, commit);
+  }
+
+  /**
+   * Puts a valid parsed config in force for one agent, without the manifest projects it may not
+   * read (each refusal is a config problem naming file:line, the project and the rule), and
+   * aligns watches, status and sessions with it.
+   */
+  private applyConfig(state: AgentState, parsed: ParsedConfig, commit: string): void {
+    const { record } = state;
+    const { config, refused } = enforceAccess(record, parsed);
     state.configCommit = commit;
     const previous = state.config;
-    state.config = result.config;
-    // Only when there is something to clear: a status object (and a shard write) for each of
-    // 10,000 agents that never had a problem would be memory and disk for nothing.
-    const status = this.options.registry.peekStatus ? this.options.registry.peekStatus(record.id) : { configProblems: [] };
-    if (status?.configProblems) this.options.registry.updateStatus(record.id, (s) => { delete s.configProblems; });
-    if (result.config.unusedSections.length) this.log.info({ agent: record.name, sections: result.config.unusedSections }, 'config sections not used by this product');
-    if (previous === result.config || (previous && JSON.stringify(previous) === JSON.stringify(result.config))) return;
-    this.log.info({ agent: record.name, commit, projects: result.config.projects.map((p) => p.id) }, 'agent config loaded');
+    state.config = config;
+    if (refused.length) {
+      this.log.warn({ agent: record.name, commit, configProject: record.configProject, projects: refused.slice(0, 20).map((r) => r.project) }, 'manifest projects not allowed for this agent');
+      this.setConfigProblems(state, refused.map((r) => r.problem));
+    } else {
+      const had = state.configProblems.length > 0;
+      state.configProblems = [];
+      // Only when there is something to clear: a status object (and a shard write) for each of
+      // 10,000 agents that never had a problem would be memory and disk for nothing.
+      const status = this.options.registry.peekStatus ? this.options.registry.peekStatus(record.id) : { configProblems: [] };
+      if (status?.configProblems) this.options.registry.updateStatus(record.id, (s) => { delete s.configProblems; });
+      // Sessions that were told of a problem hear that it cleared, even if the config is unchanged.
+      if (had && (previous === config || (previous && JSON.stringify(previous) === JSON.stringify(config)))) this.pusher?.pushConfig(record.id, configMessage(config, []));
+    }
+    if (previous === config || (previous && JSON.stringify(previous) === JSON.stringify(config))) return;
+    this.log.info({ agent: record.name, commit, projects: config.projects.map((p) => p.id) }, 'agent config loaded');
     this.resubscribe(state);
-    this.pusher?.pushConfig(record.id, configMessage(result.config, []));
-    for (const cfg of result.config.projects) void this.pushProject(state, cfg);
+    this.pusher?.pushConfig(record.id, configMessage(config, state.configProblems));
+    for (const cfg of config.projects) this.own(this.pushProject(state, cfg), 'push project', state);
+  }
+
+  /** Config problems of one agent: kept (bounded), into its status, and to its sessions. */
+  private setConfigProblems(state: AgentState, problems: readonly ProblemReport[]): void {
+    state.configProblems = boundProblems(problems);
+    this.options.registry.updateStatus(state.record.id, (s) => { s.configProblems = state.configProblems; });
+    this.pusher?.pushError(state.record.id, { type: 'error', problems: state.configProblems });
+  }
+
+  /** Runs `fn` for one agent; a throw is that agent's problem, logged, never the caller's. */
+  private guard(task: string, record: AgentRecord, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.taskFailed(task, record, err);
+    }
+  }
+
+  /** Owns a task started without an await: its failure is logged and counted, never unhandled. */
+  private own(task: Promise<unknown>, what: string, state: AgentState): void {
+    task.catch((err: unknown) => this.taskFailed(what, state.record, err));
+  }
+
+  private taskFailed(task: string, record: AgentRecord, err: unknown): void {
+    this.options.metrics.backgroundFailures.inc({ task });
+    this.log.error({ task, agent: record.name, error: errorMessage(err).slice(0, 500) }, FLEET_TASK_FAILED);
   }
 
   /** Aligns the agent's manifest watches with its config. */
@@ -329,7 +454,7 @@ export class Fleet implements DesiredStateProvider {
     for (const agentId of w.agents) {
       const state = this.agents.get(agentId);
       const cfg = state?.config?.projects.find((p) => watchKey(p.id, p.ref as GitRef) === key);
-      if (state && cfg) void this.pushProject(state, cfg);
+      if (state && cfg) this.own(this.pushProject(state, cfg), 'push project', state);
     }
   }
 
@@ -348,10 +473,7 @@ export class Fleet implements DesiredStateProvider {
     w.problem = event.problem;
     if (!first) return;
     this.log.warn({ project: w.project, code: event.problem.code, problem: event.problem.message }, 'manifest project unreadable; agents keep the last commit');
-    for (const agentId of w.agents) {
-      this.options.registry.updateStatus(agentId, (s) => { s.sourceProblems = { ...(s.sourceProblems ?? {}), [w.project]: boundProblems([event.problem])[0] }; });
-      this.pusher?.pushError(agentId, { type: 'error', project: w.project, problems: [event.problem] });
-    }
+    for (const agentId of w.agents) this.tellSourceProblem(agentId, w.project, event.problem);
   }
 
   private async pushProject(state: AgentState, cfg: ManifestProjectConfig): Promise<void> {
@@ -418,18 +540,35 @@ export class Fleet implements DesiredStateProvider {
       map.set(key, w);
       w.agents.add(agentId);
       const watch = w;
-      watch.unwatch = this.options.git.watch(project, ref, (e) => {
-        if (map.get(key) !== watch) return;
-        if (map === this.configWatches) {
-          if (watch.commit === e.commit) return;
-          watch.commit = e.commit;
-        }
-        onCommit(e);
-      }, (e) => { if (map.get(key) === watch) onError(e); }, (e) => { if (map.get(key) === watch) onRecover(e); });
+      try {
+        watch.unwatch = this.options.git.watch(project, ref, (e) => {
+          if (map.get(key) !== watch) return;
+          if (map === this.configWatches) {
+            if (watch.commit === e.commit) return;
+            watch.commit = e.commit;
+          }
+          onCommit(e);
+        }, (e) => { if (map.get(key) === watch) onError(e); }, (e) => { if (map.get(key) === watch) onRecover(e); });
+      } catch (err) {
+        // The Git source refuses the project outright (config.ts and addAgent check ids first, so
+        // this is a last line): the problem goes to the agents that asked, nothing is watched.
+        watch.failed = { code: (err as { code?: string }).code ?? 'GIT_WATCH_FAILED', message: `${project}: cannot be watched: ${errorMessage(err)}` };
+        watch.problem = watch.failed;
+        this.log.warn({ project, code: watch.failed.code, problem: watch.failed.message }, 'project cannot be watched');
+      }
+      this.tellIfFailed(watch, agentId);
       return watch;
     }
     w.agents.add(agentId);
+    this.tellIfFailed(w, agentId);
     return w;
+  }
+
+  /** A watch the Git source refused: each agent that subscribes hears of it once, after the caller is done. */
+  private tellIfFailed(w: Watch, agentId: string): void {
+    const problem = w.failed;
+    if (!problem) return;
+    queueMicrotask(() => { if (w.agents.has(agentId) && this.agents.has(agentId)) this.tellSourceProblem(agentId, w.project, problem); });
   }
 
   private unsubscribe_(map: Map<string, Watch>, key: string, agentId: string): void {
@@ -467,6 +606,37 @@ class Limiter {
       else this.active--;
     };
   }
+}
+
+/**
+ * The config an agent may have: `parsed` without the manifest projects the access rule refuses
+ * for this agent, and one problem per refusal (file:line, project, rule, and the operator's fix).
+ * When nothing is refused the parsed config object itself is returned, so agents sharing a file
+ * keep sharing one config object.
+ */
+export function enforceAccess(record: Pick<AgentRecord, 'name' | 'configProject' | 'allowProjects'>, parsed: ParsedConfig): { config: AgentConfig; refused: { project: string; problem: ProblemReport }[] } {
+  const refused: { project: string; problem: ProblemReport }[] = [];
+  const allowed: ManifestProjectConfig[] = [];
+  const file = agentConfigPath(record.name);
+  parsed.config.projects.forEach((cfg, i) => {
+    const decision = projectAccess(record, cfg.id);
+    if (decision.allowed) {
+      allowed.push(cfg);
+      return;
+    }
+    const line = parsed.projectLines?.[i];
+    refused.push({
+      project: cfg.id,
+      problem: {
+        code: FleetProblem.PROJECT_NOT_ALLOWED,
+        message: `${file}${line ? `:${line}` : ''}: gitops.manifest_projects[${i}].id: ${decision.reason}; it is not read. An operator can allow it with \`${allowCommand(record.name, cfg.id)}\``,
+        file,
+        ...(line ? { line } : {}),
+      },
+    });
+  });
+  if (refused.length === 0) return { config: parsed.config, refused };
+  return { config: { ...parsed.config, projects: allowed }, refused };
 }
 
 function configMessage(config: AgentConfig, errors: ProblemReport[]): ConfigMessage {
