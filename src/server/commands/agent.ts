@@ -1,41 +1,52 @@
 /**
- * `gitops-server agent create|list|revoke`: manage the agent registry in a state dir. These run
- * as their own processes beside a running server, which notices changes within a second.
+ * `gitops-server agent create|list|revoke|allow|disallow`: manage the agent registry in a state
+ * dir. These run as their own processes beside a running server, which notices changes within a
+ * second (crash-safe writes of agents.json under its lock; see state-files.ts).
  */
 import { Command, Option } from 'commander';
 import { UserError } from '../../common/errors.js';
 import type { ProblemReport } from '../../protocol/messages.js';
 import { DEFAULT_STATE_DIR } from '../options.js';
-import { createAgent, listAgents, revokeAgent, type AgentListRow } from '../registry.js';
+import { createAgent, listAgentsReport, revokeAgent, updateAllowProjects, type AgentListRow } from '../registry.js';
+
+/** Collects a repeatable option's values. */
+const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
+
+const ALLOW_HELP = 'a manifest project the agent may read besides its config project\'s group: a path group/name, or a group prefix ending in / (group/ and its subgroups); repeatable';
 
 function stateDirOption(): Option {
   return new Option('--state-dir <dir>', 'state directory of the server').env('GITOPS_SERVER_STATE_DIR').default(DEFAULT_STATE_DIR);
 }
 
 export function agentCommand(): Command {
-  const agent = new Command('agent').description('Create, list and revoke agents (works beside a running server).');
+  const agent = new Command('agent').description('Create, list, revoke agents and change the projects they may read (works beside a running server).');
 
   agent
     .command('create')
     .description('Register an agent and print its token on stdout, once. Store it in a Kubernetes Secret; it cannot be shown again.')
     .argument('<name>', 'agent name, as in .gitlab/agents/<name>/config.yaml')
-    .requiredOption('--config-project <id>', 'project holding .gitlab/agents/<name>/config.yaml (e.g. group/kubernetes-agent)')
+    .requiredOption('--config-project <id>', 'project holding .gitlab/agents/<name>/config.yaml (e.g. group/kubernetes-agent); a GitLab project path')
+    .option('--allow-project <path-or-group/>', ALLOW_HELP, collect)
     .addOption(stateDirOption())
-    .addHelpText('after', '\nExample:\n  gitops-server agent create agent1 --config-project group/kubernetes-agent > agent1.token\n  kubectl -n gitops-agent create secret generic gitops-agent-token --from-file=token=agent1.token\n')
-    .action(guarded(async (name: string, opts: { configProject: string; stateDir: string }) => {
-      const { record, token } = await createAgent(opts.stateDir, name, opts.configProject);
+    .addHelpText('after', '\nExample:\n  gitops-server agent create agent1 --config-project group/kubernetes-agent > agent1.token\n  kubectl -n gitops-agent create secret generic gitops-agent-token --from-file=token=agent1.token\n' +
+      '  gitops-server agent create agent2 --config-project tenant-a/agents --allow-project shared/base-manifests --allow-project platform/ > agent2.token\n')
+    .action(guarded(async (name: string, opts: { configProject: string; allowProject?: string[]; stateDir: string }) => {
+      const { record, token } = await createAgent(opts.stateDir, name, opts.configProject, undefined, { allowProjects: opts.allowProject ?? [] });
       process.stdout.write(token + '\n');
       process.stderr.write(`agent ${record.name} created (id ${record.id}); the token above is shown only once\n`);
     }));
 
   agent
     .command('list')
-    .description('Show agents: config project, connected, last seen, applied commit per manifest project, last error.')
+    .description('Show agents: config project, allowed projects, connected, last seen, applied commit per manifest project, last error. Records of the state dir that fail validation are skipped and reported on stderr as warnings (file:line and why).')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
     .option('--all', 'include revoked agents')
     .addOption(stateDirOption())
     .action(guarded(async (opts: { output: 'table' | 'json'; stateDir: string; all?: boolean }) => {
-      const rows = (await listAgents(opts.stateDir)).filter((r) => opts.all || !r.revokedAt);
+      const report = await listAgentsReport(opts.stateDir);
+      // On stderr, so `-o json` stays one document for scripts.
+      for (const warning of report.warnings) process.stderr.write(`warning: ${warning}\n`);
+      const rows = report.rows.filter((r) => opts.all || !r.revokedAt);
       if (opts.output === 'json') {
         process.stdout.write(JSON.stringify(rows.map(({ publicKey: _omit, ...r }) => r), null, 2) + '\n');
         return;
@@ -52,18 +63,35 @@ export function agentCommand(): Command {
       const record = await revokeAgent(opts.stateDir, name);
       process.stderr.write(`agent ${record.name} revoked\n`);
     }));
+
+  for (const verb of ['allow', 'disallow'] as const) {
+    agent
+      .command(verb)
+      .description(verb === 'allow'
+        ? 'Let an agent read more manifest projects (besides its config project\'s group); a running server applies it within a second.'
+        : 'Take back projects given with allow or create --allow-project; a running server stops serving them within a second.')
+      .argument('<name>', 'agent name')
+      .requiredOption('--project <path-or-group/>', verb === 'allow' ? ALLOW_HELP : 'an entry of the agent\'s allowed projects, exactly as listed; repeatable', collect)
+      .addOption(stateDirOption())
+      .addHelpText('after', `\nExample:\n  gitops-server agent ${verb} agent1 --project tenant-b/secret-manifests --project shared/\n`)
+      .action(guarded(async (name: string, opts: { project: string[]; stateDir: string }) => {
+        const record = await updateAllowProjects(opts.stateDir, name, verb === 'allow' ? { allow: opts.project } : { disallow: opts.project });
+        process.stderr.write(`agent ${record.name}: allowed projects ${record.allowProjects?.length ? record.allowProjects.join(', ') : 'none'} (besides its config project's group)\n`);
+      }));
+  }
   return agent;
 }
 
 /** Plain columns for people; `-o json` is for scripts. */
 export function formatTable(rows: AgentListRow[]): string {
-  const header = ['NAME', 'CONFIG PROJECT', 'CONNECTED', 'LAST SEEN', 'APPLIED', 'LAST ERROR'];
+  const header = ['NAME', 'CONFIG PROJECT', 'ALLOWED', 'CONNECTED', 'LAST SEEN', 'APPLIED', 'LAST ERROR'];
   const lines = rows.map((r) => {
     const s = r.status;
     const applied = Object.entries(s?.applied ?? {}).map(([p, a]) => `${p}@${a.commit.slice(0, 8)}${a.result === 'applied' ? '' : `(${a.result})`}`).join(',') || '-';
     return [
       r.revokedAt ? `${r.name} (revoked)` : r.name,
       r.configProject,
+      r.allowProjects?.length ? r.allowProjects.join(',') : '-',
       s?.connected ? `yes (${s.sessions})` : 'no',
       s?.lastSeen ?? '-',
       applied,
