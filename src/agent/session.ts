@@ -16,14 +16,17 @@
  * The attempt counter resets once the server has sent a valid message.
  *
  * `status` and `drift` reports are sent at once when connected and buffered (bounded, oldest
- * dropped; only the newest status per project kept) while disconnected.
+ * dropped; only the newest status per project kept) while disconnected. Each is first fitted to
+ * the server's inbound limits (`fitReport`: at most MAX_AGENT_MESSAGE_BYTES, every string and
+ * list bounded); a report that had to be cut says so in its `truncated` field and in one log line.
+ * Frames from the server (desired state) may be up to MAX_MESSAGE_BYTES.
  */
 import { WebSocket, type RawData } from 'ws';
 import type { IncomingMessage, ClientRequest } from 'node:http';
 import type { Logger } from '../common/logger.js';
 import { errorMessage } from '../common/errors.js';
 import {
-  CloseCode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, decodeServerMessage, encodeMessage,
+  CloseCode, MAX_AGENT_MESSAGE_BYTES, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, decodeServerMessage, encodeMessage, fitReport,
   type ConfigMessage, type DesiredMessage, type DriftMessage, type ErrorMessage, type HelloMessage, type StatusMessage,
 } from '../protocol/messages.js';
 import { RECONNECT_BACKOFF, UNAUTHORIZED_BACKOFF, backoffDelay, type BackoffPolicy } from './backoff.js';
@@ -61,6 +64,8 @@ export interface SessionOptions extends SessionHandlers {
   handshakeTimeoutMs?: number;
   onDropped?: () => void;
   random?: () => number;
+  /** Largest report frame (default MAX_AGENT_MESSAGE_BYTES, what the server accepts). */
+  maxReportBytes?: number;
 }
 
 /** How one connection attempt ended. */
@@ -103,7 +108,14 @@ export class Session {
   }
 
   /** Sends a report now, or buffers it until the next connection. */
-  send(report: Report): void {
+  send(full: Report): void {
+    const report = fitReport(full, this.opts.maxReportBytes ?? MAX_AGENT_MESSAGE_BYTES);
+    if (report.truncated) {
+      this.opts.logger.warn({
+        type: report.type, project: report.project,
+        ...(report.type === 'status' ? { objects: report.truncated.changes, listed: report.changes.length } : { patchOps: report.truncated.patchOps, listed: report.patch.length }),
+      }, 'report too big for the server: sending a shortened one with the totals');
+    }
     const ws = this.ws;
     if (ws && ws.readyState === WebSocket.OPEN && this.state === 'connected') {
       ws.send(encodeMessage(report));

@@ -2,15 +2,51 @@
  * Wire protocol between gitops-server and gitops-agent: JSON text frames over one WebSocket per
  * agent connection. Every frame is validated with these schemas on receipt; anything else is a
  * protocol error (close code INVALID_MESSAGE). See docs/protocol.md for the prose version.
+ *
+ * Agent frames are tenant input: every string and array in them has a bound (AGENT_LIMITS) and a
+ * frame is at most MAX_AGENT_MESSAGE_BYTES. `fitReport` is how the agent stays within both: it
+ * shortens strings and, when a status or drift report would be too big, sends the first entries
+ * that fit and says how many there were (`truncated`).
  */
 import { z } from 'zod';
 
 export const PROTOCOL_VERSION = 1;
 /** WebSocket path agents connect to. */
 export const CONNECT_PATH = '/api/v1/agent/connect';
-/** Largest frame either side accepts (ws `maxPayload`); a larger one closes with MESSAGE_TOO_BIG. */
+/**
+ * Largest server → agent frame (`desired` carries manifests): the agent's ws `maxPayload`. A
+ * larger one closes with MESSAGE_TOO_BIG.
+ */
 export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+/**
+ * Largest agent → server frame (hello, status, drift): the server's ws `maxPayload`. A larger one
+ * closes the session with MESSAGE_TOO_BIG before it is buffered.
+ */
+export const MAX_AGENT_MESSAGE_BYTES = 1024 * 1024;
 
+/** Bounds on every string and array an agent sends (documented in docs/protocol.md). */
+export const AGENT_LIMITS = {
+  /** Manifest project id (GitLab's full path is at most 255 characters). */
+  project: 255,
+  /** Object id `Kind/namespace/name` (with group), messages' `object`. */
+  objectId: 1024,
+  /** A problem's or a change's message. */
+  message: 4096,
+  /** A problem code. */
+  code: 100,
+  /** A problem's file. */
+  file: 1024,
+  /** agentVersion, digest, manager, timestamps. */
+  short: 256,
+  /** Entries in status `changes`. */
+  changes: 10_000,
+  /** Entries in status `errors`. */
+  errors: 100,
+  /** Projects in hello `applied`. */
+  appliedProjects: 1000,
+  /** Operations in a drift `patch`. */
+  patchOps: 1000,
+} as const;
 /** Close codes (4000-4999 are free for applications in RFC 6455). */
 export const CloseCode = {
   NORMAL: 1000,
@@ -20,6 +56,8 @@ export const CloseCode = {
   VERSION_MISMATCH: 4002,
   REVOKED: 4003,
   INVALID_MESSAGE: 4004,
+  /** The agent opened more sessions than the server allows per agent: its oldest one is closed. */
+  SESSION_REPLACED: 4005,
 } as const;
 export type CloseCodeValue = (typeof CloseCode)[keyof typeof CloseCode];
 
@@ -82,36 +120,67 @@ export type ProblemReport = z.infer<typeof ProblemReport>;
 
 // ---- agent → server ----
 
+const bounded = (max: number): z.ZodString => z.string().max(max);
+const projectKey = z.string().min(1).max(AGENT_LIMITS.project);
+
+/** A problem as an agent reports it: ProblemReport with every string bounded. */
+export const AgentProblemReport = z.strictObject({
+  code: bounded(AGENT_LIMITS.code),
+  message: bounded(AGENT_LIMITS.message),
+  file: bounded(AGENT_LIMITS.file).optional(),
+  line: z.number().int().optional(),
+  object: bounded(AGENT_LIMITS.objectId).optional(),
+});
+
 export const HelloMessage = z.strictObject({
   type: z.literal('hello'),
   protocolVersion: z.number().int(),
-  agentVersion: z.string(),
+  agentVersion: bounded(AGENT_LIMITS.short),
   /** Last commit applied (or being enforced) per manifest project id, with its digest. */
-  applied: z.record(z.string(), z.strictObject({ commit: sha, digest: z.string() })),
+  applied: z.record(projectKey, z.strictObject({ commit: sha, digest: bounded(AGENT_LIMITS.short) }))
+    .refine((r) => Object.keys(r).length <= AGENT_LIMITS.appliedProjects, `at most ${AGENT_LIMITS.appliedProjects} projects`),
 });
+
+export const CHANGE_ACTIONS = ['created', 'configured', 'unchanged', 'pruned', 'skipped', 'failed'] as const;
+const count = z.number().int().nonnegative();
 
 export const StatusMessage = z.strictObject({
   type: z.literal('status'),
-  project: z.string(),
+  project: projectKey,
   commit: sha,
-  digest: z.string(),
+  digest: bounded(AGENT_LIMITS.short),
   result: z.enum(['applied', 'failed', 'partial']),
-  changes: z.array(z.strictObject({ id: z.string(), action: z.enum(['created', 'configured', 'unchanged', 'pruned', 'skipped', 'failed']), error: z.string().optional() })),
-  errors: z.array(ProblemReport),
+  changes: z.array(z.strictObject({ id: bounded(AGENT_LIMITS.objectId), action: z.enum(CHANGE_ACTIONS), error: bounded(AGENT_LIMITS.message).optional() })).max(AGENT_LIMITS.changes),
+  errors: z.array(AgentProblemReport).max(AGENT_LIMITS.errors),
   durationMs: z.number().nonnegative(),
+  /**
+   * Present when the report was cut to fit the limits: `changes` then holds failed and skipped
+   * objects first and as many others as fit; these are the totals of the whole apply.
+   */
+  truncated: z.strictObject({
+    changes: count,
+    errors: count,
+    /** Objects per action over the whole apply (actions with none left out). */
+    counts: z.strictObject({
+      created: count.optional(), configured: count.optional(), unchanged: count.optional(),
+      pruned: count.optional(), skipped: count.optional(), failed: count.optional(),
+    }),
+  }).optional(),
 });
 
 export const DriftMessage = z.strictObject({
   type: z.literal('drift'),
-  project: z.string(),
+  project: projectKey,
   commit: sha,
-  object: z.string(),
+  object: bounded(AGENT_LIMITS.objectId),
   action: z.enum(['reverted', 'recreated', 'detected', 'fight']),
   /** The JSON patch that took the live object back to Git (values of Secrets masked). */
-  patch: z.array(z.record(z.string(), z.unknown())),
+  patch: z.array(z.record(bounded(AGENT_LIMITS.short), z.unknown())).max(AGENT_LIMITS.patchOps),
+  /** Present when the patch was cut to fit: the number of operations it had. */
+  truncated: z.strictObject({ patchOps: count }).optional(),
   /** Field manager that made the change, from managedFields, when known. */
-  manager: z.string().optional(),
-  at: z.string(),
+  manager: bounded(AGENT_LIMITS.short).optional(),
+  at: bounded(AGENT_LIMITS.short),
 });
 
 export const AgentMessage = z.discriminatedUnion('type', [HelloMessage, StatusMessage, DriftMessage]);
@@ -176,3 +245,86 @@ function decodeWith<T>(schema: z.ZodType<T>, data: string): DecodeResult<T> {
 export const decodeAgentMessage = (data: string): DecodeResult<AgentMessage> => decodeWith(AgentMessage, data);
 export const decodeServerMessage = (data: string): DecodeResult<ServerMessage> => decodeWith(ServerMessage, data);
 export const encodeMessage = (message: AgentMessage | ServerMessage): string => JSON.stringify(message);
+
+// ---- agent side: keeping reports within the limits ----
+
+const clip = (text: string, max: number): string => (text.length <= max ? text : text.slice(0, max - 1) + '…');
+const bytes = (value: unknown): number => Buffer.byteLength(JSON.stringify(value), 'utf8');
+
+function clipProblem(p: z.infer<typeof AgentProblemReport> | ProblemReport): z.infer<typeof AgentProblemReport> {
+  return {
+    code: clip(p.code, AGENT_LIMITS.code),
+    message: clip(p.message, AGENT_LIMITS.message),
+    ...(p.file !== undefined ? { file: clip(p.file, AGENT_LIMITS.file) } : {}),
+    ...(p.line !== undefined ? { line: p.line } : {}),
+    ...(p.object !== undefined ? { object: clip(p.object, AGENT_LIMITS.objectId) } : {}),
+  };
+}
+
+/**
+ * The longest prefix of `items` that, put in place of `[]` in a message of `baseBytes` encoded
+ * bytes, keeps it within `maxBytes` (JSON arrays are `[` items joined by `,` `]`).
+ */
+function fittingCount(items: readonly unknown[], baseBytes: number, maxBytes: number, maxItems: number): number {
+  let total = baseBytes;
+  let n = 0;
+  for (; n < items.length && n < maxItems; n++) {
+    total += bytes(items[n]) + (n > 0 ? 1 : 0);
+    if (total > maxBytes) break;
+  }
+  return n;
+}
+
+/**
+ * A status or drift report shortened to the protocol's limits: strings clipped, and when the
+ * lists would make the frame bigger than `maxBytes` (or longer than the limits), a shorter list
+ * with `truncated` giving the totals. Failed and skipped objects are kept first, because they are
+ * what a person needs to see. A report already within the limits is returned as it is.
+ */
+export function fitReport<T extends StatusMessage | DriftMessage>(report: T, maxBytes = MAX_AGENT_MESSAGE_BYTES): T {
+  return (report.type === 'status' ? fitStatus(report, maxBytes) : fitDrift(report, maxBytes)) as T;
+}
+
+function fitStatus(status: StatusMessage, maxBytes: number): StatusMessage {
+  const changes = status.changes.map((c) => ({
+    id: clip(c.id, AGENT_LIMITS.objectId), action: c.action, ...(c.error !== undefined ? { error: clip(c.error, AGENT_LIMITS.message) } : {}),
+  }));
+  const base: StatusMessage = {
+    ...status,
+    project: clip(status.project, AGENT_LIMITS.project),
+    digest: clip(status.digest, AGENT_LIMITS.short),
+    changes,
+    errors: status.errors.slice(0, AGENT_LIMITS.errors).map(clipProblem),
+  };
+  delete base.truncated;
+  if (changes.length <= AGENT_LIMITS.changes && status.errors.length <= AGENT_LIMITS.errors && bytes(base) <= maxBytes) return base;
+
+  const counts: Partial<Record<(typeof CHANGE_ACTIONS)[number], number>> = {};
+  for (const c of changes) counts[c.action] = (counts[c.action] ?? 0) + 1;
+  const truncated = { changes: changes.length, errors: status.errors.length, counts };
+  const important = (a: string): boolean => a === 'failed' || a === 'skipped';
+  const ordered = [...changes.filter((c) => important(c.action)), ...changes.filter((c) => !important(c.action))];
+  // Errors first (they fit in any sane budget: 100 of at most ~5 KiB), then as many changes as fit.
+  let errors = base.errors;
+  const withoutChanges = (): StatusMessage => ({ ...base, errors, changes: [], truncated });
+  const emptyBytes = (): number => bytes(withoutChanges()) - 2;
+  if (emptyBytes() + 2 > maxBytes) errors = errors.slice(0, fittingCount(errors, bytes({ ...withoutChanges(), errors: [] }) - 2, maxBytes - 2, AGENT_LIMITS.errors));
+  const n = fittingCount(ordered, emptyBytes(), maxBytes - 2, AGENT_LIMITS.changes);
+  return { ...withoutChanges(), changes: ordered.slice(0, n) };
+}
+
+function fitDrift(drift: DriftMessage, maxBytes: number): DriftMessage {
+  const base: DriftMessage = {
+    ...drift,
+    project: clip(drift.project, AGENT_LIMITS.project),
+    object: clip(drift.object, AGENT_LIMITS.objectId),
+    at: clip(drift.at, AGENT_LIMITS.short),
+    ...(drift.manager !== undefined ? { manager: clip(drift.manager, AGENT_LIMITS.short) } : {}),
+  };
+  delete base.truncated;
+  if (drift.patch.length <= AGENT_LIMITS.patchOps && bytes(base) <= maxBytes) return base;
+  const truncated = { patchOps: drift.patch.length };
+  const empty = { ...base, patch: [], truncated };
+  const n = fittingCount(drift.patch, bytes(empty) - 2, maxBytes - 2, AGENT_LIMITS.patchOps);
+  return { ...empty, patch: drift.patch.slice(0, n) };
+}
