@@ -1,8 +1,8 @@
 import { describe, expect, it } from '@jest/globals';
 import { createHmac } from 'node:crypto';
 import { SignJWT } from 'jose';
-import { generateToken, publicKeyFromX } from './token.js';
-import { ReplayCache, signAgentJwt, verifyAgentJwt, type AgentKey } from './jwt.js';
+import { generateToken, parseToken, publicKeyFromX } from './token.js';
+import { JwtRateLimitedError, ReplayCache, claimedKid, signAgentJwt, verifyAgentJwt, type AgentKey } from './jwt.js';
 
 const AUD = 'gitops-server';
 const agent = generateToken();
@@ -103,11 +103,67 @@ describe('verifyAgentJwt', () => {
 describe('ReplayCache', () => {
   it('forgets ids once their JWT has expired and stays within its bound', () => {
     const cache = new ReplayCache(2);
-    expect(cache.remember('a', 1000, 0)).toBe(true);
-    expect(cache.remember('b', 1000, 0)).toBe(true);
-    expect(() => cache.remember('c', 1000, 0)).toThrow(/too many/);
-    expect(cache.remember('c', 3000, 2000)).toBe(true);
+    expect(cache.remember('x', 'a', 1000, 0)).toBe(true);
+    expect(cache.remember('y', 'b', 1000, 0)).toBe(true);
+    expect(() => cache.remember('z', 'c', 1000, 0)).toThrow(/too many/);
+    expect(cache.remember('z', 'c', 3000, 2000)).toBe(true);
     expect(cache.size).toBeLessThanOrEqual(2);
-    expect(cache.remember('a', 5000, 2000)).toBe(true);
+    expect(cache.remember('x', 'a', 5000, 2000)).toBe(true);
+  });
+
+  it('refuses a replayed id of the same agent but not the same id of another agent', () => {
+    const cache = new ReplayCache();
+    expect(cache.remember('x', 'jti-1', 1000, 0)).toBe(true);
+    expect(cache.remember('x', 'jti-1', 1000, 10)).toBe(false);
+    expect(cache.remember('y', 'jti-1', 1000, 10)).toBe(true);
+  });
+
+  it("keeps one agent within its quota of live ids, so another agent's JWTs still fit", () => {
+    const cache = new ReplayCache(10, 3);
+    for (let i = 0; i < 3; i++) expect(cache.remember('noisy', `n${i}`, 60_000, 0)).toBe(true);
+    let quota = '';
+    for (let i = 3; i < 2000; i++) {
+      try {
+        cache.remember('noisy', `n${i}`, 60_000, 0);
+      } catch (err) {
+        quota = (err as { code: string }).code;
+      }
+    }
+    expect(quota).toBe('JWT_REPLAY_QUOTA');
+    expect(cache.sizeOf('noisy')).toBe(3);
+    for (let i = 0; i < 3; i++) expect(cache.remember('quiet', `q${i}`, 60_000, 0)).toBe(true);
+    // Once the noisy agent's JWTs expire, it gets its quota back.
+    expect(cache.remember('noisy', 'later', 120_000, 60_000)).toBe(true);
+    expect(cache.sizeOf('noisy')).toBe(1);
+  });
+});
+
+describe('verifyAgentJwt admit hook', () => {
+  it('refuses a verified agent before recording its jti, so the same JWT can be used once admitted', async () => {
+    const jwt = await signAgentJwt(agent.token, { audience: AUD });
+    const cache = new ReplayCache();
+    let open = false;
+    const admit = (agentId: string): void => { if (!open) throw new JwtRateLimitedError(agentId, 'too many connections'); };
+    await expect(verifyAgentJwt(jwt, { audience: AUD, lookupKey, replayCache: cache, admit })).rejects.toMatchObject({ code: 'JWT_RATE_LIMITED' });
+    expect(cache.size).toBe(0);
+    open = true;
+    await expect(verifyAgentJwt(jwt, { audience: AUD, lookupKey, replayCache: cache, admit })).resolves.toMatchObject({ agentId: agent.agentId });
+    await expect(verifyAgentJwt(jwt, { audience: AUD, lookupKey, replayCache: cache, admit })).rejects.toMatchObject({ code: 'JWT_REPLAYED' });
+  });
+
+  it('is not called for a JWT that does not verify', async () => {
+    const jwt = await signAgentJwt({ ...parseToken(other.token), agentId: agent.agentId }, { audience: AUD });
+    let called = 0;
+    await expect(verifyAgentJwt(jwt, { audience: AUD, lookupKey, replayCache: new ReplayCache(), admit: () => { called++; } })).rejects.toMatchObject({ code: 'JWT_BAD_SIGNATURE' });
+    expect(called).toBe(0);
+  });
+});
+
+describe('claimedKid', () => {
+  it('reads the kid without verifying, bounded, and nothing from garbage', async () => {
+    expect(claimedKid(await signAgentJwt(agent.token, { audience: AUD }))).toBe(agent.agentId);
+    expect(claimedKid('garbage')).toBeUndefined();
+    const header = Buffer.from(JSON.stringify({ alg: 'EdDSA', kid: 'k'.repeat(500) })).toString('base64url');
+    expect(claimedKid(`${header}.e30.sig`)).toHaveLength(64);
   });
 });

@@ -8,7 +8,9 @@
  * Server side: `verifyAgentJwt` allow-lists exactly `EdDSA`, requires `typ` JWT (when present) and a
  * `kid`, looks the key up (unknown and revoked agents fail here), verifies the signature, then the
  * claims (audience, expiry and issue time with a small skew, maximum lifetime), and finally records
- * the `jti` in a replay cache. Each failure is its own error class with a stable `code`; none of
+ * the `jti` in a replay cache (per agent at most a quota of live ids, so one agent's flood of JWTs
+ * cannot fill it for others). Before the `jti` is recorded an optional `admit` hook may refuse a
+ * verified agent (the hub's per-agent connection rate). Each failure is its own error class with a stable `code`; none of
  * them carries the JWT. At the HTTP edge every failure becomes a bare 401 and the code goes to the log.
  */
 import { randomBytes, type KeyObject } from 'node:crypto';
@@ -73,37 +75,97 @@ export class JwtNotYetValidError extends JwtError { constructor(kid: string) { s
 export class JwtLifetimeError extends JwtError { constructor(kid: string) { super('JWT_LIFETIME_TOO_LONG', `agent ${kid}: JWT lifetime exceeds ${MAX_JWT_LIFETIME_SECONDS}s`); } }
 export class JwtReplayedError extends JwtError { constructor(kid: string) { super('JWT_REPLAYED', `agent ${kid}: JWT id was already used`); } }
 export class JwtReplayCacheFullError extends JwtError { constructor() { super('JWT_REPLAY_CACHE_FULL', 'too many live JWTs; try again shortly'); } }
+export class JwtReplayQuotaError extends JwtError { constructor(kid: string, quota: number) { super('JWT_REPLAY_QUOTA', `agent ${kid}: more than ${quota} live JWTs for this agent (one per connection); try again shortly`); } }
+export class JwtRateLimitedError extends JwtError { constructor(kid: string, detail: string) { super('JWT_RATE_LIMITED', `agent ${kid}: ${detail}`); } }
+
+/** Codes of refusals for a verified agent that is over a limit: a 429, not a failed authentication. */
+export const JWT_THROTTLE_CODES: ReadonlySet<string> = new Set(['JWT_REPLAY_CACHE_FULL', 'JWT_REPLAY_QUOTA', 'JWT_RATE_LIMITED']);
 
 // ---- replay cache ----
 
+/** Default bound on live ids in the whole cache. */
+export const DEFAULT_REPLAY_CACHE_ENTRIES = 200_000;
+/**
+ * Default bound on live ids of one agent. A JWT lives at most 330 s (300 s lifetime and 30 s
+ * skew); an agent that reconnects within the hub's connection rate stays far below this.
+ */
+export const DEFAULT_REPLAY_QUOTA_PER_AGENT = 100;
+
 /**
  * Remembers `jti` values until their JWT expires (plus skew), so each JWT opens one connection.
- * Memory is bounded: at most `maxEntries` live ids. When full of unexpired ids, new JWTs are refused
- * rather than old ids forgotten (forgetting would reopen a replay window).
+ * Memory is bounded: at most `maxEntries` live ids, and at most `maxPerAgent` of one agent. When
+ * full of unexpired ids, new JWTs are refused rather than old ids forgotten (forgetting would
+ * reopen a replay window); the per-agent quota makes that refusal hit only the agent that sent
+ * them, as long as fewer than maxEntries / maxPerAgent agents are at their quota at once.
  */
 export class ReplayCache {
-  private readonly entries = new Map<string, number>();
+  /** agent id → (jti → expiry ms). */
+  private readonly agents = new Map<string, Map<string, number>>();
+  private total = 0;
   private nextSweep = 0;
 
-  constructor(private readonly maxEntries = 200_000) {}
+  constructor(private readonly maxEntries = DEFAULT_REPLAY_CACHE_ENTRIES, private readonly maxPerAgent = DEFAULT_REPLAY_QUOTA_PER_AGENT) {}
 
-  /** Records `key` until `expiresAtMs`; false when it was already recorded. */
-  remember(key: string, expiresAtMs: number, nowMs: number): boolean {
-    const seen = this.entries.get(key);
+  /**
+   * Records `jti` of `agentId` until `expiresAtMs`; false when it was already recorded. Throws
+   * JwtReplayQuotaError when the agent has `maxPerAgent` live ids, JwtReplayCacheFullError when
+   * the cache is full.
+   */
+  remember(agentId: string, jti: string, expiresAtMs: number, nowMs: number): boolean {
+    let ids = this.agents.get(agentId);
+    const seen = ids?.get(jti);
     if (seen !== undefined && seen > nowMs) return false;
-    if (this.entries.size >= this.maxEntries || nowMs >= this.nextSweep) this.sweep(nowMs);
-    if (this.entries.size >= this.maxEntries) throw new JwtReplayCacheFullError();
-    this.entries.set(key, expiresAtMs);
+    if (ids && ids.size >= this.maxPerAgent) this.sweepAgent(agentId, ids, nowMs);
+    if (ids && ids.size >= this.maxPerAgent) throw new JwtReplayQuotaError(agentId.slice(0, 64), this.maxPerAgent);
+    if (this.total >= this.maxEntries || nowMs >= this.nextSweep) this.sweep(nowMs);
+    if (this.total >= this.maxEntries) throw new JwtReplayCacheFullError();
+    // A sweep may have dropped the agent's (emptied) map.
+    ids = this.agents.get(agentId);
+    if (!ids) {
+      ids = new Map();
+      this.agents.set(agentId, ids);
+    }
+    if (!ids.has(jti)) this.total++;
+    ids.set(jti, expiresAtMs);
     return true;
   }
 
   get size(): number {
-    return this.entries.size;
+    return this.total;
+  }
+
+  /** Live ids of one agent (tests, metrics). */
+  sizeOf(agentId: string): number {
+    return this.agents.get(agentId)?.size ?? 0;
+  }
+
+  private sweepAgent(agentId: string, ids: Map<string, number>, nowMs: number): void {
+    for (const [jti, exp] of ids) {
+      if (exp > nowMs) continue;
+      ids.delete(jti);
+      this.total--;
+    }
+    if (ids.size === 0) this.agents.delete(agentId);
   }
 
   private sweep(nowMs: number): void {
-    for (const [key, exp] of this.entries) if (exp <= nowMs) this.entries.delete(key);
+    for (const [agentId, ids] of this.agents) this.sweepAgent(agentId, ids, nowMs);
     this.nextSweep = nowMs + 10_000;
+  }
+}
+
+/**
+ * The `kid` a JWT claims, read from its header without verifying anything (at most 64
+ * characters; undefined when there is none or the header does not decode). For keying failed
+ * attempts: a claim, never an identity.
+ */
+export function claimedKid(jwt: string): string | undefined {
+  if (jwt.length > MAX_JWT_LENGTH) return undefined;
+  try {
+    const { kid } = decodeProtectedHeader(jwt);
+    return typeof kid === 'string' && kid !== '' ? kid.slice(0, 64) : undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -122,6 +184,11 @@ export interface VerifyOptions {
   now?: number;
   /** Tolerated clock skew in seconds, at most 30 (default 30). */
   skewSeconds?: number;
+  /**
+   * Called for an agent whose JWT verified, before its `jti` is recorded: throws a JwtError (e.g.
+   * JwtRateLimitedError) to refuse it. A refused JWT's id is not recorded.
+   */
+  admit?: (agentId: string) => void;
 }
 
 export interface VerifiedAgentJwt {
@@ -181,6 +248,7 @@ export async function verifyAgentJwt(jwt: string, options: VerifyOptions): Promi
   if (exp - iat > MAX_JWT_LIFETIME_SECONDS || exp <= iat) throw new JwtLifetimeError(kid);
 
   const expiresAt = (exp + skew) * 1000;
-  if (!options.replayCache.remember(`${header.kid}\0${jti}`, expiresAt, now)) throw new JwtReplayedError(kid);
+  options.admit?.(header.kid);
+  if (!options.replayCache.remember(header.kid, jti, expiresAt, now)) throw new JwtReplayedError(kid);
   return { agentId: header.kid, jti, expiresAt };
 }

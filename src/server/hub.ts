@@ -4,11 +4,21 @@
  *
  * - Authentication: a flat list of guard clauses in `handleUpgrade`, every failure ending in one
  *   `abortHandshake` (bare 401/404/429, reason in the log and metrics, never the JWT). Failed
- *   attempts are counted per source address and refused with 429 above a limit.
- * - Sessions: several per agent (two replicas); a revoked agent's sessions close with REVOKED.
+ *   attempts are counted per client address (client-address.ts: X-Forwarded-For only from a
+ *   trusted proxy) and claimed agent id; above a limit that key's failures get 429, but a JWT
+ *   that verifies always passes, so one agent's bad attempts never lock out another, nor itself
+ *   once fixed.
+ * - Per-agent limits (admission.ts), so a leaked token hurts only its agent: a connection rate
+ *   per verified agent (429 JWT_RATE_LIMITED), a quota of live JWT ids in the replay cache
+ *   (429 JWT_REPLAY_QUOTA), and at most `maxSessionsPerAgent` sessions: a newer session closes
+ *   the oldest with SESSION_REPLACED (a live agent is never locked out by stale sessions).
  * - Frames: the first must be `hello` with our protocol version (else VERSION_MISMATCH); a frame
- *   that is not valid JSON of a known message closes that session with INVALID_MESSAGE and nobody
- *   else notices. Oversized frames are cut off by ws (`maxPayload`, close 1009).
+ *   that is not valid JSON of a known message (every string and list bounded, messages.ts) closes
+ *   that session with INVALID_MESSAGE and nobody else notices. Frames over
+ *   MAX_AGENT_MESSAGE_BYTES are cut off by ws before they are buffered (`maxPayload`, close 1009).
+ * - Reports: a status or drift for a project that is not a manifest project of the agent's
+ *   current config is refused (counted, logged and told to the agent once per session, never
+ *   stored), so the registry only ever holds the agent's own projects.
  * - Heartbeat: one timer pings every session; a session that did not answer the previous ping is
  *   terminated.
  * - Push: `desired` goes to a session only when its commit or digest differs from what that session has
@@ -25,13 +35,17 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import { JwtError, ReplayCache, verifyAgentJwt } from '../protocol/jwt.js';
 import {
-  CONNECT_PATH, CloseCode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, decodeAgentMessage, encodeMessage,
+  DEFAULT_REPLAY_CACHE_ENTRIES, DEFAULT_REPLAY_QUOTA_PER_AGENT, JWT_THROTTLE_CODES, JwtError, JwtRateLimitedError, ReplayCache, claimedKid, verifyAgentJwt,
+} from '../protocol/jwt.js';
+import {
+  CONNECT_PATH, CloseCode, MAX_AGENT_MESSAGE_BYTES, PROTOCOL_VERSION, decodeAgentMessage, encodeMessage,
   type AgentMessage, type ConfigMessage, type ErrorMessage,
 } from '../protocol/messages.js';
+import { DEFAULT_AGENT_CONNECT_RATE, DEFAULT_FAILURE_LIMIT, FailureWindows, RateLimiter, type FailureLimit, type RateLimit } from './admission.js';
+import { clientAddress, parseTrustedProxies, type TrustedProxies } from './client-address.js';
 import type { ServerMetrics } from './metrics.js';
-import { boundProblems, type Registry } from './registry.js';
+import { boundProblems, setEntry, type Registry } from './registry.js';
 
 /** A desired message for one (agent, project), encoded once and shared by every session. */
 export interface DesiredEntry {
@@ -50,6 +64,8 @@ export interface DesiredStateProvider {
   errorMessages(agentId: string): ErrorMessage[];
   /** Current desired state for each of the agent's projects that has one. */
   desired(agentId: string): Promise<DesiredEntry[]>;
+  /** Manifest project ids of the agent's current config (empty until it is read): reports for others are refused. */
+  projectsOf(agentId: string): readonly string[];
 }
 
 export interface HubOptions {
@@ -62,8 +78,19 @@ export interface HubOptions {
   heartbeatMs?: number;
   /** Time allowed between upgrade and hello (default 10 s). */
   helloTimeoutMs?: number;
-  /** Failed upgrades allowed per source address per window before 429 (default 20 per 60 s). */
-  authFailureLimit?: { max: number; windowMs: number };
+  /** Failed upgrades allowed per client address and claimed agent per window before 429 (default 20 per 60 s). */
+  authFailureLimit?: FailureLimit;
+  /** Upgrades per verified agent (default a burst of 20, then 10 a minute). */
+  connectRate?: RateLimit;
+  /** Live JWT ids one agent may hold in the replay cache (default 100). */
+  replayQuotaPerAgent?: number;
+  /** Live JWT ids in the whole replay cache (default 200,000). */
+  replayCacheEntries?: number;
+  /** Sessions per agent; a newer one closes the oldest with SESSION_REPLACED (default 4). */
+  maxSessionsPerAgent?: number;
+  /** Peers whose X-Forwarded-For names the client (`--trusted-proxy`; default none). */
+  trustedProxies?: TrustedProxies;
+  /** Largest inbound frame (default MAX_AGENT_MESSAGE_BYTES). */
   maxPayload?: number;
   /** Unsent bytes a session may hold before `desired` messages are coalesced (default 4 MiB). */
   maxBufferedBytes?: number;
@@ -71,6 +98,10 @@ export interface HubOptions {
 
 /** Default for HubOptions.maxBufferedBytes. */
 export const DEFAULT_MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
+/** Default for HubOptions.maxSessionsPerAgent: two replicas, each with a stale session not yet noticed. */
+export const DEFAULT_MAX_SESSIONS_PER_AGENT = 4;
+/** Lines per key and minute about refused upgrades; beyond it only metrics count them. */
+const REFUSAL_LOG_LINES = 20;
 
 interface Session {
   readonly ws: WebSocket;
@@ -78,6 +109,10 @@ interface Session {
   readonly log: Logger;
   ready: boolean;
   alive: boolean;
+  /** Closed (or closing) by the server: no longer counted against the agent's session cap. */
+  closing: boolean;
+  /** Reports refused for naming a project the agent does not follow (logged and told once). */
+  refused: number;
   /** `commit digest` per project that this session has or was sent. */
   readonly known: Map<string, string>;
   /** Newest desired per project waiting for the socket to drain (insertion order = send order). */
@@ -115,15 +150,24 @@ const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthor
 export class Hub {
   private readonly wss: WebSocketServer;
   private readonly sessions = new Map<string, Set<Session>>();
-  private readonly failures = new Map<string, { count: number; resetAt: number }>();
-  private readonly replayCache = new ReplayCache();
+  private readonly failures: FailureWindows;
+  /** Failure and throttle log lines per client address / agent: a flood is counted, not logged line by line. */
+  private readonly refusalLogs = new FailureWindows({ max: REFUSAL_LOG_LINES, windowMs: 60_000 });
+  private readonly connectRate: RateLimiter;
+  private readonly replayCache: ReplayCache;
+  private readonly trustedProxies: TrustedProxies;
   private readonly heartbeat: NodeJS.Timeout;
   private readonly unsubscribe: () => void;
   private sessionTotal = 0;
   private closing = false;
 
   constructor(private readonly options: HubOptions) {
-    this.wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload ?? MAX_MESSAGE_BYTES, clientTracking: false });
+    // Inbound frames only: what the server sends (desired state, up to MAX_MESSAGE_BYTES) is not limited by this.
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload ?? MAX_AGENT_MESSAGE_BYTES, clientTracking: false, perMessageDeflate: false });
+    this.failures = new FailureWindows(options.authFailureLimit ?? DEFAULT_FAILURE_LIMIT);
+    this.connectRate = new RateLimiter(options.connectRate ?? DEFAULT_AGENT_CONNECT_RATE);
+    this.replayCache = new ReplayCache(options.replayCacheEntries ?? DEFAULT_REPLAY_CACHE_ENTRIES, options.replayQuotaPerAgent ?? DEFAULT_REPLAY_QUOTA_PER_AGENT);
+    this.trustedProxies = options.trustedProxies ?? parseTrustedProxies([]).proxies;
     this.heartbeat = setInterval(() => this.beat(), options.heartbeatMs ?? 30_000);
     this.heartbeat.unref();
     this.unsubscribe = options.registry.onChange((change) => {
@@ -150,40 +194,68 @@ export class Hub {
   };
 
   private async authenticate(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const remote = req.socket.remoteAddress ?? 'unknown';
+    const remote = clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], this.trustedProxies);
     const url = new URL(req.url ?? '/', 'http://x');
     if (this.closing) return this.abortHandshake(socket, 503, 'shutting-down');
     if (url.pathname !== CONNECT_PATH) return this.abortHandshake(socket, 404, 'wrong-path');
-    if (this.tooManyFailures(remote)) return this.abortHandshake(socket, 429, 'rate-limited');
-    const auth = req.headers.authorization ?? '';
-    const match = /^Bearer ([^\s]+)$/i.exec(auth);
-    if (!match) return this.fail(socket, remote, 'JWT_MISSING');
+    const jwt = /^Bearer ([^\s]+)$/i.exec(req.headers.authorization ?? '')?.[1];
+    // Failures are keyed by address and the agent the JWT claims to be: behind one proxy, one
+    // agent's bad attempts must not lock out the others.
+    const kid = jwt ? claimedKid(jwt) : undefined;
+    const failKey = `${remote} ${kid ?? '-'}`;
+    const locked = this.failures.locked(failKey, Date.now());
+    if (!jwt) return this.fail(socket, remote, failKey, locked, 'JWT_MISSING');
+    if (locked) {
+      // Locked out: only a JWT that can still verify is looked at (a valid one passes).
+      const key = kid ? this.options.registry.lookupKey(kid) : undefined;
+      if (!key || key.revoked) return this.fail(socket, remote, failKey, locked, key ? 'JWT_AGENT_REVOKED' : 'JWT_UNKNOWN_AGENT');
+    }
     let agentId: string;
     try {
-      ({ agentId } = await verifyAgentJwt(match[1], { audience: this.options.audience, lookupKey: this.options.registry.lookupKey, replayCache: this.replayCache }));
+      ({ agentId } = await verifyAgentJwt(jwt, { audience: this.options.audience, lookupKey: this.options.registry.lookupKey, replayCache: this.replayCache, admit: this.admit }));
     } catch (err) {
-      if (err instanceof JwtError) return this.fail(socket, remote, err.code, err.message);
+      if (err instanceof JwtError && JWT_THROTTLE_CODES.has(err.code)) return this.throttle(socket, remote, kid ?? '-', err);
+      if (err instanceof JwtError) return this.fail(socket, remote, failKey, locked, err.code, err.message);
       throw err;
     }
     if (socket.destroyed) return;
     this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, agentId, remote));
   }
 
-  private fail(socket: Duplex, remote: string, code: string, detail?: string): void {
+  /** The per-agent connection rate, checked once the JWT verified (a stranger cannot spend it). */
+  private readonly admit = (agentId: string): void => {
     const now = Date.now();
-    const entry = this.failures.get(remote);
-    if (entry && entry.resetAt > now) entry.count++;
-    else {
-      if (this.failures.size >= 10_000) for (const [k, v] of this.failures) if (v.resetAt <= now) this.failures.delete(k);
-      if (this.failures.size < 10_000) this.failures.set(remote, { count: 1, resetAt: now + (this.options.authFailureLimit?.windowMs ?? 60_000) });
+    if (this.connectRate.take(agentId, now)) return;
+    const rate = this.options.connectRate ?? DEFAULT_AGENT_CONNECT_RATE;
+    throw new JwtRateLimitedError(agentId, `more than ${rate.burst} connections at once or ${rate.perMinute} a minute; retry in ${Math.ceil(this.connectRate.retryAfterMs(agentId, now) / 1000)}s`);
+  };
+
+  /** A failed authentication: 401 (429 once its key is locked), counted for the key. */
+  private fail(socket: Duplex, remote: string, failKey: string, locked: boolean, code: string, detail?: string): void {
+    const now = Date.now();
+    if (locked) {
+      this.options.metrics.authFailures.inc({ reason: code });
+      return this.abortHandshake(socket, 429, 'rate-limited');
     }
-    this.options.logger.warn({ reason: code, detail, remote }, 'agent authentication failed');
+    const count = this.failures.record(failKey, now);
+    const lines = this.refusalLogs.record(`fail ${remote}`, now);
+    const max = (this.options.authFailureLimit ?? DEFAULT_FAILURE_LIMIT).max;
+    if (lines <= REFUSAL_LOG_LINES) {
+      this.options.logger.warn({ reason: code, detail, remote, ...(count >= max ? { lockedOut: true } : {}) }, 'agent authentication failed');
+    } else if (lines === REFUSAL_LOG_LINES + 1) {
+      this.options.logger.warn({ remote }, 'more agent authentication failures from this address: counted in metrics, not logged, for a minute');
+    }
     this.abortHandshake(socket, 401, code);
   }
 
-  private tooManyFailures(remote: string): boolean {
-    const entry = this.failures.get(remote);
-    return Boolean(entry && entry.resetAt > Date.now() && entry.count >= (this.options.authFailureLimit?.max ?? 20));
+  /** A verified agent over one of its limits: 429, not a failure (its token is fine). */
+  private throttle(socket: Duplex, remote: string, kid: string, err: JwtError): void {
+    const now = Date.now();
+    this.options.metrics.agentLimited.inc({ reason: err.code });
+    const lines = this.refusalLogs.record(`throttle ${kid}`, now);
+    if (lines <= REFUSAL_LOG_LINES) this.options.logger.warn({ reason: err.code, detail: err.message, remote }, 'agent connection refused: over a per-agent limit');
+    else if (lines === REFUSAL_LOG_LINES + 1) this.options.logger.warn({ reason: err.code, agentId: kid, remote }, 'more refused connections of this agent: counted in metrics, not logged, for a minute');
+    this.abortHandshake(socket, 429, err.code);
   }
 
   /** The single way an upgrade is refused: a bare status line, no body detail. */
@@ -198,12 +270,20 @@ export class Hub {
   private accept(ws: WebSocket, agentId: string, remote: string): void {
     const record = this.options.registry.get(agentId);
     const log = this.options.logger.child({ agent: record?.name ?? agentId });
-    const session: Session = { ws, agentId, log, ready: false, alive: true, known: new Map(), pending: new Map() };
+    const session: Session = { ws, agentId, log, ready: false, alive: true, closing: false, refused: 0, known: new Map(), pending: new Map() };
     let set = this.sessions.get(agentId);
     if (!set) {
       set = new Set();
       this.sessions.set(agentId, set);
       this.options.metrics.connectedAgents.inc();
+    }
+    const max = this.options.maxSessionsPerAgent ?? DEFAULT_MAX_SESSIONS_PER_AGENT;
+    const live = [...set].filter((s) => !s.closing);
+    // Oldest first (a Set keeps insertion order): a reconnecting agent replaces its stale sessions.
+    for (const old of live.slice(0, Math.max(0, live.length - max + 1))) {
+      this.options.metrics.agentLimited.inc({ reason: 'sessions' });
+      old.log.warn({ max }, 'closing the oldest session of this agent: a newer one connected');
+      this.closeSession(old, CloseCode.SESSION_REPLACED, `replaced by a newer session (at most ${max} per agent)`);
     }
     set.add(session);
     this.sessionTotal++;
@@ -235,6 +315,7 @@ export class Hub {
     });
     ws.on('close', (code) => {
       clearTimeout(helloTimer);
+      session.closing = true;
       set.delete(session);
       this.sessionTotal--;
       this.options.metrics.connectedSessions.dec();
@@ -242,7 +323,7 @@ export class Hub {
         this.sessions.delete(agentId);
         this.options.metrics.connectedAgents.dec();
       }
-      log.info({ code, sessions: set.size }, 'agent disconnected');
+      log.info({ code, sessions: set.size, ...(session.refused ? { refusedReports: session.refused } : {}) }, 'agent disconnected');
       this.options.registry.updateStatus(agentId, (s) => { s.sessions = set.size; s.connected = set.size > 0; s.lastSeen = new Date().toISOString(); });
     });
   }
@@ -266,38 +347,62 @@ export class Hub {
         return;
       }
       case 'status': {
+        if (!this.follows(session, message.type, message.project)) return;
         if (session.known.has(message.project) || session.known.size < 100) session.known.set(message.project, `${message.commit} ${message.digest}`);
         registry.recordApplied(session.agentId, message.project, { commit: message.commit, digest: message.digest, result: message.result, at: now, durationMs: message.durationMs });
         registry.updateStatus(session.agentId, (s) => {
           s.lastSeen = now;
           // Per project: a later good apply of this project clears its error, others keep theirs.
           if (message.errors.length === 0 && message.result === 'applied') {
-            if (s.projectErrors?.[message.project]) {
-              const { [message.project]: _cleared, ...rest } = s.projectErrors;
-              if (Object.keys(rest).length) s.projectErrors = rest;
-              else delete s.projectErrors;
+            if (s.projectErrors && Object.hasOwn(s.projectErrors, message.project)) {
+              delete s.projectErrors[message.project];
+              if (Object.keys(s.projectErrors).length === 0) delete s.projectErrors;
             }
             return;
           }
           const errors = s.projectErrors ?? {};
-          if (!(message.project in errors) && Object.keys(errors).length >= 100) return;
-          const failed = message.changes.filter((c) => c.action === 'failed').map((c) => ({ code: 'APPLY_FAILED', message: c.error ?? 'failed', object: c.id }));
-          errors[message.project] = { at: now, commit: message.commit, problems: boundProblems([...message.errors, ...failed]) };
+          if (!Object.hasOwn(errors, message.project) && Object.keys(errors).length >= 100) return;
+          const failed = message.changes.filter((c) => c.action === 'failed').slice(0, 20).map((c) => ({ code: 'APPLY_FAILED', message: c.error ?? 'failed', object: c.id }));
+          const cut = message.truncated ? [{ code: 'STATUS_TRUNCATED', message: `the agent's report was cut to fit: ${message.truncated.changes} objects (${message.truncated.counts.failed ?? 0} failed), ${message.changes.length} listed` }] : [];
+          setEntry(errors, message.project, { at: now, commit: message.commit, problems: boundProblems([...message.errors, ...failed, ...cut]) });
           s.projectErrors = errors;
         });
-        session.log.info({ project: message.project, commit: message.commit, result: message.result, durationMs: message.durationMs }, 'agent status');
+        session.log.info({
+          project: message.project, commit: message.commit, result: message.result, durationMs: message.durationMs,
+          ...(message.truncated ? { objects: message.truncated.changes, listed: message.changes.length } : {}),
+        }, 'agent status');
         return;
       }
       case 'drift': {
+        if (!this.follows(session, message.type, message.project)) return;
         registry.updateStatus(session.agentId, (s) => {
           s.lastSeen = now;
           s.driftCount = (s.driftCount ?? 0) + 1;
-          s.lastDrift = { project: message.project.slice(0, 300), object: message.object.slice(0, 300), action: message.action, manager: message.manager?.slice(0, 100), at: message.at.slice(0, 40) };
+          s.lastDrift = { project: message.project, object: message.object.slice(0, 300), action: message.action, manager: message.manager?.slice(0, 100), at: message.at.slice(0, 40) };
         });
-        session.log.info({ project: message.project, object: message.object, action: message.action, manager: message.manager }, 'agent drift');
+        session.log.info({ project: message.project, object: message.object.slice(0, 300), action: message.action, manager: message.manager?.slice(0, 100) }, 'agent drift');
         return;
       }
     }
+  }
+
+  /**
+   * Whether a report's project is one of the agent's manifest projects. Others are refused: the
+   * first of a session is logged and told to the agent, the rest only counted.
+   */
+  private follows(session: Session, type: string, project: string): boolean {
+    const projects = this.options.provider.projectsOf(session.agentId);
+    if (projects.includes(project)) return true;
+    this.options.metrics.agentLimited.inc({ reason: 'unknown-project' });
+    if (session.refused++ === 0) {
+      const shown = JSON.stringify(project.slice(0, 100));
+      session.log.warn({ type, project: project.slice(0, 100), projects: projects.length }, 'report refused: not a manifest project of this agent');
+      this.send(session, encodeMessage({
+        type: 'error',
+        problems: [{ code: 'REPORT_REFUSED', message: `${type} for project ${shown} refused: it is not a manifest project of this agent's config.yaml${projects.length ? '' : ' (not read yet)'}; reports for it are not stored` }],
+      }));
+    }
+    return false;
   }
 
   /** Sends `config` to every ready session of the agent. */
@@ -387,6 +492,7 @@ export class Hub {
 
   private closeSession(session: Session, code: number, reason: string): void {
     session.ready = false;
+    session.closing = true;
     if (session.ws.readyState === session.ws.OPEN || session.ws.readyState === session.ws.CONNECTING) {
       session.ws.close(code, closeReason(reason));
       // A peer that never answers the close frame is cut off.

@@ -17,6 +17,7 @@ export interface ServerMetrics {
   invalidFrames: Counter<'reason'>;
   /** Background tasks of the fleet (config reads, pushes) that failed; each was logged as 'fleet task failed'. */
   backgroundFailures: Counter<'task'>;
+  agentLimited: Counter<'reason'>;
 }
 
 export function createServerMetrics(options: { defaultMetrics?: boolean } = {}): ServerMetrics {
@@ -38,5 +39,9 @@ export function createServerMetrics(options: { defaultMetrics?: boolean } = {}):
     webhooks: new Counter({ name: 'gitops_server_webhooks_total', help: 'Webhook requests by source and result.', labelNames: ['source', 'result'], registers }),
     invalidFrames: new Counter({ name: 'gitops_server_invalid_frames_total', help: 'Agent sessions closed for a malformed, unknown or oversized frame.', labelNames: ['reason'], registers }),
     backgroundFailures: new Counter({ name: 'gitops_server_background_failures_total', help: "Fleet background tasks (reading an agent's config, pushing a project) that failed with an unexpected error; logged as 'fleet task failed'.", labelNames: ['task'], registers }),
+    agentLimited: new Counter({
+      name: 'gitops_server_agent_limited_total', labelNames: ['reason'], registers,
+      help: 'Agent upgrades refused (429) or sessions and reports dropped by a per-agent limit: JWT_RATE_LIMITED, JWT_REPLAY_QUOTA, JWT_REPLAY_CACHE_FULL, sessions (oldest replaced), unknown-project (report refused).',
+    }),
   };
 }

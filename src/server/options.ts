@@ -10,6 +10,7 @@ import { parseDuration } from '../common/duration.js';
 import { UserError } from '../common/errors.js';
 import { LOG_LEVELS, type LogFormat, type LogLevel } from '../common/logger.js';
 import { DEFAULT_AUDIENCE } from '../protocol/jwt.js';
+import { parseTrustedProxies } from './client-address.js';
 
 export const DEFAULT_LISTEN = '0.0.0.0:8443';
 export const DEFAULT_STATE_DIR = path.join(process.env.XDG_STATE_HOME ?? path.join(homedir(), '.local', 'state'), 'gitops-server');
@@ -32,6 +33,8 @@ export interface RawServeFlags {
   webhookSecret?: string;
   webhookSecretFile?: string;
   adminTokenFile?: string;
+  /** Repeatable; the environment variable is comma-separated. */
+  trustedProxy?: string[];
   audience?: string;
   logLevel?: string;
   logFormat?: string;
@@ -49,6 +52,8 @@ export interface ServeOptions {
   pollIntervalMs: number;
   webhookSecret?: string;
   adminToken?: string;
+  /** Proxies (addresses, CIDR networks) whose X-Forwarded-For names the agent's address. */
+  trustedProxies: string[];
   audience: string;
   logLevel: LogLevel;
   logFormat: LogFormat;
@@ -103,6 +108,8 @@ export function resolveServeOptions(flags: RawServeFlags): Readonly<ServeOptions
     problem(`--webhook-secret: must be at least ${MIN_SECRET_LENGTH} characters`);
     webhookSecret = undefined;
   }
+  const trustedProxies = (flags.trustedProxy ?? []).flatMap((p) => p.split(',')).map((p) => p.trim()).filter(Boolean);
+  for (const text of parseTrustedProxies(trustedProxies).problems) problem(text);
   const adminToken = flags.adminTokenFile ? readSecret(flags.adminTokenFile, '--admin-token-file', MIN_SECRET_LENGTH, problem) : undefined;
 
   const audience = flags.audience ?? DEFAULT_AUDIENCE;
@@ -118,7 +125,7 @@ export function resolveServeOptions(flags: RawServeFlags): Readonly<ServeOptions
   }
   return Object.freeze({
     listen, stateDir: path.resolve(flags.stateDir ?? DEFAULT_STATE_DIR), tls, git, pollIntervalMs, heartbeatMs,
-    ...(webhookSecret ? { webhookSecret } : {}), ...(adminToken ? { adminToken } : {}), audience, logLevel, logFormat,
+    ...(webhookSecret ? { webhookSecret } : {}), ...(adminToken ? { adminToken } : {}), trustedProxies, audience, logLevel, logFormat,
   });
 }
 

@@ -11,6 +11,7 @@ import { createLogger, type Logger } from '../common/logger.js';
 import { CONNECT_PATH } from '../protocol/messages.js';
 import { Fleet } from './fleet.js';
 import { createHttpHandler } from './http.js';
+import { parseTrustedProxies } from './client-address.js';
 import { Hub } from './hub.js';
 import { createServerMetrics, type ServerMetrics } from './metrics.js';
 import type { ServeOptions } from './options.js';
@@ -57,7 +58,10 @@ export async function startServer(options: Readonly<ServeOptions>, deps: ServerD
   const git = await deps.gitSource(options.git, { logger: logger.child({ component: 'git' }), stateDir: options.stateDir, pollIntervalMs: options.pollIntervalMs, metrics });
 
   const fleet = new Fleet({ git, registry, logger: logger.child({ component: 'fleet' }), metrics });
-  const hub = new Hub({ registry, provider: fleet, audience: options.audience, logger: logger.child({ component: 'hub' }), metrics, heartbeatMs: options.heartbeatMs });
+  const hub = new Hub({
+    registry, provider: fleet, audience: options.audience, logger: logger.child({ component: 'hub' }), metrics, heartbeatMs: options.heartbeatMs,
+    trustedProxies: parseTrustedProxies(options.trustedProxies ?? []).proxies,
+  });
   fleet.start(hub);
 
   let ready = false;

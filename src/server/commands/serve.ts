@@ -32,6 +32,8 @@ export function serveCommand(): Command {
     .addOption(opt('--webhook-secret <secret>', 'shared secret for /api/v1/webhooks/* (prefer --webhook-secret-file)', 'WEBHOOK_SECRET'))
     .addOption(opt('--webhook-secret-file <file>', 'file holding the webhook secret (16+ characters)', 'WEBHOOK_SECRET_FILE'))
     .addOption(opt('--admin-token-file <file>', 'file holding the bearer token for GET /api/v1/agents (16+ characters)', 'ADMIN_TOKEN_FILE'))
+    .addOption(opt('--trusted-proxy <cidr-or-ip>', 'a TLS-terminating proxy in front of this server (repeatable; the variable is comma-separated): for peers in it, the agent address for failure lockouts and logs is the right-most untrusted X-Forwarded-For hop', 'TRUSTED_PROXY')
+      .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), ...value.split(',')]))
     .addOption(opt('--audience <aud>', 'JWT audience agents must sign for', 'AUDIENCE').default(DEFAULT_AUDIENCE))
     .addOption(opt('--heartbeat-interval <duration>', 'WebSocket ping interval; silent peers are cut after two', 'HEARTBEAT_INTERVAL').default('30s'))
     .addOption(opt('--log-level <level>', 'log level: trace, debug, info, warn or error', 'LOG_LEVEL').default('info'))
