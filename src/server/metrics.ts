@@ -15,6 +15,8 @@ export interface ServerMetrics {
   fetchDuration: Histogram<'result'>;
   webhooks: Counter<'source' | 'result'>;
   invalidFrames: Counter<'reason'>;
+  /** Promise rejections no code owned (src/common/process-guards.ts); each was logged. */
+  unhandledRejections: Counter;
   /** Background tasks of the fleet (config reads, pushes) that failed; each was logged as 'fleet task failed'. */
   backgroundFailures: Counter<'task'>;
   agentLimited: Counter<'reason'>;
@@ -38,10 +40,39 @@ export function createServerMetrics(options: { defaultMetrics?: boolean } = {}):
     }),
     webhooks: new Counter({ name: 'gitops_server_webhooks_total', help: 'Webhook requests by source and result.', labelNames: ['source', 'result'], registers }),
     invalidFrames: new Counter({ name: 'gitops_server_invalid_frames_total', help: 'Agent sessions closed for a malformed, unknown or oversized frame.', labelNames: ['reason'], registers }),
+    unhandledRejections: new Counter({ name: 'gitops_server_unhandled_rejections_total', help: "Promise rejections no code handled; each was logged as 'unhandled promise rejection' and the server carried on (a bug: please report it).", registers }),
     backgroundFailures: new Counter({ name: 'gitops_server_background_failures_total', help: "Fleet background tasks (reading an agent's config, pushing a project) that failed with an unexpected error; logged as 'fleet task failed'.", labelNames: ['task'], registers }),
     agentLimited: new Counter({
       name: 'gitops_server_agent_limited_total', labelNames: ['reason'], registers,
       help: 'Agent upgrades refused (429) or sessions and reports dropped by a per-agent limit: JWT_RATE_LIMITED, JWT_REPLAY_QUOTA, JWT_REPLAY_CACHE_FULL, sessions (oldest replaced), unknown-project (report refused).',
     }),
   };
+}
+
+/** What the agent registry could not read (Registry.health()). */
+export interface RegistryHealthSource {
+  health(): { agentsFileProblem?: string; invalidRecords: number; invalidStatus: number };
+}
+
+/**
+ * Gauges read from the registry at each scrape: gitops_server_agents_file_unreadable (1 while
+ * agents.json is missing or unreadable and the known agents are kept) and
+ * gitops_server_state_records_skipped{kind="agent"|"status"}.
+ */
+export function registerRegistryHealth(metrics: Pick<ServerMetrics, 'registry'>, source: RegistryHealthSource): void {
+  const registers = [metrics.registry];
+  new Gauge({
+    name: 'gitops_server_agents_file_unreadable', registers,
+    help: "1 while agents.json is missing or cannot be parsed after the server read it: the server keeps the agents it knows and revokes none (log: 'agents file unreadable; keeping the agents known').",
+    collect() { this.set(source.health().agentsFileProblem === undefined ? 0 : 1); },
+  });
+  new Gauge({
+    name: 'gitops_server_state_records_skipped', labelNames: ['kind'], registers,
+    help: "Records of the state dir that failed validation and were skipped: agent records at the last read of agents.json and its journal, status entries at start-up (log: 'agent record skipped', 'status record skipped'; agent list shows them as warnings).",
+    collect() {
+      const h = source.health();
+      this.set({ kind: 'agent' }, h.invalidRecords);
+      this.set({ kind: 'status' }, h.invalidStatus);
+    },
+  });
 }

@@ -23,15 +23,18 @@ export function serveCommand(): Command {
     .addOption(opt('--state-dir <dir>', 'agent registry and status (created 0700, files 0600)', 'STATE_DIR').default(DEFAULT_STATE_DIR))
     .addOption(opt('--tls-cert <file>', 'PEM certificate (chain) to serve', 'TLS_CERT'))
     .addOption(opt('--tls-key <file>', 'PEM private key of --tls-cert', 'TLS_KEY'))
-    .addOption(opt('--tls-self-signed', 'for trials: create <state-dir>/tls.crt (agents trust it) and log its SHA-256 fingerprint', 'TLS_SELF_SIGNED'))
+    .addOption(opt('--tls-self-signed', 'for trials: create <state-dir>/ca.crt (agents trust it; its key is not kept) and a leaf certificate it signed, and log the CA\'s SHA-256 fingerprint', 'TLS_SELF_SIGNED'))
     .addOption(opt('--insecure-plaintext', 'serve plain ws:// and http:// (only behind a TLS-terminating proxy)', 'INSECURE_PLAINTEXT'))
     .addOption(opt('--git-base-url <url>', 'Git host; project group/name is <url>/group/name.git (GitLab layout)', 'GIT_BASE_URL'))
     .addOption(opt('--git-token-file <file>', 'file holding a token for private projects on --git-base-url', 'GIT_TOKEN_FILE'))
     .addOption(opt('--git-root <dir>', 'local repositories instead of a Git host: <dir>/group/name(.git)', 'GIT_ROOT'))
     .addOption(opt('--poll-interval <duration>', 'how often each watched project is fetched (webhooks fetch at once)', 'POLL_INTERVAL').default(DEFAULT_POLL_INTERVAL))
-    .addOption(opt('--webhook-secret <secret>', 'shared secret for /api/v1/webhooks/* (prefer --webhook-secret-file)', 'WEBHOOK_SECRET'))
-    .addOption(opt('--webhook-secret-file <file>', 'file holding the webhook secret (16+ characters)', 'WEBHOOK_SECRET_FILE'))
+    // Removed: a secret in argv shows in `ps`. Still parsed, so that using it says what to do instead.
+    .addOption(opt('--webhook-secret <secret>', 'removed: use --webhook-secret-file', 'WEBHOOK_SECRET').hideHelp())
+    .addOption(opt('--webhook-secret-file <file>', 'file holding the shared secret for /api/v1/webhooks/* (16+ characters)', 'WEBHOOK_SECRET_FILE'))
     .addOption(opt('--admin-token-file <file>', 'file holding the bearer token for GET /api/v1/agents (16+ characters)', 'ADMIN_TOKEN_FILE'))
+    .addOption(opt('--metrics-listen <[host:]port>', 'plain-HTTP listener for /metrics, /healthz, /readyz and GET /api/v1/agents; a bare port means 127.0.0.1. ' +
+      'When set, /metrics and /api/v1/agents leave the --listen port; without it they are served there, to whoever reaches it (/metrics names projects)', 'METRICS_LISTEN'))
     .addOption(opt('--trusted-proxy <cidr-or-ip>', 'a TLS-terminating proxy in front of this server (repeatable; the variable is comma-separated): for peers in it, the agent address for failure lockouts and logs is the right-most untrusted X-Forwarded-For hop', 'TRUSTED_PROXY')
       .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), ...value.split(',')]))
     .addOption(opt('--audience <aud>', 'JWT audience agents must sign for', 'AUDIENCE').default(DEFAULT_AUDIENCE))
@@ -40,11 +43,12 @@ export function serveCommand(): Command {
     .addOption(opt('--log-format <format>', 'json lines, or text for people at a terminal', 'LOG_FORMAT').default('json'))
     .addHelpText('after', `
 Examples:
-  # a trial: Git host on this machine, self-signed certificate (agents pass --ca-file <state-dir>/tls.crt)
+  # a trial: Git host on this machine, self-signed certificate (agents pass --ca-file <state-dir>/ca.crt)
   gitops-server serve --git-base-url http://127.0.0.1:8080 --tls-self-signed --log-format text
   # production: real certificate, token for private projects, webhook secret from a file
   gitops-server serve --git-base-url https://gitlab.example.com --git-token-file /run/secrets/git-token \\
-    --tls-cert /etc/gitops/tls.crt --tls-key /etc/gitops/tls.key --webhook-secret-file /run/secrets/webhook
+    --tls-cert /etc/gitops/tls.crt --tls-key /etc/gitops/tls.key --webhook-secret-file /run/secrets/webhook \\
+    --metrics-listen 0.0.0.0:9090   # Prometheus and probes here; not on :8443
 `)
     .action(guarded(async (flags: RawServeFlags) => {
       const options = resolveServeOptions(flags);
