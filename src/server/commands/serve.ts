@@ -1,13 +1,18 @@
 /**
  * `gitops-server serve`: every flag has a GITOPS_SERVER_* environment fallback (shown in --help);
- * options are validated once, every problem listed, before anything starts.
+ * options are validated once, every problem listed, before anything starts. The process-wide
+ * guards (src/common/process-guards.ts) are installed first: an unhandled rejection is logged and
+ * counted in gitops_server_unhandled_rejections_total and never stops the server; an uncaught
+ * exception is logged and exits with status 1.
  */
 import { Command, Option } from 'commander';
 import { createLogger } from '../../common/logger.js';
+import { installProcessGuards } from '../../common/process-guards.js';
 import { DEFAULT_AUDIENCE } from '../../protocol/jwt.js';
 import { createGitSource } from '../git-factory.js';
 import { guarded } from './agent.js';
 import { DEFAULT_LISTEN, DEFAULT_POLL_INTERVAL, DEFAULT_STATE_DIR, resolveServeOptions, type RawServeFlags } from '../options.js';
+import { registerRegistryHealth } from '../metrics.js';
 import { startServer } from '../serve.js';
 
 const opt = (flags: string, description: string, env: string): Option => new Option(flags, description).env(`GITOPS_SERVER_${env}`);
@@ -53,7 +58,11 @@ Examples:
     .action(guarded(async (flags: RawServeFlags) => {
       const options = resolveServeOptions(flags);
       const logger = createLogger({ level: options.logLevel, format: options.logFormat, name: 'gitops-server' });
+      // Before anything starts: a rejection during start-up is counted once the metrics exist.
+      const guards = installProcessGuards({ logger: logger.child({ component: 'process' }) });
       const server = await startServer(options, { gitSource: createGitSource, logger });
+      guards.countWith(server.metrics.unhandledRejections);
+      registerRegistryHealth(server.metrics, server.registry);
       await new Promise<void>((resolve) => {
         const stop = (signal: NodeJS.Signals): void => {
           logger.info({ signal }, 'stopping');
