@@ -202,7 +202,7 @@ class TenantGit extends MemoryGit {
 /** A registry with records that can change, as Registry.onChange reports it. */
 function fakeRegistry(records: AgentRecord[]) {
   const status = new Map<string, { configProblems?: ProblemLike[]; sourceProblems?: Record<string, ProblemLike> }>();
-  let listener: ((c: RegistryChange & { updated?: AgentRecord[] }) => void) | undefined;
+  let listener: ((c: RegistryChange) => void) | undefined;
   return {
     status,
     active: () => records.filter((r) => !r.revokedAt),
@@ -216,7 +216,7 @@ function fakeRegistry(records: AgentRecord[]) {
     onChange: (l: (c: RegistryChange) => void) => { listener = l; return () => { listener = undefined; }; },
     replace(record: AgentRecord) {
       records.splice(records.findIndex((r) => r.id === record.id), 1, record);
-      listener?.({ added: [], revoked: [], updated: [record] });
+      listener?.({ added: [], revoked: [], changed: [record] });
     },
   };
 }

@@ -52,11 +52,6 @@ export const FleetProblem = {
   CONFIG_PROJECT_INVALID: 'CONFIG_PROJECT_INVALID',
 } as const;
 
-/**
- * A registry change as the fleet reads it: `updated` lists active records replaced in place (an
- * operator changed allowProjects), when the registry reports them.
- */
-type FleetRegistryChange = RegistryChange & { updated?: AgentRecord[] };
 
 /** Where fleet messages go (the hub). */
 export interface Pusher {
@@ -161,10 +156,11 @@ export class Fleet implements DesiredStateProvider {
   start(pusher: Pusher): void {
     this.pusher = pusher;
     for (const record of this.options.registry.active()) this.guard('add agent', record, () => this.addAgent(record));
-    this.unsubscribe = this.options.registry.onChange((change: FleetRegistryChange) => {
+    this.unsubscribe = this.options.registry.onChange((change: RegistryChange) => {
       for (const record of change.revoked) this.guard('remove agent', record, () => this.removeAgent(record.id));
       for (const record of change.added) this.guard('add agent', record, () => this.addAgent(record));
-      for (const record of change.updated ?? []) this.guard('update agent', record, () => this.updateAgent(record));
+      // An operator changed what the agent may read (allowProjects) or its config project.
+      for (const record of change.changed ?? []) this.guard('update agent', record, () => this.updateAgent(record));
     });
   }
 
