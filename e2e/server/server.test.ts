@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFile } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -73,9 +73,11 @@ beforeAll(async () => {
   await manifestRepo.commit({ files: { 'manifest.yaml': deployment(2) } });
   stateDir = path.join(work, 'state');
   for (const n of names) tokens[n] = (await createAgent(stateDir, n, 'kubernetes-agent')).token;
+  // The secret is a file, as for operators (--webhook-secret on the command line is refused).
+  await writeFile(path.join(work, 'webhook.secret'), WEBHOOK_SECRET, { mode: 0o600 });
   const options = resolveServeOptions({
     listen: '127.0.0.1:0', stateDir, tlsSelfSigned: true, gitBaseUrl: gitServer.url, pollInterval: '60s',
-    webhookSecret: WEBHOOK_SECRET, heartbeatInterval: '1s', logLevel: 'debug',
+    webhookSecretFile: path.join(work, 'webhook.secret'), heartbeatInterval: '1s', logLevel: 'debug',
   });
   const destination = new Writable({ write(chunk: Buffer, _e, done) { logLines.push(...chunk.toString().split('\n').filter(Boolean)); done(); } });
   server = await startServer(options, { gitSource: createGitSource, logger: createLogger({ level: 'debug', destination }) });

@@ -2,7 +2,7 @@ import { describe, expect, it } from '@jest/globals';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { resolveServeOptions } from './options.js';
+import { parseMetricsListen, resolveServeOptions } from './options.js';
 
 describe('resolveServeOptions', () => {
   it('fills documented defaults and freezes the result', async () => {
@@ -15,11 +15,34 @@ describe('resolveServeOptions', () => {
   it('lists every problem at once', () => {
     let message = '';
     try {
-      resolveServeOptions({ listen: 'localhost', tlsSelfSigned: true, insecurePlaintext: true, pollInterval: 'soon', logLevel: 'loud', webhookSecret: 'short' });
+      resolveServeOptions({ listen: 'localhost', tlsSelfSigned: true, insecurePlaintext: true, pollInterval: 'soon', logLevel: 'loud', metricsListen: 'nowhere:' });
     } catch (err) {
       message = (err as Error).message;
     }
-    for (const flag of ['--listen', 'TLS: choose one', 'Git: give', '--poll-interval', '--log-level', '--webhook-secret']) expect(message).toContain(flag);
+    for (const flag of ['--listen', 'TLS: choose one', 'Git: give', '--poll-interval', '--log-level', '--metrics-listen']) expect(message).toContain(flag);
+  });
+
+  it('refuses a webhook secret on the command line (it shows in ps), naming the file flag, without echoing it', async () => {
+    const root = await mkdtemp(path.join(tmpdir(), 'gitops-opt-'));
+    let message = '';
+    try {
+      resolveServeOptions({ insecurePlaintext: true, gitRoot: root, webhookSecret: 'a-webhook-secret-in-argv' });
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toContain('--webhook-secret-file');
+    expect(message).toContain('ps');
+    expect(message).not.toContain('a-webhook-secret-in-argv');
+    await writeFile(path.join(root, 'hook'), 'a-webhook-secret-in-a-file\n');
+    expect(resolveServeOptions({ insecurePlaintext: true, gitRoot: root, webhookSecretFile: path.join(root, 'hook') }).webhookSecret).toBe('a-webhook-secret-in-a-file');
+  });
+
+  it('puts --metrics-listen on loopback unless a host is named, and refuses the agents\' port', async () => {
+    const root = await mkdtemp(path.join(tmpdir(), 'gitops-opt-'));
+    expect(resolveServeOptions({ insecurePlaintext: true, gitRoot: root }).metricsListen).toBeUndefined();
+    expect(resolveServeOptions({ insecurePlaintext: true, gitRoot: root, metricsListen: '9090' }).metricsListen).toEqual({ host: '127.0.0.1', port: 9090 });
+    expect(() => resolveServeOptions({ insecurePlaintext: true, gitRoot: root, listen: '0.0.0.0:8443', metricsListen: '8443' })).toThrow(/same port as --listen/);
+    expect(resolveServeOptions({ insecurePlaintext: true, gitRoot: root, listen: '127.0.0.1:0', metricsListen: ':0' }).metricsListen).toEqual({ host: '127.0.0.1', port: 0 });
   });
 
   it('reads secrets from files, refuses short ones, and never puts URL credentials in a message', async () => {
@@ -37,4 +60,26 @@ describe('resolveServeOptions', () => {
       expect((err as Error).message).not.toContain('hunter2');
     }
   });
+});
+
+describe('parseMetricsListen', () => {
+  it.each([
+    ['9090', { host: '127.0.0.1', port: 9090 }],
+    [':9090', { host: '127.0.0.1', port: 9090 }],
+    ['0.0.0.0:9090', { host: '0.0.0.0', port: 9090 }],
+    ['localhost:0', { host: 'localhost', port: 0 }],
+    ['[::1]:9090', { host: '::1', port: 9090 }],
+    [' 10.0.0.5:9100 ', { host: '10.0.0.5', port: 9100 }],
+  ])('reads %j', (text, want) => {
+    const problems: string[] = [];
+    expect(parseMetricsListen(text, (p) => problems.push(p))).toEqual(want);
+    expect(problems).toEqual([]);
+  });
+
+  it.each(['', 'host', 'host:', '70000', 'a:b:9090', '[::1]', 'http://x:9090', 'a b:9090'])('refuses %j with the flag name', (text) => {
+    const problems: string[] = [];
+    expect(parseMetricsListen(text, (p) => problems.push(p))).toBeUndefined();
+    expect(problems).toEqual([expect.stringContaining('--metrics-listen')]);
+  });
+
 });

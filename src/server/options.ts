@@ -30,9 +30,11 @@ export interface RawServeFlags {
   gitTokenFile?: string;
   gitRoot?: string;
   pollInterval?: string;
+  /** Removed (a secret in argv shows in `ps`): accepted only to be refused with a clear message. */
   webhookSecret?: string;
   webhookSecretFile?: string;
   adminTokenFile?: string;
+  metricsListen?: string;
   /** Repeatable; the environment variable is comma-separated. */
   trustedProxy?: string[];
   audience?: string;
@@ -52,6 +54,8 @@ export interface ServeOptions {
   pollIntervalMs: number;
   webhookSecret?: string;
   adminToken?: string;
+  /** A plain-HTTP listener for /metrics, /healthz, /readyz and /api/v1/agents, which then leave the agents' port. */
+  metricsListen?: { host: string; port: number };
   /** Proxies (addresses, CIDR networks) whose X-Forwarded-For names the agent's address. */
   trustedProxies: string[];
   audience: string;
@@ -102,11 +106,13 @@ export function resolveServeOptions(flags: RawServeFlags): Readonly<ServeOptions
   const pollIntervalMs = duration(flags.pollInterval ?? DEFAULT_POLL_INTERVAL, '--poll-interval', problem, 1000);
   const heartbeatMs = duration(flags.heartbeatInterval ?? '30s', '--heartbeat-interval', problem, 100);
 
-  if (flags.webhookSecret && flags.webhookSecretFile) problem('webhooks: choose --webhook-secret or --webhook-secret-file, not both');
-  let webhookSecret = flags.webhookSecretFile ? readSecret(flags.webhookSecretFile, '--webhook-secret-file', MIN_SECRET_LENGTH, problem) : flags.webhookSecret;
-  if (flags.webhookSecret !== undefined && flags.webhookSecret.length < MIN_SECRET_LENGTH) {
-    problem(`--webhook-secret: must be at least ${MIN_SECRET_LENGTH} characters`);
-    webhookSecret = undefined;
+  if (flags.webhookSecret !== undefined) {
+    problem('--webhook-secret (GITOPS_SERVER_WEBHOOK_SECRET) is no longer accepted: a secret on the command line shows in `ps`; write it to a file (mode 0600) and pass --webhook-secret-file FILE (GITOPS_SERVER_WEBHOOK_SECRET_FILE)');
+  }
+  const webhookSecret = flags.webhookSecretFile ? readSecret(flags.webhookSecretFile, '--webhook-secret-file', MIN_SECRET_LENGTH, problem) : undefined;
+  const metricsListen = flags.metricsListen !== undefined ? parseMetricsListen(flags.metricsListen, problem) : undefined;
+  if (metricsListen && metricsListen.port !== 0 && metricsListen.port === listen.port && (metricsListen.host === listen.host || isWildcard(metricsListen.host) || isWildcard(listen.host))) {
+    problem(`--metrics-listen: ${flags.metricsListen} is the same port as --listen`);
   }
   const trustedProxies = (flags.trustedProxy ?? []).flatMap((p) => p.split(',')).map((p) => p.trim()).filter(Boolean);
   for (const text of parseTrustedProxies(trustedProxies).problems) problem(text);
@@ -125,7 +131,7 @@ export function resolveServeOptions(flags: RawServeFlags): Readonly<ServeOptions
   }
   return Object.freeze({
     listen, stateDir: path.resolve(flags.stateDir ?? DEFAULT_STATE_DIR), tls, git, pollIntervalMs, heartbeatMs,
-    ...(webhookSecret ? { webhookSecret } : {}), ...(adminToken ? { adminToken } : {}), trustedProxies, audience, logLevel, logFormat,
+    ...(webhookSecret ? { webhookSecret } : {}), ...(adminToken ? { adminToken } : {}), ...(metricsListen ? { metricsListen } : {}), trustedProxies, audience, logLevel, logFormat,
   });
 }
 
@@ -137,6 +143,22 @@ function parseListen(text: string, problem: (t: string) => void): { host: string
     return { host: '0.0.0.0', port: 8443 };
   }
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+const isWildcard = (host: string): boolean => host === '0.0.0.0' || host === '::';
+
+/**
+ * `--metrics-listen`: `HOST:PORT`, `[v6]:PORT`, or a bare `:PORT` / `PORT`, which means loopback
+ * (127.0.0.1): what this port shows is for Prometheus and operators, not for whoever reaches the host.
+ */
+export function parseMetricsListen(text: string, problem: (t: string) => void): { host: string; port: number } | undefined {
+  const m = /^(?:(?:\[([0-9a-fA-F:.]+)\]|([^:[\]/\s]*)):)?(\d{1,5})$/.exec(text.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) {
+    problem(`--metrics-listen: "${text}" is not HOST:PORT or PORT (examples: 9090 = 127.0.0.1:9090, 0.0.0.0:9090 for a Prometheus in another pod)`);
+    return undefined;
+  }
+  return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
 }
 
 function duration(text: string, flag: string, problem: (t: string) => void, minMs: number): number {

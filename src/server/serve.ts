@@ -38,8 +38,10 @@ export interface RunningServer {
   /** Full WebSocket URL agents connect to. */
   readonly connectUrl: string;
   readonly port: number;
-  /** Certificate agents should trust (self-signed mode: `<state-dir>/tls.crt`). */
+  /** Certificate agents should trust (self-signed mode: `<state-dir>/ca.crt`). */
   readonly caCertPath?: string;
+  /** `http://host:port` of the --metrics-listen listener, when there is one. */
+  readonly metricsUrl?: string;
   readonly fingerprint?: string;
   readonly registry: Registry;
   readonly hub: Hub;
@@ -65,39 +67,50 @@ export async function startServer(options: Readonly<ServeOptions>, deps: ServerD
   fleet.start(hub);
 
   let ready = false;
-  const handler = createHttpHandler({
+  const routes = {
     registry, metrics, logger: logger.child({ component: 'http' }), ready: () => ready,
-    refresh: (project) => git.refresh(project), webhookSecret: options.webhookSecret, adminToken: options.adminToken,
-    isConnected: (id) => hub.isConnected(id),
-  });
+    refresh: (project: string) => git.refresh(project), webhookSecret: options.webhookSecret, adminToken: options.adminToken,
+    isConnected: (id: string) => hub.isConnected(id),
+  };
+  // With --metrics-listen, /metrics and the status API move there, off the port agents reach.
+  const handler = createHttpHandler({ ...routes, routes: options.metricsListen ? 'agents' : 'all' });
   const server = tls ? https.createServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }, handler) : http.createServer(handler);
   server.on('upgrade', hub.handleUpgrade);
+  server.on('checkContinue', handler.checkContinue);
   server.on('clientError', (_err, socket) => socket.destroy());
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.listen.port, options.listen.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listen(server, options.listen);
   const port = (server.address() as AddressInfo).port;
+  const opsHandler = options.metricsListen ? createHttpHandler({ ...routes, webhookSecret: undefined, routes: 'ops' }) : undefined;
+  const opsServer = opsHandler ? http.createServer(opsHandler) : undefined;
+  if (opsServer && options.metricsListen) {
+    opsServer.on('clientError', (_err, socket) => socket.destroy());
+    await listen(opsServer, options.metricsListen).catch((err: unknown) => {
+      server.close();
+      throw err;
+    });
+  }
+  const metricsUrl = opsServer ? urlOf('http', opsServer.address() as AddressInfo) : undefined;
   const host = wildcard ? '127.0.0.1' : options.listen.host;
   const baseUrl = `${tls ? 'wss' : 'ws'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
   ready = true;
-  logger.info({ listen: `${options.listen.host}:${port}`, connect: baseUrl + CONNECT_PATH, tls: options.tls.mode, fingerprint: tls?.fingerprint, caCert: options.tls.mode === 'self-signed' ? tls?.certPath : undefined, agents: registry.active().length }, 'server listening');
+  logger.info({ listen: `${options.listen.host}:${port}`, connect: baseUrl + CONNECT_PATH, tls: options.tls.mode, fingerprint: tls?.fingerprint, caCert: options.tls.mode === 'self-signed' ? tls?.certPath : undefined, metrics: metricsUrl, agents: registry.active().length }, 'server listening');
+  if (tls?.created === 'was-a-ca') logger.warn({ caCert: tls.certPath }, 'self-signed certificate replaced: the old one was a CA with its key beside it; agents must trust the new caCert');
   if (!tls) logger.warn('TLS is off (--insecure-plaintext): agent JWTs and manifests travel in clear text');
 
   let closing: Promise<void> | undefined;
   return {
-    baseUrl, connectUrl: baseUrl + CONNECT_PATH, port, caCertPath: tls?.certPath, fingerprint: tls?.fingerprint,
+    baseUrl, connectUrl: baseUrl + CONNECT_PATH, port, caCertPath: tls?.certPath, fingerprint: tls?.fingerprint, metricsUrl,
     registry, hub, fleet, metrics,
     close() {
       closing ??= (async () => {
         ready = false;
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        const opsClosed = new Promise<void>((resolve) => (opsServer ? opsServer.close(() => resolve()) : resolve()));
         await hub.close();
         server.closeAllConnections?.();
-        await closed;
+        opsServer?.closeAllConnections();
+        await Promise.all([closed, opsClosed]);
+        handler.close();
         fleet.close();
         await git.close().catch((err: unknown) => logger.warn({ err: errorMessage(err) }, 'git source close failed'));
         await registry.close();
@@ -106,4 +119,18 @@ export async function startServer(options: Readonly<ServeOptions>, deps: ServerD
       return closing;
     },
   };
+}
+
+function listen(server: http.Server, at: { host: string; port: number }): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(at.port, at.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function urlOf(scheme: string, addr: AddressInfo): string {
+  return `${scheme}://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
 }
