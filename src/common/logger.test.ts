@@ -48,3 +48,37 @@ describe('createLogger', () => {
     expect(out.lines()[0]).toMatch(/INFO agent connected agent=agent1$/);
   });
 });
+
+describe('text format with agent-supplied strings', () => {
+  const forged = 'agent1\n2026-01-01T00:00:00.000Z INFO agent connected agent=admin';
+  it.each([
+    ['a newline that would start a forged line', forged, '"agent1\\n2026-01-01T00:00:00.000Z INFO agent connected agent=admin"'],
+    ['a terminal escape (ESC [ 2 J clears the screen)', 'x\u001b[2Jy', '"x\\u001b[2Jy"'],
+    ['an 8-bit CSI and DEL', 'x\u009b31my\u007f', '"x\\u009b31my\\u007f"'],
+    ['a Unicode line separator', 'a\u2028b', '"a\\u2028b"'],
+    ['a carriage return that would overwrite the line', 'ok\rFATAL', '"ok\\rFATAL"'],
+    ['a space and = that would add a field', 'x level=fatal', '"x level=fatal"'],
+    ['a quote', 'say "hi"', '"say \\"hi\\""'],
+    ['an empty string', '', '""'],
+    ['nothing in a plain word (left bare)', 'agent-1.example/x', 'agent-1.example/x'],
+  ])('escapes %s', (_what, value, shown) => {
+    const out = capture();
+    createLogger({ destination: out.stream, format: 'text' }).warn({ agent: value, n: 1 }, 'status refused');
+    expect(out.lines()).toHaveLength(1);
+    expect(out.lines()[0]).toMatch(/WARN status refused agent=/);
+    expect(out.lines()[0].endsWith(` agent=${shown} n=1`)).toBe(true);
+    expect(out.lines()[0]).not.toMatch(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/);
+  });
+
+  it('escapes nested values, keys and the message too', () => {
+    const out = capture();
+    const log = createLogger({ destination: out.stream, format: 'text' });
+    log.warn({ problem: { message: 'bad\u001b]0;owned\u0007 \u0085' }, ['k\ney']: 1 }, 'problem\nFATAL forged');
+    const [line, ...more] = out.lines();
+    expect(more).toEqual([]);
+    expect(line).toContain('problem\\nFATAL forged');
+    expect(line).toContain('problem={"message":"bad\\u001b]0;owned\\u0007 \\u0085"}');
+    expect(line).toContain('"k\\ney"=1');
+    expect(line).not.toMatch(/[\u0000-\u001f\u007f-\u009f]/);
+  });
+});

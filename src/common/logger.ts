@@ -40,6 +40,28 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   );
 }
 
+/**
+ * C0 and C1 control characters (newlines, ESC, CSI), DEL, and the Unicode line/paragraph
+ * separators: what could end a line or drive a terminal. JSON.stringify escapes only C0.
+ */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+const NEEDS_QUOTES = /[\s"=\\\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+const SHORT_ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/** Control characters as visible escapes (`\n`, `\u001b`), so a value cannot forge a line or a terminal sequence. */
+export function escapeControl(text: string): string {
+  return text.replace(CONTROL, (c) => SHORT_ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/**
+ * One `key=value` value of a text line: bare when it is a plain word, else a JSON string (quoted,
+ * escaped), so that an agent-supplied value cannot add fields or lines of its own.
+ */
+export function textValue(value: unknown): string {
+  if (typeof value === 'string') return value !== '' && !NEEDS_QUOTES.test(value) ? value : escapeControl(JSON.stringify(value));
+  return escapeControl(JSON.stringify(value) ?? String(value));
+}
+
 /** `2026-11-25T22:00:00.000Z INFO detected commit project=x commit=abc` for people at a terminal. */
 function textStream(dest: DestinationStream | NodeJS.WritableStream): Writable {
   return new Writable({
@@ -50,14 +72,15 @@ function textStream(dest: DestinationStream | NodeJS.WritableStream): Writable {
         try {
           rec = JSON.parse(line) as Record<string, unknown>;
         } catch {
-          dest.write(line + '\n');
+          dest.write(escapeControl(line) + '\n');
           continue;
         }
         const { time, level, msg, name, ...fields } = rec;
         const extra = Object.entries(fields)
-          .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+          .map(([k, v]) => `${NEEDS_QUOTES.test(k) ? escapeControl(JSON.stringify(k)) : k}=${textValue(v)}`)
           .join(' ');
-        dest.write(`${String(time)} ${String(level).toUpperCase()}${name ? ` [${String(name)}]` : ''} ${String(msg)}${extra ? ' ' + extra : ''}\n`);
+        const head = `${String(time)} ${String(level).toUpperCase()}${name ? ` [${String(name)}]` : ''} ${String(msg)}`;
+        dest.write(`${escapeControl(head)}${extra ? ' ' + extra : ''}\n`);
       }
       done();
     },
