@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { createLogger, silentLogger, type Logger } from '../common/logger.js';
 import { createHttpHandler, type HttpHandler, type HttpRoutesOptions } from './http.js';
+import { parseTrustedProxies } from './client-address.js';
 import { createServerMetrics } from './metrics.js';
 import type { AgentRecord, AgentStatus } from './registry.js';
 
@@ -187,6 +188,16 @@ describe('webhook limits', () => {
     expect(refusedLines()).toHaveLength(3);
     expect(refusedLines()[2]).toMatchObject({ count: 1 });
     expect(JSON.stringify(lines)).not.toContain(SECRET);
+  });
+
+  it('behind a --trusted-proxy, limits the X-Forwarded-For client, not the proxy every sender shares', async () => {
+    const s = await serve({ webhookLimits: { failuresPerMinute: 2 }, trustedProxies: parseTrustedProxies(['127.0.0.1']).proxies });
+    const from = (client: string) => ({ 'x-forwarded-for': client, 'x-hub-signature-256': 'sha256=bad' });
+    const attacker = [];
+    for (let i = 0; i < 3; i++) attacker.push((await request(s, 'POST', '/api/v1/webhooks/github', from('203.0.113.9'), '{}')).status);
+    expect(attacker).toEqual([401, 401, 429]);
+    const body = JSON.stringify({ repository: { full_name: 'group/app' } });
+    expect((await request(s, 'POST', '/api/v1/webhooks/github', { 'x-forwarded-for': '198.51.100.7', 'x-hub-signature-256': githubSig(body) }, body)).status).toBe(202);
   });
 });
 

@@ -23,6 +23,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
+import { clientAddress, type TrustedProxies } from './client-address.js';
 import type { ServerMetrics } from './metrics.js';
 import type { Registry } from './registry.js';
 import {
@@ -67,6 +68,8 @@ export interface HttpRoutesOptions {
   /** The routes this listener serves; `all` by default. */
   routes?: RouteSet;
   webhookLimits?: Partial<WebhookLimits>;
+  /** --trusted-proxy: for requests from these, the failure limit counts the X-Forwarded-For client. */
+  trustedProxies?: TrustedProxies;
   /** The clock of the failure limit and the refusal log (tests). */
   now?: () => number;
 }
@@ -161,7 +164,7 @@ async function webhook(ctx: Context, source: WebhookSource, req: IncomingMessage
     metrics.webhooks.inc({ source, result: 'disabled' });
     return closeWith(res, 404, { error: 'webhooks disabled (start the server with --webhook-secret-file)' });
   }
-  const remote = req.socket.remoteAddress ?? 'unknown';
+  const remote = ctx.trustedProxies ? clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], ctx.trustedProxies) : req.socket.remoteAddress ?? 'unknown';
   const check = checkWebhookHeaders(source, req.headers, secret);
   const retryAfterMs = ctx.limiter.retryAfterMs(remote);
   if (retryAfterMs > 0 && !provenByHeaders(source, check)) {

@@ -60,9 +60,10 @@ export async function startServer(options: Readonly<ServeOptions>, deps: ServerD
   const git = await deps.gitSource(options.git, { logger: logger.child({ component: 'git' }), stateDir: options.stateDir, pollIntervalMs: options.pollIntervalMs, metrics });
 
   const fleet = new Fleet({ git, registry, logger: logger.child({ component: 'fleet' }), metrics });
+  const trustedProxies = parseTrustedProxies(options.trustedProxies ?? []).proxies;
   const hub = new Hub({
     registry, provider: fleet, audience: options.audience, logger: logger.child({ component: 'hub' }), metrics, heartbeatMs: options.heartbeatMs,
-    trustedProxies: parseTrustedProxies(options.trustedProxies ?? []).proxies,
+    trustedProxies,
   });
   fleet.start(hub);
 
@@ -70,7 +71,7 @@ export async function startServer(options: Readonly<ServeOptions>, deps: ServerD
   const routes = {
     registry, metrics, logger: logger.child({ component: 'http' }), ready: () => ready,
     refresh: (project: string) => git.refresh(project), webhookSecret: options.webhookSecret, adminToken: options.adminToken,
-    isConnected: (id: string) => hub.isConnected(id),
+    isConnected: (id: string) => hub.isConnected(id), trustedProxies,
   };
   // With --metrics-listen, /metrics and the status API move there, off the port agents reach.
   const handler = createHttpHandler({ ...routes, routes: options.metricsListen ? 'agents' : 'all' });
