@@ -16,13 +16,16 @@ import path from 'node:path';
 import git, { type HttpClient } from 'isomorphic-git';
 import { GitopsError, RetryableError, TransientError, UserError, errorMessage } from '../../common/errors.js';
 import type { GitRef } from '../ports.js';
-import type { GitCache } from './read.js';
+import { ObjectReader, tagTarget } from './objects.js';
 import { checkProjectId } from '../project-id.js';
 
-/** A Git object store and isomorphic-git's cache of its pack indexes. */
+/**
+ * A Git object store and the bounded reader over it (objects.ts). isomorphic-git's own `cache`
+ * is never kept between calls: it holds whole pack files in memory for as long as it lives.
+ */
 export interface ObjectStore {
   gitdir: string;
-  cache: GitCache;
+  objects: ObjectReader;
 }
 
 export interface GitBackend {
@@ -55,13 +58,8 @@ function refNotFound(project: string, ref: GitRef, extra = ''): UserError {
   return new UserError('GIT_REF_NOT_FOUND', `${project}: ${describeRef(ref)} does not exist${extra}`, { data: { project } });
 }
 
-async function hasCommit(gitdir: string, oid: string, cache: GitCache): Promise<boolean> {
-  try {
-    await git.readCommit({ fs, gitdir, oid, cache });
-    return true;
-  } catch {
-    return false;
-  }
+function hasCommit(store: ObjectStore, oid: string): Promise<boolean> {
+  return store.objects.hasCommit(oid);
 }
 
 // ---- remote: a smart-HTTP host ----
@@ -125,7 +123,7 @@ export class RemoteBackend implements GitBackend {
       // isomorphic-git maps fetched refs through the remote's refspec, so the cache needs one.
       await git.setConfig({ fs, gitdir, path: 'remote.origin.url', value: url });
       await git.setConfig({ fs, gitdir, path: 'remote.origin.fetch', value: '+refs/heads/*:refs/remotes/origin/*' });
-      return { gitdir, cache: {} };
+      return { gitdir, objects: new ObjectReader(gitdir) };
     })();
     opened.catch(() => {
       if (this.stores.get(project)?.current === opened) this.stores.delete(project);
@@ -153,7 +151,7 @@ export class RemoteBackend implements GitBackend {
   async storeFor(project: string, commit: string): Promise<ObjectStore> {
     const current = await this.store(project);
     const previous = this.stores.get(project)?.previous;
-    if (previous && !(await hasCommit(current.gitdir, commit, current.cache)) && (await hasCommit(previous.gitdir, commit, previous.cache))) return previous;
+    if (previous && !(await hasCommit(current, commit)) && (await hasCommit(previous, commit))) return previous;
     return current;
   }
 
@@ -172,13 +170,13 @@ export class RemoteBackend implements GitBackend {
       const found = refs.find((r) => r.ref === prefix);
       if (!found) throw refNotFound(project, ref, prefix === 'HEAD' ? ' (the repository has no commits yet)' : '');
       const commit = found.peeled ?? found.oid;
-      let { gitdir, cache } = await this.store(project);
-      if (!(await hasCommit(gitdir, commit, cache))) {
+      let store = await this.store(project);
+      if (!(await hasCommit(store, commit))) {
         await this.compactIfNeeded(project);
-        ({ gitdir, cache } = await this.store(project));
+        store = await this.store(project);
         const fetchRef = prefix === 'HEAD' ? (found.target ?? 'HEAD') : prefix;
-        await git.fetch({ fs, http, gitdir, url, ...this.auth(), ref: fetchRef, remoteRef: fetchRef, singleBranch: true, depth: 1, tags: false, cache });
-        if (!(await hasCommit(gitdir, commit, cache))) {
+        await git.fetch({ fs, http, gitdir: store.gitdir, url, ...this.auth(), ref: fetchRef, remoteRef: fetchRef, singleBranch: true, depth: 1, tags: false, cache: {} });
+        if (!(await hasCommit(store, commit))) {
           // The ref moved between the listing and the fetch: take what was fetched next time round.
           throw new TransientError('GIT_REF_MOVED', `${project}: ${describeRef(ref)} moved while fetching; retrying`);
         }
@@ -190,11 +188,11 @@ export class RemoteBackend implements GitBackend {
   }
 
   /** A pinned commit cannot be fetched by id over smart HTTP everywhere: fetch history until it shows up. */
-  private async resolveCommit(project: string, commit: string, url: string, { gitdir, cache }: ObjectStore): Promise<string> {
+  private async resolveCommit(project: string, commit: string, url: string, store: ObjectStore): Promise<string> {
     const { http } = this.options;
-    if (await hasCommit(gitdir, commit, cache)) return commit;
-    await git.fetch({ fs, http, gitdir, url, ...this.auth(), singleBranch: false, tags: true, cache });
-    if (await hasCommit(gitdir, commit, cache)) return commit;
+    if (await hasCommit(store, commit)) return commit;
+    await git.fetch({ fs, http, gitdir: store.gitdir, url, ...this.auth(), singleBranch: false, tags: true, cache: {} });
+    if (await hasCommit(store, commit)) return commit;
     throw refNotFound(project, { commit }, ' on any branch or tag');
   }
 
@@ -231,18 +229,18 @@ function scrub(message: string, token?: string): string {
 // ---- local: repositories in a folder ----
 
 export class LocalBackend implements GitBackend {
-  private readonly caches = new Map<string, GitCache>();
+  private readonly readers = new Map<string, ObjectReader>();
 
   constructor(private readonly root: string) {}
 
   async storeFor(project: string): Promise<ObjectStore> {
     const gitdir = await this.gitdir(project);
-    let cache = this.caches.get(gitdir);
-    if (!cache) {
-      cache = {};
-      this.caches.set(gitdir, cache);
+    let objects = this.readers.get(gitdir);
+    if (!objects) {
+      objects = new ObjectReader(gitdir);
+      this.readers.set(gitdir, objects);
     }
-    return { gitdir, cache };
+    return { gitdir, objects };
   }
 
   private async gitdir(project: string): Promise<string> {
@@ -255,9 +253,10 @@ export class LocalBackend implements GitBackend {
   }
 
   async resolve(project: string, ref: GitRef): Promise<string> {
-    const { gitdir, cache } = await this.storeFor(project);
+    const store = await this.storeFor(project);
+    const { gitdir } = store;
     if ('commit' in ref) {
-      if (await hasCommit(gitdir, ref.commit, cache)) return ref.commit;
+      if (await hasCommit(store, ref.commit)) return ref.commit;
       throw refNotFound(project, ref);
     }
     const name = 'branch' in ref ? `refs/heads/${ref.branch}` : 'tag' in ref ? `refs/tags/${ref.tag}` : 'HEAD';
@@ -269,10 +268,10 @@ export class LocalBackend implements GitBackend {
     }
     // Annotated tags point at a tag object: peel it to the commit.
     for (let i = 0; i < 10; i++) {
-      const { type, object } = await git.readObject({ fs, gitdir, oid, cache, format: 'parsed' });
-      if (type === 'commit') return oid;
-      if (type !== 'tag') break;
-      oid = (object as { object: string }).object;
+      const obj = await store.objects.read(oid, 1024 * 1024);
+      if (obj?.type === 'commit') return oid;
+      if (obj?.type !== 'tag') break;
+      oid = tagTarget(obj.content, oid).object;
     }
     throw new UserError('GIT_NOT_A_COMMIT', `${project}: ${describeRef(ref)} does not point at a commit`, { data: { project } });
   }

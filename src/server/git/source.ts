@@ -18,6 +18,7 @@ import type { CommitEvent, GitRef, GitSource, SourceErrorEvent, SourceRecoverEve
 import { LocalBackend, RemoteBackend, checkProjectId, describeRef, refKey, type GitBackend } from './backends.js';
 import { createGitHttpClient } from './http.js';
 import { startPollTimer, type PollTimer } from './poll-timer.js';
+import { ByteBudget } from './byte-budget.js';
 import { DEFAULT_READ_LIMITS, findFileId, readMatchingFiles, readOneFile, treeReader, type ReadLimits, type TreeEntry, type TreeReader } from './read.js';
 
 /** Log message for a new commit on a watched ref (fields: project, commit, ref). */
@@ -38,8 +39,10 @@ export interface GitSourceOptions {
   root?: string;
   /** How often each watched project is checked (default 15 s). */
   pollIntervalMs?: number;
-  /** Per-file and total size limits for readFiles (defaults 5 MiB and 50 MiB). */
+  /** Per-file and total size limits for readFiles (defaults 5 MiB and 50 MiB): the budget of one read. */
   limits?: Partial<ReadLimits>;
+  /** Bytes of file content read from Git at once, over all reads of this source (default 256 MiB). */
+  readBudgetBytes?: number;
   /** Remote mode: pack files per cached clone before it starts over with one shallow fetch (default 50). */
   maxPacksPerProject?: number;
   /** HTTP timeout per request in remote mode (default 30 s). */
@@ -71,6 +74,9 @@ interface ProjectState {
 }
 
 const MEMO_ENTRIES = 256;
+/** Bytes of file content kept by the readFiles memo (results of up to 50 MiB each). */
+const MEMO_BYTES = 128 * 1024 * 1024;
+export const DEFAULT_READ_BUDGET_BYTES = 256 * 1024 * 1024;
 /** Trees kept parsed: a config project with 10,000 agent folders has about 10,004 trees. */
 const TREE_ENTRIES = 20_000;
 /** Single-file reads kept per (project, commit, path): config.yaml of every agent at the last commits. */
@@ -102,6 +108,9 @@ export class GitWatcher implements GitSource {
   private readonly backend: GitBackend;
   private readonly projects = new Map<string, ProjectState>();
   private readonly memo = new Map<string, Promise<ManifestFile[]>>();
+  private readonly memoSizes = new Map<string, number>();
+  private memoBytes = 0;
+  private readonly budget: ByteBudget;
   private readonly trees = new Lru<Promise<readonly TreeEntry[]>>(TREE_ENTRIES);
   private readonly fileMemo = new Lru<Promise<string | undefined>>(FILE_ENTRIES);
   private readonly limits: ReadLimits;
@@ -113,6 +122,7 @@ export class GitWatcher implements GitSource {
   constructor(private readonly options: GitSourceOptions) {
     this.pollMs = options.pollIntervalMs ?? 15_000;
     this.limits = { ...DEFAULT_READ_LIMITS, ...options.limits };
+    this.budget = new ByteBudget(options.readBudgetBytes ?? DEFAULT_READ_BUDGET_BYTES);
     this.log = options.logger ?? silentLogger();
     if (options.root !== undefined && options.baseUrl === undefined) {
       this.backend = new LocalBackend(options.root);
@@ -189,18 +199,46 @@ export class GitWatcher implements GitSource {
       this.memo.set(key, p);
       return p;
     }
-    p = (async () => readMatchingFiles({ ...(await this.backend.storeFor(project, commit)), project, commit }, globs, this.limits))();
+    p = (async () => {
+      const store = await this.backend.storeFor(project, commit);
+      return readMatchingFiles({ ...store, project, commit, budget: this.budget }, globs, this.limits, this.treesOf(project, store));
+    })();
+    const mine = p;
     this.memo.set(key, p);
-    p.catch(() => this.memo.delete(key));
-    while (this.memo.size > MEMO_ENTRIES) this.memo.delete(this.memo.keys().next().value as string);
+    p.then(
+      (files) => {
+        if (this.memo.get(key) !== mine) return;
+        const bytes = files.reduce((n, f) => n + f.path.length + f.content.length, 0);
+        this.memoSizes.set(key, bytes);
+        this.memoBytes += bytes;
+        this.trimMemo();
+      },
+      () => this.forget(key, mine),
+    );
+    this.trimMemo();
     return p;
+  }
+
+  /** Keep the readFiles memo under MEMO_ENTRIES and MEMO_BYTES, oldest first. */
+  private trimMemo(): void {
+    while (this.memo.size > MEMO_ENTRIES || (this.memoBytes > MEMO_BYTES && this.memo.size > 1)) {
+      const oldest = this.memo.keys().next().value as string;
+      this.forget(oldest, this.memo.get(oldest));
+    }
+  }
+
+  private forget(key: string, entry: Promise<ManifestFile[]> | undefined): void {
+    if (this.memo.get(key) !== entry) return;
+    this.memo.delete(key);
+    this.memoBytes -= this.memoSizes.get(key) ?? 0;
+    this.memoSizes.delete(key);
   }
 
   /** Memoised per (project, commit, path): a commit never changes, so neither does the answer. */
   readFile(project: string, commit: string, path: string): Promise<string | undefined> {
     return this.memoised(`read\0${project}\0${commit}\0${path}`, async () => {
       const store = await this.backend.storeFor(project, commit);
-      return readOneFile({ ...store, project, commit }, path, this.limits, this.treesOf(project, store));
+      return readOneFile({ ...store, project, commit, budget: this.budget }, path, this.limits, this.treesOf(project, store));
     });
   }
 
