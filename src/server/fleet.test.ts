@@ -1,4 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
+import { UserError } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/logger.js';
 import type { ConfigMessage, ErrorMessage, ManifestFile } from '../protocol/messages.js';
 import { FLEET_TASK_FAILED, Fleet, desiredDigest, enforceAccess, type Pusher } from './fleet.js';
@@ -299,6 +300,27 @@ describe('Fleet: a tenant input fails only its agent', () => {
     } finally {
       process.off('unhandledRejection', onRejection);
     }
+  });
+});
+
+describe('Fleet: config.yaml size', () => {
+  it('reports a config.yaml the Git layer refused by size as CONFIG_TOO_LARGE with the size and the limit', async () => {
+    const git = new (class extends TenantGit {
+      override async readFile(_p?: string, _c?: string, path?: string): Promise<string> {
+        if (path?.includes('/big/')) throw new UserError('GIT_FILE_TOO_LARGE', 'too large', { data: { bytes: 40 * 1024 * 1024, file: path } });
+        return CONFIG;
+      }
+    })({});
+    const registry = fakeRegistry([record('big'), record('good')]);
+    const { pusher, desired } = recordingPusher();
+    const fleet = new Fleet({ git, logger: silentLogger(), metrics: createServerMetrics(), registry });
+    fleet.start(pusher);
+    await until(() => desired.some(([a]) => a === 'id-good') && registry.status.get('id-big')?.configProblems !== undefined);
+    expect(registry.status.get('id-big')?.configProblems).toEqual([{
+      code: 'CONFIG_TOO_LARGE', file: '.gitlab/agents/big/config.yaml',
+      message: expect.stringContaining('.gitlab/agents/big/config.yaml: 40.0 MiB (41943040 bytes) is over the 128 KiB limit'),
+    }]);
+    fleet.close();
   });
 });
 

@@ -27,12 +27,12 @@
  * agent's path is logged ('fleet task failed') and counted, never an unhandled rejection.
  */
 import { createHash } from 'node:crypto';
-import { errorMessage } from '../common/errors.js';
+import { GitopsError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import {
   encodeMessage, type ConfigMessage, type DesiredMessage, type ErrorMessage, type ManifestFile, type ManifestProjectConfig, type ProblemReport,
 } from '../protocol/messages.js';
-import { agentConfigPath, parseAgentConfig, type ParsedAgentConfig } from './config.js';
+import { agentConfigPath, configTooLarge, parseAgentConfig, type ParsedAgentConfig } from './config.js';
 import { refKey } from './git/backends.js';
 import type { DesiredEntry, DesiredStateProvider } from './hub.js';
 import type { ServerMetrics } from './metrics.js';
@@ -341,7 +341,12 @@ export class Fleet implements DesiredStateProvider {
       }
     } catch (err) {
       blob = undefined;
-      result = { ok: false, commit, problems: [{ code: 'CONFIG_UNREADABLE', message: `${file}: cannot be read from ${record.configProject} at ${commit.slice(0, 12)}: ${errorMessage(err)}`, file }] };
+      // Refused by the Git layer's size check (before it inflated the file): the same problem as
+      // a file config.ts refuses by size, with the size the object header gave.
+      const bytes = err instanceof GitopsError && err.code === 'GIT_FILE_TOO_LARGE' ? err.data.bytes : undefined;
+      result = typeof bytes === 'number'
+        ? { ok: false, commit, problems: [configTooLarge(file, bytes)] }
+        : { ok: false, commit, problems: [{ code: 'CONFIG_UNREADABLE', message: `${file}: cannot be read from ${record.configProject} at ${commit.slice(0, 12)}: ${errorMessage(err)}`, file }] };
     } finally {
       release();
     }
