@@ -151,6 +151,8 @@ describe('webhook limits', () => {
     await new Promise((r) => setTimeout(r, 100));
     const busy = await partial(s, '/api/v1/webhooks/github', signature, 1000, 10);
     expect(busy).toMatchObject({ status: 503, headers: { 'retry-after': '1', connection: 'close' } });
+    // A sender proven by its header secret has slots of its own.
+    expect((await request(s, 'POST', '/api/v1/webhooks/generic', { authorization: `Bearer ${SECRET}` }, '{"project":"group/app"}')).status).toBe(202);
     slow.destroy();
     await new Promise((r) => setTimeout(r, 100));
     expect((await partial(s, '/api/v1/webhooks/github', signature, 10, 10)).status).toBe(401);

@@ -14,11 +14,12 @@
  * agents (and the Internet) reach.
  *
  * Webhooks are authenticated before their body costs anything: header secrets are checked before
- * a byte is read, GitHub's HMAC is computed as the body streams in, at most MAX_WEBHOOK_BODIES are
- * read at once, each within a size limit and a deadline, a refused request's connection is closed
- * rather than drained, an address that keeps failing is answered 429 for the rest of its minute,
- * and refusals are logged as one aggregated line per interval. Errors answer with a short JSON
- * `{error}` that never echoes a secret.
+ * a byte is read, GitHub's HMAC is computed as the body streams in, at most `maxBodies` unproven
+ * bodies are read at once (and as many from senders a header secret proved), each within a size
+ * limit and a deadline, a refused request's connection is closed rather than drained, an address
+ * that keeps failing is answered 429 for the rest of its minute, and refusals are logged as one
+ * aggregated line per interval. Errors answer with a short JSON `{error}` that never echoes a
+ * secret.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorMessage } from '../common/errors.js';
@@ -34,7 +35,11 @@ import {
 export interface WebhookLimits {
   /** Largest body read (GitLab and GitHub push payloads of a few hundred commits fit). */
   maxBodyBytes: number;
-  /** Bodies read at once; more are answered 503 with Retry-After. */
+  /**
+   * Bodies read at once, counted apart for senders proven by a header secret (GitLab, generic)
+   * and for those that are not yet (GitHub-style), so unproven ones cannot crowd out a real
+   * push; more are answered 503 with Retry-After.
+   */
   maxBodies: number;
   /** A body must arrive within this; slower ones are answered 408. */
   bodyTimeoutMs: number;
@@ -90,7 +95,8 @@ interface Context extends HttpRoutesOptions {
   limits: WebhookLimits;
   limiter: FailureLimiter;
   refusals: RefusalLog;
-  bodiesInFlight: number;
+  /** Bodies being read, by whether the headers proved the sender. */
+  bodiesInFlight: { proven: number; unproven: number };
   flushTimer?: NodeJS.Timeout;
 }
 
@@ -99,7 +105,7 @@ export function createHttpHandler(options: HttpRoutesOptions): HttpHandler {
   const now = options.now ?? Date.now;
   const limits = { ...DEFAULT_WEBHOOK_LIMITS, ...options.webhookLimits };
   const ctx: Context = {
-    ...options, routes: options.routes ?? 'all', limits, bodiesInFlight: 0,
+    ...options, routes: options.routes ?? 'all', limits, bodiesInFlight: { proven: 0, unproven: 0 },
     limiter: new FailureLimiter(limits.failuresPerMinute, 60_000, now),
     refusals: new RefusalLog(limits.logIntervalMs, now),
   };
@@ -177,17 +183,18 @@ async function webhook(ctx: Context, source: WebhookSource, req: IncomingMessage
     refused(ctx, source, remote, 'too-large', true);
     return closeWith(res, 413, { error: `body larger than ${limits.maxBodyBytes} bytes` });
   }
-  if (ctx.bodiesInFlight >= limits.maxBodies) {
+  const slot = provenByHeaders(source, check) ? 'proven' : 'unproven';
+  if (ctx.bodiesInFlight[slot] >= limits.maxBodies) {
     refused(ctx, source, remote, 'busy', false);
     return closeWith(res, 503, { error: 'too many webhook bodies being read; retry' }, { 'retry-after': '1' });
   }
-  ctx.bodiesInFlight++;
+  ctx.bodiesInFlight[slot]++;
   let body: BodyRead;
   try {
     if (expectsContinue) res.writeContinue();
     body = await readBody(req, check.body, limits.maxBodyBytes, limits.bodyTimeoutMs);
   } finally {
-    ctx.bodiesInFlight--;
+    ctx.bodiesInFlight[slot]--;
   }
   if (body.kind === 'aborted') {
     metrics.webhooks.inc({ source, result: 'aborted' });
