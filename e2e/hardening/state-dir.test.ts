@@ -152,3 +152,41 @@ describe('hardening: the state dir', () => {
     fresh.ws.close();
   });
 });
+
+describe('hardening: the process-wide guards of serve (dist/src/common/process-guards.js in a real node process)', () => {
+  const script = (body: string): string => `
+    const { installProcessGuards } = await import(${JSON.stringify(path.join(repoRoot(), 'dist', 'src', 'common', 'process-guards.js'))});
+    const { createLogger } = await import(${JSON.stringify(path.join(repoRoot(), 'dist', 'src', 'common', 'logger.js'))});
+    const guards = installProcessGuards({ logger: createLogger({ name: 'probe' }) });
+    ${body}`;
+  const runNode = (body: string) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(process.execPath, ['--input-type=module', '-e', script(body)], { timeout: 10_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+
+  it('an unhandled rejection is logged and counted and the process carries on', async () => {
+    const out = await runNode(`
+      let counted = 0;
+      guards.countWith({ inc: (v = 1) => { counted += v; } });
+      Promise.reject(new Error('project "../../etc": nobody awaited this'));
+      void (async () => { throw Object.assign(new Error('second'), { code: 'GIT_BAD_PROJECT_ID' }); })();
+      await new Promise((r) => setTimeout(r, 100));
+      process.stdout.write('alive ' + counted + '\\n');`);
+    expect(out.code).toBe(0);
+    expect(out.stdout).toBe('alive 2\n');
+    const lines = out.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.map((l) => [l.msg, l.err])).toEqual([
+      ['unhandled promise rejection', 'project "../../etc": nobody awaited this'],
+      ['unhandled promise rejection', 'second'],
+    ]);
+    expect(lines[1]).toMatchObject({ code: 'GIT_BAD_PROJECT_ID', total: 2 });
+  });
+
+  it('an uncaught exception is logged and exits with status 1', async () => {
+    const out = await runNode(`setTimeout(() => { throw new TypeError('x is undefined'); }, 10); setTimeout(() => process.stdout.write('still here\\n'), 500);`);
+    expect(out.code).toBe(1);
+    expect(out.stdout).toBe('');
+    expect(out.stderr).toContain('"msg":"uncaught exception; exiting"');
+  });
+});
