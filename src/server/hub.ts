@@ -261,10 +261,15 @@ export class Hub {
   /** The single way an upgrade is refused: a bare status line, no body detail. */
   private abortHandshake(socket: Duplex, status: number, reason: string): void {
     this.options.metrics.authFailures.inc({ reason });
-    if (socket.writable) {
-      socket.write(`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    if (!socket.writable) {
+      socket.destroy();
+      return;
     }
-    socket.destroy();
+    // end, then destroy once flushed: a destroy right after write may drop the status line on a
+    // TLS socket, and the agent sees a hang-up instead of 401/429. A peer that never reads is cut off.
+    socket.once('finish', () => socket.destroy());
+    socket.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    setTimeout(() => socket.destroy(), 1_000).unref();
   }
 
   private accept(ws: WebSocket, agentId: string, remote: string): void {
