@@ -37,12 +37,18 @@ const CONFIG = `gitops:
     paths:
     - glob: '/**/*.yaml'
 `;
+/** agent-errors follows a second project: the server stores reports only for projects an agent follows. */
+const CONFIG_TWO_PROJECTS = `${CONFIG}  - id: other-project
+    paths:
+    - glob: '/**/*.yaml'
+`;
 const deployment = (replicas: number): string => compactNginxDeployment('default', replicas);
 
 let work: string;
 let gitServer: GitServer;
 let configRepo: TestRepo;
 let manifestRepo: TestRepo;
+let otherRepo: TestRepo;
 let server: RunningServer;
 let ca: string;
 let stateDir: string;
@@ -68,9 +74,11 @@ beforeAll(async () => {
   manifestRepo = await createRepo(gitServer, 'gitops-project');
   const names = ['agent1', 'agent-current', 'agent-bad-jwt', 'agent-frames', 'agent-revoke', 'agent-bad-config', 'agent-unreachable', 'agent-errors'];
   const files: Record<string, string> = {};
-  for (const n of names) files[`.gitlab/agents/${n}/config.yaml`] = CONFIG;
+  for (const n of names) files[`.gitlab/agents/${n}/config.yaml`] = n === 'agent-errors' ? CONFIG_TWO_PROJECTS : CONFIG;
   await configRepo.commit({ files });
   await manifestRepo.commit({ files: { 'manifest.yaml': deployment(2) } });
+  otherRepo = await createRepo(gitServer, 'other-project');
+  await otherRepo.commit({ files: { 'manifest.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: other}\n' } });
   stateDir = path.join(work, 'state');
   for (const n of names) tokens[n] = (await createAgent(stateDir, n, 'kubernetes-agent')).token;
   // The secret is a file, as for operators (--webhook-secret on the command line is refused).
@@ -90,6 +98,7 @@ afterAll(async () => {
   await gitServer?.stop();
   await configRepo?.dispose();
   await manifestRepo?.dispose();
+  await otherRepo?.dispose();
   await rm(work, { recursive: true, force: true });
 });
 
