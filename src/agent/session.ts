@@ -12,6 +12,8 @@
  *   keeps enforcing the last desired state from the state dir: revocation takes the agent off the
  *   control plane, it does not tear the cluster down.
  * - close VERSION_MISMATCH: agent and server speak different protocol versions; retry slowly.
+ * - close SESSION_REPLACED: the server allows a few sessions per agent and closed this, the
+ *   oldest; normal backoff (a warning: a copy of the token may be in use elsewhere).
  * - anything else (network loss, server restart, INVALID_MESSAGE, 1009): normal backoff.
  * The attempt counter resets once the server has sent a valid message.
  *
@@ -210,6 +212,9 @@ export class Session {
         return 'slow';
       case CloseCode.INVALID_MESSAGE:
         log.error({ server, code: ending.code, reason: ending.reason }, 'server rejected a message from this agent');
+        return 'retry';
+      case CloseCode.SESSION_REPLACED:
+        log.warn({ server, code: ending.code, reason: ending.reason }, 'server closed this session for a newer one of the same agent (more sessions than it allows: other replicas, or a copy of this token in use elsewhere)');
         return 'retry';
       case CloseCode.MESSAGE_TOO_BIG:
         log.error({ server, code: ending.code, reason: ending.reason }, 'message too big for the connection');

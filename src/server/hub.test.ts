@@ -18,6 +18,8 @@ describe('judgeFrame', () => {
     ['a report before hello', status, false, false],
     ['a second hello', hello, false, true],
     ['a binary frame', hello, true, false],
+    ['a status whose project key is over 255 characters', JSON.stringify({ ...JSON.parse(status), project: 'p'.repeat(256) }), false, true],
+    ['a status with more than 10,000 changes', JSON.stringify({ ...JSON.parse(status), changes: Array.from({ length: 10_001 }, () => ({ id: 'a', action: 'created' })) }), false, true],
   ])('closes with INVALID_MESSAGE on %s', (_name, text, binary, helloDone) => {
     const verdict = judgeFrame(Buffer.from(text), binary, helloDone);
     expect(verdict).toMatchObject({ ok: false, code: CloseCode.INVALID_MESSAGE });
