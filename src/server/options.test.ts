@@ -22,6 +22,13 @@ describe('resolveServeOptions', () => {
     for (const flag of ['--listen', 'TLS: choose one', 'Git: give', '--poll-interval', '--log-level', '--metrics-listen']) expect(message).toContain(flag);
   });
 
+  it('takes --trusted-proxy repeated or comma-separated (as the variable gives it) and names a bad entry', async () => {
+    const root = await mkdtemp(path.join(tmpdir(), 'gitops-opt-'));
+    expect(resolveServeOptions({ tlsSelfSigned: true, gitRoot: root }).trustedProxies).toEqual([]);
+    expect(resolveServeOptions({ tlsSelfSigned: true, gitRoot: root, trustedProxy: ['127.0.0.1', '10.0.0.0/8, fd00::/8'] }).trustedProxies).toEqual(['127.0.0.1', '10.0.0.0/8', 'fd00::/8']);
+    expect(() => resolveServeOptions({ tlsSelfSigned: true, gitRoot: root, trustedProxy: ['10.0.0.0/8', 'proxy.internal'] })).toThrow(/--trusted-proxy: "proxy.internal" is not an IP address or CIDR/);
+  });
+
   it('refuses a webhook secret on the command line (it shows in ps), naming the file flag, without echoing it', async () => {
     const root = await mkdtemp(path.join(tmpdir(), 'gitops-opt-'));
     let message = '';
