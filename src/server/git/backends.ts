@@ -16,6 +16,7 @@ import path from 'node:path';
 import git, { type HttpClient } from 'isomorphic-git';
 import { GitopsError, RetryableError, TransientError, UserError, errorMessage } from '../../common/errors.js';
 import type { GitRef } from '../ports.js';
+import { fetchPack } from './fetch-pack.js';
 import { ObjectReader, tagTarget } from './objects.js';
 import { checkProjectId } from '../project-id.js';
 
@@ -174,8 +175,10 @@ export class RemoteBackend implements GitBackend {
       if (!(await hasCommit(store, commit))) {
         await this.compactIfNeeded(project);
         store = await this.store(project);
-        const fetchRef = prefix === 'HEAD' ? (found.target ?? 'HEAD') : prefix;
-        await git.fetch({ fs, http, gitdir: store.gitdir, url, ...this.auth(), ref: fetchRef, remoteRef: fetchRef, singleBranch: true, depth: 1, tags: false, cache: {} });
+        // Our own depth-1 fetch (fetch-pack.ts): isomorphic-git's holds the pack and inflates every object in memory.
+        const token = this.options.token;
+        const headers: Record<string, string> = token ? { authorization: `Basic ${Buffer.from(`oauth2:${token}`).toString('base64')}` } : {};
+        await fetchPack({ http, url, headers, gitdir: store.gitdir, want: commit, objects: store.objects });
         if (!(await hasCommit(store, commit))) {
           // The ref moved between the listing and the fetch: take what was fetched next time round.
           throw new TransientError('GIT_REF_MOVED', `${project}: ${describeRef(ref)} moved while fetching; retrying`);

@@ -1,0 +1,108 @@
+/**
+ * Hardening, items 2 and 3: what a tenant's globs and files cost the server's Git layer.
+ *
+ * (a) A config whose glob is `*a*a*a*a*a*a*a*a*b` over a manifest project with long file names.
+ *     Before the fix picomatch's backtracking regex took 22.8 s for one 60-character name and
+ *     held the event loop: /healthz stalled, Git keep-alive sockets reset, every agent heard the
+ *     Git host was down. Now matching is linear (globs.ts): /healthz stays under 100 ms, the
+ *     agent gets the file that matches, another agent gets its next commit.
+ * (b) A 512 MiB file of zeros (half a megabyte compressed) matched by a glob. Before the fix
+ *     isomorphic-git inflated it whole before its size was checked (a 40 MiB one already took
+ *     peak RSS from 90 to 243 MB). Now its size comes from the object header (objects.ts): the
+ *     agent concerned gets GIT_FILE_TOO_LARGE naming the file, the server stays up with VmHWM
+ *     under 400 MiB, and other agents are unaffected.
+ */
+import { open } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from '@jest/globals';
+import { git } from '../harness/git-repo.js';
+import { TENANT_MANIFEST_PROJECT, configMapManifest, useTenantServer, type TenantServer } from '../harness/server-process.js';
+
+const GLOB_PROJECT = 'long-names';
+const BIG_PROJECT = 'big-file';
+const BAD_GLOB = '*a*a*a*a*a*a*a*a*b';
+/** 60 characters: 22.8 s each for picomatch; the engine's cost does not depend on it. */
+const LONG_NAMES = Array.from({ length: 20 }, (_, i) => `${'a'.repeat(58)}${String(i).padStart(2, '0')}`);
+const BIG_BYTES = 512 * 1024 * 1024;
+
+const configFor = (project: string, glob: string): string => `gitops:\n  manifest_projects:\n  - id: ${project}\n    paths:\n    - glob: '${glob}'\n`;
+
+const tenant = useTenantServer({
+  agents: [
+    { name: 'globber', config: configFor(GLOB_PROJECT, BAD_GLOB) },
+    { name: 'big', config: configFor(BIG_PROJECT, '/**/*.yaml') },
+    { name: 'bystander' },
+  ],
+  projects: {
+    [GLOB_PROJECT]: { aaaaaaaab: configMapManifest('matched', 'yes'), ...Object.fromEntries(LONG_NAMES.map((n) => [n, configMapManifest('long', 'no')])) },
+    [BIG_PROJECT]: { 'ok.yaml': configMapManifest('ok', 'one') },
+  },
+});
+
+/** The bystander still gets the current commit and then the next one. */
+async function bystanderFollows(ts: TenantServer, value: string): Promise<void> {
+  const bystander = await ts.connect('bystander');
+  await bystander.next('desired', 15_000);
+  const sha = await ts.commit(TENANT_MANIFEST_PROJECT, { 'manifest.yaml': configMapManifest('tenant', value) });
+  const next = await bystander.next('desired', 15_000);
+  expect(next.commit).toBe(sha);
+  bystander.ws.close();
+}
+
+describe('hardening: the Git layer bounds what globs and files cost', () => {
+  it('(a) a backtracking glob over long names keeps /healthz fast and everyone served', async () => {
+    const ts = tenant();
+    const probe = ts.watchHealthz(10);
+    const t0 = performance.now();
+    const globber = await ts.connect('globber');
+    const desired = await globber.next('desired', 20_000);
+    const readMs = performance.now() - t0;
+    expect(desired.project).toBe(GLOB_PROJECT);
+    expect(desired.files.map((f) => f.path)).toEqual(['aaaaaaaab']);
+    // A new commit to that project is read again under the same glob.
+    await ts.commit(GLOB_PROJECT, { [`${'a'.repeat(59)}b`]: configMapManifest('long-b', 'yes') });
+    const again = await globber.next('desired', 20_000);
+    expect(again.files.map((f) => f.path)).toEqual([`${'a'.repeat(59)}b`, 'aaaaaaaab']);
+    await bystanderFollows(ts, 'after-glob');
+    const health = await probe.stop();
+    console.log(`glob attack: first desired after ${readMs.toFixed(0)} ms; /healthz max ${health.maxMs.toFixed(1)} ms over ${health.count} probes`);
+    expect(health.failures).toBe(0);
+    expect(health.maxMs).toBeLessThan(100);
+    expect(ts.alive()).toBe(true);
+  }, 60_000);
+
+  it('(b) a 512 MiB compressible file is refused from its header: GIT_FILE_TOO_LARGE, VmHWM < 400 MiB', async () => {
+    const ts = tenant();
+    const big = await ts.connect('big');
+    expect((await big.next('desired', 15_000)).files.map((f) => f.path)).toEqual(['ok.yaml']);
+    const before = await ts.memory();
+
+    // A sparse file of zeros: git deflates it to about half a megabyte.
+    const repo = await ts.repo(BIG_PROJECT);
+    const fh = await open(path.join(repo.workDir, 'huge.yaml'), 'w');
+    await fh.truncate(BIG_BYTES);
+    await fh.close();
+    await git(repo.workDir, 'add', 'huge.yaml');
+    await git(repo.workDir, 'commit', '--quiet', '-m', 'add a huge file');
+    await git(repo.workDir, 'push', '--quiet', 'origin', 'HEAD:refs/heads/main');
+
+    const probe = ts.watchHealthz(20);
+    expect(await ts.webhook(BIG_PROJECT)).toBe(202);
+    const error = await big.next('error', 60_000);
+    const problem = error.problems.find((p) => p.code === 'GIT_FILE_TOO_LARGE');
+    expect(problem?.message).toMatch(/(^|: )huge\.yaml: 536870912 bytes at big-file@[0-9a-f]{12}, over the per-file limit of 5 MiB/);
+    await bystanderFollows(ts, 'after-big');
+    const health = await probe.stop();
+    const after = await ts.memory();
+    console.log(`big file: VmHWM ${before.hwmMiB.toFixed(0)} → ${after.hwmMiB.toFixed(0)} MiB, RSS ${after.rssMiB.toFixed(0)} MiB; /healthz max ${health.maxMs.toFixed(1)} ms`);
+    expect(ts.alive()).toBe(true);
+    expect(after.hwmMiB).toBeLessThan(400);
+    expect(health.failures).toBe(0);
+
+    // Fixing the project brings the agent its next commit.
+    await git(repo.workDir, 'rm', '--quiet', 'huge.yaml');
+    const sha = await ts.commit(BIG_PROJECT, { 'ok.yaml': configMapManifest('ok', 'two') });
+    const fixed = await big.next('desired', 30_000);
+    expect(fixed.commit).toBe(sha);
+  }, 180_000);
+});
