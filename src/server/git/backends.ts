@@ -1,7 +1,8 @@
 /**
  * Where a project's commits come from, behind one small interface so the watcher does not care:
  * - RemoteBackend: a smart-HTTP Git host (GitLab: project `group/name` is `<base>/group/name.git`),
- *   fetched shallowly with isomorphic-git into a bare cache repository per project;
+ *   fetched shallowly (fetch-pack.ts; refs are listed with isomorphic-git) into a bare cache
+ *   repository per project;
  * - LocalBackend: bare (or ordinary) repositories under a folder, read in place, no network.
  *
  * Both resolve a GitLab `ref` (branch, tag, commit, or the default branch) to a commit whose
@@ -176,9 +177,7 @@ export class RemoteBackend implements GitBackend {
         await this.compactIfNeeded(project);
         store = await this.store(project);
         // Our own depth-1 fetch (fetch-pack.ts): isomorphic-git's holds the pack and inflates every object in memory.
-        const token = this.options.token;
-        const headers: Record<string, string> = token ? { authorization: `Basic ${Buffer.from(`oauth2:${token}`).toString('base64')}` } : {};
-        await fetchPack({ http, url, headers, gitdir: store.gitdir, want: commit, objects: store.objects });
+        await fetchPack({ http, url, headers: this.authHeaders(), gitdir: store.gitdir, want: commit, objects: store.objects });
         if (!(await hasCommit(store, commit))) {
           // The ref moved between the listing and the fetch: take what was fetched next time round.
           throw new TransientError('GIT_REF_MOVED', `${project}: ${describeRef(ref)} moved while fetching; retrying`);
@@ -190,11 +189,21 @@ export class RemoteBackend implements GitBackend {
     }
   }
 
-  /** A pinned commit cannot be fetched by id over smart HTTP everywhere: fetch history until it shows up. */
+  private authHeaders(): Record<string, string> {
+    const token = this.options.token;
+    return token ? { authorization: `Basic ${Buffer.from(`oauth2:${token}`).toString('base64')}` } : {};
+  }
+
+  /** A pinned commit: protocol v2 lets a depth-1 fetch want any commit reachable from a ref. */
   private async resolveCommit(project: string, commit: string, url: string, store: ObjectStore): Promise<string> {
     const { http } = this.options;
     if (await hasCommit(store, commit)) return commit;
-    await git.fetch({ fs, http, gitdir: store.gitdir, url, ...this.auth(), singleBranch: false, tags: true, cache: {} });
+    try {
+      await fetchPack({ http, url, headers: this.authHeaders(), gitdir: store.gitdir, want: commit, objects: store.objects });
+    } catch (err) {
+      // The host refuses a want it does not have ("not our ref"): no such commit on any branch or tag.
+      if (!(err instanceof UserError && err.code === 'GIT_FETCH_FAILED')) throw err;
+    }
     if (await hasCommit(store, commit)) return commit;
     throw refNotFound(project, { commit }, ' on any branch or tag');
   }
