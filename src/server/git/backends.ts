@@ -17,6 +17,7 @@ import path from 'node:path';
 import git, { type HttpClient } from 'isomorphic-git';
 import { GitopsError, RetryableError, TransientError, UserError, errorMessage } from '../../common/errors.js';
 import type { GitRef } from '../ports.js';
+import { ByteBudget } from './byte-budget.js';
 import { fetchPack } from './fetch-pack.js';
 import { ObjectReader, tagTarget } from './objects.js';
 import { checkProjectId } from '../project-id.js';
@@ -56,6 +57,8 @@ export function refKey(ref: GitRef): string {
 /** Project ids are GitLab paths (project-id.ts): nothing a URL or file path could abuse. */
 export { checkProjectId };
 
+const MAX_CONCURRENT_FETCHES = 4;
+
 function refNotFound(project: string, ref: GitRef, extra = ''): UserError {
   return new UserError('GIT_REF_NOT_FOUND', `${project}: ${describeRef(ref)} does not exist${extra}`, { data: { project } });
 }
@@ -87,6 +90,8 @@ export class RemoteBackend implements GitBackend {
   private readonly base: string;
   /** Current store per project, and the one it replaced (kept readable for a while). */
   private readonly stores = new Map<string, { current: Promise<ObjectStore>; generation: number; previous?: ObjectStore }>();
+  /** Fetches running at once over all projects: each may hold up to about 100 MiB while indexing. */
+  private readonly fetchSlots = new ByteBudget(MAX_CONCURRENT_FETCHES);
 
   constructor(private readonly options: RemoteBackendOptions) {
     const url = new URL(options.baseUrl);
@@ -177,7 +182,7 @@ export class RemoteBackend implements GitBackend {
         await this.compactIfNeeded(project);
         store = await this.store(project);
         // Our own depth-1 fetch (fetch-pack.ts): isomorphic-git's holds the pack and inflates every object in memory.
-        await fetchPack({ http, url, headers: this.authHeaders(), gitdir: store.gitdir, want: commit, objects: store.objects });
+        await this.fetch(url, store, commit);
         if (!(await hasCommit(store, commit))) {
           // The ref moved between the listing and the fetch: take what was fetched next time round.
           throw new TransientError('GIT_REF_MOVED', `${project}: ${describeRef(ref)} moved while fetching; retrying`);
@@ -189,6 +194,15 @@ export class RemoteBackend implements GitBackend {
     }
   }
 
+  private async fetch(url: string, store: ObjectStore, want: string): Promise<void> {
+    const release = await this.fetchSlots.acquire(1);
+    try {
+      await fetchPack({ http: this.options.http, url, headers: this.authHeaders(), gitdir: store.gitdir, want, objects: store.objects });
+    } finally {
+      release();
+    }
+  }
+
   private authHeaders(): Record<string, string> {
     const token = this.options.token;
     return token ? { authorization: `Basic ${Buffer.from(`oauth2:${token}`).toString('base64')}` } : {};
@@ -196,10 +210,9 @@ export class RemoteBackend implements GitBackend {
 
   /** A pinned commit: protocol v2 lets a depth-1 fetch want any commit reachable from a ref. */
   private async resolveCommit(project: string, commit: string, url: string, store: ObjectStore): Promise<string> {
-    const { http } = this.options;
     if (await hasCommit(store, commit)) return commit;
     try {
-      await fetchPack({ http, url, headers: this.authHeaders(), gitdir: store.gitdir, want: commit, objects: store.objects });
+      await this.fetch(url, store, commit);
     } catch (err) {
       // The host refuses a want it does not have ("not our ref"): no such commit on any branch or tag.
       if (!(err instanceof UserError && err.code === 'GIT_FETCH_FAILED')) throw err;

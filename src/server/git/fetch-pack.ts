@@ -6,7 +6,7 @@
  * is computed (refused past `maxPackBytes`), then one pass over the file learns each entry's
  * extent and id: small objects are inflated in one piece, large ones are inflated as a stream into
  * the hash and never held. Deltas are resolved afterwards from their bases (inflated again from
- * the pack, at most `maxBaseBytes`, with a byte-bounded cache); a delta whose base or result is
+ * the pack, at most `maxBaseBytes` (32 MiB), with a byte-bounded cache); a delta whose base or result is
  * larger is left out of the index, so reading it later says the object is missing instead of
  * costing the server its memory. The .idx (v2) is written next to the pack, and the commits
  * the host calls shallow go to `<gitdir>/shallow` (they are the `have`s of the next fetch).
@@ -32,7 +32,7 @@ export interface FetchPackOptions {
   objects: ObjectReader;
   /** Most pack bytes accepted from the host (default 512 MiB). */
   maxPackBytes?: number;
-  /** Largest delta base or delta result rebuilt while indexing (default 64 MiB). */
+  /** Largest delta base or delta result rebuilt while indexing (default 32 MiB). */
   maxBaseBytes?: number;
 }
 
@@ -169,15 +169,18 @@ export async function fetchPack(options: FetchPackOptions): Promise<FetchPackRes
     }
     await drain(it);
     if (!received) throw fetchFailed('the host sent no pack');
-    const result = await indexPack(tmp, options.objects, options.maxBaseBytes ?? 64 * 1024 * 1024);
+    const result = await indexPack(tmp, options.objects, options.maxBaseBytes ?? 32 * 1024 * 1024);
     const base = path.join(gitdir, 'objects', 'pack', `pack-${result.sha}`);
     await rename(tmp, `${base}.pack`);
-    await writeFile(`${base}.idx`, result.idx);
+    // The .idx last and whole (written aside, then renamed): a reader lists packs by their .idx.
+    await writeFile(`${tmp}.idx`, result.idx);
+    await rename(`${tmp}.idx`, `${base}.idx`);
     const kept = [...newShallow].slice(-4 * MAX_HAVES);
     await writeFile(shallowFile, kept.length ? `${kept.join('\n')}\n` : '');
     return { objects: result.count, skipped: result.skipped, packBytes: result.packBytes };
   } finally {
     await rm(tmp, { force: true });
+    await rm(`${tmp}.idx`, { force: true });
   }
 }
 

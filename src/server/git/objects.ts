@@ -30,7 +30,7 @@ export interface GitObject {
 }
 
 export interface ObjectReaderOptions {
-  /** Largest delta base inflated to rebuild a deltified object (default 64 MiB). */
+  /** Largest delta base inflated to rebuild a deltified object (default 32 MiB). */
   maxBaseBytes?: number;
   /** Bytes of inflated delta bases kept for reuse (default 8 MiB). */
   baseCacheBytes?: number;
@@ -244,7 +244,7 @@ export class ObjectReader {
   private readonly baseCacheBytes: number;
 
   constructor(readonly gitdir: string, options: ObjectReaderOptions = {}) {
-    this.maxBaseBytes = options.maxBaseBytes ?? 64 * 1024 * 1024;
+    this.maxBaseBytes = options.maxBaseBytes ?? 32 * 1024 * 1024;
     this.baseCacheBytes = options.baseCacheBytes ?? 8 * 1024 * 1024;
   }
 
