@@ -79,13 +79,17 @@ const MEMO_BYTES = 128 * 1024 * 1024;
 export const DEFAULT_READ_BUDGET_BYTES = 256 * 1024 * 1024;
 /** Trees kept parsed: a config project with 10,000 agent folders has about 10,004 trees. */
 const TREE_ENTRIES = 20_000;
+/** Tree entries kept parsed over all trees (about 150 bytes each): a tenant's huge trees cannot pile up. */
+const TREE_ENTRY_TOTAL = 500_000;
 /** Single-file reads kept per (project, commit, path): config.yaml of every agent at the last commits. */
 const FILE_ENTRIES = 20_000;
 
-/** A bounded map that forgets the least recently used entry first. */
+/** A bounded map that forgets the least recently used entry first, by count and by weight. */
 class Lru<V> {
   private readonly map = new Map<string, V>();
-  constructor(private readonly max: number) {}
+  private readonly weights = new Map<string, number>();
+  private total = 0;
+  constructor(private readonly max: number, private readonly maxWeight = Infinity) {}
   get(key: string): V | undefined {
     const v = this.map.get(key);
     if (v !== undefined) {
@@ -95,12 +99,24 @@ class Lru<V> {
     return v;
   }
   set(key: string, value: V): void {
-    this.map.delete(key);
+    this.delete(key);
     this.map.set(key, value);
-    while (this.map.size > this.max) this.map.delete(this.map.keys().next().value as string);
+    this.trim();
+  }
+  /** Give an entry its weight once known (a promise's, when it resolves), if it is still the same. */
+  weigh(key: string, value: V, weight: number): void {
+    if (this.map.get(key) !== value) return;
+    this.total += weight - (this.weights.get(key) ?? 0);
+    this.weights.set(key, weight);
+    this.trim();
   }
   delete(key: string): void {
     this.map.delete(key);
+    this.total -= this.weights.get(key) ?? 0;
+    this.weights.delete(key);
+  }
+  private trim(): void {
+    while (this.map.size > this.max || (this.total > this.maxWeight && this.map.size > 1)) this.delete(this.map.keys().next().value as string);
   }
 }
 
@@ -111,7 +127,7 @@ export class GitWatcher implements GitSource {
   private readonly memoSizes = new Map<string, number>();
   private memoBytes = 0;
   private readonly budget: ByteBudget;
-  private readonly trees = new Lru<Promise<readonly TreeEntry[]>>(TREE_ENTRIES);
+  private readonly trees = new Lru<Promise<readonly TreeEntry[]>>(TREE_ENTRIES, TREE_ENTRY_TOTAL);
   private readonly fileMemo = new Lru<Promise<string | undefined>>(FILE_ENTRIES);
   private readonly limits: ReadLimits;
   private readonly pollMs: number;
@@ -267,9 +283,15 @@ export class GitWatcher implements GitSource {
       const key = `${project}\0${oid}`;
       let p = this.trees.get(key);
       if (!p) {
-        p = read(oid);
-        this.trees.set(key, p);
-        p.catch(() => this.trees.delete(key));
+        const mine = read(oid);
+        p = mine;
+        this.trees.set(key, mine);
+        mine.then(
+          (entries) => this.trees.weigh(key, mine, entries.length),
+          () => {
+            if (this.trees.get(key) === mine) this.trees.delete(key);
+          },
+        );
       }
       return p;
     };
