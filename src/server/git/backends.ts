@@ -215,7 +215,7 @@ export class RemoteBackend implements GitBackend {
       await this.fetch(url, store, commit);
     } catch (err) {
       // The host refuses a want it does not have ("not our ref"): no such commit on any branch or tag.
-      if (!(err instanceof UserError && err.code === 'GIT_FETCH_FAILED')) throw err;
+      if (!(err instanceof GitopsError && err.code === 'GIT_FETCH_FAILED')) throw err;
     }
     if (await hasCommit(store, commit)) return commit;
     throw refNotFound(project, { commit }, ' on any branch or tag');

@@ -16,7 +16,7 @@ import { open, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/
 import path from 'node:path';
 import zlib from 'node:zlib';
 import type { HttpClient } from 'isomorphic-git';
-import { UserError } from '../../common/errors.js';
+import { RetryableError, UserError } from '../../common/errors.js';
 import { applyDelta, parseEntryHeader, type ObjectReader, type ObjectType } from './objects.js';
 
 export interface FetchPackOptions {
@@ -86,8 +86,8 @@ class PktReader {
   }
 }
 
-function fetchFailed(why: string): UserError {
-  return new UserError('GIT_FETCH_FAILED', `fetch failed: ${why}`);
+function fetchFailed(why: string): RetryableError {
+  return new RetryableError('GIT_FETCH_FAILED', `fetch failed: ${why}`);
 }
 
 /** An error shaped like isomorphic-git's HttpError, so the backend maps the status the same way. */
@@ -178,6 +178,10 @@ export async function fetchPack(options: FetchPackOptions): Promise<FetchPackRes
     const kept = [...newShallow].slice(-4 * MAX_HAVES);
     await writeFile(shallowFile, kept.length ? `${kept.join('\n')}\n` : '');
     return { objects: result.count, skipped: result.skipped, packBytes: result.packBytes };
+  } catch (err) {
+    // Close the response too (a pack refused for its size is still streaming in).
+    await drain(it);
+    throw err;
   } finally {
     await rm(tmp, { force: true });
     await rm(`${tmp}.idx`, { force: true });
