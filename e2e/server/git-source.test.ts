@@ -185,6 +185,10 @@ describe('GitSource over smart HTTP', () => {
     await ev.until(() => ev.commits.length === 1);
     await expect(source.readFiles(repo.name, sha, ['/a.yaml'])).rejects.toMatchObject({ code: 'GIT_FILE_TOO_LARGE', message: expect.stringMatching(/^a\.yaml: 600 bytes/) });
     await expect(source.readFiles(repo.name, sha, ['/[bc].yaml'])).resolves.toHaveLength(2);
+    // A lower limit for one read (config.yaml's 128 KiB), from the header: the same file is
+    // refused under it and read without it.
+    await expect(source.readFile(repo.name, sha, 'b.yaml', { maxBytes: 200 })).rejects.toMatchObject({ code: 'GIT_FILE_TOO_LARGE', data: { bytes: 300 } });
+    await expect(source.readFile(repo.name, sha, 'b.yaml')).resolves.toBe('y'.repeat(300));
     const big = await repo.commit({ files: { 'a.yaml': 'x'.repeat(450) } });
     await source.refresh(repo.name);
     await expect(source.readFiles(repo.name, big, ['/*.yaml'])).rejects.toMatchObject({ code: 'GIT_FILES_TOO_LARGE', message: expect.stringMatching(/^c\.yaml: /) });

@@ -32,7 +32,7 @@ import type { Logger } from '../common/logger.js';
 import {
   encodeMessage, type ConfigMessage, type DesiredMessage, type ErrorMessage, type ManifestFile, type ManifestProjectConfig, type ProblemReport,
 } from '../protocol/messages.js';
-import { agentConfigPath, configTooLarge, parseAgentConfig, type ParsedAgentConfig } from './config.js';
+import { CONFIG_LIMITS, agentConfigPath, configTooLarge, parseAgentConfig, type ParsedAgentConfig } from './config.js';
 import { refKey } from './git/backends.js';
 import type { DesiredEntry, DesiredStateProvider } from './hub.js';
 import type { ServerMetrics } from './metrics.js';
@@ -333,7 +333,8 @@ export class Fleet implements DesiredStateProvider {
       if (known) {
         result = { ok: true, config: known.config, commit, projectLines: known.projectLines };
       } else {
-        const text = await this.options.git.readFile(record.configProject, commit, file);
+        // Refused from the blob's header when over GitLab's limit, so an oversized file is never inflated.
+        const text = await this.options.git.readFile(record.configProject, commit, file, { maxBytes: CONFIG_LIMITS.fileBytes });
         result = this.loadConfig(text ?? '', { file, configProject: record.configProject, commit });
         // Only valid configs are shared: problems name the agent's own file. The access rule is
         // per agent, so it is applied after this cache, never inside it.

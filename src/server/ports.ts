@@ -59,8 +59,11 @@ export interface GitSource {
   refresh(project: string): Promise<void>;
   /** Files at a commit matching GitLab-style globs, dot-directories skipped, size limits enforced. */
   readFiles(project: string, commit: string, globs: string[]): Promise<ManifestFile[]>;
-  /** One file at a commit, or undefined when absent. */
-  readFile(project: string, commit: string, path: string): Promise<string | undefined>;
+  /**
+   * One file at a commit, or undefined when absent. `maxBytes` lowers the per-file limit for this
+   * read (config.yaml: 128 KiB), checked from the object header before anything is inflated.
+   */
+  readFile(project: string, commit: string, path: string, options?: { maxBytes?: number }): Promise<string | undefined>;
   /**
    * The blob id of one regular file at a commit, or undefined when absent: equal ids mean equal
    * content, so a caller can skip re-reading a file a new commit did not touch. Optional.

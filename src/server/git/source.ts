@@ -251,10 +251,11 @@ export class GitWatcher implements GitSource {
   }
 
   /** Memoised per (project, commit, path): a commit never changes, so neither does the answer. */
-  readFile(project: string, commit: string, path: string): Promise<string | undefined> {
-    return this.memoised(`read\0${project}\0${commit}\0${path}`, async () => {
+  readFile(project: string, commit: string, path: string, options: { maxBytes?: number } = {}): Promise<string | undefined> {
+    const limits = options.maxBytes === undefined ? this.limits : { ...this.limits, maxFileBytes: Math.min(this.limits.maxFileBytes, options.maxBytes) };
+    return this.memoised(`read\0${project}\0${commit}\0${path}\0${limits.maxFileBytes}`, async () => {
       const store = await this.backend.storeFor(project, commit);
-      return readOneFile({ ...store, project, commit, budget: this.budget }, path, this.limits, this.treesOf(project, store));
+      return readOneFile({ ...store, project, commit, budget: this.budget }, path, limits, this.treesOf(project, store));
     });
   }
 
