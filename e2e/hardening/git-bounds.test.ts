@@ -23,6 +23,7 @@ import path from 'node:path';
 import { describe, expect, it } from '@jest/globals';
 import { git } from '../harness/git-repo.js';
 import { TENANT_MANIFEST_PROJECT, configMapManifest, useTenantServer, type TenantServer } from '../harness/server-process.js';
+import { waitFor } from '../harness/wait.js';
 
 const GLOB_PROJECT = 'long-names';
 const BIG_PROJECT = 'big-file';
@@ -101,6 +102,12 @@ describe('hardening: the Git layer bounds what globs and files cost', () => {
     const error = await big.next('error', 60_000);
     const problem = error.problems.find((p) => p.code === 'GIT_FILE_TOO_LARGE');
     expect(problem?.message).toMatch(/(^|: )huge\.yaml: 536870912 bytes at big-file@[0-9a-f]{12}, over the per-file limit of 5 MiB/);
+    // The operator sees it too, in that agent's row only.
+    const row = await waitFor(async () => {
+      const r = await ts.agentRow('big');
+      return r.status?.sourceProblems?.[BIG_PROJECT]?.code === 'GIT_FILE_TOO_LARGE' ? r : undefined;
+    }, 10_000, 'GIT_FILE_TOO_LARGE in agent list');
+    expect(row.status?.sourceProblems?.[BIG_PROJECT]?.message).toContain('huge.yaml');
     await bystanderFollows(ts, 'after-big');
     const health = await probe.stop();
     const after = await ts.memory();
