@@ -157,6 +157,22 @@ function request(url: string, ca: string, headers: Record<string, string> = {}):
   });
 }
 
+/** A `key=value` of a text log line (`--log-format text`): bare, or a JSON string when quoted. */
+export function textLogField(line: string, key: string): string | undefined {
+  const m = new RegExp(`(?:^| )${key}=("(?:[^"\\\\]|\\\\.)*"|\\S+)`).exec(line);
+  if (!m) return undefined;
+  return m[1].startsWith('"') ? (JSON.parse(m[1]) as string) : m[1];
+}
+
+/** The 'server listening' line of a server writing text logs, as the fields tests read. */
+async function waitForTextListening(proc: ManagedProcess): Promise<LogRecord> {
+  const line = await waitFor(async () => {
+    if (proc.exit()) throw new Error(`server exited ${JSON.stringify(proc.exit())}:\n${await proc.logTail(40)}`);
+    return (await readFile(proc.logPath, 'utf8').catch(() => '')).split('\n').find((l) => l.includes(' server listening '));
+  }, 20_000, 'server listening (text log)', 20);
+  return { msg: 'server listening', connect: textLogField(line, 'connect'), caCert: textLogField(line, 'caCert') };
+}
+
 /** Starts Git, makes the repositories and agent records, then the server process. */
 export async function startTenantServer(options: TenantServerOptions): Promise<TenantServer> {
   const serverCli = path.join(repoRoot(), 'dist', 'bin', 'gitops-server.js');
@@ -210,7 +226,8 @@ export async function startTenantServer(options: TenantServerOptions): Promise<T
       '--git-base-url', gitServer!.url, '--poll-interval', options.pollInterval ?? '60s', '--heartbeat-interval', '1s',
       '--webhook-secret-file', webhookSecretPath, '--log-level', 'debug', ...(options.serverArgs ?? []), ...extraArgs,
     ], { env: { ...process.env, ...options.env } });
-    const listening = await waitForLog((r) => r.msg === 'server listening', 20_000, 'server listening');
+    const textLogs = [...(options.serverArgs ?? []), ...extraArgs].join(' ').includes('--log-format text');
+    const listening = textLogs ? await waitForTextListening(server) : await waitForLog((r) => r.msg === 'server listening', 20_000, 'server listening');
     connectUrl = String(listening.connect);
     port = Number(new URL(connectUrl).port);
     ca = await readFile(String(listening.caCert), 'utf8');
