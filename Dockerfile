@@ -2,7 +2,7 @@
 # argument picks the program:
 #   docker run IMAGE gitops-server serve --tls-self-signed ...
 #   docker run IMAGE gitops-agent run --server-url wss://... ...
-# Build: docker build -t gitops .   (on a machine without Docker: scripts/podman-image.sh)
+# Build: docker build -t gitops:dev .   (on a machine without Docker: scripts/podman-image.sh)
 
 # ---- build: compile TypeScript with the dev dependencies, then drop them -------------------------
 FROM node:24-bookworm-slim AS build

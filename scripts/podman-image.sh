@@ -8,6 +8,10 @@
 # bookworm minbase root file system (debootstrap) with a Node 24 binary from the npm `node@24`
 # package, this machine's npm and CA bundle, and a `node` user with uid 1000 like the official image.
 # The stand-in is cached: it is made only when `podman image exists` says it is missing.
+# Making it needs, on this one machine: root (debootstrap, chroot, /etc/containers), a Debian mirror
+# (DEBIAN_MIRROR) and npm with its registry (node@24; the build's `npm ci` needs the registry too).
+# The build leaves its build stage (about 579 MB, dev dependencies) as an untagged image:
+# `podman image prune -f` removes it, at the cost of `npm ci` again on the next build.
 #
 # Usage: scripts/podman-image.sh [TAG]            (TAG defaults to gitops:dev)
 # Env:   GITOPS_IMAGE_REV     build this Git revision (via `git archive`) instead of the work tree,
@@ -41,6 +45,14 @@ if [ ! -e /etc/containers/containers.conf ] && [ "$(id -u)" = 0 ]; then
 fi
 
 make_base() {
+  if [ "$(id -u)" != 0 ]; then
+    log "making the stand-in base $BASE needs root (debootstrap, chroot): run this script as root once"
+    exit 1
+  fi
+  if ! command -v npm >/dev/null; then
+    log "npm is missing: the stand-in base takes Node 24 from the npm package node@24 and this machine's npm"
+    exit 1
+  fi
   mkdir -p "$CACHE"
   local mirror="${DEBIAN_MIRROR:-}"
   if [ -z "$mirror" ]; then
@@ -60,7 +72,7 @@ make_base() {
   # Built in a temporary folder and renamed when complete, so a killed run leaves no half root fs.
   local rootfs="$CACHE/rootfs-bookworm"
   if [ ! -d "$rootfs" ]; then
-    log "debootstrap bookworm from $mirror (about 30 s)"
+    log "debootstrap bookworm from $mirror (about a minute)"
     rm -rf "$rootfs.tmp"
     debootstrap --variant=minbase bookworm "$rootfs.tmp" "$mirror" >&2
     mv "$rootfs.tmp" "$rootfs"
