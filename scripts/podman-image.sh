@@ -104,7 +104,9 @@ make_base() {
 if podman image exists "$BASE"; then
   log "base $BASE exists: not rebuilt (podman rmi it to rebuild)"
 else
+  base_start=$(date +%s)
   make_base
+  log "made the stand-in base in $(( $(date +%s) - base_start )) s"
 fi
 
 CONTEXT="$ROOT"

@@ -129,8 +129,10 @@ describe('the image trial, run', () => {
     t0 = Date.now();
     const up = await sh('bash', [TRIAL, 'up'], { cwd: dir, env: env(), timeoutMs: 300_000 });
     times.upMs = Date.now() - t0;
-    // The script's last command is `agent list`: the agent is connected.
-    expect(up.stdout).toMatch(/^agent1 +kubernetes-agent +\S+ +yes/m);
+    // The script's last command is `agent list`; the server writes the status it shows within
+    // 0.5 s (debounced), so the connection may show only in a later one.
+    expect(up.stdout).toMatch(/^agent1 +kubernetes-agent /m);
+    await waitFor(async () => /^agent1 +kubernetes-agent +\S+ +yes/m.test(await podman('exec', 'gitops-server', 'gitops-server', 'agent', 'list')), 10_000, 'agent list to show agent1 connected');
   }, 1_200_000);
 
   afterAll(async () => {
