@@ -19,7 +19,9 @@
  *   single file of earlier versions, is still read and is removed after the first write.)
  *
  * Every write is crash-safe: a temporary file in the same directory, fsync, rename, fsync of the
- * directory. Files are mode 0600 and the directory 0700, because they describe the fleet.
+ * directory. Files are mode 0600 and the directory 0700, because they describe the fleet (a
+ * directory this process does not own and cannot tighten is used when judgeLooseStateDir says it
+ * is safe: group-writable, or a mounted volume).
  *
  * Every record read back is checked against a schema with bounds (AgentRecordSchema,
  * AgentStatusSchema): a record that fails is skipped and reported as a StateProblem naming its
@@ -219,10 +221,90 @@ function recordHints(raw: unknown): Pick<StateProblem, 'agentId' | 'name' | 'rev
   };
 }
 
-/** Creates the state directory (0700) or tightens its mode. */
-export async function ensureStateDir(dir: string): Promise<void> {
+/** A state dir this process could not make 0700, but may use: what the operator should know. */
+export interface LooseStateDir {
+  /** Permission bits, octal with the special bits: "2775". */
+  mode: string;
+  /** Numeric owner, "uid:gid". */
+  owner: string;
+  /** Who else may do what: "group-writable", "writable by every user (a mounted volume)", ... */
+  looseness: string;
+  /** Why it could not be tightened: "not its owner", or chmod's error code. */
+  why: string;
+}
+
+/** What stat and access said about a state dir whose chmod 0700 failed. */
+export interface StateDirFacts {
+  mode: number;
+  uid: number;
+  gid: number;
+  /** This process's uid and gid (-1 when the platform has none). */
+  processUid: number;
+  processGid: number;
+  /** This process can create files in it (access W_OK | X_OK). */
+  writable: boolean;
+  /** chmod's error code, e.g. EPERM. */
+  chmodError: string;
+  /** It is the root of a mounted file system (another device than its parent folder's). */
+  mountPoint: boolean;
+}
+
+const octal = (mode: number): string => (mode & 0o7777).toString(8).padStart(4, '0');
+
+/**
+ * Whether a state dir that could not be made 0700 may be used (see docs/operations.md, "The state
+ * dir"). Refused: a folder this process cannot write; and a world-writable one (sticky bit or not)
+ * that is a plain folder, which any user could have made so, waiting for the server to use it
+ * (anyone could replace agents.json, or create agents.journal before the first `agent create`
+ * appends to it, and so add an agent of their own). Accepted, with a warning: one only its owner
+ * and group may write, as a Kubernetes volume with `fsGroup` is (root:<fsGroup> 2775: the group is
+ * the pod's own), since every file is written 0600 and every folder inside 0700; and the root of a
+ * mounted volume even when world-writable, since only root mounts and so chose it: an emptyDir is
+ * 0777 (2777 with fsGroup), and so are local-path and hostPath volumes (kind, k3s).
+ */
+export function judgeLooseStateDir(dir: string, f: StateDirFacts): { ok: true; loose: LooseStateDir } | { ok: false; error: UserError } {
+  const mode = octal(f.mode);
+  const owner = `${f.uid}:${f.gid}`;
+  const why = f.uid !== f.processUid && f.chmodError === 'EPERM' ? 'not its owner' : `chmod: ${f.chmodError}`;
+  const own = `\`chown ${f.processUid} ${dir}\` (then it is made 0700)`;
+  if (!f.writable) {
+    return { ok: false, error: new UserError('STATE_DIR_NOT_WRITABLE', `${dir}: the state dir (${mode}, owner ${owner}) is not writable by this process (uid ${f.processUid}, gid ${f.processGid}), which cannot change its mode either (${why}). As root run ${own}, or \`chgrp ${f.processGid} ${dir} && chmod 2770 ${dir}\`; in Kubernetes, set the pod's securityContext.fsGroup.`) };
+  }
+  if (f.mode & 0o002 && !f.mountPoint) {
+    return { ok: false, error: new UserError('STATE_DIR_WORLD_WRITABLE', `${dir}: the state dir (${mode}, owner ${owner}) is writable by every user, and this process (uid ${f.processUid}) cannot tighten it (${why}): anyone could add an agent to its registry. As its owner (or root) run \`chmod o-w ${dir}\` (its group may keep write) or ${own}.`) };
+  }
+  const looseness = f.mode & 0o002 ? 'writable by every user (a mounted volume)'
+    : f.mode & 0o020 ? 'group-writable' : f.mode & 0o070 ? 'readable by its group' : f.mode & 0o007 ? 'readable by others' : 'owned by another user';
+  return { ok: true, loose: { mode, owner, looseness, why } };
+}
+
+/**
+ * Creates the state directory (0700) or tightens its mode. A folder it cannot tighten (this
+ * process is not its owner, as with a Kubernetes volume) is used as it is when judgeLooseStateDir
+ * accepts it: the result says how loose it is, for the caller to warn once. Throws
+ * STATE_DIR_NOT_WRITABLE or STATE_DIR_WORLD_WRITABLE otherwise (see judgeLooseStateDir).
+ */
+export async function ensureStateDir(dir: string): Promise<LooseStateDir | undefined> {
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-  await fs.chmod(dir, 0o700);
+  const st = await fs.stat(dir);
+  const processUid = process.getuid?.() ?? -1;
+  if ((st.mode & 0o077) === 0 && st.uid === processUid) return undefined;
+  try {
+    await fs.chmod(dir, 0o700);
+    return undefined;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    if (code !== 'EPERM' && code !== 'EROFS') throw err;
+    const writable = await fs.access(dir, fsConstants.W_OK | fsConstants.X_OK).then(() => true, () => false);
+    // Another device than the parent's: a mount point (a bind mount within one file system is
+    // not seen as one, which only refuses more).
+    const real = await fs.realpath(dir);
+    const parent = await fs.stat(path.dirname(real));
+    const mountPoint = parent.dev !== st.dev || parent.ino === st.ino;
+    const verdict = judgeLooseStateDir(dir, { mode: st.mode, uid: st.uid, gid: st.gid, processUid, processGid: process.getgid?.() ?? -1, writable, chmodError: code, mountPoint });
+    if (!verdict.ok) throw verdict.error;
+    return verdict.loose;
+  }
 }
 
 /** The status shard of an agent: two hex digits, uniform whatever the id looks like. */
