@@ -2,7 +2,7 @@ import { describe, expect, it } from '@jest/globals';
 import { EventEmitter } from 'node:events';
 import { Writable } from 'node:stream';
 import { createLogger } from './logger.js';
-import { describeThrown, installProcessGuards, type GuardedProcess } from './process-guards.js';
+import { describeThrown, installProcessGuards, installStopSignals, STOP_SIGNALS, type GuardedProcess, type SignalTarget, type StopSignal } from './process-guards.js';
 import { UserError } from './errors.js';
 
 function setup(options: { logsPerWindow?: number; windowMs?: number } = {}) {
@@ -77,5 +77,65 @@ describe('describeThrown', () => {
     expect(d).toMatchObject(expected);
     expect(JSON.stringify(d)).not.toContain('glagent-secret');
     expect(d.err.length).toBeLessThanOrEqual(1001);
+  });
+});
+
+describe('installStopSignals', () => {
+  function signals() {
+    const target = new EventEmitter();
+    const exits: number[] = [];
+    const stop = installStopSignals({ target: target as unknown as SignalTarget, exit: (c) => exits.push(c) });
+    const send = (s: StopSignal): boolean => target.emit(s, s);
+    return { target, exits, stop, send };
+  }
+  const settled = async (p: Promise<unknown>): Promise<unknown> => Promise.race([p, new Promise((r) => setTimeout(() => r('pending'), 20))]);
+
+  it('listens for SIGTERM and SIGINT as soon as it is installed', () => {
+    const { target } = signals();
+    expect(STOP_SIGNALS.map((s) => target.listenerCount(s))).toEqual([1, 1]);
+  });
+
+  it.each(STOP_SIGNALS)('exits 0 at once on %s before start-up began (nothing has started)', async (s) => {
+    const { exits, stop, send } = signals();
+    send(s);
+    expect(exits).toEqual([0]);
+    expect(stop.received).toBe(s);
+    expect(await settled(stop.next)).toBe('pending');
+  });
+
+  it.each(STOP_SIGNALS)('once start-up began, %s is the daemon\'s: reported and resolved, no exit', async (s) => {
+    const { exits, stop, send } = signals();
+    const seen: StopSignal[] = [];
+    stop.starting((signal) => seen.push(signal));
+    expect(await settled(stop.next)).toBe('pending');
+    send(s);
+    expect(seen).toEqual([s]);
+    expect(await stop.next).toBe(s);
+    expect(exits).toEqual([]);
+  });
+
+  it('resolves next for a daemon that waits only after start-up, when the signal came during it', async () => {
+    const { stop, send } = signals();
+    stop.starting();
+    send('SIGTERM');
+    await new Promise((r) => setTimeout(r, 5));
+    expect(await stop.next).toBe('SIGTERM');
+  });
+
+  it('exits 1 at once on a second signal, during the clean stop or before start-up', () => {
+    for (const startup of [true, false]) {
+      const { exits, stop, send } = signals();
+      if (startup) stop.starting();
+      send('SIGTERM');
+      send('SIGINT');
+      expect(exits).toEqual(startup ? [1] : [0, 1]);
+      expect(stop.received).toBe('SIGTERM');
+    }
+  });
+
+  it('dispose removes the listeners', () => {
+    const { target, stop } = signals();
+    stop.dispose();
+    expect(STOP_SIGNALS.map((s) => target.listenerCount(s))).toEqual([0, 0]);
   });
 });

@@ -11,6 +11,15 @@
  *   supervisor (Kubernetes, systemd) to restart it from the state dir.
  *
  * Error messages in this project never carry secrets (errors.ts); what is logged is bounded.
+ *
+ * Stop signals (installStopSignals): both daemons (`gitops-server serve`, `gitops-agent run`) take
+ * SIGTERM and SIGINT from their first line (bin/), before any other module is loaded: loading takes
+ * about half a second, and a signal then would otherwise have its default effect, which for PID 1
+ * in a container is none at all (the container runtime then waits and sends SIGKILL: exit 137).
+ * A signal before start-up has begun exits at once with status 0 (nothing has started); from
+ * start-up on it is the daemon's to handle: it finishes starting, then stops cleanly and exits 0.
+ * A second signal exits at once with status 1, for an operator who will not wait (as PID 1 the
+ * default effect would again be none).
  */
 import type { Logger } from './logger.js';
 
@@ -110,4 +119,79 @@ export function installProcessGuards(options: ProcessGuardOptions): ProcessGuard
       target.off('uncaughtException', onException);
     },
   };
+}
+
+// ---- stop signals ----------------------------------------------------------------------------
+
+/** The signals that stop a daemon. */
+export const STOP_SIGNALS = ['SIGTERM', 'SIGINT'] as const;
+export type StopSignal = (typeof STOP_SIGNALS)[number];
+
+/** The part of `process` the stop signals use (a fake in tests). */
+export interface SignalTarget {
+  on(event: StopSignal, listener: (signal: StopSignal) => void): unknown;
+  off(event: StopSignal, listener: (signal: StopSignal) => void): unknown;
+}
+
+export interface StopSignals {
+  /** The first signal, once it came. */
+  readonly received: StopSignal | undefined;
+  /**
+   * Start-up begins: from now on the first signal resolves `next` (the daemon finishes starting,
+   * then stops cleanly) instead of exiting at once. `onSignal` runs when it comes, e.g. to log it.
+   */
+  starting(onSignal?: (signal: StopSignal) => void): void;
+  /** Resolves with the first signal after `starting()` (at once when it already came). */
+  readonly next: Promise<StopSignal>;
+  /** Removes the listeners. */
+  dispose(): void;
+}
+
+export interface StopSignalOptions {
+  /** Default: the real process. */
+  target?: SignalTarget;
+  /** Default: process.exit. */
+  exit?: (code: number) => void;
+}
+
+/** Listens for SIGTERM and SIGINT at once; see the module header for what each phase does. */
+export function installStopSignals(options: StopSignalOptions = {}): StopSignals {
+  const target = options.target ?? process;
+  const exit = options.exit ?? ((code: number) => process.exit(code));
+  let started = false;
+  let received: StopSignal | undefined;
+  let onSignal: ((signal: StopSignal) => void) | undefined;
+  let resolveNext: (signal: StopSignal) => void = () => undefined;
+  const next = new Promise<StopSignal>((resolve) => { resolveNext = resolve; });
+  const listener = (signal: StopSignal): void => {
+    if (received !== undefined) return exit(1);
+    received = signal;
+    if (!started) return exit(0);
+    onSignal?.(signal);
+    resolveNext(signal);
+  };
+  for (const s of STOP_SIGNALS) target.on(s, listener);
+  return {
+    get received() { return received; },
+    starting(callback) {
+      started = true;
+      onSignal = callback;
+    },
+    next,
+    dispose() {
+      for (const s of STOP_SIGNALS) target.off(s, listener);
+    },
+  };
+}
+
+let installed: StopSignals | undefined;
+
+/**
+ * The real process's stop signals, installed by the first call: bin/ calls it first thing for the
+ * daemon commands, and the daemon's action again to use them (a command run in-process, without
+ * bin/, installs them there).
+ */
+export function processStopSignals(): StopSignals {
+  installed ??= installStopSignals();
+  return installed;
 }
