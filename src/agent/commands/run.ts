@@ -3,7 +3,8 @@
  * (flags, then GITOPS_AGENT_* environment variables, then defaults; every problem listed), builds
  * the engine, state dir, Lease elector, health endpoint and session, and runs until SIGTERM/SIGINT,
  * when it stops cleanly (closes the session, finishes or aborts the apply in flight, releases the
- * Lease).
+ * Lease) and exits 0. The signals are taken from bin/'s first line (../../common/process-guards.ts):
+ * one during start-up lets start-up finish, then stops the same way.
  *
  * Kubernetes access: `--kubeconfig` (or KUBECONFIG) when given; otherwise in-cluster configuration
  * from the pod's ServiceAccount (KUBERNETES_SERVICE_HOST/PORT and the folder in
@@ -20,8 +21,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { createLogger, LOG_LEVELS, type LogFormat, type LogLevel } from '../../common/logger.js';
+import { helpDefault, inForceHelp, shownValue } from '../../common/help-defaults.js';
 import { errorMessage, UserError } from '../../common/errors.js';
 import { parseDuration } from '../../common/duration.js';
+import { processStopSignals } from '../../common/process-guards.js';
 import { VERSION } from '../../common/version.js';
 import { DEFAULT_AUDIENCE, signAgentJwt } from '../../protocol/jwt.js';
 import { CONNECT_PATH } from '../../protocol/messages.js';
@@ -180,6 +183,14 @@ export function resolveRunOptions(flags: RunFlags, env: Env = process.env): RunO
   });
 }
 
+/**
+ * An option whose GITOPS_AGENT_<env> variable resolveRunOptions reads (not commander, which would
+ * turn a boolean on for "false"); its help shows the default in force (../../common/help-defaults.ts).
+ */
+function envOption(flags: string, description: string, env: string, shownDefault?: string): Option {
+  return helpDefault(new Option(flags, description), { envVar: `GITOPS_AGENT_${env}`, ...(shownDefault !== undefined ? { default: shownDefault } : {}) });
+}
+
 export function runCommand(): Command {
   return new Command('run')
     .summary('run the agent: connect to gitops-server and keep the cluster at the desired state')
@@ -191,20 +202,27 @@ export function runCommand(): Command {
         'GITOPS_AGENT_LEADER_ELECT=false). The agent configuration (drift mode, log level, manifest projects) comes from ' +
         'config.yaml through the server: see docs/configuration.md.',
     )
-    .option('--server-url <url>', `server WebSocket URL, wss://HOST${CONNECT_PATH}`)
-    .option('--token-file <file>', 'file holding the agent token (from "gitops-server agent create")')
-    .option('--ca-file <file>', 'PEM CA certificate(s) to trust for the server (e.g. a self-signed server certificate)')
-    .option('--kubeconfig <file>', 'kubeconfig file (default: KUBECONFIG, else in-cluster ServiceAccount)')
-    .option('--state-dir <dir>', 'where the last desired state is kept (in a pod: an emptyDir, default /var/lib/gitops-agent)')
-    .option('--listen <host:port>', 'health and metrics endpoint (/healthz, /readyz, /metrics), or "off" (default 0.0.0.0:8080)')
-    .addOption(new Option('--log-level <level>', 'initial log level; observability.logging.level in config.yaml overrides it').choices([...LOG_LEVELS]))
-    .addOption(new Option('--log-format <format>', 'json lines or readable text (default json)').choices(['json', 'text']))
-    .option('--lease-namespace <ns>', 'namespace of the leader-election Lease (default: the pod namespace)')
-    .option('--no-leader-elect', 'apply without a Lease (one replica only, or no Lease rights)')
-    .option('--resync-interval <duration>', 'full re-apply as a safety net, e.g. 5m; 0 turns it off (default 5m)')
-    .option('--audience <aud>', `JWT audience the server expects (default ${DEFAULT_AUDIENCE})`)
-    .option('--identity <id>', 'this replica\'s name in the Lease (default: POD_NAME or hostname plus a random suffix, made once and kept in --state-dir)')
-    .option('--insecure-plaintext', 'allow a ws:// server URL (unencrypted; tests and local trials only)')
+    .configureHelp(inForceHelp())
+    .addOption(envOption('--server-url <url>', `server WebSocket URL, wss://HOST${CONNECT_PATH}`, 'SERVER_URL'))
+    .addOption(envOption('--token-file <file>', 'file holding the agent token (from "gitops-server agent create")', 'TOKEN_FILE'))
+    .addOption(envOption('--ca-file <file>', 'PEM CA certificate(s) to trust for the server (e.g. a self-signed server\'s ca.crt)', 'CA_FILE'))
+    .addOption(envOption('--kubeconfig <file>', 'kubeconfig file', 'KUBECONFIG', 'KUBECONFIG, else the pod\'s ServiceAccount'))
+    .addOption(envOption('--state-dir <dir>', 'where the last desired state is kept (in a pod: an emptyDir)', 'STATE_DIR', '/var/lib/gitops-agent in a pod, else $XDG_STATE_HOME/gitops-agent/<agent id> ($XDG_STATE_HOME: ~/.local/state)'))
+    .addOption(envOption('--listen <host:port>', 'health and metrics endpoint (/healthz, /readyz, /metrics), or "off"', 'LISTEN', '0.0.0.0:8080'))
+    .addOption(envOption('--log-level <level>', 'initial log level; observability.logging.level in config.yaml overrides it', 'LOG_LEVEL', 'info').choices([...LOG_LEVELS]))
+    .addOption(envOption('--log-format <format>', 'json lines or readable text', 'LOG_FORMAT', 'json').choices(['json', 'text']))
+    .addOption(envOption('--lease-namespace <ns>', 'namespace of the leader-election Lease', 'LEASE_NAMESPACE', 'POD_NAMESPACE, else the pod namespace, else default'))
+    .addOption(helpDefault(new Option('--no-leader-elect', 'apply without a Lease (one replica only, or no Lease rights)'), {
+      envVar: 'GITOPS_AGENT_LEADER_ELECT', default: 'leader election on',
+      inForce: (v) => `leader election ${truthy(v) === false ? 'off' : 'on'} from GITOPS_AGENT_LEADER_ELECT=${shownValue(v)}`,
+    }))
+    .addOption(envOption('--resync-interval <duration>', 'full re-apply as a safety net, e.g. 5m; 0 turns it off', 'RESYNC_INTERVAL', '5m'))
+    .addOption(envOption('--audience <aud>', 'JWT audience the server expects', 'AUDIENCE', DEFAULT_AUDIENCE))
+    .addOption(envOption('--identity <id>', 'this replica\'s name in the Lease', 'IDENTITY', 'POD_NAME or hostname plus a random suffix, made once and kept in --state-dir'))
+    .addOption(helpDefault(new Option('--insecure-plaintext', 'allow a ws:// server URL (unencrypted; tests and local trials only)'), {
+      envVar: 'GITOPS_AGENT_INSECURE_PLAINTEXT',
+      inForce: (v) => `${truthy(v) ? 'on' : 'off'} from GITOPS_AGENT_INSECURE_PLAINTEXT=${shownValue(v)}`,
+    }))
     .addHelpText('after', `\nExamples:\n  # in a pod (ServiceAccount credentials, Lease in the pod namespace)\n  gitops-agent run --server-url wss://gitops.example.com${CONNECT_PATH} --token-file /etc/gitops-agent/token/token --ca-file /etc/gitops-agent/ca/ca.crt\n  # on a workstation against a trial server with a self-signed certificate\n  gitops-agent run --server-url wss://127.0.0.1:8443${CONNECT_PATH} --token-file agent1.token --ca-file ~/.local/state/gitops-server/ca.crt --kubeconfig ~/.kube/config --no-leader-elect --log-format text\n`)
     .action(async (flags: RunFlags, cmd: Command) => {
       // commander sets leaderElect=true by default for --no-leader-elect; only an explicit flag should beat the environment.
@@ -223,6 +241,10 @@ export async function runAgent(flags: RunFlags, env: Env = process.env): Promise
     return 2;
   }
   const logger = createLogger({ level: options.logLevel, format: options.logFormat, name: 'gitops-agent' });
+  // Listening since bin/ started (a signal before this line exited at once); from here a signal
+  // lets start-up finish, then stops cleanly.
+  const signals = processStopSignals();
+  signals.starting((signal) => logger.info({ signal }, 'stop signal during start-up: stopping once started'));
   const metrics = new AgentMetrics();
   const agentId = options.token.agentId;
   logger.info({ version: VERSION, agent: agentId, server: redactUrl(options.serverUrl), stateDir: options.stateDir, leader: options.leader ? `${options.leader.namespace}/${options.leader.name}` : 'off' }, 'agent starting');
@@ -275,10 +297,7 @@ export async function runAgent(flags: RunFlags, env: Env = process.env): Promise
     return 1;
   }
 
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-  });
+  const signal = await signals.next;
   logger.info({ signal }, 'agent stopping');
   const force = setTimeout(() => {
     logger.error({}, 'clean shutdown took too long: exiting');

@@ -1,24 +1,30 @@
 /**
- * `gitops-server serve`: every flag has a GITOPS_SERVER_* environment fallback (shown in --help);
- * options are validated once, every problem listed, before anything starts. The process-wide
- * guards (src/common/process-guards.ts) are installed first: an unhandled rejection is logged and
- * counted in gitops_server_unhandled_rejections_total and never stops the server; an uncaught
- * exception is logged and exits with status 1.
+ * `gitops-server serve`: every flag has a GITOPS_SERVER_* environment fallback (shown in --help,
+ * with its value when set: that is the default in force); options are validated once, every
+ * problem listed, before anything starts. The process-wide guards (src/common/process-guards.ts)
+ * are installed first: an unhandled rejection is logged and counted in
+ * gitops_server_unhandled_rejections_total and never stops the server; an uncaught exception is
+ * logged and exits with status 1. SIGTERM/SIGINT are taken from bin/'s first line: a clean stop,
+ * exit 0, also during start-up.
  */
 import { Command, Option } from 'commander';
+import { inForceHelp } from '../../common/help-defaults.js';
 import { createLogger } from '../../common/logger.js';
-import { installProcessGuards } from '../../common/process-guards.js';
+import { installProcessGuards, processStopSignals } from '../../common/process-guards.js';
 import { DEFAULT_AUDIENCE } from '../../protocol/jwt.js';
 import { createGitSource } from '../git-factory.js';
 import { guarded } from './agent.js';
 import { DEFAULT_LISTEN, DEFAULT_POLL_INTERVAL, DEFAULT_STATE_DIR, resolveServeOptions, type RawServeFlags } from '../options.js';
 import { registerRegistryHealth } from '../metrics.js';
+import { ensureStateDir } from '../state-files.js';
 import { startServer } from '../serve.js';
 
 const opt = (flags: string, description: string, env: string): Option => new Option(flags, description).env(`GITOPS_SERVER_${env}`);
 
 export function serveCommand(): Command {
   return new Command('serve')
+    // The default in force: with GITOPS_SERVER_STATE_DIR set (the image sets it), that value.
+    .configureHelp(inForceHelp())
     .description(
       'Serve agents: watch their Git projects and push each new commit over secure WebSockets. Give exactly one Git ' +
         'source: --git-base-url (a Git host over HTTP(S)) or --git-root (local repositories). Give TLS as --tls-cert and ' +
@@ -58,20 +64,20 @@ Examples:
     .action(guarded(async (flags: RawServeFlags) => {
       const options = resolveServeOptions(flags);
       const logger = createLogger({ level: options.logLevel, format: options.logFormat, name: 'gitops-server' });
+      // Listening since bin/ started (a signal before this line exited at once); from here a
+      // signal lets start-up finish, then stops cleanly.
+      const signals = processStopSignals();
+      signals.starting((signal) => logger.info({ signal }, 'stop signal during start-up: stopping once started'));
       // Before anything starts: a rejection during start-up is counted once the metrics exist.
       const guards = installProcessGuards({ logger: logger.child({ component: 'process' }) });
+      // Once, here: a volume this process does not own may be used as it is (state-files.ts).
+      const loose = await ensureStateDir(options.stateDir);
+      if (loose) logger.warn({ stateDir: options.stateDir, ...loose }, 'state dir is not private and cannot be made so; files inside are written 0600');
       const server = await startServer(options, { gitSource: createGitSource, logger });
       guards.countWith(server.metrics.unhandledRejections);
       registerRegistryHealth(server.metrics, server.registry);
-      await new Promise<void>((resolve) => {
-        const stop = (signal: NodeJS.Signals): void => {
-          logger.info({ signal }, 'stopping');
-          process.off('SIGTERM', stop);
-          process.off('SIGINT', stop);
-          server.close().then(resolve, resolve);
-        };
-        process.on('SIGTERM', stop);
-        process.on('SIGINT', stop);
-      });
+      const signal = await signals.next;
+      logger.info({ signal }, 'stopping');
+      await server.close().catch((err: unknown) => logger.error({ err: err instanceof Error ? err.message : String(err) }, 'error while stopping'));
     }));
 }
