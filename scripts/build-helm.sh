@@ -67,7 +67,7 @@ else
   ldflags="$ldflags -X sigs.k8s.io/kustomize/api/provenance.version=$version"
 fi
 
-[ "$TOOL" = helm ] && cold="about 2.5 minutes and 90 MB of modules" || cold="about 20 s"
+[ "$TOOL" = helm ] && cold="2.5 to 3.5 minutes and 100 MB of modules" || cold="about 20 s"
 step "building $TOOL $version ($cold cold on 2 cores)"
 go build -mod=readonly -trimpath -ldflags="$ldflags" -o "$OUT/.$TOOL.tmp.$$" "$pkg"
 mv -f "$OUT/.$TOOL.tmp.$$" "$OUT/$TOOL"
