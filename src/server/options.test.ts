@@ -12,6 +12,16 @@ describe('resolveServeOptions', () => {
     expect(Object.isFrozen(options)).toBe(true);
   });
 
+  it('reads the TLS switches from their variables as booleans: "false" is off, an unknown word is a problem', async () => {
+    const root = await mkdtemp(path.join(tmpdir(), 'gitops-opt-'));
+    const env = { GITOPS_SERVER_TLS_SELF_SIGNED: 'true', GITOPS_SERVER_INSECURE_PLAINTEXT: 'false' };
+    expect(resolveServeOptions({ gitRoot: root }, env).tls).toEqual({ mode: 'self-signed' });
+    expect(() => resolveServeOptions({ gitRoot: root }, { GITOPS_SERVER_TLS_SELF_SIGNED: '1', GITOPS_SERVER_INSECURE_PLAINTEXT: 'flase' }))
+      .toThrow(/GITOPS_SERVER_INSECURE_PLAINTEXT="flase": expected true or false/);
+    // A flag beats its variable.
+    expect(resolveServeOptions({ gitRoot: root, tlsSelfSigned: true }, { GITOPS_SERVER_TLS_SELF_SIGNED: 'off' }).tls).toEqual({ mode: 'self-signed' });
+  });
+
   it('lists every problem at once', () => {
     let message = '';
     try {

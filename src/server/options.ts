@@ -7,6 +7,7 @@ import { accessSync, constants, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { parseDuration } from '../common/duration.js';
+import { readEnvFlag } from '../common/env-flag.js';
 import { UserError } from '../common/errors.js';
 import { LOG_LEVELS, type LogFormat, type LogLevel } from '../common/logger.js';
 import { DEFAULT_AUDIENCE } from '../protocol/jwt.js';
@@ -65,13 +66,16 @@ export interface ServeOptions {
 }
 
 /** Validates the flags; throws one UserError listing every problem. */
-export function resolveServeOptions(flags: RawServeFlags): Readonly<ServeOptions> {
+export function resolveServeOptions(flags: RawServeFlags, env: Record<string, string | undefined> = process.env): Readonly<ServeOptions> {
   const problems: string[] = [];
   const problem = (text: string): void => { problems.push(text); };
+  // Boolean switches read their variables here, not through commander (see env-flag.ts).
+  const tlsSelfSigned = flags.tlsSelfSigned ?? readEnvFlag(env, 'GITOPS_SERVER_TLS_SELF_SIGNED', problem);
+  const insecurePlaintext = flags.insecurePlaintext ?? readEnvFlag(env, 'GITOPS_SERVER_INSECURE_PLAINTEXT', problem);
 
   const listen = parseListen(flags.listen ?? DEFAULT_LISTEN, problem);
 
-  const tlsModes = [flags.tlsCert || flags.tlsKey ? 'files' : '', flags.tlsSelfSigned ? 'self-signed' : '', flags.insecurePlaintext ? 'plaintext' : ''].filter(Boolean);
+  const tlsModes = [flags.tlsCert || flags.tlsKey ? 'files' : '', tlsSelfSigned ? 'self-signed' : '', insecurePlaintext ? 'plaintext' : ''].filter(Boolean);
   let tls: TlsOptions = { mode: 'self-signed' };
   if (tlsModes.length === 0) problem('TLS: give --tls-cert and --tls-key, or --tls-self-signed for trials (plain ws:// only with --insecure-plaintext)');
   else if (tlsModes.length > 1) problem(`TLS: choose one of --tls-cert/--tls-key, --tls-self-signed, --insecure-plaintext (got ${tlsModes.join(', ')})`);

@@ -21,6 +21,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { createLogger, LOG_LEVELS, type LogFormat, type LogLevel } from '../../common/logger.js';
+import { parseEnvFlag, readEnvFlag } from '../../common/env-flag.js';
 import { helpDefault, inForceHelp, shownValue } from '../../common/help-defaults.js';
 import { errorMessage, UserError } from '../../common/errors.js';
 import { parseDuration } from '../../common/duration.js';
@@ -82,10 +83,6 @@ export interface RunOptions {
 
 type Env = Record<string, string | undefined>;
 
-function truthy(v: string | undefined): boolean | undefined {
-  if (v === undefined || v === '') return undefined;
-  return !/^(0|false|no|off)$/i.test(v);
-}
 
 /** Reads flags and environment into RunOptions, listing every problem at once. */
 export function resolveRunOptions(flags: RunFlags, env: Env = process.env): RunOptions {
@@ -93,7 +90,7 @@ export function resolveRunOptions(flags: RunFlags, env: Env = process.env): RunO
   const problem = (p: string): void => { problems.push(p); };
 
   const serverUrl = flags.serverUrl ?? env.GITOPS_AGENT_SERVER_URL;
-  const insecure = flags.insecurePlaintext ?? truthy(env.GITOPS_AGENT_INSECURE_PLAINTEXT) ?? false;
+  const insecure = flags.insecurePlaintext ?? readEnvFlag(env, 'GITOPS_AGENT_INSECURE_PLAINTEXT', problem) ?? false;
   if (!serverUrl) problem(`--server-url (or GITOPS_AGENT_SERVER_URL) is required, e.g. wss://gitops.example.com${CONNECT_PATH}`);
   else {
     let url: URL | undefined;
@@ -165,7 +162,7 @@ export function resolveRunOptions(flags: RunFlags, env: Env = process.env): RunO
     try { resyncIntervalMs = parseDuration(resyncText); } catch (err) { problem(`--resync-interval: ${errorMessage(err)} (0 turns it off)`); }
   }
 
-  const leaderElect = flags.leaderElect ?? truthy(env.GITOPS_AGENT_LEADER_ELECT) ?? true;
+  const leaderElect = flags.leaderElect ?? readEnvFlag(env, 'GITOPS_AGENT_LEADER_ELECT', problem) ?? true;
   const podNamespaceFile = join(saDir, 'namespace');
   const leaseNamespace = flags.leaseNamespace ?? env.GITOPS_AGENT_LEASE_NAMESPACE ?? env.POD_NAMESPACE
     ?? (inCluster && existsSync(podNamespaceFile) ? readFileSync(podNamespaceFile, 'utf8').trim() : undefined) ?? 'default';
@@ -214,14 +211,14 @@ export function runCommand(): Command {
     .addOption(envOption('--lease-namespace <ns>', 'namespace of the leader-election Lease', 'LEASE_NAMESPACE', 'POD_NAMESPACE, else the pod namespace, else default'))
     .addOption(helpDefault(new Option('--no-leader-elect', 'apply without a Lease (one replica only, or no Lease rights)'), {
       envVar: 'GITOPS_AGENT_LEADER_ELECT', default: 'leader election on',
-      inForce: (v) => `leader election ${truthy(v) === false ? 'off' : 'on'} from GITOPS_AGENT_LEADER_ELECT=${shownValue(v)}`,
+      inForce: (v) => `leader election ${parseEnvFlag(v) === false ? 'off' : 'on'} from GITOPS_AGENT_LEADER_ELECT=${shownValue(v)}`,
     }))
     .addOption(envOption('--resync-interval <duration>', 'full re-apply as a safety net, e.g. 5m; 0 turns it off', 'RESYNC_INTERVAL', '5m'))
     .addOption(envOption('--audience <aud>', 'JWT audience the server expects', 'AUDIENCE', DEFAULT_AUDIENCE))
     .addOption(envOption('--identity <id>', 'this replica\'s name in the Lease', 'IDENTITY', 'POD_NAME or hostname plus a random suffix, made once and kept in --state-dir'))
     .addOption(helpDefault(new Option('--insecure-plaintext', 'allow a ws:// server URL (unencrypted; tests and local trials only)'), {
       envVar: 'GITOPS_AGENT_INSECURE_PLAINTEXT',
-      inForce: (v) => `${truthy(v) ? 'on' : 'off'} from GITOPS_AGENT_INSECURE_PLAINTEXT=${shownValue(v)}`,
+      inForce: (v) => `${parseEnvFlag(v) ? 'on' : 'off'} from GITOPS_AGENT_INSECURE_PLAINTEXT=${shownValue(v)}`,
     }))
     .addHelpText('after', `\nExamples:\n  # in a pod (ServiceAccount credentials, Lease in the pod namespace)\n  gitops-agent run --server-url wss://gitops.example.com${CONNECT_PATH} --token-file /etc/gitops-agent/token/token --ca-file /etc/gitops-agent/ca/ca.crt\n  # on a workstation against a trial server with a self-signed certificate\n  gitops-agent run --server-url wss://127.0.0.1:8443${CONNECT_PATH} --token-file agent1.token --ca-file ~/.local/state/gitops-server/ca.crt --kubeconfig ~/.kube/config --no-leader-elect --log-format text\n`)
     .action(async (flags: RunFlags, cmd: Command) => {

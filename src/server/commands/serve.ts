@@ -8,7 +8,8 @@
  * exit 0, also during start-up.
  */
 import { Command, Option } from 'commander';
-import { inForceHelp } from '../../common/help-defaults.js';
+import { parseEnvFlag } from '../../common/env-flag.js';
+import { helpDefault, inForceHelp, shownValue } from '../../common/help-defaults.js';
 import { createLogger } from '../../common/logger.js';
 import { installProcessGuards, processStopSignals } from '../../common/process-guards.js';
 import { DEFAULT_AUDIENCE } from '../../protocol/jwt.js';
@@ -20,6 +21,15 @@ import { ensureStateDir } from '../state-files.js';
 import { startServer } from '../serve.js';
 
 const opt = (flags: string, description: string, env: string): Option => new Option(flags, description).env(`GITOPS_SERVER_${env}`);
+/**
+ * A boolean flag whose GITOPS_SERVER_<env> variable resolveServeOptions reads (true/false, 1/0,
+ * ...): commander's .env() would turn it on for "false" (../../common/env-flag.ts).
+ */
+const envSwitch = (flags: string, description: string, env: string): Option =>
+  helpDefault(new Option(flags, description), {
+    envVar: `GITOPS_SERVER_${env}`,
+    inForce: (v) => `${parseEnvFlag(v) === true ? 'on' : parseEnvFlag(v) === false ? 'off' : 'not a boolean: refused'} from GITOPS_SERVER_${env}=${shownValue(v)}`,
+  });
 
 export function serveCommand(): Command {
   return new Command('serve')
@@ -34,8 +44,8 @@ export function serveCommand(): Command {
     .addOption(opt('--state-dir <dir>', 'agent registry and status (created 0700, files 0600)', 'STATE_DIR').default(DEFAULT_STATE_DIR))
     .addOption(opt('--tls-cert <file>', 'PEM certificate (chain) to serve', 'TLS_CERT'))
     .addOption(opt('--tls-key <file>', 'PEM private key of --tls-cert', 'TLS_KEY'))
-    .addOption(opt('--tls-self-signed', 'for trials: create <state-dir>/ca.crt (agents trust it; its key is not kept) and a leaf certificate it signed, and log the CA\'s SHA-256 fingerprint', 'TLS_SELF_SIGNED'))
-    .addOption(opt('--insecure-plaintext', 'serve plain ws:// and http:// (only behind a TLS-terminating proxy)', 'INSECURE_PLAINTEXT'))
+    .addOption(envSwitch('--tls-self-signed', 'for trials: create <state-dir>/ca.crt (agents trust it; its key is not kept) and a leaf certificate it signed, and log the CA\'s SHA-256 fingerprint', 'TLS_SELF_SIGNED'))
+    .addOption(envSwitch('--insecure-plaintext', 'serve plain ws:// and http:// (only behind a TLS-terminating proxy)', 'INSECURE_PLAINTEXT'))
     .addOption(opt('--git-base-url <url>', 'Git host; project group/name is <url>/group/name.git (GitLab layout)', 'GIT_BASE_URL'))
     .addOption(opt('--git-token-file <file>', 'file holding a token for private projects on --git-base-url', 'GIT_TOKEN_FILE'))
     .addOption(opt('--git-root <dir>', 'local repositories instead of a Git host: <dir>/group/name(.git)', 'GIT_ROOT'))
