@@ -5,6 +5,7 @@
  */
 import { Command, Option } from 'commander';
 import { UserError } from '../../common/errors.js';
+import { inForceHelp } from '../../common/help-defaults.js';
 import type { ProblemReport } from '../../protocol/messages.js';
 import { DEFAULT_STATE_DIR } from '../options.js';
 import { createAgent, listAgentsReport, revokeAgent, updateAllowProjects, type AgentListRow } from '../registry.js';
@@ -19,7 +20,9 @@ function stateDirOption(): Option {
 }
 
 export function agentCommand(): Command {
-  const agent = new Command('agent').description('Create, list, revoke agents and change the projects they may read (works beside a running server).');
+  const agent = new Command('agent').description('Create, list, revoke agents and change the projects they may read (works beside a running server).')
+    // Inherited by every subcommand: --state-dir shows GITOPS_SERVER_STATE_DIR's value when set.
+    .configureHelp(inForceHelp());
 
   agent
     .command('create')
