@@ -19,6 +19,16 @@ import { createRepo, type TestRepo } from '../harness/git-repo.js';
 import { freshNamespace, testKubeConfig, waitFor, type TestNamespace } from '../harness/kube.js';
 
 const run = promisify(execFile);
+
+/**
+ * Podman bind-mounts /run/netns on itself for the server container's network namespace and leaves
+ * the mount once the containers are gone; nothing of ours is inside then, and podman mounts it
+ * again when it next needs one. Unmounted only when empty, so a namespace in use is never touched.
+ */
+async function unmountEmptyNetns(): Promise<void> {
+  const mounted = (await readFile('/proc/mounts', 'utf8')).split('\n').some((l) => l.split(' ')[1] === '/run/netns');
+  if (mounted && (await readdir('/run/netns').catch(() => ['?'])).length === 0) await run('umount', ['/run/netns']);
+}
 const ROOT = new URL('../../', import.meta.url).pathname;
 const TRIAL = join(ROOT, 'scripts/image-trial.sh');
 const BUILD = join(ROOT, 'scripts/podman-image.sh');
@@ -140,6 +150,7 @@ describe('the image trial, run', () => {
       // The test runs the documented `down`; this is for a run that failed before it.
       await podman('rm', '-f', ...CONTAINERS);
       await podman('volume', 'rm', '-f', VOLUME);
+      await unmountEmptyNetns();
     } finally {
       for (const r of repos) await r.dispose();
       if (dir) await rm(dir, { recursive: true, force: true });
