@@ -68,7 +68,13 @@ function start(args: string[], pid1 = AS_PID_1): Daemon {
     pid: async () => {
       if (!pid1) return child.pid as number;
       const children = `/proc/${child.pid}/task/${child.pid}/children`;
-      return Number(await waitFor(async () => (await readFile(children, 'utf8').catch(() => '')).trim(), 2_000, 'unshare to start the daemon', 2));
+      // Only a pid counts: an empty file (unshare has not forked yet) is "not yet" (waitFor would
+      // take '' as an answer, and Number('') is 0: process.kill(0) signals our own process group).
+      const text = await waitFor(async () => {
+        const listed = (await readFile(children, 'utf8').catch(() => '')).trim();
+        return /^[1-9][0-9]*$/.test(listed) ? listed : undefined;
+      }, 2_000, 'unshare to start the daemon', 2);
+      return Number(text);
     },
   };
 }
@@ -76,6 +82,8 @@ function start(args: string[], pid1 = AS_PID_1): Daemon {
 /** Sends SIGTERM once `when` resolves; returns how the daemon ended and how long after the signal. */
 async function stopAt(d: Daemon, when: Promise<unknown>): Promise<{ code: number | null; signal: NodeJS.Signals | null; afterSignalMs: number }> {
   const pid = await d.pid();
+  // Never 0 or negative: that would signal this test's own process group (jest and the CI run).
+  if (!Number.isInteger(pid) || pid <= 1) throw new Error(`not a daemon pid: ${pid}`);
   await when;
   const sent = Date.now();
   process.kill(pid, 'SIGTERM');
