@@ -92,6 +92,9 @@ describe('the test control plane', () => {
     expect((await jsonPatch(kc, path, [{ op: 'test', path: '/data/a', value: 'nope' }, { op: 'remove', path: '/data/a' }])).status).toBe(422);
     await core.deleteNamespacedConfigMap({ namespace: ns.name, name: 'cfg' });
     await waitFor(async () => (await apps.listNamespacedReplicaSet({ namespace: ns.name })).items.length > 0, 20_000, 'the ReplicaSet');
+    // The service-account controller works its own queue: on a loaded machine it may create the
+    // namespace's default ServiceAccount after the ReplicaSet exists, so wait for both writes.
+    await waitFor(async () => (await core.listNamespacedServiceAccount({ namespace: ns.name })).items.some((sa) => sa.metadata?.name === 'default'), 20_000, 'the default ServiceAccount');
 
     const events = await syncAuditLog(kc, testAuditLogPath());
     const ours = writeRequests(events, { namespace: ns.name, username: ADMIN_USERNAME });
