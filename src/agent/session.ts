@@ -31,6 +31,7 @@ import {
   CloseCode, MAX_AGENT_MESSAGE_BYTES, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, decodeServerMessage, encodeMessage, fitReport,
   type ConfigMessage, type DesiredMessage, type DriftMessage, type ErrorMessage, type HelloMessage, type StatusMessage,
 } from '../protocol/messages.js';
+import { BINARY_FRAME_REASON, decodeFrame } from '../protocol/frames.js';
 import { RECONNECT_BACKOFF, UNAUTHORIZED_BACKOFF, backoffDelay, type BackoffPolicy } from './backoff.js';
 import type { ConnectionState } from './metrics.js';
 
@@ -299,14 +300,12 @@ export class Session {
 
   private onFrame(ws: WebSocket, data: RawData, isBinary: boolean): void {
     const log = this.opts.logger;
-    if (isBinary) {
+    const decoded = decodeFrame(data, isBinary, decodeServerMessage);
+    if (!decoded.ok && decoded.kind === 'binary') {
       log.error({}, 'server sent a binary frame: closing');
-      ws.close(CloseCode.INVALID_MESSAGE, 'binary frames are not part of the protocol');
+      ws.close(CloseCode.INVALID_MESSAGE, BINARY_FRAME_REASON);
       return;
     }
-    // ws hands us a Buffer (binaryType nodebuffer): decode it in place rather than copy a message of up to MAX_MESSAGE_BYTES first.
-    const text = (Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data)).toString('utf8');
-    const decoded = decodeServerMessage(text);
     if (!decoded.ok) {
       log.error({ problem: decoded.error.slice(0, 500) }, 'server sent an invalid message: closing');
       ws.close(CloseCode.INVALID_MESSAGE, 'invalid message');

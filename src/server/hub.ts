@@ -38,6 +38,7 @@ import type { Logger } from '../common/logger.js';
 import {
   DEFAULT_REPLAY_CACHE_ENTRIES, DEFAULT_REPLAY_QUOTA_PER_AGENT, JWT_THROTTLE_CODES, JwtError, JwtRateLimitedError, ReplayCache, claimedKid, verifyAgentJwt,
 } from '../protocol/jwt.js';
+import { decodeFrame } from '../protocol/frames.js';
 import {
   CONNECT_PATH, CloseCode, MAX_AGENT_MESSAGE_BYTES, PROTOCOL_VERSION, decodeAgentMessage, encodeMessage,
   type AgentMessage, type ConfigMessage, type ErrorMessage,
@@ -126,9 +127,8 @@ export type FrameVerdict =
 
 /** Validates one frame for a session in the given phase. */
 export function judgeFrame(data: RawData, isBinary: boolean, helloDone: boolean): FrameVerdict {
-  if (isBinary) return { ok: false, code: CloseCode.INVALID_MESSAGE, reason: 'binary frames are not part of the protocol', metric: 'binary' };
-  const text = Buffer.isBuffer(data) ? data.toString('utf8') : Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data).toString('utf8');
-  const decoded = decodeAgentMessage(text);
+  const decoded = decodeFrame(data, isBinary, decodeAgentMessage);
+  if (!decoded.ok && decoded.kind === 'binary') return { ok: false, code: CloseCode.INVALID_MESSAGE, reason: decoded.error, metric: 'binary' };
   if (!decoded.ok) return { ok: false, code: CloseCode.INVALID_MESSAGE, reason: closeReason(`invalid message: ${decoded.error}`), metric: 'invalid' };
   const message = decoded.message;
   if (!helloDone && message.type !== 'hello') return { ok: false, code: CloseCode.INVALID_MESSAGE, reason: `expected hello first, got ${message.type}`, metric: 'no-hello' };
