@@ -108,7 +108,7 @@ describe('SyncLoop', () => {
         return {
           unit: unit.name, commit: unit.commit, errors: [], durationMs: 3, dryRun: false,
           changes: [
-            { id: 'Deployment/default/nginx', action: 'failed', reason: `Deployment/default/nginx: ${eacces}`, error: { code: 'apply_failed', message: `Deployment/default/nginx: ${eacces}`, object: 'Deployment/default/nginx' } },
+            { id: 'Deployment/default/nginx', action: 'failed', reason: `Deployment/default/nginx: ${eacces}`, error: { code: 'APPLY_FAILED', message: `Deployment/default/nginx: ${eacces}`, object: 'Deployment/default/nginx' } },
             { id: 'Service/default/nginx', action: 'failed', reason: `Service/default/nginx: ${eacces}` },
           ],
         };
@@ -126,7 +126,7 @@ describe('SyncLoop', () => {
     expect(failed[0].cause).toContain('EACCES');
     expect(failed[0].errors.map((e) => e.message)).toEqual([`Deployment/default/nginx: ${eacces}`, `Service/default/nginx: ${eacces}`]);
     expect(failed[1].cause).toBe(`cannot read the OpenAPI document: ${eacces}`);
-    expect(failed[1].errors).toEqual([{ code: 'apply_error', message: `cannot read the OpenAPI document: ${eacces}` }]);
+    expect(failed[1].errors).toEqual([{ code: 'APPLY_ERROR', message: `cannot read the OpenAPI document: ${eacces}` }]);
   });
 
   it('names inventories per agent and project within DNS limits', () => {

@@ -9,7 +9,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from '../common/logger.js';
-import { errorMessage, GitopsError } from '../common/errors.js';
+import { errorMessage, GitopsError, problemOf } from '../common/errors.js';
+import { ProblemCode } from '../protocol/problems.js';
 import type { DriftIgnoreRule, ProblemReport, StatusMessage } from '../protocol/messages.js';
 import { backoffDelay, type BackoffPolicy } from './backoff.js';
 import type { AgentMetrics } from './metrics.js';
@@ -30,7 +31,7 @@ export function failureProblems(set: ChangeSet): { cause: string; problems: Prob
     ...set.errors,
     ...set.changes
       .filter((c) => c.action === 'failed')
-      .map((c) => c.error ?? { code: 'apply_failed', message: c.reason?.startsWith(c.id) ? c.reason : `${c.id}: ${c.reason ?? 'failed'}`, object: c.id }),
+      .map((c) => c.error ?? { code: ProblemCode.APPLY_FAILED, message: c.reason?.startsWith(c.id) ? c.reason : `${c.id}: ${c.reason ?? 'failed'}`, object: c.id }),
   ];
   return { cause: all[0]?.message ?? 'unknown', problems: all.slice(0, MAX_LOGGED_PROBLEMS), more: Math.max(0, all.length - MAX_LOGGED_PROBLEMS) };
 }
@@ -135,7 +136,7 @@ export class SyncLoop {
     slot.dirty = true;
     if (slot.running) {
       this.opts.logger.info({ project: desired.project, commit: slot.running.commit, by: desired.commit }, 'apply superseded by a newer commit');
-      slot.running.abort.abort(new GitopsError('transient', 'superseded', `superseded by commit ${desired.commit}`));
+      slot.running.abort.abort(new GitopsError('transient', ProblemCode.SUPERSEDED, `superseded by commit ${desired.commit}`));
     }
     this.kick(desired.project, slot);
   }
@@ -264,8 +265,7 @@ export class SyncLoop {
     } catch (err) {
       if (abort.aborted) return; // superseded, lost leadership or shutting down: the newest state is applied next
       // The cause chain: a wrapped EACCES or ECONNREFUSED is what a person needs to read.
-      const code = err instanceof GitopsError ? err.code : (err as { code?: unknown }).code;
-      const problem: ProblemReport = { code: typeof code === 'string' ? code : 'apply_error', message: messageWithCauses(err) };
+      const problem: ProblemReport = { ...problemOf(err, ProblemCode.APPLY_ERROR), message: messageWithCauses(err) };
       set = { unit: slot.unit, commit: desired.commit, changes: [], errors: [problem], durationMs: 0, dryRun: false };
     }
     if (abort.aborted) return;

@@ -49,3 +49,27 @@ export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+/**
+ * A problem as every status, error message and log names one. Structurally the wire's
+ * `ProblemReport` (src/protocol/messages.ts) without file/line, which callers add when they know
+ * them; defined here so common/ depends on nothing above it.
+ */
+export interface Problem {
+  code: string;
+  message: string;
+  object?: string;
+}
+
+/**
+ * The one conversion of a thrown value into a problem: a GitopsError keeps its own code (the
+ * API server's or the Git host's answer is what a person needs), anything else gets
+ * `fallbackCode` (a code of src/protocol/problems.ts). With `objectId` the message starts with the
+ * id (once: messages that already name it are left alone) and `object` is set.
+ */
+export function problemOf(err: unknown, fallbackCode: string, objectId?: string): Problem {
+  const code = err instanceof GitopsError ? err.code : fallbackCode;
+  const raw = errorMessage(err);
+  if (objectId === undefined) return { code, message: raw };
+  return { code, message: raw.startsWith(objectId) ? raw : `${objectId}: ${raw}`, object: objectId };
+}

@@ -22,7 +22,7 @@ export async function readManifestFiles(inputs: string[]): Promise<ManifestFile[
     try {
       st = await stat(input);
     } catch {
-      throw new UserError('input_not_found', `${input}: no such file or directory`);
+      throw new UserError('INPUT_NOT_FOUND', `${input}: no such file or directory`);
     }
     if (st.isFile()) {
       files.push({ path: input, content: await readFile(input, 'utf8') });

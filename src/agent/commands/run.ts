@@ -171,7 +171,7 @@ export function resolveRunOptions(flags: RunFlags, env: Env = process.env): RunO
   const audience = flags.audience ?? env.GITOPS_AGENT_AUDIENCE ?? DEFAULT_AUDIENCE;
 
   if (problems.length || !serverUrl || !token || !kube) {
-    throw new UserError('invalid_options', `gitops-agent run: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`, { data: { problems } });
+    throw new UserError('INVALID_OPTIONS', `gitops-agent run: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`, { data: { problems } });
   }
   return Object.freeze({
     serverUrl, token, ...(ca ? { ca } : {}), kube, inCluster, stateDir, ...(listen ? { listen } : {}), logLevel, logFormat,

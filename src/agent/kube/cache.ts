@@ -208,7 +208,7 @@ export class ResourceCache {
       return;
     }
     if (ev.type === 'ERROR') {
-      throw new KubeApiError('retryable', 'kube_watch_error', `${this.resource.kind} watch`, ev.object.code ?? 0, ev.object);
+      throw new KubeApiError('retryable', 'KUBE_WATCH_ERROR', `${this.resource.kind} watch`, ev.object.code ?? 0, ev.object);
     }
     const obj = slimManagedFields(ev.object, this.client.fieldManager);
     const rv = obj.metadata.resourceVersion;

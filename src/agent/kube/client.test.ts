@@ -18,7 +18,7 @@ describe('resourcePath', () => {
 
 describe('InvalidError', () => {
   it('recognises the bare 422 the API server sends for a failed resourceVersion test', () => {
-    const err = new InvalidError('user', 'kube_invalid', 'ConfigMap/a/b', 422, {
+    const err = new InvalidError('user', 'KUBE_INVALID', 'ConfigMap/a/b', 422, {
       message: 'the server rejected our request due to an error in our request',
       reason: 'Invalid',
       details: {},
@@ -28,7 +28,7 @@ describe('InvalidError', () => {
   });
 
   it('tells a validation failure and an immutable field apart from a failed test, with the causes in the message', () => {
-    const err = new InvalidError('user', 'kube_invalid', 'Service/a/b', 422, {
+    const err = new InvalidError('user', 'KUBE_INVALID', 'Service/a/b', 422, {
       message: 'Service "b" is invalid: spec.clusterIP: Invalid value: "10.0.0.9": field is immutable',
       reason: 'Invalid',
       details: { name: 'b', causes: [{ message: 'Invalid value: "10.0.0.9": field is immutable', field: 'spec.clusterIP' }] },

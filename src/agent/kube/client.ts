@@ -66,25 +66,25 @@ export class ForbiddenError extends KubeApiError {}
 function toError(id: string, status: number, body: KubeStatus): KubeApiError {
   switch (status) {
     case 404:
-      return new NotFoundError('user', 'kube_not_found', id, status, body);
+      return new NotFoundError('user', 'KUBE_NOT_FOUND', id, status, body);
     case 409:
       return body.reason === 'AlreadyExists'
-        ? new AlreadyExistsError('retryable', 'kube_already_exists', id, status, body)
-        : new ConflictError('retryable', 'kube_conflict', id, status, body);
+        ? new AlreadyExistsError('retryable', 'KUBE_ALREADY_EXISTS', id, status, body)
+        : new ConflictError('retryable', 'KUBE_CONFLICT', id, status, body);
     case 422:
-      return new InvalidError('user', 'kube_invalid', id, status, body);
+      return new InvalidError('user', 'KUBE_INVALID', id, status, body);
     case 400:
-      return new KubeApiError('user', 'kube_bad_request', id, status, body);
+      return new KubeApiError('user', 'KUBE_BAD_REQUEST', id, status, body);
     case 401:
-      return new KubeApiError('retryable', 'kube_unauthorized', id, status, body);
+      return new KubeApiError('retryable', 'KUBE_UNAUTHORIZED', id, status, body);
     case 403:
-      return new ForbiddenError('user', 'kube_forbidden', id, status, body);
+      return new ForbiddenError('user', 'KUBE_FORBIDDEN', id, status, body);
     case 410:
-      return new KubeApiError('retryable', 'kube_gone', id, status, body);
+      return new KubeApiError('retryable', 'KUBE_GONE', id, status, body);
     case 429:
-      return new KubeApiError('transient', 'kube_too_many_requests', id, status, body);
+      return new KubeApiError('transient', 'KUBE_TOO_MANY_REQUESTS', id, status, body);
     default:
-      return new KubeApiError(status >= 500 ? 'transient' : 'user', 'kube_error', id, status, body);
+      return new KubeApiError(status >= 500 ? 'transient' : 'user', 'KUBE_ERROR', id, status, body);
   }
 }
 
@@ -227,7 +227,7 @@ export class KubeClient {
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('error', (e) => reject(new TransientError('kube_connection', `${id}: ${e.message}`, { cause: e })));
+          res.on('error', (e) => reject(new TransientError('KUBE_CONNECTION', `${id}: ${e.message}`, { cause: e })));
           res.on('end', () => {
             const text = Buffer.concat(chunks).toString('utf8');
             const status = res.statusCode ?? 0;
@@ -243,7 +243,7 @@ export class KubeClient {
         },
       );
       req.on('timeout', () => req.destroy(new Error(`timed out after ${this.timeoutMs} ms`)));
-      req.on('error', (e) => reject(e instanceof GitopsError ? e : new TransientError('kube_connection', `${id}: ${e.message}`, { cause: e })));
+      req.on('error', (e) => reject(e instanceof GitopsError ? e : new TransientError('KUBE_CONNECTION', `${id}: ${e.message}`, { cause: e })));
       req.end(body);
     });
   }

@@ -8,8 +8,8 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from '../../common/logger.js';
-import { errorMessage, GitopsError } from '../../common/errors.js';
-import type { ProblemReport } from '../../protocol/messages.js';
+import { problemOf } from '../../common/errors.js';
+import { ProblemCode } from '../../protocol/problems.js';
 import {
   AlreadyExistsError,
   ConflictError,
@@ -58,15 +58,9 @@ export interface ApplyOptions {
   ignore?: readonly string[];
 }
 
-function problemOf(item: ApplyItem, err: unknown): ProblemReport {
-  const code = err instanceof GitopsError ? err.code : 'apply_failed';
-  const raw = errorMessage(err);
-  const message = raw.startsWith(item.resolved.id) ? raw : `${item.resolved.id}: ${raw}`;
-  return { code, message, object: item.resolved.id, file: item.resolved.source.file, line: item.resolved.source.line };
-}
-
 function failed(item: ApplyItem, err: unknown): Change {
-  const error = problemOf(item, err);
+  const { id, source } = item.resolved;
+  const error = { ...problemOf(err, ProblemCode.APPLY_FAILED, id), file: source.file, line: source.line };
   return { id: item.resolved.id, action: 'failed', source: item.resolved.source, reason: error.message, error };
 }
 
@@ -203,7 +197,7 @@ async function deleteAndWait(ctx: ApplyContext, item: ApplyItem, live: KubeObjec
     if ((await readLive(ctx, item)) === undefined) return;
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new KubeApiError('retryable', 'recreate_timeout', item.resolved.id, 0, { message: `still terminating after ${RECREATE_WAIT_MS / 1000} s; will retry` });
+  throw new KubeApiError('retryable', ProblemCode.RECREATE_TIMEOUT, item.resolved.id, 0, { message: `still terminating after ${RECREATE_WAIT_MS / 1000} s; will retry` });
 }
 
 /**

@@ -8,7 +8,8 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from '../../common/logger.js';
 import { silentLogger } from '../../common/logger.js';
-import { errorMessage, GitopsError } from '../../common/errors.js';
+import { errorMessage, problemOf } from '../../common/errors.js';
+import { ProblemCode } from '../../protocol/problems.js';
 import { objectId, objectKey } from '../../common/object-id.js';
 import type { ProblemReport } from '../../protocol/messages.js';
 import type { ObjectEvent, OnePlan, Reconciler, SyncUnit } from '../reconciler.js';
@@ -151,7 +152,7 @@ export class Engine implements Reconciler {
     try {
       inventory = await inventoryRead;
     } catch (err) {
-      return done([], [problemOf('inventory_read_failed', err)]);
+      return done([], [problemOf(err, ProblemCode.INVENTORY_READ_FAILED)]);
     }
 
     const ctx = this.applyContext(unit, inventoryId, options.signal, log);
@@ -186,7 +187,7 @@ export class Engine implements Reconciler {
       if (state && state.inventoryId === inventoryId) state.inventory = inventory;
     } catch (err) {
       this.units.delete(unit.name);
-      return done([], [problemOf('inventory_write_failed', err)]);
+      return done([], [problemOf(err, ProblemCode.INVENTORY_WRITE_FAILED)]);
     }
 
     // 6. Apply stage by stage; CRDs must be Established before their custom resources.
@@ -224,7 +225,7 @@ export class Engine implements Reconciler {
     } catch (err) {
       log.warn({ err: errorMessage(err) }, 'inventory write failed');
       this.units.delete(unit.name);
-      return done(changes, [problemOf('inventory_write_failed', err)]);
+      return done(changes, [problemOf(err, ProblemCode.INVENTORY_WRITE_FAILED)]);
     }
 
     lap('inventoryWrite');
@@ -256,7 +257,7 @@ export class Engine implements Reconciler {
     try {
       resolved = await resolveObjects(parsed.objects, this.discovery, unit.config.defaultNamespace);
     } catch (err) {
-      return { errors: [problemOf('discovery_failed', err)] };
+      return { errors: [problemOf(err, ProblemCode.DISCOVERY_FAILED)] };
     }
     if (resolved.errors.length) return { errors: resolved.errors };
 
@@ -446,14 +447,10 @@ function decorate(obj: KubeObject, inventoryId: string): KubeObject {
 /** A dry-run create in a Namespace that this same set creates fails with NotFound: not a real failure. */
 function inNewNamespace(obj: ResolvedObject, all: ResolvedObject[], change: Change): boolean {
   const ns = obj.object.metadata.namespace;
-  if (!ns || change.error?.code !== 'kube_not_found') return false;
+  if (!ns || change.error?.code !== ProblemCode.KUBE_NOT_FOUND) return false;
   return all.some((o) => o.object.kind === 'Namespace' && o.object.metadata.name === ns);
 }
 
 function maskChange(c: Change): Change {
   return c.patch ? { ...c, patch: maskSecretPatch(c.patch, c.id) } : c;
-}
-
-function problemOf(code: string, err: unknown): ProblemReport {
-  return { code: err instanceof GitopsError ? err.code : code, message: errorMessage(err) };
 }

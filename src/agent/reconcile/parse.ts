@@ -22,9 +22,9 @@ export interface ParseResult {
 
 /** Stable problem codes of this stage. */
 export const ParseCode = {
-  SYNTAX: 'manifest_syntax',
-  INVALID: 'manifest_invalid_object',
-  DUPLICATE: 'manifest_duplicate_object',
+  SYNTAX: 'MANIFEST_SYNTAX',
+  INVALID: 'MANIFEST_INVALID_OBJECT',
+  DUPLICATE: 'MANIFEST_DUPLICATE_OBJECT',
 } as const;
 
 function problem(code: string, source: SourceRef, what: string, object?: string): ProblemReport {

@@ -6,7 +6,8 @@
  * inventory so the next sync tries again.
  */
 import type { Logger } from '../../common/logger.js';
-import { errorMessage, GitopsError } from '../../common/errors.js';
+import { problemOf } from '../../common/errors.js';
+import { ProblemCode } from '../../protocol/problems.js';
 import { objectId } from '../../common/object-id.js';
 import { NotFoundError, KubeApiError, type KubeClient } from '../kube/client.js';
 import type { Discovery } from '../kube/discovery.js';
@@ -97,13 +98,8 @@ async function pruneOne(ctx: PruneContext, t: PruneTarget): Promise<Change> {
     if (!ctx.dryRun) cache.remove(t.namespace, t.name);
     return { id, action: 'pruned' };
   } catch (err) {
-    const message = errorMessage(err);
-    ctx.log.warn({ object: id, err: message }, 'prune failed');
-    return {
-      id,
-      action: 'failed',
-      reason: message,
-      error: { code: err instanceof GitopsError ? err.code : 'prune_failed', message: message.startsWith(id) ? message : `${id}: ${message}`, object: id },
-    };
+    const error = problemOf(err, ProblemCode.PRUNE_FAILED, id);
+    ctx.log.warn({ object: id, err: error.message }, 'prune failed');
+    return { id, action: 'failed', reason: error.message, error };
   }
 }

@@ -38,7 +38,7 @@ describe('resolveObjects', () => {
   it('rejects a cluster-scoped object with a namespace, naming file and line', async () => {
     const r = await resolveObjects([parsed({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'x', namespace: 'y' } }, 7)], discovery(), 'default');
     expect(r.objects).toEqual([]);
-    expect(r.errors[0]).toMatchObject({ code: 'namespace_on_cluster_scoped', file: 'app.yaml', line: 7, object: 'Namespace/x' });
+    expect(r.errors[0]).toMatchObject({ code: 'NAMESPACE_ON_CLUSTER_SCOPED', file: 'app.yaml', line: 7, object: 'Namespace/x' });
     expect(r.errors[0].message).toMatch(/^app\.yaml:7: Namespace\/x: /);
   });
 
@@ -46,7 +46,7 @@ describe('resolveObjects', () => {
     const d = discovery();
     const r = await resolveObjects([parsed({ apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'w' } }, 3)], d, 'default');
     expect(d.refreshes).toBe(1);
-    expect(r.errors[0]).toMatchObject({ code: 'unknown_kind', file: 'app.yaml', line: 3 });
+    expect(r.errors[0]).toMatchObject({ code: 'UNKNOWN_KIND', file: 'app.yaml', line: 3 });
     expect(r.errors[0].message).toContain('example.com/v1 Widget "w"');
   });
 
@@ -71,7 +71,7 @@ describe('resolveObjects', () => {
       'default',
     );
     expect(r.objects).toHaveLength(1);
-    expect(r.errors[0]).toMatchObject({ code: 'duplicate_object', line: 9 });
+    expect(r.errors[0]).toMatchObject({ code: 'DUPLICATE_OBJECT', line: 9 });
     expect(r.errors[0].message).toContain('first at app.yaml:1');
   });
 });

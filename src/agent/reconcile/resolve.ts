@@ -71,7 +71,7 @@ export async function resolveObjects(parsed: ParsedObject[], discovery: Discover
     // Unknown here and not defined in this set: maybe a CRD was applied since discovery was read.
     if (!resource) resource = await discovery.resolve(group, version, o.kind);
     if (!resource) {
-      errors.push(problem(p, 'unknown_kind', `${o.apiVersion} ${o.kind} "${o.metadata?.name ?? ''}": the API server does not serve this kind (is its CustomResourceDefinition installed?)`));
+      errors.push(problem(p, 'UNKNOWN_KIND', `${o.apiVersion} ${o.kind} "${o.metadata?.name ?? ''}": the API server does not serve this kind (is its CustomResourceDefinition installed?)`));
       continue;
     }
     const ns = o.metadata.namespace;
@@ -80,7 +80,7 @@ export async function resolveObjects(parsed: ParsedObject[], discovery: Discover
       namespace = ns || defaultNamespace;
     } else if (ns) {
       const id = objectId({ kind: o.kind, name: o.metadata.name });
-      errors.push(problem(p, 'namespace_on_cluster_scoped', `${id}: ${o.kind} is cluster-scoped and cannot have metadata.namespace "${ns}"`, id));
+      errors.push(problem(p, 'NAMESPACE_ON_CLUSTER_SCOPED', `${id}: ${o.kind} is cluster-scoped and cannot have metadata.namespace "${ns}"`, id));
       continue;
     }
     const object = namespace === ns ? o : { ...o, metadata: { ...o.metadata, namespace } };
@@ -89,7 +89,7 @@ export async function resolveObjects(parsed: ParsedObject[], discovery: Discover
     const key = objectKey(ref);
     const first = seen.get(key);
     if (first) {
-      errors.push(problem(p, 'duplicate_object', `${id}: defined twice (first at ${first.source.file}:${first.source.line})`, id));
+      errors.push(problem(p, 'DUPLICATE_OBJECT', `${id}: defined twice (first at ${first.source.file}:${first.source.line})`, id));
       continue;
     }
     seen.set(key, p);
