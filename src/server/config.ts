@@ -23,7 +23,8 @@ import { isMap, isSeq, LineCounter, parseAllDocuments as parseAll, type Document
 import { z } from 'zod';
 import { parseDuration } from '../common/duration.js';
 import type { AgentSettings, DriftConfig, ManifestProjectConfig, ProblemReport } from '../protocol/messages.js';
-import { GitopsError, errorMessage } from '../common/errors.js';
+import { GitopsError, errorMessage, problemOf } from '../common/errors.js';
+import { ProblemCode } from '../protocol/problems.js';
 import type { AgentConfig, AgentConfigResult, GitSource } from './ports.js';
 import { projectIdProblem, quoteId } from './project-id.js';
 
@@ -314,23 +315,28 @@ export function parseAgentConfig(text: string, options: ParseAgentConfigOptions)
 }
 
 /**
- * Read and parse an agent's config.yaml at a commit of its config project. A missing file is a
- * valid config with no manifest projects (an agent registered without configuration, as on
- * GitLab); a file that cannot be read (too large) is a problem like any other.
+ * Read and parse an agent's config.yaml at a commit of its config project (the server's only read
+ * of it: the Fleet calls this). A missing file is a valid config with no manifest projects (an
+ * agent registered without configuration, as on GitLab). A file over GitLab's limit is refused by
+ * the Git layer from the object header, before it is inflated, and reported as CONFIG_TOO_LARGE;
+ * any other failure keeps the Git error's code (CONFIG_UNREADABLE when it has none).
  */
 export async function loadAgentConfig(
   source: Pick<GitSource, 'readFile'>,
   options: { configProject: string; agentName: string; commit: string },
 ): Promise<ParsedAgentConfig> {
+  const { configProject, commit } = options;
   const file = agentConfigPath(options.agentName);
   let text: string | undefined;
   try {
-    text = await source.readFile(options.configProject, options.commit, file);
+    text = await source.readFile(configProject, commit, file, { maxBytes: CONFIG_LIMITS.fileBytes });
   } catch (err) {
-    const code = err instanceof GitopsError ? err.code : 'CONFIG_UNREADABLE';
-    return { ok: false, problems: [{ code, message: `${file}: cannot read it at ${options.commit.slice(0, 12)}: ${errorMessage(err)}`, file }], commit: options.commit };
+    const bytes = err instanceof GitopsError && err.code === 'GIT_FILE_TOO_LARGE' ? err.data.bytes : undefined;
+    if (typeof bytes === 'number') return { ok: false, problems: [configTooLarge(file, bytes)], commit };
+    const { code, message } = problemOf(err, ProblemCode.CONFIG_UNREADABLE);
+    return { ok: false, problems: [{ code, message: `${file}: cannot be read from ${configProject} at ${commit.slice(0, 12)}: ${message}`, file }], commit };
   }
-  return parseAgentConfig(text ?? '', { file, configProject: options.configProject, commit: options.commit });
+  return parseAgentConfig(text ?? '', { file, configProject, commit });
 }
 
 /** Every document in the text; an empty text (or only comments) is no document at all. */
