@@ -1,9 +1,9 @@
 /**
  * The pure decisions behind drift correction: which JSON pointers of an object `drift.ignore`
  * protects, which patch operations remain once those are removed, who made a change (read from
- * `managedFields`), how Secret values are masked before a patch leaves the process, and when
- * repeated reverts of one object are a fight with another controller that must be backed off.
- * No I/O and no clock: callers pass `now`.
+ * `managedFields`), and when repeated reverts of one object are a fight with another controller
+ * that must be backed off. No I/O and no clock: callers pass `now`. (Secret values are masked by
+ * reconcile/report.ts, the one place that does.)
  */
 import type { DriftIgnoreRule } from '../protocol/messages.js';
 import { groupOf } from '../common/object-id.js';
@@ -61,32 +61,6 @@ export function isUnder(path: string, pointer: string): boolean {
 export function withoutIgnored(patch: readonly JsonPatchOp[], pointers: readonly string[]): JsonPatchOp[] {
   const kept = patch.filter((op) => op.op === 'test' || !pointers.some((p) => isUnder(op.path, p)));
   return kept.some((op) => op.op !== 'test') ? kept : [];
-}
-
-export const MASK = '***';
-
-function maskValues(value: unknown): unknown {
-  if (value && typeof value === 'object' && !Array.isArray(value)) {
-    return Object.fromEntries(Object.keys(value).map((k) => [k, MASK]));
-  }
-  return MASK;
-}
-
-/** A copy of the patch safe to log and send: a Secret's `data` / `stringData` values replaced by `***`. */
-export function maskPatch(kind: string, patch: readonly JsonPatchOp[]): JsonPatchOp[] {
-  if (kind !== 'Secret') return patch.map((op) => ({ ...op }));
-  return patch.map((op) => {
-    if (!('value' in op)) return { ...op };
-    const p = op.path;
-    if (p.startsWith('/data/') || p.startsWith('/stringData/')) return { ...op, value: MASK };
-    if (p === '/data' || p === '/stringData') return { ...op, value: maskValues(op.value) };
-    if ((p === '' || p === '/') && op.value && typeof op.value === 'object') {
-      const whole = { ...(op.value as Record<string, unknown>) };
-      for (const k of ['data', 'stringData']) if (k in whole) whole[k] = maskValues(whole[k]);
-      return { ...op, value: whole };
-    }
-    return { ...op };
-  });
 }
 
 function unescapePointer(segment: string): string {

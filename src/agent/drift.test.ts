@@ -4,6 +4,7 @@ import type { DriftConfig, DriftMessage } from '../protocol/messages.js';
 import { DriftController, type DriftEventNote } from './drift.js';
 import type { ObjectEvent, OnePlan } from './reconciler.js';
 import type { Change, KubeObject } from './reconcile/types.js';
+import { LAST_APPLIED_ANNOTATION } from './reconcile/labels.js';
 
 const key = 'apps/Deployment/default/nginx';
 const id = 'Deployment/default/nginx';
@@ -113,6 +114,26 @@ describe('DriftController', () => {
     expect(engine.state.applies).toBe(0);
     expect(reports.map((r) => r.action)).toEqual(['detected']);
     expect(events.map((e) => e.reason)).toEqual(['DriftDetected']);
+  });
+
+  it('never reports a Secret value, not even through kubectl\'s last-applied annotation', async () => {
+    // Someone ran `kubectl apply` on a managed Secret: the annotation now holds its values in clear.
+    const clear = JSON.stringify({ apiVersion: 'v1', kind: 'Secret', stringData: { password: 'hunter2' } });
+    const secret: KubeObject = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 's', namespace: 'default', annotations: { [LAST_APPLIED_ANNOTATION]: clear } }, data: { password: 'aHVudGVyMg==' } };
+    for (const mode of ['detect', 'correct'] as const) {
+      const { engine, reports, events, ctl } = setup({ mode, ignore: [] });
+      engine.planOne = () => ({ action: 'patch', patch: [
+        { op: 'test', path: '/metadata/resourceVersion', value: '7' },
+        { op: 'replace', path: `/metadata/annotations/${LAST_APPLIED_ANNOTATION.replace('/', '~1')}`, value: clear },
+        { op: 'add', path: '/metadata/annotations', value: { [LAST_APPLIED_ANNOTATION]: clear } },
+        { op: 'replace', path: '/data/password', value: 'aHVudGVyMg==' },
+      ] });
+      engine.emit({ key: '/Secret/default/s', id: 'Secret/default/s', live: secret });
+      await ctl.idle();
+      expect(reports).toHaveLength(1);
+      expect(JSON.stringify(reports)).not.toMatch(/hunter2|aHVudGVyMg/);
+      expect(JSON.stringify(events)).not.toMatch(/hunter2|aHVudGVyMg/);
+    }
   });
 
   it('does nothing when drift is off or this replica is not the leader', async () => {

@@ -19,9 +19,10 @@ import type { Logger } from '../common/logger.js';
 import { errorMessage } from '../common/errors.js';
 import type { DriftConfig, DriftMessage } from '../protocol/messages.js';
 import {
-  DEFAULT_FIGHT_POLICY, driftManager, holdRemaining, identityFromKey, identityOf, ignoredPointers, maskPatch,
+  DEFAULT_FIGHT_POLICY, driftManager, holdRemaining, identityFromKey, identityOf, ignoredPointers,
   NO_FIGHT, recordRevert, withoutIgnored, type FightPolicy, type FightState, type ObjectIdentity,
 } from './drift-policy.js';
+import { maskSecretPatch } from './reconcile/report.js';
 import type { AgentMetrics } from './metrics.js';
 import type { ObjectEvent, Reconciler } from './reconciler.js';
 
@@ -176,7 +177,7 @@ export class DriftController {
     if (plan.action === 'patch' && patch.length === 0) return;
 
     const manager = e.type === 'deleted' || plan.action === 'create' ? undefined : driftManager(e.live?.metadata.managedFields, this.opts.fieldManager, patch);
-    const masked = maskPatch(identity.kind, patch);
+    const masked = maskSecretPatch(identity.kind, patch);
     const log = this.opts.logger.child({ project: info.project, object: e.id });
     const base = { type: 'drift' as const, project: info.project, commit: info.commit, object: e.id, patch: masked as Array<Record<string, unknown>>, ...(manager ? { manager } : {}) };
     const target = { apiVersion: e.live?.apiVersion, identity, uid: plan.action === 'create' ? undefined : e.live?.metadata.uid };

@@ -4,7 +4,7 @@
  * Callers record through the typed methods so label values stay a closed set.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Action } from './reconcile/types.js';
+import type { Action } from '../protocol/vocabulary.js';
 
 export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'unauthorized' | 'revoked' | 'stopped';
 const CONNECTION_STATES: readonly ConnectionState[] = ['connecting', 'connected', 'disconnected', 'unauthorized', 'revoked', 'stopped'];

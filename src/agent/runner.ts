@@ -15,26 +15,9 @@ import type { DriftIgnoreRule, ProblemReport, StatusMessage } from '../protocol/
 import { backoffDelay, type BackoffPolicy } from './backoff.js';
 import type { AgentMetrics } from './metrics.js';
 import type { ChangeSet } from './reconcile/types.js';
+import { changeLines, failureProblems, resultOf, statusChanges } from './reconcile/report.js';
 import type { Reconciler, SyncUnit } from './reconciler.js';
 import type { DesiredState } from './state.js';
-
-/** Most problems named in one 'apply failed' line (the status carries all of them). */
-const MAX_LOGGED_PROBLEMS = 10;
-
-/**
- * Why an apply failed, for its log line: the unit's own problems and then each failed object's,
- * so a failure that is only per object (every object refused with EACCES, say) still names its
- * cause instead of logging `errors: []`.
- */
-export function failureProblems(set: ChangeSet): { cause: string; problems: ProblemReport[]; more: number } {
-  const all: ProblemReport[] = [
-    ...set.errors,
-    ...set.changes
-      .filter((c) => c.action === 'failed')
-      .map((c) => c.error ?? { code: ProblemCode.APPLY_FAILED, message: c.reason?.startsWith(c.id) ? c.reason : `${c.id}: ${c.reason ?? 'failed'}`, object: c.id }),
-  ];
-  return { cause: all[0]?.message ?? 'unknown', problems: all.slice(0, MAX_LOGGED_PROBLEMS), more: Math.max(0, all.length - MAX_LOGGED_PROBLEMS) };
-}
 
 /** An error's message followed by its causes (`a: b: c`), repeated text left out. */
 export function messageWithCauses(err: unknown): string {
@@ -60,35 +43,18 @@ export function unitName(agentId: string, project: string): string {
   return `gitops-${agentId.slice(0, 8)}-${slug || 'project'}-${hash}`;
 }
 
-/** The status message for a finished apply. */
+/** The status message for a finished apply: the wire form of report.ts's verdicts. */
 export function statusOf(desired: DesiredState, set: ChangeSet): StatusMessage {
-  const failed = set.changes.filter((c) => c.action === 'failed').length;
-  const ok = set.changes.length - failed;
-  const bad = failed > 0 || set.errors.length > 0;
   return {
     type: 'status',
     project: desired.project,
     commit: desired.commit,
     digest: desired.digest,
-    result: !bad ? 'applied' : ok > 0 && failed > 0 ? 'partial' : 'failed',
-    changes: set.changes.map((c) => ({
-      id: c.id,
-      action: c.action,
-      ...(c.action === 'failed' || c.action === 'skipped' ? { error: c.error?.message ?? c.reason ?? 'failed' } : {}),
-    })),
+    result: resultOf(set),
+    changes: statusChanges(set),
     errors: set.errors,
     durationMs: Math.max(0, Math.round(set.durationMs)),
   };
-}
-
-/**
- * `Deployment/default/nginx configured` for each object that changed (the reason only for skipped
- * and failed objects, where a person needs it; the patch itself is in the status).
- */
-export function describeChanges(set: ChangeSet): string[] {
-  return set.changes
-    .filter((c) => c.action !== 'unchanged')
-    .map((c) => `${c.id} ${c.action}${(c.action === 'skipped' || c.action === 'failed') && (c.reason ?? c.error?.message) ? `: ${c.reason ?? c.error?.message}` : ''}`);
 }
 
 export interface SyncLoopOptions {
@@ -274,7 +240,7 @@ export class SyncLoop {
     this.opts.report(status);
     const fields = {
       commit: desired.commit,
-      changes: describeChanges(set),
+      changes: changeLines(set),
       unchanged: set.changes.filter((c) => c.action === 'unchanged').length,
       durationMs: status.durationMs,
     };

@@ -1,3 +1,4 @@
+import { describe, expect, it } from '@jest/globals';
 import { GitopsError, problemOf, UserError } from './errors.js';
 
 describe('problemOf', () => {

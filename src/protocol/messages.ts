@@ -9,6 +9,7 @@
  * that fit and says how many there were (`truncated`).
  */
 import { z } from 'zod';
+import { ACTIONS, APPLY_RESULTS, INVENTORY_POLICIES, type Action } from './vocabulary.js';
 
 export const PROTOCOL_VERSION = 1;
 /** WebSocket path agents connect to. */
@@ -95,7 +96,7 @@ export const ManifestProjectConfig = z.strictObject({
   prune: z.boolean(),
   pruneTimeoutMs: z.number().nonnegative(),
   prunePropagationPolicy: z.enum(['foreground', 'background', 'orphan']),
-  inventoryPolicy: z.enum(['must_match', 'adopt_if_no_inventory', 'adopt_all']),
+  inventoryPolicy: z.enum(INVENTORY_POLICIES),
 });
 export type ManifestProjectConfig = z.infer<typeof ManifestProjectConfig>;
 
@@ -141,7 +142,6 @@ export const HelloMessage = z.strictObject({
     .refine((r) => Object.keys(r).length <= AGENT_LIMITS.appliedProjects, `at most ${AGENT_LIMITS.appliedProjects} projects`),
 });
 
-export const CHANGE_ACTIONS = ['created', 'configured', 'unchanged', 'pruned', 'skipped', 'failed'] as const;
 const count = z.number().int().nonnegative();
 
 export const StatusMessage = z.strictObject({
@@ -149,8 +149,8 @@ export const StatusMessage = z.strictObject({
   project: projectKey,
   commit: sha,
   digest: bounded(AGENT_LIMITS.short),
-  result: z.enum(['applied', 'failed', 'partial']),
-  changes: z.array(z.strictObject({ id: bounded(AGENT_LIMITS.objectId), action: z.enum(CHANGE_ACTIONS), error: bounded(AGENT_LIMITS.message).optional() })).max(AGENT_LIMITS.changes),
+  result: z.enum(APPLY_RESULTS),
+  changes: z.array(z.strictObject({ id: bounded(AGENT_LIMITS.objectId), action: z.enum(ACTIONS), error: bounded(AGENT_LIMITS.message).optional() })).max(AGENT_LIMITS.changes),
   errors: z.array(AgentProblemReport).max(AGENT_LIMITS.errors),
   durationMs: z.number().nonnegative(),
   /**
@@ -299,7 +299,7 @@ function fitStatus(status: StatusMessage, maxBytes: number): StatusMessage {
   delete base.truncated;
   if (changes.length <= AGENT_LIMITS.changes && status.errors.length <= AGENT_LIMITS.errors && bytes(base) <= maxBytes) return base;
 
-  const counts: Partial<Record<(typeof CHANGE_ACTIONS)[number], number>> = {};
+  const counts: Partial<Record<Action, number>> = {};
   for (const c of changes) counts[c.action] = (counts[c.action] ?? 0) + 1;
   const truncated = { changes: changes.length, errors: status.errors.length, counts };
   const important = (a: string): boolean => a === 'failed' || a === 'skipped';

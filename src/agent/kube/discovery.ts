@@ -5,6 +5,7 @@
  * older servers. The answer is cached; `resolve` refreshes it once when a kind is unknown, which is
  * what happens right after a CustomResourceDefinition is applied.
  */
+import { gvkKey } from '../../common/object-id.js';
 import type { KubeClient } from './client.js';
 import type { ResourceInfo } from '../reconcile/types.js';
 
@@ -27,14 +28,8 @@ interface LegacyResourceList {
   resources?: Array<{ name: string; kind: string; namespaced: boolean }>;
 }
 
-export function gvkKey(group: string, version: string, kind: string): string {
-  return `${group}/${version}/${kind}`;
-}
-
-/** Splits `apps/v1` into group and version (`v1` → core group ''). */
-export function splitApiVersion(apiVersion: string): { group: string; version: string } {
-  const slash = apiVersion.indexOf('/');
-  return slash < 0 ? { group: '', version: apiVersion } : { group: apiVersion.slice(0, slash), version: apiVersion.slice(slash + 1) };
+function keyOf(group: string, version: string, kind: string): string {
+  return gvkKey({ group, version, kind });
 }
 
 /** Cached discovery of every served resource. */
@@ -50,7 +45,7 @@ export class Discovery {
   /** Resource for a group/version/kind, refreshing discovery once if it is not known yet. */
   async resolve(group: string, version: string, kind: string): Promise<ResourceInfo | undefined> {
     await this.ensureLoaded();
-    const key = gvkKey(group, version, kind);
+    const key = keyOf(group, version, kind);
     const hit = this.byGvk.get(key);
     if (hit) return hit;
     if (Date.now() - this.lastRefresh >= MIN_REFRESH_INTERVAL_MS) {
@@ -68,7 +63,7 @@ export class Discovery {
 
   /** Known resource without any request (undefined when not loaded or unknown). */
   peek(group: string, version: string, kind: string): ResourceInfo | undefined {
-    return this.byGvk.get(gvkKey(group, version, kind));
+    return this.byGvk.get(keyOf(group, version, kind));
   }
 
   async ensureLoaded(): Promise<void> {
@@ -114,7 +109,7 @@ export class Discovery {
         const list = await this.client.request<LegacyResourceList>('GET', gv.path);
         for (const r of list.resources ?? []) {
           if (r.name.includes('/')) continue; // subresource
-          into.set(gvkKey(gv.group, gv.version, r.kind), { group: gv.group, version: gv.version, kind: r.kind, plural: r.name, namespaced: r.namespaced });
+          into.set(keyOf(gv.group, gv.version, r.kind), { group: gv.group, version: gv.version, kind: r.kind, plural: r.name, namespaced: r.namespaced });
         }
       }),
     );
@@ -128,7 +123,7 @@ function addAggregated(into: Map<string, ResourceInfo>, list: AggregatedList): v
       for (const r of v.resources ?? []) {
         const kind = r.responseKind?.kind;
         if (!kind) continue;
-        into.set(gvkKey(group, v.version, kind), { group, version: v.version, kind, plural: r.resource, namespaced: r.scope === 'Namespaced' });
+        into.set(keyOf(group, v.version, kind), { group, version: v.version, kind, plural: r.resource, namespaced: r.scope === 'Namespaced' });
       }
     }
   }

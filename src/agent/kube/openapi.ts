@@ -14,6 +14,7 @@ import type { KubeClient } from './client.js';
 import type { Logger } from '../../common/logger.js';
 import { silentLogger } from '../../common/logger.js';
 import { errorMessage } from '../../common/errors.js';
+import { gvkKey, gvkOf } from '../../common/object-id.js';
 import { extractListKeys, type GroupVersionKind, type ListKeys } from '../reconcile/schema.js';
 
 interface OpenApiIndex {
@@ -36,7 +37,7 @@ export class OpenApi {
 
   /** List keys for a kind; an empty answer when the server publishes no schema for it. */
   async listKeysFor(gvk: GroupVersionKind): Promise<ListKeys> {
-    const k = `${gvk.group}/${gvk.version}/${gvk.kind}`;
+    const k = gvkKey(gvk);
     const hit = this.keys.get(k);
     if (hit) return hit;
     const byKind = await this.docFor(gvk.group, gvk.version);
@@ -47,9 +48,7 @@ export class OpenApi {
 
   /** List keys already known for a kind, without any request. */
   peekListKeys(obj: { object: { apiVersion: string; kind: string } }): ListKeys | undefined {
-    const slash = obj.object.apiVersion.indexOf('/');
-    const gv = slash < 0 ? `/${obj.object.apiVersion}` : obj.object.apiVersion;
-    return this.keys.get(`${gv}/${obj.object.kind}`);
+    return this.keys.get(gvkKey(gvkOf(obj.object)));
   }
 
   /** Forget the index (a CRD was added or changed): documents are re-fetched when their hash moved. */

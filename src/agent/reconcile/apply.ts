@@ -20,7 +20,7 @@ import {
 } from '../kube/client.js';
 import type { ResourceCache, WatchCache } from '../kube/cache.js';
 import type { OpenApi } from '../kube/openapi.js';
-import { splitApiVersion } from '../kube/discovery.js';
+import { gvkOf } from '../../common/object-id.js';
 import type { Change, JsonPatchOp, KubeObject, ResolvedObject } from './types.js';
 import { desiredHash, planObject, projectFields } from './plan.js';
 import { canApply, type InventoryPolicy } from './policy.js';
@@ -64,11 +64,6 @@ function failed(item: ApplyItem, err: unknown): Change {
   return { id: item.resolved.id, action: 'failed', source: item.resolved.source, reason: error.message, error };
 }
 
-export function gvkOf(obj: ResolvedObject): { group: string; version: string; kind: string } {
-  const { group, version } = splitApiVersion(obj.object.apiVersion);
-  return { group, version, kind: obj.object.kind };
-}
-
 /**
  * Applies one object (or dry-runs it). Never throws: every outcome is a Change.
  */
@@ -85,7 +80,7 @@ async function applyObjectOrThrow(ctx: ApplyContext, item: ApplyItem, options: A
   const { id, source, resource } = resolved;
   const ns = desired.metadata.namespace;
   const name = desired.metadata.name;
-  const listKeys = await ctx.openapi.listKeysFor(gvkOf(resolved));
+  const listKeys = await ctx.openapi.listKeysFor(gvkOf(resolved.object));
   // Live state from the watch cache (undefined when absent or not yet labelled by us).
   const cache = await ctx.caches.for(resource);
   const hash = desiredHash(desired);

@@ -10,7 +10,7 @@ import type { Logger } from '../../common/logger.js';
 import { silentLogger } from '../../common/logger.js';
 import { errorMessage, problemOf } from '../../common/errors.js';
 import { ProblemCode } from '../../protocol/problems.js';
-import { objectId, objectKey } from '../../common/object-id.js';
+import { gvkOf, objectId, objectKey } from '../../common/object-id.js';
 import type { ProblemReport } from '../../protocol/messages.js';
 import type { ObjectEvent, OnePlan, Reconciler, SyncUnit } from '../reconciler.js';
 import { KubeClient, NotFoundError } from '../kube/client.js';
@@ -24,13 +24,13 @@ import { resolveObjects, type ResolveResult } from './resolve.js';
 import { applyStages } from './order.js';
 import { desiredHash, planObject } from './plan.js';
 import type { ListKeys } from './schema.js';
-import { applyObject, applyStage, gvkOf, type ApplyContext, type ApplyItem } from './apply.js';
+import { applyObject, applyStage, type ApplyContext, type ApplyItem } from './apply.js';
 import { mapLimit } from '../../common/map-limit.js';
 import { identityOf, ignoredPointers } from '../drift-policy.js';
 import { pruneObjects, type PruneContext } from './prune.js';
 import { diffInventory, entryOf, mergeFailedDeletes, type InventoryEntry } from './inventory.js';
 import { readInventory, recordBeforeApply, writeInventory, type InventoryState } from './inventory-store.js';
-import { maskSecretPatch } from './report.js';
+import { maskChange } from './report.js';
 import { KnownNormal } from './known-normal.js';
 import type { Change, ChangeSet, KubeObject, ResolvedObject } from './types.js';
 
@@ -348,7 +348,7 @@ export class Engine implements Reconciler {
       if (seen.has(type)) continue;
       seen.add(type);
       this.caches.for(o.resource).catch(() => undefined);
-      this.openapi.listKeysFor(gvkOf(o)).catch(() => undefined);
+      this.openapi.listKeysFor(gvkOf(o.object)).catch(() => undefined);
     }
   }
 
@@ -449,8 +449,4 @@ function inNewNamespace(obj: ResolvedObject, all: ResolvedObject[], change: Chan
   const ns = obj.object.metadata.namespace;
   if (!ns || change.error?.code !== ProblemCode.KUBE_NOT_FOUND) return false;
   return all.some((o) => o.object.kind === 'Namespace' && o.object.metadata.name === ns);
-}
-
-function maskChange(c: Change): Change {
-  return c.patch ? { ...c, patch: maskSecretPatch(c.patch, c.id) } : c;
 }

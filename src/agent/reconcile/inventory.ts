@@ -8,7 +8,7 @@
  * to the same bytes and needs no write.
  */
 import { UserError } from '../../common/errors.js';
-import { groupOf, objectId, objectKey } from '../../common/object-id.js';
+import { objectId, objectKey, splitApiVersion } from '../../common/object-id.js';
 import type { KubeObject } from './types.js';
 import { INVENTORY_ID_ANNOTATION } from './labels.js';
 
@@ -47,10 +47,8 @@ export function inventoryEntry(parts: { group: string; version: string; kind: st
 
 /** The entry for a (resolved or live) object; pass the live object to record its uid. */
 export function entryOf(obj: KubeObject): InventoryEntry {
-  const slash = obj.apiVersion.indexOf('/');
   return inventoryEntry({
-    group: groupOf(obj.apiVersion),
-    version: slash < 0 ? obj.apiVersion : obj.apiVersion.slice(slash + 1),
+    ...splitApiVersion(obj.apiVersion),
     kind: obj.kind,
     namespace: obj.metadata.namespace,
     name: obj.metadata.name,

@@ -6,7 +6,9 @@
 import type { KubeObject } from './types.js';
 import { OWNING_INVENTORY_ANNOTATION, PRUNE_ANNOTATION, pruneDisabled } from './labels.js';
 
-export type InventoryPolicy = 'must_match' | 'adopt_if_no_inventory' | 'adopt_all';
+import { INVENTORY_POLICIES, type InventoryPolicy } from '../../protocol/vocabulary.js';
+
+export type { InventoryPolicy };
 
 /**
  * A decision. `allowed` mirrors `ok` for callers written against that name. `adopt` is set when
@@ -17,7 +19,7 @@ export type Verdict = { ok: true; allowed: true; adopt?: boolean } | { ok: false
 const yes = (adopt?: boolean): Verdict => (adopt ? { ok: true, allowed: true, adopt: true } : { ok: true, allowed: true });
 const no = (reason: string): Verdict => ({ ok: false, allowed: false, reason });
 
-const POLICIES: ReadonlySet<string> = new Set(['must_match', 'adopt_if_no_inventory', 'adopt_all']);
+const POLICIES: ReadonlySet<string> = new Set(INVENTORY_POLICIES);
 
 function ownerOf(live: KubeObject): string | undefined {
   const owner = live.metadata?.annotations?.[OWNING_INVENTORY_ANNOTATION];

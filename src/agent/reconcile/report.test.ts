@@ -1,67 +1,115 @@
 import { describe, expect, it } from '@jest/globals';
-import type { Change, KubeObject } from './types.js';
+import type { Change, ChangeSet, JsonPatchOp, KubeObject } from './types.js';
 import { LAST_APPLIED_ANNOTATION } from './labels.js';
-import { actionOfPlan, changeSetToStatusChanges, formatChangeLine, formatSummary, maskSecretObject, maskSecretPatch, summarize } from './report.js';
+import { changeLines, failureProblems, formatChangeLine, maskChange, maskSecretObject, maskSecretPatch, resultOf, statusChanges } from './report.js';
 
-describe('masking Secret values', () => {
-  const patch = [
-    { op: 'test' as const, path: '/metadata/resourceVersion', value: '7' },
-    { op: 'replace' as const, path: '/data/password', value: 'aHVudGVyMg==' },
-    { op: 'add' as const, path: '/data', value: { a: 'YQ==', b: 'Yg==' } },
-    { op: 'add' as const, path: '/metadata/annotations', value: { [LAST_APPLIED_ANNOTATION]: '{"stringData":{"p":"x"}}', keep: 'me' } },
-    { op: 'remove' as const, path: '/data/old' },
-    { op: 'replace' as const, path: '/type', value: 'Opaque' },
-  ];
+const SECRETS = /aHVudGVyMg|hunter2|YQ==|Yg==|c2VjcmV0|"p":"x"|s3cr3t/;
+const lastApplied = JSON.stringify({ apiVersion: 'v1', kind: 'Secret', stringData: { p: 'x' }, data: { k: 's3cr3t' } });
+const escaped = LAST_APPLIED_ANNOTATION.replace('/', '~1');
 
-  it('masks every value under data and stringData of a Secret patch, and nothing else', () => {
+describe('maskSecretPatch', () => {
+  it.each<[string, JsonPatchOp]>([
+    ['a data value', { op: 'replace', path: '/data/password', value: 'aHVudGVyMg==' }],
+    ['all of data', { op: 'add', path: '/data', value: { a: 'YQ==', b: 'Yg==' } }],
+    ['all of stringData', { op: 'add', path: '/stringData', value: { user: 'hunter2' } }],
+    ['a guard on a value', { op: 'test', path: '/data/password', value: 'aHVudGVyMg==' }],
+    ['the whole object', { op: 'add', path: '', value: { kind: 'Secret', data: { k: 'c2VjcmV0' }, metadata: { annotations: { [LAST_APPLIED_ANNOTATION]: lastApplied } } } }],
+    // kubectl's last-applied-configuration annotation holds every value of the Secret too.
+    ['the last-applied annotation', { op: 'replace', path: `/metadata/annotations/${escaped}`, value: lastApplied }],
+    ['all annotations', { op: 'add', path: '/metadata/annotations', value: { [LAST_APPLIED_ANNOTATION]: lastApplied, keep: 'me' } }],
+    ['all of metadata', { op: 'add', path: '/metadata', value: { name: 's', annotations: { [LAST_APPLIED_ANNOTATION]: lastApplied } } }],
+  ])('never lets a Secret value through in %s', (_what, op) => {
+    const masked = maskSecretPatch('Secret', [op]);
+    expect(JSON.stringify(masked)).not.toMatch(SECRETS);
+    expect(JSON.stringify(masked)).toContain('***');
+    expect(masked[0].path).toBe(op.path);
+  });
+
+  it('masks values only: paths, other fields and other annotations stay readable', () => {
+    const patch: JsonPatchOp[] = [
+      { op: 'test', path: '/metadata/resourceVersion', value: '7' },
+      { op: 'add', path: '/metadata/annotations', value: { [LAST_APPLIED_ANNOTATION]: lastApplied, keep: 'me' } },
+      { op: 'add', path: '/data', value: { a: 'YQ==' } },
+      { op: 'remove', path: '/data/old' },
+      { op: 'replace', path: '/type', value: 'Opaque' },
+    ];
     expect(maskSecretPatch('Secret', patch)).toEqual([
       patch[0],
-      { op: 'replace', path: '/data/password', value: '***' },
-      { op: 'add', path: '/data', value: { a: '***', b: '***' } },
       { op: 'add', path: '/metadata/annotations', value: { [LAST_APPLIED_ANNOTATION]: '***', keep: 'me' } },
+      { op: 'add', path: '/data', value: { a: '***' } },
+      patch[3],
       patch[4],
-      patch[5],
     ]);
-    expect(JSON.stringify(maskSecretPatch(patch, 'Secret/default/s'))).not.toMatch(/aHVudGVy|YQ==|"p":"x"/);
   });
 
   it('leaves patches of other kinds as they are', () => {
+    const patch: JsonPatchOp[] = [{ op: 'replace', path: '/data/password', value: 'visible' }];
     expect(maskSecretPatch('ConfigMap', patch)).toEqual(patch);
-    expect(maskSecretPatch(patch, 'ConfigMap/default/c')).toEqual(patch);
   });
 
-  it('masks a whole Secret object without touching the original', () => {
-    const secret: KubeObject = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 's', annotations: { [LAST_APPLIED_ANNOTATION]: 'x' } }, data: { a: 'YQ==' }, stringData: { b: 'b' } };
+  it('masks a change by the kind in its id, as the engine calls it', () => {
+    const change: Change = { id: 'Secret/default/s', action: 'configured', patch: [{ op: 'replace', path: '/data/k', value: 'c2VjcmV0' }] };
+    expect(maskChange(change).patch).toEqual([{ op: 'replace', path: '/data/k', value: '***' }]);
+    expect(maskChange({ ...change, id: 'ConfigMap/default/s' }).patch).toEqual(change.patch);
+  });
+});
+
+describe('maskSecretObject', () => {
+  it('masks a whole Secret without touching the original', () => {
+    const secret: KubeObject = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 's', annotations: { [LAST_APPLIED_ANNOTATION]: lastApplied } }, data: { a: 'YQ==' }, stringData: { b: 'b' } };
     const masked = maskSecretObject(secret);
     expect(masked).toMatchObject({ data: { a: '***' }, stringData: { b: '***' }, metadata: { annotations: { [LAST_APPLIED_ANNOTATION]: '***' } } });
     expect(secret.data).toEqual({ a: 'YQ==' });
   });
 });
 
-describe('summaries and lines', () => {
+describe('what a change set reads as', () => {
   const changes: Change[] = [
-    { id: 'Deployment/default/nginx', action: 'configured' },
+    { id: 'Deployment/default/nginx', action: 'configured', reason: 'spec differs' },
     { id: 'Service/default/nginx', action: 'unchanged' },
-    { id: 'ConfigMap/default/c', action: 'failed', error: { code: 'x', message: 'admission webhook denied it' } },
+    { id: 'ConfigMap/default/c', action: 'failed', reason: 'ConfigMap/default/c: denied', error: { code: 'KUBE_FORBIDDEN', message: 'ConfigMap/default/c: denied', object: 'ConfigMap/default/c' } },
     { id: 'Secret/default/s', action: 'skipped', reason: 'owned by inventory other' },
+    { id: 'Role/default/r', action: 'pruned', reason: 'already gone' },
+    { id: 'Job/default/j', action: 'failed', reason: 'timed out' },
   ];
+  const set = (c: Change[], errors: ChangeSet['errors'] = []): ChangeSet => ({ unit: 'u', changes: c, errors, durationMs: 1, dryRun: false });
 
-  it('counts every action, zeros included', () => {
-    expect(summarize(changes)).toEqual({ created: 0, configured: 1, unchanged: 1, pruned: 0, skipped: 1, failed: 1 });
-    expect(formatSummary(changes)).toBe('1 configured, 1 unchanged, 1 skipped, 1 failed');
-  });
-
-  it('prints one line per object with the reason for failures and skips', () => {
+  it('prints one line per object, with why for pruned, skipped and failed ones', () => {
     expect(changes.map(formatChangeLine)).toEqual([
       'Deployment/default/nginx configured',
       'Service/default/nginx unchanged',
-      'ConfigMap/default/c failed: admission webhook denied it',
+      'ConfigMap/default/c failed: ConfigMap/default/c: denied',
       'Secret/default/s skipped: owned by inventory other',
+      'Role/default/r pruned: already gone',
+      'Job/default/j failed: timed out',
+    ]);
+    expect(changeLines(set(changes))).not.toContain('Service/default/nginx unchanged');
+  });
+
+  it('gives the status entries, skipped and failed ones with why', () => {
+    expect(statusChanges(set(changes))).toEqual([
+      { id: 'Deployment/default/nginx', action: 'configured' },
+      { id: 'Service/default/nginx', action: 'unchanged' },
+      { id: 'ConfigMap/default/c', action: 'failed', error: 'ConfigMap/default/c: denied' },
+      { id: 'Secret/default/s', action: 'skipped', error: 'owned by inventory other' },
+      { id: 'Role/default/r', action: 'pruned' },
+      { id: 'Job/default/j', action: 'failed', error: 'timed out' },
     ]);
   });
 
-  it('turns a change set into status entries carrying errors', () => {
-    expect(changeSetToStatusChanges({ unit: 'u', changes, errors: [], durationMs: 1, dryRun: false })[2]).toEqual({ id: 'ConfigMap/default/c', action: 'failed', error: 'admission webhook denied it' });
-    expect(actionOfPlan('patch')).toBe('configured');
+  it.each<[string, Change[], ChangeSet['errors'], string]>([
+    ['nothing failed', changes.slice(0, 2), [], 'applied'],
+    ['some objects failed', changes, [], 'partial'],
+    ['every object failed', [changes[2]], [], 'failed'],
+    ['a problem before any object', [], [{ code: 'MANIFEST_SYNTAX', message: 'a.yaml:1: bad' }], 'failed'],
+  ])('calls the result of a set where %s', (_what, c, errors, result) => {
+    expect(resultOf(set(c, errors))).toBe(result);
+  });
+
+  it('names the cause of a failure, per object when nothing else failed', () => {
+    const why = failureProblems(set(changes));
+    expect(why.cause).toBe('ConfigMap/default/c: denied');
+    expect(why.problems[1]).toEqual({ code: 'APPLY_FAILED', message: 'Job/default/j: timed out', object: 'Job/default/j' });
+    expect(failureProblems(set([], [{ code: 'MANIFEST_SYNTAX', message: 'bad' }])).cause).toBe('bad');
   });
 });

@@ -1,18 +1,22 @@
 /**
- * The report stage: one closed vocabulary (`Action`) and one `ChangeSet` feed the command-line
- * output, logs, status messages and metrics. Secret values are masked here, before anything is
- * printed, logged or sent: every path that shows a patch or an object goes through these helpers.
+ * The report stage, the one place that turns a `ChangeSet` into what people and the server read:
+ * the command-line lines, the log fields of an apply, the per-object part of a status and its
+ * result. Secret values are masked here and nowhere else, before anything is printed, logged or
+ * sent: the engine masks every change's patch and the drift controller every drift patch with
+ * `maskSecretPatch`. Wire shapes are the runner's business; this module returns plain values.
  */
-import type { StatusMessage } from '../../protocol/messages.js';
-import type { Action, Change, ChangeSet, JsonPatchOp, KubeObject } from './types.js';
-import { ACTIONS } from './types.js';
+import type { Action, ApplyResult } from '../../protocol/vocabulary.js';
+import { ProblemCode } from '../../protocol/problems.js';
+import type { Problem } from '../../common/errors.js';
+import type { Change, ChangeSet, JsonPatchOp, KubeObject } from './types.js';
 import { LAST_APPLIED_ANNOTATION } from './labels.js';
 import { escapePointerSegment, isPlainObject } from './normalize.js';
 
 /** What every masked value is replaced with. */
 export const MASK = '***';
 
-const LAST_APPLIED_POINTER = `/metadata/annotations/${escapePointerSegment(LAST_APPLIED_ANNOTATION)}`;
+const ANNOTATIONS_POINTER = '/metadata/annotations';
+const LAST_APPLIED_POINTER = `${ANNOTATIONS_POINTER}/${escapePointerSegment(LAST_APPLIED_ANNOTATION)}`;
 
 function maskValues(v: unknown): unknown {
   if (isPlainObject(v)) {
@@ -23,32 +27,33 @@ function maskValues(v: unknown): unknown {
   return MASK;
 }
 
-function isSecretPath(path: string): boolean {
-  return path === '/data' || path.startsWith('/data/') || path === '/stringData' || path.startsWith('/stringData/') || path === LAST_APPLIED_POINTER;
+function under(path: string, pointer: string): boolean {
+  return path === pointer || path.startsWith(`${pointer}/`);
 }
 
-function maskOps(patch: readonly JsonPatchOp[]): JsonPatchOp[] {
-  return patch.map((op) => {
-    if (!('value' in op)) return op;
-    if (isSecretPath(op.path)) return { ...op, value: maskValues(op.value) };
-    if (op.path === '/metadata/annotations' && isPlainObject(op.value) && LAST_APPLIED_ANNOTATION in op.value) {
-      return { ...op, value: { ...op.value, [LAST_APPLIED_ANNOTATION]: MASK } };
-    }
-    if (op.path === '' && isPlainObject(op.value)) return { ...op, value: maskSecretObject(op.value as KubeObject) };
-    return op;
-  });
+/** The annotations with kubectl's last-applied copy (which holds every value) masked. */
+function maskAnnotations(annotations: unknown): unknown {
+  if (!isPlainObject(annotations) || !(LAST_APPLIED_ANNOTATION in annotations)) return annotations;
+  return { ...annotations, [LAST_APPLIED_ANNOTATION]: MASK };
+}
+
+/** A Secret patch operation's value with every secret in it masked, wherever the op points. */
+function maskValueAt(path: string, value: unknown): unknown {
+  if (under(path, '/data') || under(path, '/stringData') || under(path, LAST_APPLIED_POINTER)) return maskValues(value);
+  if (path === ANNOTATIONS_POINTER) return maskAnnotations(value);
+  if (path === '/metadata' && isPlainObject(value) && 'annotations' in value) return { ...value, annotations: maskAnnotations(value.annotations) };
+  if (path === '' && isPlainObject(value)) return maskSecretObject({ ...(value as KubeObject), kind: 'Secret' });
+  return value;
 }
 
 /**
- * A Secret's patch with every value under data/stringData (and kubectl's last-applied annotation,
- * which holds them too) replaced by `***`; other kinds' patches are returned as they are.
- * Also accepts `(patch, objectId)` where the kind is the id's first segment.
+ * A Secret's patch with every value under data/stringData and kubectl's last-applied annotation
+ * (which holds them too) replaced by `***`, whether an op writes the field, a parent of it or the
+ * whole object; patches of other kinds are returned as they are (copied).
  */
-export function maskSecretPatch(kind: string, patch: readonly JsonPatchOp[]): JsonPatchOp[];
-export function maskSecretPatch(patch: readonly JsonPatchOp[], objectId: string): JsonPatchOp[];
-export function maskSecretPatch(a: string | readonly JsonPatchOp[], b: string | readonly JsonPatchOp[]): JsonPatchOp[] {
-  const [kind, patch] = typeof a === 'string' ? [a, b as readonly JsonPatchOp[]] : [(b as string).split('/')[0], a];
-  return kind === 'Secret' ? maskOps(patch) : [...patch];
+export function maskSecretPatch(kind: string, patch: readonly JsonPatchOp[]): JsonPatchOp[] {
+  if (kind !== 'Secret') return [...patch];
+  return patch.map((op) => ('value' in op ? { ...op, value: maskValueAt(op.path, op.value) } : op));
 }
 
 /** A copy of an object with a Secret's values masked (data, stringData, last-applied annotation). */
@@ -58,41 +63,70 @@ export function maskSecretObject(obj: KubeObject): KubeObject {
   if (obj.data !== undefined) out.data = maskValues(obj.data);
   if (obj.stringData !== undefined) out.stringData = maskValues(obj.stringData);
   const ann = obj.metadata?.annotations;
-  if (ann && LAST_APPLIED_ANNOTATION in ann) out.metadata = { ...obj.metadata, annotations: { ...ann, [LAST_APPLIED_ANNOTATION]: MASK } };
+  if (ann && LAST_APPLIED_ANNOTATION in ann) out.metadata = { ...obj.metadata, annotations: maskAnnotations(ann) as Record<string, string> };
   return out;
 }
 
-/** Counts per action, every action present (zeros included) so metrics and output are stable. */
-export function summarize(changes: readonly Change[]): Record<Action, number> {
-  const counts = Object.fromEntries(ACTIONS.map((a) => [a, 0])) as Record<Action, number>;
-  for (const c of changes) counts[c.action]++;
-  return counts;
+/** A change with its patch masked (the kind is the id's first segment). */
+export function maskChange(change: Change): Change {
+  return change.patch ? { ...change, patch: maskSecretPatch(change.id.split('/')[0], change.patch) } : change;
 }
 
-/** One line per object, as `gitops-agent apply` prints it: `Deployment/default/nginx configured`. */
+/** Why an object was skipped or failed, for people; undefined for the other actions. */
+function whyOf(change: Change): string | undefined {
+  if (change.action === 'unchanged' || change.action === 'created' || change.action === 'configured') return undefined;
+  return change.error?.message ?? change.reason;
+}
+
+/**
+ * One line per object, as `gitops-agent apply` prints it and the `applied` log line lists it:
+ * `Deployment/default/nginx configured`, with the reason after a colon for pruned, skipped and
+ * failed objects.
+ */
 export function formatChangeLine(change: Change): string {
   const base = `${change.id} ${change.action}`;
-  const why = change.error?.message ?? change.reason;
-  if (!why || change.action === 'unchanged' || change.action === 'created' || change.action === 'configured') return base;
-  return `${base}: ${why}`;
+  const why = whyOf(change);
+  return why ? `${base}: ${why}` : base;
 }
 
-/** The summary line after the per-object lines: `3 created, 1 configured, 10 unchanged`. */
-export function formatSummary(changes: readonly Change[]): string {
-  const counts = summarize(changes);
-  const parts = ACTIONS.filter((a) => counts[a] > 0).map((a) => `${counts[a]} ${a}`);
-  return parts.length ? parts.join(', ') : 'no objects';
+/** The lines of every object that changed (the `changes` field of the apply log lines). */
+export function changeLines(set: ChangeSet): string[] {
+  return set.changes.filter((c) => c.action !== 'unchanged').map(formatChangeLine);
 }
 
-/** The per-object part of a status message. */
-export function changeSetToStatusChanges(changeSet: ChangeSet): StatusMessage['changes'] {
-  return changeSet.changes.map((c) => {
-    const error = c.error?.message ?? (c.action === 'failed' ? c.reason : undefined);
-    return error ? { id: c.id, action: c.action, error } : { id: c.id, action: c.action };
-  });
+/** An apply's outcome: applied when nothing failed, partial when some objects made it, else failed. */
+export function resultOf(set: ChangeSet): ApplyResult {
+  const failed = set.changes.filter((c) => c.action === 'failed').length;
+  if (failed === 0 && set.errors.length === 0) return 'applied';
+  return failed > 0 && set.changes.length > failed ? 'partial' : 'failed';
 }
 
-/** The action a plan leads to when applied successfully. */
-export function actionOfPlan(action: 'create' | 'patch' | 'none'): Action {
-  return action === 'create' ? 'created' : action === 'patch' ? 'configured' : 'unchanged';
+/** One object of a status: skipped and failed objects carry why. */
+export interface StatusChange {
+  id: string;
+  action: Action;
+  error?: string;
+}
+
+/** The per-object part of a status. */
+export function statusChanges(set: ChangeSet): StatusChange[] {
+  return set.changes.map((c) =>
+    c.action === 'failed' || c.action === 'skipped' ? { id: c.id, action: c.action, error: c.error?.message ?? c.reason ?? 'failed' } : { id: c.id, action: c.action },
+  );
+}
+
+/** Most problems named in one 'apply failed' line (the status carries all of them). */
+export const MAX_LOGGED_PROBLEMS = 10;
+
+/**
+ * Why an apply failed, for its log line: the unit's own problems and then each failed object's,
+ * so a failure that is only per object (every object refused with EACCES, say) still names its
+ * cause instead of logging `errors: []`.
+ */
+export function failureProblems(set: ChangeSet): { cause: string; problems: Problem[]; more: number } {
+  const perObject = set.changes
+    .filter((c) => c.action === 'failed')
+    .map((c) => c.error ?? { code: ProblemCode.APPLY_FAILED, message: c.reason?.startsWith(c.id) ? c.reason : `${c.id}: ${c.reason ?? 'failed'}`, object: c.id });
+  const all: Problem[] = [...set.errors, ...perObject];
+  return { cause: all[0]?.message ?? 'unknown', problems: all.slice(0, MAX_LOGGED_PROBLEMS), more: Math.max(0, all.length - MAX_LOGGED_PROBLEMS) };
 }

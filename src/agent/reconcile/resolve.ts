@@ -7,7 +7,8 @@
  */
 import type { ProblemReport } from '../../protocol/messages.js';
 import { objectId, objectKey } from '../../common/object-id.js';
-import { splitApiVersion, type Discovery } from '../kube/discovery.js';
+import { splitApiVersion } from '../../common/object-id.js';
+import type { Discovery } from '../kube/discovery.js';
 import type { ParsedObject, ResolvedObject, ResourceInfo } from './types.js';
 
 /** The part of kube/discovery.ts resolve needs (a table in tests). */

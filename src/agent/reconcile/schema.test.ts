@@ -1,5 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
-import { extractListKeys, gvkOf } from './schema.js';
+import { gvkOf } from '../../common/object-id.js';
+import { extractListKeys } from './schema.js';
 import { appsDoc, coreDoc } from './testdata/fixtures.js';
 
 describe('extractListKeys on the real apps/v1 OpenAPI document', () => {
@@ -24,17 +25,17 @@ describe('extractListKeys on the real apps/v1 OpenAPI document', () => {
   });
 
   it('finds StatefulSet lists too, including those under volumeClaimTemplates', () => {
-    const sts = extractListKeys(appsDoc, gvkOf('apps/v1', 'StatefulSet'));
+    const sts = extractListKeys(appsDoc, gvkOf({ apiVersion: 'apps/v1', kind: 'StatefulSet' }));
     expect(sts.get('/spec/template/spec/containers')).toEqual(['name']);
   });
 
   it('keys Service ports by port and protocol in the core v1 document', () => {
-    expect(extractListKeys(coreDoc, gvkOf('v1', 'Service')).get('/spec/ports')).toEqual(['port', 'protocol']);
+    expect(extractListKeys(coreDoc, gvkOf({ apiVersion: 'v1', kind: 'Service' })).get('/spec/ports')).toEqual(['port', 'protocol']);
   });
 
   it('returns no keys for a kind the document does not describe', () => {
-    expect(extractListKeys(appsDoc, gvkOf('apps/v1', 'Nothing')).size).toBe(0);
-    expect(extractListKeys(null, gvkOf('apps/v1', 'Deployment')).size).toBe(0);
+    expect(extractListKeys(appsDoc, gvkOf({ apiVersion: 'apps/v1', kind: 'Nothing' })).size).toBe(0);
+    expect(extractListKeys(null, gvkOf({ apiVersion: 'apps/v1', kind: 'Deployment' })).size).toBe(0);
   });
 });
 
@@ -69,7 +70,7 @@ describe('extractListKeys on CRD-style schemas', () => {
   };
 
   it('reads list-map keys, falls back to the patch merge key, honours atomic, and survives recursive schemas', () => {
-    const keys = extractListKeys(doc, gvkOf('example.com/v1', 'Widget'));
+    const keys = extractListKeys(doc, gvkOf({ apiVersion: 'example.com/v1', kind: 'Widget' }));
     expect(Object.fromEntries(keys)).toEqual({
       '/spec/rules': ['host', 'port'],
       '/spec/legacy': ['id'],

@@ -4,6 +4,7 @@
  * containerPort+protocol) instead of by position, so entries others added are left alone and a
  * reordered list is not drift. Pure: the I/O half fetches `/openapi/v3/apis/<group>/<version>`.
  */
+import type { GroupVersionKind } from '../../common/object-id.js';
 import { escapePointerSegment } from './normalize.js';
 
 /**
@@ -12,11 +13,7 @@ import { escapePointerSegment } from './normalize.js';
  */
 export type ListKeys = ReadonlyMap<string, readonly string[]>;
 
-export interface GroupVersionKind {
-  group: string;
-  version: string;
-  kind: string;
-}
+export type { GroupVersionKind };
 
 type Schema = Record<string, unknown>;
 
@@ -107,10 +104,4 @@ export function extractListKeys(openapiV3Doc: unknown, gvk: GroupVersionKind): L
   // metadata's own lists (ownerReferences, managedFields) are server-owned or atomic for us.
   for (const k of [...out.keys()]) if (k.startsWith('/metadata/') || k.startsWith('/status')) out.delete(k);
   return out;
-}
-
-/** Parses an `apiVersion` plus kind into a gvk. */
-export function gvkOf(apiVersion: string, kind: string): GroupVersionKind {
-  const slash = apiVersion.indexOf('/');
-  return slash < 0 ? { group: '', version: apiVersion, kind } : { group: apiVersion.slice(0, slash), version: apiVersion.slice(slash + 1), kind };
 }

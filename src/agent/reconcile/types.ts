@@ -3,6 +3,7 @@
  * the closed action vocabulary, and the change set that feeds output, logs, status and metrics.
  */
 import type { ProblemReport } from '../../protocol/messages.js';
+import type { Action } from '../../protocol/vocabulary.js';
 
 export interface ManagedFieldsEntry {
   manager?: string;
@@ -76,9 +77,6 @@ export interface ResolvedObject extends ParsedObject {
   resource: ResourceInfo;
 }
 
-/** The closed vocabulary of outcomes per object. */
-export type Action = 'created' | 'configured' | 'unchanged' | 'pruned' | 'skipped' | 'failed';
-export const ACTIONS: readonly Action[] = ['created', 'configured', 'unchanged', 'pruned', 'skipped', 'failed'];
 
 export interface Change {
   id: string;
