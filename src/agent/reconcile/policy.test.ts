@@ -1,7 +1,8 @@
 import { describe, expect, it } from '@jest/globals';
+import type { InventoryPolicy } from '../../protocol/vocabulary.js';
 import type { KubeObject } from './types.js';
 import { OWNING_INVENTORY_ANNOTATION, PRUNE_ANNOTATION } from './labels.js';
-import { canApply, canPrune, type InventoryPolicy } from './policy.js';
+import { canApply, canPrune } from './policy.js';
 
 const ours = 'agent1/web';
 function live(annotations?: Record<string, string>): KubeObject {
@@ -11,45 +12,40 @@ const owned = live({ [OWNING_INVENTORY_ANNOTATION]: ours });
 const foreign = live({ [OWNING_INVENTORY_ANNOTATION]: 'agent2/other' });
 const unowned = live();
 
-describe('canApply', () => {
-  it.each<[InventoryPolicy, string, KubeObject | undefined, boolean, boolean]>([
-    ['must_match', 'absent', undefined, true, false],
-    ['must_match', 'ours', owned, true, false],
-    ['must_match', 'unowned', unowned, false, false],
-    ['must_match', 'foreign', foreign, false, false],
-    ['adopt_if_no_inventory', 'absent', undefined, true, false],
-    ['adopt_if_no_inventory', 'unowned', unowned, true, true],
-    ['adopt_if_no_inventory', 'foreign', foreign, false, false],
-    ['adopt_all', 'unowned', unowned, true, true],
-    ['adopt_all', 'foreign', foreign, true, true],
-    ['adopt_all', 'ours', owned, true, false],
-  ])('under %s an object that is %s: allowed=%s', (policy, _what, obj, ok, adopt) => {
-    const v = canApply(policy, obj, ours);
-    expect(v.ok).toBe(ok);
-    if (v.ok) expect(v.adopt ?? false).toBe(adopt);
-    else expect(v.reason.length).toBeGreaterThan(0);
+describe('canApply (as apply.ts calls it: live, inventory id, policy)', () => {
+  it.each<[InventoryPolicy, string, KubeObject | undefined, boolean]>([
+    ['must_match', 'absent', undefined, true],
+    ['must_match', 'ours', owned, true],
+    ['must_match', 'unowned', unowned, false],
+    ['must_match', 'foreign', foreign, false],
+    ['adopt_if_no_inventory', 'absent', undefined, true],
+    ['adopt_if_no_inventory', 'ours', owned, true],
+    ['adopt_if_no_inventory', 'unowned', unowned, true],
+    ['adopt_if_no_inventory', 'foreign', foreign, false],
+    ['adopt_all', 'unowned', unowned, true],
+    ['adopt_all', 'foreign', foreign, true],
+    ['adopt_all', 'ours', owned, true],
+  ])('under %s an object that is %s: allowed=%s', (policy, _what, obj, allowed) => {
+    const v = canApply(obj, ours, policy);
+    expect(v.allowed).toBe(allowed);
+    if (!v.allowed) expect(v.reason.length).toBeGreaterThan(0);
+    else expect(v).toEqual({ allowed: true });
   });
 
   it('names the owning inventory and the way out when refusing', () => {
-    const v = canApply('must_match', foreign, ours);
-    expect(v).toMatchObject({ ok: false, reason: expect.stringContaining('agent2/other') });
-    expect(canApply('must_match', unowned, ours)).toMatchObject({ ok: false, reason: expect.stringContaining('adopt_if_no_inventory') });
-  });
-
-  it('accepts the (live, inventoryId, policy) argument order with the same answers', () => {
-    expect(canApply(foreign, ours, 'adopt_all')).toEqual(canApply('adopt_all', foreign, ours));
-    expect(canApply(unowned, ours, 'must_match')).toEqual(canApply('must_match', unowned, ours));
+    expect(canApply(foreign, ours, 'adopt_if_no_inventory')).toEqual({ allowed: false, reason: expect.stringMatching(/agent2\/other.*adopt_all/) });
+    expect(canApply(unowned, ours, 'must_match')).toEqual({ allowed: false, reason: expect.stringContaining('adopt_if_no_inventory') });
   });
 });
 
-describe('canPrune', () => {
+describe('canPrune (as prune.ts calls it: live, inventory id)', () => {
   it('deletes only what this inventory owns', () => {
-    expect(canPrune(owned, ours).ok).toBe(true);
-    expect(canPrune(foreign, ours)).toMatchObject({ ok: false, reason: expect.stringContaining('agent2/other') });
-    expect(canPrune(unowned, ours).ok).toBe(false);
+    expect(canPrune(owned, ours)).toEqual({ allowed: true });
+    expect(canPrune(foreign, ours)).toEqual({ allowed: false, reason: expect.stringContaining('agent2/other') });
+    expect(canPrune(unowned, ours).allowed).toBe(false);
   });
 
   it('keeps an owned object that opted out of prune', () => {
-    expect(canPrune(live({ [OWNING_INVENTORY_ANNOTATION]: ours, [PRUNE_ANNOTATION]: 'disabled' }), ours)).toMatchObject({ ok: false, reason: expect.stringContaining('disabled') });
+    expect(canPrune(live({ [OWNING_INVENTORY_ANNOTATION]: ours, [PRUNE_ANNOTATION]: 'disabled' }), ours)).toEqual({ allowed: false, reason: expect.stringContaining('disabled') });
   });
 });
