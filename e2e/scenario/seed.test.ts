@@ -1,8 +1,11 @@
 /**
  * The seed scenario of DESIGN.md, end to end with real processes: the Git server, `gitops-server
  * serve`, and `gitops-agent run` as in a pod (ServiceAccount token, RBAC from manifests/agent)
- * against the real API server. One stack, steps in order, each asserting what a user sees: the live
- * Deployment, both programs' log lines naming the commit, and `gitops-server agent list -o json`.
+ * against the real API server, with a real node (jest's `node` project: kubelet, containerd), so the
+ * nginx pods really run. One stack, steps in order, each asserting what a user sees: the live
+ * Deployment, its pods Running and Ready (2, then 3; the extra ones of a hand scale-up terminated;
+ * new ones after a delete; none once pruned), both programs' log lines naming the commit, and
+ * `gitops-server agent list -o json`.
  *
  * The control plane is shared by the jest run, so the Deployment goes to a fresh namespace (named
  * as the manifest project's default_namespace, which also holds the agent's inventory) instead
@@ -13,6 +16,7 @@ import type { AgentListRow } from '../../src/server/registry.js';
 import { describeWrite, syncAuditLog, writeRequests } from '../harness/audit.js';
 import { jsonPatch, kubeRequest, testAuditLogPath, waitFor, type TestNamespace } from '../harness/kube.js';
 import { useStack } from '../harness/jest-stack.js';
+import { isReady, listPods, podSummary, type PodLike } from '../harness/pods.js';
 import { AGENT_NAME, MANIFEST_PROJECT, nginxDeployment, type Stack } from '../harness/stack.js';
 
 let stack: Stack;
@@ -24,6 +28,30 @@ async function live(): Promise<{ replicas: number; uid: string } | undefined> {
   if (res.status !== 200) return undefined;
   const body = res.body as { spec: { replicas: number }; metadata: { uid: string } };
   return { replicas: body.spec.replicas, uid: body.metadata.uid };
+}
+
+/** How long pods may take to be Running and Ready (image imported: no pull, so seconds). */
+const PODS_TIMEOUT_MS = 60_000;
+
+function nginxPods(): Promise<PodLike[]> {
+  return listPods(stack.kubeConfig, ns.name, 'app=nginx');
+}
+
+/**
+ * Waits until the Deployment's pods are exactly `n`, every one Running and Ready (so none still
+ * terminating); resolves to their names and the milliseconds since `since`.
+ */
+async function exactlyReady(n: number, since = Date.now()): Promise<{ names: string[]; ms: number }> {
+  let last: PodLike[] = [];
+  try {
+    const names = await waitFor(async () => {
+      last = await nginxPods();
+      return last.length === n && last.every(isReady) ? last.map((p) => p.metadata.name).sort() : undefined;
+    }, PODS_TIMEOUT_MS, `${n} nginx pods Running and Ready`, 50);
+    return { names, ms: Date.now() - since };
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; the pods: ${podSummary(last)}`);
+  }
 }
 
 /** Milliseconds from now until `check` holds, polling every 10 ms. */
@@ -57,6 +85,7 @@ beforeAll(() => {
 
 describe('the seed scenario', () => {
   let sha3 = '';
+  let running: string[] = [];
 
   it('starts with the agent connected and nothing applied from the empty manifest', async () => {
     const row = await waitFor(async () => (await stack.agentList()).find((r) => r.name === AGENT_NAME && r.status?.connected), 10_000, 'agent1 connected');
@@ -65,21 +94,28 @@ describe('the seed scenario', () => {
   });
 
   it('applies a pushed Deployment with 2 replicas, and both programs log the commit', async () => {
+    const t0 = Date.now();
     const sha = await stack.commit({ 'manifest.yaml': nginxDeployment(ns.name, 2) }, { message: 'nginx with 2 replicas' });
     await waitFor(async () => (await live())?.replicas === 2, 15_000, 'Deployment with 2 replicas');
+    const { ms } = await exactlyReady(2, t0);
+    process.stdout.write(`seed: commit to 2 pods Ready in ${ms} ms\n`);
     await expectCommitLogged(sha, `Deployment/${ns.name}/nginx created`);
     const row = await listedWith(sha);
     expect(row.status).toMatchObject({ connected: true, applied: { [MANIFEST_PROJECT]: { commit: sha, result: 'applied' } } });
   });
 
   it('scales to 3 when the commit says 3, and the agent logs the Deployment as configured', async () => {
+    const t0 = Date.now();
     sha3 = await stack.commit({ 'manifest.yaml': nginxDeployment(ns.name, 3) }, { message: 'nginx with 3 replicas' });
     await waitFor(async () => (await live())?.replicas === 3, 15_000, 'Deployment with 3 replicas');
+    const ready = await exactlyReady(3, t0);
+    running = ready.names;
+    process.stdout.write(`seed: commit to 3 pods Ready in ${ready.ms} ms\n`);
     await expectCommitLogged(sha3, `Deployment/${ns.name}/nginx configured`);
     expect((await listedWith(sha3)).status?.connected).toBe(true);
   });
 
-  it('puts a hand-scaled Deployment back to 3 within a second', async () => {
+  it('puts a hand-scaled Deployment back to 3 within a second, and the extra pods terminate', async () => {
     const res = await jsonPatch(stack.kubeConfig, deployPath, [{ op: 'replace', path: '/spec/replicas', value: 5 }], 'manual-edit');
     expect(res.status).toBe(200);
     const ms = await timeUntil(async () => (await live())?.replicas === 3, 5000, 'replicas back to 3');
@@ -91,6 +127,8 @@ describe('the seed scenario', () => {
       return r?.status?.lastDrift?.object === `Deployment/${ns.name}/nginx` ? r : undefined;
     }, 5000, 'the drift in agent list');
     expect(row.status).toMatchObject({ connected: true, applied: { [MANIFEST_PROJECT]: { commit: sha3 } }, lastDrift: { action: 'reverted', manager: 'manual-edit' } });
+    // The ReplicaSet scales down the newest, not yet ready pods first: the three that ran are kept.
+    expect((await exactlyReady(3)).names).toEqual(running);
   });
 
   it('recreates the Deployment when it is deleted', async () => {
@@ -105,11 +143,15 @@ describe('the seed scenario', () => {
       return r?.status?.lastDrift?.action === 'recreated' ? r : undefined;
     }, 5000, 'the recreation in agent list');
     expect(row.status?.applied[MANIFEST_PROJECT]?.commit).toBe(sha3);
+    // The old pods went with the old Deployment (garbage collection); three new ones run.
+    const fresh = await exactlyReady(3);
+    expect(fresh.names.filter((n) => running.includes(n))).toEqual([]);
   });
 
   it('prunes the Deployment once it is removed from Git', async () => {
     const sha = await stack.commit({ 'manifest.yaml': '' }, { message: 'remove nginx' });
     await waitFor(async () => (await kubeRequest(stack.kubeConfig, 'GET', deployPath)).status === 404, 15_000, 'the Deployment pruned');
+    await waitFor(async () => (await nginxPods()).length === 0, PODS_TIMEOUT_MS, 'every nginx pod gone');
     await expectCommitLogged(sha, `Deployment/${ns.name}/nginx pruned`);
     expect((await listedWith(sha)).status?.connected).toBe(true);
   });
