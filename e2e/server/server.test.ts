@@ -17,7 +17,7 @@ import { createLogger } from '../../src/common/logger.js';
 import { signAgentJwt } from '../../src/protocol/jwt.js';
 import { CONNECT_PATH, CloseCode, MAX_MESSAGE_BYTES } from '../../src/protocol/messages.js';
 import { generateToken, publicKeyFromX } from '../../src/protocol/token.js';
-import { createGitSource } from '../../src/server/git-factory.js';
+import { gitSourceForServe } from '../../src/server/git-factory.js';
 import { resolveServeOptions } from '../../src/server/options.js';
 import { createAgent, listAgents } from '../../src/server/registry.js';
 import { startServer, type RunningServer } from '../../src/server/serve.js';
@@ -88,7 +88,7 @@ beforeAll(async () => {
     webhookSecretFile: path.join(work, 'webhook.secret'), heartbeatInterval: '1s', logLevel: 'debug',
   });
   const destination = new Writable({ write(chunk: Buffer, _e, done) { logLines.push(...chunk.toString().split('\n').filter(Boolean)); done(); } });
-  server = await startServer(options, { gitSource: createGitSource, logger: createLogger({ level: 'debug', destination }) });
+  server = await startServer(options, { gitSource: gitSourceForServe, logger: createLogger({ level: 'debug', destination }) });
   ca = await readFile(server.caCertPath!, 'utf8');
 }, 60_000);
 

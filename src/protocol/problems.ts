@@ -88,6 +88,8 @@ export const ProblemCode = {
   // ---- server: Git (src/server/git) ----
   /** Any Git failure without a more precise code. */
   GIT_ERROR: 'GIT_ERROR',
+  /** A (project, ref) watched twice on one Git source: the Fleet shares one watch (a bug if it happens). */
+  GIT_ALREADY_WATCHED: 'GIT_ALREADY_WATCHED',
   GIT_AUTH_FAILED: 'GIT_AUTH_FAILED',
   GIT_BAD_BASE_URL: 'GIT_BAD_BASE_URL',
   GIT_BAD_GLOB: 'GIT_BAD_GLOB',

@@ -10,9 +10,14 @@ import { signAgentJwt } from '../protocol/jwt.js';
 import { CONNECT_PATH, CloseCode, MAX_AGENT_MESSAGE_BYTES, PROTOCOL_VERSION, encodeMessage } from '../protocol/messages.js';
 import { generateToken, parseToken, publicKeyFromX } from '../protocol/token.js';
 import { parseTrustedProxies } from './client-address.js';
-import { Hub, type DesiredEntry, type HubOptions } from './hub.js';
+import { Hub, type HubOptions } from './hub.js';
+import type { DesiredEntry } from './ports.js';
 import { createServerMetrics } from './metrics.js';
 
+/** The registry's status writes, ignored: these tests look at sockets, not at the status. */
+const noStatusWrites = {
+  recordSessions: () => undefined, recordHello: () => undefined, recordApplied: () => undefined, recordProjectProblems: () => undefined, recordDrift: () => undefined,
+};
 const agent = generateToken();
 const agent2 = generateToken();
 let server: http.Server;
@@ -23,7 +28,7 @@ beforeAll(async () => {
   hub = new Hub({
     registry: {
       lookupKey: (kid) => (kid === agent.agentId ? { publicKey: publicKeyFromX(agent.publicKeyX), revoked: false } : undefined),
-      get: () => undefined, updateStatus: () => undefined, recordApplied: () => undefined, onChange: () => () => undefined,
+      get: () => undefined, ...noStatusWrites, onChange: () => () => undefined,
     },
     provider: { configMessage: () => undefined, errorMessages: () => [], desired: async () => [], projectsOf: () => ['p'] },
     audience: 'aud', logger: silentLogger(), metrics: createServerMetrics(), authFailureLimit: { max: 3, windowMs: 60_000 },
@@ -60,7 +65,7 @@ describe('Hub over a socket', () => {
     const slowHub = new Hub({
       registry: {
         lookupKey: (kid) => (kid === agent.agentId ? { publicKey: publicKeyFromX(agent.publicKeyX), revoked: false } : undefined),
-        get: () => undefined, updateStatus: () => undefined, recordApplied: () => undefined, onChange: () => () => undefined,
+        get: () => undefined, ...noStatusWrites, onChange: () => () => undefined,
       },
       provider: { configMessage: () => undefined, errorMessages: () => [], desired: async () => [], projectsOf: () => ['p'] },
       audience: 'aud', logger: silentLogger(), metrics, maxBufferedBytes: 256 * 1024,
@@ -134,7 +139,7 @@ async function withHub(options: Partial<HubOptions>, body: (h: { hub: Hub; url: 
   const h = new Hub({
     registry: {
       lookupKey: (kid) => [agent, agent2].find((a) => a.agentId === kid) && { publicKey: publicKeyFromX([agent, agent2].find((a) => a.agentId === kid)!.publicKeyX), revoked: false },
-      get: () => undefined, updateStatus: () => undefined, recordApplied: () => undefined, onChange: () => () => undefined,
+      get: () => undefined, ...noStatusWrites, onChange: () => () => undefined,
     },
     provider: { configMessage: () => undefined, errorMessages: () => [], desired: async () => [], projectsOf: () => ['group/app'] },
     audience: 'aud', logger: silentLogger(), metrics, ...options,
@@ -214,7 +219,7 @@ describe('Hub per-agent limits', () => {
     await withHub({
       registry: {
         lookupKey: (kid) => (kid === agent.agentId ? { publicKey: publicKeyFromX(agent.publicKeyX), revoked: false } : undefined),
-        get: () => undefined, updateStatus: () => undefined, onChange: () => () => undefined,
+        get: () => undefined, ...noStatusWrites, onChange: () => () => undefined,
         recordApplied: (_id, project) => { stored.push(project); },
       },
     }, async ({ url: u, metrics }) => {

@@ -28,7 +28,8 @@
  *   the newest desired state of a project matters); the slots drain as the socket does. Memory per
  *   slow session is bounded by its project count, not by how often Git moves.
  *
- * What to send comes from a {@link DesiredStateProvider} (serve.ts), so the hub knows nothing of Git.
+ * What to send comes from a {@link DesiredStateProvider} (ports.ts; the Fleet implements it), so the
+ * hub knows nothing of Git; the Fleet pushes through the hub as its {@link Pusher}.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -41,36 +42,16 @@ import {
 import { decodeFrame } from '../protocol/frames.js';
 import {
   CONNECT_PATH, CloseCode, MAX_AGENT_MESSAGE_BYTES, PROTOCOL_VERSION, decodeAgentMessage, encodeMessage,
-  type AgentMessage, type ConfigMessage, type ErrorMessage,
+  type AgentMessage, type ConfigMessage, type ErrorMessage, type ProblemReport, type StatusMessage,
 } from '../protocol/messages.js';
 import { DEFAULT_AGENT_CONNECT_RATE, DEFAULT_FAILURE_LIMIT, FailureWindows, RateLimiter, type FailureLimit, type RateLimit } from './admission.js';
 import { clientAddress, parseTrustedProxies, type TrustedProxies } from './client-address.js';
 import type { ServerMetrics } from './metrics.js';
-import { boundProblems, setEntry, type Registry } from './registry.js';
-
-/** A desired message for one (agent, project), encoded once and shared by every session. */
-export interface DesiredEntry {
-  project: string;
-  commit: string;
-  digest: string;
-  /** The JSON text of the `desired` message. */
-  encoded: string;
-}
-
-/** What the hub sends; implemented by serve.ts over Git and the config loader. */
-export interface DesiredStateProvider {
-  /** The agent's current `config` message, if its config has been read. */
-  configMessage(agentId: string): ConfigMessage | undefined;
-  /** Standing problems to tell a newly connected session (config and Git errors). */
-  errorMessages(agentId: string): ErrorMessage[];
-  /** Current desired state for each of the agent's projects that has one. */
-  desired(agentId: string): Promise<DesiredEntry[]>;
-  /** Manifest project ids of the agent's current config (empty until it is read): reports for others are refused. */
-  projectsOf(agentId: string): readonly string[];
-}
+import type { DesiredEntry, DesiredStateProvider, Pusher } from './ports.js';
+import type { Registry } from './registry.js';
 
 export interface HubOptions {
-  registry: Pick<Registry, 'lookupKey' | 'get' | 'updateStatus' | 'recordApplied' | 'onChange'>;
+  registry: Pick<Registry, 'lookupKey' | 'get' | 'onChange' | HubStatusWrites>;
   provider: DesiredStateProvider;
   audience: string;
   logger: Logger;
@@ -120,6 +101,26 @@ interface Session {
   readonly pending: Map<string, DesiredEntry>;
 }
 
+/** The registry's status writes the hub makes (registry.ts owns the records and their bounds). */
+type HubStatusWrites = 'recordSessions' | 'recordHello' | 'recordApplied' | 'recordProjectProblems' | 'recordDrift';
+
+/**
+ * The problems a status report leaves for its project, or undefined for a good apply (which clears
+ * them): the agent's errors, each failed object (the first 20), and a note when the report was cut.
+ */
+export function statusProblems(message: StatusMessage): { commit: string; problems: ProblemReport[] } | undefined {
+  if (message.errors.length === 0 && message.result === 'applied') return undefined;
+  const failed = message.changes
+    .filter((c) => c.action === 'failed')
+    .slice(0, 20)
+    .map((c) => ({ code: 'APPLY_FAILED', message: c.error ?? 'failed', object: c.id }));
+  const { truncated } = message;
+  const cut = truncated
+    ? [{ code: 'STATUS_TRUNCATED', message: `the agent's report was cut to fit: ${truncated.changes} objects (${truncated.counts.failed ?? 0} failed), ${message.changes.length} listed` }]
+    : [];
+  return { commit: message.commit, problems: [...message.errors, ...failed, ...cut] };
+}
+
 /** What to do with one frame, decided without I/O (unit-tested). */
 export type FrameVerdict =
   | { ok: true; message: AgentMessage }
@@ -147,7 +148,7 @@ function closeReason(text: string): string {
 
 const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 429: 'Too Many Requests', 503: 'Service Unavailable' };
 
-export class Hub {
+export class Hub implements Pusher {
   private readonly wss: WebSocketServer;
   private readonly sessions = new Map<string, Set<Session>>();
   private readonly failures: FailureWindows;
@@ -294,7 +295,7 @@ export class Hub {
     this.sessionTotal++;
     this.options.metrics.connectedSessions.inc();
     log.info({ remote, sessions: set.size }, 'agent connected');
-    this.options.registry.updateStatus(agentId, (s) => { s.connected = true; s.sessions = set.size; s.lastSeen = new Date().toISOString(); });
+    this.options.registry.recordSessions(agentId, set.size);
 
     const helloTimer = setTimeout(() => {
       if (!session.ready) this.closeSession(session, CloseCode.INVALID_MESSAGE, 'no hello received');
@@ -329,7 +330,7 @@ export class Hub {
         this.options.metrics.connectedAgents.dec();
       }
       log.info({ code, sessions: set.size, ...(session.refused ? { refusedReports: session.refused } : {}) }, 'agent disconnected');
-      this.options.registry.updateStatus(agentId, (s) => { s.sessions = set.size; s.connected = set.size > 0; s.lastSeen = new Date().toISOString(); });
+      this.options.registry.recordSessions(agentId, set.size);
     });
   }
 
@@ -342,7 +343,7 @@ export class Hub {
           if (session.known.size >= 100) break;
           session.known.set(project, `${applied.commit} ${applied.digest}`);
         }
-        registry.updateStatus(session.agentId, (s) => { s.agentVersion = message.agentVersion.slice(0, 64); s.lastSeen = now; });
+        registry.recordHello(session.agentId, message.agentVersion, now);
         session.log.info({ agentVersion: message.agentVersion.slice(0, 64), applied: Object.keys(message.applied).length }, 'agent hello');
         session.ready = true;
         const config = this.options.provider.configMessage(session.agentId);
@@ -355,23 +356,8 @@ export class Hub {
         if (!this.follows(session, message.type, message.project)) return;
         if (session.known.has(message.project) || session.known.size < 100) session.known.set(message.project, `${message.commit} ${message.digest}`);
         registry.recordApplied(session.agentId, message.project, { commit: message.commit, digest: message.digest, result: message.result, at: now, durationMs: message.durationMs });
-        registry.updateStatus(session.agentId, (s) => {
-          s.lastSeen = now;
-          // Per project: a later good apply of this project clears its error, others keep theirs.
-          if (message.errors.length === 0 && message.result === 'applied') {
-            if (s.projectErrors && Object.hasOwn(s.projectErrors, message.project)) {
-              delete s.projectErrors[message.project];
-              if (Object.keys(s.projectErrors).length === 0) delete s.projectErrors;
-            }
-            return;
-          }
-          const errors = s.projectErrors ?? {};
-          if (!Object.hasOwn(errors, message.project) && Object.keys(errors).length >= 100) return;
-          const failed = message.changes.filter((c) => c.action === 'failed').slice(0, 20).map((c) => ({ code: 'APPLY_FAILED', message: c.error ?? 'failed', object: c.id }));
-          const cut = message.truncated ? [{ code: 'STATUS_TRUNCATED', message: `the agent's report was cut to fit: ${message.truncated.changes} objects (${message.truncated.counts.failed ?? 0} failed), ${message.changes.length} listed` }] : [];
-          setEntry(errors, message.project, { at: now, commit: message.commit, problems: boundProblems([...message.errors, ...failed, ...cut]) });
-          s.projectErrors = errors;
-        });
+        // Per project: a later good apply of this project clears its problems, others keep theirs.
+        registry.recordProjectProblems(session.agentId, message.project, now, statusProblems(message));
         session.log.info({
           project: message.project, commit: message.commit, result: message.result, durationMs: message.durationMs,
           ...(message.truncated ? { objects: message.truncated.changes, listed: message.changes.length } : {}),
@@ -380,11 +366,7 @@ export class Hub {
       }
       case 'drift': {
         if (!this.follows(session, message.type, message.project)) return;
-        registry.updateStatus(session.agentId, (s) => {
-          s.lastSeen = now;
-          s.driftCount = (s.driftCount ?? 0) + 1;
-          s.lastDrift = { project: message.project, object: message.object.slice(0, 300), action: message.action, manager: message.manager?.slice(0, 100), at: message.at.slice(0, 40) };
-        });
+        registry.recordDrift(session.agentId, { project: message.project, object: message.object, action: message.action, manager: message.manager, at: message.at }, now);
         session.log.info({ project: message.project, object: message.object.slice(0, 300), action: message.action, manager: message.manager?.slice(0, 100) }, 'agent drift');
         return;
       }

@@ -139,7 +139,7 @@ describe('Registry (server side)', () => {
     const dir = await stateDir();
     const { record } = await createAgent(dir, 'agent1', 'p');
     const registry = await Registry.open(dir, { statusDebounceMs: 10 });
-    registry.updateStatus(record.id, (s) => { s.connected = true; s.sessions = 1; s.lastSeen = new Date().toISOString(); });
+    registry.recordSessions(record.id, 1);
     registry.recordApplied(record.id, 'gitops-project', { commit: 'a'.repeat(40), digest: 'd', result: 'applied', at: new Date().toISOString() });
     await registry.close();
     const rows = await listAgents(dir);
@@ -165,7 +165,7 @@ describe('Registry (server side)', () => {
     const all = await registry.flush();
     const allMs = performance.now() - started;
     expect(all.files).toBe(256);
-    registry.updateStatus(agents[42].id, (s) => { s.connected = true; s.sessions = 1; });
+    registry.recordSessions(agents[42].id, 1);
     started = performance.now();
     const one = await registry.flush();
     const oneMs = performance.now() - started;
@@ -313,7 +313,7 @@ describe('state dir records that fail validation', () => {
     registries.push(registry);
     const changes: RegistryChange[] = [];
     registry.onChange((c) => changes.push(c));
-    registry.updateStatus(record.id, (s) => { s.connected = true; s.sessions = 1; });
+    registry.recordSessions(record.id, 1);
     await registry.flush();
     const file = path.join(dir, 'agents.json');
     const saved = await readFile(file, 'utf8');

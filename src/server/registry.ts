@@ -23,6 +23,7 @@ import type { KeyObject } from 'node:crypto';
 import { syncDir } from '../common/atomic-file.js';
 import { UserError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
+import { mapLimit } from '../common/map-limit.js';
 import { silentLogger } from '../common/logger.js';
 import type { AgentKey } from '../protocol/jwt.js';
 import type { ProblemReport } from '../protocol/messages.js';
@@ -30,12 +31,15 @@ import { generateToken, publicKeyFromX } from '../protocol/token.js';
 import { allowEntryProblem, projectIdProblem, quoteId } from './project-id.js';
 import {
   AGENTS_FILE, AGENTS_JOURNAL, AGENT_NAME_PATTERN, MAX_ALLOW_PROJECTS, STATUS_DIR, appendAgents, STATUS_FILE, ensureStateDir, readAgents, readAllStatus,
-  stateProblemWhere, statusShardOf, updateAgentsFile, writeStatusShard, type AgentRecord, type AgentStatus, type StateProblem,
+  stateProblemWhere, statusShardOf, updateAgentsFile, writeStatusShard, type AgentRecord, type AgentStatus, type AppliedRecord,
+  type DriftRecord, type StateProblem,
 } from './state-files.js';
 
-export type { AgentRecord, AgentStatus, StateProblem } from './state-files.js';
+export type { AgentRecord, AgentStatus, AppliedRecord, DriftRecord, StateProblem } from './state-files.js';
 
 const MAX_PROJECTS = 100;
+/** Status shards written at once. */
+const STATUS_WRITES_IN_FLIGHT = 8;
 const MAX_PROBLEMS = 20;
 const MAX_TEXT = 1000;
 
@@ -308,25 +312,103 @@ export class Registry {
     return s;
   }
 
-  /** The agent's status if the server has one (never creates it, unlike {@link status}). */
-  peekStatus(id: string): AgentStatus | undefined {
-    return this.statuses.get(id);
+  // ---- status writes: one method per fact, each bounded here, so callers never edit a record ----
+
+  /** The agent's sessions changed (hub): `connected` follows the count. */
+  recordSessions(id: string, sessions: number, at = new Date().toISOString()): void {
+    this.updateStatus(id, (s) => {
+      s.connected = sessions > 0;
+      s.sessions = sessions;
+      s.lastSeen = at;
+    });
   }
 
-  /** Changes an agent's status in memory and schedules a write of status.json. */
-  updateStatus(id: string, change: (s: AgentStatus) => void): void {
-    if (!this.agents.has(id)) return;
-    change(this.status(id));
-    this.dirty.add(this.shardOf(id));
-    this.scheduleFlush();
+  /** A session's hello: the agent's version. */
+  recordHello(id: string, agentVersion: string, at: string): void {
+    this.updateStatus(id, (s) => {
+      s.agentVersion = agentVersion.slice(0, 64);
+      s.lastSeen = at;
+    });
   }
 
   /** Records an applied/failed report, keeping the per-agent size bounded. */
-  recordApplied(id: string, project: string, entry: AgentStatus['applied'][string]): void {
+  recordApplied(id: string, project: string, entry: AppliedRecord): void {
     this.updateStatus(id, (s) => {
       if (!Object.hasOwn(s.applied, project) && Object.keys(s.applied).length >= MAX_PROJECTS) return;
       setEntry(s.applied, project.slice(0, 255), { ...entry, commit: entry.commit.slice(0, 64), digest: entry.digest.slice(0, 128) });
     });
+  }
+
+  /**
+   * The apply problems of one project from the agent's latest status for it; `undefined` (a good
+   * apply) removes the project's entry, the other projects keep theirs.
+   */
+  recordProjectProblems(id: string, project: string, at: string, report?: { commit: string; problems: readonly ProblemReport[] }): void {
+    this.updateStatus(id, (s) => {
+      s.lastSeen = at;
+      if (!report) {
+        if (s.projectErrors && Object.hasOwn(s.projectErrors, project)) {
+          delete s.projectErrors[project];
+          if (Object.keys(s.projectErrors).length === 0) delete s.projectErrors;
+        }
+        return;
+      }
+      const errors = s.projectErrors ?? {};
+      if (!Object.hasOwn(errors, project) && Object.keys(errors).length >= MAX_PROJECTS) return;
+      setEntry(errors, project, { at, commit: report.commit, problems: boundProblems(report.problems) });
+      s.projectErrors = errors;
+    });
+  }
+
+  /** A drift the agent reverted (or saw): counted, the latest kept. */
+  recordDrift(id: string, drift: DriftRecord, at: string): void {
+    this.updateStatus(id, (s) => {
+      s.lastSeen = at;
+      s.driftCount = (s.driftCount ?? 0) + 1;
+      s.lastDrift = {
+        project: drift.project, object: drift.object.slice(0, 300), action: drift.action, manager: drift.manager?.slice(0, 100), at: drift.at.slice(0, 40),
+      };
+    });
+  }
+
+  /** Problems with the agent's latest config.yaml (the last valid config stays in force). */
+  setConfigProblems(id: string, problems: readonly ProblemReport[]): void {
+    const bounded = boundProblems(problems);
+    this.updateStatus(id, (s) => { s.configProblems = bounded; });
+  }
+
+  /**
+   * Removes the config problems, if the agent has any: a status object (and a shard write) for each
+   * of 10,000 agents that never had a problem would be memory and disk for nothing.
+   */
+  clearConfigProblems(id: string): void {
+    if (!this.statuses.get(id)?.configProblems) return;
+    this.updateStatus(id, (s) => { delete s.configProblems; });
+  }
+
+  /** A Git problem with one of the agent's projects (config or manifest). */
+  setSourceProblem(id: string, project: string, problem: ProblemReport): void {
+    const [bounded] = boundProblems([problem]);
+    this.updateStatus(id, (s) => { s.sourceProblems = { ...(s.sourceProblems ?? {}), [project]: bounded }; });
+  }
+
+  /** Removes the Git problem of one project; says whether there was one. */
+  clearSourceProblem(id: string, project: string): boolean {
+    if (!this.statuses.get(id)?.sourceProblems?.[project]) return false;
+    this.updateStatus(id, (s) => {
+      const { [project]: _gone, ...rest } = s.sourceProblems ?? {};
+      if (Object.keys(rest).length) s.sourceProblems = rest;
+      else delete s.sourceProblems;
+    });
+    return true;
+  }
+
+  /** Changes an agent's status in memory and schedules a write of its status shard. */
+  private updateStatus(id: string, change: (s: AgentStatus) => void): void {
+    if (!this.agents.has(id)) return;
+    change(this.status(id));
+    this.dirty.add(this.shardOf(id));
+    this.scheduleFlush();
   }
 
   /** Writes the changed status shards now (also called on shutdown). */
@@ -353,11 +435,8 @@ export class Registry {
     try {
       await fs.mkdir(dir, { recursive: true, mode: 0o700 });
       // A few writes at a time: each is an fsync, and 256 at once would stall the disk for everyone.
-      const queue = [...byShard];
-      const worker = async (): Promise<void> => {
-        for (let next = queue.shift(); next; next = queue.shift()) bytes += await writeStatusShard(this.stateDir, next[0], next[1]);
-      };
-      await Promise.all(Array.from({ length: Math.min(8, queue.length) }, worker));
+      const written = await mapLimit([...byShard], STATUS_WRITES_IN_FLIGHT, ([shard, agents]) => writeStatusShard(this.stateDir, shard, agents));
+      bytes = written.reduce((n, b) => n + b, 0);
       await syncDir(dir);
     } catch (err) {
       for (const s of shards) this.dirty.add(s);

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { errorMessage } from '../common/errors.js';
 import { createLogger, type Logger } from '../common/logger.js';
 import { CONNECT_PATH } from '../protocol/messages.js';
-import { Fleet } from './fleet.js';
+import { Fleet } from './fleet/index.js';
 import { createHttpHandler } from './http.js';
 import { parseTrustedProxies } from './client-address.js';
 import { Hub } from './hub.js';

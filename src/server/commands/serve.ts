@@ -13,7 +13,7 @@ import { helpDefault, inForceHelp, shownValue } from '../../common/help-defaults
 import { createLogger } from '../../common/logger.js';
 import { installProcessGuards, processStopSignals } from '../../common/process-guards.js';
 import { DEFAULT_AUDIENCE } from '../../protocol/jwt.js';
-import { createGitSource } from '../git-factory.js';
+import { gitSourceForServe } from '../git-factory.js';
 import { guarded } from './agent.js';
 import { DEFAULT_LISTEN, DEFAULT_POLL_INTERVAL, DEFAULT_STATE_DIR, resolveServeOptions, type RawServeFlags } from '../options.js';
 import { registerRegistryHealth } from '../metrics.js';
@@ -83,7 +83,7 @@ Examples:
       // Once, here: a volume this process does not own may be used as it is (state-files.ts).
       const loose = await ensureStateDir(options.stateDir);
       if (loose) logger.warn({ stateDir: options.stateDir, ...loose }, 'state dir is not private and cannot be made so; files inside are written 0600');
-      const server = await startServer(options, { gitSource: createGitSource, logger });
+      const server = await startServer(options, { gitSource: gitSourceForServe, logger });
       guards.countWith(server.metrics.unhandledRejections);
       registerRegistryHealth(server.metrics, server.registry);
       const signal = await signals.next;

@@ -46,14 +46,6 @@ export function describeRef(ref: GitRef): string {
   return 'the default branch';
 }
 
-/** A stable key for a ref, for maps. */
-export function refKey(ref: GitRef): string {
-  if ('branch' in ref) return `branch:${ref.branch}`;
-  if ('tag' in ref) return `tag:${ref.tag}`;
-  if ('commit' in ref) return `commit:${ref.commit}`;
-  return 'HEAD';
-}
-
 /** Project ids are GitLab paths (project-id.ts): nothing a URL or file path could abuse. */
 export { checkProjectId };
 

@@ -1,21 +1,23 @@
 /**
- * The server's GitSource: follows (project, ref) pairs for any number of listeners with one
- * check per pair and one poll timer per project (no per-agent timers: 10,000 agents on one
- * manifest project cost one fetch), plus immediate checks on webhooks with concurrent refreshes
- * coalesced. A new commit (also a force-push to an older or unrelated one) goes to every
- * listener; a failure (unreachable host, deleted branch, bad token) goes to `onError` once per
- * distinct problem while the last good commit stays in force, and the first good check after it
- * goes to `onRecover` (even with the same commit, so nobody keeps showing a stale error). Reads at
- * a commit are memoised, trees by id, so reading one file for each of 10,000 agents walks each
- * shared tree once.
+ * The server's GitSource: follows (project, ref) pairs, each for one listener, with one check per
+ * pair and one poll timer per project, plus immediate checks on webhooks with concurrent refreshes
+ * coalesced. Sharing a pair among agents is the Fleet's (fleet/watches.ts: 10,000 agents on one
+ * manifest project are one watch here, one fetch). A new commit (also a force-push to an older or
+ * unrelated one) goes to the listener; a failure (unreachable host, deleted branch, bad token)
+ * goes to `onError` once per distinct problem while the last good commit stays in force, and the
+ * first good check after it goes to `onRecover` (even with the same commit, so nobody keeps
+ * showing a stale error). Reads at a commit are memoised, trees by id, so reading one file for
+ * each of 10,000 agents walks each shared tree once.
  */
 import { mkdir } from 'node:fs/promises';
-import { errorMessage, GitopsError, UserError } from '../../common/errors.js';
+import { errorMessage, problemOf, UserError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { silentLogger } from '../../common/logger.js';
+import { BoundedMap } from '../../common/map-limit.js';
 import type { ManifestFile, ProblemReport } from '../../protocol/messages.js';
-import type { CommitEvent, GitRef, GitSource, SourceErrorEvent, SourceRecoverEvent } from '../ports.js';
-import { LocalBackend, RemoteBackend, checkProjectId, describeRef, refKey, type GitBackend } from './backends.js';
+import { ProblemCode } from '../../protocol/problems.js';
+import { refKey, type CommitEvent, type GitRef, type GitSource, type SourceErrorEvent, type SourceRecoverEvent } from '../ports.js';
+import { LocalBackend, RemoteBackend, checkProjectId, describeRef, type GitBackend } from './backends.js';
 import { createGitHttpClient } from './http.js';
 import { startPollTimer, type PollTimer } from './poll-timer.js';
 import { ByteBudget } from './byte-budget.js';
@@ -61,7 +63,7 @@ interface Listener {
 interface Watch {
   project: string;
   ref: GitRef;
-  listeners: Set<Listener>;
+  listener: Listener;
   commit?: string;
   problem?: ProblemReport;
 }
@@ -84,51 +86,14 @@ const TREE_ENTRY_TOTAL = 500_000;
 /** Single-file reads kept per (project, commit, path): config.yaml of every agent at the last commits. */
 const FILE_ENTRIES = 20_000;
 
-/** A bounded map that forgets the least recently used entry first, by count and by weight. */
-class Lru<V> {
-  private readonly map = new Map<string, V>();
-  private readonly weights = new Map<string, number>();
-  private total = 0;
-  constructor(private readonly max: number, private readonly maxWeight = Infinity) {}
-  get(key: string): V | undefined {
-    const v = this.map.get(key);
-    if (v !== undefined) {
-      this.map.delete(key);
-      this.map.set(key, v);
-    }
-    return v;
-  }
-  set(key: string, value: V): void {
-    this.delete(key);
-    this.map.set(key, value);
-    this.trim();
-  }
-  /** Give an entry its weight once known (a promise's, when it resolves), if it is still the same. */
-  weigh(key: string, value: V, weight: number): void {
-    if (this.map.get(key) !== value) return;
-    this.total += weight - (this.weights.get(key) ?? 0);
-    this.weights.set(key, weight);
-    this.trim();
-  }
-  delete(key: string): void {
-    this.map.delete(key);
-    this.total -= this.weights.get(key) ?? 0;
-    this.weights.delete(key);
-  }
-  private trim(): void {
-    while (this.map.size > this.max || (this.total > this.maxWeight && this.map.size > 1)) this.delete(this.map.keys().next().value as string);
-  }
-}
-
 export class GitWatcher implements GitSource {
   private readonly backend: GitBackend;
   private readonly projects = new Map<string, ProjectState>();
-  private readonly memo = new Map<string, Promise<ManifestFile[]>>();
-  private readonly memoSizes = new Map<string, number>();
-  private memoBytes = 0;
+  /** readFiles results by (project, commit, globs), weighed by their bytes. */
+  private readonly memo = new BoundedMap<Promise<ManifestFile[]>>(MEMO_ENTRIES, MEMO_BYTES);
   private readonly budget: ByteBudget;
-  private readonly trees = new Lru<Promise<readonly TreeEntry[]>>(TREE_ENTRIES, TREE_ENTRY_TOTAL);
-  private readonly fileMemo = new Lru<Promise<string | undefined>>(FILE_ENTRIES);
+  private readonly trees = new BoundedMap<Promise<readonly TreeEntry[]>>(TREE_ENTRIES, TREE_ENTRY_TOTAL);
+  private readonly fileMemo = new BoundedMap<Promise<string | undefined>>(FILE_ENTRIES);
   private readonly limits: ReadLimits;
   private readonly pollMs: number;
   private readonly log: Logger;
@@ -161,34 +126,19 @@ export class GitWatcher implements GitSource {
     checkProjectId(project);
     if (this.closed) throw new UserError('GIT_SOURCE_CLOSED', 'the Git source is closed');
     let state = this.projects.get(project);
+    const key = refKey(ref);
+    if (state?.watches.has(key)) {
+      throw new UserError('GIT_ALREADY_WATCHED', `${project}: ${describeRef(ref)} is already watched; share that watch (fleet/watches.ts does)`);
+    }
     if (!state) {
       state = { watches: new Map() };
       this.projects.set(project, state);
       this.startTimer(project, state);
     }
-    const key = refKey(ref);
-    let w = state.watches.get(key);
-    const isNew = !w;
-    if (!w) {
-      w = { project, ref: copyRef(ref), listeners: new Set() };
-      state.watches.set(key, w);
-    }
-    const listener: Listener = { onCommit, onError, onRecover };
-    w.listeners.add(listener);
-    const watch = w;
-    if (isNew) {
-      void this.schedule(project, state);
-    } else {
-      // Tell a late listener what the others already know.
-      queueMicrotask(() => {
-        if (!watch.listeners.has(listener)) return;
-        if (watch.commit) safeCall(() => onCommit({ project, ref: watch.ref, commit: watch.commit as string }), this.log);
-        if (watch.problem) safeCall(() => onError({ project, ref: watch.ref, problem: watch.problem as ProblemReport }), this.log);
-      });
-    }
+    const watch: Watch = { project, ref: copyRef(ref), listener: { onCommit, onError, onRecover } };
+    state.watches.set(key, watch);
+    void this.schedule(project, state);
     return () => {
-      watch.listeners.delete(listener);
-      if (watch.listeners.size > 0) return;
       const s = this.projects.get(project);
       if (!s || s.watches.get(key) !== watch) return;
       s.watches.delete(key);
@@ -208,46 +158,19 @@ export class GitWatcher implements GitSource {
 
   async readFiles(project: string, commit: string, globs: string[]): Promise<ManifestFile[]> {
     const key = `${project}\0${commit}\0${globs.join('\0')}`;
-    let p = this.memo.get(key);
-    if (p) {
-      // Refresh its place in the LRU order.
-      this.memo.delete(key);
-      this.memo.set(key, p);
-      return p;
-    }
-    p = (async () => {
+    const known = this.memo.get(key);
+    if (known) return known;
+    const p = (async () => {
       const store = await this.backend.storeFor(project, commit);
       return readMatchingFiles({ ...store, project, commit, budget: this.budget }, globs, this.limits, this.treesOf(project, store));
     })();
-    const mine = p;
     this.memo.set(key, p);
+    // Weighed by its bytes once read (MEMO_BYTES); a failure is not remembered.
     p.then(
-      (files) => {
-        if (this.memo.get(key) !== mine) return;
-        const bytes = files.reduce((n, f) => n + f.path.length + f.content.length, 0);
-        this.memoSizes.set(key, bytes);
-        this.memoBytes += bytes;
-        this.trimMemo();
-      },
-      () => this.forget(key, mine),
+      (files) => this.memo.weigh(key, p, files.reduce((n, f) => n + f.path.length + f.content.length, 0)),
+      () => this.memo.deleteIf(key, p),
     );
-    this.trimMemo();
     return p;
-  }
-
-  /** Keep the readFiles memo under MEMO_ENTRIES and MEMO_BYTES, oldest first. */
-  private trimMemo(): void {
-    while (this.memo.size > MEMO_ENTRIES || (this.memoBytes > MEMO_BYTES && this.memo.size > 1)) {
-      const oldest = this.memo.keys().next().value as string;
-      this.forget(oldest, this.memo.get(oldest));
-    }
-  }
-
-  private forget(key: string, entry: Promise<ManifestFile[]> | undefined): void {
-    if (this.memo.get(key) !== entry) return;
-    this.memo.delete(key);
-    this.memoBytes -= this.memoSizes.get(key) ?? 0;
-    this.memoSizes.delete(key);
   }
 
   /** Memoised per (project, commit, path): a commit never changes, so neither does the answer. */
@@ -272,7 +195,8 @@ export class GitWatcher implements GitSource {
       p = read();
       this.fileMemo.set(key, p);
       // A failure (commit not fetched yet, file too large) is not remembered.
-      p.catch(() => this.fileMemo.delete(key));
+      const mine = p;
+      p.catch(() => this.fileMemo.deleteIf(key, mine));
     }
     return p;
   }
@@ -289,24 +213,18 @@ export class GitWatcher implements GitSource {
         this.trees.set(key, mine);
         mine.then(
           (entries) => this.trees.weigh(key, mine, entries.length),
-          () => {
-            if (this.trees.get(key) === mine) this.trees.delete(key);
-          },
+          () => this.trees.deleteIf(key, mine),
         );
       }
       return p;
     };
   }
 
-  /** Number of (project, ref) pairs and listeners followed: for metrics and tests. */
-  stats(): { projects: number; watches: number; listeners: number } {
+  /** Number of projects and (project, ref) pairs followed: for metrics and tests. */
+  stats(): { projects: number; watches: number } {
     let watches = 0;
-    let listeners = 0;
-    for (const s of this.projects.values()) {
-      watches += s.watches.size;
-      for (const w of s.watches.values()) listeners += w.listeners.size;
-    }
-    return { projects: this.projects.size, watches, listeners };
+    for (const s of this.projects.values()) watches += s.watches.size;
+    return { projects: this.projects.size, watches };
   }
 
   async close(): Promise<void> {
@@ -351,7 +269,7 @@ export class GitWatcher implements GitSource {
 
   private async check(project: string, state: ProjectState): Promise<void> {
     for (const w of [...state.watches.values()]) {
-      if (this.closed || w.listeners.size === 0) continue;
+      if (this.closed || state.watches.get(refKey(w.ref)) !== w) continue;
       if ('commit' in w.ref && w.commit) continue; // a pinned commit never moves
       const started = performance.now();
       let ok = false;
@@ -360,25 +278,26 @@ export class GitWatcher implements GitSource {
         const commit = await this.backend.resolve(project, w.ref);
         ok = true;
         if (w.problem) {
-          // Said once, like the problem: listeners clear what they show even if the commit did not move.
+          // Said once, like the problem: the listener clears what it shows even if the commit did not move.
           const cleared = w.problem;
           w.problem = undefined;
           this.log.info({ project, ref: describeRef(w.ref), commit, cleared: cleared.code }, GIT_RECOVERED);
-          for (const l of [...w.listeners]) if (l.onRecover) safeCall(() => l.onRecover?.({ project, ref: w.ref, commit, cleared }), this.log);
+          const { onRecover } = w.listener;
+          if (onRecover) safeCall(() => onRecover({ project, ref: w.ref, commit, cleared }), this.log);
         }
         if (commit !== w.commit) {
           changed = true;
           w.commit = commit;
           this.log.info({ project, commit, ref: describeRef(w.ref) }, DETECTED_COMMIT);
-          for (const l of [...w.listeners]) safeCall(() => l.onCommit({ project, ref: w.ref, commit }), this.log);
+          safeCall(() => w.listener.onCommit({ project, ref: w.ref, commit }), this.log);
         }
       } catch (err) {
-        const problem = toProblem(err);
+        const problem = problemOf(err, ProblemCode.GIT_ERROR);
         // Once per kind of problem: a host that is down must not page anyone at every poll.
         if (!w.problem || w.problem.code !== problem.code) {
           w.problem = problem;
           this.log.warn({ project, ref: describeRef(w.ref), code: problem.code, error: problem.message, commit: w.commit }, GIT_PROBLEM);
-          for (const l of [...w.listeners]) safeCall(() => l.onError({ project, ref: w.ref, problem }), this.log);
+          safeCall(() => w.listener.onError({ project, ref: w.ref, problem }), this.log);
         }
       } finally {
         this.options.onCheck?.({ project, ref: w.ref, durationMs: performance.now() - started, ok, changed });
@@ -392,11 +311,6 @@ export async function createGitSource(options: GitSourceOptions): Promise<GitWat
   const source = new GitWatcher(options);
   await source.init();
   return source;
-}
-
-function toProblem(err: unknown): ProblemReport {
-  if (err instanceof GitopsError) return { code: err.code, message: err.message };
-  return { code: 'GIT_ERROR', message: errorMessage(err) };
 }
 
 function copyRef(ref: GitRef): GitRef {

@@ -1,13 +1,12 @@
 import { describe, expect, it } from '@jest/globals';
-import { UserError } from '../common/errors.js';
-import { silentLogger, type Logger } from '../common/logger.js';
-import type { ConfigMessage, ErrorMessage, ManifestFile } from '../protocol/messages.js';
-import { FLEET_TASK_FAILED, Fleet, desiredDigest, enforceAccess, type Pusher } from './fleet.js';
-import type { DesiredEntry } from './hub.js';
-import { createServerMetrics } from './metrics.js';
-import type { AgentConfig, CommitEvent, GitRef, GitSource, SourceErrorEvent, SourceRecoverEvent } from './ports.js';
-import { checkProjectId } from './project-id.js';
-import type { AgentRecord, RegistryChange } from './registry.js';
+import { UserError } from '../../common/errors.js';
+import { silentLogger, type Logger } from '../../common/logger.js';
+import type { ConfigMessage, ErrorMessage, ManifestFile } from '../../protocol/messages.js';
+import { createServerMetrics } from '../metrics.js';
+import type { CommitEvent, DesiredEntry, GitRef, GitSource, Pusher, SourceErrorEvent, SourceRecoverEvent } from '../ports.js';
+import { checkProjectId } from '../project-id.js';
+import type { AgentRecord, RegistryChange } from '../registry.js';
+import { FLEET_TASK_FAILED, Fleet, type FleetRegistry } from './index.js';
 
 const CONFIG = "gitops:\n  manifest_projects:\n  - id: gitops-project\n    paths:\n    - glob: '**/*.yaml'\n";
 const C1 = 'a'.repeat(40);
@@ -41,6 +40,11 @@ class MemoryGit implements GitSource {
   async close(): Promise<void> {}
 }
 
+/** The registry's status writes, ignored (tests that look at the status use fakeRegistry). */
+const noStatusWrites: Pick<FleetRegistry, 'setConfigProblems' | 'clearConfigProblems' | 'setSourceProblem' | 'clearSourceProblem'> = {
+  setConfigProblems: () => undefined, clearConfigProblems: () => undefined, setSourceProblem: () => undefined, clearSourceProblem: () => false,
+};
+
 async function until(pred: () => boolean, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!pred()) {
@@ -57,7 +61,7 @@ describe('Fleet', () => {
     const pusher: Pusher = { pushConfig: (_id: string, _m: ConfigMessage) => undefined, pushError: (_id: string, _m: ErrorMessage) => undefined, pushDesired: (_id, e) => { pushed.push(e); } };
     const fleet = new Fleet({
       git, logger: silentLogger(), metrics: createServerMetrics(),
-      registry: { active: () => agents, get: (id) => agents.find((a) => a.id === id), updateStatus: () => undefined, onChange: (_l: (c: RegistryChange) => void) => () => undefined },
+      registry: { active: () => agents, get: (id) => agents.find((a) => a.id === id), ...noStatusWrites, onChange: (_l: (c: RegistryChange) => void) => () => undefined },
     });
     const started = performance.now();
     fleet.start(pusher);
@@ -97,7 +101,7 @@ describe('Fleet', () => {
     const pusher: Pusher = { pushConfig: (id) => { configs.push(id); }, pushError: () => undefined, pushDesired: () => undefined };
     const fleet = new Fleet({
       git, logger: silentLogger(), metrics: createServerMetrics(),
-      registry: { active: () => agents, get: (id) => agents.find((a) => a.id === id), updateStatus: () => undefined, onChange: () => () => undefined },
+      registry: { active: () => agents, get: (id) => agents.find((a) => a.id === id), ...noStatusWrites, onChange: () => () => undefined },
     });
     fleet.start(pusher);
     await until(() => configs.length === 1000);
@@ -134,7 +138,7 @@ describe('Fleet', () => {
     const configs: string[] = [];
     const fleet = new Fleet({
       git, logger: silentLogger(), metrics: createServerMetrics(),
-      registry: { active: () => agents, get: (id) => agents.find((a) => a.id === id), updateStatus: () => undefined, onChange: () => () => undefined },
+      registry: { active: () => agents, get: (id) => agents.find((a) => a.id === id), ...noStatusWrites, onChange: () => () => undefined },
     });
     fleet.start({ pushConfig: (id) => { configs.push(id); }, pushError: () => undefined, pushDesired: () => undefined });
     await until(() => configs.length === 2000);
@@ -156,7 +160,7 @@ describe('Fleet', () => {
     const agents: AgentRecord[] = [{ id: 'id0', name: 'agent0', configProject: 'kubernetes-agent', publicKey: 'x', createdAt: '' }];
     const fleet = new Fleet({
       git, logger: silentLogger(), metrics: createServerMetrics(),
-      registry: { active: () => agents, get: (id) => agents.find((a) => a.id === id), updateStatus: () => undefined, onChange: () => () => undefined },
+      registry: { active: () => agents, get: (id) => agents.find((a) => a.id === id), ...noStatusWrites, onChange: () => () => undefined },
     });
     fleet.start({ pushConfig: () => undefined, pushError: () => undefined, pushDesired: () => undefined });
     await until(() => fleet.errorMessages('id0').length > 0);
@@ -164,16 +168,6 @@ describe('Fleet', () => {
     recover!({ project: 'kubernetes-agent', ref: {}, commit: C1, cleared: problem });
     expect(fleet.errorMessages('id0')).toEqual([]);
     fleet.close();
-  });
-
-  it('gives equal files and config the same digest whatever their order, and any change a new one', () => {
-    const cfg = { id: 'p', ref: {}, defaultNamespace: 'default', paths: [{ glob: '**' }], reconcileTimeoutMs: 1, dryRunStrategy: 'none' as const, prune: true, pruneTimeoutMs: 1, prunePropagationPolicy: 'foreground' as const, inventoryPolicy: 'must_match' as const };
-    const a = { path: 'a.yaml', content: 'x' };
-    const b = { path: 'b.yaml', content: 'y' };
-    expect(desiredDigest([a, b], cfg)).toBe(desiredDigest([b, a], cfg));
-    expect(desiredDigest([a, b], cfg)).not.toBe(desiredDigest([a, { ...b, content: 'z' }], cfg));
-    expect(desiredDigest([a, b], cfg)).not.toBe(desiredDigest([a, b], { ...cfg, prune: false }));
-    expect(desiredDigest([{ path: 'a', content: 'b\nc' }], cfg)).not.toBe(desiredDigest([{ path: 'a\nb', content: 'c' }], cfg));
   });
 
 });
@@ -200,20 +194,24 @@ class TenantGit extends MemoryGit {
   }
 }
 
-/** A registry with records that can change, as Registry.onChange reports it. */
+/** A registry with records that can change, as Registry.onChange reports it, and the status it was given. */
 function fakeRegistry(records: AgentRecord[]) {
   const status = new Map<string, { configProblems?: ProblemLike[]; sourceProblems?: Record<string, ProblemLike> }>();
+  const of = (id: string) => status.get(id) ?? (status.set(id, {}), status.get(id)!);
   let listener: ((c: RegistryChange) => void) | undefined;
   return {
     status,
     active: () => records.filter((r) => !r.revokedAt),
     get: (id: string) => records.find((a) => a.id === id),
-    updateStatus: (id: string, change: (s: never) => void) => {
-      const s = status.get(id) ?? {};
-      change(s as never);
-      status.set(id, s);
+    setConfigProblems: (id: string, problems: readonly ProblemLike[]) => { of(id).configProblems = [...problems]; },
+    clearConfigProblems: (id: string) => { if (status.get(id)?.configProblems) delete of(id).configProblems; },
+    setSourceProblem: (id: string, project: string, problem: ProblemLike) => { of(id).sourceProblems = { ...of(id).sourceProblems, [project]: problem }; },
+    clearSourceProblem: (id: string, project: string) => {
+      const s = status.get(id);
+      if (!s?.sourceProblems?.[project]) return false;
+      delete s.sourceProblems[project];
+      return true;
     },
-    peekStatus: (id: string) => status.get(id) as never,
     onChange: (l: (c: RegistryChange) => void) => { listener = l; return () => { listener = undefined; }; },
     replace(record: AgentRecord) {
       records.splice(records.findIndex((r) => r.id === record.id), 1, record);
@@ -272,7 +270,7 @@ describe('Fleet: a tenant input fails only its agent', () => {
   it('a Git source that refuses a watch, and a pusher that throws, are logged and counted, never unhandled', async () => {
     const git = new (class extends TenantGit {
       override watch(project: string, ref: GitRef, onCommit: (e: CommitEvent) => void, onError: (e: SourceErrorEvent) => void): () => void {
-        if (project === 'broken-project') throw Object.assign(new Error('no such thing'), { code: 'GIT_BAD_PROJECT_ID' });
+        if (project === 'broken-project') throw new UserError('GIT_BAD_PROJECT_ID', 'no such thing');
         return super.watch(project, ref, onCommit, onError);
       }
     })({ a: "gitops:\n  manifest_projects:\n  - id: broken-project\n  - id: gitops-project\n", b: CONFIG });
@@ -383,22 +381,3 @@ describe('Fleet: which manifest projects an agent may read', () => {
     fleet.close();
   });
 });
-
-describe('enforceAccess', () => {
-  const project = (id: string) => ({ id, ref: {}, defaultNamespace: 'default', paths: [{ glob: '**' }], reconcileTimeoutMs: 1, dryRunStrategy: 'none' as const, prune: true, pruneTimeoutMs: 1, prunePropagationPolicy: 'foreground' as const, inventoryPolicy: 'must_match' as const });
-  const config: AgentConfig = { settings: { drift: { mode: 'correct', ignore: [] } }, projects: [project('acme/apps'), project('acme/platform/db')], unusedSections: [] };
-
-  it('keeps the parsed config object itself when everything is allowed', () => {
-    const result = enforceAccess({ name: 'a', configProject: 'acme/agents' }, { config });
-    expect(result.config).toBe(config);
-    expect(result.refused).toEqual([]);
-  });
-
-  it('drops a refused project, names its line, and leaves the rest', () => {
-    const result = enforceAccess({ name: 'a', configProject: 'other/agents' }, { config, projectLines: [3, 5] });
-    expect(result.config.projects).toEqual([]);
-    expect(result.refused.map((r) => [r.project, r.problem.line])).toEqual([['acme/apps', 3], ['acme/platform/db', 5]]);
-    expect(enforceAccess({ name: 'a', configProject: 'other/agents', allowProjects: ['acme/platform/'] }, { config }).config.projects.map((p) => p.id)).toEqual(['acme/platform/db']);
-  });
-});
-
