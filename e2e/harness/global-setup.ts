@@ -1,9 +1,18 @@
 /**
- * Jest global setup of the integration project: starts ONE control plane for the whole run
- * (building the binaries first if the cache is empty) and publishes it to the test workers through
- * environment variables (see TEST_ENV in kube.ts), since workers cannot share objects with this
- * process. When GITOPS_TEST_KUBECONFIG is already set, that cluster is used and nothing is started
- * (audit-log tests then need GITOPS_TEST_AUDIT_LOG as well).
+ * Jest global setup of the integration and node projects.
+ *
+ * `integration`: starts ONE control plane for the whole run (building the binaries first if the
+ * cache is empty) and publishes it to the test workers through environment variables (see
+ * TEST_ENV in kube.ts), since workers cannot share objects with this process. When
+ * GITOPS_TEST_KUBECONFIG is already set, that cluster is used and nothing is started (audit-log
+ * tests then need GITOPS_TEST_AUDIT_LOG as well).
+ *
+ * `node`: starts its own control plane plus a real node (e2e/harness/node.ts) and publishes them
+ * under NODE_PROJECT_ENV's names (both projects share this process's environment, and so the
+ * workers'); jest-node-env.ts maps them onto TEST_ENV's names inside each node test file. When
+ * GITOPS_TEST_NODE_KUBECONFIG and GITOPS_TEST_NODE_CONTAINERD_ADDRESS are set (`npm run cluster --
+ * --node`), those are used. A machine that cannot run a node does not abort the run: the reason is
+ * published as GITOPS_TEST_NODE_UNAVAILABLE and every node test file fails with it.
  *
  * Why the odd loading: jest runs this file through its transform as CommonJS and without
  * `moduleNameMapper`, so it cannot import the ESM harness modules (`./controlplane.js` names a .ts
@@ -21,12 +30,29 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promise
 import { dirname, join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { ControlPlane, StartControlPlaneOptions } from './controlplane.js';
+import type { StartNodeOptions, TestNode } from './node.js';
 
 /** Where global teardown (same process, separate module) finds the running control plane. */
 const CONTROL_PLANE_GLOBAL = '__gitopsTestControlPlane';
+/** … and the node project's node and control plane. */
+const NODE_GLOBAL = '__gitopsTestNode';
 const KUBECONFIG_ENV = 'GITOPS_TEST_KUBECONFIG';
 const AUDIT_LOG_ENV = 'GITOPS_TEST_AUDIT_LOG';
 const DIR_ENV = 'GITOPS_TEST_CP_DIR';
+
+/**
+ * The node project's variables; jest-node-env.ts copies the first three onto TEST_ENV's names
+ * (kube.ts), node.ts reads the rest (NODE_TEST_ENV). Keep the three files in step.
+ */
+export const NODE_PROJECT_ENV = {
+  kubeconfig: 'GITOPS_TEST_NODE_KUBECONFIG',
+  auditLog: 'GITOPS_TEST_NODE_AUDIT_LOG',
+  cpDir: 'GITOPS_TEST_NODE_CP_DIR',
+  nodeDir: 'GITOPS_TEST_NODE_DIR',
+  containerdAddress: 'GITOPS_TEST_CONTAINERD_ADDRESS',
+  nodeName: 'GITOPS_TEST_NODE_NAME',
+  unavailable: 'GITOPS_TEST_NODE_UNAVAILABLE',
+} as const;
 
 /** A real `import()`: swc's CommonJS output would turn a literal one into `require`. */
 const importEsm = new Function('url', 'return import(url)') as (url: string) => Promise<unknown>;
@@ -124,25 +150,71 @@ export async function transpileHarness(root: string, outRoot = join(root, 'node_
   return { outRoot, failures, transpiled };
 }
 
-export default async function globalSetup(): Promise<void> {
+/** Imports one transpiled harness module (see the module comment). */
+async function loadHarness<T>(name: string): Promise<T> {
+  const { outRoot, failures } = await transpileHarness(findRoot());
+  try {
+    return (await importEsm(pathToFileURL(join(outRoot, 'e2e', 'harness', `${name}.js`)).href)) as T;
+  } catch (err) {
+    throw new Error(`e2e/harness/${name}.ts: cannot load the transpiled harness${failures.length ? ` (swc failed on: ${failures.join('; ')})` : ''}`, { cause: err });
+  }
+}
+
+/** Only the build script's progress (a cold build takes minutes); readiness is summarised after. */
+const buildProgress = (line: string): void => {
+  if (line.startsWith('[controlplane') || line.startsWith('[node')) process.stderr.write(`${line}\n`);
+};
+
+type NodeHarness = {
+  startNode(opts: StartNodeOptions): Promise<TestNode>;
+  checkNodeHost(): Promise<string[]>;
+};
+
+async function nodeProjectSetup(): Promise<void> {
+  const env = NODE_PROJECT_ENV;
+  if (process.env[env.kubeconfig] && process.env[env.containerdAddress]) {
+    process.stderr.write(`\n[node] using ${env.kubeconfig}=${process.env[env.kubeconfig]}\n`);
+    return;
+  }
+  const nodeHarness = await loadHarness<NodeHarness>('node');
+  const missing = await nodeHarness.checkNodeHost();
+  if (missing.length) {
+    const reason = `this machine cannot run the test node; missing:\n  - ${missing.join('\n  - ')}`;
+    process.env[env.unavailable] = reason;
+    process.stderr.write(`\n[node] ${reason}\n`);
+    return;
+  }
+  const cpHarness = await loadHarness<{ startControlPlane(opts?: StartControlPlaneOptions): Promise<ControlPlane> }>('controlplane');
+  let cp: ControlPlane | undefined;
+  try {
+    cp = await cpHarness.startControlPlane({ log: buildProgress });
+    const node = await nodeHarness.startNode({ kubeconfigPath: cp.kubeconfigPath, log: buildProgress });
+    (globalThis as Record<string, unknown>)[NODE_GLOBAL] = { cp, node };
+    Object.assign(process.env, {
+      [env.kubeconfig]: cp.kubeconfigPath,
+      [env.auditLog]: cp.auditLogPath,
+      [env.cpDir]: cp.dir,
+      [env.nodeDir]: node.dir,
+      [env.containerdAddress]: node.containerdAddress,
+      [env.nodeName]: node.name,
+    });
+    process.stderr.write(`\n[node] ${node.name} Ready ${node.timings.readyMs} ms after its start (control plane ${cp.timings.controllersMs} ms; ${node.dir})\n`);
+  } catch (err) {
+    await cp?.stop();
+    const reason = `the test node did not start: ${err instanceof Error ? err.message : String(err)}`;
+    process.env[env.unavailable] = reason;
+    process.stderr.write(`\n[node] ${reason}\n`);
+  }
+}
+
+export default async function globalSetup(_globalConfig?: unknown, projectConfig?: { displayName?: { name?: string } }): Promise<void> {
+  if (projectConfig?.displayName?.name === 'node') return nodeProjectSetup();
   if (process.env[KUBECONFIG_ENV]) {
     process.stderr.write(`\n[controlplane] using ${KUBECONFIG_ENV}=${process.env[KUBECONFIG_ENV]}\n`);
     return;
   }
-  const root = findRoot();
-  const { outRoot, failures } = await transpileHarness(root);
-  let harness: { startControlPlane(opts?: StartControlPlaneOptions): Promise<ControlPlane> };
-  try {
-    harness = (await importEsm(pathToFileURL(join(outRoot, 'e2e', 'harness', 'controlplane.js')).href)) as typeof harness;
-  } catch (err) {
-    throw new Error(`e2e/harness/controlplane.ts: cannot load the transpiled harness${failures.length ? ` (swc failed on: ${failures.join('; ')})` : ''}`, { cause: err });
-  }
-  const cp = await harness.startControlPlane({
-    log: (line) => {
-      // Only the build script's progress (a cold build takes minutes); readiness is summarised below.
-      if (line.startsWith('[controlplane')) process.stderr.write(`${line}\n`);
-    },
-  });
+  const harness = await loadHarness<{ startControlPlane(opts?: StartControlPlaneOptions): Promise<ControlPlane> }>('controlplane');
+  const cp = await harness.startControlPlane({ log: buildProgress });
   (globalThis as Record<string, unknown>)[CONTROL_PLANE_GLOBAL] = cp;
   process.env[KUBECONFIG_ENV] = cp.kubeconfigPath;
   process.env[AUDIT_LOG_ENV] = cp.auditLogPath;

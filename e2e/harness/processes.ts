@@ -14,10 +14,15 @@
  *    polls this process's pid; when this process is gone (even by SIGKILL, where no handler runs)
  *    it kills the pids listed in `<dir>/pids` whose command line names the folder, and deletes the
  *    folder. It exits by itself once the folder is gone.
+ *
+ * A group whose processes leave more than a folder behind (the test node's mounts, cgroups and
+ * network devices) sets a cleanup script with {@link ProcessGroup.setCleanup}: `<dir>/cleanup.sh`,
+ * run by bash after the processes are gone and before the folder is deleted, in all three layers.
+ * One script for the orderly stop and the last resorts, so they cannot drift apart.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, rmSync, writeFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -72,6 +77,9 @@ setInterval(() => {
   for (const pid of pids) if (owned(pid)) { try { process.kill(pid, 'SIGKILL'); } catch {} }
   const deadline = Date.now() + 5000;
   while (pids.some(owned) && Date.now() < deadline) pause(50);
+  if (fs.existsSync(dir + '/cleanup.sh')) {
+    try { require('child_process').spawnSync('bash', [dir + '/cleanup.sh'], { stdio: 'ignore', timeout: 60000 }); } catch {}
+  }
   fs.rmSync(dir, { recursive: true, force: true });
   process.exit(0);
 }, 250);
@@ -167,13 +175,41 @@ export class ProcessGroup {
     return p.exited;
   }
 
-  /** Stops every process in reverse start order, waits for each, and deletes the folder. */
-  async dispose(graceMs = 3000): Promise<void> {
+  /**
+   * Sets the bash script that removes what the processes leave outside plain files (see the
+   * module comment). It must be idempotent: it may run after a partial start, and twice.
+   */
+  async setCleanup(script: string): Promise<void> {
+    await writeFile(this.cleanupPath, script, { mode: 0o700 });
+  }
+
+  /** Runs the cleanup script, if any; its failure is returned as text (the folder goes anyway). */
+  async runCleanup(): Promise<string | undefined> {
+    if (!existsSync(this.cleanupPath)) return undefined;
+    return new Promise((resolve) => {
+      execFile('bash', [this.cleanupPath], { timeout: 60_000 }, (err, _stdout, stderr) => {
+        resolve(err ? `${this.cleanupPath}: ${err.message}${stderr ? `\n${stderr.trim()}` : ''}` : undefined);
+      });
+    });
+  }
+
+  /**
+   * Stops every process in reverse start order (or, with `parallel`, all at once), waits for each,
+   * runs the cleanup script and deletes the folder. Rejects if the cleanup script failed.
+   */
+  async dispose(graceMs = 3000, parallel = false): Promise<void> {
     if (this.disposed) return;
-    for (const p of [...this.procs].reverse()) await this.stop(p, graceMs);
+    if (parallel) await Promise.all(this.procs.map((p) => this.stop(p, graceMs)));
+    else for (const p of [...this.procs].reverse()) await this.stop(p, graceMs);
     this.disposed = true;
     this.removeHandlers();
+    const failure = await this.runCleanup();
     await rm(this.dir, { recursive: true, force: true });
+    if (failure) throw new Error(failure);
+  }
+
+  private get cleanupPath(): string {
+    return join(this.dir, 'cleanup.sh');
   }
 
   private removeHandlers(): void {
@@ -190,6 +226,7 @@ export class ProcessGroup {
     this.disposed = true;
     this.removeHandlers();
     for (const p of this.procs) if (!p.exit()) p.child.kill('SIGKILL');
+    if (existsSync(this.cleanupPath)) spawnSync('bash', [this.cleanupPath], { stdio: 'ignore', timeout: 60_000 });
     // The killed processes may still hold files open for a moment; rm copes on Linux.
     rmSync(this.dir, { recursive: true, force: true });
   }

@@ -1,0 +1,12 @@
+/**
+ * Jest global setup of the `node` project: global-setup.ts's node branch. A file of its own
+ * because jest runs each global setup file once per run, whichever projects name it.
+ * Jest loads global setups as CommonJS through its transform (see global-setup.ts), so the shared
+ * module is required by its .ts name.
+ */
+type Shared = typeof import('./global-setup.js');
+
+export default async function globalSetupNode(globalConfig: unknown, projectConfig: { displayName?: { name?: string } }): Promise<void> {
+  const shared = require('./global-setup.ts') as Shared;
+  await shared.default(globalConfig, { ...projectConfig, displayName: { name: 'node' } });
+}
