@@ -2,8 +2,9 @@
  * The WebSocket hub: authenticates agents in the HTTP upgrade (before any frame), keeps their
  * sessions, validates every frame, and sends each session `config`, `error` and `desired` messages.
  *
- * - Authentication: a flat list of guard clauses in `handleUpgrade`, every failure ending in one
- *   `abortHandshake` (bare 401/404/429, reason in the log and metrics, never the JWT). Failed
+ * - Authentication: a flat list of guard clauses in `authenticate` (the body of the upgrade
+ *   handler), each failure ending in one `abortHandshake` (bare 401/404/429, reason in the log
+ *   and metrics, never the JWT). Failed
  *   attempts are counted per client address (client-address.ts: X-Forwarded-For only from a
  *   trusted proxy) and claimed agent id; above a limit that key's failures get 429, but a JWT
  *   that verifies always passes, so one agent's bad attempts never lock out another, nor itself
@@ -40,6 +41,7 @@ import {
   DEFAULT_REPLAY_CACHE_ENTRIES, DEFAULT_REPLAY_QUOTA_PER_AGENT, JWT_THROTTLE_CODES, JwtError, JwtRateLimitedError, ReplayCache, claimedKid, verifyAgentJwt,
 } from '../protocol/jwt.js';
 import { decodeFrame } from '../protocol/frames.js';
+import { ProblemCode } from '../protocol/problems.js';
 import {
   CONNECT_PATH, CloseCode, MAX_AGENT_MESSAGE_BYTES, PROTOCOL_VERSION, decodeAgentMessage, encodeMessage,
   type AgentMessage, type ConfigMessage, type ErrorMessage, type ProblemReport, type StatusMessage,
@@ -113,10 +115,10 @@ export function statusProblems(message: StatusMessage): { commit: string; proble
   const failed = message.changes
     .filter((c) => c.action === 'failed')
     .slice(0, 20)
-    .map((c) => ({ code: 'APPLY_FAILED', message: c.error ?? 'failed', object: c.id }));
+    .map((c) => ({ code: ProblemCode.APPLY_FAILED, message: c.error ?? 'failed', object: c.id }));
   const { truncated } = message;
   const cut = truncated
-    ? [{ code: 'STATUS_TRUNCATED', message: `the agent's report was cut to fit: ${truncated.changes} objects (${truncated.counts.failed ?? 0} failed), ${message.changes.length} listed` }]
+    ? [{ code: ProblemCode.STATUS_TRUNCATED, message: `the agent's report was cut to fit: ${truncated.changes} objects (${truncated.counts.failed ?? 0} failed), ${message.changes.length} listed` }]
     : [];
   return { commit: message.commit, problems: [...message.errors, ...failed, ...cut] };
 }
@@ -386,7 +388,7 @@ export class Hub implements Pusher {
       session.log.warn({ type, project: project.slice(0, 100), projects: projects.length }, 'report refused: not a manifest project of this agent');
       this.send(session, encodeMessage({
         type: 'error',
-        problems: [{ code: 'REPORT_REFUSED', message: `${type} for project ${shown} refused: it is not a manifest project of this agent's config.yaml${projects.length ? '' : ' (not read yet)'}; reports for it are not stored` }],
+        problems: [{ code: ProblemCode.REPORT_REFUSED, message: `${type} for project ${shown} refused: it is not a manifest project of this agent's config.yaml${projects.length ? '' : ' (not read yet)'}; reports for it are not stored` }],
       }));
     }
     return false;

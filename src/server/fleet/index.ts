@@ -28,11 +28,8 @@ import { errorMessage, problemOf } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { ConfigMessage, ErrorMessage, ManifestProjectConfig, ProblemReport } from '../../protocol/messages.js';
 import { ProblemCode } from '../../protocol/problems.js';
-import { agentConfigPath } from '../config.js';
 import type { ServerMetrics } from '../metrics.js';
-import type {
-  AgentConfig, CommitEvent, DesiredEntry, DesiredStateProvider, GitRef, GitSource, Pusher, SourceErrorEvent, SourceRecoverEvent,
-} from '../ports.js';
+import type { AgentConfig, DesiredEntry, DesiredStateProvider, GitRef, GitSource, Pusher } from '../ports.js';
 import { projectIdProblem, quoteId } from '../project-id.js';
 import { boundProblems, type AgentRecord, type Registry, type RegistryChange } from '../registry.js';
 import { ConfigReader, configMessage, enforceAccess, sameConfig, type ParsedConfig } from './config.js';
