@@ -372,3 +372,53 @@ async function waitUntil(check: () => boolean, timeoutMs = 3000): Promise<void> 
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+describe('Registry status writes', () => {
+  it('records each fact with its bounds, clears per project, and creates no status only to clear one', async () => {
+    const dir = await stateDir();
+    const { record } = await createAgent(dir, 'agent1', 'p');
+    const { record: quiet } = await createAgent(dir, 'quiet', 'p');
+    const registry = await Registry.open(dir, { statusDebounceMs: 60_000 });
+    registries.push(registry);
+    const at = '2026-01-01T00:00:00.000Z';
+
+    registry.recordHello(record.id, 'v'.repeat(100), at);
+    registry.recordSessions(record.id, 2, at);
+    expect(registry.status(record.id)).toMatchObject({ connected: true, sessions: 2, lastSeen: at, agentVersion: 'v'.repeat(64) });
+    registry.recordSessions(record.id, 0, at);
+    expect(registry.status(record.id)).toMatchObject({ connected: false, sessions: 0 });
+
+    const problem = { code: 'APPLY_FAILED', message: 'x'.repeat(5000), object: 'ConfigMap/default/a' };
+    registry.recordProjectProblems(record.id, 'p1', at, { commit: 'c1', problems: Array.from({ length: 50 }, () => problem) });
+    registry.recordProjectProblems(record.id, 'p2', at, { commit: 'c2', problems: [problem] });
+    const errors = registry.status(record.id).projectErrors!;
+    expect(errors.p1.problems).toHaveLength(20);
+    expect(errors.p1.problems[0].message.length).toBeLessThanOrEqual(1001);
+    registry.recordProjectProblems(record.id, 'p1', at);
+    expect(Object.keys(registry.status(record.id).projectErrors!)).toEqual(['p2']);
+    registry.recordProjectProblems(record.id, 'p2', at);
+    expect(registry.status(record.id).projectErrors).toBeUndefined();
+
+    registry.recordDrift(record.id, { project: 'p1', object: 'o'.repeat(500), action: 'reverted', at }, at);
+    registry.recordDrift(record.id, { project: 'p1', object: 'o', action: 'reverted', at }, at);
+    expect(registry.status(record.id)).toMatchObject({ driftCount: 2, lastDrift: { object: 'o' } });
+
+    registry.setConfigProblems(record.id, [{ code: 'CONFIG_YAML_INVALID', message: 'bad' }]);
+    registry.setSourceProblem(record.id, 'p1', { code: 'GIT_UNREACHABLE', message: 'down' });
+    registry.setSourceProblem(record.id, 'p2', { code: 'GIT_UNREACHABLE', message: 'down' });
+    expect(registry.status(record.id)).toMatchObject({ configProblems: [{ code: 'CONFIG_YAML_INVALID' }], sourceProblems: { p1: {}, p2: {} } });
+    registry.clearConfigProblems(record.id);
+    expect(registry.clearSourceProblem(record.id, 'p1')).toBe(true);
+    expect(registry.clearSourceProblem(record.id, 'p1')).toBe(false);
+    expect(registry.status(record.id).configProblems).toBeUndefined();
+    expect(Object.keys(registry.status(record.id).sourceProblems!)).toEqual(['p2']);
+    registry.clearSourceProblem(record.id, 'p2');
+    expect(registry.status(record.id).sourceProblems).toBeUndefined();
+
+    // Clearing what an agent never had writes nothing for it.
+    registry.clearConfigProblems(quiet.id);
+    expect(registry.clearSourceProblem(quiet.id, 'p1')).toBe(false);
+    await registry.flush();
+    expect((await listAgents(dir)).find((r) => r.id === quiet.id)?.status).toBeUndefined();
+  });
+});

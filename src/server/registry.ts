@@ -1,6 +1,8 @@
 /**
- * The agent registry: which agents exist (from agents.json, written by the `agent` CLI commands)
- * and what the server knows about each (status.json, written by the server).
+ * The agent registry: which agents exist (agents.json and its journal, written by the `agent` CLI
+ * commands) and what the server knows about each (the `status/` shards, written by the server;
+ * state-files.ts). The server's parts change a status only through the `record…`, `set…` and
+ * `clear…` methods, one per fact, which also bound what is kept.
  *
  * The server process holds one Registry. It re-reads agents.json and its journal when either
  * changes (fs.watch on the state directory, because an atomic rename replaces the file's inode,
