@@ -14,8 +14,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { desiredHash, planObject } from '../src/agent/reconcile/plan.js';
-import { extractListKeys, type ListKeys } from '../src/agent/reconcile/schema.js';
-import type { KubeObject } from '../src/agent/reconcile/types.js';
+import { extractListKeys, type ListKeys } from '../src/agent/kube/schema.js';
+import type { KubeObject } from '../src/agent/kube/types.js';
 
 // Run from source (bench/) or from the build (dist/bench/): the JSON documents stay in src.
 const here = dirname(fileURLToPath(import.meta.url));

@@ -17,7 +17,8 @@ import { CONNECT_PATH, decodeAgentMessage, encodeMessage, type AgentMessage, typ
 import { AgentMetrics } from '../../src/agent/metrics.js';
 import { AgentRuntime } from '../../src/agent/runtime.js';
 import { StateStore, type DesiredState } from '../../src/agent/state.js';
-import type { ObjectEvent, Reconciler, SyncUnit } from '../../src/agent/reconciler.js';
+import type { ObjectEvent, Reconciler } from '../../src/agent/reconciler.js';
+import type { SyncUnit } from '../../src/agent/reconcile/types.js';
 import type { ChangeSet } from '../../src/agent/reconcile/types.js';
 import { waitFor } from '../harness/wait.js';
 

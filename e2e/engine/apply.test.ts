@@ -11,7 +11,7 @@ import { silentLogger } from '../../src/common/logger.js';
 import { applyObject, type ApplyContext, type ApplyItem } from '../../src/agent/reconcile/apply.js';
 import { KnownNormal } from '../../src/agent/reconcile/known-normal.js';
 import { INVENTORY_LABEL, OWNING_INVENTORY_ANNOTATION } from '../../src/agent/reconcile/labels.js';
-import type { KubeObject, ResourceInfo } from '../../src/agent/reconcile/types.js';
+import type { KubeObject, ResourceInfo } from '../../src/agent/kube/types.js';
 import { jsonPatch, kubeRequest, testAuditLogPath, testKubeConfig, waitFor } from '../harness/kube.js';
 import { describeWrite, syncAuditLog, writeRequests } from '../harness/audit.js';
 import { useNamespace } from '../harness/jest-kube.js';

@@ -1,71 +1,12 @@
 /**
- * The pure decisions behind drift correction: which JSON pointers of an object `drift.ignore`
- * protects, which patch operations remain once those are removed, who made a change (read from
- * `managedFields`), and when repeated reverts of one object are a fight with another controller
- * that must be backed off. No I/O and no clock: callers pass `now`. (Secret values are masked by
- * reconcile/report.ts, the one place that does.)
+ * The pure decisions behind drift correction: who made a change (read from `managedFields`), and
+ * when repeated reverts of one object are a fight with another controller that must be backed
+ * off. No I/O and no clock: callers pass `now`. Which fields `drift.ignore` protects is
+ * reconcile/ignore.ts (the periodic sync honours it too); Secret values are masked by
+ * reconcile/report.ts, the one place that does.
  */
-import type { DriftIgnoreRule } from '../protocol/messages.js';
-import { groupOf } from '../common/object-id.js';
-import type { JsonPatchOp, ManagedFieldsEntry } from './reconcile/types.js';
-
-/** What an ignore rule is matched against. */
-export interface ObjectIdentity {
-  /** API group, `''` for the core group. */
-  group: string;
-  kind: string;
-  namespace?: string;
-  name: string;
-}
-
-/** Identity from an object. */
-export function identityOf(obj: { apiVersion: string; kind: string; metadata: { namespace?: string; name: string } }): ObjectIdentity {
-  return { group: groupOf(obj.apiVersion), kind: obj.kind, namespace: obj.metadata.namespace, name: obj.metadata.name };
-}
-
-/** Identity from an objectKey (`apps/Deployment/default/nginx`, `/Namespace//demo`); undefined if malformed. */
-export function identityFromKey(key: string): ObjectIdentity | undefined {
-  const parts = key.split('/');
-  if (parts.length !== 4 || !parts[1] || !parts[3]) return undefined;
-  const [group, kind, namespace, name] = parts;
-  return { group, kind, ...(namespace ? { namespace } : {}), name };
-}
-
-/** A selector value matches when absent, `*`, or equal. */
-function selects(selector: string | undefined, value: string): boolean {
-  return selector === undefined || selector === '*' || selector === value;
-}
-
-/** The JSON pointers `drift.ignore` protects on this object (deduplicated, in rule order). */
-export function ignoredPointers(rules: readonly DriftIgnoreRule[], obj: ObjectIdentity): string[] {
-  const out: string[] = [];
-  for (const rule of rules) {
-    if (!selects(rule.group, obj.group)) continue;
-    if (!selects(rule.kind, obj.kind)) continue;
-    if (!selects(rule.namespace, obj.namespace ?? '')) continue;
-    if (!selects(rule.name, obj.name)) continue;
-    for (const p of rule.paths) if (!out.includes(p)) out.push(p);
-  }
-  return out;
-}
-
-/** True when `path` is `pointer` or lies below it (`/spec/replicas` is under `/spec`). */
-export function isUnder(path: string, pointer: string): boolean {
-  return path === pointer || path.startsWith(pointer.endsWith('/') ? pointer : pointer + '/');
-}
-
-/**
- * The patch without operations on ignored fields. Guard operations (`test`) only make sense beside
- * a write, so a patch left with nothing but tests is empty.
- */
-export function withoutIgnored(patch: readonly JsonPatchOp[], pointers: readonly string[]): JsonPatchOp[] {
-  const kept = patch.filter((op) => op.op === 'test' || !pointers.some((p) => isUnder(op.path, p)));
-  return kept.some((op) => op.op !== 'test') ? kept : [];
-}
-
-function unescapePointer(segment: string): string {
-  return segment.replace(/~1/g, '/').replace(/~0/g, '~');
-}
+import type { JsonPatchOp, ManagedFieldsEntry } from './kube/types.js';
+import { unescapePointerSegment } from './kube/json-pointer.js';
 
 /**
  * Whether a managedFields `fieldsV1` set owns the field at `pointer`. List items are keyed by
@@ -76,7 +17,7 @@ export function ownsPath(fields: Record<string, unknown> | undefined, pointer: s
   if (!fields) return false;
   let node: unknown = fields;
   for (const raw of pointer.split('/').slice(1)) {
-    const seg = unescapePointer(raw);
+    const seg = unescapePointerSegment(raw);
     if (/^(\d+|-)$/.test(seg)) return true;
     if (!node || typeof node !== 'object') return false;
     const next = (node as Record<string, unknown>)[`f:${seg}`];

@@ -3,7 +3,8 @@ import { createLogger } from '../common/logger.js';
 import type { DriftConfig, DriftMessage } from '../protocol/messages.js';
 import { DriftController, type DriftEventNote } from './drift.js';
 import type { ObjectEvent, OnePlan } from './reconciler.js';
-import type { Change, KubeObject } from './reconcile/types.js';
+import type { Change } from './reconcile/types.js';
+import type { KubeObject } from './kube/types.js';
 import { LAST_APPLIED_ANNOTATION } from './reconcile/labels.js';
 
 const key = 'apps/Deployment/default/nginx';

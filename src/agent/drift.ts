@@ -19,9 +19,9 @@ import type { Logger } from '../common/logger.js';
 import { errorMessage } from '../common/errors.js';
 import type { DriftConfig, DriftMessage } from '../protocol/messages.js';
 import {
-  DEFAULT_FIGHT_POLICY, driftManager, holdRemaining, identityFromKey, identityOf, ignoredPointers,
-  NO_FIGHT, recordRevert, withoutIgnored, type FightPolicy, type FightState, type ObjectIdentity,
+  DEFAULT_FIGHT_POLICY, driftManager, holdRemaining, NO_FIGHT, recordRevert, type FightPolicy, type FightState,
 } from './drift-policy.js';
+import { identityFromKey, identityOf, ignoredPointers, withoutIgnored, type ObjectIdentity } from './reconcile/ignore.js';
 import { maskSecretPatch } from './reconcile/report.js';
 import type { AgentMetrics } from './metrics.js';
 import type { ObjectEvent, Reconciler } from './reconciler.js';

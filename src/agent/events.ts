@@ -8,7 +8,7 @@ import type { Logger } from '../common/logger.js';
 import { errorMessage } from '../common/errors.js';
 import { objectId } from '../common/object-id.js';
 import type { KubeClient } from './kube/client.js';
-import type { KubeObject, ResourceInfo } from './reconcile/types.js';
+import type { KubeObject, ResourceInfo } from './kube/types.js';
 import type { DriftEventNote, EventSink } from './drift.js';
 
 const EVENTS: ResourceInfo = { group: '', version: 'v1', kind: 'Event', plural: 'events', namespaced: true };

@@ -14,7 +14,7 @@
 import type { Logger } from '../common/logger.js';
 import { errorMessage } from '../common/errors.js';
 import { AlreadyExistsError, ConflictError, NotFoundError, resourcePath, type KubeClient } from './kube/client.js';
-import type { KubeObject, ResourceInfo } from './reconcile/types.js';
+import type { KubeObject, ResourceInfo } from './kube/types.js';
 
 const LEASES: ResourceInfo = { group: 'coordination.k8s.io', version: 'v1', kind: 'Lease', plural: 'leases', namespaced: true };
 

@@ -2,28 +2,11 @@
  * The slice of the reconcile engine (src/agent/reconcile/engine.ts) that the runtime uses: apply a
  * sync unit, re-plan and re-apply one managed object, and hear about changes to managed objects.
  * The runtime depends on this interface only, so the session, sync loop and drift controller can
- * be tested against a recording double and wired to the real engine in commands/run.ts.
+ * be tested against a recording double and wired to the real engine in commands/run.ts. Its
+ * input, `SyncUnit`, is reconcile/types.ts's: the runner maps the wire's desired state onto it.
  */
-import type { DriftIgnoreRule, ManifestFile, ManifestProjectConfig } from '../protocol/messages.js';
-import type { Change, ChangeSet, JsonPatchOp, KubeObject } from './reconcile/types.js';
-
-/** One manifest project at one commit, as the engine applies it (one inventory). */
-export interface SyncUnit {
-  /** Inventory name. */
-  name: string;
-  /** Namespace of the inventory ConfigMap. */
-  namespace: string;
-  files: ManifestFile[];
-  config: ManifestProjectConfig;
-  commit?: string;
-  /**
-   * `drift.ignore` rules: on objects that already exist, fields they select are left as they are
-   * live (a create writes everything). The engine should pass `ignoredPointers(rules, object)`
-   * (drift-policy.ts) to its plan, so the periodic re-sync does not undo what drift correction
-   * deliberately leaves alone.
-   */
-  driftIgnore?: DriftIgnoreRule[];
-}
+import type { Change, ChangeSet, SyncUnit } from './reconcile/types.js';
+import type { JsonPatchOp, KubeObject } from './kube/types.js';
 
 /** A change the engine's watches saw on an object it manages. */
 export interface ObjectEvent {

@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { createLogger } from '../common/logger.js';
 import type { StatusMessage } from '../protocol/messages.js';
 import type { ChangeSet } from './reconcile/types.js';
-import type { SyncUnit } from './reconciler.js';
+import type { SyncUnit } from './reconcile/types.js';
 import { SyncLoop, unitName } from './runner.js';
 import type { DesiredState } from './state.js';
 

@@ -14,9 +14,9 @@ import { ProblemCode } from '../protocol/problems.js';
 import type { DriftIgnoreRule, ProblemReport, StatusMessage } from '../protocol/messages.js';
 import { backoffDelay, type BackoffPolicy } from './backoff.js';
 import type { AgentMetrics } from './metrics.js';
-import type { ChangeSet } from './reconcile/types.js';
+import type { ChangeSet, SyncUnit } from './reconcile/types.js';
 import { changeLines, failureProblems, resultOf, statusChanges } from './reconcile/report.js';
-import type { Reconciler, SyncUnit } from './reconciler.js';
+import type { Reconciler } from './reconciler.js';
 import type { DesiredState } from './state.js';
 
 /** An error's message followed by its causes (`a: b: c`), repeated text left out. */

@@ -51,13 +51,17 @@ export function errorMessage(err: unknown): string {
 }
 
 /**
- * A problem as every status, error message and log names one. Structurally the wire's
- * `ProblemReport` (src/protocol/messages.ts) without file/line, which callers add when they know
- * them; defined here so common/ depends on nothing above it.
+ * A problem as every status, error message and log names one: structurally the wire's
+ * `ProblemReport` (src/protocol/messages.ts), defined here so that common/ and the agent's reconcile
+ * core depend on nothing above them. `code` is one of src/protocol/problems.ts.
  */
 export interface Problem {
   code: string;
   message: string;
+  /** File (relative to the manifest or config root) and 1-based line, when the problem has a place. */
+  file?: string;
+  line?: number;
+  /** The object id (`Kind/namespace/name`) when the problem is about one object. */
   object?: string;
 }
 

@@ -8,16 +8,15 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { UserError } from '../../common/errors.js';
-import type { ManifestFile, ManifestProjectConfig } from '../../protocol/messages.js';
 import { INVENTORY_POLICIES } from '../../protocol/vocabulary.js';
-import type { SyncUnit } from '../reconciler.js';
+import type { SourceFile, SyncUnit, UnitConfig } from '../reconcile/types.js';
 import { defaultCredentials, SERVICE_ACCOUNT_DIR, type KubeCredentials } from '../kube/credentials.js';
 
 const MANIFEST_EXT = /\.(ya?ml|json)$/i;
 
 /** Reads one file, or every *.yaml/*.yml/*.json under a directory (dot-directories skipped, as GitLab's globs do). */
-export async function readManifestFiles(inputs: string[]): Promise<ManifestFile[]> {
-  const files: ManifestFile[] = [];
+export async function readManifestFiles(inputs: string[]): Promise<SourceFile[]> {
+  const files: SourceFile[] = [];
   for (const input of inputs) {
     let st;
     try {
@@ -64,8 +63,8 @@ export interface CommonFlags {
   namespace: string;
   inventory?: string;
   prune?: boolean;
-  propagationPolicy: ManifestProjectConfig['prunePropagationPolicy'];
-  inventoryPolicy: ManifestProjectConfig['inventoryPolicy'];
+  propagationPolicy: UnitConfig['prunePropagationPolicy'];
+  inventoryPolicy: UnitConfig['inventoryPolicy'];
   stateDir?: string;
 }
 
@@ -82,21 +81,16 @@ export function addCommonOptions(cmd: Command): Command {
 }
 
 /** The sync unit the engine applies for these flags. */
-export async function unitFromFlags(flags: CommonFlags, options: { prune: boolean; dryRunStrategy: ManifestProjectConfig['dryRunStrategy'] }): Promise<SyncUnit> {
+export async function unitFromFlags(flags: CommonFlags, options: { prune: boolean; dryRunStrategy: UnitConfig['dryRunStrategy'] }): Promise<SyncUnit> {
   const files = await readManifestFiles(flags.filename);
   return {
     name: flags.inventory ?? defaultInventoryName(flags.filename),
     namespace: flags.namespace,
     files,
     config: {
-      id: flags.filename.join(','),
-      ref: {},
       defaultNamespace: flags.namespace,
-      paths: [],
-      reconcileTimeoutMs: 3_600_000,
       dryRunStrategy: options.dryRunStrategy,
       prune: options.prune,
-      pruneTimeoutMs: 3_600_000,
       prunePropagationPolicy: flags.propagationPolicy,
       inventoryPolicy: flags.inventoryPolicy,
     },

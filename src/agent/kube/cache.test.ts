@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { slimManagedFields } from './cache.js';
-import type { KubeObject } from '../reconcile/types.js';
+import type { KubeObject } from './types.js';
 
 const entry = (manager: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
   manager, operation: 'Update', apiVersion: 'v1', time: '2026-11-25T23:00:00Z', fieldsType: 'FieldsV1', fieldsV1: { 'f:data': { 'f:a': {} } }, ...extra,

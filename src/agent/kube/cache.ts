@@ -14,7 +14,7 @@ import type { Logger } from '../../common/logger.js';
 import { silentLogger } from '../../common/logger.js';
 import { errorMessage } from '../../common/errors.js';
 import { isTransient, KubeApiError, type KubeClient, type WatchEvent, type WatchHandle } from './client.js';
-import type { KubeObject, ResourceInfo } from '../reconcile/types.js';
+import type { KubeObject, ResourceInfo } from './types.js';
 
 /** A change to a cached object that did not come from our own write. */
 export interface CacheEvent {

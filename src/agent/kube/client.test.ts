@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { InvalidError, resourcePath, withTypeMeta } from './client.js';
-import type { KubeObject, ResourceInfo } from '../reconcile/types.js';
+import type { KubeObject, ResourceInfo } from './types.js';
 
 const deployments: ResourceInfo = { group: 'apps', version: 'v1', kind: 'Deployment', plural: 'deployments', namespaced: true };
 const namespaces: ResourceInfo = { group: '', version: 'v1', kind: 'Namespace', plural: 'namespaces', namespaced: false };

@@ -13,7 +13,7 @@ import http from 'node:http';
 import { createSecureContext } from 'node:tls';
 import { GitopsError, TransientError } from '../../common/errors.js';
 import { objectId } from '../../common/object-id.js';
-import type { JsonPatchOp, KubeObject, ResourceInfo } from '../reconcile/types.js';
+import type { JsonPatchOp, KubeObject, ResourceInfo } from './types.js';
 import { toCredentials, type CredentialSource, type KubeCredentials } from './credentials.js';
 
 /** Field manager recorded in managedFields for every write of ours. */

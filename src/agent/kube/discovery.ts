@@ -7,7 +7,7 @@
  */
 import { gvkKey } from '../../common/object-id.js';
 import type { KubeClient } from './client.js';
-import type { ResourceInfo } from '../reconcile/types.js';
+import type { ResourceInfo } from './types.js';
 
 const AGGREGATED_ACCEPT =
   'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json';

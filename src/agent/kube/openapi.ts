@@ -15,7 +15,7 @@ import type { Logger } from '../../common/logger.js';
 import { silentLogger } from '../../common/logger.js';
 import { errorMessage } from '../../common/errors.js';
 import { gvkKey, gvkOf } from '../../common/object-id.js';
-import { extractListKeys, type GroupVersionKind, type ListKeys } from '../reconcile/schema.js';
+import { extractListKeys, type GroupVersionKind, type ListKeys } from './schema.js';
 
 interface OpenApiIndex {
   paths?: Record<string, { serverRelativeURL?: string }>;

@@ -21,7 +21,8 @@ import {
 import type { ResourceCache, WatchCache } from '../kube/cache.js';
 import type { OpenApi } from '../kube/openapi.js';
 import { gvkOf } from '../../common/object-id.js';
-import type { Change, JsonPatchOp, KubeObject, ResolvedObject } from './types.js';
+import type { Change, ResolvedObject } from './types.js';
+import type { JsonPatchOp, KubeObject } from '../kube/types.js';
 import { desiredHash, planObject, projectFields } from './plan.js';
 import { canApply } from './policy.js';
 import type { InventoryPolicy } from '../../protocol/vocabulary.js';

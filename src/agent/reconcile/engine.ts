@@ -8,11 +8,10 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from '../../common/logger.js';
 import { silentLogger } from '../../common/logger.js';
-import { errorMessage, problemOf } from '../../common/errors.js';
+import { errorMessage, problemOf, type Problem } from '../../common/errors.js';
 import { ProblemCode } from '../../protocol/problems.js';
 import { gvkOf, objectId, objectKey } from '../../common/object-id.js';
-import type { ProblemReport } from '../../protocol/messages.js';
-import type { ObjectEvent, OnePlan, Reconciler, SyncUnit } from '../reconciler.js';
+import type { ObjectEvent, OnePlan, Reconciler } from '../reconciler.js';
 import { KubeClient, NotFoundError } from '../kube/client.js';
 import type { CredentialSource } from '../kube/credentials.js';
 import { Discovery } from '../kube/discovery.js';
@@ -23,18 +22,19 @@ import { parseManifests } from './parse.js';
 import { resolveObjects, type ResolveResult } from './resolve.js';
 import { applyStages } from './order.js';
 import { desiredHash, planObject } from './plan.js';
-import type { ListKeys } from './schema.js';
+import type { ListKeys } from '../kube/schema.js';
 import { applyObject, applyStage, type ApplyContext, type ApplyItem } from './apply.js';
 import { mapLimit } from '../../common/map-limit.js';
-import { identityOf, ignoredPointers } from '../drift-policy.js';
+import { identityOf, ignoredPointers } from './ignore.js';
 import { pruneObjects, type PruneContext } from './prune.js';
 import { diffInventory, entryOf, mergeFailedDeletes, type InventoryEntry } from './inventory.js';
 import { readInventory, recordBeforeApply, writeInventory, type InventoryState } from './inventory-store.js';
 import { maskChange } from './report.js';
 import { KnownNormal } from './known-normal.js';
-import type { Change, ChangeSet, KubeObject, ResolvedObject } from './types.js';
+import type { Change, ChangeSet, ResolvedObject, SyncUnit } from './types.js';
+import type { KubeObject } from '../kube/types.js';
 
-export type { SyncUnit } from '../reconciler.js';
+export type { SyncUnit } from './types.js';
 
 export interface EngineOptions {
   /** Credentials from ../kube/credentials.ts, or a @kubernetes/client-node KubeConfig (tests, bench). */
@@ -115,7 +115,7 @@ export class Engine implements Reconciler {
   async sync(unit: SyncUnit, options: SyncOptions = {}): Promise<ChangeSet> {
     const started = performance.now();
     const dryRun = options.dryRun === true;
-    const done = (changes: Change[], errors: ProblemReport[]): ChangeSet => ({
+    const done = (changes: Change[], errors: Problem[]): ChangeSet => ({
       unit: unit.name,
       ...(unit.commit ? { commit: unit.commit } : {}),
       changes: changes.map(maskChange),
@@ -243,7 +243,7 @@ export class Engine implements Reconciler {
    * namespace, the inventory id and the discovery generation: an unchanged re-sync skips parsing
    * (the slowest pure step) and keeps object identities, so plan.ts's per-object caches hit.
    */
-  private async prepare(unit: SyncUnit, inventoryId: string): Promise<Prepared | { errors: ProblemReport[] }> {
+  private async prepare(unit: SyncUnit, inventoryId: string): Promise<Prepared | { errors: Problem[] }> {
     const digest = filesDigest(unit, inventoryId);
     const memo = this.prepared.get(unit.name);
     if (memo && memo.digest === digest && memo.generation === this.discovery.generation) return memo;
@@ -273,7 +273,7 @@ export class Engine implements Reconciler {
   }
 
   /** What a sync would change, without writing anything (server-side dry runs only). */
-  async diff(unit: SyncUnit): Promise<{ changes: Change[]; errors: ProblemReport[] }> {
+  async diff(unit: SyncUnit): Promise<{ changes: Change[]; errors: Problem[] }> {
     const set = await this.sync(unit, { dryRun: true });
     return { changes: set.changes, errors: set.errors };
   }

@@ -9,10 +9,11 @@
  * implied by its selector and not repeated. `\` escapes any of `\(),[]=` inside names and values.
  * Example: `metadata(labels(app)),spec(replicas,template(spec(containers[name=nginx](image))))`.
  */
-import type { KubeObject } from './types.js';
+import type { KubeObject } from '../kube/types.js';
 import { APPLIED_FIELDS_ANNOTATION } from './labels.js';
-import { isPlainObject, unescapePointerSegment } from './normalize.js';
-import type { ListKeys } from './schema.js';
+import { isPlainObject } from './normalize.js';
+import { unescapePointerSegment } from '../kube/json-pointer.js';
+import type { ListKeys } from '../kube/schema.js';
 
 /** One keyed-list entry recorded in a field set. */
 export interface FieldEntry {

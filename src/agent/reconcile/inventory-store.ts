@@ -5,10 +5,10 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import { NotFoundError, type KubeClient } from '../kube/client.js';
-import type { ResourceInfo, KubeObject } from './types.js';
+import type { ResourceInfo, KubeObject } from '../kube/types.js';
 import { decodeInventory, inventoryConfigMap, inventoryName, mergeFailedDeletes, type InventoryEntry } from './inventory.js';
 import { INVENTORY_ID_ANNOTATION } from './labels.js';
-import { escapePointerSegment } from './normalize.js';
+import { escapePointerSegment } from '../kube/json-pointer.js';
 
 const CONFIGMAPS: ResourceInfo = { group: '', version: 'v1', kind: 'ConfigMap', plural: 'configmaps', namespaced: true };
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import type { KubeObject } from './types.js';
+import type { KubeObject } from '../kube/types.js';
 import { decodeInventory, diffInventory, encodeInventory, entryOf, inventoryConfigMap, inventoryEntry, inventoryName, mergeFailedDeletes } from './inventory.js';
 import { INVENTORY_ID_ANNOTATION } from './labels.js';
 

@@ -9,7 +9,7 @@
  */
 import { UserError } from '../../common/errors.js';
 import { objectId, objectKey, splitApiVersion } from '../../common/object-id.js';
-import type { KubeObject } from './types.js';
+import type { KubeObject } from '../kube/types.js';
 import { INVENTORY_ID_ANNOTATION } from './labels.js';
 
 export interface InventoryEntry {

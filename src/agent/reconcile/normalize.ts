@@ -7,6 +7,7 @@
  * Deliberately NOT normalised: an int against a numeric string outside quantity fields
  * (`targetPort: "80"` vs `80` are different int-or-string values to the API server).
  */
+import { unescapePointerSegment } from '../kube/json-pointer.js';
 
 /** An exact rational value `n / d` (d > 0). */
 export interface Rational {
@@ -152,16 +153,6 @@ export function subsetEqual(desired: unknown, live: unknown, parentKey: string |
     return true;
   }
   return leafEqual(desired, live, { parentKey, key, secretData });
-}
-
-/** Unescapes one JSON-pointer segment (RFC 6901). */
-export function unescapePointerSegment(s: string): string {
-  return s.indexOf('~') < 0 ? s : s.replace(/~1/g, '/').replace(/~0/g, '~');
-}
-
-/** Escapes one JSON-pointer segment (RFC 6901): `~` → `~0`, `/` → `~1`. */
-export function escapePointerSegment(s: string): string {
-  return s.indexOf('~') < 0 && s.indexOf('/') < 0 ? s : s.replace(/~/g, '~0').replace(/\//g, '~1');
 }
 
 /**

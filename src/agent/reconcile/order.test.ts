@@ -1,5 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
-import type { KubeObject, ResolvedObject } from './types.js';
+import type { ResolvedObject } from './types.js';
+import type { KubeObject } from '../kube/types.js';
 import { applyStages, crdFor, isCustomResourceOf, pruneOrder, stageOf } from './order.js';
 
 function obj(apiVersion: string, kind: string, name: string, namespaced = true): ResolvedObject {

@@ -7,7 +7,8 @@
  * so a webhook whose backend is not there yet cannot block the rest of the commit.
  * Prune runs the stages in reverse: workloads first, Namespaces and CRDs last.
  */
-import type { KubeObject, ResolvedObject } from './types.js';
+import type { ResolvedObject } from './types.js';
+import type { KubeObject } from '../kube/types.js';
 import { groupOf } from '../../common/object-id.js';
 
 /** Stage numbers, in apply order. */

@@ -5,9 +5,11 @@
  * arrive as strings; nothing is resolved against a cluster here (see resolve.ts).
  */
 import { LineCounter, isMap, isSeq, parseAllDocuments, type Document } from 'yaml';
-import type { ProblemReport } from '../../protocol/messages.js';
+import type { Problem } from '../../common/errors.js';
+import { ProblemCode } from '../../protocol/problems.js';
 import { objectKey } from '../../common/object-id.js';
-import type { KubeObject, ParsedObject, SourceRef } from './types.js';
+import type { ParsedObject, SourceRef } from './types.js';
+import type { KubeObject } from '../kube/types.js';
 import { isPlainObject } from './normalize.js';
 
 export interface ManifestInput {
@@ -17,17 +19,17 @@ export interface ManifestInput {
 
 export interface ParseResult {
   objects: ParsedObject[];
-  errors: ProblemReport[];
+  errors: Problem[];
 }
 
 /** Stable problem codes of this stage. */
 export const ParseCode = {
-  SYNTAX: 'MANIFEST_SYNTAX',
-  INVALID: 'MANIFEST_INVALID_OBJECT',
-  DUPLICATE: 'MANIFEST_DUPLICATE_OBJECT',
+  SYNTAX: ProblemCode.MANIFEST_SYNTAX,
+  INVALID: ProblemCode.MANIFEST_INVALID_OBJECT,
+  DUPLICATE: ProblemCode.MANIFEST_DUPLICATE_OBJECT,
 } as const;
 
-function problem(code: string, source: SourceRef, what: string, object?: string): ProblemReport {
+function problem(code: string, source: SourceRef, what: string, object?: string): Problem {
   return { code, message: `${source.file}:${source.line}: ${what}`, file: source.file, line: source.line, ...(object ? { object } : {}) };
 }
 
@@ -144,7 +146,7 @@ function jsonDocumentsOf(file: ManifestInput): Found[] | undefined {
 }
 
 /** The documents of one YAML (or JSON) file, each with its line; syntax errors pushed to `errors`. */
-function documentsOf(file: ManifestInput, errors: ProblemReport[]): Found[] {
+function documentsOf(file: ManifestInput, errors: Problem[]): Found[] {
   if (file.path.endsWith('.json')) {
     const fast = jsonDocumentsOf(file);
     if (fast) return fast;
@@ -193,7 +195,7 @@ function documentsOf(file: ManifestInput, errors: ProblemReport[]): Found[] {
  */
 export function parseManifests(files: readonly ManifestInput[]): ParseResult {
   const objects: ParsedObject[] = [];
-  const errors: ProblemReport[] = [];
+  const errors: Problem[] = [];
   const seen = new Map<string, SourceRef>();
   for (const file of files) {
     for (const { value, line } of documentsOf(file, errors)) {

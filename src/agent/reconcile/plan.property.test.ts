@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import jsonpatch from 'fast-json-patch';
-import type { JsonPatchOp, KubeObject } from './types.js';
+import type { JsonPatchOp, KubeObject } from '../kube/types.js';
 import { planObject, projectFields } from './plan.js';
 import { clone, deployment, deploymentKeys, liveDeployment } from './testdata/fixtures.js';
 

@@ -1,9 +1,9 @@
 import { describe, expect, it } from '@jest/globals';
 import jsonpatch from 'fast-json-patch';
-import type { JsonPatchOp, KubeObject } from './types.js';
+import type { JsonPatchOp, KubeObject } from '../kube/types.js';
 import { APPLIED_FIELDS_ANNOTATION } from './labels.js';
 import { appliedFieldsOf, desiredHash, planObject, projectFields } from './plan.js';
-import type { ListKeys } from './schema.js';
+import type { ListKeys } from '../kube/schema.js';
 import {
   clone, configMap, configMapKeys, deployment, deploymentKeys, liveConfigMap, liveDeployment, liveService, secretKeys, service, serviceKeys,
 } from './testdata/fixtures.js';

@@ -10,10 +10,11 @@
  * object identity.
  */
 import { createHash } from 'node:crypto';
-import type { JsonPatchOp, KubeObject } from './types.js';
+import type { JsonPatchOp, KubeObject } from '../kube/types.js';
 import { APPLIED_FIELDS_ANNOTATION } from './labels.js';
-import { escapePointerSegment, isEmptyContainer, isPlainObject, leafEqual, stringDataToData, subsetEqual, unescapePointerSegment } from './normalize.js';
-import type { ListKeys } from './schema.js';
+import { isEmptyContainer, isPlainObject, leafEqual, stringDataToData, subsetEqual } from './normalize.js';
+import { escapePointerSegment, unescapePointerSegment } from '../kube/json-pointer.js';
+import type { ListKeys } from '../kube/schema.js';
 import {
   type FieldTree,
   type KeyTrie,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import type { InventoryPolicy } from '../../protocol/vocabulary.js';
-import type { KubeObject } from './types.js';
+import type { KubeObject } from '../kube/types.js';
 import { OWNING_INVENTORY_ANNOTATION, PRUNE_ANNOTATION } from './labels.js';
 import { canApply, canPrune } from './policy.js';
 

@@ -4,7 +4,7 @@
  * `gitops.dev/owning-inventory` annotation; GitLab's `inventory_policy` values decide adoption.
  */
 import type { InventoryPolicy } from '../../protocol/vocabulary.js';
-import type { KubeObject } from './types.js';
+import type { KubeObject } from '../kube/types.js';
 import { OWNING_INVENTORY_ANNOTATION, PRUNE_ANNOTATION, pruneDisabled } from './labels.js';
 
 /** A decision: allowed, or refused with why (for people: it names the way out). */

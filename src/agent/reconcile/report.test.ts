@@ -1,5 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
-import type { Change, ChangeSet, JsonPatchOp, KubeObject } from './types.js';
+import type { Change, ChangeSet } from './types.js';
+import type { JsonPatchOp, KubeObject } from '../kube/types.js';
 import { LAST_APPLIED_ANNOTATION } from './labels.js';
 import { changeLines, failureProblems, formatChangeLine, maskChange, maskSecretObject, maskSecretPatch, resultOf, statusChanges } from './report.js';
 

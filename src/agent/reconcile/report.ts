@@ -8,9 +8,11 @@
 import type { Action, ApplyResult } from '../../protocol/vocabulary.js';
 import { ProblemCode } from '../../protocol/problems.js';
 import type { Problem } from '../../common/errors.js';
-import type { Change, ChangeSet, JsonPatchOp, KubeObject } from './types.js';
+import type { Change, ChangeSet } from './types.js';
+import type { JsonPatchOp, KubeObject } from '../kube/types.js';
 import { LAST_APPLIED_ANNOTATION } from './labels.js';
-import { escapePointerSegment, isPlainObject } from './normalize.js';
+import { isPlainObject } from './normalize.js';
+import { escapePointerSegment } from '../kube/json-pointer.js';
 
 /** What every masked value is replaced with. */
 export const MASK = '***';

@@ -1,6 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { resolveObjects, resourcesFromCrds, type DiscoveryLookup } from './resolve.js';
-import type { KubeObject, ParsedObject, ResourceInfo } from './types.js';
+import type { ParsedObject } from './types.js';
+import type { KubeObject, ResourceInfo } from '../kube/types.js';
 
 const served: ResourceInfo[] = [
   { group: '', version: 'v1', kind: 'ConfigMap', plural: 'configmaps', namespaced: true },

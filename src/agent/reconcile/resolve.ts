@@ -5,18 +5,20 @@
  * resource whose CustomResourceDefinition is in the same set is resolved from that CRD (plural and
  * scope), so it can be applied in the same run once the CRD is Established.
  */
-import type { ProblemReport } from '../../protocol/messages.js';
+import type { Problem } from '../../common/errors.js';
+import { ProblemCode } from '../../protocol/problems.js';
 import { objectId, objectKey } from '../../common/object-id.js';
 import { splitApiVersion } from '../../common/object-id.js';
 import type { Discovery } from '../kube/discovery.js';
-import type { ParsedObject, ResolvedObject, ResourceInfo } from './types.js';
+import type { ParsedObject, ResolvedObject } from './types.js';
+import type { ResourceInfo } from '../kube/types.js';
 
 /** The part of kube/discovery.ts resolve needs (a table in tests). */
 export type DiscoveryLookup = Pick<Discovery, 'ensureLoaded' | 'peek' | 'resolve'>;
 
 export interface ResolveResult {
   objects: ResolvedObject[];
-  errors: ProblemReport[];
+  errors: Problem[];
   /** Keys of objects resolved from a CRD of the same set (not yet served when resolved). */
   fromSameSetCrd: Set<string>;
 }
@@ -48,7 +50,7 @@ export function resourcesFromCrds(parsed: ParsedObject[]): Map<string, ResourceI
   return out;
 }
 
-function problem(p: ParsedObject, code: string, message: string, id?: string): ProblemReport {
+function problem(p: ParsedObject, code: string, message: string, id?: string): Problem {
   return { code, message: `${p.source.file}:${p.source.line}: ${message}`, file: p.source.file, line: p.source.line, ...(id ? { object: id } : {}) };
 }
 
@@ -56,7 +58,7 @@ function problem(p: ParsedObject, code: string, message: string, id?: string): P
 export async function resolveObjects(parsed: ParsedObject[], discovery: DiscoveryLookup, defaultNamespace: string): Promise<ResolveResult> {
   const crdResources = resourcesFromCrds(parsed);
   const objects: ResolvedObject[] = [];
-  const errors: ProblemReport[] = [];
+  const errors: Problem[] = [];
   const fromSameSetCrd = new Set<string>();
   const seen = new Map<string, ParsedObject>();
   await discovery.ensureLoaded();
@@ -72,7 +74,7 @@ export async function resolveObjects(parsed: ParsedObject[], discovery: Discover
     // Unknown here and not defined in this set: maybe a CRD was applied since discovery was read.
     if (!resource) resource = await discovery.resolve(group, version, o.kind);
     if (!resource) {
-      errors.push(problem(p, 'UNKNOWN_KIND', `${o.apiVersion} ${o.kind} "${o.metadata?.name ?? ''}": the API server does not serve this kind (is its CustomResourceDefinition installed?)`));
+      errors.push(problem(p, ProblemCode.UNKNOWN_KIND, `${o.apiVersion} ${o.kind} "${o.metadata?.name ?? ''}": the API server does not serve this kind (is its CustomResourceDefinition installed?)`));
       continue;
     }
     const ns = o.metadata.namespace;
@@ -81,7 +83,7 @@ export async function resolveObjects(parsed: ParsedObject[], discovery: Discover
       namespace = ns || defaultNamespace;
     } else if (ns) {
       const id = objectId({ kind: o.kind, name: o.metadata.name });
-      errors.push(problem(p, 'NAMESPACE_ON_CLUSTER_SCOPED', `${id}: ${o.kind} is cluster-scoped and cannot have metadata.namespace "${ns}"`, id));
+      errors.push(problem(p, ProblemCode.NAMESPACE_ON_CLUSTER_SCOPED, `${id}: ${o.kind} is cluster-scoped and cannot have metadata.namespace "${ns}"`, id));
       continue;
     }
     const object = namespace === ns ? o : { ...o, metadata: { ...o.metadata, namespace } };
@@ -90,7 +92,7 @@ export async function resolveObjects(parsed: ParsedObject[], discovery: Discover
     const key = objectKey(ref);
     const first = seen.get(key);
     if (first) {
-      errors.push(problem(p, 'DUPLICATE_OBJECT', `${id}: defined twice (first at ${first.source.file}:${first.source.line})`, id));
+      errors.push(problem(p, ProblemCode.DUPLICATE_OBJECT, `${id}: defined twice (first at ${first.source.file}:${first.source.line})`, id));
       continue;
     }
     seen.set(key, p);

@@ -1,51 +1,13 @@
 /**
- * The types every reconcile stage shares: objects as they come from Git and from the API server,
- * the closed action vocabulary, and the change set that feeds output, logs, status and metrics.
+ * The types every reconcile stage shares: where an object came from in Git, an object after
+ * discovery, and the change set that feeds output, logs, status and metrics. Kubernetes' own
+ * shapes are in ../kube/types.ts, the action words in src/protocol/vocabulary.ts.
  */
-import type { ProblemReport } from '../../protocol/messages.js';
+import type { Problem } from '../../common/errors.js';
 import type { Action } from '../../protocol/vocabulary.js';
-
-export interface ManagedFieldsEntry {
-  manager?: string;
-  operation?: string;
-  apiVersion?: string;
-  time?: string;
-  fieldsType?: string;
-  fieldsV1?: Record<string, unknown>;
-  subresource?: string;
-}
-
-export interface ObjectMeta {
-  name: string;
-  namespace?: string;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  uid?: string;
-  resourceVersion?: string;
-  generation?: number;
-  creationTimestamp?: string;
-  deletionTimestamp?: string;
-  managedFields?: ManagedFieldsEntry[];
-  ownerReferences?: Array<Record<string, unknown>>;
-  finalizers?: string[];
-  [key: string]: unknown;
-}
-
-/** Any Kubernetes object. Fields beyond apiVersion/kind/metadata stay untyped JSON. */
-export interface KubeObject {
-  apiVersion: string;
-  kind: string;
-  metadata: ObjectMeta;
-  [key: string]: unknown;
-}
-
-export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
-
-/** RFC 6902 operation. */
-export type JsonPatchOp =
-  | { op: 'add' | 'replace' | 'test'; path: string; value: unknown }
-  | { op: 'remove'; path: string }
-  | { op: 'move' | 'copy'; from: string; path: string };
+import type { InventoryPolicy } from '../../protocol/vocabulary.js';
+import type { KubeObject, JsonPatchOp, ResourceInfo } from '../kube/types.js';
+import type { IgnoreRule } from './ignore.js';
 
 /** Where an object came from in Git: file path relative to the manifest root, 1-based line. */
 export interface SourceRef {
@@ -56,16 +18,6 @@ export interface SourceRef {
 export interface ParsedObject {
   object: KubeObject;
   source: SourceRef;
-}
-
-/** What discovery knows about a kind. */
-export interface ResourceInfo {
-  group: string;
-  version: string;
-  kind: string;
-  /** Plural resource name used in URLs (`deployments`). */
-  plural: string;
-  namespaced: boolean;
 }
 
 /** A parsed object after discovery: namespace defaulted, resource known. */
@@ -86,7 +38,7 @@ export interface Change {
   patch?: JsonPatchOp[];
   /** Why an object was skipped or failed, for people. */
   reason?: string;
-  error?: ProblemReport;
+  error?: Problem;
 }
 
 export interface ChangeSet {
@@ -95,7 +47,40 @@ export interface ChangeSet {
   commit?: string;
   changes: Change[];
   /** Problems not tied to one object (parse errors, discovery failures). */
-  errors: ProblemReport[];
+  errors: Problem[];
   durationMs: number;
   dryRun: boolean;
+}
+
+/** A manifest file: path relative to the manifest root, and its text. */
+export interface SourceFile {
+  path: string;
+  content: string;
+}
+
+/** The settings of a manifest project the engine acts on (the wire's ManifestProjectConfig has more). */
+export interface UnitConfig {
+  defaultNamespace: string;
+  /** `server`: dry-run the whole set before writing anything. */
+  dryRunStrategy: 'none' | 'client' | 'server';
+  prune: boolean;
+  prunePropagationPolicy: 'foreground' | 'background' | 'orphan';
+  inventoryPolicy: InventoryPolicy;
+}
+
+/** One manifest project at one commit, as the engine applies it (one inventory). */
+export interface SyncUnit {
+  /** Inventory name. */
+  name: string;
+  /** Namespace of the inventory ConfigMap. */
+  namespace: string;
+  files: SourceFile[];
+  config: UnitConfig;
+  commit?: string;
+  /**
+   * `drift.ignore` rules: on objects that already exist, fields they select are left as they are
+   * live (a create writes everything), so the periodic re-sync does not undo what drift
+   * correction deliberately leaves alone (ignore.ts).
+   */
+  driftIgnore?: IgnoreRule[];
 }

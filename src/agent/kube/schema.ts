@@ -5,7 +5,7 @@
  * reordered list is not drift. Pure: the I/O half fetches `/openapi/v3/apis/<group>/<version>`.
  */
 import type { GroupVersionKind } from '../../common/object-id.js';
-import { escapePointerSegment } from './normalize.js';
+import { escapePointerSegment } from './json-pointer.js';
 
 /**
  * Path pattern → key field names. Patterns are JSON pointers from the object root with `*` for
