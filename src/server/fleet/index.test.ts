@@ -381,3 +381,39 @@ describe('Fleet: which manifest projects an agent may read', () => {
     fleet.close();
   });
 });
+
+describe('Fleet: one Git watch per (project, ref)', () => {
+  it('watches a config project that is also a manifest project once, and both roles follow its commits', async () => {
+    // As the real source does: a second watch of a watched (project, ref) is refused.
+    const live = new Set<string>();
+    const git = new (class extends TenantGit {
+      override watch(project: string, ref: GitRef, onCommit: (e: CommitEvent) => void, onError: (e: SourceErrorEvent) => void): () => void {
+        const key = `${project} ${JSON.stringify(ref)}`;
+        if (live.has(key)) throw new UserError('GIT_ALREADY_WATCHED', `${key} is already watched`);
+        live.add(key);
+        const stop = super.watch(project, ref, onCommit, onError);
+        return () => { live.delete(key); stop(); };
+      }
+    })({ a: "gitops:\n  manifest_projects:\n  - id: kubernetes-agent\n", b: "gitops:\n  manifest_projects:\n  - id: kubernetes-agent\n  - id: gitops-project\n" });
+    const registry = fakeRegistry([record('a'), record('b')]);
+    const { pusher, desired, errors } = recordingPusher();
+    const fleet = new Fleet({ git, logger: silentLogger(), metrics: createServerMetrics(), registry });
+    fleet.start(pusher);
+    await until(() => desired.length === 3);
+    expect(errors).toEqual([]);
+    expect(git.watched.sort()).toEqual(['gitops-project', 'kubernetes-agent']);
+    expect(fleet.watchCount).toBe(2);
+    expect(desired.map(([a, e]) => `${a} ${e.project}@${e.commit.slice(0, 1)}`).sort()).toEqual(['id-a kubernetes-agent@a', 'id-b gitops-project@a', 'id-b kubernetes-agent@a']);
+
+    // A new commit of the shared project: configs are read again and its desired state goes out.
+    git.emit('kubernetes-agent', C2);
+    await until(() => desired.filter(([, e]) => e.commit === C2).length === 2);
+    expect(desired.filter(([, e]) => e.commit === C2).map(([a]) => a).sort()).toEqual(['id-a', 'id-b']);
+
+    // The watch stays while either role has a follower, and goes with the last one.
+    registry.replace(record('b', { revokedAt: '2026-01-01T00:00:00.000Z' }));
+    expect(fleet.watchCount).toBe(1);
+    fleet.close();
+    expect(live.size).toBe(0);
+  });
+});
