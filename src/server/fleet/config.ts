@@ -69,7 +69,7 @@ export class ConfigReader {
   }
 }
 
-/** Whether loadAgentConfig could not read the file (its Git error's code, or CONFIG_UNREADABLE), as opposed to parse it. */
+/** Whether loadAgentConfig could not read the file (a Git error's code, or CONFIG_UNREADABLE), rather than parse it. */
 function readFailed(result: ParsedAgentConfig): boolean {
   return !result.ok && result.problems.some((p) => p.code === ProblemCode.CONFIG_UNREADABLE || !p.code.startsWith('CONFIG_'));
 }

@@ -36,7 +36,7 @@ import { ConfigReader, configMessage, enforceAccess, sameConfig, type ParsedConf
 import { desiredAt, timedReader, type FileReader } from './desired.js';
 import { Watches, watchKey, type RoleHandlers, type Watch } from './watches.js';
 
-/** Log message of a background task that failed (fields: task, agent, error); the task's agent is unaffected otherwise. */
+/** Log message of a background task that failed (fields: task, agent, error); nothing else of that agent stops. */
 export const FLEET_TASK_FAILED = 'fleet task failed';
 
 /** The registry's reads and status writes the Fleet uses (registry.ts owns the records and their bounds). */
@@ -319,7 +319,7 @@ export class Fleet implements DesiredStateProvider {
     this.pusher?.pushDesired(state.record.id, entry);
   }
 
-  /** The desired entry for one agent's project at the watch's current commit; a failed read is that agent's source problem. */
+  /** The desired entry of one agent's project at the watch's commit; a failed read is that agent's source problem. */
   private async desiredFor(state: AgentState, cfg: ManifestProjectConfig): Promise<DesiredEntry | undefined> {
     const w: Watch | undefined = this.watches.get(watchKey(cfg.id, cfg.ref as GitRef));
     const commit = w?.commit;
