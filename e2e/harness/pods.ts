@@ -8,6 +8,7 @@
  */
 import type { KubeConfig } from '@kubernetes/client-node';
 import { kubeRequest } from './kube.js';
+import { waitFor } from './wait.js';
 
 /** The parts of a Pod read here. */
 export interface PodLike {
@@ -100,4 +101,23 @@ export function podSummary(pods: readonly PodLike[]): string {
     counts.set(key, (counts.get(key) ?? 0) + 1);
   }
   return [...counts].map(([k, n]) => `${n} ${k}`).join(', ');
+}
+
+/**
+ * Waits until the pods matching `selector` are exactly `n`, every one Running and Ready (so none
+ * still terminating) and none named in `notNamed` (pods that must be replaced, e.g. those of a
+ * deleted Deployment, which stay listed until garbage collection reaches them), polling every
+ * 50 ms; resolves to them. A timeout names what the pods were doing.
+ */
+export async function waitForReadyPods(kc: KubeConfig, namespace: string, selector: string, n: number, timeoutMs: number, notNamed: readonly string[] = []): Promise<PodLike[]> {
+  let last: PodLike[] = [];
+  try {
+    return await waitFor(async () => {
+      last = await listPods(kc, namespace, selector);
+      const settled = last.length === n && last.every((p) => isReady(p) && !notNamed.includes(p.metadata.name));
+      return settled ? last : undefined;
+    }, timeoutMs, `${n} pods ${selector} Running and Ready${notNamed.length ? `, none of ${notNamed.join(', ')}` : ''}`, 50);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; the pods: ${podSummary(last)}`);
+  }
 }

@@ -16,7 +16,7 @@ import type { AgentListRow } from '../../src/server/registry.js';
 import { describeWrite, syncAuditLog, writeRequests } from '../harness/audit.js';
 import { jsonPatch, kubeRequest, testAuditLogPath, waitFor, type TestNamespace } from '../harness/kube.js';
 import { useStack } from '../harness/jest-stack.js';
-import { isReady, listPods, podSummary, type PodLike } from '../harness/pods.js';
+import { listPods, waitForReadyPods, type PodLike } from '../harness/pods.js';
 import { AGENT_NAME, MANIFEST_PROJECT, nginxDeployment, type Stack } from '../harness/stack.js';
 
 let stack: Stack;
@@ -37,21 +37,10 @@ function nginxPods(): Promise<PodLike[]> {
   return listPods(stack.kubeConfig, ns.name, 'app=nginx');
 }
 
-/**
- * Waits until the Deployment's pods are exactly `n`, every one Running and Ready (so none still
- * terminating); resolves to their names and the milliseconds since `since`.
- */
-async function exactlyReady(n: number, since = Date.now()): Promise<{ names: string[]; ms: number }> {
-  let last: PodLike[] = [];
-  try {
-    const names = await waitFor(async () => {
-      last = await nginxPods();
-      return last.length === n && last.every(isReady) ? last.map((p) => p.metadata.name).sort() : undefined;
-    }, PODS_TIMEOUT_MS, `${n} nginx pods Running and Ready`, 50);
-    return { names, ms: Date.now() - since };
-  } catch (err) {
-    throw new Error(`${(err as Error).message}; the pods: ${podSummary(last)}`);
-  }
+/** Waits until the Deployment's pods are exactly `n`, all Ready; their names and the ms since `since`. */
+async function exactlyReady(n: number, since = Date.now(), notNamed: string[] = []): Promise<{ names: string[]; ms: number }> {
+  const pods = await waitForReadyPods(stack.kubeConfig, ns.name, 'app=nginx', n, PODS_TIMEOUT_MS, notNamed);
+  return { names: pods.map((p) => p.metadata.name).sort(), ms: Date.now() - since };
 }
 
 /** Milliseconds from now until `check` holds, polling every 10 ms. */
@@ -144,8 +133,9 @@ describe('the seed scenario', () => {
     }, 5000, 'the recreation in agent list');
     expect(row.status?.applied[MANIFEST_PROJECT]?.commit).toBe(sha3);
     // The old pods went with the old Deployment (garbage collection); three new ones run.
-    const fresh = await exactlyReady(3);
+    const fresh = await exactlyReady(3, Date.now(), running);
     expect(fresh.names.filter((n) => running.includes(n))).toEqual([]);
+    expect((await nginxPods()).every((p) => p.metadata.ownerReferences?.[0]?.kind === 'ReplicaSet')).toBe(true);
   });
 
   it('prunes the Deployment once it is removed from Git', async () => {
