@@ -317,30 +317,67 @@ export function effectiveCaps(status: string): bigint {
 const CAP_NET_ADMIN = 12n;
 const CAP_SYS_ADMIN = 21n;
 
+/** What {@link missingForNode} judges, gathered by {@link checkNodeHost}. */
+export interface NodeHostFacts {
+  platform: string;
+  uid: number | undefined;
+  /** Commands found on PATH. */
+  commands: string[];
+  /** Paths that exist. */
+  paths: string[];
+  /** /proc/self/status text. */
+  status: string;
+  /** /proc/filesystems text. */
+  filesystems: string;
+  /** /proc/self/mountinfo text. */
+  mountinfo: string;
+}
+
+const HOST_COMMANDS: Array<[string, string]> = [
+  ['containerd', 'containerd'], ['ctr', 'containerd'], ['runc', 'runc'], ['ip', 'iproute2'], ['tar', 'tar'], ['ldd', 'libc-bin'],
+];
+const HOST_PATHS: Array<[string, string]> = [
+  ...['bridge', 'host-local', 'loopback'].map((p): [string, string] => [join(CNI_BIN_DIR, p), "install Debian's containernetworking-plugins package"]),
+  ['/bin/busybox', "the pause image: install Debian's busybox-static package"],
+  ['/usr/sbin/nginx', "the nginx:1.27 image: install Debian's nginx-light package"],
+];
+
 /**
- * What this machine lacks to run a node, one line each naming the package, capability or setting;
+ * What a machine lacks to run a node, one line each naming the package, capability or setting;
  * empty when it can. The node tests fail with these lines: they are never skipped.
  */
-export async function checkNodeHost(): Promise<string[]> {
+export function missingForNode(facts: NodeHostFacts): string[] {
+  if (facts.platform !== 'linux') return [`a Linux host (this is ${facts.platform})`];
   const missing: string[] = [];
-  if (process.platform !== 'linux') return [`a Linux host (this is ${process.platform})`];
-  if (process.getuid?.() !== 0) missing.push('root: the node mounts, makes cgroups and network devices (run as root)');
-  const onPath = async (cmd: string): Promise<boolean> => run('sh', ['-c', `command -v ${cmd}`]).then(() => true, () => false);
-  for (const [cmd, pkg] of [['containerd', 'containerd'], ['ctr', 'containerd'], ['runc', 'runc'], ['ip', 'iproute2'], ['tar', 'tar'], ['ldd', 'libc-bin']] as const) {
-    if (!(await onPath(cmd))) missing.push(`${cmd}: install Debian's ${pkg} package`);
+  if (facts.uid !== 0) missing.push('root: the node mounts, makes cgroups and network devices (run as root)');
+  for (const [cmd, pkg] of HOST_COMMANDS) if (!facts.commands.includes(cmd)) missing.push(`${cmd}: install Debian's ${pkg} package`);
+  for (const [path, why] of HOST_PATHS) if (!facts.paths.includes(path)) missing.push(`${path}: ${why}`);
+  const caps = effectiveCaps(facts.status);
+  if (!((caps >> CAP_SYS_ADMIN) & 1n)) missing.push('capability CAP_SYS_ADMIN (mounts, namespaces): run as root on the host or in a privileged container');
+  if (!((caps >> CAP_NET_ADMIN) & 1n)) missing.push('capability CAP_NET_ADMIN (the CNI bridge): run as root on the host or in a privileged container');
+  if (!/\toverlay$/m.test(facts.filesystems)) missing.push("the overlay filesystem (modprobe overlay), for containerd's overlayfs snapshotter");
+  const mounts = cgroupMounts(facts.mountinfo);
+  const v2 = facts.mountinfo.split('\n').some((l) => / - cgroup2 /.test(l) && l.split(' ')[4] === '/sys/fs/cgroup');
+  if (!v2 && !mounts.some((m) => m.endsWith('/memory'))) {
+    missing.push('a cgroup memory controller: mount the cgroup v1 memory hierarchy under /sys/fs/cgroup, or cgroup v2 at /sys/fs/cgroup');
   }
-  for (const plugin of ['bridge', 'host-local', 'loopback']) {
-    if (!existsSync(join(CNI_BIN_DIR, plugin))) missing.push(`${join(CNI_BIN_DIR, plugin)}: install Debian's containernetworking-plugins package`);
-  }
-  if (!existsSync('/bin/busybox')) missing.push("/bin/busybox (the pause image): install Debian's busybox-static package");
-  if (!existsSync('/usr/sbin/nginx')) missing.push("/usr/sbin/nginx (the nginx:1.27 image): install Debian's nginx-light package");
-  const caps = effectiveCaps(await readFile('/proc/self/status', 'utf8'));
-  if (!((caps >> CAP_SYS_ADMIN) & 1n)) missing.push('capability CAP_SYS_ADMIN (mounts, namespaces): run in a privileged container or on the host');
-  if (!((caps >> CAP_NET_ADMIN) & 1n)) missing.push('capability CAP_NET_ADMIN (the CNI bridge): run in a privileged container or on the host');
-  if (!(await readFile('/proc/filesystems', 'utf8')).includes('\toverlay')) missing.push('the overlay filesystem (modprobe overlay): containerd\'s overlayfs snapshotter');
-  const mounts = cgroupMounts(await readFile('/proc/self/mountinfo', 'utf8'));
-  if (!mounts.some((m) => m.endsWith('/memory') || m === '/sys/fs/cgroup')) missing.push('a cgroup memory controller mounted under /sys/fs/cgroup (cgroup v1 memory hierarchy or cgroup v2)');
   return missing;
+}
+
+/** Gathers this machine's {@link NodeHostFacts} and returns {@link missingForNode}'s findings. */
+export async function checkNodeHost(): Promise<string[]> {
+  const onPath = async (cmd: string): Promise<boolean> => run('sh', ['-c', `command -v ${cmd}`]).then(() => true, () => false);
+  const commands = (await Promise.all(HOST_COMMANDS.map(async ([c]) => ((await onPath(c)) ? c : undefined)))).filter((c): c is string => !!c);
+  const read = (path: string): Promise<string> => readFile(path, 'utf8').catch(() => '');
+  return missingForNode({
+    platform: process.platform,
+    uid: process.getuid?.(),
+    commands,
+    paths: HOST_PATHS.map(([p]) => p).filter((p) => existsSync(p)),
+    status: await read('/proc/self/status'),
+    filesystems: await read('/proc/filesystems'),
+    mountinfo: await read('/proc/self/mountinfo'),
+  });
 }
 
 /** Throws one error listing {@link checkNodeHost}'s findings. */

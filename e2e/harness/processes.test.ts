@@ -68,4 +68,34 @@ describe('ProcessGroup', () => {
     owner.kill('SIGKILL');
     await waitFor(() => !existsSync(started.dir) && !started.pids.some(alive), 5000, 'the watchdog to clean up');
   });
+
+  it('runs the cleanup script after the processes are gone, also when its owner is killed with SIGKILL', async () => {
+    const dist = new URL('../../dist/e2e/harness/processes.js', import.meta.url).href;
+    const outside = await mkdtemp(join(tmpdir(), 'gitops-cleanup-marker-'));
+    const marker = join(outside, 'left-behind');
+    const owner = spawn(process.execPath, ['--input-type=module', '-e', `
+      import { writeFileSync } from 'node:fs';
+      import { ProcessGroup } from ${JSON.stringify(dist)};
+      const g = await ProcessGroup.create();
+      // Something outside the folder that only the cleanup script removes, after the process died.
+      writeFileSync(${JSON.stringify(marker)}, '');
+      const a = g.start('a', process.execPath, ['-e', 'setInterval(() => {}, 1000)', g.dir]);
+      // A killed process may stay a zombie (empty cmdline) until it is reaped: that counts as gone.
+      await g.setCleanup('grep -q . /proc/' + a.pid + '/cmdline 2>/dev/null && exit 1; rm ' + ${JSON.stringify(marker)} + '\\n');
+      console.log(JSON.stringify({ dir: g.dir, pid: a.pid }));
+      setInterval(() => {}, 1000);
+    `], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    owner.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    try {
+      const started = await waitFor(() => (out.includes('\n') ? (JSON.parse(out) as { dir: string; pid: number }) : undefined), 10_000, 'the owner to start');
+      expect(existsSync(marker)).toBe(true);
+      owner.kill('SIGKILL');
+      await waitFor(() => !existsSync(started.dir) && !alive(started.pid), 5000, 'the watchdog to clean up');
+      expect(existsSync(marker)).toBe(false);
+    } finally {
+      owner.kill('SIGKILL');
+      await rm(outside, { recursive: true, force: true });
+    }
+  });
 });
