@@ -23,7 +23,7 @@ import { agentMemory, driftRevert } from './scenarios/agent.js';
 import { commitToCluster } from './scenarios/commit.js';
 import { initialSync, unchangedResync } from './scenarios/engine-sync.js';
 import { fanOut } from './scenarios/fanout.js';
-import type { Engine } from '../src/agent/reconcile/engine.js';
+import type { OwnedEngine } from '../src/agent/commands/engine-parts.js';
 
 const RUNNERS: Record<ScenarioName, (ctx: BenchContext) => Promise<ScenarioResult>> = {
   'initial-sync': initialSync,
@@ -102,7 +102,7 @@ async function main(): Promise<number> {
       for (const f of await readdir(group.dir)) if (f.endsWith('.log')) await copyFile(path.join(group.dir, f), path.join(keep, f));
       progress(`logs kept in ${keep}`);
     }
-    (ctx.shared.get('engine') as Engine | undefined)?.close();
+    (ctx.shared.get('engine') as OwnedEngine | undefined)?.close();
     raw.close();
     await group.dispose(10_000);
     await disposeRepos();

@@ -4,7 +4,8 @@
  * Baseline: a raw keep-alive HTTPS create loop of the same objects, 8 requests in flight, into
  * another namespace: the floor for creating N objects on this API server.
  */
-import { Engine, type SyncUnit } from '../../src/agent/reconcile/engine.js';
+import type { Engine, SyncUnit } from '../../src/agent/reconcile/engine.js';
+import { openEngine, type OwnedEngine } from '../../src/agent/commands/engine-parts.js';
 import { createLogger } from '../../src/common/logger.js';
 import type { ManifestProjectConfig } from '../../src/protocol/messages.js';
 import { syncAuditLog, writeRequests, type AuditEvent } from '../../e2e/harness/audit.js';
@@ -65,8 +66,9 @@ export async function initialSync(ctx: BenchContext): Promise<ScenarioResult> {
   const baseWrites = (await adminWrites(ctx, baseFrom, Date.now())).length;
 
   ctx.progress(`engine: initial sync of ${n} objects`);
-  const engine = await Engine.create({ kubeConfig: ctx.kc, logger: createLogger({ level: 'warn' }) });
-  ctx.shared.set('engine', engine);
+  const owned = await openEngine(ctx.kc, { logger: createLogger({ level: 'warn' }) });
+  const engine = owned.engine;
+  ctx.shared.set('engine', owned);
   const unit = unitFor(objectSet(n, ENGINE_NS), ENGINE_NS);
   ctx.shared.set('unit', unit);
   const from = Date.now();
@@ -91,13 +93,14 @@ export async function initialSync(ctx: BenchContext): Promise<ScenarioResult> {
 
 export async function unchangedResync(ctx: BenchContext): Promise<ScenarioResult> {
   const n = ctx.options.objects;
-  let engine = ctx.shared.get('engine') as Engine | undefined;
+  let engine: Engine | undefined = (ctx.shared.get('engine') as OwnedEngine | undefined)?.engine;
   let unit = ctx.shared.get('unit') as SyncUnit | undefined;
   if (!engine || !unit) {
     ctx.progress('engine: initial sync first (initial-sync was not selected)');
-    engine = await Engine.create({ kubeConfig: ctx.kc, logger: createLogger({ level: 'warn' }) });
+    const owned = await openEngine(ctx.kc, { logger: createLogger({ level: 'warn' }) });
+    engine = owned.engine;
     unit = unitFor(objectSet(n, ENGINE_NS), ENGINE_NS);
-    ctx.shared.set('engine', engine);
+    ctx.shared.set('engine', owned);
     await engine.sync(unit);
   }
   // Baseline: one list per kind of the set, the least a re-sync that trusts nothing must read.

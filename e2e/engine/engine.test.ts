@@ -5,7 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { stringify } from 'yaml';
-import { Engine, type SyncUnit } from '../../src/agent/reconcile/engine.js';
+import type { Engine, SyncUnit } from '../../src/agent/reconcile/engine.js';
+import { openEngine, type OwnedEngine } from '../../src/agent/commands/engine-parts.js';
 import type { ManifestFile, ManifestProjectConfig } from '../../src/protocol/messages.js';
 import type { ChangeSet } from '../../src/agent/reconcile/types.js';
 import type { KubeObject } from '../../src/agent/kube/types.js';
@@ -15,12 +16,14 @@ import { useNamespace } from '../harness/jest-kube.js';
 import { appDeployment, testProjectConfig } from './objects.js';
 
 const kc = testKubeConfig();
+let owned: OwnedEngine;
 let engine: Engine;
 
 beforeAll(async () => {
-  engine = await Engine.create({ kubeConfig: kc });
+  owned = await openEngine(kc);
+  engine = owned.engine;
 });
-afterAll(() => engine.close());
+afterAll(() => owned.close());
 
 const config = testProjectConfig;
 
@@ -84,10 +87,10 @@ describe('engine sync', () => {
     expect(await writesSince(since, ns.name)).toEqual([]);
 
     // A fresh engine (no learnt state, as a second CLI run) also writes nothing.
-    const fresh = await Engine.create({ kubeConfig: kc });
+    const fresh = await openEngine(kc);
     try {
       const since2 = Date.now();
-      const third = await fresh.sync(unit(ns.name, files));
+      const third = await fresh.engine.sync(unit(ns.name, files));
       expect(third.changes.map((c) => c.action)).toEqual(['unchanged', 'unchanged', 'unchanged', 'unchanged']);
       expect(await writesSince(since2, ns.name)).toEqual([]);
     } finally {

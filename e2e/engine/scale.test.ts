@@ -6,7 +6,8 @@
  * is shared; write counts are asserted.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { Engine, type SyncUnit } from '../../src/agent/reconcile/engine.js';
+import type { Engine, SyncUnit } from '../../src/agent/reconcile/engine.js';
+import { openEngine, type OwnedEngine } from '../../src/agent/commands/engine-parts.js';
 import { jsonPatch, kubeRequest, testAuditLogPath, testKubeConfig } from '../harness/kube.js';
 import { syncAuditLog, writeRequests } from '../harness/audit.js';
 import { freshNamespace, type TestNamespace } from '../harness/kube.js';
@@ -14,17 +15,19 @@ import { createLogger } from '../../src/common/logger.js';
 import { mixedObjects, testProjectConfig } from './objects.js';
 
 const kc = testKubeConfig();
+let owned: OwnedEngine;
 let engine: Engine;
 let ns: TestNamespace;
 
 const config = testProjectConfig({ id: 'scale' });
 
 beforeAll(async () => {
-  engine = await Engine.create({ kubeConfig: kc, logger: createLogger({ level: process.env.GITOPS_BENCH_DEBUG ? 'debug' : 'warn' }) });
+  owned = await openEngine(kc, { logger: createLogger({ level: process.env.GITOPS_BENCH_DEBUG ? 'debug' : 'warn' }) });
+  engine = owned.engine;
   ns = await freshNamespace('scale');
 });
 afterAll(async () => {
-  engine.close();
+  owned.close();
   await ns.delete();
 });
 

@@ -9,7 +9,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { stringify } from 'yaml';
 import { randomBytes } from 'node:crypto';
-import { Engine, type SyncUnit } from '../../src/agent/reconcile/engine.js';
+import type { Engine, SyncUnit } from '../../src/agent/reconcile/engine.js';
+import { openEngine, type OwnedEngine } from '../../src/agent/commands/engine-parts.js';
 import { inventoryName } from '../../src/agent/reconcile/inventory.js';
 import { kubeRequest, testAuditLogPath, testKubeConfig } from '../harness/kube.js';
 import { describeWrite, syncAuditLog, writeRequests } from '../harness/audit.js';
@@ -17,12 +18,14 @@ import { useNamespace } from '../harness/jest-kube.js';
 import { testProjectConfig } from '../engine/objects.js';
 
 const kc = testKubeConfig();
+let owned: OwnedEngine;
 let engine: Engine;
 
 beforeAll(async () => {
-  engine = await Engine.create({ kubeConfig: kc });
+  owned = await openEngine(kc);
+  engine = owned.engine;
 });
-afterAll(() => engine.close());
+afterAll(() => owned.close());
 
 function unit(ns: string, objects: unknown[]): SyncUnit {
   const config = testProjectConfig({ defaultNamespace: ns });

@@ -7,7 +7,7 @@ import { Command, Option } from 'commander';
 import { createLogger } from '../../common/logger.js';
 import { errorMessage } from '../../common/errors.js';
 import type { ChangeSet } from '../reconcile/types.js';
-import { Engine } from '../reconcile/engine.js';
+import { openEngine, type OwnedEngine } from './engine-parts.js';
 import { formatChangeLine } from '../reconcile/report.js';
 import { addCommonOptions, loadCredentials, unitFromFlags, type CommonFlags } from './manifest-input.js';
 
@@ -55,10 +55,11 @@ export function applyCommand(): Command {
 
 async function runApply(flags: ApplyFlags): Promise<number> {
   const log = createLogger({ level: 'warn', format: 'text', name: 'apply' });
-  let engine: Engine | undefined;
+  let owned: OwnedEngine | undefined;
   try {
     const unit = await unitFromFlags(flags, { prune: flags.prune === true, dryRunStrategy: flags.validate === 'server' ? 'server' : 'none' });
-    engine = await Engine.create({ kubeConfig: await loadCredentials(flags.kubeconfig), logger: log, stateDir: flags.stateDir });
+    owned = await openEngine(await loadCredentials(flags.kubeconfig), { logger: log, stateDir: flags.stateDir });
+    const { engine } = owned;
     const set = await engine.sync(unit, { dryRun: flags.dryRun === 'server' });
     if (flags.output === 'json') {
       process.stdout.write(JSON.stringify(set, null, 2) + '\n');
@@ -72,6 +73,6 @@ async function runApply(flags: ApplyFlags): Promise<number> {
     process.stderr.write(`error: ${errorMessage(err)}\n`);
     return 1;
   } finally {
-    engine?.close();
+    owned?.close();
   }
 }

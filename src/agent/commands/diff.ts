@@ -8,7 +8,7 @@ import { Command, Option } from 'commander';
 import { createLogger } from '../../common/logger.js';
 import { errorMessage } from '../../common/errors.js';
 import type { Change } from '../reconcile/types.js';
-import { Engine } from '../reconcile/engine.js';
+import { openEngine, type OwnedEngine } from './engine-parts.js';
 import { addCommonOptions, loadCredentials, unitFromFlags, type CommonFlags } from './manifest-input.js';
 
 interface DiffFlags extends CommonFlags {
@@ -47,10 +47,11 @@ export function diffCommand(): Command {
 
 async function runDiff(flags: DiffFlags): Promise<number> {
   const log = createLogger({ level: 'warn', format: 'text', name: 'diff' });
-  let engine: Engine | undefined;
+  let owned: OwnedEngine | undefined;
   try {
     const unit = await unitFromFlags(flags, { prune: flags.prune === true, dryRunStrategy: 'server' });
-    engine = await Engine.create({ kubeConfig: await loadCredentials(flags.kubeconfig), logger: log, stateDir: flags.stateDir });
+    owned = await openEngine(await loadCredentials(flags.kubeconfig), { logger: log, stateDir: flags.stateDir });
+    const { engine } = owned;
     const { changes, errors } = await engine.diff(unit);
     const shown = changes.filter((c) => c.action !== 'unchanged' && c.action !== 'skipped' && (flags.prune || c.action !== 'pruned'));
     if (flags.output === 'json') process.stdout.write(JSON.stringify({ changes: shown, errors }, null, 2) + '\n');
@@ -62,6 +63,6 @@ async function runDiff(flags: DiffFlags): Promise<number> {
     process.stderr.write(`error: ${errorMessage(err)}\n`);
     return 2;
   } finally {
-    engine?.close();
+    owned?.close();
   }
 }

@@ -31,6 +31,7 @@ import { DEFAULT_AUDIENCE, signAgentJwt } from '../../protocol/jwt.js';
 import { CONNECT_PATH } from '../../protocol/messages.js';
 import { parseToken, type ParsedToken } from '../../protocol/token.js';
 import { Engine } from '../reconcile/engine.js';
+import { openEngineParts } from './engine-parts.js';
 import { KubeClient, DEFAULT_FIELD_MANAGER } from '../kube/client.js';
 import {
   inClusterCredentials, kubeconfigCredentials, kubeconfigPaths, readKubeconfig, SERVICE_ACCOUNT_DIR,
@@ -251,8 +252,10 @@ export async function runAgent(flags: RunFlags, env: Env = process.env): Promise
   let kube: KubeClient | undefined;
   try {
     const credentials = 'kubeconfig' in options.kube ? await kubeconfigCredentials(options.kube.kubeconfig) : options.kube.inCluster;
-    const engine = await Engine.create({ kubeConfig: credentials, fieldManager: DEFAULT_FIELD_MANAGER, logger: logger.child({ component: 'engine' }), stateDir: join(options.stateDir, 'engine') });
+    // One client for the engine, leader election and Events: one connection pool, one set of credentials.
     kube = await KubeClient.create(credentials, { fieldManager: DEFAULT_FIELD_MANAGER });
+    const engineLog = logger.child({ component: 'engine' });
+    const engine = Engine.create(await openEngineParts(kube, { logger: engineLog, stateDir: join(options.stateDir, 'engine') }), { logger: engineLog });
     let leader: { namespace: string; name: string; identity: string } | undefined;
     if (options.leader) {
       let identity = options.leader.identity;

@@ -35,12 +35,15 @@ export const MAX_CONFLICT_RETRIES = 5;
 /** How long a delete-and-recreate waits for the old object to go. */
 const RECREATE_WAIT_MS = 30_000;
 
-/** Everything the apply stage needs, built once by the engine. */
+/** The requests apply makes (kube/client.ts's KubeClient). */
+export type ApplyClient = Pick<KubeClient, 'create' | 'jsonPatch' | 'get' | 'delete'>;
+
+/** Everything the apply stage needs, built once by the engine: small slices of its parts. */
 export interface ApplyContext {
-  client: KubeClient;
-  caches: WatchCache;
-  openapi: OpenApi;
-  known: KnownNormal;
+  client: ApplyClient;
+  caches: Pick<WatchCache, 'for'>;
+  openapi: Pick<OpenApi, 'listKeysFor'>;
+  known: Pick<KnownNormal, 'get' | 'set'>;
   inventoryId: string;
   inventoryPolicy: InventoryPolicy;
   log: Logger;

@@ -1,9 +1,10 @@
 /**
  * The reconcile engine: the orchestrator of one sync, reading top to bottom like the pipeline
  * (parse → resolve → order → validate → apply → prune → inventory → report), plus what the drift
- * controller needs between syncs (object events, plan and apply of one object). It owns the
- * long-lived I/O state that makes re-syncs cheap: one keep-alive client, discovery, OpenAPI list
- * keys, the watch caches of managed objects and the server-normalised forms already learnt.
+ * controller needs between syncs (object events, plan and apply of one object). It is handed the
+ * long-lived I/O state that makes re-syncs cheap (EngineParts: one keep-alive client, discovery,
+ * OpenAPI list keys, the watch caches of managed objects and the server-normalised forms already
+ * learnt) and keeps what it learns of each unit between syncs.
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from '../../common/logger.js';
@@ -12,11 +13,10 @@ import { errorMessage, problemOf, type Problem } from '../../common/errors.js';
 import { ProblemCode } from '../../protocol/problems.js';
 import { gvkOf, objectId, objectKey } from '../../common/object-id.js';
 import type { ObjectEvent, OnePlan, Reconciler } from '../reconciler.js';
-import { KubeClient, NotFoundError } from '../kube/client.js';
-import type { CredentialSource } from '../kube/credentials.js';
-import { Discovery } from '../kube/discovery.js';
-import { OpenApi } from '../kube/openapi.js';
-import { WatchCache, type CacheEvent } from '../kube/cache.js';
+import { NotFoundError, type KubeClient } from '../kube/client.js';
+import type { Discovery } from '../kube/discovery.js';
+import type { OpenApi } from '../kube/openapi.js';
+import type { CacheEvent, WatchCache } from '../kube/cache.js';
 import { INVENTORY_LABEL, OWNING_INVENTORY_ANNOTATION, inventoryLabelValue } from './labels.js';
 import { parseManifests } from './parse.js';
 import { resolveObjects, type ResolveResult } from './resolve.js';
@@ -30,20 +30,28 @@ import { pruneObjects, type PruneContext } from './prune.js';
 import { diffInventory, entryOf, mergeFailedDeletes, type InventoryEntry } from './inventory.js';
 import { readInventory, recordBeforeApply, writeInventory, type InventoryState } from './inventory-store.js';
 import { maskChange } from './report.js';
-import { KnownNormal } from './known-normal.js';
+import type { KnownNormal } from './known-normal.js';
 import type { Change, ChangeSet, ResolvedObject, SyncUnit } from './types.js';
 import type { KubeObject } from '../kube/types.js';
 
 export type { SyncUnit } from './types.js';
 
+/**
+ * The long-lived I/O state an engine works with, built by its owner (commands/engine-parts.ts):
+ * the owner keeps the client (shared with leader election and Events in `gitops-agent run`) and
+ * closes it after the engine.
+ */
+export interface EngineParts {
+  client: KubeClient;
+  discovery: Discovery;
+  openapi: OpenApi;
+  /** One cache per resource type for every unit, selecting our inventory label. */
+  caches: WatchCache;
+  known: KnownNormal;
+}
+
 export interface EngineOptions {
-  /** Credentials from ../kube/credentials.ts, or a @kubernetes/client-node KubeConfig (tests, bench). */
-  kubeConfig: CredentialSource;
-  /** Recorded in managedFields; `gitops-agent` by default. */
-  fieldManager?: string;
   logger?: Logger;
-  /** Folder to persist learnt normal forms and OpenAPI documents across restarts. */
-  stateDir?: string;
   /** Writes in flight within one order stage (default 12). */
   concurrency?: number;
 }
@@ -97,18 +105,9 @@ export class Engine implements Reconciler {
     this.unsubscribe = caches.on((e) => this.route(e));
   }
 
-  static async create(options: EngineOptions): Promise<Engine> {
-    const log = options.logger ?? silentLogger();
-    const client = await KubeClient.create(options.kubeConfig, { fieldManager: options.fieldManager });
-    const discovery = new Discovery(client);
-    const openapi = new OpenApi(client, options.stateDir, log.child({ component: 'openapi' }));
-    // One cache per resource type for every unit: select anything carrying our inventory label.
-    const caches = new WatchCache(client, INVENTORY_LABEL, log);
-    // Discovery is needed by the first sync: fetch it while the state dir is read and the caller
-    // gathers its files (a failure here is retried by the sync that needs it).
-    discovery.ensureLoaded().catch(() => undefined);
-    const known = await KnownNormal.open(options.stateDir);
-    return new Engine(client, discovery, openapi, caches, known, log, options.concurrency ?? DEFAULT_CONCURRENCY);
+  static create(parts: EngineParts, options: EngineOptions = {}): Engine {
+    const { client, discovery, openapi, caches, known } = parts;
+    return new Engine(client, discovery, openapi, caches, known, options.logger ?? silentLogger(), options.concurrency ?? DEFAULT_CONCURRENCY);
   }
 
   /** Applies a unit (or dry-runs it) and returns what happened to every object. */
@@ -231,7 +230,7 @@ export class Engine implements Reconciler {
     lap('inventoryWrite');
 
     // 9. Remember the desired set for drift, then report.
-    this.remember(unit, inventoryId, items, newInventory, ctx);
+    this.remember(unit, inventoryId, items, newInventory);
     await this.known.save().catch((err: unknown) => log.debug({ err: errorMessage(err) }, 'state save failed'));
     lap('remember');
     log.debug({ timings, objects: resolved.objects.length }, 'sync stages');
@@ -311,11 +310,11 @@ export class Engine implements Reconciler {
     return maskChange(await applyObject(ctx, entry.item, { ignore: options.ignore }));
   }
 
+  /** Stops the watches; the client is its owner's to close. */
   close(): void {
     this.prepared.clear();
     this.unsubscribe();
     this.caches.close();
-    this.client.close();
   }
 
   private applyContext(unit: SyncUnit, inventoryId: string, signal: AbortSignal | undefined, log: Logger): ApplyContext {
@@ -357,12 +356,12 @@ export class Engine implements Reconciler {
     return this.caches.peek(o.resource)?.get(o.object.metadata.namespace, o.object.metadata.name);
   }
 
-  private remember(unit: SyncUnit, inventoryId: string, items: Map<string, ApplyItem>, inventory: InventoryState, ctx: ApplyContext): void {
+  private remember(unit: SyncUnit, inventoryId: string, items: Map<string, ApplyItem>, inventory: InventoryState): void {
     const previous = this.units.get(unit.name);
     if (previous) for (const key of previous.items.keys()) if (this.owners.get(key) === unit.name) this.owners.delete(key);
     const remembered = new Map<string, { item: ApplyItem; listKeys: ListKeys }>();
     for (const [key, item] of items) {
-      const listKeys = ctx.openapi.peekListKeys(item.resolved) ?? new Map<string, readonly string[]>();
+      const listKeys = this.openapi.peekListKeys(item.resolved) ?? new Map<string, readonly string[]>();
       remembered.set(key, { item, listKeys });
       this.owners.set(key, unit.name);
     }

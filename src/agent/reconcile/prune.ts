@@ -23,9 +23,9 @@ import type { InventoryEntry } from './inventory.js';
 export type PruneTarget = InventoryEntry;
 
 export interface PruneContext {
-  client: KubeClient;
-  discovery: Discovery;
-  caches: WatchCache;
+  client: Pick<KubeClient, 'get' | 'delete'>;
+  discovery: Pick<Discovery, 'ensureLoaded' | 'peek' | 'preferred'>;
+  caches: Pick<WatchCache, 'peek' | 'for'>;
   inventoryId: string;
   log: Logger;
   propagationPolicy: 'foreground' | 'background' | 'orphan';
@@ -45,10 +45,14 @@ const POLICY: Record<PruneContext['propagationPolicy'], 'Foreground' | 'Backgrou
   orphan: 'Orphan',
 };
 
-/** Which resource serves a group/kind: the preferred (first served) version from discovery. */
+/**
+ * Which resource serves a target: the version the inventory recorded when it is still served (the
+ * object was written there, and a kind may be served under different resources per version),
+ * else the server's preferred version of the group/kind.
+ */
 async function resourceOf(ctx: PruneContext, t: PruneTarget): Promise<ResourceInfo | undefined> {
   await ctx.discovery.ensureLoaded();
-  return ctx.discovery.findKind(t.group, t.kind);
+  return (t.version ? ctx.discovery.peek(t.group, t.version, t.kind) : undefined) ?? ctx.discovery.preferred(t.group, t.kind);
 }
 
 /** Deletes the targets (reverse order, bounded concurrency within a rank). */
