@@ -52,7 +52,11 @@ export class Discovery {
   /** Bumped whenever the discovered set is replaced, so callers can tell their resolutions are stale. */
   generation = 0;
 
-  constructor(private readonly client: KubeClient) {}
+  /** `aggregated: false` walks legacy discovery even on servers that aggregate (tests of that path). */
+  constructor(
+    private readonly client: KubeClient,
+    private readonly options: { aggregated?: boolean } = {},
+  ) {}
 
   /** Resource for a group/version/kind, refreshing discovery once if it is not known yet. */
   async resolve(group: string, version: string, kind: string): Promise<ResourceInfo | undefined> {
@@ -95,11 +99,7 @@ export class Discovery {
     this.lastRefresh = Date.now();
     let next: Served;
     try {
-      const [core, groups] = await Promise.all([
-        this.client.request<AggregatedList>('GET', '/api', { accept: AGGREGATED_ACCEPT }),
-        this.client.request<AggregatedList>('GET', '/apis', { accept: AGGREGATED_ACCEPT }),
-      ]);
-      next = core.kind !== 'APIGroupDiscoveryList' || groups.kind !== 'APIGroupDiscoveryList' ? await this.loadLegacy() : servedOf(aggregatedVersions([core, groups]));
+      next = this.options.aggregated === false ? await this.loadLegacy() : await this.loadAggregated();
     } catch (err) {
       this.loaded = undefined; // let the next call try again
       throw err;
@@ -107,6 +107,16 @@ export class Discovery {
     this.byGvk = next.byGvk;
     this.byGroupKind = next.preferred;
     this.generation++;
+  }
+
+  /** Two requests for the whole cluster; legacy discovery when the server does not aggregate. */
+  private async loadAggregated(): Promise<Served> {
+    const [core, groups] = await Promise.all([
+      this.client.request<AggregatedList>('GET', '/api', { accept: AGGREGATED_ACCEPT }),
+      this.client.request<AggregatedList>('GET', '/apis', { accept: AGGREGATED_ACCEPT }),
+    ]);
+    if (core.kind !== 'APIGroupDiscoveryList' || groups.kind !== 'APIGroupDiscoveryList') return this.loadLegacy();
+    return servedOf(aggregatedVersions([core, groups]));
   }
 
   /** One request per group/version; each group's versions kept in the server's preference order. */
