@@ -66,6 +66,44 @@ describe('gitops-agent apply and diff', () => {
     }
   });
 
+  it('diff without the inventory that applied a directory lists every object apply would skip, and exits 1', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'gitops-cli-'));
+    try {
+      const cm = (v: string) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'owned' }, data: { v } });
+      await writeFile(path.join(dir, 'a.yaml'), stringify(cm('1')));
+      await writeFile(path.join(dir, 'b.yaml'), stringify({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'owned' }, stringData: { token: 'very-secret' } }));
+      expect((await agent('apply', '-f', dir, '-n', ns.name, '--inventory', 'app-a')).code).toBe(0);
+      await writeFile(path.join(dir, 'a.yaml'), stringify(cm('2'))); // Git now differs from live
+
+      // No --inventory: a different (default) inventory, which owns none of these objects.
+      const diff = await agent('diff', '-f', dir, '-n', ns.name);
+      expect(diff.stderr).toBe('');
+      expect(diff.code).toBe(1);
+      const ids = [`ConfigMap/${ns.name}/owned`, `Secret/${ns.name}/owned`];
+      for (const id of ids) expect(diff.stdout).toContain(`--- ${id} (would be skipped, not converged)`);
+      expect(diff.stdout).not.toContain('very-secret');
+
+      // The reasons are the words apply prints when it skips them.
+      const apply = await agent('apply', '-f', dir, '-n', ns.name);
+      const applied = apply.stdout.trim().split('\n').sort();
+      expect(applied.map((l) => l.slice(0, l.indexOf(' ')))).toEqual(ids);
+      for (const line of applied) {
+        const reason = line.slice(line.indexOf(' skipped: ') + ' skipped: '.length);
+        expect(reason).toContain(`owned by inventory ${ns.name}/app-a`);
+        expect(diff.stdout).toContain(`\n    ${reason}\n`);
+      }
+      expect((await kubeRequest(kc, 'GET', `/api/v1/namespaces/${ns.name}/configmaps/owned`)).body).toMatchObject({ data: { v: '1' } });
+
+      // With the inventory that applied it, the same diff shows the change itself.
+      const own = await agent('diff', '-f', dir, '-n', ns.name, '--inventory', 'app-a');
+      expect(own.code).toBe(1);
+      expect(own.stdout).toContain(`--- ConfigMap/${ns.name}/owned (would change)`);
+      expect(own.stdout).not.toContain('skipped');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('exits non-zero and names file and line for a bad file', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'gitops-cli-'));
     try {

@@ -6,22 +6,14 @@
 import { Command, Option } from 'commander';
 import { createLogger } from '../../common/logger.js';
 import { errorMessage } from '../../common/errors.js';
-import type { ChangeSet } from '../reconcile/types.js';
 import { openEngine, type OwnedEngine } from './engine-parts.js';
-import { formatChangeLine } from '../reconcile/report.js';
+import { applyOutput } from '../reconcile/report.js';
 import { addCommonOptions, loadCredentials, unitFromFlags, type CommonFlags } from './manifest-input.js';
 
 interface ApplyFlags extends CommonFlags {
   dryRun?: 'server' | 'none';
   output: 'text' | 'json';
   validate: 'server' | 'none';
-}
-
-/** Text lines for a change set: one per object, then problems not tied to one object. */
-export function formatChangeSet(set: ChangeSet): { out: string[]; err: string[] } {
-  const out = set.changes.map((c) => (set.dryRun ? formatChangeLine(c).replace(` ${c.action}`, ` ${c.action} (server dry run)`) : formatChangeLine(c)));
-  const err = set.errors.map((e) => `error: ${e.message}`);
-  return { out, err };
 }
 
 export function applyCommand(): Command {
@@ -64,7 +56,7 @@ async function runApply(flags: ApplyFlags): Promise<number> {
     if (flags.output === 'json') {
       process.stdout.write(JSON.stringify(set, null, 2) + '\n');
     } else {
-      const { out, err } = formatChangeSet(set);
+      const { out, err } = applyOutput(set);
       if (out.length) process.stdout.write(out.join('\n') + '\n');
       if (err.length) process.stderr.write(err.join('\n') + '\n');
     }

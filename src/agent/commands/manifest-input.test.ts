@@ -3,7 +3,6 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { defaultInventoryName, readManifestFiles } from './manifest-input.js';
-import { formatDiff } from './diff.js';
 
 describe('readManifestFiles', () => {
   it('reads YAML and JSON files recursively, sorted, and skips dot-directories and other files', async () => {
@@ -38,20 +37,5 @@ describe('defaultInventoryName', () => {
     expect(a).toBe(defaultInventoryName(['deploy/My App']));
     expect(a).not.toBe(defaultInventoryName(['other/My App']));
     expect(a).toMatch(/^gitops-cli-my-app-[0-9a-f]{8}$/);
-  });
-});
-
-describe('formatDiff', () => {
-  it('prints each changed object with its patch and leaves unchanged ones out', () => {
-    const text = formatDiff([
-      { id: 'ConfigMap/a/x', action: 'configured', patch: [{ op: 'replace', path: '/data/k', value: 'v' }] },
-      { id: 'ConfigMap/a/y', action: 'unchanged' },
-      { id: 'Secret/a/s', action: 'created' },
-    ]);
-    expect(text.split('\n')).toEqual([
-      '--- ConfigMap/a/x (would change)',
-      '    {"op":"replace","path":"/data/k","value":"v"}',
-      '--- Secret/a/s (would be created)',
-    ]);
   });
 });

@@ -2,7 +2,7 @@ import { describe, expect, it } from '@jest/globals';
 import type { Change, ChangeSet } from './types.js';
 import type { JsonPatchOp, KubeObject } from '../kube/types.js';
 import { LAST_APPLIED_ANNOTATION } from './labels.js';
-import { changeLines, failureProblems, formatChangeLine, maskChange, maskSecretObject, maskSecretPatch, resultOf, statusChanges } from './report.js';
+import { applyOutput, changeLines, diffOutcome, failureProblems, formatChangeLine, formatDiff, maskChange, maskSecretObject, maskSecretPatch, resultOf, statusChanges } from './report.js';
 
 const SECRETS = /aHVudGVyMg|hunter2|YQ==|Yg==|c2VjcmV0|"p":"x"|s3cr3t/;
 const lastApplied = JSON.stringify({ apiVersion: 'v1', kind: 'Secret', stringData: { p: 'x' }, data: { k: 's3cr3t' } });
@@ -112,5 +112,43 @@ describe('what a change set reads as', () => {
     expect(why.cause).toBe('ConfigMap/default/c: denied');
     expect(why.problems[1]).toEqual({ code: 'APPLY_FAILED', message: 'Job/default/j: timed out', object: 'Job/default/j' });
     expect(failureProblems(set([], [{ code: 'MANIFEST_SYNTAX', message: 'bad' }])).cause).toBe('bad');
+  });
+});
+
+describe('what gitops-agent apply and diff print', () => {
+  const foreign = 'owned by inventory ns/other, not ns/cli: remove it from that inventory\'s manifests first, or set inventory_policy: adopt_all to take it over';
+  const changes: Change[] = [
+    { id: 'ConfigMap/a/x', action: 'configured', patch: [{ op: 'replace', path: '/data/k', value: 'v' }] },
+    { id: 'ConfigMap/a/y', action: 'unchanged' },
+    { id: 'Secret/a/s', action: 'created' },
+    { id: 'Deployment/a/web', action: 'skipped', reason: foreign },
+  ];
+
+  it('apply: one line per object, dry runs marked, problems on stderr', () => {
+    const set: ChangeSet = { unit: 'u', changes: changes.slice(2), errors: [{ code: 'KUBE_FORBIDDEN', message: 'denied' }], durationMs: 1, dryRun: true };
+    expect(applyOutput(set)).toEqual({ out: ['Secret/a/s created (server dry run)', `Deployment/a/web skipped (server dry run): ${foreign}`], err: ['error: denied'] });
+  });
+
+  it('diff: each object apply would change, with its patch, and each it would skip, with the reason apply gives', () => {
+    expect(formatDiff(changes)).toEqual([
+      '--- ConfigMap/a/x (would change)',
+      '    {"op":"replace","path":"/data/k","value":"v"}',
+      '--- Secret/a/s (would be created)',
+      '--- Deployment/a/web (would be skipped, not converged)',
+      `    ${foreign}`,
+    ]);
+  });
+
+  it.each<[string, Change[], ChangeSet['errors'], number]>([
+    ['everything unchanged', [changes[1]], [], 0],
+    ['an object would change', changes.slice(0, 2), [], 1],
+    // The bug: diff without the --inventory apply used showed nothing and exited 0 here.
+    ['every object would be skipped', [changes[3], { ...changes[3], id: 'Service/a/web' }], [], 1],
+    ['an object would be rejected', [{ id: 'ConfigMap/a/z', action: 'failed', reason: 'invalid' }], [], 2],
+    ['the set has a problem', [], [{ code: 'MANIFEST_SYNTAX', message: 'a.yaml:1: bad' }], 2],
+  ])('diff exits by what an apply would do: %s', (_what, c, errors, code) => {
+    const outcome = diffOutcome({ changes: c, errors });
+    expect(outcome.exitCode).toBe(code);
+    expect(outcome.shown).toEqual(c.filter((x) => x.action !== 'unchanged'));
   });
 });

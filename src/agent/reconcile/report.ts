@@ -91,6 +91,53 @@ export function formatChangeLine(change: Change): string {
   return why ? `${base}: ${why}` : base;
 }
 
+/**
+ * `gitops-agent apply`'s output: one line per object (marked when it was a server dry run) on
+ * stdout, then the problems not tied to one object on stderr.
+ */
+export function applyOutput(set: ChangeSet): { out: string[]; err: string[] } {
+  const out = set.changes.map((c) => (set.dryRun ? formatChangeLine(c).replace(` ${c.action}`, ` ${c.action} (server dry run)`) : formatChangeLine(c)));
+  return { out, err: set.errors.map((e) => `error: ${e.message}`) };
+}
+
+const DIFF_HEADINGS: Record<Exclude<Action, 'unchanged'>, string> = {
+  created: 'would be created',
+  configured: 'would change',
+  pruned: 'would be pruned',
+  // Apply leaves it as it is live although Git says otherwise: not in sync, and not by apply.
+  skipped: 'would be skipped, not converged',
+  failed: 'rejected',
+};
+
+/**
+ * `gitops-agent diff`'s text for a server dry run: every object an apply would not leave as it is
+ * or could not converge, with the patch it would send, or the reason it would skip or fail (the
+ * words apply prints).
+ */
+export function formatDiff(changes: readonly Change[]): string[] {
+  const lines: string[] = [];
+  for (const c of changes) {
+    if (c.action === 'unchanged') continue;
+    lines.push(`--- ${c.id} (${DIFF_HEADINGS[c.action]})`);
+    const why = c.action === 'skipped' || c.action === 'failed' ? whyOf(c) : undefined;
+    if (why) lines.push(`    ${why}`);
+    for (const op of c.patch ?? []) lines.push(`    ${JSON.stringify(op)}`);
+  }
+  return lines;
+}
+
+/**
+ * What `gitops-agent diff` reports of a dry run: the objects to show, and its exit status, as
+ * `kubectl diff`: 0 only when an apply would be a no-op and leave everything as Git says, 1 when
+ * anything differs or would not converge (skipped objects included: a user must not read
+ * "owned by another inventory" as "in sync"), 2 when the set or an object was rejected.
+ */
+export function diffOutcome(set: Pick<ChangeSet, 'changes' | 'errors'>): { shown: Change[]; exitCode: 0 | 1 | 2 } {
+  const shown = set.changes.filter((c) => c.action !== 'unchanged');
+  if (set.errors.length || shown.some((c) => c.action === 'failed')) return { shown, exitCode: 2 };
+  return { shown, exitCode: shown.length ? 1 : 0 };
+}
+
 /** The lines of every object that changed (the `changes` field of the apply log lines). */
 export function changeLines(set: ChangeSet): string[] {
   return set.changes.filter((c) => c.action !== 'unchanged').map(formatChangeLine);
