@@ -41,7 +41,7 @@ export class AgentRuntime {
   readonly drift: DriftController;
   readonly session: Session;
   private readonly elector?: LeaderElector;
-  private drift_: DriftConfig = DEFAULT_DRIFT;
+  private driftSettings: DriftConfig = DEFAULT_DRIFT;
   /** Desired state held per project (persisted), for hello. */
   private readonly held = new Map<string, DesiredState>();
   private restored = false;
@@ -59,14 +59,14 @@ export class AgentRuntime {
       metrics,
       report: (status) => { if (this.loop.isActive) this.session.send(status); },
       onIdle: (unit) => this.drift.unitIdle(unit),
-      driftIgnore: () => this.drift_.ignore,
+      driftIgnore: () => this.driftSettings.ignore,
     });
     this.drift = new DriftController({
       engine: options.engine,
       fieldManager: options.fieldManager,
       logger: logger.child({ component: 'drift' }),
       metrics,
-      settings: () => this.drift_,
+      settings: () => this.driftSettings,
       isActive: () => this.loop.isActive,
       unitInfo: (unit) => this.loop.unitInfo(unit),
       isBusy: (unit) => this.loop.isBusy(unit),
@@ -142,7 +142,7 @@ export class AgentRuntime {
 
   private resync(): void {
     // In detect mode a re-apply would revert what detect mode promises to leave alone.
-    if (this.drift_.mode === 'detect') return;
+    if (this.driftSettings.mode === 'detect') return;
     this.opts.logger.debug({}, 'periodic re-sync');
     this.loop.resyncAll();
   }
@@ -154,7 +154,7 @@ export class AgentRuntime {
   }
 
   private applySettings(drift: DriftConfig, logLevel?: string): void {
-    this.drift_ = drift;
+    this.driftSettings = drift;
     const level = logLevel ?? this.initialLevel;
     if (this.opts.logger.level !== level) {
       this.opts.logger.info({ logLevel: level }, 'log level changed');
@@ -165,9 +165,9 @@ export class AgentRuntime {
   private async onConfig(m: ConfigMessage): Promise<void> {
     const log = this.opts.logger;
     if (m.errors.length) log.warn({ problems: m.errors }, 'agent configuration has problems: the last valid settings stay in force');
-    const before = JSON.stringify(this.drift_);
+    const before = JSON.stringify(this.driftSettings);
     this.applySettings(m.settings.drift, m.settings.logLevel);
-    if (JSON.stringify(this.drift_) !== before) log.info({ drift: this.drift_ }, 'drift settings changed');
+    if (JSON.stringify(this.driftSettings) !== before) log.info({ drift: this.driftSettings }, 'drift settings changed');
     const projects = new Set(m.projects);
     for (const project of [...this.held.keys()]) {
       if (projects.has(project)) continue;

@@ -2,7 +2,7 @@
  * OpenAPI v3 from the API server, fetched lazily per group/version and cached by the hash the
  * server puts in each document's URL (so a document is downloaded once per content, also across
  * restarts when a state dir is given). Gives `listKeysFor(gvk)`: which lists merge by key
- * (`x-kubernetes-list-map-keys`), extracted by the pure reconcile/schema.ts.
+ * (`x-kubernetes-list-map-keys`), extracted by the pure schema.ts beside it.
  *
  * A document is kept only until the list keys of every kind it describes are extracted: the
  * documents are megabytes each, the keys a few hundred bytes. The disk cache is best-effort: an
