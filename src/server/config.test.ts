@@ -4,6 +4,7 @@ import type { AgentConfigResult } from './ports.js';
 
 const FILE = '.gitlab/agents/agent1/config.yaml';
 const COMMIT = 'a'.repeat(40);
+const project = (lines: string) => `gitops:\n  manifest_projects:\n  - ${lines}\n`;
 const parse = (text: string): AgentConfigResult => parseAgentConfig(text, { file: FILE, configProject: 'group/kubernetes-agent', commit: COMMIT });
 
 function ok(text: string) {
@@ -45,22 +46,26 @@ describe('parseAgentConfig', () => {
     expect(p.defaultNamespace).toBe('apps');
   });
 
-  it('takes every key GitLab defines, with durations in Go syntax', () => {
+  it('takes every key GitLab defines, with durations in seconds as GitLab wrote them', () => {
     const [p] = ok(`gitops:
   manifest_projects:
   - id: g/p
     ref:
       tag: v1.2.0
-    reconcile_timeout: 1h30m
+    reconcile_timeout: 5400s
     dry_run_strategy: server
-    prune: false
-    prune_timeout: 90s
+    prune: no
+    prune_timeout: 1.5s
     prune_propagation_policy: background
     inventory_policy: adopt_all
 `).projects;
-    expect(p).toMatchObject({ ref: { tag: 'v1.2.0' }, reconcileTimeoutMs: 5_400_000, dryRunStrategy: 'server', prune: false, pruneTimeoutMs: 90_000, prunePropagationPolicy: 'background', inventoryPolicy: 'adopt_all' });
+    expect(p).toMatchObject({ ref: { tag: 'v1.2.0' }, reconcileTimeoutMs: 5_400_000, dryRunStrategy: 'server', prune: false, pruneTimeoutMs: 1_500, prunePropagationPolicy: 'background', inventoryPolicy: 'adopt_all' });
     expect(ok('gitops:\n  manifest_projects:\n  - ref: {branch: release}\n').projects[0].ref).toEqual({ branch: 'release' });
     expect(ok(`gitops:\n  manifest_projects:\n  - ref: {commit: ${'b'.repeat(40)}}\n`).projects[0].ref).toEqual({ commit: 'b'.repeat(40) });
+    // GitLab takes short and uppercase SHAs; the resolved id is lowercase.
+    expect(ok('gitops:\n  manifest_projects:\n  - ref: {commit: ABC1234}\n').projects[0].ref).toEqual({ commit: 'abc1234' });
+    // "" means the default for GitLab's string enums, and null leaves a key unset.
+    expect(ok('gitops:\n  manifest_projects:\n  - {dry_run_strategy: "", inventory_policy: "", prune:, reconcile_timeout: ~}\n').projects[0]).toMatchObject({ dryRunStrategy: 'none', inventoryPolicy: 'must_match', prune: true, reconcileTimeoutMs: 3_600_000 });
   });
 
   it('treats an empty file, or one with only comments, as a valid config with no projects', () => {
@@ -95,12 +100,11 @@ remote_development:
   enabled: true
 flux:
   webhook_receiver_url: http://receiver
-starboard: {}
 observability:
   logging:
     grpc_level: warn
 `);
-    expect(config.unusedSections).toEqual(['ci_access', 'user_access', 'container_scanning', 'remote_development', 'flux', 'starboard', 'observability.logging.grpc_level']);
+    expect(config.unusedSections).toEqual(['ci_access', 'user_access', 'container_scanning', 'remote_development', 'flux', 'observability.logging.grpc_level']);
   });
 
   it('names file, line and key for an unknown key at any depth', () => {
@@ -113,8 +117,8 @@ surprise: 1
 `);
     expect(found).toEqual(
       expect.arrayContaining([
-        expect.objectContaining({ code: 'CONFIG_UNKNOWN_KEY', file: FILE, line: 4, message: expect.stringMatching(/^\.gitlab\/agents\/agent1\/config\.yaml:4: unknown key gitops\.manifest_projects\[0\]\.pathz/) }),
-        expect.objectContaining({ code: 'CONFIG_UNKNOWN_KEY', line: 6, message: expect.stringContaining('unknown key surprise') }),
+        expect.objectContaining({ code: 'CONFIG_UNKNOWN_KEY', file: FILE, line: 4, message: expect.stringMatching(/^\.gitlab\/agents\/agent1\/config\.yaml:4:5: gitops\.manifest_projects\[0\]\.pathz: unknown key.*; did you mean paths\?$/) }),
+        expect.objectContaining({ code: 'CONFIG_UNKNOWN_KEY', line: 6, message: expect.stringMatching(/:6:1: surprise: unknown key.*; the top level has gitops, observability, ci_access/) }),
       ]),
     );
     expect(found).toHaveLength(2);
@@ -133,11 +137,11 @@ surprise: 1
       tag: v1
 `);
     const byLine = Object.fromEntries(found.map((p) => [p.line, p.message]));
-    expect(byLine[4]).toMatch(/dry_run_strategy: must be one of none, client, server/);
-    expect(byLine[5]).toMatch(/prune: expected a boolean/);
-    expect(byLine[6]).toMatch(/reconcile_timeout: invalid duration "soon"/);
-    expect(byLine[7]).toMatch(/inventory_policy: must be one of must_match, adopt_if_no_inventory, adopt_all/);
-    expect(found.some((p) => p.line === 9 && /set only one of branch, tag and commit/.test(p.message))).toBe(true);
+    expect(byLine[4]).toMatch(/:4:23: gitops\.manifest_projects\[0\]\.dry_run_strategy: "sometimes" is not one of none, client, server; allowed: none, client, server \(or leave it out, or "", for the default\)/);
+    expect(byLine[5]).toMatch(/prune: must be true or false, not "yes please"/);
+    expect(byLine[6]).toMatch(/reconcile_timeout: "soon" is not a duration GitLab reads: durations are seconds; durations are seconds with an s: write 3600s/);
+    expect(byLine[7]).toMatch(/inventory_policy: "adopt" is not one of must_match, adopt_if_no_inventory, adopt_all/);
+    expect(byLine[10]).toMatch(/ref\.tag: set only one of branch, tag, commit \(branch and tag are both set\)/);
     expect(found.every((p) => p.code === 'CONFIG_INVALID_VALUE')).toBe(true);
   });
 
@@ -148,17 +152,46 @@ surprise: 1
     expect(p.message).toMatch(/Flux/);
   });
 
-  it('reports YAML syntax errors and duplicate keys with their line', () => {
-    expect(problems('gitops:\n  manifest_projects: [\n')[0]).toMatchObject({ code: 'CONFIG_YAML_INVALID', file: FILE });
-    const dup = problems('gitops: {}\ngitops: {}\n');
-    expect(dup[0]).toMatchObject({ code: 'CONFIG_YAML_INVALID', line: 2 });
+  it('reports YAML syntax errors with their line; a key given twice keeps its last value, as in GitLab', () => {
+    expect(problems('gitops:\n  manifest_projects: [\n')[0]).toMatchObject({ code: 'CONFIG_YAML_INVALID', file: FILE, line: 3 });
+    expect(ok('gitops:\n  manifest_projects: [{id: a}]\ngitops:\n  manifest_projects: [{id: b}]\n').projects.map((p) => p.id)).toEqual(['b']);
   });
 
-  it('rejects a file that is not a mapping, several documents, and a project listed twice', () => {
-    expect(problems('- a\n- b\n')[0].message).toMatch(/must be a mapping/);
-    expect(problems('gitops: {}\n---\ngitops: {}\n')[0]).toMatchObject({ line: 3, message: expect.stringMatching(/one YAML document/) });
+  it('reads the first document only, as GitLab; rejects a file that is not a mapping and a project listed twice', () => {
+    expect(problems('- a\n- b\n')[0].message).toMatch(/must be a mapping of keys, not a list; the file is a mapping of sections/);
+    expect(ok('gitops: {}\n---\nnot: [yaml\n').projects).toEqual([]);
     const twice = problems('gitops:\n  manifest_projects:\n  - id: a\n  - id: a\n');
-    expect(twice[0]).toMatchObject({ line: 4, message: expect.stringMatching(/already listed/) });
+    expect(twice[0]).toMatchObject({ line: 4, message: expect.stringMatching(/:4:9: gitops\.manifest_projects\[1\]\.id: project a is already listed as manifest_projects\[0\] \(line 3\); list each project once/) });
+    // The config project itself, named twice: once by id, once by leaving id out.
+    expect(problems('gitops:\n  manifest_projects:\n  - id: group/kubernetes-agent\n  - paths: [{glob: x}]\n')[0].message).toMatch(/:4:5: gitops\.manifest_projects\[1\]\.id: project group\/kubernetes-agent is already listed/);
+  });
+
+  it('merges YAML merge keys and reads YAML 1.1 booleans, as sigs.k8s.io/yaml did for GitLab', () => {
+    const config = ok('gitops:\n  manifest_projects:\n  - &base\n    id: group/a\n    prune: off\n  - <<: *base\n    id: group/b\n');
+    expect(config.projects.map((p) => [p.id, p.prune])).toEqual([['group/a', false], ['group/b', false]]);
+  });
+
+  it('says what GitLab accepts: the seconds form of a duration, the allowed values, the key meant', () => {
+    const hint = (text: string) => problems(project(text))[0].message;
+    expect(hint('reconcile_timeout: 1h')).toMatch(/"1h" is not a duration GitLab reads: durations are seconds; durations are seconds: write 3600s$/);
+    expect(hint('reconcile_timeout: 1h30m')).toMatch(/write 5400s$/);
+    expect(hint('prune_timeout: 500ms')).toMatch(/write 0.5s$/);
+    expect(hint('prune_timeout: 3600')).toMatch(/write 3600s$/);
+    expect(hint('reconcile_timout: 3600s')).toMatch(/reconcile_timout: unknown key.*; did you mean reconcile_timeout\?$/);
+    expect(hint('default-namespace: a')).toMatch(/did you mean default_namespace\?$/);
+    expect(hint('prune_propagation_policy: Orphan')).toMatch(/did you mean orphan\? allowed: orphan, background, foreground/);
+    expect(hint('prune: "true"')).toMatch(/must be true or false, not "true"; write it without quotes/);
+    expect(hint('ref: {tag: 1.0}')).toMatch(/ref\.tag: must be a string, not a number \(YAML reads 1 as a number\); quote it: '1'/);
+    expect(hint('ref: {}')).toMatch(/ref: set exactly one of branch, tag, commit; or leave ref out for the default branch/);
+    expect(problems('starboard: {}\n')[0].message).toMatch(/starboard was removed from GitLab in 16.0: use container_scanning/);
+    expect(problems('ci_access:\n  default-namespace: x\n')[0].message).toMatch(/ci_access\.default-namespace: unknown key.*; ci_access has projects, groups/);
+    expect(problems('flux: {enabled: false}\n')[0].message).toMatch(/flux\.enabled: unknown key/);
+  });
+
+  it('refuses a glob doublestar would find malformed and a glob listed twice, with their lines', () => {
+    expect(problems(project('paths: [{glob: "/a[bc"}]'))[0].message).toMatch(/:3:20: gitops\.manifest_projects\[0\]\.paths\[0\]\.glob: "\/a\[bc" is not a glob GitLab can match: "\[" is never closed/);
+    const twice = problems(project('paths:\n    - glob: /a/*.yaml\n    - glob: a/*.yaml'));
+    expect(twice[0].message).toMatch(/:5:13: gitops\.manifest_projects\[0\]\.paths\[1\]\.glob: the same glob as paths\[0\] \(line 4\)/);
   });
 
   it('rejects bad drift rules and log levels', () => {
@@ -177,7 +210,6 @@ gitops:
 });
 
 describe('parseAgentConfig: a tenant file is bounded and checked before it reaches Git', () => {
-  const project = (lines: string) => `gitops:\n  manifest_projects:\n  - ${lines}\n`;
 
   it.each([
     ['a path that climbs out', '../../etc', /"\.\.\/\.\.\/etc" is not a GitLab project path: segment 1/],
@@ -189,16 +221,17 @@ describe('parseAgentConfig: a tenant file is bounded and checked before it reach
     const found = problems(`gitops:\n  manifest_projects:\n  - id: gitops-project\n  - id: '${id}'\n`);
     expect(found).toHaveLength(1);
     expect(found[0]).toMatchObject({ code: 'CONFIG_INVALID_VALUE', file: FILE, line: 4 });
-    expect(found[0].message).toMatch(/^\.gitlab\/agents\/agent1\/config\.yaml:4: gitops\.manifest_projects\[1\]\.id: /);
+    expect(found[0].message).toMatch(/^\.gitlab\/agents\/agent1\/config\.yaml:4:9: gitops\.manifest_projects\[1\]\.id: /);
     expect(found[0].message).toMatch(reason);
     // The id is echoed cut short, never whole.
     expect(found[0].message.length).toBeLessThan(400);
   });
 
-  it('refuses an explicitly empty id (leave it out for the config project) and a non-string one', () => {
-    expect(problems(project("id: ''"))[0].message).toMatch(/:3: gitops\.manifest_projects\[0\]\.id: must not be empty: leave id out to use the config project/);
-    expect(problems(project('id: 42'))[0].message).toMatch(/id: expected a string/);
-    expect(problems(project('id: ~'))[0].message).toMatch(/id: expected a string/);
+  it('refuses an id given as "" or as a number; an empty id: is the config project, as in GitLab', () => {
+    expect(problems(project("id: ''"))[0].message).toMatch(/:3:9: gitops\.manifest_projects\[0\]\.id: must not be empty/);
+    expect(problems(project('id: 42'))[0].message).toMatch(/id: must be a string, not a number/);
+    expect(ok(project('id: ~')).projects[0].id).toBe('group/kubernetes-agent');
+    expect(ok(project('id:')).projects[0].id).toBe('group/kubernetes-agent');
   });
 
   it('refuses branch and tag names Git would refuse or that read as a path or an option', () => {
@@ -236,8 +269,9 @@ describe('parseAgentConfig: a tenant file is bounded and checked before it reach
   });
 
   it('refuses a default_namespace that is no Kubernetes namespace name', () => {
-    expect(problems(project('default_namespace: Prod'))[0].message).toMatch(/default_namespace: must be a Kubernetes namespace name/);
-    expect(problems(project(`default_namespace: ${'a'.repeat(64)}`))[0].message).toMatch(/default_namespace: must be at most 63 characters/);
+    expect(problems(project('default_namespace: Prod'))[0].message).toMatch(/default_namespace: "Prod" is not a Kubernetes namespace name/);
+    expect(problems(project(`default_namespace: ${'a'.repeat(64)}`))[0].message).toMatch(/default_namespace: .* is not a Kubernetes namespace name: at most 63/);
+    expect(ok(project("default_namespace: ''")).projects[0].defaultNamespace).toBe('default');
     expect(ok(project('default_namespace: team-a')).projects[0].defaultNamespace).toBe('team-a');
   });
 
@@ -245,19 +279,19 @@ describe('parseAgentConfig: a tenant file is bounded and checked before it reach
     const many = (n: number, item: (i: number) => string) => Array.from({ length: n }, (_, i) => item(i)).join('');
     const projects = (n: number) => `gitops:\n  manifest_projects:\n${many(n, (i) => `  - id: p${i}\n`)}`;
     expect(ok(projects(CONFIG_LIMITS.manifestProjects)).projects).toHaveLength(100);
-    expect(problems(projects(CONFIG_LIMITS.manifestProjects + 1))[0].message).toMatch(/:3: gitops\.manifest_projects: list at most 100 manifest projects/);
+    expect(problems(projects(CONFIG_LIMITS.manifestProjects + 1))[0].message).toMatch(/:3:3: gitops\.manifest_projects: lists 101 entries; at most 100 are allowed/);
     const paths = (n: number) => project(`id: a\n    paths:\n${many(n, (i) => `    - glob: /d${i}/*.yaml\n`)}`);
     expect(ok(paths(100)).projects[0].paths).toHaveLength(100);
-    expect(problems(paths(101))[0].message).toMatch(/gitops\.manifest_projects\[0\]\.paths: list at most 100 paths per project/);
+    expect(problems(paths(101))[0].message).toMatch(/gitops\.manifest_projects\[0\]\.paths: lists 101 entries; at most 100 are allowed/);
     expect(problems(project(`paths: [{glob: '/${'x'.repeat(1024)}'}]`))[0].message).toMatch(/paths\[0\]\.glob: must be at most 1024 characters/);
   });
 
   it('caps drift rules, JSON pointers per rule, and the length of selectors and pointers', () => {
     const rules = (n: number) => `gitops:\n  drift:\n    ignore:\n${Array.from({ length: n }, (_, i) => `    - {kind: K${i}, paths: [/spec]}\n`).join('')}`;
     expect(ok(rules(100)).settings.drift.ignore).toHaveLength(100);
-    expect(problems(rules(101))[0].message).toMatch(/:4: gitops\.drift\.ignore: list at most 100 ignore rules/);
+    expect(problems(rules(101))[0].message).toMatch(/:4:5: gitops\.drift\.ignore: lists 101 entries; at most 100 are allowed/);
     const pointers = Array.from({ length: 101 }, (_, i) => `/p${i}`).join(', ');
-    expect(problems(`gitops:\n  drift:\n    ignore:\n    - paths: [${pointers}]\n`)[0].message).toMatch(/ignore\[0\]\.paths: list at most 100 JSON pointers per rule/);
+    expect(problems(`gitops:\n  drift:\n    ignore:\n    - paths: [${pointers}]\n`)[0].message).toMatch(/ignore\[0\]\.paths: lists 101 entries; at most 100/);
     expect(problems(`gitops:\n  drift:\n    ignore:\n    - paths: [/${'x'.repeat(1024)}]\n`)[0].message).toMatch(/paths\[0\]: must be at most 1024 characters/);
     expect(problems(`gitops:\n  drift:\n    ignore:\n    - {name: ${'n'.repeat(254)}, paths: [/x]}\n`)[0].message).toMatch(/ignore\[0\]\.name: must be at most 253 characters/);
     expect(problems(`gitops:\n  drift:\n    ignore:\n    - {namespace: ${'n'.repeat(64)}, paths: [/x]}\n`)[0].message).toMatch(/ignore\[0\]\.namespace: must be at most 63 characters/);

@@ -1,32 +1,31 @@
 /**
- * The agent configuration file, `.gitlab/agents/<name>/config.yaml`, in GitLab's format: parsed,
- * validated (every problem listed, each with file, line and key) and resolved with GitLab's
- * defaults into an AgentConfig. Pure: the caller reads the file from Git.
+ * The agent configuration file, `.gitlab/agents/<name>/config.yaml`, with GitLab's own verdict:
+ * read as kas read it (agent-config/yaml.ts: YAML 1.1 through sigs.k8s.io/yaml), checked key by
+ * key against GitLab v16.5's schema (agent-config/schema.ts, agent-config/validate.ts: every
+ * section GitLab defines, strictly, unknown keys refused), then the checks GitLab made later
+ * (duplicate project ids, as agentk refused them; globs doublestar would find malformed) made
+ * here, with a line, and resolved with agentk's defaults into an AgentConfig. Pure: the caller
+ * reads the file from Git (loadAgentConfig below is the server's one reader; `gitops-server config
+ * check` parses files with the same parseAgentConfig).
  *
- * What is accepted:
- * - `gitops.manifest_projects[]` with GitLab's keys and defaults (see `MANIFEST_PROJECT_DEFAULTS`);
- * - `gitops.drift` (this product's extension: how the agent treats manual changes);
- * - `observability.logging.level` (the agent's log level); the rest of `observability` is accepted;
- * - the other sections GitLab defines (`ci_access`, `user_access`, `container_scanning`,
- *   `remote_development`, `flux`, and the older `starboard` and `cilium`): accepted as written
- *   (their content is GitLab's business, so it is not second-guessed here) and listed in
- *   `unusedSections` so the caller can say once that they have no effect.
- * - `gitops.charts` (GitLab's Helm releases) is refused with what to do instead.
- * Any key GitLab does not define is an error, as GitLab itself rejects unknown fields.
- *
- * The file comes from a tenant (anyone who can push to the config project), so everything in it
- * is bounded (CONFIG_LIMITS): the file's size is checked before it is parsed (GitLab's 128 KiB),
- * YAML aliases may not expand past a count, lists and strings have a maximum, and project ids and
- * branch/tag names must be what GitLab and Git accept before they get near a URL or a file path.
+ * Every problem names the file, line, column and key, says what GitLab accepts, and all problems
+ * come at once so one edit can fix them. The file comes from a tenant (anyone who can push to the
+ * config project), so everything in it is bounded (CONFIG_LIMITS): the size is checked before the
+ * file is parsed (GitLab's 128 KiB), YAML aliases may not expand past a count, lists and strings
+ * have maximums, and project ids and ref names must be what GitLab and Git accept before they get
+ * near a URL or a file path. The one deliberate difference from GitLab: `gitops.drift`.
  */
-import { isMap, isSeq, LineCounter, parseAllDocuments as parseAll, type Document, type Node as YamlNode } from 'yaml';
-import { z } from 'zod';
-import { parseDuration } from '../common/duration.js';
+import { GitopsError, problemOf } from '../common/errors.js';
 import type { AgentSettings, DriftConfig, ManifestProjectConfig, ProblemReport } from '../protocol/messages.js';
-import { GitopsError, errorMessage, problemOf } from '../common/errors.js';
 import { ProblemCode } from '../protocol/problems.js';
+import { CONFIGURATION_FILE, SCHEMA_LIMITS, UNUSED_SECTIONS } from './agent-config/schema.js';
+import { parseGitLabDuration, pathText, validateAgainst, type SchemaIssue } from './agent-config/validate.js';
+import { parseConfigYaml, type ParsedYaml, type Position, type YamlPath } from './agent-config/yaml.js';
+import { globProblem } from './git/globs.js';
 import type { AgentConfig, AgentConfigResult, GitSource } from './ports.js';
-import { projectIdProblem, quoteId } from './project-id.js';
+
+export { refNameProblem } from './agent-config/schema.js';
+export type { Position } from './agent-config/yaml.js';
 
 /** Where GitLab keeps an agent's configuration in its config project. */
 export function agentConfigPath(agentName: string): string {
@@ -36,7 +35,7 @@ export function agentConfigPath(agentName: string): string {
 /** GitLab's default glob: every YAML and JSON file in the repository. */
 export const DEFAULT_GLOB = '**/*.{yaml,yml,json}';
 
-/** GitLab's defaults for a manifest project (besides `id`, which defaults to the config project). */
+/** agentk's defaults for a manifest project (besides `id`, which defaults to the config project). */
 export const MANIFEST_PROJECT_DEFAULTS = {
   defaultNamespace: 'default',
   reconcileTimeoutMs: 3_600_000,
@@ -47,20 +46,17 @@ export const MANIFEST_PROJECT_DEFAULTS = {
   inventoryPolicy: 'must_match',
 } as const;
 
-/** Sections GitLab defines that this product accepts and does not act on. */
-export const UNUSED_SECTIONS = ['ci_access', 'user_access', 'container_scanning', 'remote_development', 'flux', 'starboard', 'cilium'] as const;
-
 /** Stable problem codes for config errors (sent to the agent and shown by `agent list`). */
 export const ConfigProblem = {
-  YAML: 'CONFIG_YAML_INVALID',
-  UNKNOWN_KEY: 'CONFIG_UNKNOWN_KEY',
-  INVALID_VALUE: 'CONFIG_INVALID_VALUE',
-  CHARTS_UNSUPPORTED: 'CONFIG_CHARTS_UNSUPPORTED',
-  TOO_LARGE: 'CONFIG_TOO_LARGE',
+  YAML: ProblemCode.CONFIG_YAML_INVALID,
+  UNKNOWN_KEY: ProblemCode.CONFIG_UNKNOWN_KEY,
+  INVALID_VALUE: ProblemCode.CONFIG_INVALID_VALUE,
+  CHARTS_UNSUPPORTED: ProblemCode.CONFIG_CHARTS_UNSUPPORTED,
+  TOO_LARGE: ProblemCode.CONFIG_TOO_LARGE,
 } as const;
 
 /**
- * What one config.yaml may hold. The file size is GitLab's limit for an agent configuration file;
+ * What one config.yaml may hold. The file size and the paths per project are GitLab's limits;
  * the rest bound what a tenant can make the server hold and the agent apply (documented in
  * docs/configuration.md).
  */
@@ -69,136 +65,21 @@ export const CONFIG_LIMITS = {
   fileBytes: 128 * 1024,
   /** YAML alias expansions (the `yaml` package's maxAliasCount): no "billion laughs". */
   aliasCount: 100,
-  manifestProjects: 100,
-  pathsPerProject: 100,
-  /** Same as the glob engine's MAX_GLOB_LENGTH (git/globs.ts). */
-  globLength: 1024,
-  /** Git's own limit for a ref name is the file system's (255 bytes per component). */
-  refNameLength: 255,
-  driftRules: 100,
-  pathsPerDriftRule: 100,
-  jsonPointerLength: 1024,
-  /** API group, kind, object name (a Kubernetes DNS subdomain is at most 253). */
-  selectorLength: 253,
-  /** A Kubernetes namespace is a DNS label. */
-  namespaceLength: 63,
+  ...SCHEMA_LIMITS,
 } as const;
 
-const CHARTS_MESSAGE =
-  'gitops.charts (Helm releases) is not supported: render the chart with `helm template` and commit the output to a manifest project, or install charts with Flux';
-
-// ---- the raw schema (GitLab's snake_case keys), strict at every level ----
-
-const durationText = z.union([z.string(), z.number()]).superRefine((value, ctx) => {
-  try {
-    parseDuration(value);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: (err as Error).message });
-  }
-});
-
-const nonEmpty = z.string().min(1, 'must not be empty');
-const L = CONFIG_LIMITS;
-
-/** A string of at most `max` characters, saying so (and how long it was) when it is longer. */
-function bounded(max: number, min = 0): z.ZodString {
-  return z.string().min(min, 'must not be empty').max(max, `must be at most ${max} characters`);
+/** One problem in a config.yaml, with everything `config check -o json` prints. */
+export interface ConfigIssue {
+  code: string;
+  /** What is wrong, without the location (ProblemReport.message has file:line:column: key: first). */
+  message: string;
+  /** What GitLab accepts instead, when there is something to say. */
+  hint?: string;
+  /** Dotted key path, e.g. `gitops.manifest_projects[0].reconcile_timeout` (absent for the whole file). */
+  key?: string;
+  line?: number;
+  column?: number;
 }
-
-/** A manifest project id: a GitLab project path. An explicitly empty id is refused (leave it out instead). */
-const projectId = z.string().superRefine((id, ctx) => {
-  if (id === '') {
-    ctx.addIssue({ code: 'custom', message: 'must not be empty: leave id out to use the config project, or write a project path such as group/name' });
-    return;
-  }
-  const problem = projectIdProblem(id);
-  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `${quoteId(id)} is not a GitLab project path: ${problem}; write it as group/name` });
-});
-
-/** Why `name` cannot be a Git branch or tag name (git check-ref-format, and nothing that reads as an option or a path), or undefined. */
-export function refNameProblem(name: string): string | undefined {
-  if (name === '') return 'must not be empty';
-  if (name.length > L.refNameLength) return `must be at most ${L.refNameLength} characters (this one has ${name.length})`;
-  if (/[\x00-\x20\x7f~^:?*[\\]/.test(name)) return 'must not contain spaces, control characters or any of ~ ^ : ? * [ \\';
-  if (name.includes('..')) return "must not contain '..'";
-  if (name.includes('@{') || name === '@') return "must not contain '@{' or be '@'";
-  if (name.startsWith('-')) return "must not start with '-'";
-  if (name.startsWith('/') || name.endsWith('/') || name.includes('//')) return "must not start or end with '/' or contain '//'";
-  if (name.endsWith('.')) return "must not end in '.'";
-  if (name.split('/').some((c) => c.startsWith('.') || c.endsWith('.lock'))) return "no part between '/' may start with '.' or end in '.lock'";
-  return undefined;
-}
-
-const refName = z.string().superRefine((name, ctx) => {
-  const problem = refNameProblem(name);
-  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `${problem === 'must not be empty' ? '' : `${quoteId(name)} is not a valid Git ref name: `}${problem}` });
-});
-
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const namespaceName = bounded(L.namespaceLength, 1).regex(DNS_LABEL, 'must be a Kubernetes namespace name: lowercase letters, digits and \'-\', starting and ending with a letter or digit');
-
-const RawRef = z
-  .strictObject({
-    branch: refName.optional(),
-    tag: refName.optional(),
-    commit: z.string().regex(/^[0-9a-f]{40}([0-9a-f]{24})?$/, 'must be a full commit id (40 hex digits)').optional(),
-  })
-  .refine((r) => Object.values(r).filter((v) => v !== undefined).length <= 1, { message: 'set only one of branch, tag and commit' });
-
-const RawManifestProject = z.strictObject({
-  id: projectId.optional(),
-  ref: RawRef.nullish(),
-  default_namespace: namespaceName.optional(),
-  paths: z.array(z.strictObject({ glob: bounded(L.globLength, 1) })).max(L.pathsPerProject, `list at most ${L.pathsPerProject} paths per project`).nullish(),
-  reconcile_timeout: durationText.optional(),
-  dry_run_strategy: z.enum(['none', 'client', 'server']).optional(),
-  prune: z.boolean().optional(),
-  prune_timeout: durationText.optional(),
-  prune_propagation_policy: z.enum(['foreground', 'background', 'orphan']).optional(),
-  inventory_policy: z.enum(['must_match', 'adopt_if_no_inventory', 'adopt_all']).optional(),
-});
-
-const RawDrift = z.strictObject({
-  mode: z.enum(['correct', 'detect', 'off']).optional(),
-  ignore: z
-    .array(
-      z.strictObject({
-        group: bounded(L.selectorLength).optional(),
-        kind: bounded(L.selectorLength, 1).optional(),
-        namespace: bounded(L.namespaceLength, 1).optional(),
-        name: bounded(L.selectorLength, 1).optional(),
-        paths: z
-          .array(bounded(L.jsonPointerLength).startsWith('/', 'must be a JSON pointer starting with /'))
-          .min(1, 'list at least one JSON pointer')
-          .max(L.pathsPerDriftRule, `list at most ${L.pathsPerDriftRule} JSON pointers per rule`),
-      }),
-    )
-    .max(L.driftRules, `list at most ${L.driftRules} ignore rules`)
-    .nullish(),
-});
-
-const logLevel = z.enum(['debug', 'info', 'warn', 'error']);
-
-const RawObservability = z.strictObject({
-  logging: z.strictObject({ level: logLevel.optional(), grpc_level: logLevel.optional() }).nullish(),
-  google_profiler: z.record(z.string(), z.unknown()).nullish(),
-});
-
-/** A section whose content GitLab validates; here it only has to be a mapping (or empty). */
-const foreignSection = z.record(z.string(), z.unknown()).nullish();
-
-const RawConfig = z.strictObject({
-  gitops: z
-    .strictObject({
-      manifest_projects: z.array(RawManifestProject).max(L.manifestProjects, `list at most ${L.manifestProjects} manifest projects`).nullish(),
-      charts: z.unknown().optional(),
-      drift: RawDrift.nullish(),
-    })
-    .nullish(),
-  observability: RawObservability.nullish(),
-  ...Object.fromEntries(UNUSED_SECTIONS.map((s) => [s, foreignSection])),
-});
-type RawConfig = z.infer<typeof RawConfig> & Partial<Record<(typeof UNUSED_SECTIONS)[number], unknown>>;
 
 export interface ParseAgentConfigOptions {
   /** File name used in problems, e.g. `.gitlab/agents/agent1/config.yaml`. */
@@ -211,9 +92,17 @@ export interface ParseAgentConfigOptions {
 
 /**
  * A parse result that also says on which line each manifest project is listed (index as in
- * `config.projects`), so a later check of a project (may this agent read it?) can name the line.
+ * `config.projects`), so a later check of a project (may this agent read it?) can name the line,
+ * and where each of its globs is (`globPositions[project][path]`), so a file matched by two globs
+ * (GIT_GLOBS_OVERLAP from the Git layer) can name both; `issues` are the problems in full.
  */
-export type ParsedAgentConfig = AgentConfigResult & { projectLines?: readonly (number | undefined)[] };
+export type ParsedAgentConfig = AgentConfigResult & {
+  projectLines?: readonly (number | undefined)[];
+  globPositions?: readonly (readonly (Position | undefined)[])[];
+  issues?: readonly ConfigIssue[];
+  /** The file as GitLab would have used it, defaults filled in (`config check -o json`). */
+  resolved?: Record<string, unknown>;
+};
 
 /** Problems listed per file at most (a 128 KiB file of mistakes must not become 10,000 problems). */
 const MAX_LISTED_PROBLEMS = 50;
@@ -234,84 +123,239 @@ export function configTooLarge(file: string, bytes: number): ProblemReport {
   };
 }
 
+/** `file:line:column: key: message; hint`: how a problem reads in `agent list`, logs and `config check`. */
+export function issueText(file: string, issue: ConfigIssue, withHint = true): string {
+  const where = [file, issue.line, issue.line !== undefined ? issue.column : undefined].filter((p) => p !== undefined).join(':');
+  return `${where}: ${issue.key ? `${issue.key}: ` : ''}${issue.message}${withHint && issue.hint ? `; ${issue.hint}` : ''}`;
+}
+
+function toReport(file: string, issue: ConfigIssue): ProblemReport {
+  return { code: issue.code, message: issueText(file, issue), file, ...(issue.line !== undefined ? { line: issue.line } : {}) };
+}
+
+function failed(file: string, commit: string, issues: ConfigIssue[]): ParsedAgentConfig {
+  const listed = issues.slice(0, MAX_LISTED_PROBLEMS);
+  return { ok: false, problems: listed.map((i) => toReport(file, i)), commit, issues: listed };
+}
+
 /**
  * Parse and resolve one config.yaml. Never throws: problems come back in the result, each with
- * file and line, and all of them at once so one edit can fix them.
+ * file, line, column and key, and all of them at once so one edit can fix them.
  */
 export function parseAgentConfig(text: string, options: ParseAgentConfigOptions): ParsedAgentConfig {
   const { file, commit } = options;
   // Before anything is parsed: a YAML document model is many times the size of its text. A UTF-16
   // length over the limit is over it in UTF-8 too, so the byte count is only taken for short texts.
   if (text.length > CONFIG_LIMITS.fileBytes || Buffer.byteLength(text, 'utf8') > CONFIG_LIMITS.fileBytes) {
-    return { ok: false, problems: [configTooLarge(file, Buffer.byteLength(text, 'utf8'))], commit };
+    const problem = configTooLarge(file, Buffer.byteLength(text, 'utf8'));
+    return { ok: false, problems: [problem], commit, issues: [{ code: problem.code, message: problem.message.slice(file.length + 2) }] };
   }
-  const lines = new LineCounter();
-  const docs = parseAllDocuments(text, lines);
-  const problems: ProblemReport[] = [];
-  const lineOf = (offset: number | undefined): number | undefined => (offset === undefined ? undefined : lines.linePos(offset).line);
-  const problem = (code: string, line: number | undefined, what: string): ProblemReport => ({
-    code,
-    message: `${file}${line ? `:${line}` : ''}: ${what}`,
-    file,
-    ...(line ? { line } : {}),
-  });
+  const parsed = parseConfigYaml(text, CONFIG_LIMITS.aliasCount);
+  if (!parsed.ok) return failed(file, commit, [{ code: ConfigProblem.YAML, message: `not valid YAML: ${parsed.message}`, ...parsed.position }]);
+  const { yaml } = parsed;
+  const raw = yaml.value ?? {};
 
-  if (docs.length > 1) {
-    problems.push(problem(ConfigProblem.YAML, lineOf(docs[1].contents?.range?.[0]), 'expected one YAML document, found several'));
-  }
-  const doc = docs[0];
-  if (doc) {
-    for (const err of doc.errors) {
-      problems.push(problem(ConfigProblem.YAML, err.linePos?.[0].line ?? lineOf(err.pos[0]), err.message.split('\n')[0]));
-    }
-  }
-  if (problems.length) return { ok: false, problems: problems.slice(0, MAX_LISTED_PROBLEMS), commit };
+  const issues = validateAgainst(CONFIGURATION_FILE, raw, MAX_LISTED_PROBLEMS).map((i) => located(yaml, i));
+  if (issues.length) return failed(file, commit, issues);
 
-  let value: unknown;
-  try {
-    value = doc?.toJS({ maxAliasCount: CONFIG_LIMITS.aliasCount }) ?? {};
-  } catch (err) {
-    // The yaml package throws (a ReferenceError) for too many alias expansions or an unresolved alias.
-    const what = /excessive alias count/i.test(errorMessage(err))
-      ? `YAML aliases expand to more than ${CONFIG_LIMITS.aliasCount} nodes; write the values out or use fewer aliases`
-      : `YAML cannot be resolved: ${errorMessage(err).split('\n')[0].slice(0, 200)}`;
-    return { ok: false, problems: [problem(ConfigProblem.YAML, undefined, what)], commit };
-  }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    return { ok: false, problems: [problem(ConfigProblem.INVALID_VALUE, 1, 'the file must be a mapping of sections (gitops, observability, ...)')], commit };
-  }
+  const config = raw as RawConfig;
+  const projects = (config.gitops?.manifest_projects ?? []).map((p) => resolveProject(p, options.configProject));
+  const later = [...duplicateIds(yaml, projects), ...globIssues(yaml, config)];
+  if (later.length) return failed(file, commit, later);
 
-  const parsed = RawConfig.safeParse(value);
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues.slice(0, MAX_LISTED_PROBLEMS)) problems.push(...issueProblems(issue, doc, lineOf, problem));
-  }
-  const raw = (parsed.success ? parsed.data : value) as RawConfig;
-  if (raw.gitops && 'charts' in raw.gitops && raw.gitops.charts !== undefined) {
-    problems.push(problem(ConfigProblem.CHARTS_UNSUPPORTED, keyLine(doc, ['gitops'], 'charts', lineOf), CHARTS_MESSAGE));
-  }
-  if (!parsed.success || problems.length) return { ok: false, problems: dedupe(problems), commit };
-
-  const projects = (raw.gitops?.manifest_projects ?? []).map((p) => resolveProject(p, options.configProject));
-  const seen = new Map<string, number>();
-  projects.forEach((p, i) => {
-    if (seen.has(p.id)) {
-      problems.push(
-        problem(ConfigProblem.INVALID_VALUE, nodeLine(doc, ['gitops', 'manifest_projects', i], lineOf), `gitops.manifest_projects[${i}].id: project ${p.id} is already listed as manifest_projects[${seen.get(p.id)}]; list each project once`),
-      );
-    } else {
-      seen.set(p.id, i);
-    }
-  });
-  if (problems.length) return { ok: false, problems, commit };
-
-  const config: AgentConfig = {
-    settings: resolveSettings(raw),
-    projects,
-    unusedSections: unusedSections(raw),
+  return {
+    ok: true,
+    config: { settings: resolveSettings(config), projects, unusedSections: unusedSections(config) },
+    commit,
+    // The line of `id:`, or of the list item when id is left out.
+    projectLines: projects.map((_p, i) => yaml.keyAt(['gitops', 'manifest_projects', i, 'id'])?.line),
+    globPositions: (config.gitops?.manifest_projects ?? []).map((p, i) => (p.paths ?? []).map((_g, j) => yaml.valueAt(['gitops', 'manifest_projects', i, 'paths', j, 'glob']))),
+    issues: [],
+    resolved: resolvedFile(config, projects),
   };
-  // The line of `id:`, or of the list item when id is left out (nodeLine falls back to the parent).
-  const projectLines = projects.map((_p, i) => nodeLine(doc, ['gitops', 'manifest_projects', i, 'id'], lineOf));
-  return { ok: true, config, commit, projectLines };
+}
+
+/** A schema issue with the line and column of its key or value. */
+function located(yaml: ParsedYaml, issue: SchemaIssue): ConfigIssue {
+  const position = issue.at === 'key' ? yaml.keyAt(issue.path) : yaml.valueAt(issue.path);
+  const key = pathText(issue.path);
+  return { code: issue.code, message: issue.message, ...(issue.hint ? { hint: issue.hint } : {}), ...(key ? { key } : {}), ...position };
+}
+
+function at(yaml: ParsedYaml, path: YamlPath, code: string, message: string, hint?: string, where: 'key' | 'value' = 'value'): ConfigIssue {
+  return located(yaml, { code, path, at: where, message, hint });
+}
+
+/** agentk refused a config listing one project twice ("duplicate source id"); here it has a line. */
+function duplicateIds(yaml: ParsedYaml, projects: ManifestProjectConfig[]): ConfigIssue[] {
+  const seen = new Map<string, number>();
+  const out: ConfigIssue[] = [];
+  projects.forEach((p, i) => {
+    const first = seen.get(p.id);
+    if (first === undefined) {
+      seen.set(p.id, i);
+      return;
+    }
+    const firstLine = yaml.keyAt(['gitops', 'manifest_projects', first, 'id'])?.line;
+    const path = ['gitops', 'manifest_projects', i, 'id'];
+    out.push({
+      ...at(yaml, path, ConfigProblem.INVALID_VALUE, `project ${p.id} is already listed as manifest_projects[${first}]${firstLine ? ` (line ${firstLine})` : ''}`, 'list each project once (GitLab refuses a duplicate id); put all its globs under one entry'),
+      key: pathText(path),
+    });
+  });
+  return out;
+}
+
+/**
+ * Globs doublestar would find malformed (GitLab failed the sync when a path reached the bad part;
+ * here the glob is refused with its line), and a glob listed twice in one project: every file it
+ * matches would be matched twice, which GitLab refuses ("path visited more than once").
+ */
+function globIssues(yaml: ParsedYaml, config: RawConfig): ConfigIssue[] {
+  const out: ConfigIssue[] = [];
+  (config.gitops?.manifest_projects ?? []).forEach((p, i) => {
+    const seen = new Map<string, number>();
+    (p.paths ?? []).forEach(({ glob }, j) => {
+      const path = ['gitops', 'manifest_projects', i, 'paths', j, 'glob'];
+      const problem = globProblem(glob);
+      if (problem) out.push(at(yaml, path, ConfigProblem.INVALID_VALUE, `${JSON.stringify(glob.length > 80 ? `${glob.slice(0, 80)}…` : glob)} is not a glob GitLab can match: ${problem}`));
+      const same = glob.replace(/^\//, '');
+      const first = seen.get(same);
+      if (first !== undefined) {
+        out.push(at(yaml, path, ConfigProblem.INVALID_VALUE, `the same glob as paths[${first}] (line ${yaml.valueAt([...path.slice(0, -2), first, 'glob'])?.line ?? '?'}): every file it matches would be read twice, which GitLab refuses`, 'list each glob once'));
+      } else {
+        seen.set(same, j);
+      }
+    });
+  });
+  return out;
+}
+
+/**
+ * The problem for a file matched by two globs of one project (GIT_GLOBS_OVERLAP from the Git
+ * layer, with `data.globs` the two indexes): named at the second glob's line, as GitLab refused it.
+ */
+export function globsOverlapProblem(file: string, parsed: Pick<ParsedAgentConfig, 'globPositions'>, projectIndex: number, globs: readonly [number, number], path: string): ProblemReport {
+  const positions = parsed.globPositions?.[projectIndex];
+  const first = positions?.[globs[0]];
+  const second = positions?.[globs[1]];
+  const issue: ConfigIssue = {
+    code: ProblemCode.CONFIG_GLOBS_OVERLAP,
+    key: `gitops.manifest_projects[${projectIndex}].paths[${globs[1]}].glob`,
+    message: `${path.slice(0, 200)} is matched by this glob and by paths[${globs[0]}]${first ? ` (line ${first.line})` : ''}; GitLab refuses a file matched twice`,
+    hint: 'narrow one of the globs so that each file is matched once',
+    ...second,
+  };
+  return toReport(file, issue);
+}
+
+// ---- resolving with agentk's defaults ----
+
+interface RawProject {
+  id?: string | null;
+  ref?: { branch?: string | null; tag?: string | null; commit?: string | null } | null;
+  default_namespace?: string | null;
+  paths?: { glob: string }[] | null;
+  reconcile_timeout?: string | null;
+  dry_run_strategy?: string | null;
+  prune?: boolean | null;
+  prune_timeout?: string | null;
+  prune_propagation_policy?: string | null;
+  inventory_policy?: string | null;
+}
+
+interface RawConfig {
+  gitops?: { manifest_projects?: RawProject[] | null; drift?: { mode?: string | null; ignore?: DriftConfig['ignore'] | null } | null } | null;
+  observability?: { logging?: { level?: string | number | null; grpc_level?: string | number | null } | null; google_profiler?: unknown } | null;
+  [section: string]: unknown;
+}
+
+/** A validated Duration in milliseconds (a negative one, which GitLab accepts, waits for nothing). */
+function durationMs(text: string | null | undefined, fallback: number): number {
+  if (text === null || text === undefined) return fallback;
+  const seconds = parseGitLabDuration(text) ?? 0;
+  return Math.max(0, Math.round(seconds * 1e6) / 1e3);
+}
+
+/** `""` and null are "not set": agentk's defaults apply. */
+function orDefault<T extends string>(value: string | null | undefined, fallback: T): T {
+  return (value === null || value === undefined || value === '' ? fallback : value) as T;
+}
+
+function resolveProject(p: RawProject, configProject: string): ManifestProjectConfig {
+  const d = MANIFEST_PROJECT_DEFAULTS;
+  let ref: ManifestProjectConfig['ref'] = {};
+  if (typeof p.ref?.branch === 'string') ref = { branch: p.ref.branch };
+  else if (typeof p.ref?.tag === 'string') ref = { tag: p.ref.tag };
+  else if (typeof p.ref?.commit === 'string') ref = { commit: p.ref.commit.toLowerCase() };
+  const paths = p.paths && p.paths.length ? p.paths.map((x) => ({ glob: x.glob })) : [{ glob: DEFAULT_GLOB }];
+  return {
+    id: p.id ?? configProject,
+    ref,
+    defaultNamespace: orDefault(p.default_namespace, d.defaultNamespace),
+    paths,
+    reconcileTimeoutMs: durationMs(p.reconcile_timeout, d.reconcileTimeoutMs),
+    dryRunStrategy: orDefault(p.dry_run_strategy, d.dryRunStrategy),
+    prune: p.prune ?? d.prune,
+    pruneTimeoutMs: durationMs(p.prune_timeout, d.pruneTimeoutMs),
+    prunePropagationPolicy: orDefault(p.prune_propagation_policy, d.prunePropagationPolicy),
+    inventoryPolicy: orDefault(p.inventory_policy, d.inventoryPolicy),
+  };
+}
+
+const LOG_LEVELS = ['info', 'debug', 'warn', 'error'] as const;
+
+/** A log level as written: a name, or the proto enum's number. */
+function levelName(level: string | number | null | undefined): AgentSettings['logLevel'] {
+  if (level === null || level === undefined) return undefined;
+  return typeof level === 'number' ? LOG_LEVELS[level] : (level as AgentSettings['logLevel']);
+}
+
+function resolveSettings(raw: RawConfig): AgentSettings {
+  const drift: DriftConfig = {
+    mode: orDefault(raw.gitops?.drift?.mode, 'correct'),
+    ignore: (raw.gitops?.drift?.ignore ?? []).map((r) => ({ ...r, paths: [...r.paths] })),
+  };
+  const level = levelName(raw.observability?.logging?.level);
+  return level ? { logLevel: level, drift } : { drift };
+}
+
+function unusedSections(raw: RawConfig): string[] {
+  const out: string[] = UNUSED_SECTIONS.filter((s) => raw[s] !== undefined && raw[s] !== null);
+  const logging = raw.observability?.logging;
+  if (logging?.grpc_level !== undefined && logging.grpc_level !== null) out.push('observability.logging.grpc_level');
+  if (raw.observability?.google_profiler !== undefined && raw.observability.google_profiler !== null) out.push('observability.google_profiler');
+  return out;
+}
+
+const seconds = (ms: number): string => `${ms / 1000}s`;
+
+/** The file in GitLab's form with every default filled in, as `config check -o json` shows it. */
+function resolvedFile(raw: RawConfig, projects: ManifestProjectConfig[]): Record<string, unknown> {
+  const settings = resolveSettings(raw);
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(raw)) if (value !== null && value !== undefined && key !== 'gitops' && key !== 'observability') out[key] = value;
+  out.gitops = {
+    manifest_projects: projects.map((p) => ({
+      id: p.id,
+      ...(Object.keys(p.ref).length ? { ref: p.ref } : {}),
+      default_namespace: p.defaultNamespace,
+      paths: p.paths,
+      reconcile_timeout: seconds(p.reconcileTimeoutMs),
+      dry_run_strategy: p.dryRunStrategy,
+      prune: p.prune,
+      prune_timeout: seconds(p.pruneTimeoutMs),
+      prune_propagation_policy: p.prunePropagationPolicy,
+      inventory_policy: p.inventoryPolicy,
+    })),
+    drift: settings.drift,
+  };
+  const logging = raw.observability?.logging;
+  out.observability = {
+    ...(raw.observability ?? {}),
+    logging: { level: settings.logLevel ?? 'info', grpc_level: levelName(logging?.grpc_level) ?? 'warn' },
+  };
+  return out;
 }
 
 /**
@@ -337,131 +381,4 @@ export async function loadAgentConfig(
     return { ok: false, problems: [{ code, message: `${file}: cannot be read from ${configProject} at ${commit.slice(0, 12)}: ${message}`, file }], commit };
   }
   return parseAgentConfig(text ?? '', { file, configProject, commit });
-}
-
-/** Every document in the text; an empty text (or only comments) is no document at all. */
-function parseAllDocuments(text: string, lineCounter: LineCounter): Document[] {
-  return [...parseAll(text, { lineCounter, prettyErrors: true })];
-}
-
-function resolveProject(p: z.infer<typeof RawManifestProject>, configProject: string): ManifestProjectConfig {
-  const d = MANIFEST_PROJECT_DEFAULTS;
-  let ref: ManifestProjectConfig['ref'] = {};
-  if (p.ref?.branch !== undefined) ref = { branch: p.ref.branch };
-  else if (p.ref?.tag !== undefined) ref = { tag: p.ref.tag };
-  else if (p.ref?.commit !== undefined) ref = { commit: p.ref.commit };
-  const paths = p.paths && p.paths.length ? p.paths.map((x) => ({ glob: x.glob })) : [{ glob: DEFAULT_GLOB }];
-  return {
-    id: p.id ?? configProject,
-    ref,
-    defaultNamespace: p.default_namespace ?? d.defaultNamespace,
-    paths,
-    reconcileTimeoutMs: p.reconcile_timeout === undefined ? d.reconcileTimeoutMs : parseDuration(p.reconcile_timeout),
-    dryRunStrategy: p.dry_run_strategy ?? d.dryRunStrategy,
-    prune: p.prune ?? d.prune,
-    pruneTimeoutMs: p.prune_timeout === undefined ? d.pruneTimeoutMs : parseDuration(p.prune_timeout),
-    prunePropagationPolicy: p.prune_propagation_policy ?? d.prunePropagationPolicy,
-    inventoryPolicy: p.inventory_policy ?? d.inventoryPolicy,
-  };
-}
-
-function resolveSettings(raw: RawConfig): AgentSettings {
-  const drift: DriftConfig = {
-    mode: raw.gitops?.drift?.mode ?? 'correct',
-    ignore: (raw.gitops?.drift?.ignore ?? []).map((r) => ({ ...r, paths: [...r.paths] })),
-  };
-  const level = raw.observability?.logging?.level;
-  return level ? { logLevel: level, drift } : { drift };
-}
-
-function unusedSections(raw: RawConfig): string[] {
-  const out: string[] = UNUSED_SECTIONS.filter((s) => raw[s] !== undefined);
-  if (raw.observability?.logging?.grpc_level !== undefined) out.push('observability.logging.grpc_level');
-  if (raw.observability?.google_profiler !== undefined && raw.observability.google_profiler !== null) out.push('observability.google_profiler');
-  return out;
-}
-
-type ProblemFn = (code: string, line: number | undefined, what: string) => ProblemReport;
-type LineOf = (offset: number | undefined) => number | undefined;
-
-/** One zod issue → problems with the line of the offending key or value. */
-function issueProblems(issue: z.core.$ZodIssue, doc: Document | undefined, lineOf: LineOf, problem: ProblemFn): ProblemReport[] {
-  const path = issue.path.filter((k): k is string | number => typeof k !== 'symbol');
-  if (issue.code === 'unrecognized_keys') {
-    return issue.keys.map((key) => {
-      const where = pathText([...path, key]);
-      return problem(ConfigProblem.UNKNOWN_KEY, keyLine(doc, path, key, lineOf), `unknown key ${where}: GitLab's agent configuration defines no such key${hintFor(path, key)}`);
-    });
-  }
-  // A union of types (duration: string or number) reports its own nested issues; show the first.
-  if (issue.code === 'invalid_union' && issue.errors.length && issue.errors[0].length) {
-    const inner = issue.errors.flat().find((e) => e.code === 'custom') ?? issue.errors[0][0];
-    return issueProblems({ ...inner, path: [...issue.path, ...inner.path] } as z.core.$ZodIssue, doc, lineOf, problem);
-  }
-  const where = pathText(path) || '(root)';
-  return [problem(ConfigProblem.INVALID_VALUE, nodeLine(doc, path, lineOf), `${where}: ${describeIssue(issue)}`)];
-}
-
-function describeIssue(issue: z.core.$ZodIssue): string {
-  if (issue.code === 'invalid_value' && 'values' in issue) {
-    return `must be one of ${issue.values.map((v) => String(v)).join(', ')}`;
-  }
-  if (issue.code === 'invalid_type') {
-    return `expected ${issue.expected === 'object' ? 'a mapping' : issue.expected === 'array' ? 'a list' : `a ${issue.expected}`}`;
-  }
-  return issue.message;
-}
-
-/** Hints for keys people write by mistake. */
-function hintFor(path: (string | number)[], key: string): string {
-  if (path.length === 0 && key === 'manifest_projects') return ' (it belongs under gitops:)';
-  if (key === 'resource_inclusions' || key === 'resource_exclusions') return ' (GitLab removed it in 14.0)';
-  return '';
-}
-
-function pathText(path: (string | number)[]): string {
-  return path.map((k, i) => (typeof k === 'number' ? `[${k}]` : i === 0 ? k : `.${k}`)).join('');
-}
-
-/** Line of the value at `path` (or of its nearest existing parent). */
-function nodeLine(doc: Document | undefined, path: (string | number)[], lineOf: LineOf): number | undefined {
-  if (!doc) return undefined;
-  for (let n = path.length; n >= 0; n--) {
-    const node = doc.getIn(path.slice(0, n), true) as YamlNode | undefined;
-    if (node && typeof node === 'object' && 'range' in node && node.range) {
-      // For a key whose value is empty, point at the key instead of the next line.
-      if (n > 0) {
-        const key = keyLine(doc, path.slice(0, n - 1), path[n - 1], lineOf);
-        if (key !== undefined && !(isMap(node) || isSeq(node))) return key;
-      }
-      return lineOf(node.range[0]);
-    }
-    if (n > 0) {
-      const key = keyLine(doc, path.slice(0, n - 1), path[n - 1], lineOf);
-      if (key !== undefined) return key;
-    }
-  }
-  return undefined;
-}
-
-/** Line of the key `key` in the mapping at `path`. */
-function keyLine(doc: Document | undefined, path: (string | number)[], key: string | number, lineOf: LineOf): number | undefined {
-  if (!doc) return undefined;
-  const parent = path.length ? doc.getIn(path, true) : doc.contents;
-  if (isMap(parent)) {
-    for (const pair of parent.items) {
-      const k = pair.key as YamlNode | null;
-      if (k && typeof k === 'object' && 'value' in k && String(k.value) === String(key) && k.range) return lineOf(k.range[0]);
-    }
-  }
-  if (isSeq(parent) && typeof key === 'number') {
-    const item = parent.items[key] as YamlNode | undefined;
-    if (item && typeof item === 'object' && item.range) return lineOf(item.range[0]);
-  }
-  return undefined;
-}
-
-function dedupe(problems: ProblemReport[]): ProblemReport[] {
-  const seen = new Set<string>();
-  return problems.filter((p) => (seen.has(p.message) ? false : (seen.add(p.message), true)));
 }

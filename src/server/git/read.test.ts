@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { ByteBudget } from './byte-budget.js';
 import { MAX_PATH_LENGTH } from './globs.js';
 import { ObjectReader } from './objects.js';
-import { readMatchingFiles, readOneFile, type ReadAt } from './read.js';
+import { gitalyScope, readMatchingFiles, readOneFile, type ReadAt } from './read.js';
 
 const git = (cwd: string, ...args: string[]): string =>
   execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.com', '-c', 'init.defaultBranch=main', ...args], { cwd, encoding: 'utf8' }).trim();
@@ -23,6 +23,11 @@ describe('readMatchingFiles', () => {
     mkdirSync(path.join(dir, 'big'));
     writeFileSync(path.join(dir, 'apps', 'web', 'a.yaml'), 'a: 1\n');
     writeFileSync(path.join(dir, 'apps', 'b.yaml'), 'b: 2\n');
+    writeFileSync(path.join(dir, 'apps', '.env.yaml'), 'e: 3\n');
+    mkdirSync(path.join(dir, 'apps', '.hidden'));
+    writeFileSync(path.join(dir, 'apps', '.hidden', 'h.yaml'), 'h: 4\n');
+    mkdirSync(path.join(dir, 'many'));
+    for (let i = 0; i < 12; i++) writeFileSync(path.join(dir, 'many', `${i}.txt`), `${i}\n`);
     writeFileSync(path.join(dir, 'big', 'huge.yaml'), Buffer.alloc(64 * MiB));
     writeFileSync(path.join(dir, 'big', 'two.yaml'), Buffer.alloc(3 * MiB, 'x'));
     writeFileSync(path.join(dir, 'big', 'three.yaml'), Buffer.alloc(3 * MiB, 'y'));
@@ -35,7 +40,8 @@ describe('readMatchingFiles', () => {
 
   it('reads the matching files, sorted, and gives the budget back', async () => {
     const files = await readMatchingFiles(where, ['/apps/**/*.yaml']);
-    expect(files).toEqual([{ path: 'apps/b.yaml', content: 'b: 2\n' }, { path: 'apps/web/a.yaml', content: 'a: 1\n' }]);
+    // As GitLab: a dotfile is read, a file in a dot-directory is not.
+    expect(files).toEqual([{ path: 'apps/.env.yaml', content: 'e: 3\n' }, { path: 'apps/b.yaml', content: 'b: 2\n' }, { path: 'apps/web/a.yaml', content: 'a: 1\n' }]);
     expect(where.budget?.inUse).toBe(0);
   });
 
@@ -46,6 +52,29 @@ describe('readMatchingFiles', () => {
     expect(performance.now() - started).toBeLessThan(300);
     await expect(readOneFile(where, 'big/huge.yaml')).rejects.toMatchObject({ code: 'GIT_FILE_TOO_LARGE' });
     expect(where.budget?.inUse).toBe(0);
+  });
+
+  it('refuses a file matched by two globs of the project, naming both (GitLab: "path visited more than once")', async () => {
+    await expect(readMatchingFiles(where, ['/apps/*.yaml', '/apps/b.*'])).rejects.toMatchObject({ code: 'GIT_GLOBS_OVERLAP', data: { file: 'apps/b.yaml', globs: [0, 1] } });
+    expect(where.budget?.inUse).toBe(0);
+  });
+
+  it('counts every file listed under a glob\'s directory towards the limit, as GitLab did', async () => {
+    // many/ has 12 .txt files: none matches, all are listed for the glob (its directory is many/).
+    await expect(readMatchingFiles(where, ['/many/*.yaml'], { maxFiles: 10 })).rejects.toMatchObject({ code: 'GIT_TOO_MANY_FILES' });
+    expect(await readMatchingFiles(where, ['/many/*.yaml'], { maxFiles: 12 })).toEqual([]);
+    expect(await readMatchingFiles(where, ['/apps/web/*.yaml'], { maxFiles: 1 })).toHaveLength(1);
+  });
+
+  it.each([
+    ['/manifests/**/*.yaml', 'manifests', true],
+    ['manifests/app/*.yaml', 'manifests/app', false],
+    ['*.yaml', '', false],
+    ['**/*.{yaml,yml,json}', '', true],
+    ['apps/*/deploy.yaml', 'apps', true],
+    ['a/b[c]/x.yaml', 'a', true],
+  ])('kas listed the directory of %s as %s (recursive: %s)', (glob, dir, recursive) => {
+    expect(gitalyScope(glob)).toEqual({ dir, recursive });
   });
 
   it('refuses files adding up to more than the total before reading them', async () => {

@@ -1,8 +1,10 @@
 /**
  * Reading files at a commit straight from a Git object store (no work tree): the files matching
- * GitLab globs, and single files. Dot entries are skipped, symlinks and submodules are never
- * followed, and per-file and total size limits turn an oversized repository into a clear error
- * naming the file instead of an unbounded read: sizes come from object headers (objects.ts), so
+ * GitLab globs, and single files. As GitLab's kas did: directories whose name starts with a dot
+ * are skipped (dotfiles elsewhere are read like any file), a file matched by two globs of one
+ * project is an error, and at most 1,000 files, 5 MiB each and 20 MiB in all are read per
+ * project. Symlinks and submodules are never followed, and the limits turn an oversized
+ * repository into a clear error naming the file instead of an unbounded read: sizes come from object headers (objects.ts), so
  * an oversized file is refused before a byte of it is inflated, and the content of one read is
  * taken from a server-wide byte budget in one piece once its total is known.
  */
@@ -12,15 +14,17 @@ import type { ByteBudget } from './byte-budget.js';
 import { MAX_PATH_LENGTH, createPathMatcher } from './globs.js';
 import { ObjectTooLargeError, commitTree, parseTree, type ObjectReader } from './objects.js';
 
-/** Size limits for one readFiles call. */
+/** Limits for one readFiles call (one manifest project at one commit); the defaults are GitLab's. */
 export interface ReadLimits {
   /** Largest single file (default 5 MiB). */
   maxFileBytes: number;
-  /** Largest sum over all matched files (default 50 MiB). */
+  /** Largest sum over all matched files (default 20 MiB). */
   maxTotalBytes: number;
+  /** Most files matched (default 1,000). */
+  maxFiles: number;
 }
 
-export const DEFAULT_READ_LIMITS: ReadLimits = { maxFileBytes: 5 * 1024 * 1024, maxTotalBytes: 50 * 1024 * 1024 };
+export const DEFAULT_READ_LIMITS: ReadLimits = { maxFileBytes: 5 * 1024 * 1024, maxTotalBytes: 20 * 1024 * 1024, maxFiles: 1000 };
 
 /** Largest commit or tree object read (a tree of 100,000 entries is about 4 MiB). */
 export const MAX_TREE_BYTES = 16 * 1024 * 1024;
@@ -51,6 +55,33 @@ function tooLarge(where: ReadAt, file: string, bytes: number, limit: number): Us
   });
 }
 
+/**
+ * The directory kas listed for a glob, and whether recursively: the glob's leading part without
+ * any of `\\*?[]{}` up to its last `/` before one (the whole repository when there is none);
+ * recursive when the rest has a `/`, a `[` or a `**`. kas counted every file listed towards its
+ * limit of 1,000 files per project, whether the glob matched it or not.
+ */
+export function gitalyScope(glob: string): { dir: string; recursive: boolean } {
+  const trimmed = glob.replace(/^\//, '');
+  const m = /^([^\\*?[\]{}]+)\/(.*)$/s.exec(trimmed);
+  const rest = m ? m[2] : trimmed;
+  return { dir: m ? m[1] : '', recursive: /[[/]/.test(rest) || rest.includes('**') };
+}
+
+function inScope(scope: { dir: string; recursive: boolean }, path: string): boolean {
+  if (scope.dir && !path.startsWith(`${scope.dir}/`)) return false;
+  const below = scope.dir ? path.slice(scope.dir.length + 1) : path;
+  return scope.recursive || !below.includes('/');
+}
+
+/** GitLab refused a file matched by two globs of one project ("path visited more than once"). */
+function overlap(where: ReadAt, file: string, globs: readonly string[], matching: number[]): UserError {
+  const [a, b] = matching;
+  return new UserError('GIT_GLOBS_OVERLAP', `${file}: matched by two globs, paths[${a}] ${JSON.stringify(globs[a])} and paths[${b}] ${JSON.stringify(globs[b])}, at ${at(where)}; narrow one so each file is matched once`, {
+    data: { file, project: where.project, commit: where.commit, globs: [a, b] },
+  });
+}
+
 function pathTooLong(where: ReadAt, file: string): UserError {
   return new UserError('GIT_PATH_TOO_LONG', `${file.slice(0, 200)}…: a path of ${file.length} characters at ${at(where)}, over the limit of ${MAX_PATH_LENGTH}; rename it or narrow the globs`, {
     data: { file: file.slice(0, 200), project: where.project, commit: where.commit },
@@ -58,15 +89,19 @@ function pathTooLong(where: ReadAt, file: string): UserError {
 }
 
 /** Every regular file matching one of `globs` at the commit, sorted by path. */
-export async function readMatchingFiles(where: ReadAt, globs: readonly string[], limits: ReadLimits = DEFAULT_READ_LIMITS, readTree: TreeReader = treeReader(where)): Promise<ManifestFile[]> {
+export async function readMatchingFiles(where: ReadAt, globs: readonly string[], limits: Partial<ReadLimits> = DEFAULT_READ_LIMITS, readTree: TreeReader = treeReader(where)): Promise<ManifestFile[]> {
+  const { maxFileBytes, maxTotalBytes, maxFiles } = { ...DEFAULT_READ_LIMITS, ...limits };
   const matcher = createPathMatcher(globs);
+  const scopes = globs.map(gitalyScope);
   const found: { path: string; oid: string; size: number }[] = [];
   let total = 0;
+  let visited = 0;
   let sinceYield = 0;
 
   const walk = async (treeOid: string, dir: string): Promise<void> => {
     for (const entry of await readTree(treeOid)) {
-      if (entry.path.startsWith('.')) continue;
+      // GitLab skips directories whose name starts with a dot (.git, .gitlab, .github), not dotfiles.
+      if (entry.type === 'tree' && entry.path.startsWith('.')) continue;
       const path = dir ? `${dir}/${entry.path}` : entry.path;
       if (path.length > MAX_PATH_LENGTH) throw pathTooLong(where, path);
       if (++sinceYield >= YIELD_EVERY) {
@@ -74,14 +109,24 @@ export async function readMatchingFiles(where: ReadAt, globs: readonly string[],
         await new Promise((r) => setImmediate(r));
       }
       if (entry.type === 'tree') {
-        if (matcher.mayContain(path)) await walk(entry.oid, path);
-      } else if (entry.type === 'blob' && REGULAR_FILE.has(entry.mode) && matcher.matches(path)) {
+        if (matcher.mayContain(path) || scopes.some((s) => s.recursive && inScope(s, `${path}/x`))) await walk(entry.oid, path);
+      } else if (entry.type === 'blob' && REGULAR_FILE.has(entry.mode)) {
+        // GitLab's 1,000 counts every file kas listed for a glob, matched or not (see gitalyScope).
+        visited += scopes.filter((s) => inScope(s, path)).length;
+        if (visited > maxFiles) {
+          throw new UserError('GIT_TOO_MANY_FILES', `${path}: more than ${maxFiles} files under the directories of ${globs.join(', ')} at ${at(where)} (GitLab's limit too, counting every file listed for a glob); narrow the globs or split the project`, {
+            data: { file: path, project: where.project, commit: where.commit },
+          });
+        }
+        const matching = matcher.matching(path);
+        if (matching.length === 0) continue;
+        if (matching.length > 1) throw overlap(where, path, globs, matching);
         const header = await where.objects.header(entry.oid);
         if (!header) throw missing(where, path);
-        if (header.size > limits.maxFileBytes) throw tooLarge(where, path, header.size, limits.maxFileBytes);
+        if (header.size > maxFileBytes) throw tooLarge(where, path, header.size, maxFileBytes);
         total += header.size;
-        if (total > limits.maxTotalBytes) {
-          throw new UserError('GIT_FILES_TOO_LARGE', `${path}: the files matching ${globs.join(', ')} at ${at(where)} add up to more than ${mib(limits.maxTotalBytes)}; narrow the globs or split the project`, {
+        if (total > maxTotalBytes) {
+          throw new UserError('GIT_FILES_TOO_LARGE', `${path}: the files matching ${globs.join(', ')} at ${at(where)} add up to more than ${mib(maxTotalBytes)}; narrow the globs or split the project`, {
             data: { file: path, project: where.project, commit: where.commit },
           });
         }
@@ -95,7 +140,7 @@ export async function readMatchingFiles(where: ReadAt, globs: readonly string[],
   const release = await where.budget?.acquire(total);
   try {
     const files: ManifestFile[] = [];
-    for (const f of found) files.push({ path: f.path, content: await readBlob(where, f.path, f.oid, limits.maxFileBytes) });
+    for (const f of found) files.push({ path: f.path, content: await readBlob(where, f.path, f.oid, maxFileBytes) });
     return files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   } finally {
     release?.();
