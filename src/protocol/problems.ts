@@ -106,9 +106,9 @@ export const ProblemCode = {
   CONFIG_TOO_LARGE: 'CONFIG_TOO_LARGE',
   /** config.yaml cannot be read from Git (the Git error's own code when it has one). */
   CONFIG_UNREADABLE: 'CONFIG_UNREADABLE',
-  /** A manifest project id is not a project path. */
+  /** The agent's config project is not a GitLab project path. */
   CONFIG_PROJECT_INVALID: 'CONFIG_PROJECT_INVALID',
-  /** A manifest project is outside what the agent is allowed to read. */
+  /** A manifest project is not among the agent's allowed projects (`agent allow`). */
   CONFIG_PROJECT_NOT_ALLOWED: 'CONFIG_PROJECT_NOT_ALLOWED',
   /** A file is matched by two globs of one manifest project (GitLab refuses it): named at the glob's line. */
   CONFIG_GLOBS_OVERLAP: 'CONFIG_GLOBS_OVERLAP',
@@ -120,7 +120,7 @@ export const ProblemCode = {
   GIT_ALREADY_WATCHED: 'GIT_ALREADY_WATCHED',
   /** The Git host refused the credentials (401/403). */
   GIT_AUTH_FAILED: 'GIT_AUTH_FAILED',
-  /** --git-url is not a usable URL. */
+  /** The Git base URL is not http(s). */
   GIT_BAD_BASE_URL: 'GIT_BAD_BASE_URL',
   /** A `paths[].glob` is not a valid glob. */
   GIT_BAD_GLOB: 'GIT_BAD_GLOB',
@@ -146,11 +146,11 @@ export const ProblemCode = {
   GIT_TOO_MANY_FILES: 'GIT_TOO_MANY_FILES',
   /** One file is matched by two globs of one manifest project (GitLab refuses it). */
   GIT_GLOBS_OVERLAP: 'GIT_GLOBS_OVERLAP',
-  /** The Git host answered with a server error. */
+  /** The Git host answered an unexpected HTTP status. */
   GIT_HOST_ERROR: 'GIT_HOST_ERROR',
   /** The ref points at something other than a commit. */
   GIT_NOT_A_COMMIT: 'GIT_NOT_A_COMMIT',
-  /** The Git cache directory is missing or unusable. */
+  /** A Git base URL was given without a cache folder for clones. */
   GIT_NO_CACHE_DIR: 'GIT_NO_CACHE_DIR',
   /** A Git object the commit needs is not in the pack. */
   GIT_OBJECT_MISSING: 'GIT_OBJECT_MISSING',
@@ -168,7 +168,7 @@ export const ProblemCode = {
   GIT_REF_NOT_FOUND: 'GIT_REF_NOT_FOUND',
   /** The Git source was closed (server stopping). */
   GIT_SOURCE_CLOSED: 'GIT_SOURCE_CLOSED',
-  /** Two watches of one project disagree on its settings. */
+  /** Both a Git base URL and a local Git root were given (give exactly one). */
   GIT_SOURCE_CONFLICT: 'GIT_SOURCE_CONFLICT',
   /** The Git host did not answer in time. */
   GIT_TIMEOUT: 'GIT_TIMEOUT',
@@ -186,7 +186,7 @@ export const ProblemCode = {
   AGENT_BAD_PROJECT: 'AGENT_BAD_PROJECT',
   /** An agent of that name exists already. */
   AGENT_EXISTS: 'AGENT_EXISTS',
-  /** The agent is not allowed what was asked. */
+  /** `agent allow --disallow` names a project the agent is not allowed. */
   AGENT_NOT_ALLOWED: 'AGENT_NOT_ALLOWED',
   /** No agent of that name or id. */
   AGENT_NOT_FOUND: 'AGENT_NOT_FOUND',
