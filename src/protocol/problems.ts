@@ -116,6 +116,10 @@ export const ProblemCode = {
   // ---- server: Git (src/server/git) ----
   /** Any Git failure without a more precise code. */
   GIT_ERROR: 'GIT_ERROR',
+  /** Reading a project's files at a commit failed. */
+  GIT_READ_FAILED: 'GIT_READ_FAILED',
+  /** Watching a project's ref failed. */
+  GIT_WATCH_FAILED: 'GIT_WATCH_FAILED',
   /** A (project, ref) watched twice on one Git source: the Fleet shares one watch (a bug if it happens). */
   GIT_ALREADY_WATCHED: 'GIT_ALREADY_WATCHED',
   /** The Git host refused the credentials (401/403). */
