@@ -248,7 +248,7 @@ describe('Fleet: a tenant input fails only its agent', () => {
     fleet.start(pusher);
     await until(() => desired.some(([a]) => a === 'id-good') && errors.some(([a]) => a === 'id-bad'));
     const [, message] = errors.find(([a]) => a === 'id-bad')!;
-    expect(message.problems[0]).toMatchObject({ code: 'CONFIG_INVALID_VALUE', line: 3, message: expect.stringMatching(/^\.gitlab\/agents\/bad\/config\.yaml:3: gitops\.manifest_projects\[0\]\.id: /) });
+    expect(message.problems[0]).toMatchObject({ code: 'CONFIG_INVALID_VALUE', line: 3, message: expect.stringMatching(/^\.gitlab\/agents\/bad\/config\.yaml:3:\d+: gitops\.manifest_projects\[0\]\.id: /) });
     expect(registry.status.get('id-bad')?.configProblems?.[0].code).toBe('CONFIG_INVALID_VALUE');
     expect(git.watched.sort()).toEqual(['gitops-project', 'kubernetes-agent']);
     fleet.close();
