@@ -9,7 +9,7 @@
  * that fit and says how many there were (`truncated`).
  */
 import { z } from 'zod';
-import { ACTIONS, APPLY_RESULTS, INVENTORY_POLICIES, type Action } from './vocabulary.js';
+import { ACTIONS, APPLY_RESULTS, DRIFT_MODES, DRY_RUN_STRATEGIES, INVENTORY_POLICIES, PROPAGATION_POLICIES, type Action } from './vocabulary.js';
 
 export const PROTOCOL_VERSION = 1;
 /** WebSocket path agents connect to. */
@@ -75,7 +75,7 @@ export const DriftIgnoreRule = z.strictObject({
 export type DriftIgnoreRule = z.infer<typeof DriftIgnoreRule>;
 
 export const DriftConfig = z.strictObject({
-  mode: z.enum(['correct', 'detect', 'off']),
+  mode: z.enum(DRIFT_MODES),
   ignore: z.array(DriftIgnoreRule),
 });
 export type DriftConfig = z.infer<typeof DriftConfig>;
@@ -92,10 +92,10 @@ export const ManifestProjectConfig = z.strictObject({
   defaultNamespace: z.string().min(1),
   paths: z.array(z.strictObject({ glob: z.string() })),
   reconcileTimeoutMs: z.number().nonnegative(),
-  dryRunStrategy: z.enum(['none', 'client', 'server']),
+  dryRunStrategy: z.enum(DRY_RUN_STRATEGIES),
   prune: z.boolean(),
   pruneTimeoutMs: z.number().nonnegative(),
-  prunePropagationPolicy: z.enum(['foreground', 'background', 'orphan']),
+  prunePropagationPolicy: z.enum(PROPAGATION_POLICIES),
   inventoryPolicy: z.enum(INVENTORY_POLICIES),
 });
 export type ManifestProjectConfig = z.infer<typeof ManifestProjectConfig>;

@@ -15,3 +15,15 @@ export type InventoryPolicy = (typeof INVENTORY_POLICIES)[number];
 /** The outcome of one apply as a status reports it. */
 export const APPLY_RESULTS = ['applied', 'failed', 'partial'] as const;
 export type ApplyResult = (typeof APPLY_RESULTS)[number];
+
+/** GitLab's `prune_propagation_policy`: how pruned objects are deleted. */
+export const PROPAGATION_POLICIES = ['foreground', 'background', 'orphan'] as const;
+export type PropagationPolicy = (typeof PROPAGATION_POLICIES)[number];
+
+/** GitLab's `dry_run_strategy`: `server` dry-runs the whole set before writing anything. */
+export const DRY_RUN_STRATEGIES = ['none', 'client', 'server'] as const;
+export type DryRunStrategy = (typeof DRY_RUN_STRATEGIES)[number];
+
+/** `gitops.drift.mode`: revert manual changes, only report them, or ignore them. */
+export const DRIFT_MODES = ['correct', 'detect', 'off'] as const;
+export type DriftMode = (typeof DRIFT_MODES)[number];

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { UserError } from '../../common/errors.js';
-import { INVENTORY_POLICIES } from '../../protocol/vocabulary.js';
+import { INVENTORY_POLICIES, PROPAGATION_POLICIES } from '../../protocol/vocabulary.js';
 import type { SourceFile, SyncUnit, UnitConfig } from '../reconcile/types.js';
 import { defaultCredentials, SERVICE_ACCOUNT_DIR, type KubeCredentials } from '../kube/credentials.js';
 
@@ -76,7 +76,7 @@ export function addCommonOptions(cmd: Command): Command {
     .addOption(new Option('-n, --namespace <ns>', 'namespace for objects without one, and where the inventory ConfigMap lives').env('GITOPS_NAMESPACE').default('default'))
     .addOption(new Option('--inventory <name>', 'name of the inventory ConfigMap recording what this directory owns (default: derived from the path)').env('GITOPS_INVENTORY'))
     .addOption(new Option('--inventory-policy <policy>', 'who may be taken over: must_match (only objects of this inventory), adopt_if_no_inventory, adopt_all').choices(INVENTORY_POLICIES).default('adopt_if_no_inventory'))
-    .addOption(new Option('--propagation-policy <policy>', 'how pruned objects are deleted').choices(['foreground', 'background', 'orphan']).default('background'))
+    .addOption(new Option('--propagation-policy <policy>', 'how pruned objects are deleted').choices(PROPAGATION_POLICIES).default('background'))
     .addOption(new Option('--state-dir <dir>', 'folder for cached server knowledge (normalised forms, OpenAPI) between runs').env('GITOPS_STATE_DIR'));
 }
 

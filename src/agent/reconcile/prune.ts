@@ -8,6 +8,7 @@
 import type { Logger } from '../../common/logger.js';
 import { problemOf } from '../../common/errors.js';
 import { ProblemCode } from '../../protocol/problems.js';
+import type { PropagationPolicy } from '../../protocol/vocabulary.js';
 import { objectId } from '../../common/object-id.js';
 import { NotFoundError, KubeApiError, type KubeClient } from '../kube/client.js';
 import type { Discovery } from '../kube/discovery.js';
@@ -28,7 +29,7 @@ export interface PruneContext {
   caches: Pick<WatchCache, 'peek' | 'for'>;
   inventoryId: string;
   log: Logger;
-  propagationPolicy: 'foreground' | 'background' | 'orphan';
+  propagationPolicy: PropagationPolicy;
   dryRun?: boolean;
   signal?: AbortSignal;
 }

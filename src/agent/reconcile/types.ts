@@ -5,7 +5,7 @@
  */
 import type { Problem } from '../../common/errors.js';
 import type { Action } from '../../protocol/vocabulary.js';
-import type { InventoryPolicy } from '../../protocol/vocabulary.js';
+import type { DryRunStrategy, InventoryPolicy, PropagationPolicy } from '../../protocol/vocabulary.js';
 import type { KubeObject, JsonPatchOp, ResourceInfo } from '../kube/types.js';
 import type { IgnoreRule } from './ignore.js';
 
@@ -62,9 +62,9 @@ export interface SourceFile {
 export interface UnitConfig {
   defaultNamespace: string;
   /** `server`: dry-run the whole set before writing anything. */
-  dryRunStrategy: 'none' | 'client' | 'server';
+  dryRunStrategy: DryRunStrategy;
   prune: boolean;
-  prunePropagationPolicy: 'foreground' | 'background' | 'orphan';
+  prunePropagationPolicy: PropagationPolicy;
   inventoryPolicy: InventoryPolicy;
 }
 
