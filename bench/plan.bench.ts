@@ -6,7 +6,7 @@
  * Three passes: `coldMs` (new desired objects: field sets encoded for the first time), `warmMs`
  * (the same desired objects again, as on a periodic re-sync with the commit unchanged), and
  * `driftEventUs` (one object re-planned per watch event: p50 and max over all objects).
- * List keys come from the real apiserver OpenAPI documents in src/agent/reconcile/testdata.
+ * List keys come from the real apiserver OpenAPI documents in src/agent/kube/testdata.
  * Run: `npm run build && node dist/bench/plan.bench.js`.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -19,7 +19,7 @@ import type { KubeObject } from '../src/agent/kube/types.js';
 
 // Run from source (bench/) or from the build (dist/bench/): the JSON documents stay in src.
 const here = dirname(fileURLToPath(import.meta.url));
-const testdata = [join(here, '..', 'src', 'agent', 'reconcile', 'testdata'), join(here, '..', '..', 'src', 'agent', 'reconcile', 'testdata')].find((d) => existsSync(d)) as string;
+const testdata = [join(here, '..', 'src', 'agent', 'kube', 'testdata'), join(here, '..', '..', 'src', 'agent', 'kube', 'testdata')].find((d) => existsSync(d)) as string;
 const load = (f: string): unknown => JSON.parse(readFileSync(join(testdata, f), 'utf8'));
 const apps = load('openapi-v3-apps-v1.json');
 const core = load('openapi-v3-api-v1.json');

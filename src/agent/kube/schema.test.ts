@@ -1,7 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { gvkOf } from '../../common/object-id.js';
 import { extractListKeys } from './schema.js';
-import { appsDoc, coreDoc } from '../reconcile/testdata/fixtures.js';
+import { appsDoc, coreDoc } from './testdata/fixtures.js';
 
 describe('extractListKeys on the real apps/v1 OpenAPI document', () => {
   const keys = extractListKeys(appsDoc, { group: 'apps', version: 'v1', kind: 'Deployment' });

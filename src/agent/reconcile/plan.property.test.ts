@@ -2,7 +2,7 @@ import { describe, expect, it } from '@jest/globals';
 import jsonpatch from 'fast-json-patch';
 import type { JsonPatchOp, KubeObject } from '../kube/types.js';
 import { planObject, projectFields } from './plan.js';
-import { clone, deployment, deploymentKeys, liveDeployment } from './testdata/fixtures.js';
+import { clone, deployment, deploymentKeys, liveDeployment } from '../kube/testdata/fixtures.js';
 
 type Obj = KubeObject & Record<string, any>;
 

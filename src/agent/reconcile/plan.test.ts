@@ -6,7 +6,7 @@ import { appliedFieldsOf, desiredHash, planObject, projectFields } from './plan.
 import type { ListKeys } from '../kube/schema.js';
 import {
   clone, configMap, configMapKeys, deployment, deploymentKeys, liveConfigMap, liveDeployment, liveService, secretKeys, service, serviceKeys,
-} from './testdata/fixtures.js';
+} from '../kube/testdata/fixtures.js';
 
 type Obj = KubeObject & Record<string, any>;
 

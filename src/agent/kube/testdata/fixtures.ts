@@ -6,8 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { KubeObject } from '../../kube/types.js';
-import { extractListKeys, type ListKeys } from '../../kube/schema.js';
+import type { KubeObject } from '../types.js';
+import { extractListKeys, type ListKeys } from '../schema.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
