@@ -16,8 +16,8 @@ import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import git, { type HttpClient } from 'isomorphic-git';
 import { GitopsError, RetryableError, TransientError, UserError, errorMessage } from '../../common/errors.js';
+import { Limiter } from '../../common/map-limit.js';
 import type { GitRef } from '../ports.js';
-import { ByteBudget } from './byte-budget.js';
 import { fetchPack } from './fetch-pack.js';
 import { ObjectReader, tagTarget } from './objects.js';
 import { checkProjectId } from '../project-id.js';
@@ -83,7 +83,7 @@ export class RemoteBackend implements GitBackend {
   /** Current store per project, and the one it replaced (kept readable for a while). */
   private readonly stores = new Map<string, { current: Promise<ObjectStore>; generation: number; previous?: ObjectStore }>();
   /** Fetches running at once over all projects: each may hold up to about 100 MiB while indexing. */
-  private readonly fetchSlots = new ByteBudget(MAX_CONCURRENT_FETCHES);
+  private readonly fetchSlots = new Limiter(MAX_CONCURRENT_FETCHES);
 
   constructor(private readonly options: RemoteBackendOptions) {
     const url = new URL(options.baseUrl);
@@ -187,12 +187,7 @@ export class RemoteBackend implements GitBackend {
   }
 
   private async fetch(url: string, store: ObjectStore, want: string): Promise<void> {
-    const release = await this.fetchSlots.acquire(1);
-    try {
-      await fetchPack({ http: this.options.http, url, headers: this.authHeaders(), gitdir: store.gitdir, want, objects: store.objects });
-    } finally {
-      release();
-    }
+    await this.fetchSlots.run(() => fetchPack({ http: this.options.http, url, headers: this.authHeaders(), gitdir: store.gitdir, want, objects: store.objects }));
   }
 
   private authHeaders(): Record<string, string> {
