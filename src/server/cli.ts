@@ -4,6 +4,7 @@
 import { Command } from 'commander';
 import { VERSION } from '../common/version.js';
 import { agentCommand } from './commands/agent.js';
+import { configCommand } from './commands/config.js';
 import { serveCommand } from './commands/serve.js';
 
 export function buildServerCli(): Command {
@@ -13,5 +14,6 @@ export function buildServerCli(): Command {
     .showHelpAfterError();
   program.addCommand(serveCommand());
   program.addCommand(agentCommand());
+  program.addCommand(configCommand());
   return program;
 }

@@ -139,7 +139,7 @@ surprise: 1
     const byLine = Object.fromEntries(found.map((p) => [p.line, p.message]));
     expect(byLine[4]).toMatch(/:4:23: gitops\.manifest_projects\[0\]\.dry_run_strategy: "sometimes" is not one of none, client, server; allowed: none, client, server \(or leave it out, or "", for the default\)/);
     expect(byLine[5]).toMatch(/prune: must be true or false, not "yes please"/);
-    expect(byLine[6]).toMatch(/reconcile_timeout: "soon" is not a duration GitLab reads: durations are seconds; durations are seconds with an s: write 3600s/);
+    expect(byLine[6]).toMatch(/reconcile_timeout: "soon" is not a duration GitLab reads; durations are seconds with an s: write 3600s/);
     expect(byLine[7]).toMatch(/inventory_policy: "adopt" is not one of must_match, adopt_if_no_inventory, adopt_all/);
     expect(byLine[10]).toMatch(/ref\.tag: set only one of branch, tag, commit \(branch and tag are both set\)/);
     expect(found.every((p) => p.code === 'CONFIG_INVALID_VALUE')).toBe(true);
@@ -173,7 +173,7 @@ surprise: 1
 
   it('says what GitLab accepts: the seconds form of a duration, the allowed values, the key meant', () => {
     const hint = (text: string) => problems(project(text))[0].message;
-    expect(hint('reconcile_timeout: 1h')).toMatch(/"1h" is not a duration GitLab reads: durations are seconds; durations are seconds: write 3600s$/);
+    expect(hint('reconcile_timeout: 1h')).toMatch(/"1h" is not a duration GitLab reads; durations are seconds: write 3600s$/);
     expect(hint('reconcile_timeout: 1h30m')).toMatch(/write 5400s$/);
     expect(hint('prune_timeout: 500ms')).toMatch(/write 0.5s$/);
     expect(hint('prune_timeout: 3600')).toMatch(/write 3600s$/);

@@ -88,24 +88,7 @@ export function resolveServeOptions(flags: RawServeFlags, env: Record<string, st
     }
   } else tls = { mode: tlsModes[0] as 'self-signed' | 'plaintext' };
 
-  let git: GitOptions = { mode: 'local', root: '' };
-  if (flags.gitBaseUrl && flags.gitRoot) problem('Git: choose --git-base-url or --git-root, not both');
-  else if (flags.gitBaseUrl) {
-    let url: URL | undefined;
-    try {
-      url = new URL(flags.gitBaseUrl);
-    } catch {
-      problem(`--git-base-url: "${redactUrl(flags.gitBaseUrl)}" is not a URL (example: https://gitlab.example.com)`);
-    }
-    if (url && url.protocol !== 'https:' && url.protocol !== 'http:') problem(`--git-base-url: only http(s) is supported (smart HTTP), got ${url.protocol}`);
-    if (url && (url.username || url.password)) problem('--git-base-url: put credentials in --git-token-file, not in the URL');
-    const token = flags.gitTokenFile ? readSecret(flags.gitTokenFile, '--git-token-file', 1, problem) : undefined;
-    git = { mode: 'http', baseUrl: flags.gitBaseUrl.replace(/\/+$/, ''), ...(token ? { token } : {}) };
-  } else if (flags.gitRoot) {
-    readable(flags.gitRoot, '--git-root', problem);
-    git = { mode: 'local', root: path.resolve(flags.gitRoot) };
-    if (flags.gitTokenFile) problem('--git-token-file applies to --git-base-url only');
-  } else problem('Git: give --git-base-url URL (a Git host such as GitLab) or --git-root DIR (local repositories)');
+  const git = resolveGitOptions(flags, problem);
 
   const pollIntervalMs = duration(flags.pollInterval ?? DEFAULT_POLL_INTERVAL, '--poll-interval', problem, 1000);
   const heartbeatMs = duration(flags.heartbeatInterval ?? '30s', '--heartbeat-interval', problem, 100);
@@ -137,6 +120,32 @@ export function resolveServeOptions(flags: RawServeFlags, env: Record<string, st
     listen, stateDir: path.resolve(flags.stateDir ?? DEFAULT_STATE_DIR), tls, git, pollIntervalMs, heartbeatMs,
     ...(webhookSecret ? { webhookSecret } : {}), ...(adminToken ? { adminToken } : {}), ...(metricsListen ? { metricsListen } : {}), trustedProxies, audience, logLevel, logFormat,
   });
+}
+
+/**
+ * The Git source flags (--git-base-url, --git-token-file, --git-root), shared by `serve` and
+ * `config check --project`; each problem goes to `problem`.
+ */
+export function resolveGitOptions(flags: Pick<RawServeFlags, 'gitBaseUrl' | 'gitTokenFile' | 'gitRoot'>, problem: (text: string) => void): GitOptions {
+  let git: GitOptions = { mode: 'local', root: '' };
+  if (flags.gitBaseUrl && flags.gitRoot) problem('Git: choose --git-base-url or --git-root, not both');
+  else if (flags.gitBaseUrl) {
+    let url: URL | undefined;
+    try {
+      url = new URL(flags.gitBaseUrl);
+    } catch {
+      problem(`--git-base-url: "${redactUrl(flags.gitBaseUrl)}" is not a URL (example: https://gitlab.example.com)`);
+    }
+    if (url && url.protocol !== 'https:' && url.protocol !== 'http:') problem(`--git-base-url: only http(s) is supported (smart HTTP), got ${url.protocol}`);
+    if (url && (url.username || url.password)) problem('--git-base-url: put credentials in --git-token-file, not in the URL');
+    const token = flags.gitTokenFile ? readSecret(flags.gitTokenFile, '--git-token-file', 1, problem) : undefined;
+    git = { mode: 'http', baseUrl: flags.gitBaseUrl.replace(/\/+$/, ''), ...(token ? { token } : {}) };
+  } else if (flags.gitRoot) {
+    readable(flags.gitRoot, '--git-root', problem);
+    git = { mode: 'local', root: path.resolve(flags.gitRoot) };
+    if (flags.gitTokenFile) problem('--git-token-file applies to --git-base-url only');
+  } else problem('Git: give --git-base-url URL (a Git host such as GitLab) or --git-root DIR (local repositories)');
+  return git;
 }
 
 function parseListen(text: string, problem: (t: string) => void): { host: string; port: number } {

@@ -157,7 +157,7 @@ function checkDuration(spec: Extract<Spec, { t: 'duration' }>, value: unknown, p
       code: INVALID,
       path,
       at: 'value',
-      message: outOfRange ? `${showValue(value)} is out of range (at most ${MAX_DURATION_SECONDS}s)` : `${showValue(value)} is not a duration GitLab reads: durations are seconds`,
+      message: outOfRange ? `${showValue(value)} is out of range (at most ${MAX_DURATION_SECONDS}s)` : `${showValue(value)} is not a duration GitLab reads`,
       hint: form && !outOfRange ? `durations are seconds: write ${form}` : 'durations are seconds with an s: write 3600s, 90s or 1.5s',
     });
     return;

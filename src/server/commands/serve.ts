@@ -31,7 +31,17 @@ const envSwitch = (flags: string, description: string, env: string): Option =>
     inForce: (v) => `${parseEnvFlag(v) === true ? 'on' : parseEnvFlag(v) === false ? 'off' : 'not a boolean: refused'} from GITOPS_SERVER_${env}=${shownValue(v)}`,
   });
 
+/** The Git source flags, with their GITOPS_SERVER_* variables (also used by `config check --project`). */
+export function gitFlagOptions(): [Option, Option, Option] {
+  return [
+    opt('--git-base-url <url>', 'Git host; project group/name is <url>/group/name.git (GitLab layout)', 'GIT_BASE_URL'),
+    opt('--git-token-file <file>', 'file holding a token for private projects on --git-base-url', 'GIT_TOKEN_FILE'),
+    opt('--git-root <dir>', 'local repositories instead of a Git host: <dir>/group/name(.git)', 'GIT_ROOT'),
+  ];
+}
+
 export function serveCommand(): Command {
+  const [gitBaseUrl, gitTokenFile, gitRoot] = gitFlagOptions();
   return new Command('serve')
     // The default in force: with GITOPS_SERVER_STATE_DIR set (the image sets it), that value.
     .configureHelp(inForceHelp())
@@ -46,9 +56,9 @@ export function serveCommand(): Command {
     .addOption(opt('--tls-key <file>', 'PEM private key of --tls-cert', 'TLS_KEY'))
     .addOption(envSwitch('--tls-self-signed', 'for trials: create <state-dir>/ca.crt (agents trust it; its key is not kept) and a leaf certificate it signed, and log the CA\'s SHA-256 fingerprint', 'TLS_SELF_SIGNED'))
     .addOption(envSwitch('--insecure-plaintext', 'serve plain ws:// and http:// (only behind a TLS-terminating proxy)', 'INSECURE_PLAINTEXT'))
-    .addOption(opt('--git-base-url <url>', 'Git host; project group/name is <url>/group/name.git (GitLab layout)', 'GIT_BASE_URL'))
-    .addOption(opt('--git-token-file <file>', 'file holding a token for private projects on --git-base-url', 'GIT_TOKEN_FILE'))
-    .addOption(opt('--git-root <dir>', 'local repositories instead of a Git host: <dir>/group/name(.git)', 'GIT_ROOT'))
+    .addOption(gitBaseUrl)
+    .addOption(gitTokenFile)
+    .addOption(gitRoot)
     .addOption(opt('--poll-interval <duration>', 'how often each watched project is fetched (webhooks fetch at once)', 'POLL_INTERVAL').default(DEFAULT_POLL_INTERVAL))
     // Removed: a secret in argv shows in `ps`. Still parsed, so that using it says what to do instead.
     .addOption(opt('--webhook-secret <secret>', 'removed: use --webhook-secret-file', 'WEBHOOK_SECRET').hideHelp())
