@@ -417,3 +417,31 @@ describe('Fleet: one Git watch per (project, ref)', () => {
     expect(live.size).toBe(0);
   });
 });
+
+describe('Fleet: joining a watch that has a problem', () => {
+  it('tells an agent that starts to follow a project while it is unreadable, in its status and its sessions', async () => {
+    const problem = { code: 'GIT_UNREACHABLE', message: 'kubernetes-agent: cannot reach the Git host' };
+    const git = new (class extends TenantGit {
+      override watch(project: string, ref: GitRef, onCommit: (e: CommitEvent) => void, onError: (e: SourceErrorEvent) => void): () => void {
+        const stop = super.watch(project, ref, onCommit, onError);
+        // The shared project's first check finds a commit, the next one fails.
+        if (project === 'kubernetes-agent') setTimeout(() => onError({ project, ref, problem }), 20);
+        return stop;
+      }
+    })({ a: '', b: "gitops:\n  manifest_projects:\n  - id: kubernetes-agent\n" });
+    const registry = fakeRegistry([record('a'), record('b', { configProject: 'team-b/config' })]);
+    const { pusher, errors } = recordingPusher();
+    const fleet = new Fleet({ git, logger: silentLogger(), metrics: createServerMetrics(), registry });
+    fleet.start(pusher);
+    await until(() => errors.some(([a]) => a === 'id-a'));
+    // b's config names the project only now (an operator allows it): b joins the failing watch.
+    expect(registry.status.get('id-b')?.sourceProblems).toBeUndefined();
+    const told = () => errors.filter(([a, m]) => a === 'id-b' && m.project === 'kubernetes-agent');
+    expect(told()).toEqual([]);
+    registry.replace(record('b', { configProject: 'team-b/config', allowProjects: ['kubernetes-agent'] }));
+    await until(() => told().length > 0);
+    expect(told()).toEqual([['id-b', { type: 'error', project: 'kubernetes-agent', problems: [problem] }]]);
+    expect(registry.status.get('id-b')?.sourceProblems).toEqual({ 'kubernetes-agent': problem });
+    fleet.close();
+  });
+});

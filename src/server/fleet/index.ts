@@ -214,7 +214,7 @@ export class Fleet implements DesiredStateProvider {
       this.log.info({ project: event.project, commit: event.commit }, 'config project readable again');
       for (const agentId of w.agents.config) this.clearSourceProblem(agentId, event.project);
     },
-    refused: (w, agentId, problem) => this.tellIfKnown(agentId, w.project, problem),
+    joined: (w, agentId, problem) => this.tellIfKnown(agentId, w.project, problem),
   };
 
   private async readConfig(state: AgentState, commit: string): Promise<void> {
@@ -309,7 +309,7 @@ export class Fleet implements DesiredStateProvider {
       this.log.info({ project: w.project, commit: event.commit, agents: w.agents.manifest.size }, 'manifest project readable again');
       for (const agentId of w.agents.manifest) this.clearSourceProblem(agentId, w.project);
     },
-    refused: (w, agentId, problem) => this.tellIfKnown(agentId, w.project, problem),
+    joined: (w, agentId, problem) => this.tellIfKnown(agentId, w.project, problem),
   };
 
   private async pushProject(state: AgentState, cfg: ManifestProjectConfig): Promise<void> {
@@ -352,7 +352,7 @@ export class Fleet implements DesiredStateProvider {
     this.pusher?.pushError(agentId, { type: 'error', project, problems: [problem] });
   }
 
-  /** A watch the Git source refused, told to an agent that is still here. */
+  /** The problem of a watch an agent just joined, told to it if it is still here. */
   private tellIfKnown(agentId: string, project: string, problem: ProblemReport): void {
     if (this.agents.has(agentId)) this.tellSourceProblem(agentId, project, problem);
   }

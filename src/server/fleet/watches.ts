@@ -47,8 +47,11 @@ export interface RoleHandlers {
   error(w: Watch, e: SourceErrorEvent, repeated: boolean): void;
   /** Readable again; `hadProblem`: there was a problem to clear. */
   recover(w: Watch, e: SourceRecoverEvent, hadProblem: boolean): void;
-  /** The Git source refused the watch: called for each agent that subscribes, once, after the caller is done. */
-  refused(w: Watch, agentId: string, problem: ProblemReport): void;
+  /**
+   * An agent subscribed while the watch has a problem (the Git source refused to watch, or the
+   * last check failed): called once for it, after the caller is done.
+   */
+  joined(w: Watch, agentId: string, problem: ProblemReport): void;
 }
 
 /** Key of the shared watch of one (project, ref); a config project is always watched at its default branch. */
@@ -81,10 +84,10 @@ export class Watches {
     const key = watchKey(project, ref);
     const w = this.watches.get(key) ?? this.open(key, project, ref);
     w.agents[role].add(agentId);
-    const problem = w.failed;
+    const problem = w.problem;
     if (problem) {
       queueMicrotask(() => {
-        if (w.agents[role].has(agentId)) this.handlers[role].refused(w, agentId, problem);
+        if (w.agents[role].has(agentId) && w.problem === problem) this.handlers[role].joined(w, agentId, problem);
       });
     }
     return w;
