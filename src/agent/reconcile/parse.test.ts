@@ -1,5 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
-import { ParseCode, parseManifests } from './parse.js';
+import { ProblemCode } from '../../protocol/problems.js';
+import { parseManifests } from './parse.js';
 
 const deploy = (name: string, ns = 'default') => `apiVersion: apps/v1
 kind: Deployment
@@ -80,7 +81,7 @@ items:
     const broken = '{\n  "apiVersion": "v1",\n  "kind": "ConfigMap"\n  "metadata": {"name": "x"}\n}\n';
     const { objects, errors } = parseManifests([{ path: 'dup.json', content: dup }, { path: 'broken.json', content: broken }]);
     expect(objects).toEqual([]);
-    expect(errors.map((e) => `${e.code}@${e.file}:${e.line}`)).toEqual([`${ParseCode.SYNTAX}@dup.json:4`, `${ParseCode.SYNTAX}@broken.json:4`]);
+    expect(errors.map((e) => `${e.code}@${e.file}:${e.line}`)).toEqual([`${ProblemCode.MANIFEST_SYNTAX}@dup.json:4`, `${ProblemCode.MANIFEST_SYNTAX}@broken.json:4`]);
   });
 
   it.each([
@@ -94,7 +95,7 @@ items:
   ])('reports %s with file and line', (_what, content, line, text) => {
     const { objects, errors } = parseManifests([{ path: 'manifest.yaml', content }]);
     expect(errors).toHaveLength(1);
-    expect(errors[0]).toMatchObject({ code: ParseCode.INVALID, file: 'manifest.yaml', line });
+    expect(errors[0]).toMatchObject({ code: ProblemCode.MANIFEST_INVALID_OBJECT, file: 'manifest.yaml', line });
     expect(errors[0].message).toContain(`manifest.yaml:${line}: ${text}`);
     expect(objects.length).toBeLessThanOrEqual(1);
   });
@@ -106,13 +107,13 @@ items:
     ]);
     expect(objects).toHaveLength(1);
     expect(errors).toHaveLength(1);
-    expect(errors[0]).toMatchObject({ code: ParseCode.SYNTAX, file: 'bad.yaml' });
+    expect(errors[0]).toMatchObject({ code: ProblemCode.MANIFEST_SYNTAX, file: 'bad.yaml' });
     expect(errors[0].message).toMatch(/^bad\.yaml:\d+: invalid YAML: .+: fix the syntax$/);
   });
 
   it('reports a duplicate key in a mapping as a syntax error', () => {
     const { errors } = parseManifests([{ path: 'dup.yaml', content: 'apiVersion: v1\nkind: ConfigMap\nkind: Secret\nmetadata: {name: x}\n' }]);
-    expect(errors[0]).toMatchObject({ code: ParseCode.SYNTAX, line: 3 });
+    expect(errors[0]).toMatchObject({ code: ProblemCode.MANIFEST_SYNTAX, line: 3 });
   });
 
   it('rejects a duplicate object naming both locations', () => {
@@ -122,7 +123,7 @@ items:
     ]);
     expect(objects).toHaveLength(1);
     expect(errors).toEqual([
-      { code: ParseCode.DUPLICATE, file: 'b.yaml', line: 2, object: 'Deployment/default/web', message: 'b.yaml:2: Deployment/default/web is also defined at a.yaml:1: keep one definition of each object' },
+      { code: ProblemCode.MANIFEST_DUPLICATE_OBJECT, file: 'b.yaml', line: 2, object: 'Deployment/default/web', message: 'b.yaml:2: Deployment/default/web is also defined at a.yaml:1: keep one definition of each object' },
     ]);
   });
 

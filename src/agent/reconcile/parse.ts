@@ -22,13 +22,6 @@ export interface ParseResult {
   errors: Problem[];
 }
 
-/** Stable problem codes of this stage. */
-export const ParseCode = {
-  SYNTAX: ProblemCode.MANIFEST_SYNTAX,
-  INVALID: ProblemCode.MANIFEST_INVALID_OBJECT,
-  DUPLICATE: ProblemCode.MANIFEST_DUPLICATE_OBJECT,
-} as const;
-
 function problem(code: string, source: SourceRef, what: string, object?: string): Problem {
   return { code, message: `${source.file}:${source.line}: ${what}`, file: source.file, line: source.line, ...(object ? { object } : {}) };
 }
@@ -160,7 +153,7 @@ function documentsOf(file: ManifestInput, errors: Problem[]): Found[] {
       for (const e of doc.errors) {
         const line = e.linePos?.[0]?.line ?? lineAt(e.pos[0]);
         const first = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
-        errors.push(problem(ParseCode.SYNTAX, { file: file.path, line }, `invalid ${file.path.endsWith('.json') ? 'JSON' : 'YAML'}: ${first}: fix the syntax`));
+        errors.push(problem(ProblemCode.MANIFEST_SYNTAX, { file: file.path, line }, `invalid ${file.path.endsWith('.json') ? 'JSON' : 'YAML'}: ${first}: fix the syntax`));
       }
       continue;
     }
@@ -202,7 +195,7 @@ export function parseManifests(files: readonly ManifestInput[]): ParseResult {
       const source: SourceRef = { file: file.path, line };
       const invalid = validate(value);
       if (invalid) {
-        errors.push(problem(ParseCode.INVALID, source, invalid));
+        errors.push(problem(ProblemCode.MANIFEST_INVALID_OBJECT, source, invalid));
         continue;
       }
       const object = value as KubeObject;
@@ -211,7 +204,7 @@ export function parseManifests(files: readonly ManifestInput[]): ParseResult {
       const first = seen.get(key);
       const label = `${object.kind}/${object.metadata.namespace ? `${object.metadata.namespace}/` : ''}${object.metadata.name}`;
       if (first) {
-        errors.push(problem(ParseCode.DUPLICATE, source, `${label} is also defined at ${first.file}:${first.line}: keep one definition of each object`, label));
+        errors.push(problem(ProblemCode.MANIFEST_DUPLICATE_OBJECT, source, `${label} is also defined at ${first.file}:${first.line}: keep one definition of each object`, label));
         continue;
       }
       seen.set(key, source);
