@@ -63,7 +63,7 @@ describe('hardening: config.yaml size', () => {
     expect(bigProblem.message).toMatch(new RegExp(`^\\.gitlab/agents/big/config\\.yaml: 4\\.\\d MiB \\(${Buffer.byteLength(big)} bytes\\) is over the 128 KiB limit`));
     expect(laughsProblem).toMatchObject({ code: 'CONFIG_YAML_INVALID', message: expect.stringContaining('YAML aliases expand to more than 100 nodes') });
     // 1,000 rules are 84 KiB: under the size limit, over the cap on rules.
-    expect(rulesProblem).toMatchObject({ code: 'CONFIG_INVALID_VALUE', message: expect.stringContaining('gitops.drift.ignore: list at most 100 ignore rules') });
+    expect(rulesProblem).toMatchObject({ code: 'CONFIG_INVALID_VALUE', message: expect.stringContaining('gitops.drift.ignore: lists 1000 entries; at most 100 are allowed') });
 
     // Before: VmHWM 86 → 557 MiB for the 4.7 MB file (the issue measured 491). Now +47 MiB:
     // fetching the commit and reading the file (as a string) cost a few times its size.

@@ -48,7 +48,7 @@ describe('hardening: project ids in config.yaml', () => {
       const problem = await configProblem(ts, name);
       expect(problem.code).toBe('CONFIG_INVALID_VALUE');
       expect(problem.line).toBe(3);
-      expect(problem.message).toMatch(new RegExp(`^\\.gitlab/agents/${name}/config\\.yaml:3: gitops\\.manifest_projects\\[0\\]\\.id: `));
+      expect(problem.message).toMatch(new RegExp(`^\\.gitlab/agents/${name}/config\\.yaml:3:\\d+: gitops\\.manifest_projects\\[0\\]\\.id: `));
       // The 10,000-character id is quoted cut short.
       expect(problem.message.length).toBeLessThan(400);
     }
@@ -77,7 +77,7 @@ describe('hardening: project ids in config.yaml', () => {
     await good.next('desired', 15_000);
     await ts.commit(TENANT_CONFIG_PROJECT, { '.gitlab/agents/flip/config.yaml': withId('../../etc') });
     const error = await flip.next('error', 15_000);
-    expect(error.problems[0]).toMatchObject({ code: 'CONFIG_INVALID_VALUE', line: 3, message: expect.stringMatching(/^\.gitlab\/agents\/flip\/config\.yaml:3: /) });
+    expect(error.problems[0]).toMatchObject({ code: 'CONFIG_INVALID_VALUE', line: 3, message: expect.stringMatching(/^\.gitlab\/agents\/flip\/config\.yaml:3:\d+: /) });
     expect((await configProblem(ts, 'flip')).line).toBe(3);
 
     const sha = await ts.commit(TENANT_MANIFEST_PROJECT, { 'manifest.yaml': configMapManifest('tenant', 'three') });
