@@ -11,6 +11,7 @@ import { UserError } from '../../common/errors.js';
 import { INVENTORY_POLICIES, PROPAGATION_POLICIES } from '../../protocol/vocabulary.js';
 import type { SourceFile, SyncUnit, UnitConfig } from '../reconcile/types.js';
 import { defaultCredentials, SERVICE_ACCOUNT_DIR, type KubeCredentials } from '../kube/credentials.js';
+import { ProblemCode } from '../../protocol/problems.js';
 
 const MANIFEST_EXT = /\.(ya?ml|json)$/i;
 
@@ -22,7 +23,7 @@ export async function readManifestFiles(inputs: string[]): Promise<SourceFile[]>
     try {
       st = await stat(input);
     } catch {
-      throw new UserError('INPUT_NOT_FOUND', `${input}: no such file or directory`);
+      throw new UserError(ProblemCode.INPUT_NOT_FOUND, `${input}: no such file or directory`);
     }
     if (st.isFile()) {
       files.push({ path: input, content: await readFile(input, 'utf8') });

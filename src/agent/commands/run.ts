@@ -46,6 +46,7 @@ import { unitName } from '../runner.js';
 import { AgentRuntime } from '../runtime.js';
 import { redactUrl } from '../session.js';
 import { StateStore } from '../state.js';
+import { ProblemCode } from '../../protocol/problems.js';
 
 interface RunFlags {
   serverUrl?: string;
@@ -172,7 +173,7 @@ export function resolveRunOptions(flags: RunFlags, env: Env = process.env): RunO
   const audience = flags.audience ?? env.GITOPS_AGENT_AUDIENCE ?? DEFAULT_AUDIENCE;
 
   if (problems.length || !serverUrl || !token || !kube) {
-    throw new UserError('INVALID_OPTIONS', `gitops-agent run: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`, { data: { problems } });
+    throw new UserError(ProblemCode.INVALID_OPTIONS, `gitops-agent run: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`, { data: { problems } });
   }
   return Object.freeze({
     serverUrl, token, ...(ca ? { ca } : {}), kube, inCluster, stateDir, ...(listen ? { listen } : {}), logLevel, logFormat,

@@ -15,6 +15,7 @@ import { silentLogger } from '../../common/logger.js';
 import { errorMessage } from '../../common/errors.js';
 import { isTransient, KubeApiError, type KubeClient, type WatchEvent, type WatchHandle } from './client.js';
 import type { KubeObject, ResourceInfo } from './types.js';
+import { ProblemCode } from '../../protocol/problems.js';
 
 /** A change to a cached object that did not come from our own write. */
 export interface CacheEvent {
@@ -208,7 +209,7 @@ export class ResourceCache {
       return;
     }
     if (ev.type === 'ERROR') {
-      throw new KubeApiError('retryable', 'KUBE_WATCH_ERROR', `${this.resource.kind} watch`, ev.object.code ?? 0, ev.object);
+      throw new KubeApiError('retryable', ProblemCode.KUBE_WATCH_ERROR, `${this.resource.kind} watch`, ev.object.code ?? 0, ev.object);
     }
     const obj = slimManagedFields(ev.object, this.client.fieldManager);
     const rv = obj.metadata.resourceVersion;

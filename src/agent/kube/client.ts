@@ -15,6 +15,7 @@ import { GitopsError, TransientError } from '../../common/errors.js';
 import { objectId } from '../../common/object-id.js';
 import type { JsonPatchOp, KubeObject, ResourceInfo } from './types.js';
 import { toCredentials, type CredentialSource, type KubeCredentials } from './credentials.js';
+import { ProblemCode } from '../../protocol/problems.js';
 
 /** Field manager recorded in managedFields for every write of ours. */
 export const DEFAULT_FIELD_MANAGER = 'gitops-agent';
@@ -66,25 +67,25 @@ export class ForbiddenError extends KubeApiError {}
 function toError(id: string, status: number, body: KubeStatus): KubeApiError {
   switch (status) {
     case 404:
-      return new NotFoundError('user', 'KUBE_NOT_FOUND', id, status, body);
+      return new NotFoundError('user', ProblemCode.KUBE_NOT_FOUND, id, status, body);
     case 409:
       return body.reason === 'AlreadyExists'
-        ? new AlreadyExistsError('retryable', 'KUBE_ALREADY_EXISTS', id, status, body)
-        : new ConflictError('retryable', 'KUBE_CONFLICT', id, status, body);
+        ? new AlreadyExistsError('retryable', ProblemCode.KUBE_ALREADY_EXISTS, id, status, body)
+        : new ConflictError('retryable', ProblemCode.KUBE_CONFLICT, id, status, body);
     case 422:
-      return new InvalidError('user', 'KUBE_INVALID', id, status, body);
+      return new InvalidError('user', ProblemCode.KUBE_INVALID, id, status, body);
     case 400:
-      return new KubeApiError('user', 'KUBE_BAD_REQUEST', id, status, body);
+      return new KubeApiError('user', ProblemCode.KUBE_BAD_REQUEST, id, status, body);
     case 401:
-      return new KubeApiError('retryable', 'KUBE_UNAUTHORIZED', id, status, body);
+      return new KubeApiError('retryable', ProblemCode.KUBE_UNAUTHORIZED, id, status, body);
     case 403:
-      return new ForbiddenError('user', 'KUBE_FORBIDDEN', id, status, body);
+      return new ForbiddenError('user', ProblemCode.KUBE_FORBIDDEN, id, status, body);
     case 410:
-      return new KubeApiError('retryable', 'KUBE_GONE', id, status, body);
+      return new KubeApiError('retryable', ProblemCode.KUBE_GONE, id, status, body);
     case 429:
-      return new KubeApiError('transient', 'KUBE_TOO_MANY_REQUESTS', id, status, body);
+      return new KubeApiError('transient', ProblemCode.KUBE_TOO_MANY_REQUESTS, id, status, body);
     default:
-      return new KubeApiError(status >= 500 ? 'transient' : 'user', 'KUBE_ERROR', id, status, body);
+      return new KubeApiError(status >= 500 ? 'transient' : 'user', ProblemCode.KUBE_ERROR, id, status, body);
   }
 }
 
@@ -227,7 +228,7 @@ export class KubeClient {
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('error', (e) => reject(new TransientError('KUBE_CONNECTION', `${id}: ${e.message}`, { cause: e })));
+          res.on('error', (e) => reject(new TransientError(ProblemCode.KUBE_CONNECTION, `${id}: ${e.message}`, { cause: e })));
           res.on('end', () => {
             const text = Buffer.concat(chunks).toString('utf8');
             const status = res.statusCode ?? 0;
@@ -243,7 +244,7 @@ export class KubeClient {
         },
       );
       req.on('timeout', () => req.destroy(new Error(`timed out after ${this.timeoutMs} ms`)));
-      req.on('error', (e) => reject(e instanceof GitopsError ? e : new TransientError('KUBE_CONNECTION', `${id}: ${e.message}`, { cause: e })));
+      req.on('error', (e) => reject(e instanceof GitopsError ? e : new TransientError(ProblemCode.KUBE_CONNECTION, `${id}: ${e.message}`, { cause: e })));
       req.end(body);
     });
   }

@@ -16,6 +16,7 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml, YAMLError } from 'yaml';
 import { errorMessage, UserError } from '../../common/errors.js';
+import { ProblemCode } from '../../protocol/problems.js';
 
 /** How long a token read from a file is reused before reading the file again (bound tokens rotate). */
 export const TOKEN_REFRESH_MS = 60_000;
@@ -75,7 +76,7 @@ function headersOf(opts: https.RequestOptions): Record<string, string> {
 /** Adapts a client-node KubeConfig: TLS read once, headers re-asked every minute or on refresh. */
 export async function fromKubeConfig(kc: KubeConfigLike): Promise<KubeCredentials> {
   const cluster = kc.getCurrentCluster();
-  if (!cluster) throw new UserError('KUBECONFIG_NO_CLUSTER', 'kubeconfig: no current cluster');
+  if (!cluster) throw new UserError(ProblemCode.KUBECONFIG_NO_CLUSTER, 'kubeconfig: no current cluster');
   const ask = async (): Promise<https.RequestOptions> => {
     const opts: https.RequestOptions = {};
     await kc.applyToHTTPSOptions(opts);
@@ -118,7 +119,7 @@ function tokenFileHeaders(file: string): (refresh?: boolean) => Promise<Record<s
     try {
       token = (await readFile(file, 'utf8')).trim();
     } catch (err) {
-      throw new UserError('KUBE_TOKEN_UNREADABLE', `${file}: cannot read the token (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`, { cause: err });
+      throw new UserError(ProblemCode.KUBE_TOKEN_UNREADABLE, `${file}: cannot read the token (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`, { cause: err });
     }
     return token ? { Authorization: `Bearer ${token}` } : {};
   });
@@ -134,14 +135,14 @@ type Env = Record<string, string | undefined>;
 export function inClusterCredentials(env: Env, dir: string): KubeCredentials {
   const host = env.KUBERNETES_SERVICE_HOST ?? '';
   const port = env.KUBERNETES_SERVICE_PORT ?? '443';
-  if (!host) throw new UserError('KUBE_NOT_IN_CLUSTER', 'in-cluster configuration: KUBERNETES_SERVICE_HOST is not set');
+  if (!host) throw new UserError(ProblemCode.KUBE_NOT_IN_CLUSTER, 'in-cluster configuration: KUBERNETES_SERVICE_HOST is not set');
   const server = new URL(`https://${host.includes(':') ? `[${host}]` : host}:${port}`);
   const caFile = path.join(dir, 'ca.crt');
   let ca: string;
   try {
     ca = readFileSync(caFile, 'utf8');
   } catch (err) {
-    throw new UserError('KUBE_CA_UNREADABLE', `${caFile}: cannot read the cluster CA (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`, { cause: err });
+    throw new UserError(ProblemCode.KUBE_CA_UNREADABLE, `${caFile}: cannot read the cluster CA (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`, { cause: err });
   }
   let namespace: string | undefined;
   try {
@@ -204,7 +205,7 @@ export function readKubeconfig(files: string[], contextOverride?: string): Resol
       text = readFileSync(file, 'utf8');
     } catch (err) {
       if (files.length > 1 && (err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-      throw new UserError('KUBECONFIG_UNREADABLE', `${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`, { cause: err });
+      throw new UserError(ProblemCode.KUBECONFIG_UNREADABLE, `${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`, { cause: err });
     }
     read++;
     let doc: Record<string, unknown>;
@@ -215,7 +216,7 @@ export function readKubeconfig(files: string[], contextOverride?: string): Resol
       // token or a key: keep its position and first sentence only.
       const pos = err instanceof YAMLError ? err.linePos?.[0] : undefined;
       const reason = errorMessage(err).split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
-      throw new UserError('KUBECONFIG_INVALID', `${pos ? `${file}:${pos.line}:${pos.col}` : file}: not valid YAML (${reason})`);
+      throw new UserError(ProblemCode.KUBECONFIG_INVALID, `${pos ? `${file}:${pos.line}:${pos.col}` : file}: not valid YAML (${reason})`);
     }
     const dir = path.dirname(path.resolve(file));
     current ??= str(doc['current-context']);
@@ -228,14 +229,14 @@ export function readKubeconfig(files: string[], contextOverride?: string): Resol
       }
     }
   }
-  if (!read) throw new UserError('KUBECONFIG_UNREADABLE', `${files.join(path.delimiter)}: no kubeconfig file found`);
+  if (!read) throw new UserError(ProblemCode.KUBECONFIG_UNREADABLE, `${files.join(path.delimiter)}: no kubeconfig file found`);
   const contextName = contextOverride ?? current;
   const where = files.join(path.delimiter);
-  if (!contextName) throw new UserError('KUBECONFIG_NO_CLUSTER', `${where}: no current-context`);
+  if (!contextName) throw new UserError(ProblemCode.KUBECONFIG_NO_CLUSTER, `${where}: no current-context`);
   const context = maps.contexts.get(contextName);
-  if (!context) throw new UserError('KUBECONFIG_NO_CLUSTER', `${where}: context "${contextName}" is not defined`);
+  if (!context) throw new UserError(ProblemCode.KUBECONFIG_NO_CLUSTER, `${where}: context "${contextName}" is not defined`);
   const cluster = maps.clusters.get(str(context.value.cluster) ?? '');
-  if (!cluster || !str(cluster.value.server)) throw new UserError('KUBECONFIG_NO_CLUSTER', `${where}: context "${contextName}" names no cluster with a server`);
+  if (!cluster || !str(cluster.value.server)) throw new UserError(ProblemCode.KUBECONFIG_NO_CLUSTER, `${where}: context "${contextName}" names no cluster with a server`);
   const user = maps.users.get(str(context.value.user) ?? '') ?? { name: '', value: {}, dir: cluster.dir };
 
   const absolute = (entry: NamedEntry<Record<string, unknown>>, fields: readonly string[]): Record<string, unknown> => {
@@ -283,7 +284,7 @@ function material(inline: unknown, file: unknown, what: string): string | Buffer
   try {
     return readFileSync(name);
   } catch (err) {
-    throw new UserError('KUBECONFIG_UNREADABLE', `${name}: cannot read the ${what} (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`, { cause: err });
+    throw new UserError(ProblemCode.KUBECONFIG_UNREADABLE, `${name}: cannot read the ${what} (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`, { cause: err });
   }
 }
 
@@ -341,9 +342,9 @@ export async function defaultCredentials(file: string | undefined, env: Env = pr
   try {
     config = readKubeconfig(paths);
   } catch (err) {
-    const missing = err instanceof UserError && err.code === 'KUBECONFIG_UNREADABLE' && !explicit;
+    const missing = err instanceof UserError && err.code === ProblemCode.KUBECONFIG_UNREADABLE && !explicit;
     if (!missing || !env.KUBERNETES_SERVICE_HOST) {
-      if (missing) throw new UserError('KUBECONFIG_NO_CLUSTER', 'no cluster configured: pass --kubeconfig FILE or set KUBECONFIG');
+      if (missing) throw new UserError(ProblemCode.KUBECONFIG_NO_CLUSTER, 'no cluster configured: pass --kubeconfig FILE or set KUBECONFIG');
       throw err;
     }
   }

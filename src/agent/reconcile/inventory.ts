@@ -11,6 +11,7 @@ import { UserError } from '../../common/errors.js';
 import { objectId, objectKey, splitApiVersion } from '../../common/object-id.js';
 import type { KubeObject } from '../kube/types.js';
 import { INVENTORY_ID_ANNOTATION } from './labels.js';
+import { ProblemCode } from '../../protocol/problems.js';
 
 export interface InventoryEntry {
   /** objectKey: `group/Kind/namespace/name`, unique across groups; versions do not matter. */
@@ -96,12 +97,12 @@ export function decodeInventory(configMap: KubeObject): InventoryEntry[] {
   try {
     rows = JSON.parse(String(raw));
   } catch (err) {
-    throw new UserError('INVENTORY_CORRUPT', `${id}: data.${INVENTORY_DATA_KEY} is not JSON: repair or delete the inventory ConfigMap`, { cause: err });
+    throw new UserError(ProblemCode.INVENTORY_CORRUPT, `${id}: data.${INVENTORY_DATA_KEY} is not JSON: repair or delete the inventory ConfigMap`, { cause: err });
   }
-  if (!Array.isArray(rows)) throw new UserError('INVENTORY_CORRUPT', `${id}: data.${INVENTORY_DATA_KEY} is not a list: repair or delete the inventory ConfigMap`);
+  if (!Array.isArray(rows)) throw new UserError(ProblemCode.INVENTORY_CORRUPT, `${id}: data.${INVENTORY_DATA_KEY} is not a list: repair or delete the inventory ConfigMap`);
   return rows.map((row, i) => {
     if (!Array.isArray(row) || row.length < 5 || !row.every((c) => typeof c === 'string') || !row[2] || !row[4] || !row[1]) {
-      throw new UserError('INVENTORY_CORRUPT', `${id}: entry ${i} is not [group, version, kind, namespace, name, uid]: repair or delete the inventory ConfigMap`);
+      throw new UserError(ProblemCode.INVENTORY_CORRUPT, `${id}: entry ${i} is not [group, version, kind, namespace, name, uid]: repair or delete the inventory ConfigMap`);
     }
     const [group, version, kind, namespace, name, uid] = row as string[];
     return inventoryEntry({ group, version, kind, namespace, name, uid });
