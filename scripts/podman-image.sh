@@ -14,6 +14,9 @@
 # `podman image prune -f` removes it, at the cost of `npm ci` again on the next build.
 #
 # Usage: scripts/podman-image.sh [TAG]            (TAG defaults to gitops:dev)
+#        scripts/podman-image.sh --rootfs         only make the stand-in base's root file system (no
+#                                                 podman needed) and print its folder: what
+#                                                 e2e/harness/product-image.ts assembles its image on
 # Env:   GITOPS_IMAGE_REV     build this Git revision (via `git archive`) instead of the work tree,
 #                            e.g. HEAD: reproducible, and immune to files being edited meanwhile
 #        GITOPS_IMAGE_CACHE  cache folder (default ~/.cache/gitops/node-base)
@@ -22,6 +25,8 @@
 # Prints the image tag on stdout when done; progress goes to stderr.
 set -euo pipefail
 
+ROOTFS_ONLY=0
+if [ "${1:-}" = "--rootfs" ]; then ROOTFS_ONLY=1; shift; fi
 TAG="${1:-gitops:dev}"
 BASE="docker.io/library/node:24-bookworm-slim"
 CACHE="${GITOPS_IMAGE_CACHE:-$HOME/.cache/gitops/node-base}"
@@ -30,7 +35,9 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 
 log() { echo "podman-image: $*" >&2; }
 
-for tool in podman debootstrap; do
+tools="podman debootstrap"
+[ "$ROOTFS_ONLY" = 1 ] && tools=debootstrap
+for tool in $tools; do
   if ! command -v "$tool" >/dev/null; then
     log "$tool is missing: apt-get update && apt-get install -y podman buildah runc debootstrap"
     exit 1
@@ -44,7 +51,8 @@ if [ ! -e /etc/containers/containers.conf ] && [ "$(id -u)" = 0 ]; then
   printf '[containers]\ndefault_ulimits = []\n' > /etc/containers/containers.conf
 fi
 
-make_base() {
+# The stand-in's root file system under $CACHE/rootfs-bookworm, complete or not at all.
+make_rootfs() {
   if [ "$(id -u)" != 0 ]; then
     log "making the stand-in base $BASE needs root (debootstrap, chroot): run this script as root once"
     exit 1
@@ -93,13 +101,27 @@ make_base() {
   fi
   # What the official slim image drops too: apt lists and docs are dead weight in a base image.
   rm -rf "$rootfs/var/lib/apt/lists/"* "$rootfs/var/cache/apt/"*.bin "$rootfs/usr/share/doc" "$rootfs/usr/share/man"
+}
 
+make_base() {
+  make_rootfs
+  local rootfs="$CACHE/rootfs-bookworm"
   log "importing the stand-in as $BASE"
   tar -C "$rootfs" -c . | podman import \
     --change 'CMD ["node"]' \
     --change 'ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt' \
     - "$BASE" >&2
 }
+
+if [ "$ROOTFS_ONLY" = 1 ]; then
+  if [ -x "$CACHE/rootfs-bookworm/usr/local/bin/node" ]; then
+    log "root file system $CACHE/rootfs-bookworm exists: not rebuilt"
+  else
+    make_rootfs
+  fi
+  echo "$CACHE/rootfs-bookworm"
+  exit 0
+fi
 
 if podman image exists "$BASE"; then
   log "base $BASE exists: not rebuilt (podman rmi it to rebuild)"

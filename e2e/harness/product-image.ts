@@ -6,7 +6,8 @@
  *
  * 1. `FROM node:24-bookworm-slim`: the same locally made stand-in base that scripts/podman-image.sh
  *    imports under that name (a debootstrap bookworm root with Node 24 and a `node` user, uid 1000),
- *    read from its cache folder; tarred once and cached beside it.
+ *    read from its cache folder (made by `podman-image.sh --rootfs` when missing); tarred once and
+ *    cached beside it.
  * 2. `RUN apt-get install openssl`: the files of Debian's `openssl` and `libssl3` packages as
  *    installed on this machine (`dpkg -L`), the same Debian release as the base.
  * 3. The `COPY --from=build` lines and the last `RUN`: `/app/package.json`, `/app/dist` (bin/ and
@@ -195,11 +196,16 @@ export function baseRootfsDir(): string {
  */
 const BASE_EXCLUDES = ['./var/cache/apt/archives/*.deb', './var/log/apt', './var/log/dpkg.log'];
 
-/** The base layer, tarred once per root file system and cached beside it: [file, sha256]. */
-async function baseLayer(rootfs: string): Promise<[string, string]> {
+/**
+ * The base layer, tarred once per root file system and cached beside it: [file, sha256]. A missing
+ * root file system is made first by `scripts/podman-image.sh --rootfs` (debootstrap, about a minute).
+ */
+async function baseLayer(root: string, rootfs: string): Promise<[string, string]> {
   if (!existsSync(path.join(rootfs, 'usr', 'local', 'bin', 'node'))) {
-    throw new Error(`${rootfs}: the stand-in base for node:24-bookworm-slim is missing; run scripts/podman-image.sh once as root `
-      + '(it needs the Debian packages podman buildah runc debootstrap; .ci/run installs them)');
+    await run('bash', [path.join(root, 'scripts', 'podman-image.sh'), '--rootfs'], { maxBuffer: 1 << 24 }).catch((err: { stderr?: string; message: string }) => {
+      throw new Error(`${rootfs}: the stand-in base for node:24-bookworm-slim is missing and scripts/podman-image.sh --rootfs `
+        + `could not make it (it needs root, Debian's debootstrap and npm; .ci/run installs them): ${err.stderr?.trim() || err.message}`);
+    });
   }
   // The stamp also names this function's own choices, so changing them re-tars the base.
   const stamp = `${(await stat(path.join(rootfs, 'usr', 'local', 'bin', 'node'))).mtimeMs} ${BASE_EXCLUDES.join(' ')}`;
@@ -293,7 +299,7 @@ export async function writeProductImage(root: string, outFile: string, ref = PRO
   const started = Date.now();
   const stage = parseFinalStage(await readFile(path.join(root, 'Dockerfile'), 'utf8'));
   const config = imageConfigOf(stage, BASE_ENV);
-  const [base, baseSha] = await baseLayer(baseRootfsDir());
+  const [base, baseSha] = await baseLayer(root, baseRootfsDir());
   const work = await mkdtemp(path.join(path.dirname(outFile), '.product-image-'));
   try {
     const dir = path.join(work, 'image');
