@@ -48,6 +48,7 @@ import {
 } from '../protocol/messages.js';
 import { DEFAULT_AGENT_CONNECT_RATE, DEFAULT_FAILURE_LIMIT, FailureWindows, RateLimiter, type FailureLimit, type RateLimit } from './admission.js';
 import { clientAddress, parseTrustedProxies, type TrustedProxies } from './client-address.js';
+import { CONFIG_LIMITS } from './config.js';
 import type { ServerMetrics } from './metrics.js';
 import type { DesiredEntry, DesiredStateProvider, Pusher } from './ports.js';
 import type { Registry } from './registry.js';
@@ -84,6 +85,8 @@ export interface HubOptions {
 export const DEFAULT_MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 /** Default for HubOptions.maxSessionsPerAgent: two replicas, each with a stale session not yet noticed. */
 export const DEFAULT_MAX_SESSIONS_PER_AGENT = 4;
+/** Projects whose commit a session remembers (hello, status): as many as a config.yaml may name. */
+const MAX_KNOWN_PROJECTS = CONFIG_LIMITS.manifestProjects;
 /** Lines per key and minute about refused upgrades; beyond it only metrics count them. */
 const REFUSAL_LOG_LINES = 20;
 
@@ -342,7 +345,7 @@ export class Hub implements Pusher {
     switch (message.type) {
       case 'hello': {
         for (const [project, applied] of Object.entries(message.applied)) {
-          if (session.known.size >= 100) break;
+          if (session.known.size >= MAX_KNOWN_PROJECTS) break;
           session.known.set(project, `${applied.commit} ${applied.digest}`);
         }
         registry.recordHello(session.agentId, message.agentVersion, now);
@@ -356,7 +359,7 @@ export class Hub implements Pusher {
       }
       case 'status': {
         if (!this.follows(session, message.type, message.project)) return;
-        if (session.known.has(message.project) || session.known.size < 100) session.known.set(message.project, `${message.commit} ${message.digest}`);
+        if (session.known.has(message.project) || session.known.size < MAX_KNOWN_PROJECTS) session.known.set(message.project, `${message.commit} ${message.digest}`);
         registry.recordApplied(session.agentId, message.project, { commit: message.commit, digest: message.digest, result: message.result, at: now, durationMs: message.durationMs });
         // Per project: a later good apply of this project clears its problems, others keep theirs.
         registry.recordProjectProblems(session.agentId, message.project, now, statusProblems(message));
