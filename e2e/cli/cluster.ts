@@ -10,8 +10,9 @@
 import { Command } from 'commander';
 import { copyFile, mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { ensureControlPlaneBinaries, startControlPlane, type ControlPlane } from '../harness/controlplane.js';
+import { ensureControlPlaneBinaries, repoRoot, startControlPlane, type ControlPlane } from '../harness/controlplane.js';
 import { assertNodeHost, ensureNodeBinaries, startNode, type TestNode } from '../harness/node.js';
+import { writeProductImage } from '../harness/product-image.js';
 
 const program = new Command('cluster')
   .description('Run a real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager) in the foreground')
@@ -19,9 +20,11 @@ const program = new Command('cluster')
   .option('--audit-log <path>', 'where the apiserver writes its audit log of write requests (kept after stop)')
   .option('--node', 'also run a real node (containerd, kubelet, kube-scheduler) so pods run; needs root and '
     + "Debian's containerd runc containernetworking-plugins busybox-static nginx-light; the kubeconfig is written once the Node is Ready")
+  .option('--product-image', `with --node: also import this project's own image (the Dockerfile's layout, assembled without a `
+    + 'registry by e2e/harness/product-image.ts) before the kubeconfig is written')
   .showHelpAfterError();
 program.parse();
-const opts = program.opts<{ kubeconfig: string; auditLog?: string; node?: boolean }>();
+const opts = program.opts<{ kubeconfig: string; auditLog?: string; node?: boolean; productImage?: boolean }>();
 const kubeconfig = resolve(opts.kubeconfig);
 const say = (line: string): void => void process.stderr.write(`${line}\n`);
 
@@ -60,6 +63,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 async function main(): Promise<void> {
   const t0 = Date.now();
+  if (opts.productImage && !opts.node) throw new Error('--product-image needs --node');
   // A machine that cannot run a node says so before minutes of building.
   if (opts.node) await assertNodeHost();
   const binDir = await ensureControlPlaneBinaries(say);
@@ -69,6 +73,13 @@ async function main(): Promise<void> {
   if (nodeBinDir) {
     node = await startNode({ kubeconfigPath: cp.kubeconfigPath, binDir: nodeBinDir, log: (line) => say(`[node] ${line}`), handleSignals: false });
     if (signalled) return shutdown(0);
+    if (opts.productImage) {
+      const i0 = Date.now();
+      const image = await writeProductImage(repoRoot(), join(node.dir, 'images', 'product.tar'));
+      await node.importArchive(image.file);
+      say(`[node] imported ${image.ref} in ${Date.now() - i0} ms`);
+      if (signalled) return shutdown(0);
+    }
   }
   await mkdir(dirname(kubeconfig), { recursive: true });
   await copyFile(cp.kubeconfigPath, kubeconfig);
