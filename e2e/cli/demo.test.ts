@@ -14,9 +14,14 @@ const DEMO = new URL('../../dist/e2e/cli/demo.js', import.meta.url).pathname;
 function runDemo(): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     // SIGTERM on timeout: the demo stops what it started before exiting.
-    execFile(process.execPath, [DEMO], { timeout: 160_000, killSignal: 'SIGTERM', maxBuffer: 8 * 1024 * 1024 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [DEMO],
+      { timeout: 160_000, killSignal: 'SIGTERM', maxBuffer: 8 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -35,14 +40,19 @@ describe('npm run demo', () => {
     const revert = /took {5}(\d+) ms from the edit back to 3/.exec(stdout);
     expect(Number(revert?.[1])).toBeLessThan(1000);
     // Each step's pods, as kubectl prints them: 2, 3, the same 3 after the hand scale-up, 3 new ones, none.
-    const tables = stdout.split('pods     kubectl get pods -l app=nginx\n').slice(1).map((t) => t.split('\n    took')[0]);
+    const tables = stdout
+      .split('pods     kubectl get pods -l app=nginx\n')
+      .slice(1)
+      .map((t) => t.split('\n    took')[0]);
     const running = tables.map((t) => [...t.matchAll(/(nginx-\S+)\s+1\/1\s+Running\s/g)].map((m) => m[1]));
     expect(running.map((names) => names.length)).toEqual([2, 3, 3, 3, 0]);
     expect(running[2]).toEqual(running[1]);
     expect(running[3].filter((n) => running[1].includes(n))).toEqual([]);
     expect(tables[4]).toContain('No resources found.');
     expect(tables[0]).toMatch(/NAME\s+READY\s+STATUS\s+RESTARTS\s+AGE/);
-    const podsReady = [...stdout.matchAll(/ms from commit to live, (\d+) ms from commit to the pods above/g)].map((m) => Number(m[1]));
+    const podsReady = [...stdout.matchAll(/ms from commit to live, (\d+) ms from commit to the pods above/g)].map((m) =>
+      Number(m[1]),
+    );
     expect(podsReady).toHaveLength(3);
     expect(stdout).toContain('All steps passed.');
     const dirs = [...stdout.matchAll(/(\/tmp\/gitops-(?:stack|cp|node)-[A-Za-z0-9]+)/g)].map((m) => m[1]);

@@ -17,12 +17,25 @@ import { ensureControlPlaneBinaries, startControlPlane, type ControlPlane } from
 import { deploymentReplicas, jsonPatch, kubeRequest } from '../harness/kube.js';
 import { assertNodeHost, ensureNodeBinaries, startNode, type TestNode } from '../harness/node.js';
 import { formatPodTable, listPods, podRows, waitForReadyPods } from '../harness/pods.js';
-import { AGENT_NAME, CONFIG_PROJECT, MANIFEST_PROJECT, nginxDeployment, startStack, type LogRecord, type Stack } from '../harness/stack.js';
+import {
+  AGENT_NAME,
+  CONFIG_PROJECT,
+  MANIFEST_PROJECT,
+  nginxDeployment,
+  startStack,
+  type LogRecord,
+  type Stack,
+} from '../harness/stack.js';
 import { waitFor } from '../harness/wait.js';
 
 const program = new Command('demo')
-  .description('Run the seed scenario locally: control plane, a real node (root), Git server, gitops-server (self-signed TLS) and gitops-agent')
-  .option('--keep', 'leave everything running afterwards and print how to use kubectl and git against it (Ctrl-C stops)')
+  .description(
+    'Run the seed scenario locally: control plane, a real node (root), Git server, gitops-server (self-signed TLS) and gitops-agent',
+  )
+  .option(
+    '--keep',
+    'leave everything running afterwards and print how to use kubectl and git against it (Ctrl-C stops)',
+  )
   .option('--step-timeout <seconds>', 'how long one step may take before the demo fails', '30')
   .showHelpAfterError();
 program.parse();
@@ -91,7 +104,12 @@ async function podsReady(since: number, n: number, notNamed: string[] = []): Pro
 
 /** Waits until no nginx pod is left (terminated and deleted); returns the ms since `since`. */
 async function podsGone(since: number): Promise<number> {
-  await waitFor(async () => (await listPods(stack!.kubeConfig, NAMESPACE, SELECTOR)).length === 0, STEP_TIMEOUT_MS, 'every nginx pod gone', 50);
+  await waitFor(
+    async () => (await listPods(stack!.kubeConfig, NAMESPACE, SELECTOR)).length === 0,
+    STEP_TIMEOUT_MS,
+    'every nginx pod gone',
+    50,
+  );
   return Date.now() - since;
 }
 
@@ -102,22 +120,45 @@ async function until(since: number, check: () => Promise<boolean>, what: string)
 }
 
 function serverLine(sha: string): Promise<LogRecord> {
-  return stack!.waitForLog(stack!.server!, (r) => r.msg === 'detected commit' && r.commit === sha, STEP_TIMEOUT_MS, `the server to detect ${short(sha)}`);
+  return stack!.waitForLog(
+    stack!.server!,
+    (r) => r.msg === 'detected commit' && r.commit === sha,
+    STEP_TIMEOUT_MS,
+    `the server to detect ${short(sha)}`,
+  );
 }
 
 function agentLine(sha: string): Promise<LogRecord> {
-  return stack!.waitForLog(stack!.agent!, (r) => r.msg === 'applied' && r.commit === sha, STEP_TIMEOUT_MS, `the agent to apply ${short(sha)}`);
+  return stack!.waitForLog(
+    stack!.agent!,
+    (r) => r.msg === 'applied' && r.commit === sha,
+    STEP_TIMEOUT_MS,
+    `the agent to apply ${short(sha)}`,
+  );
 }
 
 async function listedApplied(sha: string): Promise<void> {
-  await waitFor(async () => (await stack!.agentList()).find((r) => r.name === AGENT_NAME)?.status?.applied[MANIFEST_PROJECT]?.commit === sha, STEP_TIMEOUT_MS, `agent list to show ${short(sha)} applied`, 50);
+  await waitFor(
+    async () =>
+      (await stack!.agentList()).find((r) => r.name === AGENT_NAME)?.status?.applied[MANIFEST_PROJECT]?.commit === sha,
+    STEP_TIMEOUT_MS,
+    `agent list to show ${short(sha)} applied`,
+    50,
+  );
 }
 
 /**
  * One Git step: commit, then what the server and agent logged, the live state and the pods;
  * resolves to [ms from commit to live, ms from commit to the pods settled].
  */
-async function gitStep(n: number, title: string, content: string, live: () => Promise<boolean>, liveText: () => Promise<string>, pods: (since: number) => Promise<number>): Promise<[number, number]> {
+async function gitStep(
+  n: number,
+  title: string,
+  content: string,
+  live: () => Promise<boolean>,
+  liveText: () => Promise<string>,
+  pods: (since: number) => Promise<number>,
+): Promise<[number, number]> {
   out(`[${n}] ${title}`);
   const t0 = Date.now();
   const sha = await stack!.commit({ 'manifest.yaml': content }, { message: title });
@@ -144,15 +185,27 @@ async function main(): Promise<void> {
   out('Starting:');
   // Before minutes of building: a machine that cannot run the node says what it lacks.
   await assertNodeHost().catch((err: unknown) => {
-    throw new Error(`${(err as Error).message}\nOn Debian, as root: apt-get install -y containerd runc containernetworking-plugins busybox-static nginx-light`);
+    throw new Error(
+      `${(err as Error).message}\nOn Debian, as root: apt-get install -y containerd runc containernetworking-plugins busybox-static nginx-light`,
+    );
   });
   const binDir = await ensureControlPlaneBinaries((line) => out(`  build: ${line}`));
   const nodeBinDir = await ensureNodeBinaries((line) => out(`  build: ${line}`));
   cp = await startControlPlane({ binDir, handleSignals: false });
-  out(`  control plane (etcd, kube-apiserver, kube-controller-manager) at ${cp.server}, ready in ${secs(cp.timings.controllersMs)}`);
+  out(
+    `  control plane (etcd, kube-apiserver, kube-controller-manager) at ${cp.server}, ready in ${secs(cp.timings.controllersMs)}`,
+  );
   node = await startNode({ kubeconfigPath: cp.kubeconfigPath, binDir: nodeBinDir, handleSignals: false });
-  out(`  node ${node.name} (containerd, kubelet, kube-scheduler) Ready in ${secs(node.timings.readyMs)}, images pause and nginx:1.27 imported (${node.dir})`);
-  stack = await startStack({ kubeConfig: cp.kubeConfig(), installSuffix: '', logLevel: 'info', handleSignals: false, log: (line) => out(`  ${line}`) });
+  out(
+    `  node ${node.name} (containerd, kubelet, kube-scheduler) Ready in ${secs(node.timings.readyMs)}, images pause and nginx:1.27 imported (${node.dir})`,
+  );
+  stack = await startStack({
+    kubeConfig: cp.kubeConfig(),
+    installSuffix: '',
+    logLevel: 'info',
+    handleSignals: false,
+    log: (line) => out(`  ${line}`),
+  });
   out(`  everything up in ${secs(Date.now() - t0)}`);
   out('');
 
@@ -160,18 +213,45 @@ async function main(): Promise<void> {
   const to = (n: number) => async (): Promise<boolean> => (await replicas()) === n;
   const liveText = async (): Promise<string> => `${OBJECT} has ${String(await replicas())} replicas`;
 
-  const ready = (n: number) => (since: number): Promise<number> => podsReady(since, n);
-  const [live2, pods2] = await gitStep(1, 'nginx with replicas: 2', nginxDeployment(NAMESPACE, 2), to(2), liveText, ready(2));
+  const ready =
+    (n: number) =>
+    (since: number): Promise<number> =>
+      podsReady(since, n);
+  const [live2, pods2] = await gitStep(
+    1,
+    'nginx with replicas: 2',
+    nginxDeployment(NAMESPACE, 2),
+    to(2),
+    liveText,
+    ready(2),
+  );
   timings.push(['replicas: 2 (new Deployment)', live2], ['  ... 2 pods Running and Ready', pods2]);
-  const [live3, pods3] = await gitStep(2, 'nginx with replicas: 3', nginxDeployment(NAMESPACE, 3), to(3), liveText, ready(3));
+  const [live3, pods3] = await gitStep(
+    2,
+    'nginx with replicas: 3',
+    nginxDeployment(NAMESPACE, 3),
+    to(3),
+    liveText,
+    ready(3),
+  );
   timings.push(['replicas: 2 -> 3', live3], ['  ... 3 pods Running and Ready', pods3]);
 
   out('[3] someone scales it by hand to 5 (JSON patch, field manager "kubectl-by-hand")');
   let t = Date.now();
-  const patched = await jsonPatch(stack.kubeConfig, DEPLOY_PATH, [{ op: 'replace', path: '/spec/replicas', value: 5 }], 'kubectl-by-hand');
+  const patched = await jsonPatch(
+    stack.kubeConfig,
+    DEPLOY_PATH,
+    [{ op: 'replace', path: '/spec/replicas', value: 5 }],
+    'kubectl-by-hand',
+  );
   if (patched.status !== 200) throw new Error(`step 3: the patch failed with HTTP ${patched.status}`);
   let ms = await until(t, to(3), 'step 3: replicas back to 3');
-  const reverted = await stack.waitForLog(stack.agent!, (r) => r.msg === 'drift reverted' && r.object === OBJECT, STEP_TIMEOUT_MS, 'the agent to log the revert');
+  const reverted = await stack.waitForLog(
+    stack.agent!,
+    (r) => r.msg === 'drift reverted' && r.object === OBJECT,
+    STEP_TIMEOUT_MS,
+    'the agent to log the revert',
+  );
   out(`    agent    drift reverted on ${OBJECT} (changed by ${String(reverted.manager)})`);
   out(`    live     ${await liveText()}`);
   // Any pods the ReplicaSet started for the 5 are stopped again.
@@ -187,9 +267,25 @@ async function main(): Promise<void> {
   t = Date.now();
   const deleted = await kubeRequest(stack.kubeConfig, 'DELETE', DEPLOY_PATH);
   if (deleted.status !== 200) throw new Error(`step 4: the delete failed with HTTP ${deleted.status}`);
-  ms = await until(t, async () => { const u = await uid(); return u !== undefined && u !== before; }, 'step 4: the Deployment recreated');
-  await stack.waitForLog(stack.agent!, (r) => r.msg === 'drift reverted' && r.action === 'recreated' && r.object === OBJECT, STEP_TIMEOUT_MS, 'the agent to log the recreation')
-    .then(() => out(`    agent    ${OBJECT} recreated from Git`), () => out(`    agent    ${OBJECT} recreated from Git (no log line found)`));
+  ms = await until(
+    t,
+    async () => {
+      const u = await uid();
+      return u !== undefined && u !== before;
+    },
+    'step 4: the Deployment recreated',
+  );
+  await stack
+    .waitForLog(
+      stack.agent!,
+      (r) => r.msg === 'drift reverted' && r.action === 'recreated' && r.object === OBJECT,
+      STEP_TIMEOUT_MS,
+      'the agent to log the recreation',
+    )
+    .then(
+      () => out(`    agent    ${OBJECT} recreated from Git`),
+      () => out(`    agent    ${OBJECT} recreated from Git (no log line found)`),
+    );
   out(`    live     ${await liveText()}`);
   podsMs = await podsReady(t, 3, oldPods);
   await printPods();
@@ -197,11 +293,21 @@ async function main(): Promise<void> {
   out('');
   timings.push(['deleted -> recreated', ms], ['  ... 3 new pods Running and Ready', podsMs]);
 
-  const [pruned, gone] = await gitStep(5, 'remove nginx from manifest.yaml', '', async () => (await replicas()) === undefined, async () => `${OBJECT} is gone`, podsGone);
+  const [pruned, gone] = await gitStep(
+    5,
+    'remove nginx from manifest.yaml',
+    '',
+    async () => (await replicas()) === undefined,
+    async () => `${OBJECT} is gone`,
+    podsGone,
+  );
   timings.push(['removed from Git -> pruned', pruned], ['  ... every pod gone', gone]);
 
   out('gitops-server agent list:');
-  for (const line of formatTable(await stack.agentList()).trimEnd().split('\n')) out(`  ${line}`);
+  for (const line of formatTable(await stack.agentList())
+    .trimEnd()
+    .split('\n'))
+    out(`  ${line}`);
   out('');
   out('Timings:');
   for (const [what, value] of timings) out(`  ${what.padEnd(36)} ${String(value).padStart(5)} ms`);

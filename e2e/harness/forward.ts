@@ -13,7 +13,10 @@ export interface Forwarder {
   close(): Promise<void>;
 }
 
-export async function forwardTcp(listen: { host: string; port: number }, target: { host: string; port: number }): Promise<Forwarder> {
+export async function forwardTcp(
+  listen: { host: string; port: number },
+  target: { host: string; port: number },
+): Promise<Forwarder> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer((inbound) => {
     const outbound = net.connect(target.port, target.host);
@@ -34,9 +37,10 @@ export async function forwardTcp(listen: { host: string; port: number }, target:
   });
   return {
     address: `${listen.host}:${listen.port}`,
-    close: () => new Promise<void>((resolve) => {
-      for (const s of sockets) s.destroy();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
   };
 }

@@ -4,7 +4,17 @@ import { formatAge, formatPodTable, isReady, podRows, podSummary, type PodLike }
 
 const NOW = Date.parse('2026-12-04T12:00:00Z');
 
-function pod(name: string, extra: { phase?: string; ready?: boolean; deleting?: boolean; waiting?: string; restarts?: number; ageS?: number } = {}): PodLike {
+function pod(
+  name: string,
+  extra: {
+    phase?: string;
+    ready?: boolean;
+    deleting?: boolean;
+    waiting?: string;
+    restarts?: number;
+    ageS?: number;
+  } = {},
+): PodLike {
   return {
     metadata: {
       name,
@@ -15,10 +25,14 @@ function pod(name: string, extra: { phase?: string; ready?: boolean; deleting?: 
     status: {
       phase: extra.phase ?? 'Running',
       conditions: [{ type: 'Ready', status: extra.ready === false ? 'False' : 'True' }],
-      containerStatuses: [{
-        name: 'nginx', ready: extra.ready !== false, restartCount: extra.restarts ?? 0,
-        state: extra.waiting ? { waiting: { reason: extra.waiting } } : { running: {} },
-      }],
+      containerStatuses: [
+        {
+          name: 'nginx',
+          ready: extra.ready !== false,
+          restartCount: extra.restarts ?? 0,
+          state: extra.waiting ? { waiting: { reason: extra.waiting } } : { running: {} },
+        },
+      ],
     },
   };
 }
@@ -34,13 +48,26 @@ describe('pods as kubectl shows them', () => {
   });
 
   it.each([
-    [0, '0s'], [59_999, '59s'], [119_000, '119s'], [120_000, '2m'], [185_000, '3m5s'], [7_800_000, '2h10m'], [-5, '0s'],
+    [0, '0s'],
+    [59_999, '59s'],
+    [119_000, '119s'],
+    [120_000, '2m'],
+    [185_000, '3m5s'],
+    [7_800_000, '2h10m'],
+    [-5, '0s'],
   ])('formatAge(%d) is %s', (ms, expected) => {
     expect(formatAge(ms)).toBe(expected);
   });
 
   it('puts Terminating before a waiting reason, a waiting reason before the phase, and sorts by name', () => {
-    const rows = podRows([pod('c', { deleting: true }), pod('b', { phase: 'Pending', ready: false, waiting: 'ContainerCreating' }), pod('a', { restarts: 2, ageS: 130 })], NOW);
+    const rows = podRows(
+      [
+        pod('c', { deleting: true }),
+        pod('b', { phase: 'Pending', ready: false, waiting: 'ContainerCreating' }),
+        pod('a', { restarts: 2, ageS: 130 }),
+      ],
+      NOW,
+    );
     expect(rows).toEqual([
       { name: 'a', ready: '1/1', status: 'Running', restarts: 2, age: '2m10s' },
       { name: 'b', ready: '0/1', status: 'ContainerCreating', restarts: 0, age: '5s' },
@@ -50,7 +77,15 @@ describe('pods as kubectl shows them', () => {
   });
 
   it('prints the columns padded to the widest cell, as kubectl does', () => {
-    const table = formatPodTable(podRows([pod('nginx-6d4cf56db6-x2x9q'), pod('nginx-6d4cf56db6-ab', { ready: false, waiting: 'CrashLoopBackOff', restarts: 3 })], NOW));
+    const table = formatPodTable(
+      podRows(
+        [
+          pod('nginx-6d4cf56db6-x2x9q'),
+          pod('nginx-6d4cf56db6-ab', { ready: false, waiting: 'CrashLoopBackOff', restarts: 3 }),
+        ],
+        NOW,
+      ),
+    );
     expect(table.split('\n')).toEqual([
       'NAME                     READY   STATUS             RESTARTS   AGE',
       'nginx-6d4cf56db6-ab      0/1     CrashLoopBackOff   3          5s',

@@ -12,7 +12,13 @@ import { waitFor } from './wait.js';
 
 /** The parts of a Pod read here. */
 export interface PodLike {
-  metadata: { name: string; uid?: string; creationTimestamp?: string; deletionTimestamp?: string; ownerReferences?: Array<{ kind: string; name: string; uid: string }> };
+  metadata: {
+    name: string;
+    uid?: string;
+    creationTimestamp?: string;
+    deletionTimestamp?: string;
+    ownerReferences?: Array<{ kind: string; name: string; uid: string }>;
+  };
   spec?: { containers?: Array<{ name: string }> };
   status?: {
     phase?: string;
@@ -36,9 +42,11 @@ export interface PodRow {
 
 /** Running, its Ready condition true, and no deletion asked for: what "pods Ready" counts. */
 export function isReady(pod: PodLike): boolean {
-  return !pod.metadata.deletionTimestamp
-    && pod.status?.phase === 'Running'
-    && pod.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+  return (
+    !pod.metadata.deletionTimestamp &&
+    pod.status?.phase === 'Running' &&
+    pod.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true
+  );
 }
 
 /** kubectl's short age: `42s`, `3m5s`, `2h10m`. */
@@ -80,15 +88,27 @@ export function podRows(pods: readonly PodLike[], now: number): PodRow[] {
 /** The rows as `kubectl get pods` prints them (columns padded to the widest cell, 3 spaces apart). */
 export function formatPodTable(rows: readonly PodRow[]): string {
   if (rows.length === 0) return 'No resources found.';
-  const cells = [['NAME', 'READY', 'STATUS', 'RESTARTS', 'AGE'], ...rows.map((r) => [r.name, r.ready, r.status, String(r.restarts), r.age])];
+  const cells = [
+    ['NAME', 'READY', 'STATUS', 'RESTARTS', 'AGE'],
+    ...rows.map((r) => [r.name, r.ready, r.status, String(r.restarts), r.age]),
+  ];
   const widths = cells[0].map((_, i) => Math.max(...cells.map((row) => row[i].length)));
-  return cells.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] + 3))).join('')).join('\n');
+  return cells
+    .map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] + 3))).join(''))
+    .join('\n');
 }
 
 /** The pods of `namespace` matching the label selector (`app=nginx`). */
 export async function listPods(kc: KubeConfig, namespace: string, selector: string): Promise<PodLike[]> {
-  const res = await kubeRequest(kc, 'GET', `/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(selector)}`);
-  if (res.status !== 200) throw new Error(`listing pods ${selector} in ${namespace}: HTTP ${res.status} ${JSON.stringify(res.body).slice(0, 300)}`);
+  const res = await kubeRequest(
+    kc,
+    'GET',
+    `/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(selector)}`,
+  );
+  if (res.status !== 200)
+    throw new Error(
+      `listing pods ${selector} in ${namespace}: HTTP ${res.status} ${JSON.stringify(res.body).slice(0, 300)}`,
+    );
   return (res.body as { items: PodLike[] }).items;
 }
 
@@ -109,14 +129,26 @@ export function podSummary(pods: readonly PodLike[]): string {
  * deleted Deployment, which stay listed until garbage collection reaches them), polling every
  * 50 ms; resolves to them. A timeout names what the pods were doing.
  */
-export async function waitForReadyPods(kc: KubeConfig, namespace: string, selector: string, n: number, timeoutMs: number, notNamed: readonly string[] = []): Promise<PodLike[]> {
+export async function waitForReadyPods(
+  kc: KubeConfig,
+  namespace: string,
+  selector: string,
+  n: number,
+  timeoutMs: number,
+  notNamed: readonly string[] = [],
+): Promise<PodLike[]> {
   let last: PodLike[] = [];
   try {
-    return await waitFor(async () => {
-      last = await listPods(kc, namespace, selector);
-      const settled = last.length === n && last.every((p) => isReady(p) && !notNamed.includes(p.metadata.name));
-      return settled ? last : undefined;
-    }, timeoutMs, `${n} pods ${selector} Running and Ready${notNamed.length ? `, none of ${notNamed.join(', ')}` : ''}`, 50);
+    return await waitFor(
+      async () => {
+        last = await listPods(kc, namespace, selector);
+        const settled = last.length === n && last.every((p) => isReady(p) && !notNamed.includes(p.metadata.name));
+        return settled ? last : undefined;
+      },
+      timeoutMs,
+      `${n} pods ${selector} Running and Ready${notNamed.length ? `, none of ${notNamed.join(', ')}` : ''}`,
+      50,
+    );
   } catch (err) {
     throw new Error(`${(err as Error).message}; the pods: ${podSummary(last)}`);
   }

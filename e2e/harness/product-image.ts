@@ -24,7 +24,21 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { chmod, chown, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  chown,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readFile,
+  readdir,
+  readlink,
+  rename,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -39,7 +53,10 @@ export const PRODUCT_IMAGE = 'localhost/gitops:e2e';
  * The environment of the stand-in base as scripts/podman-image.sh imports it (`--change ENV`) plus
  * the PATH every image gets; the official node image sets PATH the same way.
  */
-export const BASE_ENV = ['NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'];
+export const BASE_ENV = [
+  'NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt',
+  'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+];
 
 /** The Debian packages `apt-get install -y --no-install-recommends openssl` adds to the base. */
 const OPENSSL_PACKAGES = ['openssl', 'libssl3'];
@@ -148,8 +165,12 @@ interface LockPackage {
  * The `node_modules/...` folders `npm prune --omit=dev` keeps and removes, from package-lock.json
  * (lockfile v2/v3: `packages`, dev-only entries marked `dev: true`).
  */
-export function splitPackages(lock: { lockfileVersion?: number; packages?: Record<string, LockPackage> }): { production: string[]; dev: string[] } {
-  if (!lock.packages || (lock.lockfileVersion ?? 0) < 2) throw new Error('package-lock.json: lockfileVersion 2 or 3 with `packages` is needed (npm 7 or later)');
+export function splitPackages(lock: { lockfileVersion?: number; packages?: Record<string, LockPackage> }): {
+  production: string[];
+  dev: string[];
+} {
+  if (!lock.packages || (lock.lockfileVersion ?? 0) < 2)
+    throw new Error('package-lock.json: lockfileVersion 2 or 3 with `packages` is needed (npm 7 or later)');
   const production: string[] = [];
   const dev: string[] = [];
   for (const [key, pkg] of Object.entries(lock.packages)) {
@@ -202,19 +223,35 @@ const BASE_EXCLUDES = ['./var/cache/apt/archives/*.deb', './var/log/apt', './var
  */
 async function baseLayer(root: string, rootfs: string): Promise<[string, string]> {
   if (!existsSync(path.join(rootfs, 'usr', 'local', 'bin', 'node'))) {
-    await run('bash', [path.join(root, 'scripts', 'podman-image.sh'), '--rootfs'], { maxBuffer: 1 << 24 }).catch((err: { stderr?: string; message: string }) => {
-      throw new Error(`${rootfs}: the stand-in base for node:24-bookworm-slim is missing and scripts/podman-image.sh --rootfs `
-        + `could not make it (it needs root, Debian's debootstrap and npm; .ci/run installs them): ${err.stderr?.trim() || err.message}`);
-    });
+    await run('bash', [path.join(root, 'scripts', 'podman-image.sh'), '--rootfs'], { maxBuffer: 1 << 24 }).catch(
+      (err: { stderr?: string; message: string }) => {
+        throw new Error(
+          `${rootfs}: the stand-in base for node:24-bookworm-slim is missing and scripts/podman-image.sh --rootfs ` +
+            `could not make it (it needs root, Debian's debootstrap and npm; .ci/run installs them): ${err.stderr?.trim() || err.message}`,
+        );
+      },
+    );
   }
   // The stamp also names this function's own choices, so changing them re-tars the base.
   const stamp = `${(await stat(path.join(rootfs, 'usr', 'local', 'bin', 'node'))).mtimeMs} ${BASE_EXCLUDES.join(' ')}`;
   const file = `${rootfs}.layer.tar`;
   const meta = `${file}.json`;
-  const cached = await readFile(meta, 'utf8').then((t) => JSON.parse(t) as { stamp: string; sha256: string }, () => undefined);
+  const cached = await readFile(meta, 'utf8').then(
+    (t) => JSON.parse(t) as { stamp: string; sha256: string },
+    () => undefined,
+  );
   if (cached?.stamp === stamp && existsSync(file)) return [file, cached.sha256];
   const tmp = `${file}.tmp-${process.pid}`;
-  await run('tar', ['-C', rootfs, ...REPRODUCIBLE, '--anchored', ...BASE_EXCLUDES.map((e) => `--exclude=${e}`), '-cf', tmp, '.']);
+  await run('tar', [
+    '-C',
+    rootfs,
+    ...REPRODUCIBLE,
+    '--anchored',
+    ...BASE_EXCLUDES.map((e) => `--exclude=${e}`),
+    '-cf',
+    tmp,
+    '.',
+  ]);
   const sha = await sha256File(tmp);
   await rename(tmp, file);
   await writeFile(meta, JSON.stringify({ stamp, sha256: sha }));
@@ -232,20 +269,39 @@ async function opensslLayer(work: string, out: string): Promise<void> {
   }
   // Only what exists (dpkg lists diverted and excluded docs too), parents before children.
   const present: string[] = [];
-  for (const p of [...new Set(listed)].sort()) if (await lstat(p).then(() => true, () => false)) present.push(p.slice(1));
+  for (const p of [...new Set(listed)].sort())
+    if (
+      await lstat(p).then(
+        () => true,
+        () => false,
+      )
+    )
+      present.push(p.slice(1));
   // The package makes /etc/ssl/private 0700; a machine's ssl-cert package widens it to 0710.
   const own = present.filter((p) => p !== PRIVATE_DIR);
   await run('tar', ['-C', '/', ...REPRODUCIBLE, '--owner=0', '--group=0', '--no-recursion', '-cf', out, ...own]);
   if (own.length < present.length) {
     await mkdir(path.join(work, PRIVATE_DIR), { recursive: true, mode: 0o700 });
     await chmod(path.join(work, PRIVATE_DIR), 0o700);
-    await run('tar', ['-C', work, ...REPRODUCIBLE, '--owner=0', '--group=0', '--no-recursion', '-rf', out, PRIVATE_DIR]);
+    await run('tar', [
+      '-C',
+      work,
+      ...REPRODUCIBLE,
+      '--owner=0',
+      '--group=0',
+      '--no-recursion',
+      '-rf',
+      out,
+      PRIVATE_DIR,
+    ]);
   }
 }
 
 /** The app layer: the COPY lines and the final RUN of the Dockerfile (see the module comment). */
 async function appLayer(root: string, work: string, out: string): Promise<void> {
-  const lock = JSON.parse(await readFile(path.join(root, 'package-lock.json'), 'utf8')) as Parameters<typeof splitPackages>[0];
+  const lock = JSON.parse(await readFile(path.join(root, 'package-lock.json'), 'utf8')) as Parameters<
+    typeof splitPackages
+  >[0];
   const { production, dev } = splitPackages(lock);
   for (const p of production) {
     if (!existsSync(path.join(root, p))) throw new Error(`${p}: missing from node_modules; run npm ci`);
@@ -256,7 +312,10 @@ async function appLayer(root: string, work: string, out: string): Promise<void> 
     '--exclude=node_modules/@types',
     // Tools' caches (swc, babel) are no part of an installed tree.
     '--exclude=node_modules/.cache',
-    '--exclude=*.d.ts', '--exclude=*.d.mts', '--exclude=*.d.cts', '--exclude=*.map',
+    '--exclude=*.d.ts',
+    '--exclude=*.d.mts',
+    '--exclude=*.d.cts',
+    '--exclude=*.map',
   ];
   // npm prune also drops the .bin links of the packages it removes.
   const binDir = path.join(root, 'node_modules', '.bin');
@@ -265,16 +324,36 @@ async function appLayer(root: string, work: string, out: string): Promise<void> 
     if (!insideAny(target, production)) excludes.push(`--exclude=node_modules/.bin/${name}`);
   }
   for (const bin of ['gitops-server.js', 'gitops-agent.js']) {
-    if (!existsSync(path.join(root, 'dist', 'bin', bin))) throw new Error(`dist/bin/${bin}: missing; run npm run build`);
+    if (!existsSync(path.join(root, 'dist', 'bin', bin)))
+      throw new Error(`dist/bin/${bin}: missing; run npm run build`);
   }
 
   // What RUN and WORKDIR make, with its owners: staged as real files, then tarred first.
   const stage = path.join(work, 'stage');
-  for (const dir of ['app/dist', 'usr/local/bin', 'var/lib/gitops-server', 'var/lib/gitops-agent']) await mkdir(path.join(stage, dir), { recursive: true });
-  for (const prog of ['gitops-server', 'gitops-agent']) await symlink(`/app/dist/bin/${prog}.js`, path.join(stage, 'usr/local/bin', prog));
+  for (const dir of ['app/dist', 'usr/local/bin', 'var/lib/gitops-server', 'var/lib/gitops-agent'])
+    await mkdir(path.join(stage, dir), { recursive: true });
+  for (const prog of ['gitops-server', 'gitops-agent'])
+    await symlink(`/app/dist/bin/${prog}.js`, path.join(stage, 'usr/local/bin', prog));
   for (const dir of ['var/lib/gitops-server', 'var/lib/gitops-agent']) await chown(path.join(stage, dir), 1000, 1000);
-  await run('tar', ['-C', stage, ...REPRODUCIBLE, '--no-recursion', '-cf', out, 'app', 'app/dist', 'usr', 'usr/local', 'usr/local/bin',
-    'usr/local/bin/gitops-agent', 'usr/local/bin/gitops-server', 'var', 'var/lib', 'var/lib/gitops-agent', 'var/lib/gitops-server']);
+  await run('tar', [
+    '-C',
+    stage,
+    ...REPRODUCIBLE,
+    '--no-recursion',
+    '-cf',
+    out,
+    'app',
+    'app/dist',
+    'usr',
+    'usr/local',
+    'usr/local/bin',
+    'usr/local/bin/gitops-agent',
+    'usr/local/bin/gitops-server',
+    'var',
+    'var/lib',
+    'var/lib/gitops-agent',
+    'var/lib/gitops-server',
+  ]);
   // The copied files, owned by root as COPY makes them. dist/bin holds only the two CLIs, which the
   // Dockerfile's chmod makes executable.
   const copy = ['-C', root, ...REPRODUCIBLE, '--owner=0', '--group=0', ...excludes, '--transform=s,^,app/,S'];
@@ -307,12 +386,37 @@ export async function writeProductImage(root: string, outFile: string, ref = PRO
     await symlink(base, path.join(dir, 'base.tar'));
     await opensslLayer(work, path.join(dir, 'openssl.tar'));
     await appLayer(root, work, path.join(dir, 'app.tar'));
-    const digests = [baseSha, await sha256File(path.join(dir, 'openssl.tar')), await sha256File(path.join(dir, 'app.tar'))];
-    const history = [`FROM ${stage.from} (stand-in base of scripts/podman-image.sh)`, `openssl from this machine's ${OPENSSL_PACKAGES.join(', ')}`, 'app: e2e/harness/product-image.ts'];
+    const digests = [
+      baseSha,
+      await sha256File(path.join(dir, 'openssl.tar')),
+      await sha256File(path.join(dir, 'app.tar')),
+    ];
+    const history = [
+      `FROM ${stage.from} (stand-in base of scripts/podman-image.sh)`,
+      `openssl from this machine's ${OPENSSL_PACKAGES.join(', ')}`,
+      'app: e2e/harness/product-image.ts',
+    ];
     await writeFile(path.join(dir, 'config.json'), JSON.stringify(layeredConfigDocument(config, digests, history)));
-    await writeFile(path.join(dir, 'manifest.json'), JSON.stringify([{ Config: 'config.json', RepoTags: [ref], Layers: ['base.tar', 'openssl.tar', 'app.tar'] }]));
+    await writeFile(
+      path.join(dir, 'manifest.json'),
+      JSON.stringify([{ Config: 'config.json', RepoTags: [ref], Layers: ['base.tar', 'openssl.tar', 'app.tar'] }]),
+    );
     // -h: the cached base layer goes in through its symlink.
-    await run('tar', ['-C', dir, '-h', ...REPRODUCIBLE, '--owner=0', '--group=0', '-cf', outFile, 'manifest.json', 'config.json', 'base.tar', 'openssl.tar', 'app.tar']);
+    await run('tar', [
+      '-C',
+      dir,
+      '-h',
+      ...REPRODUCIBLE,
+      '--owner=0',
+      '--group=0',
+      '-cf',
+      outFile,
+      'manifest.json',
+      'config.json',
+      'base.tar',
+      'openssl.tar',
+      'app.tar',
+    ]);
   } finally {
     await rm(work, { recursive: true, force: true });
   }

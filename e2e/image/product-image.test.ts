@@ -15,7 +15,14 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import {
-  BASE_ENV, dockerfileInstructions, imageConfigOf, insideAny, parseFinalStage, splitPackages, writeProductImage, type ProductImage,
+  BASE_ENV,
+  dockerfileInstructions,
+  imageConfigOf,
+  insideAny,
+  parseFinalStage,
+  splitPackages,
+  writeProductImage,
+  type ProductImage,
 } from '../harness/product-image.js';
 
 const run = promisify(execFile);
@@ -27,7 +34,15 @@ const PODMAN_IMAGE = 'gitops:dev';
  * Paths the two images may differ in: what apt and dpkg record about an install (the assembled
  * image copies the package files only) and the files podman writes into every container.
  */
-const BOOKKEEPING = ['var/lib/dpkg', 'var/lib/apt', 'var/cache/apt', 'etc/hosts', 'etc/hostname', 'etc/resolv.conf', 'run/.containerenv'];
+const BOOKKEEPING = [
+  'var/lib/dpkg',
+  'var/lib/apt',
+  'var/cache/apt',
+  'etc/hosts',
+  'etc/hostname',
+  'etc/resolv.conf',
+  'run/.containerenv',
+];
 
 interface TarEntry {
   mode: string;
@@ -63,7 +78,10 @@ function describeEntries(entries: Map<string, TarEntry>): string[] {
     if (insideAny(name, BOOKKEEPING)) continue;
     // Sizes prove the same code under /app; elsewhere files come from the same base and packages.
     // npm rewrites node_modules/.package-lock.json when it prunes, with the same entries.
-    const size = name.startsWith('app/') && e.mode.startsWith('-') && name !== 'app/node_modules/.package-lock.json' ? ` ${e.size}` : '';
+    const size =
+      name.startsWith('app/') && e.mode.startsWith('-') && name !== 'app/node_modules/.package-lock.json'
+        ? ` ${e.size}`
+        : '';
     out.push(`${name} ${e.mode} ${e.owner}${size}${e.link !== undefined ? ` -> ${e.link}` : ''}`);
   }
   return out.sort();
@@ -90,14 +108,26 @@ describe('the Dockerfile, read', () => {
   });
 
   it.each([
-    ['ENV pairs over several lines, a later value winning', 'FROM y\nENV A=1 \\\n    B="two words"\nENV A=3\n', { env: ['B=two words', 'A=3'] }],
-    ['exec-form ENTRYPOINT and CMD', 'FROM y\nENTRYPOINT []\nCMD ["p", "--help"]\n', { entrypoint: [], cmd: ['p', '--help'] }],
-    ['COPY with --from', 'FROM y\nCOPY --from=build /app/dist ./dist\n', { copies: [{ from: 'build', sources: ['/app/dist'], dest: './dist' }] }],
+    [
+      'ENV pairs over several lines, a later value winning',
+      'FROM y\nENV A=1 \\\n    B="two words"\nENV A=3\n',
+      { env: ['B=two words', 'A=3'] },
+    ],
+    [
+      'exec-form ENTRYPOINT and CMD',
+      'FROM y\nENTRYPOINT []\nCMD ["p", "--help"]\n',
+      { entrypoint: [], cmd: ['p', '--help'] },
+    ],
+    [
+      'COPY with --from',
+      'FROM y\nCOPY --from=build /app/dist ./dist\n',
+      { copies: [{ from: 'build', sources: ['/app/dist'], dest: './dist' }] },
+    ],
   ])('parses %s', (_name, text, expected) => {
     expect(parseFinalStage(text)).toMatchObject(expected);
   });
 
-  it('reads the last stage only: an earlier stage\'s USER is not the image\'s', () => {
+  it("reads the last stage only: an earlier stage's USER is not the image's", () => {
     const stage = parseFinalStage('FROM x AS build\nUSER 5\nFROM y\nWORKDIR /w\n');
     expect(stage).toMatchObject({ from: 'y', workdir: '/w' });
     expect(stage.user).toBeUndefined();
@@ -109,7 +139,12 @@ describe('the Dockerfile, read', () => {
 
   it('gives an image configuration with the stage overriding the base per key and no empty entrypoint', () => {
     const stage = parseFinalStage('FROM y\nENV PATH=/p X=1\nWORKDIR /app\nUSER 1000:1000\nENTRYPOINT []\nCMD ["a"]\n');
-    expect(imageConfigOf(stage, ['PATH=/usr/bin', 'BASE=1'])).toEqual({ Env: ['BASE=1', 'PATH=/p', 'X=1'], Cmd: ['a'], WorkingDir: '/app', User: '1000:1000' });
+    expect(imageConfigOf(stage, ['PATH=/usr/bin', 'BASE=1'])).toEqual({
+      Env: ['BASE=1', 'PATH=/p', 'X=1'],
+      Cmd: ['a'],
+      WorkingDir: '/app',
+      User: '1000:1000',
+    });
   });
 
   it('runs as the numeric user manifests/agent requires (runAsNonRoot can only check a numeric USER)', async () => {
@@ -124,10 +159,20 @@ describe('the Dockerfile, read', () => {
 
 describe('the production packages', () => {
   it.each([
-    ['dev entries apart, nested ones included, the root entry ignored', {
-      lockfileVersion: 3,
-      packages: { '': {}, 'node_modules/a': {}, 'node_modules/b': { dev: true }, 'node_modules/a/node_modules/c': { dev: true }, 'node_modules/@s/d': {} },
-    }, { production: ['node_modules/@s/d', 'node_modules/a'], dev: ['node_modules/a/node_modules/c', 'node_modules/b'] }],
+    [
+      'dev entries apart, nested ones included, the root entry ignored',
+      {
+        lockfileVersion: 3,
+        packages: {
+          '': {},
+          'node_modules/a': {},
+          'node_modules/b': { dev: true },
+          'node_modules/a/node_modules/c': { dev: true },
+          'node_modules/@s/d': {},
+        },
+      },
+      { production: ['node_modules/@s/d', 'node_modules/a'], dev: ['node_modules/a/node_modules/c', 'node_modules/b'] },
+    ],
   ])('%s', (_name, lock, expected) => {
     expect(splitPackages(lock)).toEqual(expected);
   });
@@ -168,7 +213,9 @@ describe('the assembled product image next to the one podman builds from the Doc
 
   beforeAll(async () => {
     await sh('podman', ['--version'], 10_000).catch((err: unknown) => {
-      throw new Error(`podman is required to compare the assembled image with the Dockerfile's (apt-get install -y podman buildah runc debootstrap; .ci/run does): ${(err as Error).message}`);
+      throw new Error(
+        `podman is required to compare the assembled image with the Dockerfile's (apt-get install -y podman buildah runc debootstrap; .ci/run does): ${(err as Error).message}`,
+      );
     });
     dir = await mkdtemp(join(tmpdir(), 'gitops-product-image-'));
     // Built first: the stand-in base the assembled image reads is made by this script.
@@ -176,8 +223,12 @@ describe('the assembled product image next to the one podman builds from the Doc
     const assembled = await writeProductImage(ROOT, join(dir, 'gitops.tar'));
     // Once more: the base layer is cached after the first time, and this is what a test run pays.
     image = await writeProductImage(ROOT, join(dir, 'gitops.tar'));
-    process.stdout.write(`product image assembled in ${assembled.assemblyMs} ms (cold), ${image.assemblyMs} ms (base layer cached)\n`);
-    podmanConfig = JSON.parse(await sh('podman', ['image', 'inspect', '--format', '{{json .Config}}', PODMAN_IMAGE], 30_000)) as Record<string, unknown>;
+    process.stdout.write(
+      `product image assembled in ${assembled.assemblyMs} ms (cold), ${image.assemblyMs} ms (base layer cached)\n`,
+    );
+    podmanConfig = JSON.parse(
+      await sh('podman', ['image', 'inspect', '--format', '{{json .Config}}', PODMAN_IMAGE], 30_000),
+    ) as Record<string, unknown>;
     const id = (await sh('podman', ['create', PODMAN_IMAGE], 60_000)).trim();
     try {
       await sh('podman', ['export', '-o', join(dir, 'podman.tar'), id], 120_000);
@@ -193,7 +244,11 @@ describe('the assembled product image next to the one podman builds from the Doc
 
   it('has the configuration podman gives the Dockerfile: user, working folder, environment, entrypoint, command', () => {
     const pick = (c: Record<string, unknown>): Record<string, unknown> => ({
-      User: c.User, WorkingDir: c.WorkingDir, Env: c.Env, Cmd: c.Cmd, Entrypoint: c.Entrypoint ?? null,
+      User: c.User,
+      WorkingDir: c.WorkingDir,
+      Env: c.Env,
+      Cmd: c.Cmd,
+      Entrypoint: c.Entrypoint ?? null,
     });
     expect(pick(image.config as Record<string, unknown>)).toEqual(pick(podmanConfig));
     expect(image.config.Env).toEqual(expect.arrayContaining(BASE_ENV));
@@ -203,22 +258,30 @@ describe('the assembled product image next to the one podman builds from the Doc
     const layers = join(dir, 'layers');
     await sh('mkdir', ['-p', layers], 5000);
     await sh('tar', ['-C', layers, '-xf', image.file], 60_000);
-    const manifest = JSON.parse(await readFile(join(layers, 'manifest.json'), 'utf8')) as Array<{ RepoTags: string[]; Layers: string[] }>;
+    const manifest = JSON.parse(await readFile(join(layers, 'manifest.json'), 'utf8')) as Array<{
+      RepoTags: string[];
+      Layers: string[];
+    }>;
     expect(manifest[0].RepoTags).toEqual([image.ref]);
     const assembled = new Map<string, TarEntry>();
-    for (const layer of manifest[0].Layers) parseTarListing(await sh('tar', ['-tv', '--numeric-owner', '-f', join(layers, layer)], 60_000), assembled);
+    for (const layer of manifest[0].Layers)
+      parseTarListing(await sh('tar', ['-tv', '--numeric-owner', '-f', join(layers, layer)], 60_000), assembled);
     const ours = describeEntries(assembled);
     const theirs = describeEntries(podmanFiles);
     const theirsSet = new Set(theirs);
     const oursSet = new Set(ours);
-    expect({ onlyAssembled: ours.filter((l) => !theirsSet.has(l)), onlyPodman: theirs.filter((l) => !oursSet.has(l)) })
-      .toEqual({ onlyAssembled: [], onlyPodman: [] });
+    expect({
+      onlyAssembled: ours.filter((l) => !theirsSet.has(l)),
+      onlyPodman: theirs.filter((l) => !oursSet.has(l)),
+    }).toEqual({ onlyAssembled: [], onlyPodman: [] });
     // Not an empty comparison: the programs, their links and the state folders are there.
-    expect(ours).toEqual(expect.arrayContaining([
-      expect.stringMatching(/^app\/dist\/bin\/gitops-agent\.js -rwxr-xr-x 0\/0 \d+$/),
-      'usr/local/bin/gitops-agent lrwxrwxrwx 0/0 -> /app/dist/bin/gitops-agent.js',
-      'var/lib/gitops-agent drwxr-xr-x 1000/1000',
-      expect.stringMatching(/^usr\/bin\/openssl -rwxr-xr-x 0\/0$/),
-    ]));
+    expect(ours).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^app\/dist\/bin\/gitops-agent\.js -rwxr-xr-x 0\/0 \d+$/),
+        'usr/local/bin/gitops-agent lrwxrwxrwx 0/0 -> /app/dist/bin/gitops-agent.js',
+        'var/lib/gitops-agent drwxr-xr-x 1000/1000',
+        expect.stringMatching(/^usr\/bin\/openssl -rwxr-xr-x 0\/0$/),
+      ]),
+    );
   }, 120_000);
 });

@@ -55,7 +55,8 @@ function objectPath(obj: KubeObject): string {
 async function nodeIp(): Promise<string> {
   const device = defaultRouteDevice((await run('ip', ['-o', '-4', 'route'])).stdout);
   const ip = device ? firstAddress((await run('ip', ['-o', '-4', 'addr', 'show', 'dev', device])).stdout) : undefined;
-  if (!ip) throw new Error('no IPv4 address on the default route\'s device: the pods have nothing to reach the host through');
+  if (!ip)
+    throw new Error("no IPv4 address on the default route's device: the pods have nothing to reach the host through");
   return ip;
 }
 
@@ -94,7 +95,8 @@ async function agentProcesses(): Promise<Array<{ pid: string; uid: string }>> {
   const found: Array<{ pid: string; uid: string }> = [];
   for (const pid of (await readdir('/proc')).filter((p) => /^\d+$/.test(p))) {
     const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    if (!cmdline.includes('/usr/local/bin/gitops-agent') || !cmdline.includes('--state-dir=/var/lib/gitops-agent')) continue;
+    if (!cmdline.includes('/usr/local/bin/gitops-agent') || !cmdline.includes('--state-dir=/var/lib/gitops-agent'))
+      continue;
     const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
     const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
     if (uid) found.push({ pid, uid });
@@ -112,27 +114,43 @@ async function leaderPod(kc: KubeConfig): Promise<string | undefined> {
   const holder = leases.map((l) => l.spec?.holderIdentity).find((h) => h);
   if (!holder) return undefined;
   const pods = await listPods(kc, NAMESPACE, SELECTOR);
-  return pods.map((p) => p.metadata.name).find((name) => holder === name || holder.startsWith(`${name}_`)) ?? `(no pod) ${holder}`;
+  return (
+    pods.map((p) => p.metadata.name).find((name) => holder === name || holder.startsWith(`${name}_`)) ??
+    `(no pod) ${holder}`
+  );
 }
 
 type LogLine = { msg?: string; changes?: string[] };
 
 /** Waits until the pod's log (through the API server and the kubelet) has a JSON line matching `match`. */
-async function expectLogged(kc: KubeConfig, pod: string, what: string, match: (line: LogLine) => boolean): Promise<void> {
-  await waitFor(async () => {
-    const res = await kubeRequest(kc, 'GET', `/api/v1/namespaces/${NAMESPACE}/pods/${pod}/log`);
-    const text = typeof res.body === 'string' ? res.body : JSON.stringify(res.body);
-    return text.split('\n').some((line) => {
-      try {
-        return match(JSON.parse(line) as LogLine);
-      } catch {
-        return false;
-      }
-    });
-  }, 15_000, `${what} in the log of pod ${pod}`, 200);
+async function expectLogged(
+  kc: KubeConfig,
+  pod: string,
+  what: string,
+  match: (line: LogLine) => boolean,
+): Promise<void> {
+  await waitFor(
+    async () => {
+      const res = await kubeRequest(kc, 'GET', `/api/v1/namespaces/${NAMESPACE}/pods/${pod}/log`);
+      const text = typeof res.body === 'string' ? res.body : JSON.stringify(res.body);
+      return text.split('\n').some((line) => {
+        try {
+          return match(JSON.parse(line) as LogLine);
+        } catch {
+          return false;
+        }
+      });
+    },
+    15_000,
+    `${what} in the log of pod ${pod}`,
+    200,
+  );
 }
 
-const msgIs = (msg: string) => (line: LogLine): boolean => line.msg === msg;
+const msgIs =
+  (msg: string) =>
+  (line: LogLine): boolean =>
+    line.msg === msg;
 
 const fixture = useStack('agent-pod');
 let stack: Stack;
@@ -151,26 +169,43 @@ beforeAll(async () => {
   const image = await writeProductImage(ROOT, path.join(dir, 'gitops.tar'));
   const t0 = Date.now();
   await testNode().importArchive(image.file);
-  process.stdout.write(`agent-pod: product image assembled in ${image.assemblyMs} ms, imported in ${Date.now() - t0} ms\n`);
+  process.stdout.write(
+    `agent-pod: product image assembled in ${image.assemblyMs} ms, imported in ${Date.now() - t0} ms\n`,
+  );
   await rm(image.file);
 
   const hostIp = await nodeIp();
   const apiPort = Number(new URL(kc.getCurrentCluster()!.server).port);
   const serverPort = Number(new URL(stack.serverUrl).port);
-  for (const port of [apiPort, serverPort]) forwarders.push(await forwardTcp({ host: hostIp, port }, { host: '127.0.0.1', port }));
+  for (const port of [apiPort, serverPort])
+    forwarders.push(await forwardTcp({ host: hostIp, port }, { host: '127.0.0.1', port }));
 
   const build = path.join(dir, 'kustomize');
   await run('mkdir', ['-p', build]);
-  await writeFile(path.join(build, 'token'), await readFile(path.join(stack.dir, 'agent.token'), 'utf8'), { mode: 0o600 });
+  await writeFile(path.join(build, 'token'), await readFile(path.join(stack.dir, 'agent.token'), 'utf8'), {
+    mode: 0o600,
+  });
   await writeFile(path.join(build, 'ca.crt'), await readFile(stack.caPath, 'utf8'));
   const serverUrl = `wss://${hostname()}:${serverPort}${new URL(stack.connectUrl).pathname}`;
   await writeFile(path.join(build, 'kustomization.yaml'), runKustomization(build, { serverUrl, apiPort, hostIp }));
-  const kustomize = (await run('bash', [path.join(ROOT, 'scripts', 'build-helm.sh'), 'kustomize'], { maxBuffer: 1 << 24 })).stdout.trim().split('\n').pop()!;
+  const kustomize = (
+    await run('bash', [path.join(ROOT, 'scripts', 'build-helm.sh'), 'kustomize'], { maxBuffer: 1 << 24 })
+  ).stdout
+    .trim()
+    .split('\n')
+    .pop()!;
   const { stdout } = await run(kustomize, ['build', build], { maxBuffer: 1 << 24 });
   // kustomize orders its output: the Namespace first, the Deployment last.
   for (const obj of parseAllDocuments(stdout).map((d) => d.toJS() as KubeObject)) {
-    const res = await kubeRequest(kc, 'PATCH', `${objectPath(obj)}?fieldManager=kubectl&force=true`, obj, 'application/apply-patch+yaml');
-    if (res.status >= 300) throw new Error(`${obj.kind}/${obj.metadata.name}: apply failed with ${res.status}: ${JSON.stringify(res.body)}`);
+    const res = await kubeRequest(
+      kc,
+      'PATCH',
+      `${objectPath(obj)}?fieldManager=kubectl&force=true`,
+      obj,
+      'application/apply-patch+yaml',
+    );
+    if (res.status >= 300)
+      throw new Error(`${obj.kind}/${obj.metadata.name}: apply failed with ${res.status}: ${JSON.stringify(res.body)}`);
     applied.push(obj);
   }
 }, 300_000);
@@ -180,7 +215,11 @@ afterAll(async () => {
   const deployment = applied.find((o) => o.kind === 'Deployment');
   if (deployment) {
     await kubeRequest(kc, 'DELETE', `${objectPath(deployment)}?propagationPolicy=Foreground`).catch(() => undefined);
-    await waitFor(async () => (await listPods(kc, NAMESPACE, SELECTOR)).length === 0, 60_000, 'the agent pods gone').catch(() => undefined);
+    await waitFor(
+      async () => (await listPods(kc, NAMESPACE, SELECTOR)).length === 0,
+      60_000,
+      'the agent pods gone',
+    ).catch(() => undefined);
   }
   for (const obj of [...applied].reverse()) {
     if (!obj.metadata.namespace) await kubeRequest(kc, 'DELETE', objectPath(obj)).catch(() => undefined);
@@ -193,68 +232,121 @@ afterAll(async () => {
 describe('the agent as a pod from manifests/agent and the product image', () => {
   let agents: PodLike[] = [];
 
-  it('runs two replicas, Ready through the kubelet probes, as uid 1000 under Pod Security restricted', async () => {
-    agents = await waitForReadyPods(kc, NAMESPACE, SELECTOR, 2, PODS_TIMEOUT_MS);
-    const ns = await kubeRequest(kc, 'GET', `/api/v1/namespaces/${NAMESPACE}`);
-    expect((ns.body as { metadata: { labels: Record<string, string> } }).metadata.labels['pod-security.kubernetes.io/enforce']).toBe('restricted');
-    for (const pod of agents) {
-      const full = (await kubeRequest(kc, 'GET', `/api/v1/namespaces/${NAMESPACE}/pods/${pod.metadata.name}`)).body as {
-        spec: { hostNetwork?: boolean; containers: Array<{ image: string; readinessProbe: { httpGet: { path: string } }; livenessProbe: { httpGet: { path: string } } }> };
-        status: { containerStatuses: Array<{ image: string; restartCount: number }> };
-      };
-      expect(full.spec.hostNetwork ?? false).toBe(false);
-      expect(full.spec.containers[0]).toMatchObject({ image: PRODUCT_IMAGE, readinessProbe: { httpGet: { path: '/readyz' } }, livenessProbe: { httpGet: { path: '/healthz' } } });
-      expect(full.status.containerStatuses[0].restartCount).toBe(0);
-    }
-    // The container processes themselves, as the kernel sees them.
-    const procs = await agentProcesses();
-    expect(procs.length).toBeGreaterThanOrEqual(2);
-    expect([...new Set(procs.map((p) => p.uid))]).toEqual(['1000']);
-  }, PODS_TIMEOUT_MS + 10_000);
+  it(
+    'runs two replicas, Ready through the kubelet probes, as uid 1000 under Pod Security restricted',
+    async () => {
+      agents = await waitForReadyPods(kc, NAMESPACE, SELECTOR, 2, PODS_TIMEOUT_MS);
+      const ns = await kubeRequest(kc, 'GET', `/api/v1/namespaces/${NAMESPACE}`);
+      expect(
+        (ns.body as { metadata: { labels: Record<string, string> } }).metadata.labels[
+          'pod-security.kubernetes.io/enforce'
+        ],
+      ).toBe('restricted');
+      for (const pod of agents) {
+        const full = (await kubeRequest(kc, 'GET', `/api/v1/namespaces/${NAMESPACE}/pods/${pod.metadata.name}`))
+          .body as {
+          spec: {
+            hostNetwork?: boolean;
+            containers: Array<{
+              image: string;
+              readinessProbe: { httpGet: { path: string } };
+              livenessProbe: { httpGet: { path: string } };
+            }>;
+          };
+          status: { containerStatuses: Array<{ image: string; restartCount: number }> };
+        };
+        expect(full.spec.hostNetwork ?? false).toBe(false);
+        expect(full.spec.containers[0]).toMatchObject({
+          image: PRODUCT_IMAGE,
+          readinessProbe: { httpGet: { path: '/readyz' } },
+          livenessProbe: { httpGet: { path: '/healthz' } },
+        });
+        expect(full.status.containerStatuses[0].restartCount).toBe(0);
+      }
+      // The container processes themselves, as the kernel sees them.
+      const procs = await agentProcesses();
+      expect(procs.length).toBeGreaterThanOrEqual(2);
+      expect([...new Set(procs.map((p) => p.uid))]).toEqual(['1000']);
+    },
+    PODS_TIMEOUT_MS + 10_000,
+  );
 
   it('elects one replica through the Lease, as the ServiceAccount of the projected token', async () => {
     const holder = await waitFor(() => leaderPod(kc), 30_000, 'a Lease holder');
     expect(agents.map((p) => p.metadata.name)).toContain(holder);
     const events = await syncAuditLog(kc, testAuditLogPath());
-    const leaseWrites = writeRequests(events, { namespace: NAMESPACE, username: SERVICE_ACCOUNT, succeededOnly: true }).map(describeWrite).filter((w) => w.includes('leases'));
+    const leaseWrites = writeRequests(events, { namespace: NAMESPACE, username: SERVICE_ACCOUNT, succeededOnly: true })
+      .map(describeWrite)
+      .filter((w) => w.includes('leases'));
     expect(leaseWrites.length).toBeGreaterThan(0);
   });
 
-  it('applies a commit, whose nginx pods then run, and reverts a manual edit', async () => {
-    const ns = fixture.ns.name;
-    const t0 = Date.now();
-    await stack.commit({ 'manifest.yaml': nginxDeployment(ns, 2) }, { message: 'nginx with 2 replicas' });
-    await waitForReadyPods(kc, ns, 'app=nginx', 2, PODS_TIMEOUT_MS);
-    process.stdout.write(`agent-pod: commit to 2 nginx pods Ready in ${Date.now() - t0} ms (the agent in a pod)\n`);
-    const edit = await jsonPatch(kc, `/apis/apps/v1/namespaces/${ns}/deployments/nginx`, [{ op: 'replace', path: '/spec/replicas', value: 5 }], 'manual-edit');
-    expect(edit.status).toBe(200);
-    const t1 = Date.now();
-    await waitFor(async () => (await deploymentReplicas(kc, ns)) === 2, 10_000, 'replicas back to 2', 10);
-    process.stdout.write(`agent-pod: manual edit reverted in ${Date.now() - t1} ms\n`);
-    const holder = (await leaderPod(kc))!;
-    await expectLogged(kc, holder, '"drift reverted"', msgIs('drift reverted'));
-  }, PODS_TIMEOUT_MS + 30_000);
+  it(
+    'applies a commit, whose nginx pods then run, and reverts a manual edit',
+    async () => {
+      const ns = fixture.ns.name;
+      const t0 = Date.now();
+      await stack.commit({ 'manifest.yaml': nginxDeployment(ns, 2) }, { message: 'nginx with 2 replicas' });
+      await waitForReadyPods(kc, ns, 'app=nginx', 2, PODS_TIMEOUT_MS);
+      process.stdout.write(`agent-pod: commit to 2 nginx pods Ready in ${Date.now() - t0} ms (the agent in a pod)\n`);
+      const edit = await jsonPatch(
+        kc,
+        `/apis/apps/v1/namespaces/${ns}/deployments/nginx`,
+        [{ op: 'replace', path: '/spec/replicas', value: 5 }],
+        'manual-edit',
+      );
+      expect(edit.status).toBe(200);
+      const t1 = Date.now();
+      await waitFor(async () => (await deploymentReplicas(kc, ns)) === 2, 10_000, 'replicas back to 2', 10);
+      process.stdout.write(`agent-pod: manual edit reverted in ${Date.now() - t1} ms\n`);
+      const holder = (await leaderPod(kc))!;
+      await expectLogged(kc, holder, '"drift reverted"', msgIs('drift reverted'));
+    },
+    PODS_TIMEOUT_MS + 30_000,
+  );
 
-  it('hands over to the other replica when the leader pod is deleted, which then reverts a manual edit', async () => {
-    const ns = fixture.ns.name;
-    const leader = (await leaderPod(kc))!;
-    const standby = agents.map((p) => p.metadata.name).find((n) => n !== leader)!;
-    expect(standby).toBeDefined();
-    const t0 = Date.now();
-    expect((await kubeRequest(kc, 'DELETE', `/api/v1/namespaces/${NAMESPACE}/pods/${leader}`)).status).toBe(200);
-    await waitFor(async () => (await leaderPod(kc)) === standby, 60_000, `the Lease held by ${standby}`, 20);
-    const handoverMs = Date.now() - t0;
-    const edit = await jsonPatch(kc, `/apis/apps/v1/namespaces/${ns}/deployments/nginx`, [{ op: 'replace', path: '/spec/replicas', value: 4 }], 'manual-edit');
-    expect(edit.status).toBe(200);
-    await waitFor(async () => (await deploymentReplicas(kc, ns)) === 2, 30_000, 'replicas back to 2 after the hand-over', 10);
-    const totalMs = Date.now() - t0;
-    process.stdout.write(`agent-pod: leader pod deleted -> Lease taken over in ${handoverMs} ms -> manual edit reverted ${totalMs} ms after the delete\n`);
-    await expectLogged(kc, standby, '"became leader"', msgIs('became leader'));
-    // An edit made before the new leader's watches are up is corrected by its first apply instead.
-    await expectLogged(kc, standby, 'the edit reverted', (l) => l.msg === 'drift reverted'
-      || (l.msg === 'applied' && (l.changes ?? []).some((c) => c === `Deployment/${ns}/nginx configured`)));
-    // The Deployment replaces the deleted pod: two Ready replicas again, the new one standing by.
-    const after = await waitForReadyPods(kc, NAMESPACE, SELECTOR, 2, PODS_TIMEOUT_MS, [leader]);
-    expect(after.map((p) => p.metadata.name)).toContain(standby);
-  }, PODS_TIMEOUT_MS + 90_000);
+  it(
+    'hands over to the other replica when the leader pod is deleted, which then reverts a manual edit',
+    async () => {
+      const ns = fixture.ns.name;
+      const leader = (await leaderPod(kc))!;
+      const standby = agents.map((p) => p.metadata.name).find((n) => n !== leader)!;
+      expect(standby).toBeDefined();
+      const t0 = Date.now();
+      expect((await kubeRequest(kc, 'DELETE', `/api/v1/namespaces/${NAMESPACE}/pods/${leader}`)).status).toBe(200);
+      await waitFor(async () => (await leaderPod(kc)) === standby, 60_000, `the Lease held by ${standby}`, 20);
+      const handoverMs = Date.now() - t0;
+      const edit = await jsonPatch(
+        kc,
+        `/apis/apps/v1/namespaces/${ns}/deployments/nginx`,
+        [{ op: 'replace', path: '/spec/replicas', value: 4 }],
+        'manual-edit',
+      );
+      expect(edit.status).toBe(200);
+      await waitFor(
+        async () => (await deploymentReplicas(kc, ns)) === 2,
+        30_000,
+        'replicas back to 2 after the hand-over',
+        10,
+      );
+      const totalMs = Date.now() - t0;
+      process.stdout.write(
+        `agent-pod: leader pod deleted -> Lease taken over in ${handoverMs} ms -> manual edit reverted ${totalMs} ms after the delete\n`,
+      );
+      await expectLogged(kc, standby, '"became leader"', msgIs('became leader'));
+      // An edit made before the new leader's watches are up is corrected by its first apply instead.
+      await expectLogged(
+        kc,
+        standby,
+        'the edit reverted',
+        (l) =>
+          l.msg === 'drift reverted' ||
+          (l.msg === 'applied' && (l.changes ?? []).some((c) => c === `Deployment/${ns}/nginx configured`)),
+      );
+      // The Deployment replaces the deleted pod: two Ready replicas again, the new one standing by.
+      const after = await waitForReadyPods(kc, NAMESPACE, SELECTOR, 2, PODS_TIMEOUT_MS, [leader]);
+      expect(after.map((p) => p.metadata.name)).toContain(standby);
+    },
+    PODS_TIMEOUT_MS + 90_000,
+  );
 });
