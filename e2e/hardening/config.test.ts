@@ -58,7 +58,7 @@ describe('hardening: project ids in config.yaml', () => {
     // The agent concerned hears it in an `error` message when it connects.
     const dots = await ts.connect('dots');
     const error = await dots.next('error');
-    expect(error.problems[0].message).toMatch(/^\.gitlab\/agents\/dots\/config\.yaml:3: gitops\.manifest_projects\[0\]\.id: "\.\.\/\.\.\/etc" is not a GitLab project path/);
+    expect(error.problems[0].message).toMatch(/^\.gitlab\/agents\/dots\/config\.yaml:3:9: gitops\.manifest_projects\[0\]\.id: "\.\.\/\.\.\/etc" is not a GitLab project path/);
     expect(await dots.collect('desired', 300)).toEqual([]);
 
     // Everybody else gets the current and the next commit.
