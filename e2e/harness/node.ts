@@ -421,13 +421,23 @@ async function waitUntil(proc: ManagedProcess | undefined, what: string, ok: () 
   }
 }
 
-/** Creates `/gitops-<id>` in every cgroup hierarchy (cpuset needs its cpus and mems copied in). */
+/**
+ * Creates `/gitops-<id>` in every cgroup hierarchy: v1 cpuset needs its cpus and mems copied in;
+ * on cgroup v2 the kubelet's children need the controllers delegated (not checked on this v1
+ * machine: best effort, the kubelet names what it lacks).
+ */
 async function makeCgroupRoots(mounts: string[], name: string): Promise<void> {
   for (const m of mounts) {
     const dir = join(m, name);
     await mkdir(dir, { recursive: true });
     for (const file of ['cpuset.cpus', 'cpuset.mems']) {
       if (existsSync(join(m, file))) await writeFile(join(dir, file), await readFile(join(m, file), 'utf8'));
+    }
+    // Only a pure v2 host (one hierarchy at /sys/fs/cgroup); hybrid's "unified" is left as it works.
+    if (m !== '/sys/fs/cgroup') continue;
+    const controllers = (await readFile(join(dir, 'cgroup.controllers'), 'utf8').catch(() => '')).trim().split(/\s+/).filter(Boolean);
+    if (controllers.length) {
+      await writeFile(join(dir, 'cgroup.subtree_control'), controllers.map((c) => `+${c}`).join(' ')).catch(() => {});
     }
   }
 }
