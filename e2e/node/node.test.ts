@@ -2,7 +2,8 @@
 // run and serve, the apiserver reaches the kubelet (logs), and a node whose owner dies by SIGKILL
 // leaves nothing on the host: no process, mount, cgroup, bridge, shim socket, CNI cache entry or
 // kubelet link. The SIGKILL case runs `npm run cluster -- --node` from dist/ (npm test builds it)
-// as a second node beside the project's own, so it also shows two nodes side by side.
+// as a second node beside the project's own, so it also shows two nodes side by side: the
+// project's node still runs pods after the other one's cleanup.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -190,5 +191,18 @@ describe('a node whose owner is killed with SIGKILL', () => {
     process.stderr.write(`[node] after SIGKILL of its owner, every trace gone in ${Date.now() - t0} ms\n`);
     const shimSocketsAfter: string[] = await readdir('/run/containerd/s').catch(() => []);
     expect(shimSockets.filter((s) => shimSocketsAfter.includes(s))).toEqual([]);
+
+    // The project's own node ran beside it all along and is untouched by that cleanup.
+    const ours = testKubeConfig().makeApiClient(CoreV1Api);
+    const mine = await ours.readNode({ name: testNode().name });
+    expect(mine.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
+    const ns = await freshNamespace('node-after-kill');
+    try {
+      await createPod(ours, ns.name, NGINX_POD('survivor'));
+      const pod = await podReady(ours, ns.name, 'survivor');
+      expect((await get(`http://${pod.status?.podIP}/`)).status).toBe(200);
+    } finally {
+      await ns.delete();
+    }
   });
 });
