@@ -144,8 +144,28 @@ const CASES: readonly [name: string, yaml: string, gitlab: 'accepts' | 'rejects'
   ["key given as a boolean", "gitops:\n  manifest_projects:\n  - yes: 1\n", 'rejects'],
 ];
 
+/** Configs as people publish them (GitLab's docs, blog posts, older releases), with GitLab v16.5's verdict. */
+const PUBLISHED: readonly [name: string, yaml: string, gitlab: 'accepts' | 'rejects'][] = [
+  ["docs: GitOps with every key", "gitops:\n  manifest_projects:\n  - id: gitlab-org/cluster-integration/gitlab-agent\n    default_namespace: my-ns\n    paths:\n      # Read all YAML files from this directory.\n    - glob: '/team1/app1/*.yaml'\n      # Read all .yaml files from team2/apps and all subdirectories.\n    - glob: '/team2/apps/**/*.yaml'\n      # If 'paths' is not specified or is an empty list, the configuration below is used.\n    - glob: '/**/*.{yaml,yml,json}'\n    reconcile_timeout: 3600s\n    dry_run_strategy: none\n    prune: true\n    prune_timeout: 3600s\n    prune_propagation_policy: foreground\n    inventory_policy: must_match\n", 'accepts'],
+  ["docs: ci_access projects and groups", "ci_access:\n  projects:\n    - id: path/to/project\n  groups:\n    - id: path/to/group/subgroup\n", 'accepts'],
+  ["docs: ci_access impersonate", "ci_access:\n  projects:\n    - id: path/to/project\n      access_as:\n        impersonate:\n          username: name-of-identity-to-impersonate\n          uid: name-of-identity-to-impersonate\n          groups:\n          - group1\n          - group2\n          extra:\n          - key: key1\n            val: [\"val1\", \"val2\"]\n          - key: key2\n            val: [\"x\"]\n", 'accepts'],
+  ["docs: ci_access ci_job with environments", "ci_access:\n  groups:\n  - id: group/subgroup\n    environments:\n    - production\n    - \"review/*\"\n    access_as:\n      ci_job: {}\n", 'accepts'],
+  ["docs: user_access", "user_access:\n  access_as:\n    agent: {}\n  projects:\n    - id: group-1/project-1\n  groups:\n    - id: group-2\n", 'accepts'],
+  ["docs: observability", "observability:\n  logging:\n    level: debug\n    grpc_level: warn\n", 'accepts'],
+  ["docs: container_scanning", "container_scanning:\n  cadence: '0 0 * * *' # Daily at 00:00 (Kubernetes cluster time)\n  vulnerability_report:\n    namespaces:\n      - development\n      - staging\n      - production\n", 'accepts'],
+  ["docs: remote_development", "remote_development:\n  enabled: true\n  dns_zone: \"workspaces.example.dev\"\n", 'accepts'],
+  ["docs: flux receiver", "flux:\n  webhook_receiver_url: http://webhook-receiver.another-flux-namespace.svc.cluster.local\n", 'accepts'],
+  ["docs: ref tag", "gitops:\n  manifest_projects:\n  - id: group/project\n    ref:\n      tag: v1.0\n    paths:\n    - glob: '/manifests/**/*.yaml'\n", 'accepts'],
+  ["blog: one manifest project", "gitops:\n  manifest_projects:\n  - id: \"mygroup/kubernetes-manifests\"\n    default_namespace: default\n    paths:\n    - glob: \"/manifests/**/*.yaml\"\n", 'accepts'],
+  ["14.x: resource_inclusions", "gitops:\n  manifest_projects:\n  - id: \"path/to/your-manifest-project-1\"\n    default_namespace: my-ns\n    paths:\n    - glob: '/manifests/*.{yaml,yml,json}'\n    reconcile_timeout: 3600s\n    resource_inclusions:\n    - api_groups:\n      - apps\n      kinds:\n      - '*'\n", 'rejects'],
+  ["15.x: starboard", "starboard:\n  vulnerability_report:\n    namespaces:\n      - default\n", 'rejects'],
+  ["14.x: cilium", "cilium:\n  hubble_relay_address: \"hubble-relay.cilium.svc.cluster.local:80\"\n", 'rejects'],
+  ["16.1: charts", "gitops:\n  charts:\n  - release_name: my-release\n    source:\n      project:\n        id: my-group/my-project\n        path: dir-in-project/with/charts\n    namespace: my-ns\n    max_history: 1\n", 'rejects'],
+  ["blog: Go-style timeouts", "gitops:\n  manifest_projects:\n  - id: group/manifests\n    reconcile_timeout: 10m\n    prune_timeout: 5m\n", 'rejects'],
+];
+
 describe('parseAgentConfig agrees with GitLab v16.5 on every case', () => {
-  it.each(CASES)('%s: GitLab %s', (_name, yaml, gitlab) => {
+  it.each([...CASES, ...PUBLISHED])('%s: GitLab %s', (_name, yaml, gitlab) => {
     const result = parseAgentConfig(yaml, { file: 'config.yaml', configProject: 'group/agents', commit: 'a'.repeat(40) });
     const verdict = result.ok ? 'accepts' : 'rejects';
     expect([verdict, result.ok ? [] : result.problems.map((p) => p.message)]).toEqual([gitlab, expect.anything()]);
