@@ -6,11 +6,16 @@
  * kubelet's probes on /healthz and /readyz, as uid 1000 under the namespace's Pod Security
  * `restricted`, talking to the API server with the projected ServiceAccount token; the elected
  * replica applies a commit (whose nginx pods then run) and reverts a manual edit; deleting the
- * leader pod hands over to the other replica, and a manual edit is reverted again.
+ * leader pod hands over to the other replica, and a manual edit is reverted again. Last, the server
+ * moves into a pod from manifests/server too (its registry on a hostPath PersistentVolume, a TLS
+ * certificate for its Service name), and the agent pods, now with manifests/agent's own server URL,
+ * apply the next commit through it: the whole product in pods.
  *
- * The git server and gitops-server come from e2e/harness/stack.ts (its agent process is stopped:
- * the pods are the agent). The pods reach both, and the API server, through TCP forwarders on the
- * node's IP (e2e/harness/forward.ts; why: the overlay's header).
+ * The Git server and, until the last step, gitops-server come from e2e/harness/stack.ts (its agent
+ * process is stopped: the pods are the agent). The pods reach the host's loopback-only services
+ * (API server, gitops-server, Git) through TCP forwarders on the node's IP (e2e/harness/forward.ts;
+ * why: the overlay's header); the server pod they reach by its pod IP under the Service's name
+ * (host aliases: no kube-proxy, no cluster DNS).
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFile } from 'node:child_process';
@@ -38,6 +43,10 @@ const NAMESPACE = 'gitops-agent';
 const SELECTOR = 'app.kubernetes.io/name=gitops-agent';
 const SERVICE_ACCOUNT = `system:serviceaccount:${NAMESPACE}:gitops-agent`;
 const PODS_TIMEOUT_MS = 120_000;
+/** Names of manifests/server. */
+const SERVER_NAMESPACE = 'gitops-server';
+const SERVER_SELECTOR = 'app.kubernetes.io/name=gitops-server';
+const SERVER_SERVICE_NAME = `gitops-server.${SERVER_NAMESPACE}.svc`;
 
 interface KubeObject {
   apiVersion: string;
@@ -61,7 +70,18 @@ async function nodeIp(): Promise<string> {
 }
 
 /** The run's own kustomization over e2e/node/overlay: what only this run knows (see the overlay's header). */
-function runKustomization(dir: string, values: { serverUrl: string; apiPort: number; hostIp: string }): string {
+function runKustomization(
+  dir: string,
+  values: { serverUrl?: string; apiPort: number; aliases: Array<{ ip: string; hostnames: string[] }> },
+): string {
+  const serverUrl = values.serverUrl
+    ? `  - name: gitops-agent-config
+    namespace: ${NAMESPACE}
+    behavior: merge
+    literals: [server-url=${values.serverUrl}]
+`
+    : '';
+  const aliases = values.aliases.map((a) => `{ip: ${a.ip}, hostnames: [${a.hostnames.join(', ')}]}`).join(', ');
   return `apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
@@ -74,11 +94,7 @@ configMapGenerator:
   - name: gitops-agent-ca
     namespace: ${NAMESPACE}
     files: [ca.crt]
-  - name: gitops-agent-config
-    namespace: ${NAMESPACE}
-    behavior: merge
-    literals: [server-url=${values.serverUrl}]
-patches:
+${serverUrl}patches:
   - target: {kind: Deployment, name: gitops-agent}
     patch: |-
       - op: add
@@ -86,8 +102,123 @@ patches:
         value: {name: KUBERNETES_SERVICE_PORT, value: "${values.apiPort}"}
       - op: add
         path: /spec/template/spec/hostAliases
-        value: [{ip: ${values.hostIp}, hostnames: [kubernetes.default.svc, ${hostname()}]}]
+        value: [${aliases}]
 `;
+}
+
+/**
+ * The run's kustomization over manifests/server, as a user's overlay would set it: the image, the
+ * Git host's URL, the TLS Secret, the Git token Secret, and a short poll interval (this test sends
+ * no webhooks). The state PVC binds to a PersistentVolume the test makes (no provisioner here).
+ */
+function serverKustomization(dir: string, gitBaseUrl: string): string {
+  return `apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - ${path.relative(dir, path.join(ROOT, 'manifests', 'server'))}
+images:
+  - {name: gitops, newName: localhost/gitops, newTag: e2e}
+configMapGenerator:
+  - name: gitops-server-config
+    namespace: ${SERVER_NAMESPACE}
+    behavior: merge
+    literals: [git-base-url=${gitBaseUrl}]
+secretGenerator:
+  - name: gitops-server-tls
+    namespace: ${SERVER_NAMESPACE}
+    type: kubernetes.io/tls
+    files: [tls.crt, tls.key]
+  - name: gitops-server-git-token
+    namespace: ${SERVER_NAMESPACE}
+    files: [token]
+patches:
+  - target: {kind: Deployment, name: gitops-server}
+    patch: |-
+      - op: add
+        path: /spec/template/spec/containers/0/args/-
+        value: --poll-interval=2s
+`;
+}
+
+/** A CA and a server certificate for `names`, made with the openssl CLI into `dir` (ca.crt, tls.crt, tls.key). */
+async function makeServerCert(dir: string, names: string[]): Promise<void> {
+  const o = (...args: string[]): Promise<unknown> => run('openssl', args, { cwd: dir });
+  await o(
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=gitops-e2e-ca',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+  );
+  await o(
+    'req',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-subj',
+    `/CN=${names[0]}`,
+    '-keyout',
+    'tls.key',
+    '-out',
+    'tls.csr',
+  );
+  await writeFile(path.join(dir, 'ext.cnf'), `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}\n`);
+  await o(
+    'x509',
+    '-req',
+    '-in',
+    'tls.csr',
+    '-CA',
+    'ca.crt',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-extfile',
+    'ext.cnf',
+    '-out',
+    'tls.crt',
+  );
+}
+
+let kustomizeBin = '';
+
+/** `kustomize build DIR`, server-side applied object by object (kustomize puts Namespaces first). */
+async function applyKustomization(buildDir: string): Promise<void> {
+  kustomizeBin ||= (
+    await run('bash', [path.join(ROOT, 'scripts', 'build-helm.sh'), 'kustomize'], { maxBuffer: 1 << 24 })
+  ).stdout
+    .trim()
+    .split('\n')
+    .pop()!;
+  const { stdout } = await run(kustomizeBin, ['build', buildDir], { maxBuffer: 1 << 24 });
+  for (const obj of parseAllDocuments(stdout).map((d) => d.toJS() as KubeObject)) await applyObject(obj);
+}
+
+async function applyObject(obj: KubeObject): Promise<void> {
+  const res = await kubeRequest(
+    kc,
+    'PATCH',
+    `${objectPath(obj)}?fieldManager=kubectl&force=true`,
+    obj,
+    'application/apply-patch+yaml',
+  );
+  if (res.status >= 300)
+    throw new Error(`${obj.kind}/${obj.metadata.name}: apply failed with ${res.status}: ${JSON.stringify(res.body)}`);
+  applied.push(obj);
 }
 
 /** The host's processes of the agent's container (its command line as the Deployment gives it), with their uid. */
@@ -158,6 +289,8 @@ let kc: KubeConfig;
 let dir = '';
 let applied: KubeObject[] = [];
 const forwarders: Forwarder[] = [];
+let hostIp = '';
+let apiPort = 0;
 
 beforeAll(async () => {
   stack = fixture.stack;
@@ -174,8 +307,8 @@ beforeAll(async () => {
   );
   await rm(image.file);
 
-  const hostIp = await nodeIp();
-  const apiPort = Number(new URL(kc.getCurrentCluster()!.server).port);
+  hostIp = await nodeIp();
+  apiPort = Number(new URL(kc.getCurrentCluster()!.server).port);
   const serverPort = Number(new URL(stack.serverUrl).port);
   for (const port of [apiPort, serverPort])
     forwarders.push(await forwardTcp({ host: hostIp, port }, { host: '127.0.0.1', port }));
@@ -187,39 +320,23 @@ beforeAll(async () => {
   });
   await writeFile(path.join(build, 'ca.crt'), await readFile(stack.caPath, 'utf8'));
   const serverUrl = `wss://${hostname()}:${serverPort}${new URL(stack.connectUrl).pathname}`;
-  await writeFile(path.join(build, 'kustomization.yaml'), runKustomization(build, { serverUrl, apiPort, hostIp }));
-  const kustomize = (
-    await run('bash', [path.join(ROOT, 'scripts', 'build-helm.sh'), 'kustomize'], { maxBuffer: 1 << 24 })
-  ).stdout
-    .trim()
-    .split('\n')
-    .pop()!;
-  const { stdout } = await run(kustomize, ['build', build], { maxBuffer: 1 << 24 });
-  // kustomize orders its output: the Namespace first, the Deployment last.
-  for (const obj of parseAllDocuments(stdout).map((d) => d.toJS() as KubeObject)) {
-    const res = await kubeRequest(
-      kc,
-      'PATCH',
-      `${objectPath(obj)}?fieldManager=kubectl&force=true`,
-      obj,
-      'application/apply-patch+yaml',
-    );
-    if (res.status >= 300)
-      throw new Error(`${obj.kind}/${obj.metadata.name}: apply failed with ${res.status}: ${JSON.stringify(res.body)}`);
-    applied.push(obj);
-  }
+  const aliases = [{ ip: hostIp, hostnames: ['kubernetes.default.svc', hostname()] }];
+  await writeFile(path.join(build, 'kustomization.yaml'), runKustomization(build, { serverUrl, apiPort, aliases }));
+  await applyKustomization(build);
 }, 300_000);
 
 afterAll(async () => {
-  // The Deployment first, so the pods stop (the Lease released) before their namespace goes.
-  const deployment = applied.find((o) => o.kind === 'Deployment');
-  if (deployment) {
+  // The Deployments first, so the pods stop (the Lease released, the volume let go) before their namespace goes.
+  for (const deployment of applied.filter((o) => o.kind === 'Deployment')) {
     await kubeRequest(kc, 'DELETE', `${objectPath(deployment)}?propagationPolicy=Foreground`).catch(() => undefined);
-    await waitFor(
-      async () => (await listPods(kc, NAMESPACE, SELECTOR)).length === 0,
-      60_000,
-      'the agent pods gone',
-    ).catch(() => undefined);
+  }
+  for (const [ns, selector] of [
+    [NAMESPACE, SELECTOR],
+    [SERVER_NAMESPACE, SERVER_SELECTOR],
+  ]) {
+    await waitFor(async () => (await listPods(kc, ns, selector)).length === 0, 60_000, `pods ${selector} gone`).catch(
+      () => undefined,
+    );
   }
   for (const obj of [...applied].reverse()) {
     if (!obj.metadata.namespace) await kubeRequest(kc, 'DELETE', objectPath(obj)).catch(() => undefined);
@@ -348,5 +465,78 @@ describe('the agent as a pod from manifests/agent and the product image', () => 
       expect(after.map((p) => p.metadata.name)).toContain(standby);
     },
     PODS_TIMEOUT_MS + 90_000,
+  );
+
+  it(
+    'also runs with the server as a pod from manifests/server: the agent pods reach it by its Service name',
+    async () => {
+      // One server at a time for agent1: the process server's registry moves into the pod's volume.
+      await stack.stopServer();
+      const stateDir = path.join(dir, 'server-state');
+      await run('cp', ['-a', stack.serverStateDir, stateDir]);
+      await run('chown', ['-R', '1000:1000', stateDir]);
+      const build = path.join(dir, 'server-kustomize');
+      await run('mkdir', ['-p', build]);
+      await makeServerCert(build, [SERVER_SERVICE_NAME, `gitops-server.${SERVER_NAMESPACE}`]);
+      // The test Git server needs no token; the manifest mounts one all the same.
+      await writeFile(path.join(build, 'token'), 'unused\n', { mode: 0o600 });
+      const gitPort = Number(new URL(stack.gitServer.url).port);
+      forwarders.push(await forwardTcp({ host: hostIp, port: gitPort }, { host: '127.0.0.1', port: gitPort }));
+      await writeFile(
+        path.join(build, 'kustomization.yaml'),
+        serverKustomization(build, `http://${hostIp}:${gitPort}`),
+      );
+      const t0 = Date.now();
+      await applyObject({
+        apiVersion: 'v1',
+        kind: 'PersistentVolume',
+        metadata: { name: `gitops-server-state-${path.basename(dir).slice(-6).toLowerCase()}` },
+        spec: {
+          capacity: { storage: '1Gi' },
+          accessModes: ['ReadWriteOnce'],
+          persistentVolumeReclaimPolicy: 'Retain',
+          hostPath: { path: stateDir, type: 'Directory' },
+          claimRef: { namespace: SERVER_NAMESPACE, name: 'gitops-server-state' },
+        },
+      } as KubeObject);
+      await applyKustomization(build);
+      const [serverPod] = await waitForReadyPods(kc, SERVER_NAMESPACE, SERVER_SELECTOR, 1, PODS_TIMEOUT_MS);
+      const full = (
+        await kubeRequest(kc, 'GET', `/api/v1/namespaces/${SERVER_NAMESPACE}/pods/${serverPod.metadata.name}`)
+      ).body as { status: { podIP: string } };
+      process.stdout.write(`agent-pod: server pod Ready in ${Date.now() - t0} ms at ${full.status.podIP}\n`);
+
+      // The agents now use manifests/agent's own server URL (the in-cluster Service name).
+      const before = (await listPods(kc, NAMESPACE, SELECTOR)).map((p) => p.metadata.name);
+      const agentBuild = path.join(dir, 'kustomize');
+      await writeFile(path.join(agentBuild, 'ca.crt'), await readFile(path.join(build, 'ca.crt'), 'utf8'));
+      const aliases = [
+        { ip: hostIp, hostnames: ['kubernetes.default.svc'] },
+        { ip: full.status.podIP, hostnames: [SERVER_SERVICE_NAME] },
+      ];
+      await writeFile(path.join(agentBuild, 'kustomization.yaml'), runKustomization(agentBuild, { apiPort, aliases }));
+      await applyKustomization(agentBuild);
+      const agentsNow = await waitForReadyPods(kc, NAMESPACE, SELECTOR, 2, PODS_TIMEOUT_MS, before);
+
+      const ns = fixture.ns.name;
+      const t1 = Date.now();
+      await stack.commit(
+        { 'manifest.yaml': nginxDeployment(ns, 3) },
+        { message: 'nginx with 3 replicas', webhook: false },
+      );
+      await waitForReadyPods(kc, ns, 'app=nginx', 3, PODS_TIMEOUT_MS);
+      process.stdout.write(
+        `agent-pod: commit to 3 nginx pods Ready in ${Date.now() - t1} ms (server and agent in pods, 2 s poll)\n`,
+      );
+      const leader = await leaderPod(kc);
+      expect(agentsNow.map((p) => p.metadata.name)).toContain(leader);
+      await expectLogged(
+        kc,
+        leader!,
+        'the commit applied',
+        (l) => l.msg === 'applied' && (l.changes ?? []).includes(`Deployment/${ns}/nginx configured`),
+      );
+    },
+    3 * PODS_TIMEOUT_MS,
   );
 });
