@@ -36,10 +36,19 @@ interface Run {
 
 function check(args: string[], cwd: string): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, 'config', 'check', ...args], { cwd, env: { ...process.env, GITOPS_SERVER_GIT_BASE_URL: '', GITOPS_SERVER_GIT_ROOT: '' } }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [BIN, 'config', 'check', ...args],
+      { cwd, env: { ...process.env, GITOPS_SERVER_GIT_BASE_URL: '', GITOPS_SERVER_GIT_ROOT: '' } },
+      (err, stdout, stderr) => {
+        const code = err
+          ? typeof (err as { code?: unknown }).code === 'number'
+            ? (err as { code: number }).code
+            : 1
+          : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -51,7 +60,8 @@ interface JsonFile {
 }
 
 /** A problem of `-o json` as the server words it: `file:line:column: key: message; hint`. */
-const asServerMessage = (file: string, p: JsonFile['problems'][number]): string => `${file}:${p.line}:${p.column}: ${p.key}: ${p.message}${p.hint ? `; ${p.hint}` : ''}`;
+const asServerMessage = (file: string, p: JsonFile['problems'][number]): string =>
+  `${file}:${p.line}:${p.column}: ${p.key}: ${p.message}${p.hint ? `; ${p.hint}` : ''}`;
 
 const FILE = '.gitlab/agents/bad/config.yaml';
 
@@ -106,7 +116,10 @@ describe('gitops-server config check: offline', () => {
   });
 
   it('finds the duplicate id once the first problems are fixed, with its line', async () => {
-    const fixed = BAD_CONFIG.replace('1h', '3600s').replace('Server', 'server').replace('ref: {}', 'ref: {branch: main}').replace(/ci_access:\n.*\nstarboard: \{\}\n/, '');
+    const fixed = BAD_CONFIG.replace('1h', '3600s')
+      .replace('Server', 'server')
+      .replace('ref: {}', 'ref: {branch: main}')
+      .replace(/ci_access:\n.*\nstarboard: \{\}\n/, '');
     await writeFile(path.join(dir, 'fixed.yaml'), fixed);
     const r = await check(['-o', 'json', 'fixed.yaml'], dir);
     expect(r.code).toBe(1);
@@ -139,7 +152,9 @@ describe('gitops-server config check: offline', () => {
     const r = await check(['--help'], dir);
     expect(r.code).toBe(0);
     // commander wraps the description to the terminal width.
-    expect(r.stdout.replace(/\s+/g, ' ')).toMatch(/Exit status 0 when every file is valid, 1 when one is not, 2 for a usage error/);
+    expect(r.stdout.replace(/\s+/g, ' ')).toMatch(
+      /Exit status 0 when every file is valid, 1 when one is not, 2 for a usage error/,
+    );
     expect(r.stdout).toMatch(/gitops-server config check \.gitlab\/agents\/agent1\/config\.yaml/);
     expect(r.stdout).toMatch(/--git-base-url <url>/);
   });
@@ -157,10 +172,16 @@ describe('gitops-server config check: the server says the same', () => {
 
   it('shows in agent list exactly the problems config check prints for the file', async () => {
     const ts = tenant();
-    const offline = JSON.parse((await check(['-o', 'json', '--config-project', TENANT_CONFIG_PROJECT, FILE], dir)).stdout) as JsonFile[];
+    const offline = JSON.parse(
+      (await check(['-o', 'json', '--config-project', TENANT_CONFIG_PROJECT, FILE], dir)).stdout,
+    ) as JsonFile[];
     const expected = offline[0].problems.map((p) => asServerMessage(FILE, p));
     expect(expected).toHaveLength(5);
-    const listed = await waitFor(async () => (await ts.agentRow('bad')).status?.configProblems, 20_000, 'config problems of agent bad');
+    const listed = await waitFor(
+      async () => (await ts.agentRow('bad')).status?.configProblems,
+      20_000,
+      'config problems of agent bad',
+    );
     expect(listed.map((p) => p.message)).toEqual(expected);
     expect(listed.map((p) => [p.code, p.line])).toEqual(offline[0].problems.map((p) => [p.code, p.line]));
     expect((await ts.agentRow('good')).status?.configProblems).toBeUndefined();
@@ -168,13 +189,19 @@ describe('gitops-server config check: the server says the same', () => {
 
   it('reads the file from the config project through the Git flags with --project --agent', async () => {
     const ts = tenant();
-    const r = await check(['--project', TENANT_CONFIG_PROJECT, '--agent', 'bad', '--git-base-url', ts.gitServer.url, '-o', 'json'], dir);
+    const r = await check(
+      ['--project', TENANT_CONFIG_PROJECT, '--agent', 'bad', '--git-base-url', ts.gitServer.url, '-o', 'json'],
+      dir,
+    );
     expect(r.code).toBe(1);
     const [inGit] = JSON.parse(r.stdout) as JsonFile[];
     expect(inGit.file).toBe(FILE);
     const listed = (await ts.agentRow('bad')).status?.configProblems ?? [];
     expect(inGit.problems.map((p) => asServerMessage(FILE, p))).toEqual(listed.map((p) => p.message));
-    const good = await check(['--project', TENANT_CONFIG_PROJECT, '--agent', 'good', '--git-base-url', ts.gitServer.url], dir);
+    const good = await check(
+      ['--project', TENANT_CONFIG_PROJECT, '--agent', 'good', '--git-base-url', ts.gitServer.url],
+      dir,
+    );
     expect([good.code, good.stdout]).toEqual([0, '.gitlab/agents/good/config.yaml: ok\n1 file valid\n']);
   });
 });

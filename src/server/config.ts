@@ -22,7 +22,7 @@ import { CONFIGURATION_FILE, SCHEMA_LIMITS, UNUSED_SECTIONS } from './agent-conf
 import { parseGitLabDuration, pathText, validateAgainst, type SchemaIssue } from './agent-config/validate.js';
 import { parseConfigYaml, type ParsedYaml, type Position, type YamlPath } from './agent-config/yaml.js';
 import { globProblem } from './git/globs.js';
-import type { AgentConfig, AgentConfigResult, GitSource } from './ports.js';
+import type { AgentConfigResult, GitSource } from './ports.js';
 
 export { refNameProblem } from './agent-config/schema.js';
 export type { Position } from './agent-config/yaml.js';
@@ -125,12 +125,19 @@ export function configTooLarge(file: string, bytes: number): ProblemReport {
 
 /** `file:line:column: key: message; hint`: how a problem reads in `agent list`, logs and `config check`. */
 export function issueText(file: string, issue: ConfigIssue, withHint = true): string {
-  const where = [file, issue.line, issue.line !== undefined ? issue.column : undefined].filter((p) => p !== undefined).join(':');
+  const where = [file, issue.line, issue.line !== undefined ? issue.column : undefined]
+    .filter((p) => p !== undefined)
+    .join(':');
   return `${where}: ${issue.key ? `${issue.key}: ` : ''}${issue.message}${withHint && issue.hint ? `; ${issue.hint}` : ''}`;
 }
 
 function toReport(file: string, issue: ConfigIssue): ProblemReport {
-  return { code: issue.code, message: issueText(file, issue), file, ...(issue.line !== undefined ? { line: issue.line } : {}) };
+  return {
+    code: issue.code,
+    message: issueText(file, issue),
+    file,
+    ...(issue.line !== undefined ? { line: issue.line } : {}),
+  };
 }
 
 function failed(file: string, commit: string, issues: ConfigIssue[]): ParsedAgentConfig {
@@ -148,10 +155,18 @@ export function parseAgentConfig(text: string, options: ParseAgentConfigOptions)
   // length over the limit is over it in UTF-8 too, so the byte count is only taken for short texts.
   if (text.length > CONFIG_LIMITS.fileBytes || Buffer.byteLength(text, 'utf8') > CONFIG_LIMITS.fileBytes) {
     const problem = configTooLarge(file, Buffer.byteLength(text, 'utf8'));
-    return { ok: false, problems: [problem], commit, issues: [{ code: problem.code, message: problem.message.slice(file.length + 2) }] };
+    return {
+      ok: false,
+      problems: [problem],
+      commit,
+      issues: [{ code: problem.code, message: problem.message.slice(file.length + 2) }],
+    };
   }
   const parsed = parseConfigYaml(text, CONFIG_LIMITS.aliasCount);
-  if (!parsed.ok) return failed(file, commit, [{ code: ConfigProblem.YAML, message: `not valid YAML: ${parsed.message}`, ...parsed.position }]);
+  if (!parsed.ok)
+    return failed(file, commit, [
+      { code: ConfigProblem.YAML, message: `not valid YAML: ${parsed.message}`, ...parsed.position },
+    ]);
   const { yaml } = parsed;
   const raw = yaml.value ?? {};
 
@@ -169,7 +184,9 @@ export function parseAgentConfig(text: string, options: ParseAgentConfigOptions)
     commit,
     // The line of `id:`, or of the list item when id is left out.
     projectLines: projects.map((_p, i) => yaml.keyAt(['gitops', 'manifest_projects', i, 'id'])?.line),
-    globPositions: (config.gitops?.manifest_projects ?? []).map((p, i) => (p.paths ?? []).map((_g, j) => yaml.valueAt(['gitops', 'manifest_projects', i, 'paths', j, 'glob']))),
+    globPositions: (config.gitops?.manifest_projects ?? []).map((p, i) =>
+      (p.paths ?? []).map((_g, j) => yaml.valueAt(['gitops', 'manifest_projects', i, 'paths', j, 'glob'])),
+    ),
     issues: [],
     resolved: resolvedFile(config, projects),
   };
@@ -179,10 +196,23 @@ export function parseAgentConfig(text: string, options: ParseAgentConfigOptions)
 function located(yaml: ParsedYaml, issue: SchemaIssue): ConfigIssue {
   const position = issue.at === 'key' ? yaml.keyAt(issue.path) : yaml.valueAt(issue.path);
   const key = pathText(issue.path);
-  return { code: issue.code, message: issue.message, ...(issue.hint ? { hint: issue.hint } : {}), ...(key ? { key } : {}), ...position };
+  return {
+    code: issue.code,
+    message: issue.message,
+    ...(issue.hint ? { hint: issue.hint } : {}),
+    ...(key ? { key } : {}),
+    ...position,
+  };
 }
 
-function at(yaml: ParsedYaml, path: YamlPath, code: string, message: string, hint?: string, where: 'key' | 'value' = 'value'): ConfigIssue {
+function at(
+  yaml: ParsedYaml,
+  path: YamlPath,
+  code: string,
+  message: string,
+  hint?: string,
+  where: 'key' | 'value' = 'value',
+): ConfigIssue {
   return located(yaml, { code, path, at: where, message, hint });
 }
 
@@ -199,7 +229,13 @@ function duplicateIds(yaml: ParsedYaml, projects: ManifestProjectConfig[]): Conf
     const firstLine = yaml.keyAt(['gitops', 'manifest_projects', first, 'id'])?.line;
     const path = ['gitops', 'manifest_projects', i, 'id'];
     out.push({
-      ...at(yaml, path, ConfigProblem.INVALID_VALUE, `project ${p.id} is already listed as manifest_projects[${first}]${firstLine ? ` (line ${firstLine})` : ''}`, 'list each project once (GitLab refuses a duplicate id); put all its globs under one entry'),
+      ...at(
+        yaml,
+        path,
+        ConfigProblem.INVALID_VALUE,
+        `project ${p.id} is already listed as manifest_projects[${first}]${firstLine ? ` (line ${firstLine})` : ''}`,
+        'list each project once (GitLab refuses a duplicate id); put all its globs under one entry',
+      ),
       key: pathText(path),
     });
   });
@@ -218,11 +254,27 @@ function globIssues(yaml: ParsedYaml, config: RawConfig): ConfigIssue[] {
     (p.paths ?? []).forEach(({ glob }, j) => {
       const path = ['gitops', 'manifest_projects', i, 'paths', j, 'glob'];
       const problem = globProblem(glob);
-      if (problem) out.push(at(yaml, path, ConfigProblem.INVALID_VALUE, `${JSON.stringify(glob.length > 80 ? `${glob.slice(0, 80)}…` : glob)} is not a glob GitLab can match: ${problem}`));
+      if (problem)
+        out.push(
+          at(
+            yaml,
+            path,
+            ConfigProblem.INVALID_VALUE,
+            `${JSON.stringify(glob.length > 80 ? `${glob.slice(0, 80)}…` : glob)} is not a glob GitLab can match: ${problem}`,
+          ),
+        );
       const same = glob.replace(/^\//, '');
       const first = seen.get(same);
       if (first !== undefined) {
-        out.push(at(yaml, path, ConfigProblem.INVALID_VALUE, `the same glob as paths[${first}] (line ${yaml.valueAt([...path.slice(0, -2), first, 'glob'])?.line ?? '?'}): every file it matches would be read twice, which GitLab refuses`, 'list each glob once'));
+        out.push(
+          at(
+            yaml,
+            path,
+            ConfigProblem.INVALID_VALUE,
+            `the same glob as paths[${first}] (line ${yaml.valueAt([...path.slice(0, -2), first, 'glob'])?.line ?? '?'}): every file it matches would be read twice, which GitLab refuses`,
+            'list each glob once',
+          ),
+        );
       } else {
         seen.set(same, j);
       }
@@ -235,7 +287,13 @@ function globIssues(yaml: ParsedYaml, config: RawConfig): ConfigIssue[] {
  * The problem for a file matched by two globs of one project (GIT_GLOBS_OVERLAP from the Git
  * layer, with `data.globs` the two indexes): named at the second glob's line, as GitLab refused it.
  */
-export function globsOverlapProblem(file: string, parsed: Pick<ParsedAgentConfig, 'globPositions'>, projectIndex: number, globs: readonly [number, number], path: string): ProblemReport {
+export function globsOverlapProblem(
+  file: string,
+  parsed: Pick<ParsedAgentConfig, 'globPositions'>,
+  projectIndex: number,
+  globs: readonly [number, number],
+  path: string,
+): ProblemReport {
   const positions = parsed.globPositions?.[projectIndex];
   const first = positions?.[globs[0]];
   const second = positions?.[globs[1]];
@@ -265,8 +323,14 @@ interface RawProject {
 }
 
 interface RawConfig {
-  gitops?: { manifest_projects?: RawProject[] | null; drift?: { mode?: string | null; ignore?: DriftConfig['ignore'] | null } | null } | null;
-  observability?: { logging?: { level?: string | number | null; grpc_level?: string | number | null } | null; google_profiler?: unknown } | null;
+  gitops?: {
+    manifest_projects?: RawProject[] | null;
+    drift?: { mode?: string | null; ignore?: DriftConfig['ignore'] | null } | null;
+  } | null;
+  observability?: {
+    logging?: { level?: string | number | null; grpc_level?: string | number | null } | null;
+    google_profiler?: unknown;
+  } | null;
   [section: string]: unknown;
 }
 
@@ -324,7 +388,8 @@ function unusedSections(raw: RawConfig): string[] {
   const out: string[] = UNUSED_SECTIONS.filter((s) => raw[s] !== undefined && raw[s] !== null);
   const logging = raw.observability?.logging;
   if (logging?.grpc_level !== undefined && logging.grpc_level !== null) out.push('observability.logging.grpc_level');
-  if (raw.observability?.google_profiler !== undefined && raw.observability.google_profiler !== null) out.push('observability.google_profiler');
+  if (raw.observability?.google_profiler !== undefined && raw.observability.google_profiler !== null)
+    out.push('observability.google_profiler');
   return out;
 }
 
@@ -334,7 +399,8 @@ const seconds = (ms: number): string => `${ms / 1000}s`;
 function resolvedFile(raw: RawConfig, projects: ManifestProjectConfig[]): Record<string, unknown> {
   const settings = resolveSettings(raw);
   const out: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(raw)) if (value !== null && value !== undefined && key !== 'gitops' && key !== 'observability') out[key] = value;
+  for (const [key, value] of Object.entries(raw))
+    if (value !== null && value !== undefined && key !== 'gitops' && key !== 'observability') out[key] = value;
   out.gitops = {
     manifest_projects: projects.map((p) => ({
       id: p.id,
@@ -378,7 +444,13 @@ export async function loadAgentConfig(
     const bytes = err instanceof GitopsError && err.code === 'GIT_FILE_TOO_LARGE' ? err.data.bytes : undefined;
     if (typeof bytes === 'number') return { ok: false, problems: [configTooLarge(file, bytes)], commit };
     const { code, message } = problemOf(err, ProblemCode.CONFIG_UNREADABLE);
-    return { ok: false, problems: [{ code, message: `${file}: cannot be read from ${configProject} at ${commit.slice(0, 12)}: ${message}`, file }], commit };
+    return {
+      ok: false,
+      problems: [
+        { code, message: `${file}: cannot be read from ${configProject} at ${commit.slice(0, 12)}: ${message}`, file },
+      ],
+      commit,
+    };
   }
   return parseAgentConfig(text ?? '', { file, configProject, commit });
 }

@@ -16,7 +16,14 @@ import { projectIdProblem, quoteId } from '../project-id.js';
 /** What one key may hold. `null` is "not set" for every key, as protojson reads it. */
 export type Spec =
   /** `optional`: proto3 `optional`, so leaving it out is not the same as "" (which minBytes refuses). */
-  | { t: 'string'; minBytes?: number; optional?: boolean; max?: number; in?: readonly string[]; check?: (v: string) => string | undefined }
+  | {
+      t: 'string';
+      minBytes?: number;
+      optional?: boolean;
+      max?: number;
+      in?: readonly string[];
+      check?: (v: string) => string | undefined;
+    }
   | { t: 'bool' }
   /** google.protobuf.Duration: a string of seconds ending in `s` (`3600s`, `1.5s`). */
   | { t: 'duration'; positive?: boolean }
@@ -56,17 +63,24 @@ export const SCHEMA_LIMITS = {
 } as const;
 const L = SCHEMA_LIMITS;
 
-/** Why `name` cannot be a Git branch or tag name (git check-ref-format, and nothing that reads as an option or a path), or undefined. */
+/**
+ * Why `name` cannot be a Git branch or tag name (git check-ref-format, and nothing that reads as an
+ * option or a path), or undefined.
+ */
 export function refNameProblem(name: string): string | undefined {
   if (name === '') return 'must not be empty';
-  if (name.length > L.refNameLength) return `must be at most ${L.refNameLength} characters (this one has ${name.length})`;
-  if (/[\x00-\x20\x7f~^:?*[\\]/.test(name)) return 'must not contain spaces, control characters or any of ~ ^ : ? * [ \\';
+  if (name.length > L.refNameLength)
+    return `must be at most ${L.refNameLength} characters (this one has ${name.length})`;
+  if (/[\x00-\x20\x7f~^:?*[\\]/.test(name))
+    return 'must not contain spaces, control characters or any of ~ ^ : ? * [ \\';
   if (name.includes('..')) return "must not contain '..'";
   if (name.includes('@{') || name === '@') return "must not contain '@{' or be '@'";
   if (name.startsWith('-')) return "must not start with '-'";
-  if (name.startsWith('/') || name.endsWith('/') || name.includes('//')) return "must not start or end with '/' or contain '//'";
+  if (name.startsWith('/') || name.endsWith('/') || name.includes('//'))
+    return "must not start or end with '/' or contain '//'";
   if (name.endsWith('.')) return "must not end in '.'";
-  if (name.split('/').some((c) => c.startsWith('.') || c.endsWith('.lock'))) return "no part between '/' may start with '.' or end in '.lock'";
+  if (name.split('/').some((c) => c.startsWith('.') || c.endsWith('.lock')))
+    return "no part between '/' may start with '.' or end in '.lock'";
   return undefined;
 }
 
@@ -87,11 +101,21 @@ const namespaceName = (v: string): string | undefined =>
     : `${quoteId(v)} is not a Kubernetes namespace name: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit`;
 
 const commitId = (v: string): string | undefined =>
-  /^[0-9a-fA-F]{4,64}$/.test(v) ? undefined : `${quoteId(v)} is not a commit id: write 4 to 64 hex digits (a full or abbreviated SHA)`;
+  /^[0-9a-fA-F]{4,64}$/.test(v)
+    ? undefined
+    : `${quoteId(v)} is not a commit id: write 4 to 64 hex digits (a full or abbreviated SHA)`;
 
 const str = (extra: Omit<Extract<Spec, { t: 'string' }>, 't'> = {}): Spec => ({ t: 'string', max: L.text, ...extra });
-const list = (of: Spec, extra: Omit<Extract<Spec, { t: 'list' }>, 't' | 'of'> = {}): Spec => ({ t: 'list', of, max: L.items, ...extra });
-const message = (fields: Record<string, Spec>, more: Omit<Extract<Spec, { t: 'message' }>, 't' | 'fields'> = {}): Spec => ({ t: 'message', fields, ...more });
+const list = (of: Spec, extra: Omit<Extract<Spec, { t: 'list' }>, 't' | 'of'> = {}): Spec => ({
+  t: 'list',
+  of,
+  max: L.items,
+  ...extra,
+});
+const message = (
+  fields: Record<string, Spec>,
+  more: Omit<Extract<Spec, { t: 'message' }>, 't' | 'fields'> = {},
+): Spec => ({ t: 'message', fields, ...more });
 const empty = message({});
 
 const gitRef = message(
@@ -125,10 +149,16 @@ const drift = message({
       kind: str({ minBytes: 1, optional: true, max: L.selectorLength }),
       namespace: str({ minBytes: 1, optional: true, max: L.namespaceLength }),
       name: str({ minBytes: 1, optional: true, max: L.selectorLength }),
-      paths: list(str({ max: L.jsonPointerLength, check: (v) => (v.startsWith('/') ? undefined : `${quoteId(v)} must be a JSON pointer starting with /`) }), {
-        minItems: 1,
-        max: L.pathsPerDriftRule,
-      }),
+      paths: list(
+        str({
+          max: L.jsonPointerLength,
+          check: (v) => (v.startsWith('/') ? undefined : `${quoteId(v)} must be a JSON pointer starting with /`),
+        }),
+        {
+          minItems: 1,
+          max: L.pathsPerDriftRule,
+        },
+      ),
     }),
     { max: L.driftRules },
   ),
@@ -162,31 +192,40 @@ const resource = message({ cpu: str(), memory: str() });
 /** The whole file (GitLab's `ConfigurationFile`). */
 export const CONFIGURATION_FILE: Spec = message(
   {
-    gitops: message({ manifest_projects: list(manifestProject, { max: L.manifestProjects }), drift }, {
-      removed: {
-        charts: 'gitops.charts (Helm releases) was experimental and removed from GitLab in 16.3; render the chart with `helm template` and commit the output to a manifest project, or install charts with Flux',
+    gitops: message(
+      { manifest_projects: list(manifestProject, { max: L.manifestProjects }), drift },
+      {
+        removed: {
+          charts:
+            'gitops.charts (Helm releases) was experimental and removed from GitLab in 16.3; render the chart with `helm template` and commit the output to a manifest project, or install charts with Flux',
+        },
       },
-    }),
+    ),
     observability: message({
       logging: message({ level: logLevel, grpc_level: logLevel }),
-      google_profiler: message({ enabled: { t: 'bool' }, project_id: str(), credentials_file: str(), debug_logging: { t: 'bool' } }),
+      google_profiler: message({
+        enabled: { t: 'bool' },
+        project_id: str(),
+        credentials_file: str(),
+        debug_logging: { t: 'bool' },
+      }),
     }),
     ci_access: message({ projects: list(ciAccessTarget), groups: list(ciAccessTarget) }),
     container_scanning: message({
       vulnerability_report: message({
         namespaces: list(str()),
-        filters: list(message({ namespaces: list(str()), resources: list(str()), containers: list(str()), kinds: list(str()) })),
+        filters: list(
+          message({ namespaces: list(str()), resources: list(str()), containers: list(str()), kinds: list(str()) }),
+        ),
       }),
       cadence: str({ minBytes: 1 }),
       resource_requirements: message({ limits: resource, requests: resource }),
     }),
-    user_access: message(
-      {
-        access_as: message({ agent: empty, user: empty }, { oneofs: [{ members: ['agent', 'user'], required: true }] }),
-        projects: list(message({ id: str({ minBytes: 1 }) })),
-        groups: list(message({ id: str({ minBytes: 1 }) })),
-      },
-    ),
+    user_access: message({
+      access_as: message({ agent: empty, user: empty }, { oneofs: [{ members: ['agent', 'user'], required: true }] }),
+      projects: list(message({ id: str({ minBytes: 1 }) })),
+      groups: list(message({ id: str({ minBytes: 1 }) })),
+    }),
     remote_development: message({
       enabled: { t: 'bool' },
       dns_zone: str(),
@@ -206,4 +245,10 @@ export const CONFIGURATION_FILE: Spec = message(
 );
 
 /** Sections GitLab defines that this product accepts and does not act on. */
-export const UNUSED_SECTIONS = ['ci_access', 'user_access', 'container_scanning', 'remote_development', 'flux'] as const;
+export const UNUSED_SECTIONS = [
+  'ci_access',
+  'user_access',
+  'container_scanning',
+  'remote_development',
+  'flux',
+] as const;

@@ -2,7 +2,7 @@ import { describe, expect, it } from '@jest/globals';
 import { didYouMean, gitLabDurationFor, parseGitLabDuration } from './validate.js';
 import { parseConfigYaml } from './yaml.js';
 
-describe('parseGitLabDuration: protojson\'s google.protobuf.Duration', () => {
+describe("parseGitLabDuration: protojson's google.protobuf.Duration", () => {
   it.each([
     ['3600s', 3600],
     ['1.5s', 1.5],
@@ -48,7 +48,16 @@ describe('gitLabDurationFor: the form GitLab wanted', () => {
 });
 
 describe('didYouMean', () => {
-  const keys = ['id', 'default_namespace', 'paths', 'reconcile_timeout', 'dry_run_strategy', 'prune', 'prune_timeout', 'ref'];
+  const keys = [
+    'id',
+    'default_namespace',
+    'paths',
+    'reconcile_timeout',
+    'dry_run_strategy',
+    'prune',
+    'prune_timeout',
+    'ref',
+  ];
   it.each([
     ['reconcile_timout', 'reconcile_timeout'],
     ['default-namespace', 'default_namespace'],
@@ -87,7 +96,7 @@ describe('parseConfigYaml: YAML as go-yaml v2 read it, with positions', () => {
     expect(read(text)).toEqual(value);
   });
 
-  it('names the line and column of keys and values, and of an empty value\'s key', () => {
+  it("names the line and column of keys and values, and of an empty value's key", () => {
     const r = parseConfigYaml('gitops:\n  manifest_projects:\n  - id:\n    prune: maybe\n', 100);
     if (!r.ok) throw new Error(r.message);
     expect(r.yaml.keyAt(['gitops', 'manifest_projects', 0, 'prune'])).toEqual({ line: 4, column: 5 });
@@ -98,6 +107,9 @@ describe('parseConfigYaml: YAML as go-yaml v2 read it, with positions', () => {
   });
 
   it('gives a syntax error its line and column', () => {
-    expect(parseConfigYaml('gitops:\n\tmanifest_projects: []\n', 100)).toMatchObject({ ok: false, position: { line: 2 } });
+    expect(parseConfigYaml('gitops:\n\tmanifest_projects: []\n', 100)).toMatchObject({
+      ok: false,
+      position: { line: 2 },
+    });
   });
 });

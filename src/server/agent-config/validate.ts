@@ -33,7 +33,7 @@ export function parseGitLabDuration(text: string): number | undefined {
   return m[1] ? -value : value;
 }
 
-/** `3600s` for `1h`, `5400s` for `90m`/`1h30m`, `0.5s` for `500ms`, `3600s` for `3600`: what GitLab would have wanted. */
+/** The form GitLab wanted: `3600s` for `1h`, `5400s` for `90m`/`1h30m`, `0.5s` for `500ms`, `3600s` for `3600`. */
 export function gitLabDurationFor(value: unknown): string | undefined {
   if (typeof value === 'number' && Number.isFinite(value)) return `${value}s`;
   if (typeof value !== 'string') return undefined;
@@ -52,7 +52,8 @@ function distance(a: string, b: string): number {
   let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
   for (let i = 1; i <= a.length; i++) {
     const cur = [i];
-    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    for (let j = 1; j <= b.length; j++)
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
     prev = cur;
   }
   return prev[b.length];
@@ -76,12 +77,27 @@ export function didYouMean(key: string, known: readonly string[]): string | unde
 }
 
 const showValue = (v: unknown): string => {
-  const text = typeof v === 'string' ? JSON.stringify(v) : Array.isArray(v) ? 'a list' : v !== null && typeof v === 'object' ? 'a mapping' : String(v);
+  const text =
+    typeof v === 'string'
+      ? JSON.stringify(v)
+      : Array.isArray(v)
+        ? 'a list'
+        : v !== null && typeof v === 'object'
+          ? 'a mapping'
+          : String(v);
   return text.length > 60 ? `${text.slice(0, 60)}…` : text;
 };
 
 const typeName = (v: unknown): string =>
-  typeof v === 'string' ? 'a string' : typeof v === 'number' ? 'a number' : typeof v === 'boolean' ? 'a boolean' : Array.isArray(v) ? 'a list' : 'a mapping';
+  typeof v === 'string'
+    ? 'a string'
+    : typeof v === 'number'
+      ? 'a number'
+      : typeof v === 'boolean'
+        ? 'a boolean'
+        : Array.isArray(v)
+          ? 'a list'
+          : 'a mapping';
 
 function isMapping(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Date) && !(v instanceof Uint8Array);
@@ -110,7 +126,16 @@ function walk(spec: Spec, value: unknown, path: YamlPath, push: Push): void {
       return checkString(spec, value, path, push);
     case 'bool':
       if (typeof value !== 'boolean') {
-        push({ code: INVALID, path, at: 'value', message: `must be true or false, not ${showValue(value)}`, hint: typeof value === 'string' ? 'write it without quotes: true, false (YAML 1.1 also reads yes, no, on, off)' : undefined });
+        push({
+          code: INVALID,
+          path,
+          at: 'value',
+          message: `must be true or false, not ${showValue(value)}`,
+          hint:
+            typeof value === 'string'
+              ? 'write it without quotes: true, false (YAML 1.1 also reads yes, no, on, off)'
+              : undefined,
+        });
       }
       return;
     case 'duration':
@@ -127,21 +152,44 @@ function walk(spec: Spec, value: unknown, path: YamlPath, push: Push): void {
 function checkString(spec: Extract<Spec, { t: 'string' }>, value: unknown, path: YamlPath, push: Push): void {
   if (typeof value !== 'string') {
     const quoted = typeof value === 'number' || typeof value === 'boolean' ? `'${String(value)}'` : undefined;
-    push({ code: INVALID, path, at: 'value', message: `must be a string, not ${typeName(value)}${quoted ? ` (YAML reads ${String(value)} as ${typeName(value)})` : ''}`, hint: quoted && `quote it: ${quoted}` });
+    push({
+      code: INVALID,
+      path,
+      at: 'value',
+      message: `must be a string, not ${typeName(value)}${quoted ? ` (YAML reads ${String(value)} as ${typeName(value)})` : ''}`,
+      hint: quoted && `quote it: ${quoted}`,
+    });
     return;
   }
   if (spec.in && !spec.in.includes(value)) {
     const named = spec.in.filter((v) => v !== '');
     const near = didYouMean(value, named);
-    push({ code: INVALID, path, at: 'value', message: `${showValue(value)} is not one of ${named.join(', ')}`, hint: `${near ? `did you mean ${near}? ` : ''}allowed: ${named.join(', ')}${spec.in.includes('') ? ' (or leave it out, or "", for the default)' : ''}` });
+    push({
+      code: INVALID,
+      path,
+      at: 'value',
+      message: `${showValue(value)} is not one of ${named.join(', ')}`,
+      hint: `${near ? `did you mean ${near}? ` : ''}allowed: ${named.join(', ')}${spec.in.includes('') ? ' (or leave it out, or "", for the default)' : ''}`,
+    });
     return;
   }
   if (spec.minBytes && Buffer.byteLength(value) < spec.minBytes) {
-    push({ code: INVALID, path, at: 'value', message: 'must not be empty', hint: 'leave the key out instead, or give it a value' });
+    push({
+      code: INVALID,
+      path,
+      at: 'value',
+      message: 'must not be empty',
+      hint: 'leave the key out instead, or give it a value',
+    });
     return;
   }
   if (spec.max !== undefined && value.length > spec.max) {
-    push({ code: INVALID, path, at: 'value', message: `must be at most ${spec.max} characters (this one has ${value.length})` });
+    push({
+      code: INVALID,
+      path,
+      at: 'value',
+      message: `must be at most ${spec.max} characters (this one has ${value.length})`,
+    });
     return;
   }
   const problem = spec.check?.(value);
@@ -157,8 +205,13 @@ function checkDuration(spec: Extract<Spec, { t: 'duration' }>, value: unknown, p
       code: INVALID,
       path,
       at: 'value',
-      message: outOfRange ? `${showValue(value)} is out of range (at most ${MAX_DURATION_SECONDS}s)` : `${showValue(value)} is not a duration GitLab reads`,
-      hint: form && !outOfRange ? `durations are seconds: write ${form}` : 'durations are seconds with an s: write 3600s, 90s or 1.5s',
+      message: outOfRange
+        ? `${showValue(value)} is out of range (at most ${MAX_DURATION_SECONDS}s)`
+        : `${showValue(value)} is not a duration GitLab reads`,
+      hint:
+        form && !outOfRange
+          ? `durations are seconds: write ${form}`
+          : 'durations are seconds with an s: write 3600s, 90s or 1.5s',
     });
     return;
   }
@@ -170,28 +223,64 @@ function checkEnum(spec: Extract<Spec, { t: 'enum' }>, value: unknown, path: Yam
   // protojson also reads an enum's number; only the defined ones mean anything to the agent.
   if (typeof value === 'number' && Number.isInteger(value) && value >= 0 && value < spec.values.length) return;
   const near = typeof value === 'string' ? didYouMean(value, spec.values) : undefined;
-  push({ code: INVALID, path, at: 'value', message: `${showValue(value)} is not one of ${spec.values.join(', ')}`, hint: `${near ? `did you mean ${near}? ` : ''}allowed: ${spec.values.join(', ')} (lowercase)` });
+  push({
+    code: INVALID,
+    path,
+    at: 'value',
+    message: `${showValue(value)} is not one of ${spec.values.join(', ')}`,
+    hint: `${near ? `did you mean ${near}? ` : ''}allowed: ${spec.values.join(', ')} (lowercase)`,
+  });
 }
 
 function checkList(spec: Extract<Spec, { t: 'list' }>, value: unknown, path: YamlPath, push: Push): void {
   if (!Array.isArray(value)) {
-    push({ code: INVALID, path, at: 'value', message: `must be a list, not ${typeName(value)}`, hint: 'write each entry on its own line starting with "- "' });
+    push({
+      code: INVALID,
+      path,
+      at: 'value',
+      message: `must be a list, not ${typeName(value)}`,
+      hint: 'write each entry on its own line starting with "- "',
+    });
     return;
   }
   if (spec.max !== undefined && value.length > spec.max) {
-    push({ code: INVALID, path, at: 'value', message: `lists ${value.length} entries; at most ${spec.max} are allowed` });
+    push({
+      code: INVALID,
+      path,
+      at: 'value',
+      message: `lists ${value.length} entries; at most ${spec.max} are allowed`,
+    });
     return;
   }
-  if (spec.minItems && value.length < spec.minItems) push({ code: INVALID, path, at: 'value', message: `must list at least ${spec.minItems} entr${spec.minItems === 1 ? 'y' : 'ies'}` });
+  if (spec.minItems && value.length < spec.minItems)
+    push({
+      code: INVALID,
+      path,
+      at: 'value',
+      message: `must list at least ${spec.minItems} entr${spec.minItems === 1 ? 'y' : 'ies'}`,
+    });
   value.forEach((item, i) => {
-    if (item === null || item === undefined) push({ code: INVALID, path: [...path, i], at: 'value', message: 'an empty list entry: GitLab does not accept null in a list', hint: 'remove the "-" line or give it a value' });
+    if (item === null || item === undefined)
+      push({
+        code: INVALID,
+        path: [...path, i],
+        at: 'value',
+        message: 'an empty list entry: GitLab does not accept null in a list',
+        hint: 'remove the "-" line or give it a value',
+      });
     else walk(spec.of, item, [...path, i], push);
   });
 }
 
 function checkMessage(spec: Extract<Spec, { t: 'message' }>, value: unknown, path: YamlPath, push: Push): void {
   if (!isMapping(value)) {
-    push({ code: INVALID, path, at: 'value', message: `must be a mapping of keys, not ${typeName(value)}`, hint: path.length === 0 ? 'the file is a mapping of sections: gitops:, observability:, ...' : undefined });
+    push({
+      code: INVALID,
+      path,
+      at: 'value',
+      message: `must be a mapping of keys, not ${typeName(value)}`,
+      hint: path.length === 0 ? 'the file is a mapping of sections: gitops:, observability:, ...' : undefined,
+    });
     return;
   }
   const known = Object.keys(spec.fields);
@@ -203,13 +292,26 @@ function checkMessage(spec: Extract<Spec, { t: 'message' }>, value: unknown, pat
     }
     const removed = spec.removed?.[key];
     if (removed) {
-      push({ code: key === 'charts' ? ProblemCode.CONFIG_CHARTS_UNSUPPORTED : ProblemCode.CONFIG_UNKNOWN_KEY, path: [...path, key], at: 'key', message: removed });
+      push({
+        code: key === 'charts' ? ProblemCode.CONFIG_CHARTS_UNSUPPORTED : ProblemCode.CONFIG_UNKNOWN_KEY,
+        path: [...path, key],
+        at: 'key',
+        message: removed,
+      });
       continue;
     }
     const near = didYouMean(key, known);
     const where = path.length ? `${pathText(path)} ` : 'the top level ';
-    const hint = near ? `did you mean ${near}?` : `${where}has ${known.length ? known.join(', ') : 'no keys (write {})'}`;
-    push({ code: ProblemCode.CONFIG_UNKNOWN_KEY, path: [...path, key], at: 'key', message: `unknown key: GitLab's agent configuration defines no ${JSON.stringify(key)} here`, hint: topLevelHint(path, key) ?? hint });
+    const hint = near
+      ? `did you mean ${near}?`
+      : `${where}has ${known.length ? known.join(', ') : 'no keys (write {})'}`;
+    push({
+      code: ProblemCode.CONFIG_UNKNOWN_KEY,
+      path: [...path, key],
+      at: 'key',
+      message: `unknown key: GitLab's agent configuration defines no ${JSON.stringify(key)} here`,
+      hint: topLevelHint(path, key) ?? hint,
+    });
   }
   // proto3: a plain string left out is "", a list left out is empty, so their rules apply too.
   const inOneof = new Set((spec.oneofs ?? []).flatMap((o) => o.members));
@@ -217,12 +319,32 @@ function checkMessage(spec: Extract<Spec, { t: 'message' }>, value: unknown, pat
     if (value[key] !== null && value[key] !== undefined) continue;
     const missingString = field.t === 'string' && field.minBytes && !field.optional && !inOneof.has(key);
     const missingList = field.t === 'list' && field.minItems;
-    if (missingString || missingList) push({ code: INVALID, path, at: 'value', message: `${key} is required`, hint: `add ${key}: ${missingList ? '[…]' : '…'}` });
+    if (missingString || missingList)
+      push({
+        code: INVALID,
+        path,
+        at: 'value',
+        message: `${key} is required`,
+        hint: `add ${key}: ${missingList ? '[…]' : '…'}`,
+      });
   }
   for (const oneof of spec.oneofs ?? []) {
     const set = oneof.members.filter((m) => value[m] !== null && value[m] !== undefined);
-    if (set.length > 1) push({ code: INVALID, path: [...path, set[1]], at: 'key', message: `set only one of ${oneof.members.join(', ')} (${set.join(' and ')} are both set)` });
-    else if (set.length === 0 && oneof.required) push({ code: INVALID, path, at: 'value', message: `set exactly one of ${oneof.members.join(', ')}`, hint: path[path.length - 1] === 'ref' ? 'or leave ref out for the default branch' : undefined });
+    if (set.length > 1)
+      push({
+        code: INVALID,
+        path: [...path, set[1]],
+        at: 'key',
+        message: `set only one of ${oneof.members.join(', ')} (${set.join(' and ')} are both set)`,
+      });
+    else if (set.length === 0 && oneof.required)
+      push({
+        code: INVALID,
+        path,
+        at: 'value',
+        message: `set exactly one of ${oneof.members.join(', ')}`,
+        hint: path[path.length - 1] === 'ref' ? 'or leave ref out for the default branch' : undefined,
+      });
   }
 }
 

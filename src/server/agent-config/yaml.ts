@@ -6,7 +6,16 @@
  * (`2024-01-01`) and sexagesimals (`1:30`) stay strings. Pure; owns positions too: every value
  * can be traced back to the line and column of its key or value, so every problem can name them.
  */
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode, type Tags } from 'yaml';
+import {
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  parseDocument,
+  type Document,
+  type Node as YamlNode,
+  type Tags,
+} from 'yaml';
 import { errorMessage } from '../../common/errors.js';
 
 /** Where something is in the file (1-based). */
@@ -40,7 +49,14 @@ function goYamlTags(tags: Tags): Tags {
 export function parseConfigYaml(text: string, maxAliasCount: number): YamlResult {
   const lines = new LineCounter();
   // go-yaml stops after the first document, so later ones are not even parsed for errors.
-  const doc = parseDocument(text, { lineCounter: lines, version: '1.1', customTags: goYamlTags, uniqueKeys: false, prettyErrors: true, keepSourceTokens: false });
+  const doc = parseDocument(text, {
+    lineCounter: lines,
+    version: '1.1',
+    customTags: goYamlTags,
+    uniqueKeys: false,
+    prettyErrors: true,
+    keepSourceTokens: false,
+  });
   const pos = (offset: number): Position => {
     const p = lines.linePos(offset);
     return { line: p.line, column: p.col };
@@ -57,7 +73,14 @@ export function parseConfigYaml(text: string, maxAliasCount: number): YamlResult
       : `YAML cannot be resolved: ${errorMessage(err).split('\n')[0].slice(0, 200)}`;
     return { ok: false, message };
   }
-  return { ok: true, yaml: { value: value ?? undefined, keyAt: (path) => keyAt(doc, path, pos), valueAt: (path) => valueAt(doc, path, pos) } };
+  return {
+    ok: true,
+    yaml: {
+      value: value ?? undefined,
+      keyAt: (path) => keyAt(doc, path, pos),
+      valueAt: (path) => valueAt(doc, path, pos),
+    },
+  };
 }
 
 type Pos = (offset: number) => Position;

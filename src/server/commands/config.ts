@@ -12,7 +12,14 @@ import path from 'node:path';
 import { Command, Option, type CommanderError } from 'commander';
 import { errorMessage, UserError } from '../../common/errors.js';
 import { inForceHelp } from '../../common/help-defaults.js';
-import { agentConfigPath, issueText, loadAgentConfig, parseAgentConfig, type ConfigIssue, type ParsedAgentConfig } from '../config.js';
+import {
+  agentConfigPath,
+  issueText,
+  loadAgentConfig,
+  parseAgentConfig,
+  type ConfigIssue,
+  type ParsedAgentConfig,
+} from '../config.js';
 import { createGitSource } from '../git/source.js';
 import { resolveGitOptions, type RawServeFlags } from '../options.js';
 import { gitFlagOptions } from './serve.js';
@@ -38,7 +45,9 @@ interface CheckFlags extends Pick<RawServeFlags, 'gitBaseUrl' | 'gitTokenFile' |
 const USAGE = 2;
 
 export function configCommand(): Command {
-  const config = new Command('config').description('Work with agent configuration files (.gitlab/agents/<name>/config.yaml).').configureHelp(inForceHelp());
+  const config = new Command('config')
+    .description('Work with agent configuration files (.gitlab/agents/<name>/config.yaml).')
+    .configureHelp(inForceHelp());
   const check = config
     .command('check')
     .description(
@@ -47,13 +56,25 @@ export function configCommand(): Command {
         'Exit status 0 when every file is valid, 1 when one is not, 2 for a usage error.',
     )
     .argument('[file...]', 'config.yaml files to check (e.g. .gitlab/agents/agent1/config.yaml)')
-    .addOption(new Option('-o, --output <format>', 'text for people, json for scripts').choices(['text', 'json']).default('text'))
-    .option('--config-project <group/name>', `the config project, which a manifest project without id: stands for (offline default: ${OFFLINE_CONFIG_PROJECT})`)
-    .option('--project <group/name>', 'instead of files: check the agent\'s config.yaml in this config project, on its default branch, read with the Git flags below')
+    .addOption(
+      new Option('-o, --output <format>', 'text for people, json for scripts')
+        .choices(['text', 'json'])
+        .default('text'),
+    )
+    .option(
+      '--config-project <group/name>',
+      `the config project, which a manifest project without id: stands for (offline default: ${OFFLINE_CONFIG_PROJECT})`,
+    )
+    .option(
+      '--project <group/name>',
+      "instead of files: check the agent's config.yaml in this config project, on its default branch, read with the Git flags below",
+    )
     .option('--agent <name>', 'with --project: the agent whose .gitlab/agents/<name>/config.yaml is checked');
   for (const option of gitFlagOptions()) check.addOption(option);
   check
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Examples:
   # before you push: check the file in your checkout
   gitops-server config check .gitlab/agents/agent1/config.yaml
@@ -66,7 +87,8 @@ Output (text): one line per problem, then a hint line, e.g.
   .gitlab/agents/agent1/config.yaml:7:26: gitops.manifest_projects[0].reconcile_timeout: "1h" is not a duration GitLab reads
       hint: durations are seconds: write 3600s
 Output (json): [{"file", "ok", "problems": [{"code", "message", "line", "column", "key", "hint"}], "config": {the file with every default filled in}}]
-`)
+`,
+    )
     // --help is not an error; anything else commander refuses (its message is printed already) is a usage error.
     .exitOverride((err: CommanderError) => process.exit(err.exitCode === 0 ? 0 : USAGE))
     .action(async (files: string[], flags: CheckFlags) => {
@@ -113,13 +135,23 @@ async function checkInGit(project: string, agent: string, flags: CheckFlags): Pr
   const git = resolveGitOptions(flags, (p) => problems.push(p));
   if (problems.length) throw usage(problems.join('; '));
   const cacheDir = git.mode === 'http' ? await mkdtemp(path.join(tmpdir(), 'gitops-config-check-')) : undefined;
-  const source = await createGitSource(git.mode === 'http' ? { baseUrl: git.baseUrl, token: git.token, cacheDir } : { root: git.root });
+  const source = await createGitSource(
+    git.mode === 'http' ? { baseUrl: git.baseUrl, token: git.token, cacheDir } : { root: git.root },
+  );
   try {
     let stop: (() => void) | undefined;
     const commit = await new Promise<string>((resolve, reject) => {
-      stop = source.watch(project, {}, (e) => resolve(e.commit), (e) => reject(new Error(e.problem.message)));
+      stop = source.watch(
+        project,
+        {},
+        (e) => resolve(e.commit),
+        (e) => reject(new Error(e.problem.message)),
+      );
     }).finally(() => stop?.());
-    return toChecked(agentConfigPath(agent), await loadAgentConfig(source, { configProject: project, agentName: agent, commit }));
+    return toChecked(
+      agentConfigPath(agent),
+      await loadAgentConfig(source, { configProject: project, agentName: agent, commit }),
+    );
   } finally {
     await source.close();
     if (cacheDir) await rm(cacheDir, { recursive: true, force: true });
@@ -129,7 +161,9 @@ async function checkInGit(project: string, agent: string, flags: CheckFlags): Pr
 function toChecked(file: string, result: ParsedAgentConfig): CheckedFile {
   if (result.ok) return { file, ok: true, problems: [], ...(result.resolved ? { config: result.resolved } : {}) };
   // A problem found before the file was parsed (Git, size) has no structured issue: its message is the whole story.
-  const issues: readonly ConfigIssue[] = result.issues ?? result.problems.map((p) => ({ code: p.code, message: p.message, ...(p.line ? { line: p.line } : {}) }));
+  const issues: readonly ConfigIssue[] =
+    result.issues ??
+    result.problems.map((p) => ({ code: p.code, message: p.message, ...(p.line ? { line: p.line } : {}) }));
   return { file, ok: false, problems: issues.map((i) => ({ code: i.code, message: i.message, ...pick(i) })) };
 }
 
@@ -155,6 +189,10 @@ function formatText(checked: CheckedFile[]): string {
     }
   }
   const bad = checked.filter((c) => !c.ok).length;
-  lines.push(bad ? `${bad} of ${checked.length} file${checked.length > 1 ? 's' : ''} invalid` : `${checked.length} file${checked.length > 1 ? 's' : ''} valid`);
+  lines.push(
+    bad
+      ? `${bad} of ${checked.length} file${checked.length > 1 ? 's' : ''} invalid`
+      : `${checked.length} file${checked.length > 1 ? 's' : ''} valid`,
+  );
   return `${lines.join('\n')}\n`;
 }

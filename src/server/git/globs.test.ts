@@ -1,6 +1,13 @@
 import { describe, expect, it } from '@jest/globals';
 import { DEFAULT_GLOB } from '../config.js';
-import { MAX_ALTERNATIVES, MAX_GLOB_LENGTH, MAX_PATH_LENGTH, createPathMatcher, expandBraces, globProblem } from './globs.js';
+import {
+  MAX_ALTERNATIVES,
+  MAX_GLOB_LENGTH,
+  MAX_PATH_LENGTH,
+  createPathMatcher,
+  expandBraces,
+  globProblem,
+} from './globs.js';
 
 /*
  * GitLab's verdict, glob x path: each row is what kas v16.5 did with the glob (one leading `/`
@@ -11,16 +18,66 @@ import { MAX_ALTERNATIVES, MAX_GLOB_LENGTH, MAX_PATH_LENGTH, createPathMatcher, 
  * only notices when a path reaches the malformed part, this engine checks the whole glob up front.
  */
 const PATHS: readonly string[] = [
-  'a.yaml', 'b.yaml', 'd.yaml', '!.yaml', '].yaml', '!].yaml',
-  'ab.yaml', 'a.yml', 'a.json', 'a.yaml.j2', 'a', 'x',
-  'xa', 'ax', 'a.x', '.hidden.yaml', '.yaml', '.gitlab-ci.yml',
-  'README.md', '*.yaml', 'a{b}.yaml', '!(a).yaml', '@(a|b).yaml', '+(a).yaml',
-  '!secret.yaml', 'a}.yaml', 'a,b.yaml', 'abd.yaml', 'ace.yaml', 'xxaxxbxx.yaml',
-  'xxbxxaxx.yaml', 'manifests/a.yaml', 'manifests/b/c.yaml', 'manifests', 'manifests/x/y/z.json', 'a/b.yaml',
-  'a/x/b.yaml', 'a/x/y/b.yaml', 'a/x.yaml', 'b/x.yaml', 'c/x.yaml', 'a/b/x.yaml',
-  'a/b/c/x.yaml', 'x/z.yaml', 'x/y/z.yaml', 'x/q/z.yaml', 'x/a/b/z.yaml', 'apps/web/deploy.yaml',
-  'apps/api/x/deploy.yaml', 'apps/web/.env.yaml', 'apps/.hidden/a.yaml', '.gitlab/agents/a/config.yaml', 'dir/.hidden/x.yaml', 'dir/.x.yaml',
-  'a/a.yaml', 'x.yaml', 'x.yml.j2', 'xx', 'xab', '-.yaml',
+  'a.yaml',
+  'b.yaml',
+  'd.yaml',
+  '!.yaml',
+  '].yaml',
+  '!].yaml',
+  'ab.yaml',
+  'a.yml',
+  'a.json',
+  'a.yaml.j2',
+  'a',
+  'x',
+  'xa',
+  'ax',
+  'a.x',
+  '.hidden.yaml',
+  '.yaml',
+  '.gitlab-ci.yml',
+  'README.md',
+  '*.yaml',
+  'a{b}.yaml',
+  '!(a).yaml',
+  '@(a|b).yaml',
+  '+(a).yaml',
+  '!secret.yaml',
+  'a}.yaml',
+  'a,b.yaml',
+  'abd.yaml',
+  'ace.yaml',
+  'xxaxxbxx.yaml',
+  'xxbxxaxx.yaml',
+  'manifests/a.yaml',
+  'manifests/b/c.yaml',
+  'manifests',
+  'manifests/x/y/z.json',
+  'a/b.yaml',
+  'a/x/b.yaml',
+  'a/x/y/b.yaml',
+  'a/x.yaml',
+  'b/x.yaml',
+  'c/x.yaml',
+  'a/b/x.yaml',
+  'a/b/c/x.yaml',
+  'x/z.yaml',
+  'x/y/z.yaml',
+  'x/q/z.yaml',
+  'x/a/b/z.yaml',
+  'apps/web/deploy.yaml',
+  'apps/api/x/deploy.yaml',
+  'apps/web/.env.yaml',
+  'apps/.hidden/a.yaml',
+  '.gitlab/agents/a/config.yaml',
+  'dir/.hidden/x.yaml',
+  'dir/.x.yaml',
+  'a/a.yaml',
+  'x.yaml',
+  'x.yml.j2',
+  'xx',
+  'xab',
+  '-.yaml',
   'z.yaml',
 ];
 
@@ -103,7 +160,9 @@ const DOUBLESTAR_V2: readonly [glob: string, row: string][] = [
 ];
 
 describe('createPathMatcher: doublestar v2 as kas used it', () => {
-  const cases = DOUBLESTAR_V2.flatMap(([glob, row]) => (row.includes('E') ? [] : PATHS.map((path, i) => [glob, path, row[i] === '1'] as const)));
+  const cases = DOUBLESTAR_V2.flatMap(([glob, row]) =>
+    row.includes('E') ? [] : PATHS.map((path, i) => [glob, path, row[i] === '1'] as const),
+  );
 
   it('has a row of PATHS.length results for every glob', () => {
     for (const [glob, row] of DOUBLESTAR_V2) expect([glob, row.length]).toEqual([glob, PATHS.length]);
@@ -114,10 +173,13 @@ describe('createPathMatcher: doublestar v2 as kas used it', () => {
     expect(createPathMatcher([glob]).matches(path)).toBe(expected);
   });
 
-  it.each(DOUBLESTAR_V2.filter(([, row]) => row.includes('E')).map(([glob]) => glob))('refuses %s, which doublestar finds malformed', (glob) => {
-    expect(() => createPathMatcher([glob])).toThrow(/GIT_BAD_GLOB|glob/);
-    expect(globProblem(glob)).toEqual(expect.any(String));
-  });
+  it.each(DOUBLESTAR_V2.filter(([, row]) => row.includes('E')).map(([glob]) => glob))(
+    'refuses %s, which doublestar finds malformed',
+    (glob) => {
+      expect(() => createPathMatcher([glob])).toThrow(/GIT_BAD_GLOB|glob/);
+      expect(globProblem(glob)).toEqual(expect.any(String));
+    },
+  );
 
   const named: [what: string, glob: string, path: string, matches: boolean][] = [
     ['dotfiles outside dot-directories are read', DEFAULT_GLOB, '.gitlab-ci.yml', true],
@@ -186,7 +248,12 @@ describe('createPathMatcher: doublestar v2 as kas used it', () => {
       const m = createPathMatcher([glob]);
       expect(m.matches(path)).toBe(true);
       const parts = path.split('/');
-      for (let i = 1; i < parts.length; i++) expect([glob, parts.slice(0, i).join('/'), m.mayContain(parts.slice(0, i).join('/'))]).toEqual([glob, parts.slice(0, i).join('/'), true]);
+      for (let i = 1; i < parts.length; i++)
+        expect([glob, parts.slice(0, i).join('/'), m.mayContain(parts.slice(0, i).join('/'))]).toEqual([
+          glob,
+          parts.slice(0, i).join('/'),
+          true,
+        ]);
     }
   });
 
@@ -217,7 +284,9 @@ describe('createPathMatcher: doublestar v2 as kas used it', () => {
     expect(expandBraces(deep)).toEqual(['a', 'b']);
     const wide = `{${Array.from({ length: 300 }, (_, i) => String.fromCharCode(0x4e00 + i)).join(',')}}`;
     expect(() => expandBraces(wide)).toThrow(/more than 256/);
-    expect(() => createPathMatcher(Array.from({ length: 9 }, (_, i) => `/${i}/${'{a,b}'.repeat(8)}`))).toThrow(/2048 alternatives in all/);
+    expect(() => createPathMatcher(Array.from({ length: 9 }, (_, i) => `/${i}/${'{a,b}'.repeat(8)}`))).toThrow(
+      /2048 alternatives in all/,
+    );
   });
 
   it('never matches paths over the length limit', () => {

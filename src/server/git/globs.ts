@@ -65,7 +65,9 @@ export function globProblem(glob: string): string | undefined {
     compileGlob(glob);
     return undefined;
   } catch (err) {
-    return err instanceof UserError ? String((err.data as { why?: string } | undefined)?.why ?? err.message) : String(err);
+    return err instanceof UserError
+      ? String((err.data as { why?: string } | undefined)?.why ?? err.message)
+      : String(err);
   }
 }
 
@@ -77,7 +79,10 @@ export function createPathMatcher(globs: readonly string[]): PathMatcher {
     const patterns = compileGlob(glob);
     total += patterns.length;
     if (total > MAX_MATCHER_ALTERNATIVES) {
-      throw badGlob(glob, `the globs expand to more than ${MAX_MATCHER_ALTERNATIVES} alternatives in all; use fewer or simpler globs`);
+      throw badGlob(
+        glob,
+        `the globs expand to more than ${MAX_MATCHER_ALTERNATIVES} alternatives in all; use fewer or simpler globs`,
+      );
     }
     compiled.push(patterns);
   }
@@ -117,7 +122,12 @@ export function createPathMatcher(globs: readonly string[]): PathMatcher {
  * One token of a segment: a literal code point, `?`, `*`, a class, or `more` (zero-width: at
  * least one character is left), which follows a `*` that doublestar lets take all but one.
  */
-type Token = { kind: 'char'; cp: number } | { kind: 'any' } | { kind: 'star' } | { kind: 'more' } | { kind: 'class'; negated: boolean; ranges: [number, number][] };
+type Token =
+  | { kind: 'char'; cp: number }
+  | { kind: 'any' }
+  | { kind: 'star' }
+  | { kind: 'more' }
+  | { kind: 'class'; negated: boolean; ranges: [number, number][] };
 
 /**
  * A glob segment: `**` (any number of path segments) or a sequence of tokens for one segment;
@@ -168,15 +178,28 @@ interface Alternative {
 
 /** Every brace-free alternative of the glob (deduplicated), under MAX_ALTERNATIVES and MAX_EXPANDED_CHARS. */
 export function expandBraces(glob: string, original = glob): string[] {
-  return [...new Set(expandAlternatives(glob, original).map((a) => a.text.replace(/\\?\uE000/g, (m) => (m.length === 2 ? OPEN : ''))))];
+  return [
+    ...new Set(
+      expandAlternatives(glob, original).map((a) => a.text.replace(/\\?\uE000/g, (m) => (m.length === 2 ? OPEN : ''))),
+    ),
+  ];
 }
 
 function expandAlternatives(glob: string, original: string): Alternative[] {
-  if (original.length > MAX_GLOB_LENGTH) throw badGlob(original, `${original.length} characters, over the limit of ${MAX_GLOB_LENGTH}`);
+  if (original.length > MAX_GLOB_LENGTH)
+    throw badGlob(original, `${original.length} characters, over the limit of ${MAX_GLOB_LENGTH}`);
   const sequence = parseBraces(glob, original);
   const { count, chars } = measure(sequence);
-  if (count > MAX_ALTERNATIVES) throw badGlob(original, `its {…} alternatives expand to more than ${MAX_ALTERNATIVES} globs; split it or simplify it`);
-  if (chars > MAX_EXPANDED_CHARS) throw badGlob(original, `its {…} alternatives expand to more than ${MAX_EXPANDED_CHARS} characters; split it or simplify it`);
+  if (count > MAX_ALTERNATIVES)
+    throw badGlob(
+      original,
+      `its {…} alternatives expand to more than ${MAX_ALTERNATIVES} globs; split it or simplify it`,
+    );
+  if (chars > MAX_EXPANDED_CHARS)
+    throw badGlob(
+      original,
+      `its {…} alternatives expand to more than ${MAX_EXPANDED_CHARS} characters; split it or simplify it`,
+    );
   const seen = new Set<string>();
   return expand(sequence, []).filter((a) => {
     const id = `${a.text}\0${a.keys.join('\0')}`;
@@ -379,8 +402,9 @@ function compileClass(glob: string, cps: number[], start: number): { token: Toke
   if (body.length === 0) throw badGlob(glob, 'a character class "[]" is empty (write "\\[\\]" for literal brackets)');
   const negated = body[0] === CARET;
   const ranges: [number, number][] = [];
-  const dash = (): UserError => badGlob(glob, 'a "-" in a character class needs a character on both sides (write "\\-" for a dash)');
-  for (let i = negated ? 1 : 0; i < body.length; ) {
+  const dash = (): UserError =>
+    badGlob(glob, 'a "-" in a character class needs a character on both sides (write "\\-" for a dash)');
+  for (let i = negated ? 1 : 0; i < body.length;) {
     let lo = body[i++];
     if (lo === DASH) throw dash();
     if (lo === BACKSLASH) {

@@ -4,9 +4,10 @@
  * are skipped (dotfiles elsewhere are read like any file), a file matched by two globs of one
  * project is an error, and at most 1,000 files, 5 MiB each and 20 MiB in all are read per
  * project. Symlinks and submodules are never followed, and the limits turn an oversized
- * repository into a clear error naming the file instead of an unbounded read: sizes come from object headers (objects.ts), so
- * an oversized file is refused before a byte of it is inflated, and the content of one read is
- * taken from a server-wide byte budget in one piece once its total is known.
+ * repository into a clear error naming the file instead of an unbounded read: sizes come from
+ * object headers (objects.ts), so an oversized file is refused before a byte of it is inflated,
+ * and the content of one read is taken from a server-wide byte budget in one piece once its total
+ * is known.
  */
 import { UserError } from '../../common/errors.js';
 import type { ManifestFile } from '../../protocol/messages.js';
@@ -24,7 +25,11 @@ export interface ReadLimits {
   maxFiles: number;
 }
 
-export const DEFAULT_READ_LIMITS: ReadLimits = { maxFileBytes: 5 * 1024 * 1024, maxTotalBytes: 20 * 1024 * 1024, maxFiles: 1000 };
+export const DEFAULT_READ_LIMITS: ReadLimits = {
+  maxFileBytes: 5 * 1024 * 1024,
+  maxTotalBytes: 20 * 1024 * 1024,
+  maxFiles: 1000,
+};
 
 /** Largest commit or tree object read (a tree of 100,000 entries is about 4 MiB). */
 export const MAX_TREE_BYTES = 16 * 1024 * 1024;
@@ -89,7 +94,12 @@ function pathTooLong(where: ReadAt, file: string): UserError {
 }
 
 /** Every regular file matching one of `globs` at the commit, sorted by path. */
-export async function readMatchingFiles(where: ReadAt, globs: readonly string[], limits: Partial<ReadLimits> = DEFAULT_READ_LIMITS, readTree: TreeReader = treeReader(where)): Promise<ManifestFile[]> {
+export async function readMatchingFiles(
+  where: ReadAt,
+  globs: readonly string[],
+  limits: Partial<ReadLimits> = DEFAULT_READ_LIMITS,
+  readTree: TreeReader = treeReader(where),
+): Promise<ManifestFile[]> {
   const { maxFileBytes, maxTotalBytes, maxFiles } = { ...DEFAULT_READ_LIMITS, ...limits };
   const matcher = createPathMatcher(globs);
   const scopes = globs.map(gitalyScope);
