@@ -57,6 +57,7 @@ interface JsonFile {
   ok: boolean;
   problems: { code: string; message: string; line?: number; column?: number; key?: string; hint?: string }[];
   config?: { gitops: { manifest_projects: Record<string, unknown>[] } };
+  unused?: string[];
 }
 
 /** A problem of `-o json` as the server words it: `file:line:column: key: message; hint`. */
@@ -100,6 +101,7 @@ describe('gitops-server config check: offline', () => {
     expect(r.code).toBe(0);
     const [good] = JSON.parse(r.stdout) as JsonFile[];
     expect(good).toMatchObject({ file: '.gitlab/agents/good/config.yaml', ok: true, problems: [] });
+    expect(good.unused).toBeUndefined();
     expect(good.config?.gitops.manifest_projects).toEqual([
       {
         id: 'gitops-project',

@@ -30,6 +30,8 @@ export interface CheckedFile {
   ok: boolean;
   problems: { code: string; message: string; line?: number; column?: number; key?: string; hint?: string }[];
   config?: Record<string, unknown>;
+  /** Sections GitLab defines that have no effect here (valid files). */
+  unused?: string[];
 }
 
 /** Stands for the config project when files are checked offline (a manifest project without `id`). */
@@ -86,7 +88,8 @@ Examples:
 Output (text): one line per problem, then a hint line, e.g.
   .gitlab/agents/agent1/config.yaml:7:26: gitops.manifest_projects[0].reconcile_timeout: "1h" is not a duration GitLab reads
       hint: durations are seconds: write 3600s
-Output (json): [{"file", "ok", "problems": [{"code", "message", "line", "column", "key", "hint"}], "config": {the file with every default filled in}}]
+Output (json): [{"file", "ok", "problems": [{"code", "message", "line", "column", "key", "hint"}],
+  "config": {the file with every default filled in}, "unused": [sections GitLab defines that have no effect here]}]
 `,
     )
     // --help is not an error; anything else commander refuses (its message is printed already) is a usage error.
@@ -159,7 +162,16 @@ async function checkInGit(project: string, agent: string, flags: CheckFlags): Pr
 }
 
 function toChecked(file: string, result: ParsedAgentConfig): CheckedFile {
-  if (result.ok) return { file, ok: true, problems: [], ...(result.resolved ? { config: result.resolved } : {}) };
+  if (result.ok) {
+    const unused = result.config.unusedSections;
+    return {
+      file,
+      ok: true,
+      problems: [],
+      ...(result.resolved ? { config: result.resolved } : {}),
+      ...(unused.length ? { unused } : {}),
+    };
+  }
   // A problem found before the file was parsed (Git, size) has no structured issue: its message is the whole story.
   const issues: readonly ConfigIssue[] =
     result.issues ??
@@ -180,7 +192,9 @@ function formatText(checked: CheckedFile[]): string {
   const lines: string[] = [];
   for (const c of checked) {
     if (c.ok) {
-      lines.push(`${c.file}: ok`);
+      lines.push(
+        `${c.file}: ok${c.unused?.length ? ` (valid for GitLab, no effect here: ${c.unused.join(', ')})` : ''}`,
+      );
       continue;
     }
     for (const p of c.problems) {
