@@ -29,6 +29,8 @@ const DEFAULT_SETTINGS: ConfigMessage['settings'] = { drift: { mode: 'correct', 
 export interface ParsedConfig {
   config: AgentConfig;
   projectLines?: readonly (number | undefined)[];
+  /** Line and column of each manifest project's globs, to place a problem found when reading files. */
+  globPositions?: ParsedAgentConfig['globPositions'];
 }
 
 /** What one read found: the same blob as last time, or a parse result (and the blob it came from). */
@@ -57,11 +59,11 @@ export class ConfigReader {
       if (blob !== undefined && blob === lastBlob) return { unchanged: true };
       const cacheKey = `${record.configProject}\0${blob}`;
       const known = blob ? this.parsed.get(cacheKey) : undefined;
-      if (known) return { unchanged: false, blob, result: { ok: true, config: known.config, commit, projectLines: known.projectLines } };
+      if (known) return { unchanged: false, blob, result: { ok: true, config: known.config, commit, projectLines: known.projectLines, globPositions: known.globPositions } };
       const result = await loadAgentConfig(this.git, { configProject: record.configProject, agentName: record.name, commit });
       // Only valid configs are shared: problems name the agent's own file. The access rule is
       // per agent, so it is applied after this cache, never inside it.
-      if (result.ok && blob) this.parsed.set(cacheKey, { config: result.config, projectLines: result.projectLines });
+      if (result.ok && blob) this.parsed.set(cacheKey, { config: result.config, projectLines: result.projectLines, globPositions: result.globPositions });
       // A file that could not be read (the commit not fetched yet, a Git error) is read again at
       // the next commit even if its blob is the same; a file that parsed with problems is not.
       return { unchanged: false, result, blob: readFailed(result) ? undefined : blob };

@@ -322,6 +322,26 @@ describe('Fleet: config.yaml size', () => {
   });
 });
 
+describe('Fleet: a file matched by two globs', () => {
+  it('reports it as the config\'s problem at the second glob\'s line and column, as config check does', async () => {
+    const twoGlobs = "gitops:\n  manifest_projects:\n  - id: gitops-project\n    paths:\n    - glob: '**/*.yaml'\n    - glob: 'app/*.yaml'\n";
+    const git = new (class extends TenantGit {
+      override async readFiles(): Promise<ManifestFile[]> {
+        throw new UserError('GIT_GLOBS_OVERLAP', 'app/a.yaml: matched by two globs', { data: { file: 'app/a.yaml', project: 'gitops-project', commit: C1, globs: [0, 1] } });
+      }
+    })({ agent1: twoGlobs });
+    const registry = fakeRegistry([record('agent1')]);
+    const { pusher } = recordingPusher();
+    const fleet = new Fleet({ git, logger: silentLogger(), metrics: createServerMetrics(), registry });
+    fleet.start(pusher);
+    await until(() => registry.status.get('id-agent1')?.sourceProblems?.['gitops-project'] !== undefined);
+    const problem = registry.status.get('id-agent1')?.sourceProblems?.['gitops-project'];
+    expect(problem?.code).toBe('CONFIG_GLOBS_OVERLAP');
+    expect(problem?.message).toMatch(/^\.gitlab\/agents\/agent1\/config\.yaml:6:\d+: gitops\.manifest_projects\[0\]\.paths\[1\]\.glob: app\/a\.yaml is matched by this glob and by paths\[0\] \(line 5\)/);
+    fleet.close();
+  });
+});
+
 describe('Fleet: which manifest projects an agent may read', () => {
   const TENANT_B = "gitops:\n  manifest_projects:\n  - id: gitops-project\n  - id: tenant-b/secret-manifests\n    paths:\n    - glob: '**/*.yaml'\n";
 

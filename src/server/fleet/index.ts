@@ -24,7 +24,7 @@
  * Every task started without an await (`this.own(...)`) has an owner that catches: a bug in one
  * agent's path is logged ('fleet task failed') and counted, never an unhandled rejection.
  */
-import { errorMessage, problemOf } from '../../common/errors.js';
+import { errorMessage, GitopsError, problemOf } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { ConfigMessage, ErrorMessage, ManifestProjectConfig, ProblemReport } from '../../protocol/messages.js';
 import { ProblemCode } from '../../protocol/problems.js';
@@ -32,6 +32,7 @@ import type { ServerMetrics } from '../metrics.js';
 import type { AgentConfig, DesiredEntry, DesiredStateProvider, GitRef, GitSource, Pusher } from '../ports.js';
 import { projectIdProblem, quoteId } from '../project-id.js';
 import { boundProblems, type AgentRecord, type Registry, type RegistryChange } from '../registry.js';
+import { agentConfigPath, globsOverlapProblem } from '../config.js';
 import { ConfigReader, configMessage, enforceAccess, sameConfig, type ParsedConfig } from './config.js';
 import { desiredAt, timedReader, type FileReader } from './desired.js';
 import { Watches, watchKey, type RoleHandlers, type Watch } from './watches.js';
@@ -236,7 +237,7 @@ export class Fleet implements DesiredStateProvider {
       return;
     }
     if (result.config.unusedSections.length) this.log.info({ agent: record.name, sections: result.config.unusedSections }, 'config sections not used by this product');
-    state.parsed = { config: result.config, projectLines: result.projectLines };
+    state.parsed = { config: result.config, projectLines: result.projectLines, globPositions: result.globPositions };
     this.applyConfig(state, state.parsed, commit);
   }
 
@@ -328,13 +329,27 @@ export class Fleet implements DesiredStateProvider {
     try {
       return await entry;
     } catch (err) {
-      const { code, message } = problemOf(err, ProblemCode.GIT_ERROR);
-      const problem: ProblemReport = { code, message: `${cfg.id}@${commit.slice(0, 12)}: ${message}` };
+      const problem = this.readProblem(state, cfg, commit, err);
       this.log.warn({ project: cfg.id, commit, agent: state.record.name, problem: problem.message }, 'cannot read manifests');
       state.readProblems.add(cfg.id);
       this.tellSourceProblem(state.record.id, cfg.id, problem);
       return undefined;
     }
+  }
+
+  /**
+   * The problem a failed manifest read gives one agent. A file matched by two globs is the
+   * config's fault (GitLab refuses it), so it names the glob's line in config.yaml; any other
+   * failure is the project's, prefixed with project@commit.
+   */
+  private readProblem(state: AgentState, cfg: ManifestProjectConfig, commit: string, err: unknown): ProblemReport {
+    const overlap = globsOverlapOf(err);
+    const index = state.parsed ? state.parsed.config.projects.findIndex((p) => p.id === cfg.id) : -1;
+    if (overlap && state.parsed && index >= 0) {
+      return globsOverlapProblem(agentConfigPath(state.record.name), state.parsed, index, overlap.globs, overlap.file);
+    }
+    const { code, message } = problemOf(err, ProblemCode.GIT_ERROR);
+    return { code, message: `${cfg.id}@${commit.slice(0, 12)}: ${message}` };
   }
 
   // ---- problems: into the registry status and to the agent's sessions ----
@@ -385,4 +400,13 @@ export class Fleet implements DesiredStateProvider {
     this.options.metrics.backgroundFailures.inc({ task });
     this.log.error({ task, agent: record.name, error: errorMessage(err).slice(0, 500) }, FLEET_TASK_FAILED);
   }
+}
+
+/** The two glob indexes and the file of a GIT_GLOBS_OVERLAP error from the Git layer, if `err` is one. */
+function globsOverlapOf(err: unknown): { globs: readonly [number, number]; file: string } | undefined {
+  if (!(err instanceof GitopsError) || err.code !== 'GIT_GLOBS_OVERLAP') return undefined;
+  const data = err.data as { globs?: unknown; file?: unknown } | undefined;
+  const globs = data?.globs;
+  if (!Array.isArray(globs) || globs.length !== 2 || !globs.every((g) => Number.isInteger(g)) || typeof data?.file !== 'string') return undefined;
+  return { globs: [globs[0] as number, globs[1] as number], file: data.file };
 }
