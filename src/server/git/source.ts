@@ -41,7 +41,7 @@ export interface GitSourceOptions {
   root?: string;
   /** How often each watched project is checked (default 15 s). */
   pollIntervalMs?: number;
-  /** Per-file and total size limits for readFiles (defaults 5 MiB and 50 MiB): the budget of one read. */
+  /** Per-file and total size limits for readFiles (defaults 5 MiB and 20 MiB, as GitLab): the budget of one read. */
   limits?: Partial<ReadLimits>;
   /** Bytes of file content read from Git at once, over all reads of this source (default 256 MiB). */
   readBudgetBytes?: number;
@@ -76,7 +76,7 @@ interface ProjectState {
 }
 
 const MEMO_ENTRIES = 256;
-/** Bytes of file content kept by the readFiles memo (results of up to 50 MiB each). */
+/** Bytes of file content kept by the readFiles memo (results of up to 20 MiB each). */
 const MEMO_BYTES = 128 * 1024 * 1024;
 export const DEFAULT_READ_BUDGET_BYTES = 256 * 1024 * 1024;
 /** Trees kept parsed: a config project with 10,000 agent folders has about 10,004 trees. */
