@@ -352,7 +352,10 @@ describe('state dir records that fail validation', () => {
     await mkdir(path.join(dir, 'status'), { recursive: true });
     const huge = { connected: false, sessions: 0, applied: { p: { commit: 'c'.repeat(5000), digest: 'd', result: 'applied', at: '' } } };
     await writeFile(path.join(dir, 'status', `${statusShardOf(record.id)}.json`), JSON.stringify({ version: 1, writtenAt: '', agents: { [record.id]: huge } }));
-    await writeFile(path.join(dir, 'status', `${statusShardOf(other.id) === '00' ? '01' : '00'}.json`), '{"version":1,');
+    // A broken shard of its own: never the one just written for agent1 (ids are random, so either may hash to 00).
+    const used = new Set([statusShardOf(record.id), statusShardOf(other.id)]);
+    const broken = ['00', '01', '02'].find((s) => !used.has(s));
+    await writeFile(path.join(dir, 'status', `${broken}.json`), '{"version":1,');
     const report = await listAgentsReport(dir);
     expect(report.rows.every((r) => r.status === undefined)).toBe(true);
     expect(report.warnings).toEqual(expect.arrayContaining([
