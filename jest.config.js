@@ -17,7 +17,11 @@ export default {
   // A global option: jest ignores testTimeout inside a project entry.
   testTimeout: 60000,
   projects: [
-    { ...common, displayName: 'unit', testMatch: ['<rootDir>/src/**/*.test.ts', '<rootDir>/bin/**/*.test.ts', '<rootDir>/bench/**/*.test.ts'] },
+    {
+      ...common,
+      displayName: 'unit',
+      testMatch: ['<rootDir>/src/**/*.test.ts', '<rootDir>/bin/**/*.test.ts', '<rootDir>/bench/**/*.test.ts'],
+    },
     {
       ...common,
       displayName: 'integration',

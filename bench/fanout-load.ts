@@ -55,11 +55,18 @@ async function run(start: LoadStart): Promise<void> {
     const agent = agents[i];
     const jwt = await signAgentJwt(tokens[i], { audience: start.audience, ttlSeconds: 300 });
     await new Promise<void>((resolve) => {
-      const ws = new WebSocket(start.connectUrl, { ca, headers: { authorization: `Bearer ${jwt}` }, perMessageDeflate: false, handshakeTimeout: 60_000 });
+      const ws = new WebSocket(start.connectUrl, {
+        ca,
+        headers: { authorization: `Bearer ${jwt}` },
+        perMessageDeflate: false,
+        handshakeTimeout: 60_000,
+      });
       agent.ws = ws;
       ws.once('open', () => {
         connected++;
-        ws.send(JSON.stringify({ type: 'hello', protocolVersion: PROTOCOL_VERSION, agentVersion: 'bench-load', applied: {} }));
+        ws.send(
+          JSON.stringify({ type: 'hello', protocolVersion: PROTOCOL_VERSION, agentVersion: 'bench-load', applied: {} }),
+        );
         resolve();
       });
       ws.once('error', (err) => {
@@ -74,7 +81,18 @@ async function run(start: LoadStart): Promise<void> {
         const m = JSON.parse(text) as { project: string; commit: string; digest: string };
         if (agent.arrivals.size === 0) withDesired++;
         agent.arrivals.set(m.commit, at);
-        ws.send(JSON.stringify({ type: 'status', project: m.project, commit: m.commit, digest: m.digest, result: 'applied', changes: [], errors: [], durationMs: 1 }));
+        ws.send(
+          JSON.stringify({
+            type: 'status',
+            project: m.project,
+            commit: m.commit,
+            digest: m.digest,
+            result: 'applied',
+            changes: [],
+            errors: [],
+            durationMs: 1,
+          }),
+        );
         if (expect === m.commit) onArrival?.();
       });
     });
@@ -83,9 +101,11 @@ async function run(start: LoadStart): Promise<void> {
   const t0 = performance.now();
   const ticker = setInterval(() => send({ type: 'progress', connected, withDesired, failed }), 2000);
   let next = 0;
-  await Promise.all(Array.from({ length: start.concurrency }, async () => {
-    while (next < agents.length) await connect(next++);
-  }));
+  await Promise.all(
+    Array.from({ length: start.concurrency }, async () => {
+      while (next < agents.length) await connect(next++);
+    }),
+  );
   // Every agent holds the first desired state (or gave up) before the parent commits.
   const deadline = Date.now() + 120_000;
   while (withDesired + failed < agents.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
@@ -114,8 +134,9 @@ async function run(start: LoadStart): Promise<void> {
 
 process.on('disconnect', () => process.exit(0));
 process.once('message', (m: LoadStart) => {
-  if (m.type === 'start') run(m).catch((err: unknown) => {
-    process.stderr.write(`fanout-load: ${(err as Error).stack ?? String(err)}\n`);
-    process.exit(1);
-  });
+  if (m.type === 'start')
+    run(m).catch((err: unknown) => {
+      process.stderr.write(`fanout-load: ${(err as Error).stack ?? String(err)}\n`);
+      process.exit(1);
+    });
 });

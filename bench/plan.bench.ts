@@ -19,7 +19,10 @@ import type { KubeObject } from '../src/agent/kube/types.js';
 
 // Run from source (bench/) or from the build (dist/bench/): the JSON documents stay in src.
 const here = dirname(fileURLToPath(import.meta.url));
-const testdata = [join(here, '..', 'src', 'agent', 'kube', 'testdata'), join(here, '..', '..', 'src', 'agent', 'kube', 'testdata')].find((d) => existsSync(d)) as string;
+const testdata = [
+  join(here, '..', 'src', 'agent', 'kube', 'testdata'),
+  join(here, '..', '..', 'src', 'agent', 'kube', 'testdata'),
+].find((d) => existsSync(d)) as string;
 const load = (f: string): unknown => JSON.parse(readFileSync(join(testdata, f), 'utf8'));
 const apps = load('openapi-v3-apps-v1.json');
 const core = load('openapi-v3-api-v1.json');
@@ -38,52 +41,119 @@ function desiredObject(i: number): KubeObject {
   switch (i % 3) {
     case 0:
       return {
-        apiVersion: 'apps/v1', kind: 'Deployment', metadata: meta,
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata: meta,
         spec: {
-          replicas: 2, selector: { matchLabels: { app: name } },
+          replicas: 2,
+          selector: { matchLabels: { app: name } },
           template: {
             metadata: { labels: { app: name } },
             spec: {
-              containers: [{
-                name: 'web', image: 'nginx:1.27', ports: [{ containerPort: 80 }],
-                env: [{ name: 'MODE', value: 'prod' }, { name: 'LEVEL', value: '3' }, { name: 'NAME', value: name }],
-                resources: { limits: { cpu: '0.5', memory: '256Mi' }, requests: { cpu: '100m', memory: '128Mi' } },
-                readinessProbe: { httpGet: { path: '/healthz', port: 80 } },
-                volumeMounts: [{ name: 'conf', mountPath: '/etc/app' }],
-              }],
+              containers: [
+                {
+                  name: 'web',
+                  image: 'nginx:1.27',
+                  ports: [{ containerPort: 80 }],
+                  env: [
+                    { name: 'MODE', value: 'prod' },
+                    { name: 'LEVEL', value: '3' },
+                    { name: 'NAME', value: name },
+                  ],
+                  resources: { limits: { cpu: '0.5', memory: '256Mi' }, requests: { cpu: '100m', memory: '128Mi' } },
+                  readinessProbe: { httpGet: { path: '/healthz', port: 80 } },
+                  volumeMounts: [{ name: 'conf', mountPath: '/etc/app' }],
+                },
+              ],
               volumes: [{ name: 'conf', configMap: { name } }],
             },
           },
         },
       };
     case 1:
-      return { apiVersion: 'v1', kind: 'Service', metadata: meta, spec: { selector: { app: name }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] } };
+      return {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: meta,
+        spec: { selector: { app: name }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
+      };
     default:
-      return { apiVersion: 'v1', kind: 'ConfigMap', metadata: meta, data: { 'app.conf': `name=${name}\nlevel=3\n`, mode: 'prod' } };
+      return {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: meta,
+        data: { 'app.conf': `name=${name}\nlevel=3\n`, mode: 'prod' },
+      };
   }
 }
 
 /** The live object the API server would hold after our create. */
 function liveObject(desired: KubeObject, appliedFields: string, i: number): KubeObject {
   const live = JSON.parse(JSON.stringify(desired)) as Json;
-  live.metadata = { ...live.metadata, uid: `uid-${i}`, resourceVersion: String(1000 + i), creationTimestamp: '2026-01-01T00:00:00Z', generation: 1,
+  live.metadata = {
+    ...live.metadata,
+    uid: `uid-${i}`,
+    resourceVersion: String(1000 + i),
+    creationTimestamp: '2026-01-01T00:00:00Z',
+    generation: 1,
     annotations: { ...live.metadata.annotations, 'gitops.dev/applied-fields': appliedFields },
-    managedFields: [{ manager: 'gitops-agent', operation: 'Update', apiVersion: live.apiVersion, fieldsType: 'FieldsV1', fieldsV1: {} }] };
+    managedFields: [
+      {
+        manager: 'gitops-agent',
+        operation: 'Update',
+        apiVersion: live.apiVersion,
+        fieldsType: 'FieldsV1',
+        fieldsV1: {},
+      },
+    ],
+  };
   if (live.kind === 'Deployment') {
-    Object.assign(live.spec, { progressDeadlineSeconds: 600, revisionHistoryLimit: 10, strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: '25%', maxUnavailable: '25%' } } });
+    Object.assign(live.spec, {
+      progressDeadlineSeconds: 600,
+      revisionHistoryLimit: 10,
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: '25%', maxUnavailable: '25%' } },
+    });
     const pod = live.spec.template.spec;
-    Object.assign(pod, { dnsPolicy: 'ClusterFirst', restartPolicy: 'Always', schedulerName: 'default-scheduler', securityContext: {}, terminationGracePeriodSeconds: 30 });
+    Object.assign(pod, {
+      dnsPolicy: 'ClusterFirst',
+      restartPolicy: 'Always',
+      schedulerName: 'default-scheduler',
+      securityContext: {},
+      terminationGracePeriodSeconds: 30,
+    });
     for (const c of pod.containers) {
-      Object.assign(c, { imagePullPolicy: 'IfNotPresent', terminationMessagePath: '/dev/termination-log', terminationMessagePolicy: 'File' });
+      Object.assign(c, {
+        imagePullPolicy: 'IfNotPresent',
+        terminationMessagePath: '/dev/termination-log',
+        terminationMessagePolicy: 'File',
+      });
       c.ports[0].protocol = 'TCP';
       c.resources.limits.cpu = '500m';
-      Object.assign(c.readinessProbe, { timeoutSeconds: 1, periodSeconds: 10, successThreshold: 1, failureThreshold: 3 });
+      Object.assign(c.readinessProbe, {
+        timeoutSeconds: 1,
+        periodSeconds: 10,
+        successThreshold: 1,
+        failureThreshold: 3,
+      });
       c.readinessProbe.httpGet.scheme = 'HTTP';
     }
     pod.volumes[0].configMap.defaultMode = 420;
-    live.status = { observedGeneration: 1, replicas: 2, readyReplicas: 2, conditions: [{ type: 'Available', status: 'True' }] };
+    live.status = {
+      observedGeneration: 1,
+      replicas: 2,
+      readyReplicas: 2,
+      conditions: [{ type: 'Available', status: 'True' }],
+    };
   } else if (live.kind === 'Service') {
-    Object.assign(live.spec, { clusterIP: '10.96.0.10', clusterIPs: ['10.96.0.10'], type: 'ClusterIP', sessionAffinity: 'None', ipFamilies: ['IPv4'], ipFamilyPolicy: 'SingleStack', internalTrafficPolicy: 'Cluster' });
+    Object.assign(live.spec, {
+      clusterIP: '10.96.0.10',
+      clusterIPs: ['10.96.0.10'],
+      type: 'ClusterIP',
+      sessionAffinity: 'None',
+      ipFamilies: ['IPv4'],
+      ipFamilyPolicy: 'SingleStack',
+      internalTrafficPolicy: 'Cluster',
+    });
     live.spec.ports[0].protocol = 'TCP';
     live.status = { loadBalancer: {} };
   }
@@ -101,7 +171,10 @@ function pass(desired: KubeObject[]): number {
   const t0 = performance.now();
   for (let i = 0; i < N; i++) {
     const plan = planObject({ desired: desired[i], live: lives[i], listKeys: keys[desired[i].kind] });
-    if (plan.action !== 'none') throw new Error(`${desired[i].kind}/${desired[i].metadata.name}: expected no change, got ${JSON.stringify(plan.patch)}`);
+    if (plan.action !== 'none')
+      throw new Error(
+        `${desired[i].kind}/${desired[i].metadata.name}: expected no change, got ${JSON.stringify(plan.patch)}`,
+      );
   }
   return performance.now() - t0;
 }
@@ -125,8 +198,15 @@ for (let i = 0; i < N; i++) {
 }
 events.sort((a, b) => a - b);
 const r = (x: number): number => Math.round(x * 100) / 100;
-console.log(JSON.stringify({
-  bench: 'plan-unchanged-resync', objects: N, node: process.version,
-  firstColdMs: r(coldMs), coldMs: r(Math.min(...coldRuns)), warmMs: r(Math.min(...warmRuns)), hashMs: r(hashMs),
-  driftEventUs: { p50: r(events[N >> 1]), p99: r(events[Math.floor(N * 0.99)]), max: r(events[N - 1]) },
-}));
+console.log(
+  JSON.stringify({
+    bench: 'plan-unchanged-resync',
+    objects: N,
+    node: process.version,
+    firstColdMs: r(coldMs),
+    coldMs: r(Math.min(...coldRuns)),
+    warmMs: r(Math.min(...warmRuns)),
+    hashMs: r(hashMs),
+    driftEventUs: { p50: r(events[N >> 1]), p99: r(events[Math.floor(N * 0.99)]), max: r(events[N - 1]) },
+  }),
+);

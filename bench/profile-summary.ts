@@ -51,10 +51,20 @@ function main(): void {
   });
   const busy = total - (byOrigin.get('(idle)') ?? 0);
   const pct = (us: number): string => `${((100 * us) / Math.max(busy, 1)).toFixed(1)}%`.padStart(6);
-  process.stdout.write(`${file}: ${(total / 1e6).toFixed(2)} s sampled, ${(busy / 1e6).toFixed(2)} s not idle (shares below are of the non-idle time)\n\nby origin:\n`);
-  for (const [o, us] of [...byOrigin].filter(([o]) => o !== '(idle)').sort((a, b) => b[1] - a[1]).slice(0, 12)) process.stdout.write(`  ${pct(us)}  ${(us / 1000).toFixed(0).padStart(7)} ms  ${o}\n`);
+  process.stdout.write(
+    `${file}: ${(total / 1e6).toFixed(2)} s sampled, ${(busy / 1e6).toFixed(2)} s not idle (shares below are of the non-idle time)\n\nby origin:\n`,
+  );
+  for (const [o, us] of [...byOrigin]
+    .filter(([o]) => o !== '(idle)')
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 12))
+    process.stdout.write(`  ${pct(us)}  ${(us / 1000).toFixed(0).padStart(7)} ms  ${o}\n`);
   process.stdout.write('\nby function (self time):\n');
-  for (const [name, us] of [...self].filter(([n]) => !n.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, top)) process.stdout.write(`  ${pct(us)}  ${(us / 1000).toFixed(0).padStart(7)} ms  ${name}\n`);
+  for (const [name, us] of [...self]
+    .filter(([n]) => !n.startsWith('(idle)'))
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top))
+    process.stdout.write(`  ${pct(us)}  ${(us / 1000).toFixed(0).padStart(7)} ms  ${name}\n`);
 }
 
 main();

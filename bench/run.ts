@@ -48,7 +48,8 @@ async function startGitServerProcess(group: ProcessGroup): Promise<GitServer> {
   while (!url) {
     url = (await readFile(proc.logPath, 'utf8').catch(() => '')).split('\n').find((l) => l.startsWith('http://')) ?? '';
     if (url) break;
-    if (proc.exit() || Date.now() > deadline) throw new Error(`git-server: did not print its URL:\n${await proc.logTail(20)}`);
+    if (proc.exit() || Date.now() > deadline)
+      throw new Error(`git-server: did not print its URL:\n${await proc.logTail(20)}`);
     await new Promise((r) => setTimeout(r, 50));
   }
   return { url, port: Number(new URL(url).port), root, stop: async () => undefined, start: async () => undefined };
@@ -66,7 +67,9 @@ async function main(): Promise<number> {
   const progress = (line: string): void => {
     process.stderr.write(`[bench +${((Date.now() - started) / 1000).toFixed(1)}s] ${line}\n`);
   };
-  progress(`scenarios ${options.scenarios.join(', ')}; N=${options.objects}, K=${options.agents}${options.quick ? ' (quick)' : ''}; load ${loadAverage().join(' ')}`);
+  progress(
+    `scenarios ${options.scenarios.join(', ')}; N=${options.objects}, K=${options.agents}${options.quick ? ' (quick)' : ''}; load ${loadAverage().join(' ')}`,
+  );
   if (options.json) writeFileSync(options.json, '');
 
   const cp = await startControlPlane({ log: (l) => progress(`controlplane: ${l}`) });
@@ -99,7 +102,8 @@ async function main(): Promise<number> {
     const keep = process.env.GITOPS_BENCH_KEEP_LOGS;
     if (keep) {
       await mkdir(keep, { recursive: true });
-      for (const f of await readdir(group.dir)) if (f.endsWith('.log')) await copyFile(path.join(group.dir, f), path.join(keep, f));
+      for (const f of await readdir(group.dir))
+        if (f.endsWith('.log')) await copyFile(path.join(group.dir, f), path.join(keep, f));
       progress(`logs kept in ${keep}`);
     }
     (ctx.shared.get('engine') as OwnedEngine | undefined)?.close();

@@ -23,7 +23,16 @@
  * The exit status is tsc's: 0, or non-zero after errors (outputs are still written, as with tsc).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
@@ -102,7 +111,11 @@ function pruneStale(outDir, expected) {
 function currentInputs(sources) {
   const hash = createHash('sha256');
   const names = sources.map(rel).sort();
-  for (const name of names) hash.update(`${name}\0`).update(readFileSync(join(ROOT, name))).update('\0');
+  for (const name of names)
+    hash
+      .update(`${name}\0`)
+      .update(readFileSync(join(ROOT, name)))
+      .update('\0');
   hash.update(existsSync(INSTALLED) ? readFileSync(INSTALLED) : '');
   return { digest: hash.digest('hex'), sources: names };
 }
@@ -132,14 +145,25 @@ function planBuild(haveBuildInfo, last, inputs, outputs) {
     return { full: true, compareContents: false, why, inputs };
   }
   if (last.digest === inputs.digest) return { full: false, compareContents: false, inputs };
-  return { full: false, compareContents: true, why: 'sources or dependencies differ from the last build: tsc compares their contents', inputs };
+  return {
+    full: false,
+    compareContents: true,
+    why: 'sources or dependencies differ from the last build: tsc compares their contents',
+    inputs,
+  };
 }
 
 /** @returns {ts.ExitStatus} tsc --build's status */
 function build() {
-  const host = ts.createSolutionBuilderHost(ts.sys, undefined, reportDiagnostic, ts.createBuilderStatusReporter(ts.sys, pretty), (errors) => {
-    if (errors > 0) ts.sys.write(`\nFound ${errors} error${errors === 1 ? '' : 's'}.\n`);
-  });
+  const host = ts.createSolutionBuilderHost(
+    ts.sys,
+    undefined,
+    reportDiagnostic,
+    ts.createBuilderStatusReporter(ts.sys, pretty),
+    (errors) => {
+      if (errors > 0) ts.sys.write(`\nFound ${errors} error${errors === 1 ? '' : 's'}.\n`);
+    },
+  );
   return ts.createSolutionBuilder(host, [configPath], { verbose }).build();
 }
 
@@ -151,7 +175,9 @@ function main() {
   const ignoreCase = !ts.sys.useCaseSensitiveFileNames;
   const outputs = parsed.options.noEmit
     ? []
-    : parsed.fileNames.flatMap((source) => ts.getOutputFileNames(parsed, source, ignoreCase).map((o) => ({ source: rel(source), output: resolve(o) })));
+    : parsed.fileNames.flatMap((source) =>
+        ts.getOutputFileNames(parsed, source, ignoreCase).map((o) => ({ source: rel(source), output: resolve(o) })),
+      );
   if (parsed.options.outDir && outputs.length > 0) {
     pruneStale(resolve(parsed.options.outDir), new Set([...outputs.map((o) => o.output), resolve(buildInfo)]));
   }

@@ -5,7 +5,14 @@ import { SCENARIOS, meetsGoals, objectSet, type ScenarioResult } from './context
 
 describe('parseArgs', () => {
   it('runs every scenario at the issue sizes by default', () => {
-    expect(parseArgs([])).toEqual({ scenarios: [...SCENARIOS], objects: 1000, agents: 1000, edits: 200, commits: 50, quick: false });
+    expect(parseArgs([])).toEqual({
+      scenarios: [...SCENARIOS],
+      objects: 1000,
+      agents: 1000,
+      edits: 200,
+      commits: 50,
+      quick: false,
+    });
   });
 
   it('shrinks sizes, edits and commits with --quick, and explicit sizes still win', () => {
@@ -47,8 +54,14 @@ describe('meetsGoals', () => {
 describe('renderTable', () => {
   it('shows each metric beside its goal, marks the missed one, and lists baselines and notes', () => {
     const result: ScenarioResult = {
-      scenario: 'unchanged-resync', objects: 1000, metrics: { seconds: 0.5, writes: 0 }, baseline: { seconds: 0.04 },
-      goals: { seconds: { max: 0.3 }, writes: { max: 0 } }, pass: false, load: [1, 2, 3], notes: ['machine busy'],
+      scenario: 'unchanged-resync',
+      objects: 1000,
+      metrics: { seconds: 0.5, writes: 0 },
+      baseline: { seconds: 0.04 },
+      goals: { seconds: { max: 0.3 }, writes: { max: 0 } },
+      pass: false,
+      load: [1, 2, 3],
+      notes: ['machine busy'],
     };
     const text = renderTable([result]);
     expect(text).toContain('unchanged-resync (N=1000)  MISSES a goal  load 1 2 3');
@@ -67,6 +80,8 @@ describe('objectSet', () => {
     expect([count('ConfigMap'), count('Secret'), count('Service'), count('Deployment')]).toEqual([500, 100, 200, 200]);
     expect(set.slice(1).every((o) => o.metadata.namespace === 'ns1')).toBe(true);
     expect(set.find((o) => o.kind === 'Secret')).toHaveProperty('stringData');
-    expect(JSON.stringify(set.find((o) => o.kind === 'Deployment'))).toContain('"requests":{"cpu":"0.5","memory":"1024Mi"}');
+    expect(JSON.stringify(set.find((o) => o.kind === 'Deployment'))).toContain(
+      '"requests":{"cpu":"0.5","memory":"1024Mi"}',
+    );
   });
 });

@@ -10,7 +10,14 @@ import type { ProcessGroup } from '../../e2e/harness/processes.js';
 import { mixedObjects } from '../../e2e/engine/objects.js';
 import type { RawKube } from './kube-raw.js';
 
-export const SCENARIOS = ['initial-sync', 'unchanged-resync', 'agent-memory', 'drift-revert', 'commit-to-cluster', 'fan-out'] as const;
+export const SCENARIOS = [
+  'initial-sync',
+  'unchanged-resync',
+  'agent-memory',
+  'drift-revert',
+  'commit-to-cluster',
+  'fan-out',
+] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 export interface BenchOptions {
@@ -63,7 +70,12 @@ export function meetsGoals(metrics: Record<string, number>, goals: Record<string
   return Object.entries(goals).every(([name, goal]) => Number.isFinite(metrics[name]) && metrics[name] <= goal.max);
 }
 
-export type KubeObject = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; [k: string]: unknown }; [k: string]: unknown };
+export type KubeObject = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; [k: string]: unknown };
+  [k: string]: unknown;
+};
 
 /** The issue's set: N mixed objects (e2e/engine/objects.ts) in `namespace`, preceded by that Namespace. */
 export function objectSet(n: number, namespace: string): KubeObject[] {
@@ -74,11 +86,17 @@ export function objectSet(n: number, namespace: string): KubeObject[] {
 /** REST collection path of a namespaced object of the set. */
 export function collectionPath(kind: string, namespace: string): string {
   switch (kind) {
-    case 'ConfigMap': return `/api/v1/namespaces/${namespace}/configmaps`;
-    case 'Secret': return `/api/v1/namespaces/${namespace}/secrets`;
-    case 'Service': return `/api/v1/namespaces/${namespace}/services`;
-    case 'Deployment': return `/apis/apps/v1/namespaces/${namespace}/deployments`;
-    case 'Namespace': return '/api/v1/namespaces';
-    default: throw new Error(`${kind}: not a kind of the bench set`);
+    case 'ConfigMap':
+      return `/api/v1/namespaces/${namespace}/configmaps`;
+    case 'Secret':
+      return `/api/v1/namespaces/${namespace}/secrets`;
+    case 'Service':
+      return `/api/v1/namespaces/${namespace}/services`;
+    case 'Deployment':
+      return `/apis/apps/v1/namespaces/${namespace}/deployments`;
+    case 'Namespace':
+      return '/api/v1/namespaces';
+    default:
+      throw new Error(`${kind}: not a kind of the bench set`);
   }
 }

@@ -50,14 +50,23 @@ export function logs(proc: ManagedProcess): Promise<LogRecord[]> {
 }
 
 /** Waits for a log line matching `match`; fails with the log tail if the process exits or time runs out. */
-export async function waitForLog(proc: ManagedProcess, match: (r: LogRecord) => boolean, timeoutMs: number, what: string): Promise<LogRecord> {
+export async function waitForLog(
+  proc: ManagedProcess,
+  match: (r: LogRecord) => boolean,
+  timeoutMs: number,
+  what: string,
+): Promise<LogRecord> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const exit = proc.exit();
-    if (exit) throw new Error(`${proc.name}: exited (${JSON.stringify(exit)}) while waiting for ${what}:\n${await proc.logTail(30)}`);
+    if (exit)
+      throw new Error(
+        `${proc.name}: exited (${JSON.stringify(exit)}) while waiting for ${what}:\n${await proc.logTail(30)}`,
+      );
     const found = (await logs(proc)).find(match);
     if (found) return found;
-    if (Date.now() > deadline) throw new Error(`${proc.name}: no ${what} within ${timeoutMs} ms:\n${await proc.logTail(30)}`);
+    if (Date.now() > deadline)
+      throw new Error(`${proc.name}: no ${what} within ${timeoutMs} ms:\n${await proc.logTail(30)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -98,7 +107,11 @@ function configYaml(spec: BenchAgentSpec): string {
 }
 
 /** Creates the config project and agents, then starts `gitops-server serve` and waits until it listens. */
-export async function startServer(group: ProcessGroup, git: GitServer, options: StartServerOptions): Promise<BenchServer> {
+export async function startServer(
+  group: ProcessGroup,
+  git: GitServer,
+  options: StartServerOptions,
+): Promise<BenchServer> {
   const stateDir = path.join(group.dir, `${options.name}-state`);
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const configRepo = await benchRepo(git, `${options.name}-config`);
@@ -109,7 +122,10 @@ export async function startServer(group: ProcessGroup, git: GitServer, options: 
   const tokens = new Map<string, string>();
   const t0 = Date.now();
   // One locked write for the whole fleet (K single creates would each read and append under the lock).
-  const created = await createAgents(stateDir, options.agents.map((a) => ({ name: a.name, configProject: configRepo.name })));
+  const created = await createAgents(
+    stateDir,
+    options.agents.map((a) => ({ name: a.name, configProject: configRepo.name })),
+  );
   for (const [i, a] of options.agents.entries()) {
     const { token } = created[i];
     tokens.set(a.name, token);
@@ -119,10 +135,23 @@ export async function startServer(group: ProcessGroup, git: GitServer, options: 
       tokenFiles.set(a.name, file);
     }
   }
-  if (options.agents.length > 1000) options.progress?.(`${options.agents.length} agents created (${Math.round((Date.now() - t0) / 1000)} s)`);
+  if (options.agents.length > 1000)
+    options.progress?.(`${options.agents.length} agents created (${Math.round((Date.now() - t0) / 1000)} s)`);
   const args = [
-    ...nodeArgs(), SERVER_CLI, 'serve', '--listen', '127.0.0.1:0', '--state-dir', stateDir, '--tls-self-signed', '--git-base-url', git.url,
-    '--poll-interval', options.pollInterval, '--log-level', options.logLevel ?? 'info',
+    ...nodeArgs(),
+    SERVER_CLI,
+    'serve',
+    '--listen',
+    '127.0.0.1:0',
+    '--state-dir',
+    stateDir,
+    '--tls-self-signed',
+    '--git-base-url',
+    git.url,
+    '--poll-interval',
+    options.pollInterval,
+    '--log-level',
+    options.logLevel ?? 'info',
   ];
   if (options.webhookSecret) {
     const secretFile = path.join(group.dir, `${options.name}-webhook.secret`);
@@ -134,22 +163,57 @@ export async function startServer(group: ProcessGroup, git: GitServer, options: 
   const listening = await waitForLog(proc, (r) => r.msg === 'server listening', 60_000, '"server listening"');
   const connectUrl = String(listening.connect);
   return {
-    name: options.name, proc, connectUrl, caPath: String(listening.caCert), httpsBase: connectUrl.replace(/^wss:/, 'https:').replace(/\/api\/.*$/, ''),
-    ...(options.webhookSecret ? { webhookSecret: options.webhookSecret } : {}), configRepo, tokenFiles, tokens,
+    name: options.name,
+    proc,
+    connectUrl,
+    caPath: String(listening.caCert),
+    httpsBase: connectUrl.replace(/^wss:/, 'https:').replace(/\/api\/.*$/, ''),
+    ...(options.webhookSecret ? { webhookSecret: options.webhookSecret } : {}),
+    configRepo,
+    tokenFiles,
+    tokens,
   };
 }
 
 /** Starts `gitops-agent run` for one of the server's agents (admin kubeconfig, no Lease, no health port). */
-export function startAgent(group: ProcessGroup, server: BenchServer, agentName: string, kubeconfigPath: string, extraArgs: string[] = []): ManagedProcess {
+export function startAgent(
+  group: ProcessGroup,
+  server: BenchServer,
+  agentName: string,
+  kubeconfigPath: string,
+  extraArgs: string[] = [],
+): ManagedProcess {
   const tokenFile = server.tokenFiles.get(agentName);
-  if (!tokenFile) throw new Error(`agent ${agentName}: not an agent of server ${server.name} (or too many agents for token files)`);
+  if (!tokenFile)
+    throw new Error(`agent ${agentName}: not an agent of server ${server.name} (or too many agents for token files)`);
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.KUBECONFIG;
-  return group.start(`${server.name}-${agentName}`, process.execPath, [
-    ...nodeArgs(), AGENT_CLI, 'run', '--server-url', server.connectUrl, '--token-file', tokenFile, '--ca-file', server.caPath,
-    '--kubeconfig', kubeconfigPath, '--state-dir', path.join(group.dir, `${server.name}-${agentName}-state`), '--listen', 'off',
-    '--no-leader-elect', '--log-level', 'info', ...extraArgs,
-  ], { env });
+  return group.start(
+    `${server.name}-${agentName}`,
+    process.execPath,
+    [
+      ...nodeArgs(),
+      AGENT_CLI,
+      'run',
+      '--server-url',
+      server.connectUrl,
+      '--token-file',
+      tokenFile,
+      '--ca-file',
+      server.caPath,
+      '--kubeconfig',
+      kubeconfigPath,
+      '--state-dir',
+      path.join(group.dir, `${server.name}-${agentName}-state`),
+      '--listen',
+      'off',
+      '--no-leader-elect',
+      '--log-level',
+      'info',
+      ...extraArgs,
+    ],
+    { env },
+  );
 }
 
 /** Asks the server to fetch `project` now, as a Git host's push webhook would (generic refresh hook). */
@@ -158,13 +222,23 @@ export async function sendWebhook(server: BenchServer, project: string): Promise
   const ca = await readFile(server.caPath, 'utf8');
   return new Promise<number>((resolve, reject) => {
     const body = JSON.stringify({ project });
-    const req = https.request(`${server.httpsBase}/api/v1/webhooks/generic`, {
-      method: 'POST', ca, agent: webhookAgent(ca),
-      headers: { authorization: `Bearer ${server.webhookSecret}`, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) },
-    }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
+    const req = https.request(
+      `${server.httpsBase}/api/v1/webhooks/generic`,
+      {
+        method: 'POST',
+        ca,
+        agent: webhookAgent(ca),
+        headers: {
+          authorization: `Bearer ${server.webhookSecret}`,
+          'content-type': 'application/json',
+          'content-length': String(Buffer.byteLength(body)),
+        },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });

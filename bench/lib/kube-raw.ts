@@ -28,16 +28,28 @@ export interface RawWatchEvent {
   at: number;
 }
 
-export type KubeJson = { metadata: { name: string; namespace?: string; resourceVersion: string }; [key: string]: unknown };
+export type KubeJson = {
+  metadata: { name: string; namespace?: string; resourceVersion: string };
+  [key: string]: unknown;
+};
 
 export class RawKube {
   private readonly agent: https.Agent;
   private readonly base: URL;
 
   /** `maxSockets` bounds the connections (the create-loop baseline uses 8 requests in flight). */
-  constructor(private readonly creds: RawCredentials, maxSockets = 16) {
+  constructor(
+    private readonly creds: RawCredentials,
+    maxSockets = 16,
+  ) {
     this.base = new URL(creds.server);
-    this.agent = new https.Agent({ keepAlive: true, maxSockets, ca: creds.caPem, cert: creds.certPem, key: creds.keyPem });
+    this.agent = new https.Agent({
+      keepAlive: true,
+      maxSockets,
+      ca: creds.caPem,
+      cert: creds.certPem,
+      key: creds.keyPem,
+    });
   }
 
   /** One request; non-2xx answers are returned, not thrown. */
@@ -70,7 +82,8 @@ export class RawKube {
   /** Like {@link request} but throws on a non-2xx answer, naming the request. */
   async ok(method: string, path: string, body?: unknown, contentType?: string): Promise<RawResponse> {
     const res = await this.request(method, path, body, contentType);
-    if (res.status < 200 || res.status >= 300) throw new Error(`${method} ${path}: HTTP ${res.status}: ${JSON.stringify(res.body).slice(0, 300)}`);
+    if (res.status < 200 || res.status >= 300)
+      throw new Error(`${method} ${path}: HTTP ${res.status}: ${JSON.stringify(res.body).slice(0, 300)}`);
     return res;
   }
 
@@ -84,7 +97,14 @@ export class RawKube {
     const rv = (list.body as { metadata: { resourceVersion: string } }).metadata.resourceVersion;
     const url = new URL(`${collectionPath}?watch=1&resourceVersion=${rv}&allowWatchBookmarks=false`, this.base);
     let stopped = false;
-    const req = https.request(url, { method: 'GET', agent: false, ca: this.creds.caPem, cert: this.creds.certPem, key: this.creds.keyPem, headers: { accept: 'application/json' } });
+    const req = https.request(url, {
+      method: 'GET',
+      agent: false,
+      ca: this.creds.caPem,
+      cert: this.creds.certPem,
+      key: this.creds.keyPem,
+      headers: { accept: 'application/json' },
+    });
     await new Promise<void>((resolve, reject) => {
       req.once('error', (err) => (stopped ? resolve() : reject(err)));
       req.once('response', (res) => {

@@ -21,7 +21,11 @@ export function round(value: number, digits = 1): number {
 
 /** p50/p99/max of millisecond samples, named by unit. */
 export function latencySummary(samplesMs: readonly number[]): { p50_ms: number; p99_ms: number; max_ms: number } {
-  return { p50_ms: round(percentile(samplesMs, 50)), p99_ms: round(percentile(samplesMs, 99)), max_ms: round(percentile(samplesMs, 100)) };
+  return {
+    p50_ms: round(percentile(samplesMs, 50)),
+    p99_ms: round(percentile(samplesMs, 99)),
+    max_ms: round(percentile(samplesMs, 100)),
+  };
 }
 
 export interface ProcStats {
@@ -45,7 +49,11 @@ export function procStats(pid: number): ProcStats {
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const utime = Number(rest[11]);
   const stime = Number(rest[12]);
-  return { rssMib: round(kb('VmRSS') / 1024), hwmMib: round(kb('VmHWM') / 1024), cpuSeconds: round((utime + stime) / CLK_TCK, 2) };
+  return {
+    rssMib: round(kb('VmRSS') / 1024),
+    hwmMib: round(kb('VmHWM') / 1024),
+    cpuSeconds: round((utime + stime) / CLK_TCK, 2),
+  };
 }
 
 /** The 1, 5 and 15 minute load averages, rounded. */

@@ -37,7 +37,10 @@ class ValueWatch {
       if (left <= 0) return undefined;
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
-        this.wake = () => { clearTimeout(t); resolve(); };
+        this.wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
       });
     }
     return this.seen.get(value);
@@ -46,7 +49,8 @@ class ValueWatch {
 
 /** Commits `value`, pushes, and returns when the push returned (see {@link nowMs}). */
 async function commitAndPush(repo: TestRepo, namespace: string, value: string): Promise<number> {
-  for (const [file, content] of Object.entries(listFile(c2cObjects(namespace, value)))) await writeFile(path.join(repo.workDir, file), content);
+  for (const [file, content] of Object.entries(listFile(c2cObjects(namespace, value))))
+    await writeFile(path.join(repo.workDir, file), content);
   await git(repo.workDir, 'add', '--all');
   await git(repo.workDir, 'commit', '--quiet', '-m', value);
   await git(repo.workDir, 'push', '--quiet', 'origin', 'HEAD:refs/heads/main');
@@ -56,7 +60,15 @@ async function commitAndPush(repo: TestRepo, namespace: string, value: string): 
 /** Per commit: when it was pushed and seen live (kept with GITOPS_BENCH_KEEP_LOGS, to read beside the server and agent logs). */
 const timeline: Array<Record<string, unknown>> = [];
 
-async function runMode(ctx: BenchContext, mode: 'webhook' | 'poll', repo: TestRepo, server: BenchServer, namespace: string, fetchClone?: string, fetchMs?: number[]): Promise<{ samples: number[]; missed: number }> {
+async function runMode(
+  ctx: BenchContext,
+  mode: 'webhook' | 'poll',
+  repo: TestRepo,
+  server: BenchServer,
+  namespace: string,
+  fetchClone?: string,
+  fetchMs?: number[],
+): Promise<{ samples: number[]; missed: number }> {
   const watch = new ValueWatch();
   const stop = await ctx.raw.watch(collectionPath('ConfigMap', namespace), watch.onEvent);
   const samples: number[] = [];
@@ -70,7 +82,14 @@ async function runMode(ctx: BenchContext, mode: 'webhook' | 'poll', repo: TestRe
       const seenAt = await watch.when(value, TIMEOUT_MS);
       await hook;
       if (seenAt === undefined) missed++;
-      timeline.push({ mode, value, commit: await git(repo.workDir, 'rev-parse', 'HEAD'), pushedAt: new Date(pushed).toISOString(), seenAt: seenAt === undefined ? null : new Date(seenAt).toISOString(), ms: seenAt === undefined ? null : Math.round(seenAt - pushed) });
+      timeline.push({
+        mode,
+        value,
+        commit: await git(repo.workDir, 'rev-parse', 'HEAD'),
+        pushedAt: new Date(pushed).toISOString(),
+        seenAt: seenAt === undefined ? null : new Date(seenAt).toISOString(),
+        ms: seenAt === undefined ? null : Math.round(seenAt - pushed),
+      });
       samples.push(seenAt === undefined ? TIMEOUT_MS : seenAt - pushed);
       if (fetchClone && fetchMs) {
         const t0 = performance.now();
@@ -87,7 +106,12 @@ async function runMode(ctx: BenchContext, mode: 'webhook' | 'poll', repo: TestRe
   return { samples, missed };
 }
 
-async function startC2cAgent(ctx: BenchContext, server: BenchServer, agentName: string, repo: TestRepo): Promise<ManagedProcess> {
+async function startC2cAgent(
+  ctx: BenchContext,
+  server: BenchServer,
+  agentName: string,
+  repo: TestRepo,
+): Promise<ManagedProcess> {
   const proc = startAgent(ctx.group, server, agentName, ctx.cp.kubeconfigPath);
   ctx.progress(`gitops-agent ${agentName} started (pid ${proc.pid})`);
   const head = await repo.head();
@@ -112,7 +136,12 @@ export async function commitToCluster(ctx: BenchContext): Promise<ScenarioResult
     ctx.progress('polling mode: starting a server polling every 1 s (no webhooks) and its agent');
     const pollRepo = await benchRepo(ctx.git, C2C_POLL);
     await pollRepo.commit({ files: listFile(c2cObjects(C2C_POLL, 'v0')), message: 'v0' });
-    const pollServer = await startServer(ctx.group, ctx.git, { name: 'poll', pollInterval: '1s', agents: [{ name: 'c2c-poll', manifestProject: C2C_POLL }], progress: ctx.progress });
+    const pollServer = await startServer(ctx.group, ctx.git, {
+      name: 'poll',
+      pollInterval: '1s',
+      agents: [{ name: 'c2c-poll', manifestProject: C2C_POLL }],
+      progress: ctx.progress,
+    });
     const agent = await startC2cAgent(ctx, pollServer, 'c2c-poll', pollRepo);
     ctx.progress(`polling mode: ${ctx.options.commits} commits`);
     poll = await runMode(ctx, 'poll', pollRepo, pollServer, C2C_POLL);
@@ -124,19 +153,36 @@ export async function commitToCluster(ctx: BenchContext): Promise<ScenarioResult
   const keep = process.env.GITOPS_BENCH_KEEP_LOGS;
   if (keep) {
     await mkdir(keep, { recursive: true });
-    await writeFile(path.join(keep, 'commit-to-cluster.jsonl'), timeline.map((t) => JSON.stringify(t)).join('\n') + '\n');
+    await writeFile(
+      path.join(keep, 'commit-to-cluster.jsonl'),
+      timeline.map((t) => JSON.stringify(t)).join('\n') + '\n',
+    );
   }
   const w = latencySummary(webhook.samples);
   const p = latencySummary(poll.samples);
   const f = latencySummary(fetchMs);
   const metrics = {
-    webhook_p50_ms: w.p50_ms, webhook_p99_ms: w.p99_ms, webhook_max_ms: w.max_ms,
-    poll_p50_ms: p.p50_ms, poll_p99_ms: p.p99_ms, poll_max_ms: p.max_ms, commits: ctx.options.commits, missed: webhook.missed + poll.missed,
+    webhook_p50_ms: w.p50_ms,
+    webhook_p99_ms: w.p99_ms,
+    webhook_max_ms: w.max_ms,
+    poll_p50_ms: p.p50_ms,
+    poll_p99_ms: p.p99_ms,
+    poll_max_ms: p.max_ms,
+    commits: ctx.options.commits,
+    missed: webhook.missed + poll.missed,
   };
   const goals = { webhook_p50_ms: { max: 200 }, webhook_p99_ms: { max: 1000 }, poll_p99_ms: { max: 1500 } };
-  const notes = metrics.missed ? [`${metrics.missed} commits not live within ${TIMEOUT_MS} ms (counted as ${TIMEOUT_MS} ms)`] : [];
+  const notes = metrics.missed
+    ? [`${metrics.missed} commits not live within ${TIMEOUT_MS} ms (counted as ${TIMEOUT_MS} ms)`]
+    : [];
   return {
-    scenario: 'commit-to-cluster', objects: 1, metrics, baseline: { git_fetch_p50_ms: f.p50_ms, git_fetch_p99_ms: f.p99_ms, poll_interval_ms: 1000 }, goals,
-    pass: meetsGoals(metrics, goals) && notes.length === 0, load: loadAverage(), ...(notes.length ? { notes } : {}),
+    scenario: 'commit-to-cluster',
+    objects: 1,
+    metrics,
+    baseline: { git_fetch_p50_ms: f.p50_ms, git_fetch_p99_ms: f.p99_ms, poll_interval_ms: 1000 },
+    goals,
+    pass: meetsGoals(metrics, goals) && notes.length === 0,
+    load: loadAverage(),
+    ...(notes.length ? { notes } : {}),
   };
 }

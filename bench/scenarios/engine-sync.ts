@@ -10,7 +10,14 @@ import { createLogger } from '../../src/common/logger.js';
 import type { ManifestProjectConfig } from '../../src/protocol/messages.js';
 import { syncAuditLog, writeRequests, type AuditEvent } from '../../e2e/harness/audit.js';
 import { ADMIN_USERNAME } from '../../e2e/harness/controlplane.js';
-import { collectionPath, meetsGoals, objectSet, type BenchContext, type KubeObject, type ScenarioResult } from '../lib/context.js';
+import {
+  collectionPath,
+  meetsGoals,
+  objectSet,
+  type BenchContext,
+  type KubeObject,
+  type ScenarioResult,
+} from '../lib/context.js';
 import { loadAverage, round } from '../lib/stats.js';
 
 const ENGINE_NS = 'bench-engine';
@@ -18,14 +25,24 @@ const BASELINE_NS = 'bench-baseline';
 const IN_FLIGHT = 8;
 
 const config = (namespace: string): ManifestProjectConfig => ({
-  id: 'bench', ref: {}, defaultNamespace: namespace, paths: [], reconcileTimeoutMs: 600_000, dryRunStrategy: 'none', prune: true,
-  pruneTimeoutMs: 600_000, prunePropagationPolicy: 'background', inventoryPolicy: 'must_match',
+  id: 'bench',
+  ref: {},
+  defaultNamespace: namespace,
+  paths: [],
+  reconcileTimeoutMs: 600_000,
+  dryRunStrategy: 'none',
+  prune: true,
+  pruneTimeoutMs: 600_000,
+  prunePropagationPolicy: 'background',
+  inventoryPolicy: 'must_match',
 });
 
 /** Admin writes (ours: the engine and the bench both use the admin certificate) between two instants. */
 async function adminWrites(ctx: BenchContext, fromMs: number, toMs: number): Promise<AuditEvent[]> {
   const events = await syncAuditLog(ctx.kc, ctx.cp.auditLogPath);
-  return writeRequests(events, { username: ADMIN_USERNAME, sinceMs: fromMs }).filter((e) => Date.parse(e.requestReceivedTimestamp) <= toMs);
+  return writeRequests(events, { username: ADMIN_USERNAME, sinceMs: fromMs }).filter(
+    (e) => Date.parse(e.requestReceivedTimestamp) <= toMs,
+  );
 }
 
 /** Creates `objects` (the Namespace first) with `inFlight` requests at a time; returns seconds. */
@@ -53,7 +70,12 @@ async function warmUp(ctx: BenchContext): Promise<void> {
 
 function unitFor(objects: KubeObject[], namespace: string): SyncUnit {
   // The inventory lives in `default`, so the target namespace starts out not existing at all.
-  return { name: 'bench', namespace: 'default', files: [{ path: 'all.json', content: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }) }], config: config(namespace) };
+  return {
+    name: 'bench',
+    namespace: 'default',
+    files: [{ path: 'all.json', content: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }) }],
+    config: config(namespace),
+  };
 }
 
 export async function initialSync(ctx: BenchContext): Promise<ScenarioResult> {
@@ -80,14 +102,32 @@ export async function initialSync(ctx: BenchContext): Promise<ScenarioResult> {
   const writes = (await adminWrites(ctx, from, Date.now())).length;
   const created = result.changes.filter((c) => c.action === 'created').length;
   const notes: string[] = [];
-  if (result.errors.length) notes.push(`engine errors: ${result.errors.slice(0, 3).map((e) => e.message).join('; ')}`);
+  if (result.errors.length)
+    notes.push(
+      `engine errors: ${result.errors
+        .slice(0, 3)
+        .map((e) => e.message)
+        .join('; ')}`,
+    );
   if (created !== n + 1) notes.push(`created ${created} of ${n + 1} objects`);
 
-  const metrics = { seconds: round(seconds, 3), writes, created, engine_cpu_seconds: round((cpu.user + cpu.system) / 1e6, 2), x_baseline: round(seconds / baseSeconds, 2) };
+  const metrics = {
+    seconds: round(seconds, 3),
+    writes,
+    created,
+    engine_cpu_seconds: round((cpu.user + cpu.system) / 1e6, 2),
+    x_baseline: round(seconds / baseSeconds, 2),
+  };
   const goals = { x_baseline: { max: 2 }, ...(n === 1000 ? { seconds: { max: 1.5 } } : {}) };
   return {
-    scenario: 'initial-sync', objects: n, metrics, baseline: { seconds: round(baseSeconds, 3), writes: baseWrites }, goals,
-    pass: meetsGoals(metrics, goals) && notes.length === 0, load: loadAverage(), ...(notes.length ? { notes } : {}),
+    scenario: 'initial-sync',
+    objects: n,
+    metrics,
+    baseline: { seconds: round(baseSeconds, 3), writes: baseWrites },
+    goals,
+    pass: meetsGoals(metrics, goals) && notes.length === 0,
+    load: loadAverage(),
+    ...(notes.length ? { notes } : {}),
   };
 }
 
@@ -105,7 +145,8 @@ export async function unchangedResync(ctx: BenchContext): Promise<ScenarioResult
   }
   // Baseline: one list per kind of the set, the least a re-sync that trusts nothing must read.
   const b0 = performance.now();
-  for (const kind of ['ConfigMap', 'Secret', 'Service', 'Deployment']) await ctx.raw.ok('GET', collectionPath(kind, ENGINE_NS));
+  for (const kind of ['ConfigMap', 'Secret', 'Service', 'Deployment'])
+    await ctx.raw.ok('GET', collectionPath(kind, ENGINE_NS));
   const baseSeconds = (performance.now() - b0) / 1000;
 
   ctx.progress(`engine: unchanged re-sync of ${n} objects`);
@@ -119,7 +160,13 @@ export async function unchangedResync(ctx: BenchContext): Promise<ScenarioResult
   const metrics = { seconds: round(seconds, 3), writes, unchanged };
   const goals = { writes: { max: 0 }, seconds: { max: 0.3 } };
   return {
-    scenario: 'unchanged-resync', objects: n, metrics, baseline: { seconds: round(baseSeconds, 3), writes: 0 }, goals,
-    pass: meetsGoals(metrics, goals) && notes.length === 0, load: loadAverage(), ...(notes.length ? { notes } : {}),
+    scenario: 'unchanged-resync',
+    objects: n,
+    metrics,
+    baseline: { seconds: round(baseSeconds, 3), writes: 0 },
+    goals,
+    pass: meetsGoals(metrics, goals) && notes.length === 0,
+    load: loadAverage(),
+    ...(notes.length ? { notes } : {}),
   };
 }

@@ -11,7 +11,16 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { createAgent } from '../../src/server/registry.js';
 import { createRepo, type TestRepo } from '../harness/git-repo.js';
 import { startGitServer, type GitServer } from '../harness/git-server.js';
-import { deploymentReplicas, freshNamespace, jsonPatch, kubeRequest, testKubeConfig, TEST_ENV, waitFor, type TestNamespace } from '../harness/kube.js';
+import {
+  deploymentReplicas,
+  freshNamespace,
+  jsonPatch,
+  kubeRequest,
+  testKubeConfig,
+  TEST_ENV,
+  waitFor,
+  type TestNamespace,
+} from '../harness/kube.js';
 import { readLogRecords, type LogRecord } from '../harness/log-records.js';
 import { nginxWithSettings } from '../harness/stack.js';
 import { ProcessGroup, type ManagedProcess } from '../harness/processes.js';
@@ -58,18 +67,42 @@ ${SCENARIOS[name]}`;
 const manifests = nginxWithSettings;
 const logs = (proc: ManagedProcess): Promise<LogRecord[]> => readLogRecords(proc.logPath);
 
-async function waitForLog(proc: ManagedProcess, match: (r: LogRecord) => boolean, timeoutMs = 15_000, what = 'a log line'): Promise<LogRecord> {
-  return waitFor(async () => {
-    if (proc.exit()) throw new Error(`${proc.name} exited ${JSON.stringify(proc.exit())}:\n${await proc.logTail(40)}`);
-    return (await logs(proc)).find(match);
-  }, timeoutMs, `${proc.name}: ${what}`, 100);
+async function waitForLog(
+  proc: ManagedProcess,
+  match: (r: LogRecord) => boolean,
+  timeoutMs = 15_000,
+  what = 'a log line',
+): Promise<LogRecord> {
+  return waitFor(
+    async () => {
+      if (proc.exit())
+        throw new Error(`${proc.name} exited ${JSON.stringify(proc.exit())}:\n${await proc.logTail(40)}`);
+      return (await logs(proc)).find(match);
+    },
+    timeoutMs,
+    `${proc.name}: ${what}`,
+    100,
+  );
 }
 
 let serverSeq = 0;
 async function startServer(): Promise<void> {
   server = group.start(`server-${serverSeq++}`, process.execPath, [
-    SERVER_CLI, 'serve', '--listen', '127.0.0.1:0', '--state-dir', path.join(group.dir, 'server-state'), '--tls-self-signed',
-    '--git-base-url', gitServer.url, '--poll-interval', '1s', '--heartbeat-interval', '2s', '--log-level', 'debug',
+    SERVER_CLI,
+    'serve',
+    '--listen',
+    '127.0.0.1:0',
+    '--state-dir',
+    path.join(group.dir, 'server-state'),
+    '--tls-self-signed',
+    '--git-base-url',
+    gitServer.url,
+    '--poll-interval',
+    '1s',
+    '--heartbeat-interval',
+    '2s',
+    '--log-level',
+    'debug',
   ]);
   const listening = await waitForLog(server, (r) => r.msg === 'server listening', 20_000, 'listening');
   connectUrl = String(listening.connect);
@@ -83,16 +116,38 @@ interface Agent {
 
 let agentSeq = 0;
 /** Starts an agent with the admin kubeconfig, or "as in a pod" when `pod` gives its environment. */
-function startAgent(name: string, options: { stateDir?: string; leaseNamespace?: string; pod?: Record<string, string> }): Agent {
+function startAgent(
+  name: string,
+  options: { stateDir?: string; leaseNamespace?: string; pod?: Record<string, string> },
+): Agent {
   const stateDir = options.stateDir ?? path.join(group.dir, `${name}-state-${agentSeq}`);
   const kube = options.pod ? [] : ['--kubeconfig', process.env[TEST_ENV.kubeconfig]!];
   const lease = options.leaseNamespace ? ['--lease-namespace', options.leaseNamespace] : [];
   const env: NodeJS.ProcessEnv = { ...process.env, ...(options.pod ?? {}) };
   delete env.KUBECONFIG;
-  const proc = group.start(`${name}-${agentSeq++}`, process.execPath, [
-    AGENT_CLI, 'run', '--server-url', connectUrl, '--token-file', path.join(group.dir, `${name}.token`), '--ca-file', caPath,
-    ...kube, '--state-dir', stateDir, '--listen', '127.0.0.1:0', ...lease, '--log-level', 'debug',
-  ], { env });
+  const proc = group.start(
+    `${name}-${agentSeq++}`,
+    process.execPath,
+    [
+      AGENT_CLI,
+      'run',
+      '--server-url',
+      connectUrl,
+      '--token-file',
+      path.join(group.dir, `${name}.token`),
+      '--ca-file',
+      caPath,
+      ...kube,
+      '--state-dir',
+      stateDir,
+      '--listen',
+      '127.0.0.1:0',
+      ...lease,
+      '--log-level',
+      'debug',
+    ],
+    { env },
+  );
   return { proc, stateDir };
 }
 
@@ -144,7 +199,8 @@ afterAll(async () => {
   const keep = process.env.GITOPS_E2E_KEEP_LOGS;
   if (keep && group) {
     await mkdir(keep, { recursive: true });
-    for (const f of await readdir(group.dir)) if (f.endsWith('.log')) await copyFile(path.join(group.dir, f), path.join(keep, f));
+    for (const f of await readdir(group.dir))
+      if (f.endsWith('.log')) await copyFile(path.join(group.dir, f), path.join(keep, f));
   }
   await group?.dispose(10_000);
   await gitServer?.stop();
@@ -166,40 +222,83 @@ describe('gitops-agent run', () => {
 
     const second = await repos['agent-apply'].commit({ files: { 'manifest.yaml': manifests(ns, 3) } });
     await waitFor(async () => (await replicas(ns)) === 3, 20_000, 'Deployment with 3 replicas');
-    const line = await waitForLog(agent.proc, (r) => r.msg === 'applied' && r.commit === second, 10_000, `applied ${second}`);
+    const line = await waitForLog(
+      agent.proc,
+      (r) => r.msg === 'applied' && r.commit === second,
+      10_000,
+      `applied ${second}`,
+    );
     expect(line.changes).toEqual([`Deployment/${ns}/nginx configured`]);
     expect(JSON.stringify(line)).toContain(`Deployment/${ns}/nginx configured`);
-    await waitForLog(server!, (r) => r.msg === 'agent status' && r.commit === second && r.result === 'applied', 10_000, 'status at the server');
+    await waitForLog(
+      server!,
+      (r) => r.msg === 'agent status' && r.commit === second && r.result === 'applied',
+      10_000,
+      'status at the server',
+    );
   });
 
   it('reverts a field edited by another field manager within a second and reports who changed it', async () => {
-    const patched = await jsonPatch(kc, deployPath(ns), [{ op: 'replace', path: '/spec/replicas', value: 7 }], 'manual-edit');
+    const patched = await jsonPatch(
+      kc,
+      deployPath(ns),
+      [{ op: 'replace', path: '/spec/replicas', value: 7 }],
+      'manual-edit',
+    );
     expect(patched.status).toBe(200);
     const ms = await timeUntil(async () => (await replicas(ns)) === 3, 5000, 'replicas back to 3');
     expect(ms).toBeLessThan(1000);
-    const report = await waitForLog(server!, (r) => r.msg === 'agent drift' && r.object === `Deployment/${ns}/nginx`, 5000, 'drift report at the server');
+    const report = await waitForLog(
+      server!,
+      (r) => r.msg === 'agent drift' && r.object === `Deployment/${ns}/nginx`,
+      5000,
+      'drift report at the server',
+    );
     expect(report).toMatchObject({ action: 'reverted', manager: 'manual-edit' });
-    const events = await waitFor(async () => {
-      const res = await kubeRequest(kc, 'GET', `/api/v1/namespaces/${ns}/events`);
-      const items = (res.body as { items: Array<{ reason: string; message: string; involvedObject: { name: string } }> }).items;
-      return items.find((e) => e.reason === 'DriftReverted' && e.involvedObject.name === 'nginx');
-    }, 5000, 'a DriftReverted event');
+    const events = await waitFor(
+      async () => {
+        const res = await kubeRequest(kc, 'GET', `/api/v1/namespaces/${ns}/events`);
+        const items = (
+          res.body as { items: Array<{ reason: string; message: string; involvedObject: { name: string } }> }
+        ).items;
+        return items.find((e) => e.reason === 'DriftReverted' && e.involvedObject.name === 'nginx');
+      },
+      5000,
+      'a DriftReverted event',
+    );
     expect(events.message).toContain('manual-edit');
   });
 
   it('recreates a managed object that was deleted', async () => {
     const before = (await kubeRequest(kc, 'GET', configMapPath(ns))).body as { metadata: { uid: string } };
     expect((await kubeRequest(kc, 'DELETE', configMapPath(ns))).status).toBe(200);
-    await waitFor(async () => {
-      const res = await kubeRequest(kc, 'GET', configMapPath(ns));
-      return res.status === 200 && (res.body as { metadata: { uid: string } }).metadata.uid !== before.metadata.uid;
-    }, 5000, 'the ConfigMap recreated');
-    await waitForLog(server!, (r) => r.msg === 'agent drift' && r.object === `ConfigMap/${ns}/settings` && r.action === 'recreated', 5000, 'recreated report');
+    await waitFor(
+      async () => {
+        const res = await kubeRequest(kc, 'GET', configMapPath(ns));
+        return res.status === 200 && (res.body as { metadata: { uid: string } }).metadata.uid !== before.metadata.uid;
+      },
+      5000,
+      'the ConfigMap recreated',
+    );
+    await waitForLog(
+      server!,
+      (r) => r.msg === 'agent drift' && r.object === `ConfigMap/${ns}/settings` && r.action === 'recreated',
+      5000,
+      'recreated report',
+    );
   });
 
   it('keeps reverting drift while the server is down', async () => {
     await group.stop(server!, 10_000);
-    await waitForLog(agent.proc, (r) => r.msg === 'disconnected from server' || r.msg === 'connection to server lost' || r.msg === 'cannot reach server', 10_000, 'disconnect noticed');
+    await waitForLog(
+      agent.proc,
+      (r) =>
+        r.msg === 'disconnected from server' ||
+        r.msg === 'connection to server lost' ||
+        r.msg === 'cannot reach server',
+      10_000,
+      'disconnect noticed',
+    );
     await jsonPatch(kc, deployPath(ns), [{ op: 'replace', path: '/spec/replicas', value: 9 }], 'manual-edit');
     const ms = await timeUntil(async () => (await replicas(ns)) === 3, 5000, 'replicas back to 3 with the server down');
     expect(ms).toBeLessThan(1000);
@@ -208,8 +307,18 @@ describe('gitops-agent run', () => {
   it('keeps enforcing the last desired state after a restart with the server still down', async () => {
     await stopAgent(agent);
     agent = startAgent('agent-apply', { leaseNamespace: ns, stateDir: agent.stateDir });
-    await waitForLog(agent.proc, (r) => r.msg === 'restored desired state from the state dir', 15_000, 'state restored');
-    const health = await waitForLog(agent.proc, (r) => r.msg === 'health and metrics listening', 15_000, 'health endpoint');
+    await waitForLog(
+      agent.proc,
+      (r) => r.msg === 'restored desired state from the state dir',
+      15_000,
+      'state restored',
+    );
+    const health = await waitForLog(
+      agent.proc,
+      (r) => r.msg === 'health and metrics listening',
+      15_000,
+      'health endpoint',
+    );
     const ready = await fetch(`${String(health.url)}/readyz`);
     expect(ready.status).toBe(200);
     await waitForLog(agent.proc, (r) => r.msg === 'applied', 20_000, 'the restored state applied');
@@ -232,7 +341,12 @@ describe('drift settings from config.yaml', () => {
     await waitForLog(agent.proc, (r) => r.msg === 'applied', 10_000, 'applied');
     await jsonPatch(kc, deployPath(ns), [{ op: 'replace', path: '/spec/replicas', value: 6 }], 'hpa');
     await jsonPatch(kc, configMapPath(ns), [{ op: 'replace', path: '/data/value', value: 'edited' }], 'manual-edit');
-    await waitFor(async () => ((await kubeRequest(kc, 'GET', configMapPath(ns))).body as { data: { value: string } }).data.value === 'one', 5000, 'ConfigMap reverted');
+    await waitFor(
+      async () =>
+        ((await kubeRequest(kc, 'GET', configMapPath(ns))).body as { data: { value: string } }).data.value === 'one',
+      5000,
+      'ConfigMap reverted',
+    );
     await new Promise((r) => setTimeout(r, 1000));
     expect(await replicas(ns)).toBe(6);
     await stopAgent(agent);
@@ -245,7 +359,12 @@ describe('drift settings from config.yaml', () => {
     await waitFor(async () => (await replicas(ns)) === 2, 20_000, 'Deployment applied');
     await waitForLog(agent.proc, (r) => r.msg === 'applied', 10_000, 'applied');
     await jsonPatch(kc, deployPath(ns), [{ op: 'replace', path: '/spec/replicas', value: 4 }], 'manual-edit');
-    const report = await waitForLog(server!, (r) => r.msg === 'agent drift' && r.object === `Deployment/${ns}/nginx`, 5000, 'detected report');
+    const report = await waitForLog(
+      server!,
+      (r) => r.msg === 'agent drift' && r.object === `Deployment/${ns}/nginx`,
+      5000,
+      'detected report',
+    );
     expect(report).toMatchObject({ action: 'detected', manager: 'manual-edit' });
     await new Promise((r) => setTimeout(r, 1000));
     expect(await replicas(ns)).toBe(4);
@@ -261,15 +380,27 @@ describe('drift settings from config.yaml', () => {
     const fightStarted = Date.now();
     let edits = 0;
     while (Date.now() - fightStarted < 6000) {
-      await jsonPatch(kc, deployPath(ns), [{ op: 'replace', path: '/spec/replicas', value: 10 + (edits % 2) }], 'fighter');
+      await jsonPatch(
+        kc,
+        deployPath(ns),
+        [{ op: 'replace', path: '/spec/replicas', value: 10 + (edits % 2) }],
+        'fighter',
+      );
       edits++;
       await new Promise((r) => setTimeout(r, 150));
     }
-    const reverts = (await logs(agent.proc)).filter((r) => r.msg === 'drift reverted' || r.msg === 'drift fight: reverted, backing off');
+    const reverts = (await logs(agent.proc)).filter(
+      (r) => r.msg === 'drift reverted' || r.msg === 'drift fight: reverted, backing off',
+    );
     expect(edits).toBeGreaterThan(25);
     expect(reverts.length).toBeGreaterThanOrEqual(5);
     expect(reverts.length).toBeLessThanOrEqual(9);
-    const fight = await waitForLog(server!, (r) => r.msg === 'agent drift' && r.action === 'fight' && String(r.object).includes(ns), 5000, 'fight report');
+    const fight = await waitForLog(
+      server!,
+      (r) => r.msg === 'agent drift' && r.action === 'fight' && String(r.object).includes(ns),
+      5000,
+      'fight report',
+    );
     expect(fight.manager).toBe('fighter');
     await stopAgent(agent);
   });
@@ -278,16 +409,32 @@ describe('drift settings from config.yaml', () => {
 describe('in a pod', () => {
   it('runs on its ServiceAccount credentials and takes its Lease in the pod namespace', async () => {
     const ns = await namespace('agent-pod');
-    expect((await kubeRequest(kc, 'POST', `/api/v1/namespaces/${ns}/serviceaccounts`, { metadata: { name: 'gitops-agent' } })).status).toBe(201);
+    expect(
+      (
+        await kubeRequest(kc, 'POST', `/api/v1/namespaces/${ns}/serviceaccounts`, {
+          metadata: { name: 'gitops-agent' },
+        })
+      ).status,
+    ).toBe(201);
     const binding = `gitops-agent-e2e-${ns}`;
-    expect((await kubeRequest(kc, 'POST', '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', {
-      metadata: { name: binding },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' },
-      subjects: [{ kind: 'ServiceAccount', name: 'gitops-agent', namespace: ns }],
-    })).status).toBe(201);
-    const creds = await writePodCredentials(kc, { namespace: ns, serviceAccount: 'gitops-agent', dir: path.join(group.dir, 'pod') });
+    expect(
+      (
+        await kubeRequest(kc, 'POST', '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', {
+          metadata: { name: binding },
+          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' },
+          subjects: [{ kind: 'ServiceAccount', name: 'gitops-agent', namespace: ns }],
+        })
+      ).status,
+    ).toBe(201);
+    const creds = await writePodCredentials(kc, {
+      namespace: ns,
+      serviceAccount: 'gitops-agent',
+      dir: path.join(group.dir, 'pod'),
+    });
     try {
-      const agent = startAgent('agent-pod', { pod: { ...creds.env, GITOPS_AGENT_SERVICEACCOUNT_DIR: creds.serviceAccountDir } });
+      const agent = startAgent('agent-pod', {
+        pod: { ...creds.env, GITOPS_AGENT_SERVICEACCOUNT_DIR: creds.serviceAccountDir },
+      });
       await waitForLog(agent.proc, (r) => r.msg === 'became leader', 15_000, 'leader');
       const lease = await kubeRequest(kc, 'GET', `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases`);
       expect((lease.body as { items: unknown[] }).items).toHaveLength(1);
@@ -310,13 +457,24 @@ describe('two replicas with one token', () => {
     const b = startAgent('agent-ha', { leaseNamespace: ns });
     await waitForLog(a.proc, (r) => r.msg === 'connected to server', 15_000, 'a connected');
     await waitForLog(b.proc, (r) => r.msg === 'connected to server', 15_000, 'b connected');
-    await waitFor(async () => (await logs(a.proc)).some((r) => r.msg === 'became leader') || (await logs(b.proc)).some((r) => r.msg === 'became leader'), 10_000, 'a leader');
+    await waitFor(
+      async () =>
+        (await logs(a.proc)).some((r) => r.msg === 'became leader') ||
+        (await logs(b.proc)).some((r) => r.msg === 'became leader'),
+      10_000,
+      'a leader',
+    );
     const [leader, standby] = (await logs(a.proc)).some((r) => r.msg === 'became leader') ? [a, b] : [b, a];
 
     const commit = await repos['agent-ha'].commit({ files: { 'manifest.yaml': manifests(ns, 2) } });
     await waitFor(async () => (await replicas(ns)) === 2, 20_000, 'Deployment applied');
     await waitForLog(leader.proc, (r) => r.msg === 'applied' && r.commit === commit, 10_000, 'leader applied');
-    await waitForLog(standby.proc, (r) => r.msg === 'desired state received' && r.commit === commit, 10_000, 'standby got the desired state too');
+    await waitForLog(
+      standby.proc,
+      (r) => r.msg === 'desired state received' && r.commit === commit,
+      10_000,
+      'standby got the desired state too',
+    );
     expect((await logs(standby.proc)).filter((r) => r.msg === 'applied' || r.msg === 'became leader')).toEqual([]);
 
     process.kill(leader.proc.pid, 'SIGKILL');

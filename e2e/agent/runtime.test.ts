@@ -13,7 +13,13 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { createLogger } from '../../src/common/logger.js';
 import { signAgentJwt } from '../../src/protocol/jwt.js';
 import { generateToken } from '../../src/protocol/token.js';
-import { CONNECT_PATH, decodeAgentMessage, encodeMessage, type AgentMessage, type ServerMessage } from '../../src/protocol/messages.js';
+import {
+  CONNECT_PATH,
+  decodeAgentMessage,
+  encodeMessage,
+  type AgentMessage,
+  type ServerMessage,
+} from '../../src/protocol/messages.js';
 import { AgentMetrics } from '../../src/agent/metrics.js';
 import { AgentRuntime } from '../../src/agent/runtime.js';
 import { StateStore, type DesiredState } from '../../src/agent/state.js';
@@ -24,10 +30,24 @@ import { waitFor } from '../harness/wait.js';
 
 const token = generateToken();
 const config: DesiredState['config'] = {
-  id: 'p1', ref: {}, defaultNamespace: 'default', paths: [{ glob: '/**/*.yaml' }], reconcileTimeoutMs: 60_000, dryRunStrategy: 'none',
-  prune: true, pruneTimeoutMs: 60_000, prunePropagationPolicy: 'foreground', inventoryPolicy: 'must_match',
+  id: 'p1',
+  ref: {},
+  defaultNamespace: 'default',
+  paths: [{ glob: '/**/*.yaml' }],
+  reconcileTimeoutMs: 60_000,
+  dryRunStrategy: 'none',
+  prune: true,
+  pruneTimeoutMs: 60_000,
+  prunePropagationPolicy: 'foreground',
+  inventoryPolicy: 'must_match',
 };
-const desired = (project: string, c: string): DesiredState => ({ project, commit: c.repeat(40), digest: `d-${c}`, config: { ...config, id: project }, files: [{ path: 'a.yaml', content: c }] });
+const desired = (project: string, c: string): DesiredState => ({
+  project,
+  commit: c.repeat(40),
+  digest: `d-${c}`,
+  config: { ...config, id: project },
+  files: [{ path: 'a.yaml', content: c }],
+});
 
 function recordingEngine(): Reconciler & { synced: SyncUnit[] } {
   const synced: SyncUnit[] = [];
@@ -35,7 +55,14 @@ function recordingEngine(): Reconciler & { synced: SyncUnit[] } {
     synced,
     async sync(unit): Promise<ChangeSet> {
       synced.push(unit);
-      return { unit: unit.name, commit: unit.commit, changes: [{ id: 'ConfigMap/default/a', action: 'configured' }], errors: [], durationMs: 1, dryRun: false };
+      return {
+        unit: unit.name,
+        commit: unit.commit,
+        changes: [{ id: 'ConfigMap/default/a', action: 'configured' }],
+        errors: [],
+        durationMs: 1,
+        dryRun: false,
+      };
     },
     onObjectEvent: (_cb: (e: ObjectEvent) => void) => () => undefined,
     planOne: () => undefined,
@@ -54,10 +81,15 @@ async function fixture(onSession: (ws: WebSocket) => void) {
   const received: AgentMessage[] = [];
   const wss = new WebSocketServer({ noServer: true });
   const srv = http.createServer();
-  srv.on('upgrade', (req, socket, head) => wss.handleUpgrade(req, socket, head, (ws) => {
-    ws.on('message', (d) => { const m = decodeAgentMessage(d.toString()); if (m.ok) received.push(m.message); });
-    onSession(ws);
-  }));
+  srv.on('upgrade', (req, socket, head) =>
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('message', (d) => {
+        const m = decodeAgentMessage(d.toString());
+        if (m.ok) received.push(m.message);
+      });
+      onSession(ws);
+    }),
+  );
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   const dir = await mkdtemp(path.join(tmpdir(), 'agent-runtime-'));
   cleanups.push(async () => {
@@ -68,11 +100,29 @@ async function fixture(onSession: (ws: WebSocket) => void) {
   const store = new StateStore(dir);
   const engine = recordingEngine();
   const lines: string[] = [];
-  const logger = createLogger({ level: 'info', destination: { write: (l: string) => { lines.push(l); return true; } } as unknown as NodeJS.WritableStream });
+  const logger = createLogger({
+    level: 'info',
+    destination: {
+      write: (l: string) => {
+        lines.push(l);
+        return true;
+      },
+    } as unknown as NodeJS.WritableStream,
+  });
   const make = (): AgentRuntime => {
     const rt = new AgentRuntime({
-      engine, store, logger, metrics: new AgentMetrics({ defaultMetrics: false }), fieldManager: 'gitops-agent', unitName: (p) => `unit-${p}`,
-      session: { url: `ws://127.0.0.1:${(srv.address() as AddressInfo).port}${CONNECT_PATH}`, signJwt: () => signAgentJwt(token, { audience: 'a' }), agentVersion: 't', reconnect: { baseMs: 20, capMs: 50 } },
+      engine,
+      store,
+      logger,
+      metrics: new AgentMetrics({ defaultMetrics: false }),
+      fieldManager: 'gitops-agent',
+      unitName: (p) => `unit-${p}`,
+      session: {
+        url: `ws://127.0.0.1:${(srv.address() as AddressInfo).port}${CONNECT_PATH}`,
+        signJwt: () => signAgentJwt(token, { audience: 'a' }),
+        agentVersion: 't',
+        reconnect: { baseMs: 20, capMs: 50 },
+      },
       resyncIntervalMs: 0,
     });
     cleanups.push(() => rt.stop());
@@ -102,33 +152,85 @@ describe('agent runtime', () => {
     let sessions = 0;
     const f = await fixture((ws) => {
       if (sessions++ > 0) return;
-      send(ws, { type: 'config', settings: { logLevel: 'debug', drift: { mode: 'correct', ignore: [] } }, projects: [], errors: [] });
+      send(ws, {
+        type: 'config',
+        settings: { logLevel: 'debug', drift: { mode: 'correct', ignore: [] } },
+        projects: [],
+        errors: [],
+      });
       // Drop the first session once the level is applied: the session's own logger says it reconnects, at debug.
       setTimeout(() => ws.terminate(), 100);
     });
     const rt = f.make();
     await rt.start();
-    await waitFor(() => f.lines.some((l) => l.includes('"msg":"reconnecting"')), 5000, 'a debug line from the session logger');
-    const line = JSON.parse(f.lines.find((l) => l.includes('"msg":"reconnecting"'))!) as { level: string; component: string };
+    await waitFor(
+      () => f.lines.some((l) => l.includes('"msg":"reconnecting"')),
+      5000,
+      'a debug line from the session logger',
+    );
+    const line = JSON.parse(f.lines.find((l) => l.includes('"msg":"reconnecting"'))!) as {
+      level: string;
+      component: string;
+    };
     expect(line).toMatchObject({ level: 'debug', component: 'session' });
   });
 
   it('persists each desired state before applying it, follows the log level from config.yaml and forgets dropped projects', async () => {
     const f = await fixture((ws) => {
       const d1 = desired('p1', 'b');
-      send(ws, { type: 'config', settings: { logLevel: 'debug', drift: { mode: 'correct', ignore: [] } }, projects: ['p1', 'p2'], errors: [] });
-      send(ws, { type: 'desired', project: 'p1', commit: d1.commit, digest: d1.digest, config: d1.config, files: d1.files });
-      send(ws, { type: 'desired', project: 'p2', commit: 'c'.repeat(40), digest: 'd-c', config: { ...config, id: 'p2' }, files: [] });
-      setTimeout(() => send(ws, { type: 'config', settings: { drift: { mode: 'correct', ignore: [] } }, projects: ['p1'], errors: [] }), 200);
+      send(ws, {
+        type: 'config',
+        settings: { logLevel: 'debug', drift: { mode: 'correct', ignore: [] } },
+        projects: ['p1', 'p2'],
+        errors: [],
+      });
+      send(ws, {
+        type: 'desired',
+        project: 'p1',
+        commit: d1.commit,
+        digest: d1.digest,
+        config: d1.config,
+        files: d1.files,
+      });
+      send(ws, {
+        type: 'desired',
+        project: 'p2',
+        commit: 'c'.repeat(40),
+        digest: 'd-c',
+        config: { ...config, id: 'p2' },
+        files: [],
+      });
+      setTimeout(
+        () =>
+          send(ws, {
+            type: 'config',
+            settings: { drift: { mode: 'correct', ignore: [] } },
+            projects: ['p1'],
+            errors: [],
+          }),
+        200,
+      );
     });
     const rt = f.make();
     await rt.start();
-    await waitFor(async () => (await f.store.load()).projects.map((p) => p.project).join() === 'p1' && f.engine.synced.length >= 2, 5000, 'p2 forgotten');
+    await waitFor(
+      async () => (await f.store.load()).projects.map((p) => p.project).join() === 'p1' && f.engine.synced.length >= 2,
+      5000,
+      'p2 forgotten',
+    );
     expect(f.engine.synced.map((u) => u.name).sort()).toEqual(['unit-p1', 'unit-p2']);
     expect((await f.store.load()).projects[0].commit).toBe('b'.repeat(40));
     // logLevel went to debug with the first config and back to the start-up level when the key disappeared.
-    await waitFor(() => f.logger.level === 'info' && f.lines.filter((l) => l.includes('"msg":"log level changed"')).length === 2, 3000, 'log level back to info');
-    expect(f.lines.filter((l) => l.includes('"msg":"log level changed"')).map((l) => (JSON.parse(l) as { logLevel: string }).logLevel)).toEqual(['debug', 'info']);
+    await waitFor(
+      () => f.logger.level === 'info' && f.lines.filter((l) => l.includes('"msg":"log level changed"')).length === 2,
+      3000,
+      'log level back to info',
+    );
+    expect(
+      f.lines
+        .filter((l) => l.includes('"msg":"log level changed"'))
+        .map((l) => (JSON.parse(l) as { logLevel: string }).logLevel),
+    ).toEqual(['debug', 'info']);
     expect(rt.loop.unitInfo('unit-p2')).toBeUndefined();
   });
 });

@@ -11,7 +11,14 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { createLogger } from '../../src/common/logger.js';
 import { signAgentJwt, verifyAgentJwt, ReplayCache } from '../../src/protocol/jwt.js';
 import { generateToken } from '../../src/protocol/token.js';
-import { CloseCode, CONNECT_PATH, decodeAgentMessage, encodeMessage, type AgentMessage, type ServerMessage } from '../../src/protocol/messages.js';
+import {
+  CloseCode,
+  CONNECT_PATH,
+  decodeAgentMessage,
+  encodeMessage,
+  type AgentMessage,
+  type ServerMessage,
+} from '../../src/protocol/messages.js';
 import { Session, type SessionOptions } from '../../src/agent/session.js';
 import type { ConnectionState } from '../../src/agent/metrics.js';
 import { waitFor } from '../harness/wait.js';
@@ -28,7 +35,10 @@ interface TestServer {
 }
 
 /** A WebSocket server that authenticates like gitops-server and lets the test script each session. */
-async function startServer(onSession: (ws: WebSocket, n: number) => void, refuse?: (n: number) => number | undefined): Promise<TestServer> {
+async function startServer(
+  onSession: (ws: WebSocket, n: number) => void,
+  refuse?: (n: number) => number | undefined,
+): Promise<TestServer> {
   const wss = new WebSocketServer({ noServer: true });
   const http1 = http.createServer();
   const replayCache = new ReplayCache();
@@ -37,7 +47,11 @@ async function startServer(onSession: (ws: WebSocket, n: number) => void, refuse
     const n = ++state.upgrades;
     const status = refuse?.(n);
     const jwt = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
-    void verifyAgentJwt(jwt, { audience: 'test-server', lookupKey: () => ({ publicKey: token.publicKey, revoked: false }), replayCache })
+    void verifyAgentJwt(jwt, {
+      audience: 'test-server',
+      lookupKey: () => ({ publicKey: token.publicKey, revoked: false }),
+      replayCache,
+    })
       .then(() => {
         if (status) throw new Error('refused');
         wss.handleUpgrade(req, socket, head, (ws) => {
@@ -71,7 +85,10 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => s.close()));
 });
 
-function startSession(url: string, extra: Partial<SessionOptions> = {}): { session: Session; states: ConnectionState[]; got: ServerMessage[] } {
+function startSession(
+  url: string,
+  extra: Partial<SessionOptions> = {},
+): { session: Session; states: ConnectionState[]; got: ServerMessage[] } {
   const states: ConnectionState[] = [];
   const got: ServerMessage[] = [];
   const session = new Session({
@@ -80,9 +97,15 @@ function startSession(url: string, extra: Partial<SessionOptions> = {}): { sessi
     agentVersion: '0.1.0-test',
     applied: () => ({ 'gitops-project': { commit: 'a'.repeat(40), digest: 'sha256:a' } }),
     logger: createLogger({ level: 'silent' }),
-    onConfig: (m) => { got.push(m); },
-    onDesired: (m) => { got.push(m); },
-    onError: (m) => { got.push(m); },
+    onConfig: (m) => {
+      got.push(m);
+    },
+    onDesired: (m) => {
+      got.push(m);
+    },
+    onError: (m) => {
+      got.push(m);
+    },
     onState: (s) => states.push(s),
     reconnect: fast,
     slowReconnect: { baseMs: 60_000, capMs: 60_000, minMs: 60_000 },
@@ -93,7 +116,12 @@ function startSession(url: string, extra: Partial<SessionOptions> = {}): { sessi
   return { session, states, got };
 }
 
-const configMessage: ServerMessage = { type: 'config', settings: { drift: { mode: 'correct', ignore: [] } }, projects: ['gitops-project'], errors: [] };
+const configMessage: ServerMessage = {
+  type: 'config',
+  settings: { drift: { mode: 'correct', ignore: [] } },
+  projects: ['gitops-project'],
+  errors: [],
+};
 
 describe('agent session', () => {
   it('authenticates with a fresh JWT per attempt, says hello with the commits it has and reconnects after a drop', async () => {
@@ -105,19 +133,44 @@ describe('agent session', () => {
     const { got, session } = startSession(server.url);
     await waitFor(() => server.upgrades >= 2 && session.connected, 5000, 'a second connection');
     const hellos = server.received.filter((m) => m.type === 'hello');
-    expect(hellos[0]).toEqual({ type: 'hello', protocolVersion: 1, agentVersion: '0.1.0-test', applied: { 'gitops-project': { commit: 'a'.repeat(40), digest: 'sha256:a' } } });
+    expect(hellos[0]).toEqual({
+      type: 'hello',
+      protocolVersion: 1,
+      agentVersion: '0.1.0-test',
+      applied: { 'gitops-project': { commit: 'a'.repeat(40), digest: 'sha256:a' } },
+    });
     await waitFor(() => got.length >= 2, 2000, 'config twice');
     expect(got[0]).toEqual(configMessage);
   });
 
   it('buffers reports while disconnected and sends them once connected, newest status per project only', async () => {
     let accept = false;
-    const server = await startServer(() => undefined, () => (accept ? undefined : 503));
+    const server = await startServer(
+      () => undefined,
+      () => (accept ? undefined : 503),
+    );
     servers.push(server);
     const { session } = startSession(server.url);
-    const status = (c: string) => ({ type: 'status' as const, project: 'gitops-project', commit: c.repeat(40), digest: c, result: 'applied' as const, changes: [], errors: [], durationMs: 1 });
+    const status = (c: string) => ({
+      type: 'status' as const,
+      project: 'gitops-project',
+      commit: c.repeat(40),
+      digest: c,
+      result: 'applied' as const,
+      changes: [],
+      errors: [],
+      durationMs: 1,
+    });
     session.send(status('a'));
-    session.send({ type: 'drift', project: 'gitops-project', commit: 'a'.repeat(40), object: 'Deployment/default/nginx', action: 'reverted', patch: [], at: new Date().toISOString() });
+    session.send({
+      type: 'drift',
+      project: 'gitops-project',
+      commit: 'a'.repeat(40),
+      object: 'Deployment/default/nginx',
+      action: 'reverted',
+      patch: [],
+      at: new Date().toISOString(),
+    });
     session.send(status('b'));
     expect(session.buffered).toBe(2);
     accept = true;
@@ -127,7 +180,10 @@ describe('agent session', () => {
   });
 
   it('retries slowly after a 401 at the upgrade instead of hammering the server', async () => {
-    const server = await startServer(() => undefined, () => 401);
+    const server = await startServer(
+      () => undefined,
+      () => 401,
+    );
     servers.push(server);
     const { states } = startSession(server.url);
     await waitFor(() => states.includes('unauthorized'), 3000, 'unauthorized state');
@@ -165,14 +221,30 @@ describe('agent session', () => {
     silent.on('upgrade', (req, socket) => {
       upgrades++;
       raw.push(socket);
-      const accept = createHash('sha1').update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
-      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+      const accept = createHash('sha1')
+        .update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
+        .digest('base64');
+      socket.write(
+        `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+      );
       socket.on('data', () => undefined);
     });
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
-    servers.push({ url: '', upgrades: 0, received: [], sockets: [], close: async () => { for (const s of raw) s.destroy(); await new Promise((r) => silent.close(r)); } });
+    servers.push({
+      url: '',
+      upgrades: 0,
+      received: [],
+      sockets: [],
+      close: async () => {
+        for (const s of raw) s.destroy();
+        await new Promise((r) => silent.close(r));
+      },
+    });
     const started = Date.now();
-    startSession(`ws://127.0.0.1:${(silent.address() as AddressInfo).port}${CONNECT_PATH}`, { pingIntervalMs: 50, deadAfterMs: 300 });
+    startSession(`ws://127.0.0.1:${(silent.address() as AddressInfo).port}${CONNECT_PATH}`, {
+      pingIntervalMs: 50,
+      deadAfterMs: 300,
+    });
     await waitFor(() => upgrades >= 2, 5000, 'a reconnect after the dead peer was dropped');
     expect(Date.now() - started).toBeGreaterThanOrEqual(300);
   });

@@ -97,7 +97,10 @@ async function kustomizeBuild(dir: string): Promise<KubeObject[]> {
 async function kustomizeOverlay(body: string): Promise<KubeObject[]> {
   const dir = await mkdtemp(path.join(tmpdir(), 'gitops-chart-overlay-'));
   try {
-    await writeFile(path.join(dir, 'kustomization.yaml'), `resources: [${JSON.stringify(path.relative(dir, AGENT_KUSTOMIZATION))}]\n${body}`);
+    await writeFile(
+      path.join(dir, 'kustomization.yaml'),
+      `resources: [${JSON.stringify(path.relative(dir, AGENT_KUSTOMIZATION))}]\n${body}`,
+    );
     return await kustomizeBuild(dir);
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -133,11 +136,19 @@ function expectSameObjects(actual: KubeObject[], expected: KubeObject[]): void {
 
 /** JSON-pointer paths where two values differ (arrays by index). */
 function diffPaths(a: unknown, b: unknown, at = ''): string[] {
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null || Array.isArray(a) !== Array.isArray(b)) {
+  if (
+    typeof a !== 'object' ||
+    typeof b !== 'object' ||
+    a === null ||
+    b === null ||
+    Array.isArray(a) !== Array.isArray(b)
+  ) {
     return Object.is(a, b) ? [] : [at || '/'];
   }
   const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
-  return [...keys].flatMap((k) => diffPaths((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], `${at}/${k}`));
+  return [...keys].flatMap((k) =>
+    diffPaths((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], `${at}/${k}`),
+  );
 }
 
 /** What a variant changes against a base render: objects added (+), removed (-), and changed paths, sorted. */
@@ -173,20 +184,40 @@ describe('charts/gitops-agent', () => {
     const rendered = await helmTemplate();
     const kustomized = await kustomizeBuild(AGENT_KUSTOMIZATION);
     // Guard against a vacuous comparison: the eight objects manifests/README.md lists.
-    expect(kustomized.map((o) => o.kind).sort()).toEqual(['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'Deployment', 'Namespace', 'Role', 'RoleBinding', 'ServiceAccount']);
+    expect(kustomized.map((o) => o.kind).sort()).toEqual([
+      'ClusterRole',
+      'ClusterRoleBinding',
+      'ConfigMap',
+      'Deployment',
+      'Namespace',
+      'Role',
+      'RoleBinding',
+      'ServiceAccount',
+    ]);
     expectSameObjects(rendered, kustomized);
   });
 
   test('rbac.mode=cluster-admin is object for object manifests/agent/variants/cluster-admin', async () => {
     const rendered = await helmTemplate(['--set', 'rbac.mode=cluster-admin']);
     expectSameObjects(rendered, await kustomizeBuild(path.join(AGENT_KUSTOMIZATION, 'variants', 'cluster-admin')));
-    expect(find(rendered, 'ClusterRoleBinding').roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' });
+    expect(find(rendered, 'ClusterRoleBinding').roleRef).toEqual({
+      apiGroup: 'rbac.authorization.k8s.io',
+      kind: 'ClusterRole',
+      name: 'cluster-admin',
+    });
   });
 
   test('a server URL and image are what the overlay in manifests/README.md makes, down to the ConfigMap hash', async () => {
     // & and < are escaped by Go's JSON encoder in both hashes; a mismatch would show here.
     const url = 'wss://gitops.example.com:9443/api/v1/agent/connect?a=1&b=<2>';
-    const rendered = await helmTemplate(['--set-string', `config.serverUrl=${url}`, '--set', 'image.repository=registry.example.com/gitops', '--set', 'image.tag=1.2.3']);
+    const rendered = await helmTemplate([
+      '--set-string',
+      `config.serverUrl=${url}`,
+      '--set',
+      'image.repository=registry.example.com/gitops',
+      '--set',
+      'image.tag=1.2.3',
+    ]);
     const overlay = await kustomizeOverlay(
       `configMapGenerator:
   - name: gitops-agent-config
@@ -208,14 +239,20 @@ images:
     const variant = await helmTemplate(['--set', 'replicas=2']);
     expect(changes(base, variant)).toEqual([`${DEPLOYMENT} /spec/replicas`]);
     expect((find(variant, 'Deployment').spec as { replicas: number }).replicas).toBe(2);
-    expect(find(variant, 'Role').rules).toEqual(expect.arrayContaining([expect.objectContaining({ apiGroups: ['coordination.k8s.io'], resources: ['leases'] })]));
+    expect(find(variant, 'Role').rules).toEqual(
+      expect.arrayContaining([expect.objectContaining({ apiGroups: ['coordination.k8s.io'], resources: ['leases'] })]),
+    );
   });
 
   test('config.secretName mounts that Secret and creates none', async () => {
     const base = await helmTemplate();
     const variant = await helmTemplate(['--set', 'config.secretName=agent1-token']);
     expect(changes(base, variant)).toEqual([`${DEPLOYMENT} /spec/template/spec/volumes/0/secret/secretName`]);
-    const volumes = (find(variant, 'Deployment').spec as { template: { spec: { volumes: { name: string; secret?: { secretName: string } }[] } } }).template.spec.volumes;
+    const volumes = (
+      find(variant, 'Deployment').spec as {
+        template: { spec: { volumes: { name: string; secret?: { secretName: string } }[] } };
+      }
+    ).template.spec.volumes;
     expect(volumes[0]).toEqual({ name: 'token', secret: { secretName: 'agent1-token', defaultMode: 0o440 } });
     expect(variant.some((o) => o.kind === 'Secret')).toBe(false);
   });
@@ -230,7 +267,12 @@ images:
       await writeFile(tokenFile, `${token}\n`, { mode: 0o600 });
       await writeFile(caFile, await clusterCaPem());
       const base = await helmTemplate();
-      const variant = await helmTemplate(['--set-file', `config.token=${tokenFile}`, '--set-file', `config.caCert=${caFile}`]);
+      const variant = await helmTemplate([
+        '--set-file',
+        `config.token=${tokenFile}`,
+        '--set-file',
+        `config.caCert=${caFile}`,
+      ]);
       expect(changes(base, variant)).toEqual([
         '+ v1 ConfigMap gitops-agent/gitops-agent-ca',
         '+ v1 Secret gitops-agent/gitops-agent-token',
@@ -240,13 +282,22 @@ images:
       expect(secret.type).toBe('Opaque');
       // Trimmed: --set-file keeps the file's newline.
       expect(secret.data).toEqual({ token: Buffer.from(token).toString('base64') });
-      expect(find(variant, 'ConfigMap', 'gitops-agent-ca').data).toEqual({ 'ca.crt': `${(await readFile(caFile, 'utf8')).trim()}\n` });
-      const annotations = find(variant, 'Deployment').spec as { template: { metadata: { annotations: Record<string, string> } } };
+      expect(find(variant, 'ConfigMap', 'gitops-agent-ca').data).toEqual({
+        'ca.crt': `${(await readFile(caFile, 'utf8')).trim()}\n`,
+      });
+      const annotations = find(variant, 'Deployment').spec as {
+        template: { metadata: { annotations: Record<string, string> } };
+      };
       expect(Object.keys(annotations.template.metadata.annotations).sort()).toEqual(['checksum/ca', 'checksum/token']);
       expect(JSON.stringify(variant.filter((o) => o.kind !== 'Secret'))).not.toContain(token);
 
       await writeFile(tokenFile, other);
-      const rotated = await helmTemplate(['--set-file', `config.token=${tokenFile}`, '--set-file', `config.caCert=${caFile}`]);
+      const rotated = await helmTemplate([
+        '--set-file',
+        `config.token=${tokenFile}`,
+        '--set-file',
+        `config.caCert=${caFile}`,
+      ]);
       expect(changes(variant, rotated)).toEqual([
         `${DEPLOYMENT} /spec/template/metadata/annotations/checksum/token`,
         'v1 Secret gitops-agent/gitops-agent-token /data/token',
@@ -272,38 +323,86 @@ images:
       '- rbac.authorization.k8s.io/v1 RoleBinding gitops-agent/gitops-agent-leader-election',
       `${DEPLOYMENT} /spec/template/spec/containers/0/args/7`,
     ]);
-    expect((find(variant, 'Deployment').spec as { template: { spec: { containers: { args: string[] }[] } } }).template.spec.containers[0]!.args.at(-1)).toBe('--no-leader-elect');
+    expect(
+      (
+        find(variant, 'Deployment').spec as { template: { spec: { containers: { args: string[] }[] } } }
+      ).template.spec.containers[0]!.args.at(-1),
+    ).toBe('--no-leader-elect');
   });
 
   test('rbac.extraRules are added to the least-privilege ClusterRole', async () => {
-    const rule = { apiGroups: ['cert-manager.io'], resources: ['certificates', 'issuers'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] };
+    const rule = {
+      apiGroups: ['cert-manager.io'],
+      resources: ['certificates', 'issuers'],
+      verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'],
+    };
     const base = await helmTemplate();
     const variant = await helmTemplate(['--set-json', `rbac.extraRules=${JSON.stringify([rule])}`]);
     const rules = find(base, 'ClusterRole').rules as unknown[];
-    expect(changes(base, variant)).toEqual([`rbac.authorization.k8s.io/v1 ClusterRole gitops-agent /rules/${rules.length}`]);
+    expect(changes(base, variant)).toEqual([
+      `rbac.authorization.k8s.io/v1 ClusterRole gitops-agent /rules/${rules.length}`,
+    ]);
     expect(find(variant, 'ClusterRole').rules).toEqual([...rules, rule]);
   });
 
   test('namespace.create=false puts everything in the release namespace and creates none', async () => {
     const rendered = await helmTemplate(['--namespace', 'agents', '--set', 'namespace.create=false']);
     expect(rendered.some((o) => o.kind === 'Namespace')).toBe(false);
-    expect(rendered.filter((o) => !o.kind.startsWith('Cluster')).map((o) => o.metadata.namespace)).toEqual(Array(5).fill('agents'));
+    expect(rendered.filter((o) => !o.kind.startsWith('Cluster')).map((o) => o.metadata.namespace)).toEqual(
+      Array(5).fill('agents'),
+    );
     expect((find(rendered, 'ClusterRoleBinding').subjects as { namespace: string }[])[0]!.namespace).toBe('agents');
   });
 
   test.each([
-    { name: 'release in the namespace the chart creates', args: ['--namespace', 'gitops-agent'], message: 'Install without --namespace' },
+    {
+      name: 'release in the namespace the chart creates',
+      args: ['--namespace', 'gitops-agent'],
+      message: 'Install without --namespace',
+    },
     // The GitLab habit, -n X --create-namespace: without this check everything would silently land
     // in gitops-agent, not X.
-    { name: 'release in another namespace than the one the chart creates', args: ['--namespace', 'agents'], message: '--namespace agents --create-namespace --set namespace.create=false' },
-    { name: 'token and existing Secret', args: ['--set', 'config.secretName=s', '--set', 'config.token=TOKEN'], message: 'config.token and config.secretName are both set' },
-    { name: 'not a token', args: ['--set', 'config.token=gitops_agent_TOKEN'], message: 'config.token is not an agent token' },
-    { name: 'credentials in the URL', args: ['--set', 'config.serverUrl=wss://user:TOKEN@gitops.example.com/api/v1/agent/connect'], message: 'config.serverUrl must be' },
-    { name: 'an https URL', args: ['--set', 'config.serverUrl=https://gitops.example.com/api/v1/agent/connect'], message: 'config.serverUrl must be' },
-    { name: 'caCert that is no PEM', args: ['--set', 'config.caCert=TOKEN'], message: 'config.caCert holds no PEM certificate' },
-    { name: 'unknown RBAC mode', args: ['--set', 'rbac.mode=admin'], message: "value must be one of 'least-privilege', 'cluster-admin'" },
+    {
+      name: 'release in another namespace than the one the chart creates',
+      args: ['--namespace', 'agents'],
+      message: '--namespace agents --create-namespace --set namespace.create=false',
+    },
+    {
+      name: 'token and existing Secret',
+      args: ['--set', 'config.secretName=s', '--set', 'config.token=TOKEN'],
+      message: 'config.token and config.secretName are both set',
+    },
+    {
+      name: 'not a token',
+      args: ['--set', 'config.token=gitops_agent_TOKEN'],
+      message: 'config.token is not an agent token',
+    },
+    {
+      name: 'credentials in the URL',
+      args: ['--set', 'config.serverUrl=wss://user:TOKEN@gitops.example.com/api/v1/agent/connect'],
+      message: 'config.serverUrl must be',
+    },
+    {
+      name: 'an https URL',
+      args: ['--set', 'config.serverUrl=https://gitops.example.com/api/v1/agent/connect'],
+      message: 'config.serverUrl must be',
+    },
+    {
+      name: 'caCert that is no PEM',
+      args: ['--set', 'config.caCert=TOKEN'],
+      message: 'config.caCert holds no PEM certificate',
+    },
+    {
+      name: 'unknown RBAC mode',
+      args: ['--set', 'rbac.mode=admin'],
+      message: "value must be one of 'least-privilege', 'cluster-admin'",
+    },
     { name: 'a misspelt value', args: ['--set', 'config.tokn=x'], message: "additional properties 'tokn' not allowed" },
-    { name: 'two replicas without leader election', args: ['--set', 'replicas=2', '--set', 'leaderElection.enabled=false'], message: 'replicas would apply at the same time' },
+    {
+      name: 'two replicas without leader election',
+      args: ['--set', 'replicas=2', '--set', 'leaderElection.enabled=false'],
+      message: 'replicas would apply at the same time',
+    },
   ])('refuses $name, saying what to change and never echoing a secret', async ({ args, message }) => {
     const stderr = await helmTemplateError(args);
     expect(stderr).toContain(message);
@@ -366,7 +465,14 @@ describe('charts/gitops-agent on the real API server', () => {
     const renders = {
       default: await renderInto(),
       'cluster-admin': await renderInto(['--set', 'rbac.mode=cluster-admin']),
-      'token, CA, 2 replicas': await renderInto(['--set-file', `config.token=${tokenFile}`, '--set-file', `config.caCert=${caFile}`, '--set', 'replicas=2']),
+      'token, CA, 2 replicas': await renderInto([
+        '--set-file',
+        `config.token=${tokenFile}`,
+        '--set-file',
+        `config.caCert=${caFile}`,
+        '--set',
+        'replicas=2',
+      ]),
     };
     await rm(dir, { recursive: true, force: true });
     // A dry run does not create the Namespace the other objects need; create it for real first
@@ -390,7 +496,8 @@ describe('charts/gitops-agent on the real API server', () => {
   });
 
   test('the pod template is admitted under the namespace\'s Pod Security "restricted", and the check bites', async () => {
-    if (!created.some((o) => o.kind === 'Namespace')) throw new Error('the dry-run test above did not create the namespace');
+    if (!created.some((o) => o.kind === 'Namespace'))
+      throw new Error('the dry-run test above did not create the namespace');
     const rendered = await renderInto();
     // The ServiceAccount admission plugin refuses a pod whose ServiceAccount does not exist, so
     // this one is created for real (it goes with the namespace).
@@ -398,8 +505,15 @@ describe('charts/gitops-agent on the real API server', () => {
     expect((await serverSideApply(account, false)).status).toBe(201);
     created.push(account);
     const deployment = find(rendered, 'Deployment');
-    const template = (deployment.spec as { template: { metadata: Record<string, unknown>; spec: Record<string, unknown> } }).template;
-    const pod = (spec: Record<string, unknown>): KubeObject => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'gitops-agent-pss', namespace, labels: template.metadata.labels as Record<string, string> }, spec });
+    const template = (
+      deployment.spec as { template: { metadata: Record<string, unknown>; spec: Record<string, unknown> } }
+    ).template;
+    const pod = (spec: Record<string, unknown>): KubeObject => ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'gitops-agent-pss', namespace, labels: template.metadata.labels as Record<string, string> },
+      spec,
+    });
     expect(await serverSideApply(pod(template.spec), true)).toEqual({ status: 201, message: undefined });
     // The same pod without its pod security context is refused: the namespace really enforces.
     const loose = { ...template.spec };

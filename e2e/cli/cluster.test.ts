@@ -17,14 +17,20 @@ describe('npm run cluster', () => {
     expect(existsSync(script)).toBe(true); // built by `npm test` / `npm run build`
     const tmp = await mkdtemp(join(tmpdir(), 'gitops-cluster-cli-'));
     const kubeconfig = join(tmp, 'kc');
-    const child = spawn(process.execPath, [script, '--kubeconfig', kubeconfig, '--audit-log', join(tmp, 'audit.log')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [script, '--kubeconfig', kubeconfig, '--audit-log', join(tmp, 'audit.log')], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
     try {
-      await waitFor(() => stdout.includes('Press Ctrl-C to stop.') || child.exitCode !== null, 60_000, `cluster to be ready (stderr: ${stderr})`);
+      await waitFor(
+        () => stdout.includes('Press Ctrl-C to stop.') || child.exitCode !== null,
+        60_000,
+        `cluster to be ready (stderr: ${stderr})`,
+      );
       expect(stdout).toContain(`kubeconfig: ${kubeconfig}`);
       expect(stdout).toContain(`kubectl --kubeconfig ${kubeconfig} get namespaces`);
       const dir = /logs: +(\S+)\/\*\.log/.exec(stdout)?.[1];

@@ -16,12 +16,21 @@ import { writeProductImage } from '../harness/product-image.js';
 
 const program = new Command('cluster')
   .description('Run a real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager) in the foreground')
-  .requiredOption('--kubeconfig <path>', 'where to write the admin kubeconfig once the control plane is ready (removed on stop)')
+  .requiredOption(
+    '--kubeconfig <path>',
+    'where to write the admin kubeconfig once the control plane is ready (removed on stop)',
+  )
   .option('--audit-log <path>', 'where the apiserver writes its audit log of write requests (kept after stop)')
-  .option('--node', 'also run a real node (containerd, kubelet, kube-scheduler) so pods run; needs root and '
-    + "Debian's containerd runc containernetworking-plugins busybox-static nginx-light; the kubeconfig is written once the Node is Ready")
-  .option('--product-image', `with --node: also import this project's own image (the Dockerfile's layout, assembled without a `
-    + 'registry by e2e/harness/product-image.ts) before the kubeconfig is written')
+  .option(
+    '--node',
+    'also run a real node (containerd, kubelet, kube-scheduler) so pods run; needs root and ' +
+      "Debian's containerd runc containernetworking-plugins busybox-static nginx-light; the kubeconfig is written once the Node is Ready",
+  )
+  .option(
+    '--product-image',
+    `with --node: also import this project's own image (the Dockerfile's layout, assembled without a ` +
+      'registry by e2e/harness/product-image.ts) before the kubeconfig is written',
+  )
   .showHelpAfterError();
 program.parse();
 const opts = program.opts<{ kubeconfig: string; auditLog?: string; node?: boolean; productImage?: boolean }>();
@@ -68,10 +77,20 @@ async function main(): Promise<void> {
   if (opts.node) await assertNodeHost();
   const binDir = await ensureControlPlaneBinaries(say);
   const nodeBinDir = opts.node ? await ensureNodeBinaries(say) : undefined;
-  cp = await startControlPlane({ binDir, auditLog: opts.auditLog, log: (line) => say(`[cluster] ${line}`), handleSignals: false });
+  cp = await startControlPlane({
+    binDir,
+    auditLog: opts.auditLog,
+    log: (line) => say(`[cluster] ${line}`),
+    handleSignals: false,
+  });
   if (signalled) return shutdown(0);
   if (nodeBinDir) {
-    node = await startNode({ kubeconfigPath: cp.kubeconfigPath, binDir: nodeBinDir, log: (line) => say(`[node] ${line}`), handleSignals: false });
+    node = await startNode({
+      kubeconfigPath: cp.kubeconfigPath,
+      binDir: nodeBinDir,
+      log: (line) => say(`[node] ${line}`),
+      handleSignals: false,
+    });
     if (signalled) return shutdown(0);
     if (opts.productImage) {
       const i0 = Date.now();
@@ -92,11 +111,11 @@ async function main(): Promise<void> {
       `  logs:       ${cp.dir}/*.log`,
       ...(node
         ? [
-          `  node:       ${node.name} Ready after ${(node.timings.readyMs / 1000).toFixed(1)} s; folder ${node.dir}`,
-          `              bridge ${node.identity.bridge}, pods ${node.identity.subnet}, cgroups ${node.identity.cgroupRoot}`,
-          `  images:     ctr --address ${node.containerdAddress} -n k8s.io images ls`,
-          `  node tests: GITOPS_TEST_NODE_KUBECONFIG=${kubeconfig} GITOPS_TEST_CONTAINERD_ADDRESS=${node.containerdAddress} npm test -- --selectProjects node`,
-        ]
+            `  node:       ${node.name} Ready after ${(node.timings.readyMs / 1000).toFixed(1)} s; folder ${node.dir}`,
+            `              bridge ${node.identity.bridge}, pods ${node.identity.subnet}, cgroups ${node.identity.cgroupRoot}`,
+            `  images:     ctr --address ${node.containerdAddress} -n k8s.io images ls`,
+            `  node tests: GITOPS_TEST_NODE_KUBECONFIG=${kubeconfig} GITOPS_TEST_CONTAINERD_ADDRESS=${node.containerdAddress} npm test -- --selectProjects node`,
+          ]
         : []),
       '',
       `  kubectl --kubeconfig ${kubeconfig} get namespaces`,

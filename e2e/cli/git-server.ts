@@ -9,7 +9,9 @@ import { startGitServer } from '../harness/git-server.js';
 
 async function main(): Promise<void> {
   const program = new Command('git-server')
-    .description('Serve the bare repositories under a folder over smart HTTP (clone, fetch, push) at http://127.0.0.1:PORT/<name>.git')
+    .description(
+      'Serve the bare repositories under a folder over smart HTTP (clone, fetch, push) at http://127.0.0.1:PORT/<name>.git',
+    )
     .requiredOption('--root <dir>', 'folder holding bare repositories (created when missing)')
     .option('--port <n>', 'port on 127.0.0.1 (0: any free port)', '0')
     .option('--token-file <file>', 'require this token (basic password, Bearer or Private-Token)')
@@ -24,7 +26,9 @@ async function main(): Promise<void> {
 
   const server = await startGitServer({ root, port, token });
   process.stdout.write(`${server.url}\n`);
-  process.stderr.write(`serving bare repositories under ${root}: clone ${server.url}/<name>.git; create one with git init --bare ${root}/<name>.git\n`);
+  process.stderr.write(
+    `serving bare repositories under ${root}: clone ${server.url}/<name>.git; create one with git init --bare ${root}/<name>.git\n`,
+  );
 
   const stop = (): void => {
     void server.stop().then(() => process.exit(0));

@@ -17,7 +17,13 @@ import { describeWrite, syncAuditLog, writeRequests } from '../harness/audit.js'
 import { useNamespace } from '../harness/jest-kube.js';
 
 const kc = testKubeConfig();
-const CONFIGMAPS: ResourceInfo = { group: '', version: 'v1', kind: 'ConfigMap', plural: 'configmaps', namespaced: true };
+const CONFIGMAPS: ResourceInfo = {
+  group: '',
+  version: 'v1',
+  kind: 'ConfigMap',
+  plural: 'configmaps',
+  namespaced: true,
+};
 let client: KubeClient;
 let caches: WatchCache;
 let ctx: ApplyContext;
@@ -44,11 +50,22 @@ function item(ns: string, data: Record<string, string>): ApplyItem {
   const object: KubeObject = {
     apiVersion: 'v1',
     kind: 'ConfigMap',
-    metadata: { name: 'cm', namespace: ns, labels: { [INVENTORY_LABEL]: 'apply' }, annotations: { [OWNING_INVENTORY_ANNOTATION]: 'test/apply' } },
+    metadata: {
+      name: 'cm',
+      namespace: ns,
+      labels: { [INVENTORY_LABEL]: 'apply' },
+      annotations: { [OWNING_INVENTORY_ANNOTATION]: 'test/apply' },
+    },
     data,
   };
   return {
-    resolved: { object, source: { file: 'cm.yaml', line: 1 }, id: `ConfigMap/${ns}/cm`, key: `/ConfigMap/${ns}/cm`, resource: CONFIGMAPS },
+    resolved: {
+      object,
+      source: { file: 'cm.yaml', line: 1 },
+      id: `ConfigMap/${ns}/cm`,
+      key: `/ConfigMap/${ns}/cm`,
+      resource: CONFIGMAPS,
+    },
     desired: object,
   };
 }
@@ -62,7 +79,12 @@ describe('apply against a stale cache', () => {
     const stale = cache.get(ns.name, 'cm')!;
 
     // Someone else changes the object; wait until the watch has delivered it.
-    const other = await jsonPatch(kc, `/api/v1/namespaces/${ns.name}/configmaps/cm`, [{ op: 'add', path: '/data/other', value: 'x' }], 'someone');
+    const other = await jsonPatch(
+      kc,
+      `/api/v1/namespaces/${ns.name}/configmaps/cm`,
+      [{ op: 'add', path: '/data/other', value: 'x' }],
+      'someone',
+    );
     expect(other.status).toBe(200);
     const otherRv = (other.body as KubeObject).metadata.resourceVersion;
     await waitFor(() => cache.get(ns.name, 'cm')?.metadata.resourceVersion === otherRv, 5_000, 'watch event');
@@ -76,7 +98,11 @@ describe('apply against a stale cache', () => {
     expect(change.action).toBe('configured');
     const live = (await kubeRequest(kc, 'GET', `/api/v1/namespaces/${ns.name}/configmaps/cm`)).body as KubeObject;
     expect(live.data).toEqual({ a: '1', b: '2', other: 'x' });
-    const writes = writeRequests(await syncAuditLog(kc, testAuditLogPath()), { sinceMs: since, namespace: ns.name, excludeControllers: true }).map(describeWrite);
+    const writes = writeRequests(await syncAuditLog(kc, testAuditLogPath()), {
+      sinceMs: since,
+      namespace: ns.name,
+      excludeControllers: true,
+    }).map(describeWrite);
     // The patch planned against the stale object fails its test (422); the re-planned one succeeds.
     expect(writes).toEqual([`patch configmaps ${ns.name}/cm 422`, `patch configmaps ${ns.name}/cm 200`]);
   });
@@ -90,7 +116,12 @@ describe('apply against a stale cache', () => {
     try {
       expect((await applyObject(ctx, item(ns.name, { a: '1' }))).action).toBe('created');
       expect((await applyObject(ctx, item(ns.name, { a: '2' }))).action).toBe('configured');
-      await jsonPatch(kc, `/api/v1/namespaces/${ns.name}/configmaps/cm`, [{ op: 'replace', path: '/data/a', value: 'manual' }], 'someone');
+      await jsonPatch(
+        kc,
+        `/api/v1/namespaces/${ns.name}/configmaps/cm`,
+        [{ op: 'replace', path: '/data/a', value: 'manual' }],
+        'someone',
+      );
       await waitFor(() => events.length > 0 || undefined, 5_000, 'change event');
       await kubeRequest(kc, 'DELETE', `/api/v1/namespaces/${ns.name}/configmaps/cm`);
       await waitFor(() => events.length > 1 || undefined, 5_000, 'delete event');

@@ -20,7 +20,9 @@ const kc = testKubeConfig();
 
 async function agent(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [bin, ...args], { env: { ...process.env, KUBECONFIG: process.env[TEST_ENV.kubeconfig] } });
+    const { stdout, stderr } = await run(process.execPath, [bin, ...args], {
+      env: { ...process.env, KUBECONFIG: process.env[TEST_ENV.kubeconfig] },
+    });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string };
@@ -35,20 +37,42 @@ describe('gitops-agent apply and diff', () => {
     expect(existsSync(bin)).toBe(true); // run `npm run build` first
     const dir = await mkdtemp(path.join(tmpdir(), 'gitops-cli-'));
     try {
-      const cm = (name: string, v: string) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name }, data: { v } });
+      const cm = (name: string, v: string) => ({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name },
+        data: { v },
+      });
       await writeFile(path.join(dir, 'a.yaml'), stringify(cm('a', '1')));
-      await writeFile(path.join(dir, 'b.yaml'), stringify({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'b' }, stringData: { token: 'very-secret' } }));
+      await writeFile(
+        path.join(dir, 'b.yaml'),
+        stringify({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'b' }, stringData: { token: 'very-secret' } }),
+      );
 
       const first = await agent('apply', '-f', dir, '-n', ns.name, '--inventory', 'cli-test');
       expect(first.stderr).toBe('');
-      expect(first.stdout.trim().split('\n').sort()).toEqual([`ConfigMap/${ns.name}/a created`, `Secret/${ns.name}/b created`]);
+      expect(first.stdout.trim().split('\n').sort()).toEqual([
+        `ConfigMap/${ns.name}/a created`,
+        `Secret/${ns.name}/b created`,
+      ]);
       expect(first.code).toBe(0);
 
       const second = await agent('apply', '-f', dir, '-n', ns.name, '--inventory', 'cli-test');
-      expect(second.stdout.trim().split('\n').sort()).toEqual([`ConfigMap/${ns.name}/a unchanged`, `Secret/${ns.name}/b unchanged`]);
+      expect(second.stdout.trim().split('\n').sort()).toEqual([
+        `ConfigMap/${ns.name}/a unchanged`,
+        `Secret/${ns.name}/b unchanged`,
+      ]);
 
       expect((await agent('diff', '-f', dir, '-n', ns.name, '--inventory', 'cli-test')).code).toBe(0);
-      await writeFile(path.join(dir, 'b.yaml'), stringify({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'b' }, stringData: { token: 'changed-secret' } }));
+      await writeFile(
+        path.join(dir, 'b.yaml'),
+        stringify({
+          apiVersion: 'v1',
+          kind: 'Secret',
+          metadata: { name: 'b' },
+          stringData: { token: 'changed-secret' },
+        }),
+      );
       const diff = await agent('diff', '-f', dir, '-n', ns.name, '--inventory', 'cli-test');
       expect(diff.code).toBe(1);
       expect(diff.stdout).toContain(`Secret/${ns.name}/b`);
@@ -71,7 +95,15 @@ describe('gitops-agent apply and diff', () => {
     try {
       const cm = (v: string) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'owned' }, data: { v } });
       await writeFile(path.join(dir, 'a.yaml'), stringify(cm('1')));
-      await writeFile(path.join(dir, 'b.yaml'), stringify({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'owned' }, stringData: { token: 'very-secret' } }));
+      await writeFile(
+        path.join(dir, 'b.yaml'),
+        stringify({
+          apiVersion: 'v1',
+          kind: 'Secret',
+          metadata: { name: 'owned' },
+          stringData: { token: 'very-secret' },
+        }),
+      );
       expect((await agent('apply', '-f', dir, '-n', ns.name, '--inventory', 'app-a')).code).toBe(0);
       await writeFile(path.join(dir, 'a.yaml'), stringify(cm('2'))); // Git now differs from live
 
@@ -92,7 +124,9 @@ describe('gitops-agent apply and diff', () => {
         expect(reason).toContain(`owned by inventory ${ns.name}/app-a`);
         expect(diff.stdout).toContain(`\n    ${reason}\n`);
       }
-      expect((await kubeRequest(kc, 'GET', `/api/v1/namespaces/${ns.name}/configmaps/owned`)).body).toMatchObject({ data: { v: '1' } });
+      expect((await kubeRequest(kc, 'GET', `/api/v1/namespaces/${ns.name}/configmaps/owned`)).body).toMatchObject({
+        data: { v: '1' },
+      });
 
       // With the inventory that applied it, the same diff shows the change itself.
       const own = await agent('diff', '-f', dir, '-n', ns.name, '--inventory', 'app-a');

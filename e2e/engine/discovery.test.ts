@@ -47,9 +47,13 @@ describe('discovery', () => {
     let checked = 0;
     for (const g of apis.groups) {
       const preferred = g.preferredVersion.version;
-      const list = (await kubeRequest(kc, 'GET', `/apis/${g.name}/${preferred}`)).body as { resources: Array<{ name: string; kind: string }> };
+      const list = (await kubeRequest(kc, 'GET', `/apis/${g.name}/${preferred}`)).body as {
+        resources: Array<{ name: string; kind: string }>;
+      };
       for (const r of list.resources.filter((x) => !x.name.includes('/'))) {
-        expect(`${g.name} ${r.kind} ${discovery.preferred(g.name, r.kind)?.version}`).toBe(`${g.name} ${r.kind} ${preferred}`);
+        expect(`${g.name} ${r.kind} ${discovery.preferred(g.name, r.kind)?.version}`).toBe(
+          `${g.name} ${r.kind} ${preferred}`,
+        );
         checked++;
       }
     }
@@ -64,7 +68,12 @@ describe('prune', () => {
 
   it('deletes through the version the inventory recorded, not the preferred one', async () => {
     const group = `${ns.name}.example.com`;
-    const schema = { openAPIV3Schema: { type: 'object', properties: { spec: { type: 'object', properties: { size: { type: 'integer' } } } } } };
+    const schema = {
+      openAPIV3Schema: {
+        type: 'object',
+        properties: { spec: { type: 'object', properties: { size: { type: 'integer' } } } },
+      },
+    };
     const crd = {
       apiVersion: 'apiextensions.k8s.io/v1',
       kind: 'CustomResourceDefinition',
@@ -96,8 +105,10 @@ describe('prune', () => {
       const since = Date.now();
       const pruned = await engine.sync(unit('widgets', [], true));
       expect(pruned.changes.map((c) => `${c.id} ${c.action}`)).toEqual([`Widget/${ns.name}/w1 pruned`]);
-      const deletes = writeRequests(await syncAuditLog(kc, testAuditLogPath()), { sinceMs: since, namespace: ns.name })
-        .filter((e) => e.verb === 'delete' && e.objectRef?.resource === 'widgets');
+      const deletes = writeRequests(await syncAuditLog(kc, testAuditLogPath()), {
+        sinceMs: since,
+        namespace: ns.name,
+      }).filter((e) => e.verb === 'delete' && e.objectRef?.resource === 'widgets');
       expect(deletes.map((e) => e.objectRef?.apiVersion)).toEqual(['v1beta1']);
     } finally {
       await kubeRequest(kc, 'DELETE', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.${group}`);

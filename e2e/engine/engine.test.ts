@@ -63,12 +63,16 @@ describe('engine sync', () => {
         metadata: { name: 'web' },
         spec: { selector: { app: 'web' }, ports: [{ port: 80, targetPort: 8080 }] },
       }),
-      yamlFile('config.yaml', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cfg' }, data: { a: '1' } }, {
-        apiVersion: 'v1',
-        kind: 'Secret',
-        metadata: { name: 'creds' },
-        stringData: { password: 's3cret' },
-      }),
+      yamlFile(
+        'config.yaml',
+        { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cfg' }, data: { a: '1' } },
+        {
+          apiVersion: 'v1',
+          kind: 'Secret',
+          metadata: { name: 'creds' },
+          stringData: { password: 's3cret' },
+        },
+      ),
     ];
     const first = await engine.sync(unit(ns.name, files));
     expect(first.errors).toEqual([]);
@@ -79,7 +83,13 @@ describe('engine sync', () => {
       [`Secret/${ns.name}/creds`]: 'created',
     });
     // Let controllers write status so the second sync sees a "busy" live object.
-    await waitFor(async () => ((await get(`/apis/apps/v1/namespaces/${ns.name}/deployments/web`)).status as { observedGeneration?: number })?.observedGeneration === 1, 15_000, 'deployment status');
+    await waitFor(
+      async () =>
+        ((await get(`/apis/apps/v1/namespaces/${ns.name}/deployments/web`)).status as { observedGeneration?: number })
+          ?.observedGeneration === 1,
+      15_000,
+      'deployment status',
+    );
 
     const since = Date.now();
     const second = await engine.sync(unit(ns.name, files));
@@ -99,7 +109,13 @@ describe('engine sync', () => {
   });
 
   it('removes a field that was removed from the files', async () => {
-    const cm = (data: Record<string, string>) => yamlFile('cm.yaml', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cfg', labels: { team: 'a' } }, data });
+    const cm = (data: Record<string, string>) =>
+      yamlFile('cm.yaml', {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: 'cfg', labels: { team: 'a' } },
+        data,
+      });
     await engine.sync(unit(ns.name, [cm({ a: '1', b: '2' })]));
     const set = await engine.sync(unit(ns.name, [cm({ a: '1' })]));
     expect(actions(set)).toEqual({ [`ConfigMap/${ns.name}/cfg`]: 'configured' });
@@ -109,20 +125,49 @@ describe('engine sync', () => {
   });
 
   it('leaves a drift.ignore field alone on a re-sync while reverting another edited field', async () => {
-    const files = [yamlFile('d.yaml', deployment('scaled')), yamlFile('cm.yaml', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cfg' }, data: { a: '1' } })];
-    const ignoring: SyncUnit = { ...unit(ns.name, files), driftIgnore: [{ group: 'apps', kind: 'Deployment', paths: ['/spec/replicas'] }] };
+    const files = [
+      yamlFile('d.yaml', deployment('scaled')),
+      yamlFile('cm.yaml', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cfg' }, data: { a: '1' } }),
+    ];
+    const ignoring: SyncUnit = {
+      ...unit(ns.name, files),
+      driftIgnore: [{ group: 'apps', kind: 'Deployment', paths: ['/spec/replicas'] }],
+    };
     await engine.sync(ignoring);
     // Someone (an autoscaler) scales the Deployment and edits its image; someone else edits the ConfigMap.
-    await jsonPatch(kc, `/apis/apps/v1/namespaces/${ns.name}/deployments/scaled`, [
-      { op: 'replace', path: '/spec/replicas', value: 3 },
-      { op: 'replace', path: '/spec/template/spec/containers/0/image', value: 'nginx:edited' },
-    ], 'autoscaler');
-    await jsonPatch(kc, `/api/v1/namespaces/${ns.name}/configmaps/cfg`, [{ op: 'replace', path: '/data/a', value: 'edited' }], 'someone');
-    await waitFor(async () => (engine.planOne(ignoring.name, `apps/Deployment/${ns.name}/scaled`, { ignore: ['/spec/replicas'] })?.action ?? 'none') === 'patch', 5_000, 'edit seen by the watch');
-    await waitFor(async () => (engine.planOne(ignoring.name, `/ConfigMap/${ns.name}/cfg`)?.action ?? 'none') === 'patch', 5_000, 'ConfigMap edit seen by the watch');
+    await jsonPatch(
+      kc,
+      `/apis/apps/v1/namespaces/${ns.name}/deployments/scaled`,
+      [
+        { op: 'replace', path: '/spec/replicas', value: 3 },
+        { op: 'replace', path: '/spec/template/spec/containers/0/image', value: 'nginx:edited' },
+      ],
+      'autoscaler',
+    );
+    await jsonPatch(
+      kc,
+      `/api/v1/namespaces/${ns.name}/configmaps/cfg`,
+      [{ op: 'replace', path: '/data/a', value: 'edited' }],
+      'someone',
+    );
+    await waitFor(
+      async () =>
+        (engine.planOne(ignoring.name, `apps/Deployment/${ns.name}/scaled`, { ignore: ['/spec/replicas'] })?.action ??
+          'none') === 'patch',
+      5_000,
+      'edit seen by the watch',
+    );
+    await waitFor(
+      async () => (engine.planOne(ignoring.name, `/ConfigMap/${ns.name}/cfg`)?.action ?? 'none') === 'patch',
+      5_000,
+      'ConfigMap edit seen by the watch',
+    );
 
     const set = await engine.sync(ignoring);
-    expect(actions(set)).toEqual({ [`Deployment/${ns.name}/scaled`]: 'configured', [`ConfigMap/${ns.name}/cfg`]: 'configured' });
+    expect(actions(set)).toEqual({
+      [`Deployment/${ns.name}/scaled`]: 'configured',
+      [`ConfigMap/${ns.name}/cfg`]: 'configured',
+    });
     const live = await get(`/apis/apps/v1/namespaces/${ns.name}/deployments/scaled`);
     const spec = live.spec as { replicas: number; template: { spec: { containers: Array<{ image: string }> } } };
     expect(spec.replicas).toBe(3);
@@ -139,13 +184,24 @@ describe('engine sync', () => {
     const files = [yamlFile('d.yaml', deployment('sidecar'))];
     await engine.sync(unit(ns.name, files));
     const path = `/apis/apps/v1/namespaces/${ns.name}/deployments/sidecar`;
-    const res = await jsonPatch(kc, path, [{ op: 'add', path: '/spec/template/spec/containers/-', value: { name: 'proxy', image: 'envoy:1' } }], 'injector');
+    const res = await jsonPatch(
+      kc,
+      path,
+      [{ op: 'add', path: '/spec/template/spec/containers/-', value: { name: 'proxy', image: 'envoy:1' } }],
+      'injector',
+    );
     expect(res.status).toBe(200);
-    await waitFor(() => engine.planOne(`inv-${ns.name}`, `apps/Deployment/${ns.name}/sidecar`)?.action === 'none' || undefined, 5_000, 'cache to see the sidecar').catch(() => undefined);
+    await waitFor(
+      () => engine.planOne(`inv-${ns.name}`, `apps/Deployment/${ns.name}/sidecar`)?.action === 'none' || undefined,
+      5_000,
+      'cache to see the sidecar',
+    ).catch(() => undefined);
     const set = await engine.sync(unit(ns.name, files));
     expect(actions(set)).toEqual({ [`Deployment/${ns.name}/sidecar`]: 'unchanged' });
     const live = await get(path);
-    const containers = ((live.spec as { template: { spec: { containers: Array<{ name: string }> } } }).template.spec.containers).map((c) => c.name);
+    const containers = (
+      live.spec as { template: { spec: { containers: Array<{ name: string }> } } }
+    ).template.spec.containers.map((c) => c.name);
     expect(containers).toEqual(['app', 'proxy']);
   });
 
@@ -159,14 +215,31 @@ describe('engine sync', () => {
         group,
         scope: 'Namespaced',
         names: { plural: 'widgets', singular: 'widget', kind: 'Widget' },
-        versions: [{ name: 'v1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', properties: { spec: { type: 'object', properties: { size: { type: 'integer' } } } } } } }],
+        versions: [
+          {
+            name: 'v1',
+            served: true,
+            storage: true,
+            schema: {
+              openAPIV3Schema: {
+                type: 'object',
+                properties: { spec: { type: 'object', properties: { size: { type: 'integer' } } } },
+              },
+            },
+          },
+        ],
       },
     };
     const cr = { apiVersion: `${group}/v1`, kind: 'Widget', metadata: { name: 'w1' }, spec: { size: 3 } };
-    const set = await engine.sync(unit(ns.name, [yamlFile('crd.yaml', crd), yamlFile('cr.yaml', cr)], { prune: false }));
+    const set = await engine.sync(
+      unit(ns.name, [yamlFile('crd.yaml', crd), yamlFile('cr.yaml', cr)], { prune: false }),
+    );
     expect(set.errors).toEqual([]);
     expect(set.changes.filter((c) => c.action === 'failed').map((c) => c.reason)).toEqual([]);
-    expect(actions(set)).toEqual({ [`CustomResourceDefinition/widgets.${group}`]: 'created', [`Widget/${ns.name}/w1`]: 'created' });
+    expect(actions(set)).toEqual({
+      [`CustomResourceDefinition/widgets.${group}`]: 'created',
+      [`Widget/${ns.name}/w1`]: 'created',
+    });
     const live = await get(`/apis/${group}/v1/namespaces/${ns.name}/widgets/w1`);
     expect(live.spec).toEqual({ size: 3 });
     await kubeRequest(kc, 'DELETE', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.${group}`);
@@ -174,7 +247,9 @@ describe('engine sync', () => {
 
   it('fails an immutable-field change clearly, and recreates the object when it opts in', async () => {
     const dep = (app: string, annotations: Record<string, string> = {}) => {
-      const d = deployment('imm') as ReturnType<typeof deployment> & { metadata: { annotations?: Record<string, string> } };
+      const d = deployment('imm') as ReturnType<typeof deployment> & {
+        metadata: { annotations?: Record<string, string> };
+      };
       d.metadata.annotations = annotations;
       d.spec.selector = { matchLabels: { app } };
       d.spec.template.metadata.labels = { app };
@@ -195,8 +270,15 @@ describe('engine sync', () => {
   });
 
   it('prunes only what it owns and keeps opted-out objects', async () => {
-    const cm = (name: string, annotations: Record<string, string> = {}) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, annotations }, data: { k: name } });
-    await engine.sync(unit(ns.name, [yamlFile('all.yaml', cm('keep'), cm('drop'), cm('optout', { 'gitops.dev/prune': 'disabled' }))]));
+    const cm = (name: string, annotations: Record<string, string> = {}) => ({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name, annotations },
+      data: { k: name },
+    });
+    await engine.sync(
+      unit(ns.name, [yamlFile('all.yaml', cm('keep'), cm('drop'), cm('optout', { 'gitops.dev/prune': 'disabled' }))]),
+    );
     // Someone else's object in the same namespace.
     await kubeRequest(kc, 'POST', `/api/v1/namespaces/${ns.name}/configmaps`, cm('foreign'));
     // A dry run (diff --prune) says the same as the real prune: the opted-out object is kept.
@@ -219,7 +301,10 @@ describe('engine sync', () => {
   });
 
   it('applies nothing from a set with a bad YAML file and names file and line', async () => {
-    const files = [yamlFile('good.yaml', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'good' } }), { path: 'bad.yaml', content: 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [unclosed\n' }];
+    const files = [
+      yamlFile('good.yaml', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'good' } }),
+      { path: 'bad.yaml', content: 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [unclosed\n' },
+    ];
     const since = Date.now();
     const set = await engine.sync(unit(ns.name, files));
     expect(set.errors.length).toBeGreaterThan(0);
@@ -231,7 +316,12 @@ describe('engine sync', () => {
   it('applies nothing when the API server rejects one object in the dry run, and says which', async () => {
     const files = [
       yamlFile('good.yaml', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'good' }, data: { a: '1' } }),
-      yamlFile('bad.yaml', { apiVersion: 'v1', kind: 'Service', metadata: { name: 'bad' }, spec: { ports: [{ port: 700000 }] } }),
+      yamlFile('bad.yaml', {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: 'bad' },
+        spec: { ports: [{ port: 700000 }] },
+      }),
     ];
     const since = Date.now();
     const set = await engine.sync(unit(ns.name, files, { dryRunStrategy: 'server' }));
@@ -244,7 +334,8 @@ describe('engine sync', () => {
   });
 
   it('diff reports the patch with Secret values masked and writes nothing', async () => {
-    const secret = (v: string) => yamlFile('s.yaml', { apiVersion: 'v1', kind: 'Secret', metadata: { name: 's' }, stringData: { password: v } });
+    const secret = (v: string) =>
+      yamlFile('s.yaml', { apiVersion: 'v1', kind: 'Secret', metadata: { name: 's' }, stringData: { password: v } });
     await engine.sync(unit(ns.name, [secret('old-value')]));
     const since = Date.now();
     const { changes } = await engine.diff(unit(ns.name, [secret('new-value')]));

@@ -33,7 +33,9 @@ export function appDeployment(name: string, extra: Record<string, unknown> = {})
       selector: { matchLabels: { app: name } },
       template: {
         metadata: { labels: { app: name } },
-        spec: { containers: [{ name: 'app', image: 'nginx:1.27', resources: { requests: { cpu: '0.5', memory: '1024Mi' } } }] },
+        spec: {
+          containers: [{ name: 'app', image: 'nginx:1.27', resources: { requests: { cpu: '0.5', memory: '1024Mi' } } }],
+        },
       },
       ...extra,
     },
@@ -46,9 +48,22 @@ export function mixedObjects(n: number): unknown[] {
   for (let i = 0; i < n; i++) {
     const r = i % 10;
     const name = `obj-${i}`;
-    if (r < 5) out.push({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name }, data: { index: String(i), text: 'x'.repeat(64) } });
-    else if (r === 5) out.push({ apiVersion: 'v1', kind: 'Secret', metadata: { name }, stringData: { password: `pw-${i}` } });
-    else if (r < 8) out.push({ apiVersion: 'v1', kind: 'Service', metadata: { name }, spec: { selector: { app: name }, ports: [{ port: 80, targetPort: 8080 }] } });
+    if (r < 5)
+      out.push({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name },
+        data: { index: String(i), text: 'x'.repeat(64) },
+      });
+    else if (r === 5)
+      out.push({ apiVersion: 'v1', kind: 'Secret', metadata: { name }, stringData: { password: `pw-${i}` } });
+    else if (r < 8)
+      out.push({
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name },
+        spec: { selector: { app: name }, ports: [{ port: 80, targetPort: 8080 }] },
+      });
     else out.push(appDeployment(name));
   }
   return out;

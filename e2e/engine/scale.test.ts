@@ -51,7 +51,11 @@ describe('1,000 mixed objects', () => {
     const second = await engine.sync(unit);
     const resyncMs = performance.now() - t;
     expect(second.changes.filter((c) => c.action === 'unchanged')).toHaveLength(1000);
-    const writes = writeRequests(await syncAuditLog(kc, testAuditLogPath()), { sinceMs: since, namespace: ns.name, excludeControllers: true });
+    const writes = writeRequests(await syncAuditLog(kc, testAuditLogPath()), {
+      sinceMs: since,
+      namespace: ns.name,
+      excludeControllers: true,
+    });
     expect(writes).toHaveLength(0);
 
     // A manual edit, reverted through planOne/applyOne as the drift controller will.
@@ -64,13 +68,20 @@ describe('1,000 mixed objects', () => {
       });
     });
     const editStart = performance.now();
-    await jsonPatch(kc, `/api/v1/namespaces/${ns.name}/configmaps/obj-0`, [{ op: 'replace', path: '/data/index', value: 'edited' }], 'someone');
+    await jsonPatch(
+      kc,
+      `/api/v1/namespaces/${ns.name}/configmaps/obj-0`,
+      [{ op: 'replace', path: '/data/index', value: 'edited' }],
+      'someone',
+    );
     const seenAt = await seen;
     expect(engine.planOne('scale', key)?.action).toBe('patch');
     const reverted = await engine.applyOne('scale', key);
     const revertMs = performance.now() - editStart;
     expect(reverted.action).toBe('configured');
-    const live = (await kubeRequest(kc, 'GET', `/api/v1/namespaces/${ns.name}/configmaps/obj-0`)).body as { data: Record<string, string> };
+    const live = (await kubeRequest(kc, 'GET', `/api/v1/namespaces/${ns.name}/configmaps/obj-0`)).body as {
+      data: Record<string, string>;
+    };
     expect(live.data.index).toBe('0');
 
     process.stderr.write(

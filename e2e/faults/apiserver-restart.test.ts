@@ -58,21 +58,34 @@ describe('kube-apiserver restarted under a running agent', () => {
 
     // The first edit after the restart: reverted only once the agent's watch is back.
     await jsonPatch(kc, deployPath, [{ op: 'replace', path: '/spec/replicas', value: 6 }], 'manual-edit');
-    const after = await timeUntil(async () => (await replicas()) === 2, 20_000, 'drift reverted after the apiserver restart');
+    const after = await timeUntil(
+      async () => (await replicas()) === 2,
+      20_000,
+      'drift reverted after the apiserver restart',
+    );
     const uid = ((await kubeRequest(kc, 'GET', settingsPath)).body as { metadata: { uid: string } }).metadata.uid;
     expect((await kubeRequest(kc, 'DELETE', settingsPath)).status).toBe(200);
-    await waitFor(async () => {
-      const res = await kubeRequest(kc, 'GET', settingsPath);
-      return res.status === 200 && (res.body as { metadata: { uid: string } }).metadata.uid !== uid;
-    }, 5000, 'settings recreated after the apiserver restart', 20);
+    await waitFor(
+      async () => {
+        const res = await kubeRequest(kc, 'GET', settingsPath);
+        return res.status === 200 && (res.body as { metadata: { uid: string } }).metadata.uid !== uid;
+      },
+      5000,
+      'settings recreated after the apiserver restart',
+      20,
+    );
 
     const second = await stack.commit({ 'manifest.yaml': nginx(NS, 3, 'two') });
     await stack.waitForLog(agent, (r) => r.msg === 'applied' && r.commit === second, 20_000, `applied ${second}`);
     expect(await replicas()).toBe(3);
     // Still the leader (or the leader again): one agent enforces, and it is alive.
     expect(agent.exit()).toBeUndefined();
-    const leadership = (await stack.logs(agent)).filter((r) => r.msg === 'became leader' || r.msg === 'lost leadership').map((r) => r.msg);
+    const leadership = (await stack.logs(agent))
+      .filter((r) => r.msg === 'became leader' || r.msg === 'lost leadership')
+      .map((r) => r.msg);
     expect(leadership[leadership.length - 1]).toBe('became leader');
-    console.log(`apiserver restart: down/up ${restartMs} ms; drift reverted in ${before} ms before, ${after} ms after it was ready again; leadership ${JSON.stringify(leadership)}; test ${Date.now() - t0} ms`);
+    console.log(
+      `apiserver restart: down/up ${restartMs} ms; drift reverted in ${before} ms before, ${after} ms after it was ready again; leadership ${JSON.stringify(leadership)}; test ${Date.now() - t0} ms`,
+    );
   }, 60_000);
 });

@@ -49,12 +49,22 @@ describe('a commit with invalid YAML', () => {
 
     // A valid change (replicas 3) beside a broken file: neither may be applied.
     const bad = await stack.commit({ 'manifest.yaml': nginx(ns.name, 3), 'extra.yaml': BROKEN });
-    const failed = await stack.waitForLog(stack.agent!, (r) => r.msg === 'apply failed' && r.commit === bad, 20_000, `apply of ${bad} failed`);
+    const failed = await stack.waitForLog(
+      stack.agent!,
+      (r) => r.msg === 'apply failed' && r.commit === bad,
+      20_000,
+      `apply of ${bad} failed`,
+    );
     expect(JSON.stringify(failed.errors)).toContain('extra.yaml:');
-    const row = await waitFor(async () => {
-      const r = (await stack.agentList())[0];
-      return r?.status?.applied[MANIFEST_PROJECT]?.commit === bad ? r : undefined;
-    }, 10_000, 'agent list: the bad commit reported', 100);
+    const row = await waitFor(
+      async () => {
+        const r = (await stack.agentList())[0];
+        return r?.status?.applied[MANIFEST_PROJECT]?.commit === bad ? r : undefined;
+      },
+      10_000,
+      'agent list: the bad commit reported',
+      100,
+    );
     expect(row.status!.applied[MANIFEST_PROJECT].result).not.toBe('applied');
     const problems = applyProblems(row.status);
     expect(problems.length).toBeGreaterThan(0);
@@ -67,17 +77,27 @@ describe('a commit with invalid YAML', () => {
     expect(await configMap('extra')).toBe(404);
 
     // The last good commit stays enforced.
-    await jsonPatch(kc, `/apis/apps/v1/namespaces/${ns.name}/deployments/nginx`, [{ op: 'replace', path: '/spec/replicas', value: 5 }], 'manual-edit');
+    await jsonPatch(
+      kc,
+      `/apis/apps/v1/namespaces/${ns.name}/deployments/nginx`,
+      [{ op: 'replace', path: '/spec/replicas', value: 5 }],
+      'manual-edit',
+    );
     await waitFor(async () => (await replicas()) === 2, 3000, 'drift reverted to the last good commit', 20);
 
     const fixed = await stack.commit({ 'extra.yaml': FIXED });
     await stack.waitForLog(stack.agent!, (r) => r.msg === 'applied' && r.commit === fixed, 20_000, `applied ${fixed}`);
     expect(await replicas()).toBe(3);
     expect(await configMap('extra')).toBe(200);
-    const after = await waitFor(async () => {
-      const r = (await stack.agentList())[0];
-      return r?.status?.applied[MANIFEST_PROJECT]?.commit === fixed ? r : undefined;
-    }, 10_000, 'agent list: the fixed commit applied', 100);
+    const after = await waitFor(
+      async () => {
+        const r = (await stack.agentList())[0];
+        return r?.status?.applied[MANIFEST_PROJECT]?.commit === fixed ? r : undefined;
+      },
+      10_000,
+      'agent list: the fixed commit applied',
+      100,
+    );
     expect(after.status!.applied[MANIFEST_PROJECT].result).toBe('applied');
     expect(applyProblems(after.status)).toEqual([]);
     console.log(`invalid yaml: problem ${JSON.stringify(problems[0])}; test ${Date.now() - t0} ms`);

@@ -29,7 +29,12 @@ afterAll(() => owned.close());
 
 function unit(ns: string, objects: unknown[]): SyncUnit {
   const config = testProjectConfig({ defaultNamespace: ns });
-  return { name: `inv-${ns}`, namespace: ns, files: [{ path: 'all.yaml', content: objects.map((o) => stringify(o)).join('---\n') }], config };
+  return {
+    name: `inv-${ns}`,
+    namespace: ns,
+    files: [{ path: 'all.yaml', content: objects.map((o) => stringify(o)).join('---\n') }],
+    config,
+  };
 }
 
 const cm = (name: string): unknown => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name }, data: { a: '1' } });
@@ -40,13 +45,20 @@ describe('inventory before apply', () => {
   it('writes the new objects into the inventory before it creates them, on the first commit and on one that adds objects', async () => {
     const inv = inventoryName(`inv-${ns.name}`);
     const writes = async (since: number): Promise<string[]> =>
-      writeRequests(await syncAuditLog(kc, testAuditLogPath()), { sinceMs: since, namespace: ns.name, excludeControllers: true }).map(describeWrite);
+      writeRequests(await syncAuditLog(kc, testAuditLogPath()), {
+        sinceMs: since,
+        namespace: ns.name,
+        excludeControllers: true,
+      }).map(describeWrite);
 
     let since = Date.now();
     expect((await engine.sync(unit(ns.name, [cm('a'), cm('b')]))).errors).toEqual([]);
     let seen = await writes(since);
     expect(seen[0]).toBe(`create configmaps ${ns.name}/${inv} 201`);
-    expect(seen.slice(1, 3).sort()).toEqual([`create configmaps ${ns.name}/a 201`, `create configmaps ${ns.name}/b 201`]);
+    expect(seen.slice(1, 3).sort()).toEqual([
+      `create configmaps ${ns.name}/a 201`,
+      `create configmaps ${ns.name}/b 201`,
+    ]);
 
     since = Date.now();
     expect((await engine.sync(unit(ns.name, [cm('a'), cm('b'), cm('c')]))).errors).toEqual([]);
@@ -63,10 +75,17 @@ describe('inventory before apply', () => {
   it('applies a commit that creates its own default namespace under must_match', async () => {
     const own = `inv-own-${randomBytes(4).toString('hex')}`;
     try {
-      const set = await engine.sync(unit(own, [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: own } }, cm('x')]));
+      const set = await engine.sync(
+        unit(own, [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: own } }, cm('x')]),
+      );
       expect(set.errors).toEqual([]);
-      expect(Object.fromEntries(set.changes.map((c) => [c.id, c.action]))).toEqual({ [`Namespace/${own}`]: 'created', [`ConfigMap/${own}/x`]: 'created' });
-      expect((await kubeRequest(kc, 'GET', `/api/v1/namespaces/${own}/configmaps/${inventoryName(`inv-${own}`)}`)).status).toBe(200);
+      expect(Object.fromEntries(set.changes.map((c) => [c.id, c.action]))).toEqual({
+        [`Namespace/${own}`]: 'created',
+        [`ConfigMap/${own}/x`]: 'created',
+      });
+      expect(
+        (await kubeRequest(kc, 'GET', `/api/v1/namespaces/${own}/configmaps/${inventoryName(`inv-${own}`)}`)).status,
+      ).toBe(200);
     } finally {
       await kubeRequest(kc, 'DELETE', `/api/v1/namespaces/${own}`);
     }

@@ -9,7 +9,10 @@ export { nginxWithSettings as nginx } from '../harness/stack.js';
 /** ConfigMaps `cm-<i>` for each i in `indexes`, in `ns`, as one multi-document file. */
 export function configMaps(ns: string, indexes: Iterable<number>): string {
   const docs: string[] = [];
-  for (const i of indexes) docs.push(`apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-${String(i).padStart(4, '0')}\n  namespace: ${ns}\ndata:\n  index: "${i}"\n  payload: "${'x'.repeat(64)}"\n`);
+  for (const i of indexes)
+    docs.push(
+      `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-${String(i).padStart(4, '0')}\n  namespace: ${ns}\ndata:\n  index: "${i}"\n  payload: "${'x'.repeat(64)}"\n`,
+    );
   return docs.join('---\n');
 }
 

@@ -27,13 +27,23 @@ describe('the server stopped and started again', () => {
     await stack.stopServer();
     // `agent list` reads the state dir, so it still works with the server down: not connected.
     expect((await stack.agentList())[0].status).toMatchObject({ connected: false, sessions: 0 });
-    await stack.waitForLog(agent, (r) => ['connection to server lost', 'disconnected from server', 'cannot reach server'].includes(String(r.msg)), 10_000, 'disconnect noticed');
+    await stack.waitForLog(
+      agent,
+      (r) => ['connection to server lost', 'disconnected from server', 'cannot reach server'].includes(String(r.msg)),
+      10_000,
+      'disconnect noticed',
+    );
 
     // Drift and a deletion while the server is down: both undone by the agent alone.
     await jsonPatch(kc, deployPath(), [{ op: 'replace', path: '/spec/replicas', value: 6 }], 'manual-edit');
     await waitFor(async () => (await replicas()) === 2, 3000, 'replicas back to 2 with the server down', 20);
     expect((await kubeRequest(kc, 'DELETE', settingsPath())).status).toBe(200);
-    await waitFor(async () => (await kubeRequest(kc, 'GET', settingsPath())).status === 200, 3000, 'settings recreated with the server down', 20);
+    await waitFor(
+      async () => (await kubeRequest(kc, 'GET', settingsPath())).status === 200,
+      3000,
+      'settings recreated with the server down',
+      20,
+    );
 
     // A commit while the server is down: nobody can tell the agent, so the old state stays.
     const second = await stack.commit({ 'manifest.yaml': nginx(ns.name, 3, 'two') });
@@ -42,22 +52,33 @@ describe('the server stopped and started again', () => {
 
     const restarted = Date.now();
     await stack.startServer();
-    await stack.waitForLog(agent, (r) => r.msg === 'applied' && r.commit === second, 20_000, `applied ${second} after the restart`);
+    await stack.waitForLog(
+      agent,
+      (r) => r.msg === 'applied' && r.commit === second,
+      20_000,
+      `applied ${second} after the restart`,
+    );
     const catchUpMs = Date.now() - restarted;
     expect((await stack.logs(agent)).filter((r) => r.msg === 'connected to server')).toHaveLength(2);
 
     // Converged, and the server knows it.
     expect(await replicas()).toBe(3);
     expect(((await kubeRequest(kc, 'GET', settingsPath())).body as { data: { value: string } }).data.value).toBe('two');
-    const row = await waitFor(async () => {
-      const r = (await stack.agentList())[0];
-      return r?.status?.connected && r.status.applied[MANIFEST_PROJECT]?.commit === second ? r : undefined;
-    }, 10_000, 'agent list: connected with the new commit applied');
+    const row = await waitFor(
+      async () => {
+        const r = (await stack.agentList())[0];
+        return r?.status?.connected && r.status.applied[MANIFEST_PROJECT]?.commit === second ? r : undefined;
+      },
+      10_000,
+      'agent list: connected with the new commit applied',
+    );
     expect(row.status?.applied[MANIFEST_PROJECT]).toMatchObject({ commit: second, result: 'applied' });
 
     // Drift is still reverted after the reconnect.
     await jsonPatch(kc, deployPath(), [{ op: 'replace', path: '/spec/replicas', value: 7 }], 'manual-edit');
     await waitFor(async () => (await replicas()) === 3, 3000, 'replicas back to 3 after the reconnect', 20);
-    console.log(`server restart: caught up ${catchUpMs} ms after the server started again; whole test ${Date.now() - t0} ms`);
+    console.log(
+      `server restart: caught up ${catchUpMs} ms after the server started again; whole test ${Date.now() - t0} ms`,
+    );
   }, 60_000);
 });

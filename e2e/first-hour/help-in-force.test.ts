@@ -16,15 +16,41 @@ const bin = (name: string): string => path.join(repoRoot(), 'dist/bin', `${name}
 /** --help's text with its line wrapping undone. */
 async function help(program: string, command: string, env: Record<string, string>): Promise<string> {
   const base = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/home/newuser' };
-  const { stdout } = await promisify(execFile)(process.execPath, [bin(program), ...command.split(' '), '--help'], { env: { ...base, ...env } });
+  const { stdout } = await promisify(execFile)(process.execPath, [bin(program), ...command.split(' '), '--help'], {
+    env: { ...base, ...env },
+  });
   return stdout.replace(/\s+/g, ' ');
 }
 
 describe.each([
-  ['gitops-server', 'serve', 'GITOPS_SERVER_STATE_DIR', '/var/lib/gitops-server', '"/home/newuser/.local/state/gitops-server"'],
-  ['gitops-server', 'agent create', 'GITOPS_SERVER_STATE_DIR', '/var/lib/gitops-server', '"/home/newuser/.local/state/gitops-server"'],
-  ['gitops-server', 'agent list', 'GITOPS_SERVER_STATE_DIR', '/var/lib/gitops-server', '"/home/newuser/.local/state/gitops-server"'],
-  ['gitops-agent', 'run', 'GITOPS_AGENT_STATE_DIR', '/var/lib/gitops-agent', '/var/lib/gitops-agent in a pod, else $XDG_STATE_HOME/gitops-agent/<agent id>'],
+  [
+    'gitops-server',
+    'serve',
+    'GITOPS_SERVER_STATE_DIR',
+    '/var/lib/gitops-server',
+    '"/home/newuser/.local/state/gitops-server"',
+  ],
+  [
+    'gitops-server',
+    'agent create',
+    'GITOPS_SERVER_STATE_DIR',
+    '/var/lib/gitops-server',
+    '"/home/newuser/.local/state/gitops-server"',
+  ],
+  [
+    'gitops-server',
+    'agent list',
+    'GITOPS_SERVER_STATE_DIR',
+    '/var/lib/gitops-server',
+    '"/home/newuser/.local/state/gitops-server"',
+  ],
+  [
+    'gitops-agent',
+    'run',
+    'GITOPS_AGENT_STATE_DIR',
+    '/var/lib/gitops-agent',
+    '/var/lib/gitops-agent in a pod, else $XDG_STATE_HOME/gitops-agent/<agent id>',
+  ],
 ])('%s %s --help', (program, command, variable, imageValue, builtIn) => {
   it(`shows ${variable}'s value as the --state-dir default when it is set (as the image sets it)`, async () => {
     const text = await help(program, command, { [variable]: imageValue });

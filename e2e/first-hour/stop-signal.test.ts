@@ -38,7 +38,16 @@ beforeAll(async () => {
   expect(existsSync(SERVER) && existsSync(AGENT)).toBe(true); // npm run build
   tmp = await mkdtemp(path.join(tmpdir(), 'gitops-stop-signal-'));
   await mkdir(path.join(tmp, 'repos'));
-  const created = await promisify(execFile)(process.execPath, [SERVER, 'agent', 'create', 'stopper', '--config-project', 'group/kubernetes-agent', '--state-dir', path.join(tmp, 'registry')]);
+  const created = await promisify(execFile)(process.execPath, [
+    SERVER,
+    'agent',
+    'create',
+    'stopper',
+    '--config-project',
+    'group/kubernetes-agent',
+    '--state-dir',
+    path.join(tmp, 'registry'),
+  ]);
   tokenFile = path.join(tmp, 'agent.token');
   await writeFile(tokenFile, created.stdout, { mode: 0o600 });
 });
@@ -58,29 +67,43 @@ function start(args: string[], pid1 = AS_PID_1): Daemon {
   const argv = pid1 ? ['--pid', '--fork', '--kill-child', process.execPath, ...args] : args;
   const child = spawn(pid1 ? 'unshare' : process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => { out += d; });
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => { out += d; });
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) => {
     child.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() }));
   });
   return {
-    child, exited, output: () => out,
+    child,
+    exited,
+    output: () => out,
     pid: async () => {
       if (!pid1) return child.pid as number;
       const children = `/proc/${child.pid}/task/${child.pid}/children`;
       // Only a pid counts: an empty file (unshare has not forked yet) is "not yet" (waitFor would
       // take '' as an answer, and Number('') is 0: process.kill(0) signals our own process group).
-      const text = await waitFor(async () => {
-        const listed = (await readFile(children, 'utf8').catch(() => '')).trim();
-        return /^[1-9][0-9]*$/.test(listed) ? listed : undefined;
-      }, 2_000, 'unshare to start the daemon', 2);
+      const text = await waitFor(
+        async () => {
+          const listed = (await readFile(children, 'utf8').catch(() => '')).trim();
+          return /^[1-9][0-9]*$/.test(listed) ? listed : undefined;
+        },
+        2_000,
+        'unshare to start the daemon',
+        2,
+      );
       return Number(text);
     },
   };
 }
 
 /** Sends SIGTERM once `when` resolves; returns how the daemon ended and how long after the signal. */
-async function stopAt(d: Daemon, when: Promise<unknown>): Promise<{ code: number | null; signal: NodeJS.Signals | null; afterSignalMs: number }> {
+async function stopAt(
+  d: Daemon,
+  when: Promise<unknown>,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; afterSignalMs: number }> {
   const pid = await d.pid();
   // Never 0 or negative: that would signal this test's own process group (jest and the CI run).
   if (!Number.isInteger(pid) || pid <= 1) throw new Error(`not a daemon pid: ${pid}`);
@@ -101,16 +124,45 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 let run = 0;
 function serverArgs(): { args: string[]; stateDir: string } {
   const stateDir = path.join(tmp, `server-state-${++run}`);
-  return { stateDir, args: [SERVER, 'serve', '--git-root', path.join(tmp, 'repos'), '--state-dir', stateDir, '--tls-self-signed', '--listen', '127.0.0.1:0'] };
+  return {
+    stateDir,
+    args: [
+      SERVER,
+      'serve',
+      '--git-root',
+      path.join(tmp, 'repos'),
+      '--state-dir',
+      stateDir,
+      '--tls-self-signed',
+      '--listen',
+      '127.0.0.1:0',
+    ],
+  };
 }
 function agentArgs(): string[] {
   const kubeconfig = process.env[TEST_ENV.kubeconfig];
   expect(kubeconfig).toBeTruthy();
-  return [AGENT, 'run', '--server-url', 'wss://127.0.0.1:9/api/v1/agent/connect', '--token-file', tokenFile, '--kubeconfig', kubeconfig as string,
-    '--state-dir', path.join(tmp, `agent-state-${++run}`), '--listen', '127.0.0.1:0', '--no-leader-elect'];
+  return [
+    AGENT,
+    'run',
+    '--server-url',
+    'wss://127.0.0.1:9/api/v1/agent/connect',
+    '--token-file',
+    tokenFile,
+    '--kubeconfig',
+    kubeconfig as string,
+    '--state-dir',
+    path.join(tmp, `agent-state-${++run}`),
+    '--listen',
+    '127.0.0.1:0',
+    '--no-leader-elect',
+  ];
 }
 
-const exitedAtOnce = (end: { code: number | null; signal: NodeJS.Signals | null; afterSignalMs: number }): unknown => ({ ...end, afterSignalMs: end.afterSignalMs < EXIT_WITHIN_MS });
+const exitedAtOnce = (end: { code: number | null; signal: NodeJS.Signals | null; afterSignalMs: number }): unknown => ({
+  ...end,
+  afterSignalMs: end.afterSignalMs < EXIT_WITHIN_MS,
+});
 
 describe.each([
   ['gitops-server serve', () => serverArgs().args],
@@ -124,7 +176,10 @@ describe.each([
   it(`50 ms after the start, as a plain child: ends within ${EXIT_WITHIN_MS} ms, exit 0 or by that SIGTERM (before Node runs the program)`, async () => {
     const d = start(args(), false);
     const end = await stopAt(d, sleep(50));
-    expect([{ code: 0, signal: null, afterSignalMs: true }, { code: null, signal: 'SIGTERM', afterSignalMs: true }]).toContainEqual(exitedAtOnce(end));
+    expect([
+      { code: 0, signal: null, afterSignalMs: true },
+      { code: null, signal: 'SIGTERM', afterSignalMs: true },
+    ]).toContainEqual(exitedAtOnce(end));
   });
 });
 
@@ -133,16 +188,35 @@ describe(`a SIGTERM once start-up has begun${AS_PID_1 ? ', as PID 1' : ''}`, () 
     const { args, stateDir } = serverArgs();
     const d = start(args);
     // The action creates the state dir first thing; the certificate is made after it.
-    const end = await stopAt(d, waitFor(() => existsSync(stateDir), 5_000, 'the state dir', 2));
+    const end = await stopAt(
+      d,
+      waitFor(() => existsSync(stateDir), 5_000, 'the state dir', 2),
+    );
     expect(exitedAtOnce(end)).toEqual({ code: 0, signal: null, afterSignalMs: true });
-    const msgs = d.output().split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { msg: string }).msg);
-    expect(msgs).toEqual(expect.arrayContaining(['stop signal during start-up: stopping once started', 'server listening', 'stopping', 'server stopped']));
-    expect(msgs.indexOf('stop signal during start-up: stopping once started')).toBeLessThan(msgs.indexOf('server listening'));
+    const msgs = d
+      .output()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => (JSON.parse(l) as { msg: string }).msg);
+    expect(msgs).toEqual(
+      expect.arrayContaining([
+        'stop signal during start-up: stopping once started',
+        'server listening',
+        'stopping',
+        'server stopped',
+      ]),
+    );
+    expect(msgs.indexOf('stop signal during start-up: stopping once started')).toBeLessThan(
+      msgs.indexOf('server listening'),
+    );
   });
 
   it('gitops-agent run finishes starting, then stops cleanly: exit 0', async () => {
     const d = start(agentArgs());
-    const end = await stopAt(d, waitFor(() => d.output().includes('"agent starting"'), 5_000, 'agent starting', 2));
+    const end = await stopAt(
+      d,
+      waitFor(() => d.output().includes('"agent starting"'), 5_000, 'agent starting', 2),
+    );
     expect(exitedAtOnce(end)).toEqual({ code: 0, signal: null, afterSignalMs: true });
     expect(d.output()).toContain('"agent stopped"');
   });

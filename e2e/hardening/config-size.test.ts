@@ -10,13 +10,22 @@
  * agents get their next commit.
  */
 import { describe, expect, it } from '@jest/globals';
-import { TENANT_CONFIG_PROJECT, TENANT_MANIFEST_PROJECT, configMapManifest, useTenantServer, type TenantServer } from '../harness/server-process.js';
+import {
+  TENANT_CONFIG_PROJECT,
+  TENANT_MANIFEST_PROJECT,
+  configMapManifest,
+  useTenantServer,
+  type TenantServer,
+} from '../harness/server-process.js';
 import { waitFor } from '../harness/wait.js';
 
 /** n drift ignore rules in block style, about 84 bytes each (the issue's 4.7 MB file has 56,000). */
 function driftRules(n: number): string {
   const rules: string[] = [];
-  for (let i = 0; i < n; i++) rules.push(`    - kind: Deployment\n      name: app-${String(i).padStart(6, '0')}\n      paths: [/spec/replicas, /spec/template]\n`);
+  for (let i = 0; i < n; i++)
+    rules.push(
+      `    - kind: Deployment\n      name: app-${String(i).padStart(6, '0')}\n      paths: [/spec/replicas, /spec/template]\n`,
+    );
   return `gitops:\n  manifest_projects:\n  - id: ${TENANT_MANIFEST_PROJECT}\n  drift:\n    ignore:\n${rules.join('')}`;
 }
 
@@ -25,7 +34,11 @@ function laughs(): string {
   const lines = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
   for (let i = 1; i < 9; i++) {
     const name = String.fromCharCode(97 + i);
-    lines.push(`${name}: &${name} [${Array(10).fill(`*${String.fromCharCode(96 + i)}`).join(', ')}]`);
+    lines.push(
+      `${name}: &${name} [${Array(10)
+        .fill(`*${String.fromCharCode(96 + i)}`)
+        .join(', ')}]`,
+    );
   }
   return `${lines.join('\n')}\ngitops:\n  drift:\n    ignore:\n    - paths: *i\n`;
 }
@@ -33,7 +46,11 @@ function laughs(): string {
 const tenant = useTenantServer({ agents: [{ name: 'big' }, { name: 'laughs' }, { name: 'rules' }, { name: 'good' }] });
 
 async function problem(ts: TenantServer, name: string): Promise<{ code: string; message: string }> {
-  return waitFor(async () => (await ts.agentRow(name)).status?.configProblems?.[0], 30_000, `a config problem for ${name}`);
+  return waitFor(
+    async () => (await ts.agentRow(name)).status?.configProblems?.[0],
+    30_000,
+    `a config problem for ${name}`,
+  );
 }
 
 describe('hardening: config.yaml size', () => {
@@ -57,13 +74,25 @@ describe('hardening: config.yaml size', () => {
     const rulesProblem = await problem(ts, 'rules');
     const health = await probe.stop();
     const after = await ts.memory();
-    process.stderr.write(`config size: VmHWM ${before.hwmMiB.toFixed(0)} → ${after.hwmMiB.toFixed(0)} MiB (RSS ${after.rssMiB.toFixed(0)}), /healthz max ${health.maxMs.toFixed(0)} ms over ${health.count}\n`);
+    process.stderr.write(
+      `config size: VmHWM ${before.hwmMiB.toFixed(0)} → ${after.hwmMiB.toFixed(0)} MiB (RSS ${after.rssMiB.toFixed(0)}), /healthz max ${health.maxMs.toFixed(0)} ms over ${health.count}\n`,
+    );
 
     expect(bigProblem.code).toBe('CONFIG_TOO_LARGE');
-    expect(bigProblem.message).toMatch(new RegExp(`^\\.gitlab/agents/big/config\\.yaml: 4\\.\\d MiB \\(${Buffer.byteLength(big)} bytes\\) is over the 128 KiB limit`));
-    expect(laughsProblem).toMatchObject({ code: 'CONFIG_YAML_INVALID', message: expect.stringContaining('YAML aliases expand to more than 100 nodes') });
+    expect(bigProblem.message).toMatch(
+      new RegExp(
+        `^\\.gitlab/agents/big/config\\.yaml: 4\\.\\d MiB \\(${Buffer.byteLength(big)} bytes\\) is over the 128 KiB limit`,
+      ),
+    );
+    expect(laughsProblem).toMatchObject({
+      code: 'CONFIG_YAML_INVALID',
+      message: expect.stringContaining('YAML aliases expand to more than 100 nodes'),
+    });
     // 1,000 rules are 84 KiB: under the size limit, over the cap on rules.
-    expect(rulesProblem).toMatchObject({ code: 'CONFIG_INVALID_VALUE', message: expect.stringContaining('gitops.drift.ignore: lists 1000 entries; at most 100 are allowed') });
+    expect(rulesProblem).toMatchObject({
+      code: 'CONFIG_INVALID_VALUE',
+      message: expect.stringContaining('gitops.drift.ignore: lists 1000 entries; at most 100 are allowed'),
+    });
 
     // Before: VmHWM 86 → 557 MiB for the 4.7 MB file (the issue measured 491). Now +47 MiB:
     // fetching the commit and reading the file (as a string) cost a few times its size.

@@ -11,10 +11,18 @@
  * restart with the bad configs still starts.
  */
 import { describe, expect, it } from '@jest/globals';
-import { DEFAULT_TENANT_CONFIG, TENANT_CONFIG_PROJECT, TENANT_MANIFEST_PROJECT, configMapManifest, useTenantServer, type TenantServer } from '../harness/server-process.js';
+import {
+  DEFAULT_TENANT_CONFIG,
+  TENANT_CONFIG_PROJECT,
+  TENANT_MANIFEST_PROJECT,
+  configMapManifest,
+  useTenantServer,
+  type TenantServer,
+} from '../harness/server-process.js';
 import { waitFor } from '../harness/wait.js';
 
-const withId = (id: string): string => `gitops:\n  manifest_projects:\n  - id: ${JSON.stringify(id)}\n    paths:\n    - glob: '/**/*.yaml'\n`;
+const withId = (id: string): string =>
+  `gitops:\n  manifest_projects:\n  - id: ${JSON.stringify(id)}\n    paths:\n    - glob: '/**/*.yaml'\n`;
 
 /** Agent name → the id its config names (line 3 of its config.yaml). */
 const BAD: Record<string, string> = {
@@ -32,13 +40,22 @@ const tenant = useTenantServer({
   ],
 });
 
-async function configProblem(ts: TenantServer, name: string): Promise<{ code: string; message: string; line?: number }> {
-  return waitFor(async () => (await ts.agentRow(name)).status?.configProblems?.[0], 20_000, `a config problem in agent list for ${name}`);
+async function configProblem(
+  ts: TenantServer,
+  name: string,
+): Promise<{ code: string; message: string; line?: number }> {
+  return waitFor(
+    async () => (await ts.agentRow(name)).status?.configProblems?.[0],
+    20_000,
+    `a config problem in agent list for ${name}`,
+  );
 }
 
 /** Log records of the server process that say it lost a promise or crashed. */
 async function crashLines(ts: TenantServer): Promise<string[]> {
-  return (await ts.logs()).filter((r) => /unhandled|uncaught/i.test(String(r.msg)) || r.msg === 'fleet task failed').map((r) => JSON.stringify(r).slice(0, 300));
+  return (await ts.logs())
+    .filter((r) => /unhandled|uncaught/i.test(String(r.msg)) || r.msg === 'fleet task failed')
+    .map((r) => JSON.stringify(r).slice(0, 300));
 }
 
 describe('hardening: project ids in config.yaml', () => {
@@ -48,7 +65,9 @@ describe('hardening: project ids in config.yaml', () => {
       const problem = await configProblem(ts, name);
       expect(problem.code).toBe('CONFIG_INVALID_VALUE');
       expect(problem.line).toBe(3);
-      expect(problem.message).toMatch(new RegExp(`^\\.gitlab/agents/${name}/config\\.yaml:3:\\d+: gitops\\.manifest_projects\\[0\\]\\.id: `));
+      expect(problem.message).toMatch(
+        new RegExp(`^\\.gitlab/agents/${name}/config\\.yaml:3:\\d+: gitops\\.manifest_projects\\[0\\]\\.id: `),
+      );
       // The 10,000-character id is quoted cut short.
       expect(problem.message.length).toBeLessThan(400);
     }
@@ -58,7 +77,9 @@ describe('hardening: project ids in config.yaml', () => {
     // The agent concerned hears it in an `error` message when it connects.
     const dots = await ts.connect('dots');
     const error = await dots.next('error');
-    expect(error.problems[0].message).toMatch(/^\.gitlab\/agents\/dots\/config\.yaml:3:9: gitops\.manifest_projects\[0\]\.id: "\.\.\/\.\.\/etc" is not a GitLab project path/);
+    expect(error.problems[0].message).toMatch(
+      /^\.gitlab\/agents\/dots\/config\.yaml:3:9: gitops\.manifest_projects\[0\]\.id: "\.\.\/\.\.\/etc" is not a GitLab project path/,
+    );
     expect(await dots.collect('desired', 300)).toEqual([]);
 
     // Everybody else gets the current and the next commit.
@@ -77,7 +98,11 @@ describe('hardening: project ids in config.yaml', () => {
     await good.next('desired', 15_000);
     await ts.commit(TENANT_CONFIG_PROJECT, { '.gitlab/agents/flip/config.yaml': withId('../../etc') });
     const error = await flip.next('error', 15_000);
-    expect(error.problems[0]).toMatchObject({ code: 'CONFIG_INVALID_VALUE', line: 3, message: expect.stringMatching(/^\.gitlab\/agents\/flip\/config\.yaml:3:\d+: /) });
+    expect(error.problems[0]).toMatchObject({
+      code: 'CONFIG_INVALID_VALUE',
+      line: 3,
+      message: expect.stringMatching(/^\.gitlab\/agents\/flip\/config\.yaml:3:\d+: /),
+    });
     expect((await configProblem(ts, 'flip')).line).toBe(3);
 
     const sha = await ts.commit(TENANT_MANIFEST_PROJECT, { 'manifest.yaml': configMapManifest('tenant', 'three') });
@@ -89,7 +114,11 @@ describe('hardening: project ids in config.yaml', () => {
 
     // Fixing the file clears the problem.
     await ts.commit(TENANT_CONFIG_PROJECT, { '.gitlab/agents/flip/config.yaml': DEFAULT_TENANT_CONFIG });
-    await waitFor(async () => (await ts.agentRow('flip')).status?.configProblems === undefined, 15_000, 'flip problem cleared');
+    await waitFor(
+      async () => (await ts.agentRow('flip')).status?.configProblems === undefined,
+      15_000,
+      'flip problem cleared',
+    );
   });
 
   it('starts again with the bad configs in place (no crash loop)', async () => {
@@ -98,7 +127,12 @@ describe('hardening: project ids in config.yaml', () => {
     const good = await ts.connect('good');
     expect((await good.next('desired', 15_000)).project).toBe(TENANT_MANIFEST_PROJECT);
     // Found again by the new process (not only the status the old one left behind).
-    for (const name of Object.keys(BAD)) await ts.waitForLog((r) => String(r.msg).startsWith('invalid agent config') && r.agent === name, 15_000, `invalid agent config for ${name}`);
+    for (const name of Object.keys(BAD))
+      await ts.waitForLog(
+        (r) => String(r.msg).startsWith('invalid agent config') && r.agent === name,
+        15_000,
+        `invalid agent config for ${name}`,
+      );
     for (const name of Object.keys(BAD)) expect((await configProblem(ts, name)).code).toBe('CONFIG_INVALID_VALUE');
     await new Promise((r) => setTimeout(r, 500));
     expect(ts.alive()).toBe(true);

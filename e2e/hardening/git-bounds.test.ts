@@ -22,7 +22,12 @@ import { mkdir, open, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from '@jest/globals';
 import { git } from '../harness/git-repo.js';
-import { TENANT_MANIFEST_PROJECT, configMapManifest, useTenantServer, type TenantServer } from '../harness/server-process.js';
+import {
+  TENANT_MANIFEST_PROJECT,
+  configMapManifest,
+  useTenantServer,
+  type TenantServer,
+} from '../harness/server-process.js';
 import { waitFor } from '../harness/wait.js';
 
 const GLOB_PROJECT = 'long-names';
@@ -33,7 +38,8 @@ const BAD_GLOB = '*a*a*a*a*a*a*a*a*b';
 const LONG_NAMES = Array.from({ length: 20 }, (_, i) => `${'a'.repeat(58)}${String(i).padStart(2, '0')}`);
 const BIG_BYTES = 512 * 1024 * 1024;
 
-const configFor = (project: string, glob: string): string => `gitops:\n  manifest_projects:\n  - id: ${project}\n    paths:\n    - glob: '${glob}'\n`;
+const configFor = (project: string, glob: string): string =>
+  `gitops:\n  manifest_projects:\n  - id: ${project}\n    paths:\n    - glob: '${glob}'\n`;
 
 const tenant = useTenantServer({
   agents: [
@@ -43,7 +49,10 @@ const tenant = useTenantServer({
     { name: 'bystander' },
   ],
   projects: {
-    [GLOB_PROJECT]: { aaaaaaaab: configMapManifest('matched', 'yes'), ...Object.fromEntries(LONG_NAMES.map((n) => [n, configMapManifest('long', 'no')])) },
+    [GLOB_PROJECT]: {
+      aaaaaaaab: configMapManifest('matched', 'yes'),
+      ...Object.fromEntries(LONG_NAMES.map((n) => [n, configMapManifest('long', 'no')])),
+    },
     [BIG_PROJECT]: { 'ok.yaml': configMapManifest('ok', 'one') },
     [ASSETS_PROJECT]: { 'manifests/app.yaml': configMapManifest('app', 'one') },
   },
@@ -76,7 +85,9 @@ describe('hardening: the Git layer bounds what globs and files cost', () => {
     expect(again.files.map((f) => f.path)).toEqual([`${'a'.repeat(59)}b`, 'aaaaaaaab']);
     await bystanderFollows(ts, 'after-glob');
     const health = await probe.stop();
-    console.log(`glob attack: first desired after ${readMs.toFixed(0)} ms; /healthz max ${health.maxMs.toFixed(1)} ms over ${health.count} probes`);
+    console.log(
+      `glob attack: first desired after ${readMs.toFixed(0)} ms; /healthz max ${health.maxMs.toFixed(1)} ms over ${health.count} probes`,
+    );
     expect(health.failures).toBe(0);
     expect(health.maxMs).toBeLessThan(100);
     expect(ts.alive()).toBe(true);
@@ -101,17 +112,25 @@ describe('hardening: the Git layer bounds what globs and files cost', () => {
     expect(await ts.webhook(BIG_PROJECT)).toBe(202);
     const error = await big.next('error', 60_000);
     const problem = error.problems.find((p) => p.code === 'GIT_FILE_TOO_LARGE');
-    expect(problem?.message).toMatch(/(^|: )huge\.yaml: 536870912 bytes at big-file@[0-9a-f]{12}, over the per-file limit of 5 MiB/);
+    expect(problem?.message).toMatch(
+      /(^|: )huge\.yaml: 536870912 bytes at big-file@[0-9a-f]{12}, over the per-file limit of 5 MiB/,
+    );
     // The operator sees it too, in that agent's row only.
-    const row = await waitFor(async () => {
-      const r = await ts.agentRow('big');
-      return r.status?.sourceProblems?.[BIG_PROJECT]?.code === 'GIT_FILE_TOO_LARGE' ? r : undefined;
-    }, 10_000, 'GIT_FILE_TOO_LARGE in agent list');
+    const row = await waitFor(
+      async () => {
+        const r = await ts.agentRow('big');
+        return r.status?.sourceProblems?.[BIG_PROJECT]?.code === 'GIT_FILE_TOO_LARGE' ? r : undefined;
+      },
+      10_000,
+      'GIT_FILE_TOO_LARGE in agent list',
+    );
     expect(row.status?.sourceProblems?.[BIG_PROJECT]?.message).toContain('huge.yaml');
     await bystanderFollows(ts, 'after-big');
     const health = await probe.stop();
     const after = await ts.memory();
-    console.log(`big file: VmHWM ${before.hwmMiB.toFixed(0)} → ${after.hwmMiB.toFixed(0)} MiB, RSS ${after.rssMiB.toFixed(0)} MiB; /healthz max ${health.maxMs.toFixed(1)} ms`);
+    console.log(
+      `big file: VmHWM ${before.hwmMiB.toFixed(0)} → ${after.hwmMiB.toFixed(0)} MiB, RSS ${after.rssMiB.toFixed(0)} MiB; /healthz max ${health.maxMs.toFixed(1)} ms`,
+    );
     expect(ts.alive()).toBe(true);
     expect(after.hwmMiB).toBeLessThan(400);
     expect(health.failures).toBe(0);
@@ -129,7 +148,8 @@ describe('hardening: the Git layer bounds what globs and files cost', () => {
     await assets.next('desired', 15_000);
     const repo = await ts.repo(ASSETS_PROJECT);
     await mkdir(path.join(repo.workDir, 'assets'), { recursive: true });
-    for (let i = 0; i < 11; i++) await writeFile(path.join(repo.workDir, 'assets', `blob${i}.bin`), randomBytes(4 * 1024 * 1024));
+    for (let i = 0; i < 11; i++)
+      await writeFile(path.join(repo.workDir, 'assets', `blob${i}.bin`), randomBytes(4 * 1024 * 1024));
     const before = await ts.memory();
     const sha = await ts.commit(ASSETS_PROJECT, { 'manifests/app.yaml': configMapManifest('app', 'two') });
     const desired = await assets.next('desired', 30_000);
@@ -138,7 +158,9 @@ describe('hardening: the Git layer bounds what globs and files cost', () => {
     const sha2 = await ts.commit(ASSETS_PROJECT, { 'manifests/app.yaml': configMapManifest('app', 'three') });
     expect((await assets.next('desired', 30_000)).commit).toBe(sha2);
     const after = await ts.memory();
-    console.log(`assets: RSS ${before.rssMiB.toFixed(0)} → ${after.rssMiB.toFixed(0)} MiB, VmHWM ${before.hwmMiB.toFixed(0)} → ${after.hwmMiB.toFixed(0)} MiB`);
+    console.log(
+      `assets: RSS ${before.rssMiB.toFixed(0)} → ${after.rssMiB.toFixed(0)} MiB, VmHWM ${before.hwmMiB.toFixed(0)} → ${after.hwmMiB.toFixed(0)} MiB`,
+    );
     // isomorphic-git's cache kept the whole pack per project (+210 MiB for a 44 MiB repository).
     expect(after.rssMiB - before.rssMiB).toBeLessThan(60);
     expect(after.hwmMiB).toBeLessThan(400);

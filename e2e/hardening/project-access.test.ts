@@ -12,7 +12,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from '@jest/globals';
-import { TENANT_MANIFEST_PROJECT, configMapManifest, useTenantServer, type TenantServer } from '../harness/server-process.js';
+import {
+  TENANT_MANIFEST_PROJECT,
+  configMapManifest,
+  useTenantServer,
+  type TenantServer,
+} from '../harness/server-process.js';
 import { waitFor } from '../harness/wait.js';
 
 const SECRET_PROJECT = 'tenant-b/secret-manifests';
@@ -43,7 +48,10 @@ const REFUSAL = `.gitlab/agents/agent1/config.yaml:6: gitops.manifest_projects[1
 
 const carriesSecret = (messages: unknown[]): boolean => messages.some((m) => JSON.stringify(m).includes(SECRET_VALUE));
 
-async function configProblems(ts: TenantServer, name: string): Promise<{ code: string; message: string }[] | undefined> {
+async function configProblems(
+  ts: TenantServer,
+  name: string,
+): Promise<{ code: string; message: string }[] | undefined> {
   return (await ts.agentRow(name)).status?.configProblems;
 }
 
@@ -54,7 +62,9 @@ describe('hardening: an agent reads only the manifest projects it may', () => {
     const first = await agent1.next('desired', 15_000);
     expect(first.project).toBe(TENANT_MANIFEST_PROJECT);
     const error = await agent1.next('error', 15_000);
-    expect(error.problems).toEqual([{ code: 'CONFIG_PROJECT_NOT_ALLOWED', file: '.gitlab/agents/agent1/config.yaml', line: 6, message: REFUSAL }]);
+    expect(error.problems).toEqual([
+      { code: 'CONFIG_PROJECT_NOT_ALLOWED', file: '.gitlab/agents/agent1/config.yaml', line: 6, message: REFUSAL },
+    ]);
     const config = await agent1.next('config', 15_000);
     expect(config.projects).toEqual([TENANT_MANIFEST_PROJECT]);
     // Tenant B's own agent gets its project (so the server can read it, and did not send it to agent1).
@@ -66,7 +76,9 @@ describe('hardening: an agent reads only the manifest projects it may', () => {
     const sha = await ts.commit(SECRET_PROJECT, { 'secret.yaml': SECRET, 'more.yaml': configMapManifest('b', 'two') });
     expect((await tenantB.next('desired', 15_000)).commit).toBe(sha);
     await new Promise((r) => setTimeout(r, 500));
-    expect(agent1.messages.filter((m) => m.type === 'desired').map((m) => (m as { project: string }).project)).toEqual([TENANT_MANIFEST_PROJECT]);
+    expect(agent1.messages.filter((m) => m.type === 'desired').map((m) => (m as { project: string }).project)).toEqual([
+      TENANT_MANIFEST_PROJECT,
+    ]);
     expect(carriesSecret(agent1.messages)).toBe(false);
 
     const row = await waitFor(() => configProblems(ts, 'agent1'), 10_000, 'agent1 config problem in agent list');
@@ -88,14 +100,31 @@ describe('hardening: an agent reads only the manifest projects it may', () => {
     await agent1.next('desired', 15_000);
     const allowed = await ts.cli('agent', 'allow', 'agent1', '--project', SECRET_PROJECT);
     expect(allowed).toMatchObject({ code: 0 });
-    const desired = await waitFor(() => agent1.messages.find((m) => m.type === 'desired' && m.project === SECRET_PROJECT), 15_000, `a desired message for ${SECRET_PROJECT}`);
+    const desired = await waitFor(
+      () => agent1.messages.find((m) => m.type === 'desired' && m.project === SECRET_PROJECT),
+      15_000,
+      `a desired message for ${SECRET_PROJECT}`,
+    );
     expect(carriesSecret([desired])).toBe(true);
-    await waitFor(async () => (await configProblems(ts, 'agent1')) === undefined, 10_000, 'agent1 config problem cleared');
-    expect(agent1.messages.filter((m) => m.type === 'config').at(-1)).toMatchObject({ projects: [TENANT_MANIFEST_PROJECT, SECRET_PROJECT], errors: [] });
+    await waitFor(
+      async () => (await configProblems(ts, 'agent1')) === undefined,
+      10_000,
+      'agent1 config problem cleared',
+    );
+    expect(agent1.messages.filter((m) => m.type === 'config').at(-1)).toMatchObject({
+      projects: [TENANT_MANIFEST_PROJECT, SECRET_PROJECT],
+      errors: [],
+    });
 
     const disallowed = await ts.cli('agent', 'disallow', 'agent1', '--project', SECRET_PROJECT);
     expect(disallowed).toMatchObject({ code: 0 });
-    await waitFor(() => agent1.messages.filter((m) => m.type === 'config').at(-1)?.type === 'config' && (agent1.messages.filter((m) => m.type === 'config').at(-1) as { projects: string[] }).projects.length === 1, 15_000, 'a config without the project');
+    await waitFor(
+      () =>
+        agent1.messages.filter((m) => m.type === 'config').at(-1)?.type === 'config' &&
+        (agent1.messages.filter((m) => m.type === 'config').at(-1) as { projects: string[] }).projects.length === 1,
+      15_000,
+      'a config without the project',
+    );
     const problems = await waitFor(() => configProblems(ts, 'agent1'), 10_000, 'agent1 config problem back');
     expect(problems[0].code).toBe('CONFIG_PROJECT_NOT_ALLOWED');
     // A commit to tenant B's project is not sent to agent1 any more.

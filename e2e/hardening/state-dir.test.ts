@@ -16,7 +16,13 @@ import { appendFile, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from '@jest/globals';
 import { connectWithToken } from '../server/client.js';
-import { TENANT_AUDIENCE, TENANT_MANIFEST_PROJECT, configMapManifest, useTenantServer, type TenantServer } from '../harness/server-process.js';
+import {
+  TENANT_AUDIENCE,
+  TENANT_MANIFEST_PROJECT,
+  configMapManifest,
+  useTenantServer,
+  type TenantServer,
+} from '../harness/server-process.js';
 import { repoRoot } from '../harness/controlplane.js';
 import { waitFor } from '../harness/wait.js';
 
@@ -24,7 +30,8 @@ import { waitFor } from '../harness/wait.js';
 const tenant = useTenantServer({ agents: [{ name: 'first' }, { name: 'second' }, { name: 'third' }] });
 
 let value = 0;
-const nextCommit = (ts: TenantServer): Promise<string> => ts.commit(TENANT_MANIFEST_PROJECT, { 'manifest.yaml': configMapManifest('tenant', `v${++value}`) });
+const nextCommit = (ts: TenantServer): Promise<string> =>
+  ts.commit(TENANT_MANIFEST_PROJECT, { 'manifest.yaml': configMapManifest('tenant', `v${++value}`) });
 
 /** One sample of the server's /metrics, or NaN when absent. */
 async function metric(ts: TenantServer, series: string): Promise<number> {
@@ -35,7 +42,9 @@ async function metric(ts: TenantServer, series: string): Promise<number> {
 
 /** Log lines of a lost promise or a crash. */
 async function crashLines(ts: TenantServer): Promise<string[]> {
-  return (await ts.logs()).filter((r) => /unhandled|uncaught/i.test(String(r.msg))).map((r) => JSON.stringify(r).slice(0, 300));
+  return (await ts.logs())
+    .filter((r) => /unhandled|uncaught/i.test(String(r.msg)))
+    .map((r) => JSON.stringify(r).slice(0, 300));
 }
 
 describe('hardening: the state dir', () => {
@@ -45,10 +54,20 @@ describe('hardening: the state dir', () => {
     for (const bad of ['../../etc', 'http://169.254.169.254/latest', '', 'a'.repeat(300)]) {
       const out = await ts.cli('agent', 'create', 'intruder', '--config-project', bad);
       expect(out).toMatchObject({ code: 2, stdout: '' });
-      expect(out.stderr).toMatch(/^error: agent intruder: --config-project ".*": .+; name a project such as group\/kubernetes-agent\n$/);
+      expect(out.stderr).toMatch(
+        /^error: agent intruder: --config-project ".*": .+; name a project such as group\/kubernetes-agent\n$/,
+      );
       expect(out.stderr.length).toBeLessThan(300);
     }
-    const badAllow = await ts.cli('agent', 'create', 'intruder', '--config-project', 'kubernetes-agent', '--allow-project', '../');
+    const badAllow = await ts.cli(
+      'agent',
+      'create',
+      'intruder',
+      '--config-project',
+      'kubernetes-agent',
+      '--allow-project',
+      '../',
+    );
     expect(badAllow.code).toBe(2);
     expect(badAllow.stderr).toMatch(/--allow-project "\.\.\/": segment 1 must start/);
     expect(await readFile(path.join(ts.stateDir, 'agents.journal'), 'utf8')).toBe(before);
@@ -60,11 +79,17 @@ describe('hardening: the state dir', () => {
     const journal = path.join(ts.stateDir, 'agents.journal');
     const second = JSON.parse((await readFile(journal, 'utf8')).split('\n')[0]) as Record<string, unknown>;
     // What an earlier version's `agent create` accepted, and a record cut down by hand.
-    await appendFile(journal, `${JSON.stringify({ id: 'f'.repeat(32) })}\n${JSON.stringify({ ...second, id: 'e'.repeat(32), name: 'climber', configProject: '../../etc' })}\n`);
+    await appendFile(
+      journal,
+      `${JSON.stringify({ id: 'f'.repeat(32) })}\n${JSON.stringify({ ...second, id: 'e'.repeat(32), name: 'climber', configProject: '../../etc' })}\n`,
+    );
     await ts.restart();
     expect(ts.alive()).toBe(true);
     const skipped = (await ts.logs()).filter((r) => r.msg === 'agent record skipped');
-    expect(skipped.map((r) => [r.file, r.line])).toEqual([[journal, 3], [journal, 4]]);
+    expect(skipped.map((r) => [r.file, r.line])).toEqual([
+      [journal, 3],
+      [journal, 4],
+    ]);
     expect(String(skipped[1].problem)).toMatch(/^configProject: segment 1 must start/);
     expect(await metric(ts, 'gitops_server_state_records_skipped{kind="agent"}')).toBe(2);
 
@@ -93,12 +118,22 @@ describe('hardening: the state dir', () => {
     const revokedBefore = (await ts.logs()).filter((r) => r.msg === 'agents changed' && Number(r.revoked) > 0).length;
 
     await rm(file);
-    const unreadable = await ts.waitForLog((r) => r.msg === 'agents file unreadable; keeping the agents known', 5_000, 'the unreadable line');
+    const unreadable = await ts.waitForLog(
+      (r) => r.msg === 'agents file unreadable; keeping the agents known',
+      5_000,
+      'the unreadable line',
+    );
     expect(unreadable).toMatchObject({ file, problem: 'missing' });
     expect(await metric(ts, 'gitops_server_agents_file_unreadable')).toBe(1);
-    const closedEarly = await Promise.race([first.closed, second.closed, new Promise((r) => setTimeout(() => r('open'), 1_500))]);
+    const closedEarly = await Promise.race([
+      first.closed,
+      second.closed,
+      new Promise((r) => setTimeout(() => r('open'), 1_500)),
+    ]);
     expect(closedEarly).toBe('open');
-    expect((await ts.logs()).filter((r) => r.msg === 'agents changed' && Number(r.revoked) > 0)).toHaveLength(revokedBefore);
+    expect((await ts.logs()).filter((r) => r.msg === 'agents changed' && Number(r.revoked) > 0)).toHaveLength(
+      revokedBefore,
+    );
 
     // `first` lives only in the deleted agents.json: the server still knows it.
     const again = await ts.connect('first');
@@ -109,7 +144,9 @@ describe('hardening: the state dir', () => {
     // A CLI write now would replace the registry with the journal's agents alone.
     const create = await ts.cli('agent', 'create', 'late', '--config-project', 'kubernetes-agent');
     expect(create.code).toBe(2);
-    expect(create.stderr).toMatch(/agents\.json is missing, but agents\.journal shows this state dir held agents: restore agents\.json from a backup/);
+    expect(create.stderr).toMatch(
+      /agents\.json is missing, but agents\.journal shows this state dir held agents: restore agents\.json from a backup/,
+    );
     const revoke = await ts.cli('agent', 'revoke', 'second');
     expect(revoke.code).toBe(2);
 
@@ -139,15 +176,24 @@ describe('hardening: the state dir', () => {
     await ts.restart(['--state-dir', stateDir]);
     expect(ts.alive()).toBe(true);
     expect((await stat(stateDir)).mode & 0o777).toBe(0o700);
-    const cli = (...args: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(process.execPath, [path.join(repoRoot(), 'dist', 'bin', 'gitops-server.js'), ...args, '--state-dir', stateDir], (err, stdout, stderr) => {
-        resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr });
+    const cli = (...args: string[]) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          [path.join(repoRoot(), 'dist', 'bin', 'gitops-server.js'), ...args, '--state-dir', stateDir],
+          (err, stdout, stderr) => {
+            resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr });
+          },
+        );
       });
-    });
     // The config project still holds first's config.yaml: a new record (and token) for that name.
     const made = await cli('agent', 'create', 'first', '--config-project', 'kubernetes-agent');
     expect(made).toMatchObject({ code: 0, stderr: expect.stringMatching(/^agent first created/) });
-    const fresh = await waitFor(async () => connectWithToken(ts.connectUrl, ts.ca, made.stdout.trim(), TENANT_AUDIENCE).catch(() => undefined), 5_000, 'the new agent connects');
+    const fresh = await waitFor(
+      async () => connectWithToken(ts.connectUrl, ts.ca, made.stdout.trim(), TENANT_AUDIENCE).catch(() => undefined),
+      5_000,
+      'the new agent connects',
+    );
     expect((await fresh.next('desired', 15_000)).project).toBe(TENANT_MANIFEST_PROJECT);
     fresh.ws.close();
   });
@@ -159,11 +205,17 @@ describe('hardening: the process-wide guards of serve (dist/src/common/process-g
     const { createLogger } = await import(${JSON.stringify(path.join(repoRoot(), 'dist', 'src', 'common', 'logger.js'))});
     const guards = installProcessGuards({ logger: createLogger({ name: 'probe' }) });
     ${body}`;
-  const runNode = (body: string) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(process.execPath, ['--input-type=module', '-e', script(body)], { timeout: 10_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr });
+  const runNode = (body: string) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        ['--input-type=module', '-e', script(body)],
+        { timeout: 10_000 },
+        (err, stdout, stderr) => {
+          resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr });
+        },
+      );
     });
-  });
 
   it('an unhandled rejection is logged and counted and the process carries on', async () => {
     const out = await runNode(`
@@ -175,7 +227,10 @@ describe('hardening: the process-wide guards of serve (dist/src/common/process-g
       process.stdout.write('alive ' + counted + '\\n');`);
     expect(out.code).toBe(0);
     expect(out.stdout).toBe('alive 2\n');
-    const lines = out.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = out.stderr
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines.map((l) => [l.msg, l.err])).toEqual([
       ['unhandled promise rejection', 'project "../../etc": nobody awaited this'],
       ['unhandled promise rejection', 'second'],
@@ -184,7 +239,9 @@ describe('hardening: the process-wide guards of serve (dist/src/common/process-g
   });
 
   it('an uncaught exception is logged and exits with status 1', async () => {
-    const out = await runNode(`setTimeout(() => { throw new TypeError('x is undefined'); }, 10); setTimeout(() => process.stdout.write('still here\\n'), 500);`);
+    const out = await runNode(
+      `setTimeout(() => { throw new TypeError('x is undefined'); }, 10); setTimeout(() => process.stdout.write('still here\\n'), 500);`,
+    );
     expect(out.code).toBe(1);
     expect(out.stdout).toBe('');
     expect(out.stderr).toContain('"msg":"uncaught exception; exiting"');

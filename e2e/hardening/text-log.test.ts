@@ -20,10 +20,14 @@ describe('text logs with hostile agent strings', () => {
     const client = await ts.connect('agent1', { agentVersion: HOSTILE_VERSION });
     await client.next('desired');
 
-    const text = await waitFor(async () => {
-      const t = await readFile(ts.server.logPath, 'utf8');
-      return t.includes(' agent hello ') ? t : undefined;
-    }, 10_000, 'the agent hello line');
+    const text = await waitFor(
+      async () => {
+        const t = await readFile(ts.server.logPath, 'utf8');
+        return t.includes(' agent hello ') ? t : undefined;
+      },
+      10_000,
+      'the agent hello line',
+    );
     const lines = text.split('\n');
     const hello = lines.find((l) => l.includes(' agent hello '))!;
     expect(textLogField(hello, 'agentVersion')).toBe(HOSTILE_VERSION);

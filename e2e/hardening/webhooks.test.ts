@@ -21,7 +21,12 @@ import { createHmac } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { TENANT_MANIFEST_PROJECT, configMapManifest, useTenantServer, type TenantServer } from '../harness/server-process.js';
+import {
+  TENANT_MANIFEST_PROJECT,
+  configMapManifest,
+  useTenantServer,
+  type TenantServer,
+} from '../harness/server-process.js';
 import { readLogRecords, type LogRecord } from '../harness/log-records.js';
 import { post } from '../server/client.js';
 
@@ -53,10 +58,29 @@ for (const r of await Promise.all(Array.from({ length: Number(count) }, one))) c
 console.log(JSON.stringify(counts));
 `;
 
-async function attack(ts: TenantServer, source: string, headers: Record<string, string>, count: number, bytes: number): Promise<Record<string, number>> {
+async function attack(
+  ts: TenantServer,
+  source: string,
+  headers: Record<string, string>,
+  count: number,
+  bytes: number,
+): Promise<Record<string, number>> {
   const caFile = path.join(ts.dir, 'attack-ca.crt');
   await writeFile(caFile, ts.ca);
-  const { stdout } = await run(process.execPath, ['--input-type=module', '-e', ATTACK, `${ts.url}/api/v1/webhooks/${source}`, caFile, String(count), String(bytes), JSON.stringify(headers)], { timeout: 60_000 });
+  const { stdout } = await run(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      ATTACK,
+      `${ts.url}/api/v1/webhooks/${source}`,
+      caFile,
+      String(count),
+      String(bytes),
+      JSON.stringify(headers),
+    ],
+    { timeout: 60_000 },
+  );
   return JSON.parse(stdout) as Record<string, number>;
 }
 
@@ -64,10 +88,13 @@ async function listening(ts: TenantServer): Promise<LogRecord> {
   return ts.waitForLog((r) => r.msg === 'server listening', 5_000, 'server listening');
 }
 
-describe('webhooks and the server\'s public surface', () => {
+describe("webhooks and the server's public surface", () => {
   it('serves a leaf certificate that is not a CA, issued by the caCert agents trust, with no CA key in the state dir', async () => {
     const ts = tenant();
-    const { stdout: served } = await run('sh', ['-c', `openssl s_client -connect 127.0.0.1:${new URL(ts.url).port} -servername localhost </dev/null 2>/dev/null | openssl x509 -noout -ext basicConstraints,keyUsage,extendedKeyUsage`]);
+    const { stdout: served } = await run('sh', [
+      '-c',
+      `openssl s_client -connect 127.0.0.1:${new URL(ts.url).port} -servername localhost </dev/null 2>/dev/null | openssl x509 -noout -ext basicConstraints,keyUsage,extendedKeyUsage`,
+    ]);
     report('served certificate', { extensions: served.replace(/\s+/g, ' ').trim() });
     expect(served).toMatch(/Basic Constraints: critical\s+CA:FALSE/);
     expect(served).toMatch(/Key Usage: critical\s+Digital Signature\s/);
@@ -75,7 +102,9 @@ describe('webhooks and the server\'s public surface', () => {
     expect(served).not.toContain('Certificate Sign');
     const caCert = String((await listening(ts)).caCert);
     expect(path.basename(caCert)).toBe('ca.crt');
-    expect((await run('openssl', ['verify', '-CAfile', caCert, path.join(ts.stateDir, 'tls.crt')])).stdout).toContain(': OK');
+    expect((await run('openssl', ['verify', '-CAfile', caCert, path.join(ts.stateDir, 'tls.crt')])).stdout).toContain(
+      ': OK',
+    );
     const keys: string[] = [];
     for (const name of await readdir(ts.stateDir)) {
       const text = await readFile(path.join(ts.stateDir, name), 'utf8').catch(() => '');
@@ -87,7 +116,7 @@ describe('webhooks and the server\'s public surface', () => {
     expect(keyPub).not.toBe(caPub);
   });
 
-  it('answers /metrics and the status API with 404 on the agents\' port and serves /metrics, /healthz and /readyz on --metrics-listen', async () => {
+  it("answers /metrics and the status API with 404 on the agents' port and serves /metrics, /healthz and /readyz on --metrics-listen", async () => {
     const ts = tenant();
     const metricsUrl = String((await listening(ts)).metrics);
     expect(metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
@@ -112,7 +141,13 @@ describe('webhooks and the server\'s public surface', () => {
     const wrongSig = `sha256=${createHmac('sha256', 'not-the-secret').update(Buffer.alloc(bytes, 'x')).digest('hex')}`;
     // GitHub-style first, while this address has its whole minute: those bodies are read (8 at a time).
     const results = {
-      githubWrongSignature: await attack(ts, 'github', { 'x-hub-signature-256': wrongSig, 'x-github-event': 'push' }, 50, bytes),
+      githubWrongSignature: await attack(
+        ts,
+        'github',
+        { 'x-hub-signature-256': wrongSig, 'x-github-event': 'push' },
+        50,
+        bytes,
+      ),
       gitlabNoSecret: await attack(ts, 'gitlab', { 'x-gitlab-event': 'Push Hook' }, 50, bytes),
       gitlabWrongToken: await attack(ts, 'gitlab', { 'x-gitlab-token': 'wrong-token-0123456789abcdef' }, 50, bytes),
     };
@@ -134,7 +169,9 @@ describe('webhooks and the server\'s public surface', () => {
     // Before: 1.8 s (probe in the attacking process) / 191 ms (probe in a process of its own).
     expect(health.maxMs).toBeLessThan(1_000);
 
-    const sha = await ts.commit(TENANT_MANIFEST_PROJECT, { 'manifest.yaml': configMapManifest('tenant', 'after-the-flood') });
+    const sha = await ts.commit(TENANT_MANIFEST_PROJECT, {
+      'manifest.yaml': configMapManifest('tenant', 'after-the-flood'),
+    });
     const next = await agent.next('desired', 10_000);
     expect(next.commit).toBe(sha);
   }, 120_000);
@@ -158,9 +195,16 @@ describe('webhooks and the server\'s public surface', () => {
     const flooded = ts.server;
     await ts.restart();
     const all = (await readLogRecords(flooded.logPath)).filter((r) => r.msg === 'webhooks refused');
-    report('flood of 120 refused webhooks', { statuses, lines: all.map((r) => ({ count: r.count, reasons: r.reasons, remotes: r.remotes })) });
+    report('flood of 120 refused webhooks', {
+      statuses,
+      lines: all.map((r) => ({ count: r.count, reasons: r.reasons, remotes: r.remotes })),
+    });
     expect(all).toHaveLength(2);
-    expect(all[1]).toMatchObject({ count: 119, reasons: { 'gitlab:WEBHOOK_UNAUTHORIZED': 19, 'gitlab:rate-limited': 100 }, remotes: { '127.0.0.1': 119 } });
+    expect(all[1]).toMatchObject({
+      count: 119,
+      reasons: { 'gitlab:WEBHOOK_UNAUTHORIZED': 19, 'gitlab:rate-limited': 100 },
+      remotes: { '127.0.0.1': 119 },
+    });
     expect(JSON.stringify(all)).not.toContain(ts.webhookSecret);
   }, 60_000);
 });

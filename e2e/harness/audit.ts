@@ -20,7 +20,14 @@ export interface AuditEvent {
   requestURI: string;
   user: { username: string; groups?: string[] };
   userAgent?: string;
-  objectRef?: { resource?: string; subresource?: string; namespace?: string; name?: string; apiGroup?: string; apiVersion?: string };
+  objectRef?: {
+    resource?: string;
+    subresource?: string;
+    namespace?: string;
+    name?: string;
+    apiGroup?: string;
+    apiVersion?: string;
+  };
   responseStatus?: { code?: number; reason?: string };
   requestReceivedTimestamp: string;
   stageTimestamp: string;
@@ -119,7 +126,8 @@ export async function syncAuditLog(kc: KubeConfig, auditLogPath: string, timeout
   for (;;) {
     const events = await readAuditEvents(auditLogPath);
     if (events.some((e) => e.stage === 'ResponseComplete' && e.objectRef?.name === marker)) return events;
-    if (Date.now() > deadline) throw new Error(`${auditLogPath}: audit marker ${marker} did not appear within ${timeoutMs} ms`);
+    if (Date.now() > deadline)
+      throw new Error(`${auditLogPath}: audit marker ${marker} did not appear within ${timeoutMs} ms`);
     await sleep(20);
   }
 }

@@ -39,16 +39,62 @@ async function openssl(args: string[]): Promise<void> {
 }
 
 /** Makes a key and a certificate signed by the CA, with the given subject and extensions. */
-async function issue(dir: string, name: string, subject: string, extensions: string[], ca: { cert: string; key: string }): Promise<{ cert: string; key: string }> {
+async function issue(
+  dir: string,
+  name: string,
+  subject: string,
+  extensions: string[],
+  ca: { cert: string; key: string },
+): Promise<{ cert: string; key: string }> {
   const key = join(dir, `${name}.key`);
   const csr = join(dir, `${name}.csr`);
   const cert = join(dir, `${name}.crt`);
   const ext = join(dir, `${name}.ext`);
-  await writeFile(ext, ['[v3]', 'basicConstraints = critical, CA:FALSE', 'keyUsage = critical, digitalSignature, keyEncipherment', ...extensions, ''].join('\n'));
-  await openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', csr, '-subj', subject]);
+  await writeFile(
+    ext,
+    [
+      '[v3]',
+      'basicConstraints = critical, CA:FALSE',
+      'keyUsage = critical, digitalSignature, keyEncipherment',
+      ...extensions,
+      '',
+    ].join('\n'),
+  );
   await openssl([
-    'x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-set_serial', `0x${randomBytes(12).toString('hex')}`,
-    '-days', '3650', '-sha256', '-extfile', ext, '-extensions', 'v3', '-out', cert,
+    'req',
+    '-new',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    key,
+    '-out',
+    csr,
+    '-subj',
+    subject,
+  ]);
+  await openssl([
+    'x509',
+    '-req',
+    '-in',
+    csr,
+    '-CA',
+    ca.cert,
+    '-CAkey',
+    ca.key,
+    '-set_serial',
+    `0x${randomBytes(12).toString('hex')}`,
+    '-days',
+    '3650',
+    '-sha256',
+    '-extfile',
+    ext,
+    '-extensions',
+    'v3',
+    '-out',
+    cert,
   ]);
   return { cert, key };
 }
@@ -63,14 +109,34 @@ export async function generateControlPlaneCerts(dir: string): Promise<ControlPla
     await openssl(['rsa', '-in', serviceAccountKey, '-pubout', '-out', serviceAccountPub]);
   })();
   await openssl([
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', ca.key, '-out', ca.cert,
-    '-days', '3650', '-sha256', '-subj', '/CN=gitops-test-ca',
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    ca.key,
+    '-out',
+    ca.cert,
+    '-days',
+    '3650',
+    '-sha256',
+    '-subj',
+    '/CN=gitops-test-ca',
   ]);
   const [server, admin, cm] = await Promise.all([
-    issue(dir, 'apiserver', '/CN=kube-apiserver', [
-      'extendedKeyUsage = serverAuth',
-      'subjectAltName = IP:127.0.0.1, DNS:localhost, IP:10.96.0.1, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc',
-    ], ca),
+    issue(
+      dir,
+      'apiserver',
+      '/CN=kube-apiserver',
+      [
+        'extendedKeyUsage = serverAuth',
+        'subjectAltName = IP:127.0.0.1, DNS:localhost, IP:10.96.0.1, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc',
+      ],
+      ca,
+    ),
     issue(dir, 'admin', '/O=system:masters/CN=gitops-admin', ['extendedKeyUsage = clientAuth'], ca),
     issue(dir, 'controller-manager', '/CN=system:kube-controller-manager', ['extendedKeyUsage = clientAuth'], ca),
   ]);

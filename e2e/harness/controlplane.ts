@@ -73,10 +73,7 @@ const AUDIT_POLICY = {
   apiVersion: 'audit.k8s.io/v1',
   kind: 'Policy',
   omitStages: ['RequestReceived'],
-  rules: [
-    { level: 'Metadata', verbs: ['create', 'update', 'patch', 'delete', 'deletecollection'] },
-    { level: 'None' },
-  ],
+  rules: [{ level: 'Metadata', verbs: ['create', 'update', 'patch', 'delete', 'deletecollection'] }, { level: 'None' }],
 };
 
 /** The repository root, found from this module's location (works from e2e/ and dist/e2e/). */
@@ -85,7 +82,8 @@ export function repoRoot(): string {
   for (;;) {
     if (existsSync(join(dir, 'scripts', 'build-controlplane.sh'))) return dir;
     const parent = dirname(dir);
-    if (parent === dir) throw new Error(`${fileURLToPath(import.meta.url)}: cannot find scripts/build-controlplane.sh above this file`);
+    if (parent === dir)
+      throw new Error(`${fileURLToPath(import.meta.url)}: cannot find scripts/build-controlplane.sh above this file`);
     dir = parent;
   }
 }
@@ -119,7 +117,9 @@ export async function ensureControlPlaneBinaries(log: (line: string) => void = (
     lastOutput = Date.now();
     log(`[controlplane +${Math.round((Date.now() - t0) / 1000)}s] still building...`);
   }, 5_000);
-  const code = await new Promise<number | null>((res) => child.once('close', res)).finally(() => clearInterval(heartbeat));
+  const code = await new Promise<number | null>((res) => child.once('close', res)).finally(() =>
+    clearInterval(heartbeat),
+  );
   if (code !== 0) {
     throw new Error(`${script}: exited with ${String(code)}\n${[...stderrTail, partial].join('\n').trim()}`);
   }
@@ -131,11 +131,15 @@ export async function ensureControlPlaneBinaries(log: (line: string) => void = (
 /** `n` distinct free loopback ports, held open together so the OS hands out different ones. */
 export async function freePorts(n: number): Promise<number[]> {
   const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<net.Server>((res, rej) => {
-      const s = net.createServer();
-      s.once('error', rej);
-      s.listen(0, '127.0.0.1', () => res(s));
-    })),
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<net.Server>((res, rej) => {
+          const s = net.createServer();
+          s.once('error', rej);
+          s.listen(0, '127.0.0.1', () => res(s));
+        }),
+    ),
   );
   const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
   await Promise.all(servers.map((s) => new Promise<void>((res) => s.close(() => res()))));
@@ -143,13 +147,26 @@ export async function freePorts(n: number): Promise<number[]> {
 }
 
 /** Renders a kubeconfig with everything embedded. */
-export function renderKubeconfig(params: { server: string; caPem: string; certPem: string; keyPem: string; user: string }): string {
+export function renderKubeconfig(params: {
+  server: string;
+  caPem: string;
+  certPem: string;
+  keyPem: string;
+  user: string;
+}): string {
   const b64 = (s: string): string => Buffer.from(s).toString('base64');
   return toYaml({
     apiVersion: 'v1',
     kind: 'Config',
-    clusters: [{ name: 'gitops-test', cluster: { server: params.server, 'certificate-authority-data': b64(params.caPem) } }],
-    users: [{ name: params.user, user: { 'client-certificate-data': b64(params.certPem), 'client-key-data': b64(params.keyPem) } }],
+    clusters: [
+      { name: 'gitops-test', cluster: { server: params.server, 'certificate-authority-data': b64(params.caPem) } },
+    ],
+    users: [
+      {
+        name: params.user,
+        user: { 'client-certificate-data': b64(params.certPem), 'client-key-data': b64(params.keyPem) },
+      },
+    ],
     contexts: [{ name: 'gitops-test', context: { cluster: 'gitops-test', user: params.user } }],
     'current-context': 'gitops-test',
   });
@@ -171,16 +188,26 @@ function statusOf(url: string, tls?: Tls): Promise<number> {
 }
 
 /** Polls `ok` until true; fails with the tail of `proc`'s log if it exits first or time runs out. */
-async function waitReady(proc: ManagedProcess, what: string, ok: () => Promise<boolean>, timeoutMs: number, intervalMs: number): Promise<void> {
+async function waitReady(
+  proc: ManagedProcess,
+  what: string,
+  ok: () => Promise<boolean>,
+  timeoutMs: number,
+  intervalMs: number,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await ok()) return;
     const exit = proc.exit();
     if (exit) {
-      throw new Error(`${proc.name}: exited (code ${String(exit.code)}, signal ${String(exit.signal)}) before ${what}; last lines of ${proc.logPath}:\n${await proc.logTail()}`);
+      throw new Error(
+        `${proc.name}: exited (code ${String(exit.code)}, signal ${String(exit.signal)}) before ${what}; last lines of ${proc.logPath}:\n${await proc.logTail()}`,
+      );
     }
     if (Date.now() > deadline) {
-      throw new Error(`${proc.name}: not ${what} after ${timeoutMs} ms; last lines of ${proc.logPath}:\n${await proc.logTail()}`);
+      throw new Error(
+        `${proc.name}: not ${what} after ${timeoutMs} ms; last lines of ${proc.logPath}:\n${await proc.logTail()}`,
+      );
     }
     await sleep(intervalMs);
   }
@@ -191,7 +218,8 @@ export async function startControlPlane(opts: StartControlPlaneOptions = {}): Pr
   const log = opts.log ?? (() => {});
   const binDir = opts.binDir ?? (await ensureControlPlaneBinaries(log));
   for (const b of ['etcd', 'kube-apiserver', 'kube-controller-manager']) {
-    if (!existsSync(join(binDir, b))) throw new Error(`${join(binDir, b)}: missing; run scripts/build-controlplane.sh or fix KUBEBUILDER_ASSETS`);
+    if (!existsSync(join(binDir, b)))
+      throw new Error(`${join(binDir, b)}: missing; run scripts/build-controlplane.sh or fix KUBEBUILDER_ASSETS`);
   }
   const t0 = Date.now();
   const group = await ProcessGroup.create({ prefix: 'gitops-cp-', handleSignals: opts.handleSignals ?? true });
@@ -200,7 +228,9 @@ export async function startControlPlane(opts: StartControlPlaneOptions = {}): Pr
     const [certs, [etcdPort, peerPort, apiPort]] = await Promise.all([generateControlPlaneCerts(dir), freePorts(3)]);
     const certsMs = Date.now() - t0;
     const [caPem, adminCertPem, adminKeyPem, cmCertPem, cmKeyPem] = await Promise.all(
-      [certs.caCert, certs.adminCert, certs.adminKey, certs.controllerManagerCert, certs.controllerManagerKey].map((p) => readFile(p, 'utf8')),
+      [certs.caCert, certs.adminCert, certs.adminKey, certs.controllerManagerCert, certs.controllerManagerKey].map(
+        (p) => readFile(p, 'utf8'),
+      ),
     );
     const server = `https://127.0.0.1:${apiPort}`;
     const kubeconfigPath = join(dir, 'admin.kubeconfig');
@@ -208,57 +238,119 @@ export async function startControlPlane(opts: StartControlPlaneOptions = {}): Pr
     const auditPolicy = join(dir, 'audit-policy.yaml');
     const auditLogPath = resolve(opts.auditLog ?? join(dir, 'audit.log'));
     await Promise.all([
-      writeFile(kubeconfigPath, renderKubeconfig({ server, caPem, certPem: adminCertPem, keyPem: adminKeyPem, user: ADMIN_USERNAME }), { mode: 0o600 }),
-      writeFile(cmKubeconfig, renderKubeconfig({ server, caPem, certPem: cmCertPem, keyPem: cmKeyPem, user: 'system:kube-controller-manager' }), { mode: 0o600 }),
+      writeFile(
+        kubeconfigPath,
+        renderKubeconfig({ server, caPem, certPem: adminCertPem, keyPem: adminKeyPem, user: ADMIN_USERNAME }),
+        { mode: 0o600 },
+      ),
+      writeFile(
+        cmKubeconfig,
+        renderKubeconfig({
+          server,
+          caPem,
+          certPem: cmCertPem,
+          keyPem: cmKeyPem,
+          user: 'system:kube-controller-manager',
+        }),
+        { mode: 0o600 },
+      ),
       writeFile(auditPolicy, toYaml(AUDIT_POLICY)),
     ]);
 
     const etcdUrl = `http://127.0.0.1:${etcdPort}`;
     const peerUrl = `http://127.0.0.1:${peerPort}`;
     const etcd = group.start('etcd', join(binDir, 'etcd'), [
-      '--name', 'default', '--data-dir', join(dir, 'etcd'),
-      '--listen-client-urls', etcdUrl, '--advertise-client-urls', etcdUrl,
-      '--listen-peer-urls', peerUrl, '--initial-advertise-peer-urls', peerUrl, '--initial-cluster', `default=${peerUrl}`,
-      '--unsafe-no-fsync', '--log-level', 'warn',
+      '--name',
+      'default',
+      '--data-dir',
+      join(dir, 'etcd'),
+      '--listen-client-urls',
+      etcdUrl,
+      '--advertise-client-urls',
+      etcdUrl,
+      '--listen-peer-urls',
+      peerUrl,
+      '--initial-advertise-peer-urls',
+      peerUrl,
+      '--initial-cluster',
+      `default=${peerUrl}`,
+      '--unsafe-no-fsync',
+      '--log-level',
+      'warn',
     ]);
     await waitReady(etcd, 'healthy', async () => (await statusOf(`${etcdUrl}/health`)) === 200, ETCD_TIMEOUT_MS, 50);
     const etcdMs = Date.now() - t0;
     log(`etcd healthy on ${etcdUrl} after ${etcdMs} ms`);
 
     const apiserverArgs = [
-      '--etcd-servers', etcdUrl,
-      '--bind-address', '127.0.0.1', '--advertise-address', '127.0.0.1', '--secure-port', String(apiPort),
-      '--cert-dir', join(dir, 'apiserver-certs'),
-      '--tls-cert-file', certs.serverCert, '--tls-private-key-file', certs.serverKey,
-      '--client-ca-file', certs.caCert,
-      '--authorization-mode', 'RBAC',
-      '--service-account-issuer', 'https://kubernetes.default.svc',
-      '--service-account-key-file', certs.serviceAccountPub,
-      '--service-account-signing-key-file', certs.serviceAccountKey,
-      '--service-cluster-ip-range', '10.96.0.0/16',
-      '--audit-policy-file', auditPolicy, '--audit-log-path', auditLogPath,
+      '--etcd-servers',
+      etcdUrl,
+      '--bind-address',
+      '127.0.0.1',
+      '--advertise-address',
+      '127.0.0.1',
+      '--secure-port',
+      String(apiPort),
+      '--cert-dir',
+      join(dir, 'apiserver-certs'),
+      '--tls-cert-file',
+      certs.serverCert,
+      '--tls-private-key-file',
+      certs.serverKey,
+      '--client-ca-file',
+      certs.caCert,
+      '--authorization-mode',
+      'RBAC',
+      '--service-account-issuer',
+      'https://kubernetes.default.svc',
+      '--service-account-key-file',
+      certs.serviceAccountPub,
+      '--service-account-signing-key-file',
+      certs.serviceAccountKey,
+      '--service-cluster-ip-range',
+      '10.96.0.0/16',
+      '--audit-policy-file',
+      auditPolicy,
+      '--audit-log-path',
+      auditLogPath,
       // No rotation during a run: the log is read as one file.
-      '--audit-log-maxsize', '4096',
+      '--audit-log-maxsize',
+      '4096',
     ];
     let apiserver = group.start('kube-apiserver', join(binDir, 'kube-apiserver'), apiserverArgs);
     const tls: Tls = { ca: caPem, cert: adminCertPem, key: adminKeyPem };
-    await waitReady(apiserver, 'ready (/readyz)', async () => (await statusOf(`${server}/readyz`, tls)) === 200, APISERVER_TIMEOUT_MS, 100);
+    await waitReady(
+      apiserver,
+      'ready (/readyz)',
+      async () => (await statusOf(`${server}/readyz`, tls)) === 200,
+      APISERVER_TIMEOUT_MS,
+      100,
+    );
     const apiserverMs = Date.now() - t0;
     log(`kube-apiserver ready on ${server} after ${apiserverMs} ms`);
 
     const controllerManager = group.start('kube-controller-manager', join(binDir, 'kube-controller-manager'), [
-      '--kubeconfig', cmKubeconfig,
+      '--kubeconfig',
+      cmKubeconfig,
       '--use-service-account-credentials',
-      '--service-account-private-key-file', certs.serviceAccountKey,
-      '--root-ca-file', certs.caCert,
-      '--leader-elect=false', '--secure-port=0',
+      '--service-account-private-key-file',
+      certs.serviceAccountKey,
+      '--root-ca-file',
+      certs.caCert,
+      '--leader-elect=false',
+      '--secure-port=0',
       // Namespace deletion and garbage collection make many calls; the default 20 qps slows tests.
-      '--kube-api-qps', '100', '--kube-api-burst', '200',
+      '--kube-api-qps',
+      '100',
+      '--kube-api-burst',
+      '200',
     ]);
     await waitReady(
-      controllerManager, 'working (default ServiceAccount in namespace default)',
+      controllerManager,
+      'working (default ServiceAccount in namespace default)',
       async () => (await statusOf(`${server}/api/v1/namespaces/default/serviceaccounts/default`, tls)) === 200,
-      CONTROLLERS_TIMEOUT_MS, 100,
+      CONTROLLERS_TIMEOUT_MS,
+      100,
     );
     const controllersMs = Date.now() - t0;
     log(`kube-controller-manager working after ${controllersMs} ms`);
@@ -286,7 +378,9 @@ export async function startControlPlane(opts: StartControlPlaneOptions = {}): Pr
       unexpectedExit,
       kubeConfig: () => {
         const kc = new KubeConfig();
-        kc.loadFromString(renderKubeconfig({ server, caPem, certPem: adminCertPem, keyPem: adminKeyPem, user: ADMIN_USERNAME }));
+        kc.loadFromString(
+          renderKubeconfig({ server, caPem, certPem: adminCertPem, keyPem: adminKeyPem, user: ADMIN_USERNAME }),
+        );
         return kc;
       },
       restartApiServer: async () => {
@@ -294,7 +388,13 @@ export async function startControlPlane(opts: StartControlPlaneOptions = {}): Pr
         await group.stop(apiserver, 10_000);
         apiserver = group.start('kube-apiserver', join(binDir, 'kube-apiserver'), apiserverArgs);
         watchExit(apiserver);
-        await waitReady(apiserver, 'ready again (/readyz)', async () => (await statusOf(`${server}/readyz`, tls)) === 200, APISERVER_TIMEOUT_MS, 100);
+        await waitReady(
+          apiserver,
+          'ready again (/readyz)',
+          async () => (await statusOf(`${server}/readyz`, tls)) === 200,
+          APISERVER_TIMEOUT_MS,
+          100,
+        );
       },
       stop: async () => {
         stopping = true;

@@ -66,7 +66,11 @@ export interface TestRepo {
  * With a server, commits are pushed over smart HTTP (with its token when it has one); with
  * `{root}` they are pushed to the folder directly.
  */
-export async function createRepo(target: GitServer | { root: string }, name: string, options: { defaultBranch?: string } = {}): Promise<TestRepo> {
+export async function createRepo(
+  target: GitServer | { root: string },
+  name: string,
+  options: { defaultBranch?: string } = {},
+): Promise<TestRepo> {
   const branch0 = options.defaultBranch ?? 'main';
   const bareDir = path.join(target.root, `${name}.git`);
   await mkdir(path.dirname(bareDir), { recursive: true });
@@ -106,7 +110,14 @@ export async function createRepo(target: GitServer | { root: string }, name: str
         }
       }
       await git(workDir, 'add', '--all');
-      await git(workDir, 'commit', '--quiet', '--allow-empty', '-m', message ?? `change ${Object.keys(files).join(', ')}`);
+      await git(
+        workDir,
+        'commit',
+        '--quiet',
+        '--allow-empty',
+        '-m',
+        message ?? `change ${Object.keys(files).join(', ')}`,
+      );
       await git(workDir, 'push', '--quiet', 'origin', `HEAD:refs/heads/${await current()}`);
       return git(workDir, 'rev-parse', 'HEAD');
     },

@@ -48,7 +48,10 @@ describe('the Git server harness', () => {
   });
 
   it('serves the next commit to a depth-1 fetch, and a deleted file is gone at that commit', async () => {
-    const second = await repo.commit({ files: { 'manifest.yaml': 'replicas: 3\n', 'extra.yaml': 'a: 1\n' }, message: 'second' });
+    const second = await repo.commit({
+      files: { 'manifest.yaml': 'replicas: 3\n', 'extra.yaml': 'a: 1\n' },
+      message: 'second',
+    });
     const third = await repo.commit({ files: { 'extra.yaml': null }, message: 'third' });
     const dir = path.join(scratch, 'clone');
     const result = await git.fetch({ fs, http, dir, url: repo.url, ref: 'main', singleBranch: true, depth: 1 });
@@ -85,9 +88,17 @@ describe('the Git server harness', () => {
       const priv = await createRepo(secured, 'private');
       const sha = await priv.commit({ files: { 'a.yaml': 'a: 1\n' } });
       await expect(git.listServerRefs({ http, url: priv.url })).rejects.toThrow(/401/);
-      const basic = await git.listServerRefs({ http, url: priv.url, onAuth: () => ({ username: 'oauth2', password: 'sekrit-token' }) });
+      const basic = await git.listServerRefs({
+        http,
+        url: priv.url,
+        onAuth: () => ({ username: 'oauth2', password: 'sekrit-token' }),
+      });
       expect(basic.find((r) => r.ref === 'refs/heads/main')?.oid).toBe(sha);
-      const bearer = await git.listServerRefs({ http, url: priv.url, headers: { authorization: 'Bearer sekrit-token' } });
+      const bearer = await git.listServerRefs({
+        http,
+        url: priv.url,
+        headers: { authorization: 'Bearer sekrit-token' },
+      });
       expect(bearer.length).toBeGreaterThan(0);
       await priv.dispose();
     } finally {

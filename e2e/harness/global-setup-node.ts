@@ -6,7 +6,10 @@
  */
 type Shared = typeof import('./global-setup.js');
 
-export default async function globalSetupNode(globalConfig: unknown, projectConfig: { displayName?: { name?: string } }): Promise<void> {
+export default async function globalSetupNode(
+  globalConfig: unknown,
+  projectConfig: { displayName?: { name?: string } },
+): Promise<void> {
   const shared = require('./global-setup.ts') as Shared;
   await shared.default(globalConfig, { ...projectConfig, displayName: { name: 'node' } });
 }

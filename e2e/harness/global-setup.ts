@@ -61,7 +61,8 @@ function findRoot(): string {
   let dir = process.cwd();
   while (!existsSync(join(dir, 'scripts', 'build-controlplane.sh'))) {
     const parent = dirname(dir);
-    if (parent === dir) throw new Error(`${process.cwd()}: not inside the gitops repository (no scripts/build-controlplane.sh above it)`);
+    if (parent === dir)
+      throw new Error(`${process.cwd()}: not inside the gitops repository (no scripts/build-controlplane.sh above it)`);
     dir = parent;
   }
   return dir;
@@ -72,7 +73,13 @@ async function listTs(dir: string): Promise<string[]> {
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     const p = join(dir, entry.name);
     if (entry.isDirectory() && entry.name !== 'testdata') out.push(...(await listTs(p)));
-    else if (entry.isFile() && entry.name.endsWith('.ts') && !entry.name.endsWith('.test.ts') && !entry.name.endsWith('.d.ts')) out.push(p);
+    else if (
+      entry.isFile() &&
+      entry.name.endsWith('.ts') &&
+      !entry.name.endsWith('.test.ts') &&
+      !entry.name.endsWith('.d.ts')
+    )
+      out.push(p);
   }
   return out;
 }
@@ -88,7 +95,10 @@ const SWC_OPTIONS = {
 const HASH_MARK = '// gitops-harness-source-sha256: ';
 
 function sourceHash(source: string): string {
-  return createHash('sha256').update(`${swcVersion}\0${JSON.stringify(SWC_OPTIONS)}\0`).update(source).digest('hex');
+  return createHash('sha256')
+    .update(`${swcVersion}\0${JSON.stringify(SWC_OPTIONS)}\0`)
+    .update(source)
+    .digest('hex');
 }
 
 async function cachedHash(out: string): Promise<string | undefined> {
@@ -115,7 +125,10 @@ async function listJs(dir: string): Promise<string[]> {
  * unless it is needed) and how many were transpiled (the rest matched their cached hash).
  * Outputs whose source is gone are deleted, so an import of a deleted module fails as it should.
  */
-export async function transpileHarness(root: string, outRoot = join(root, 'node_modules', '.cache', 'gitops-harness')): Promise<{ outRoot: string; failures: string[]; transpiled: number }> {
+export async function transpileHarness(
+  root: string,
+  outRoot = join(root, 'node_modules', '.cache', 'gitops-harness'),
+): Promise<{ outRoot: string; failures: string[]; transpiled: number }> {
   await mkdir(outRoot, { recursive: true });
   // Below node_modules Node would treat .js as CommonJS without this.
   await writeFile(join(outRoot, 'package.json'), '{"type":"module"}\n');
@@ -123,27 +136,29 @@ export async function transpileHarness(root: string, outRoot = join(root, 'node_
   const failures: string[] = [];
   const wanted = new Set<string>();
   let transpiled = 0;
-  await Promise.all(files.map(async (file) => {
-    const out = join(outRoot, relative(root, file)).replace(/\.ts$/, '.js');
-    wanted.add(out);
-    try {
-      const source = await readFile(file, 'utf8');
-      const hash = sourceHash(source);
-      if ((await cachedHash(out)) === hash) return;
-      const { code } = await transform(source, { ...SWC_OPTIONS, filename: file });
-      await mkdir(dirname(out), { recursive: true });
-      // Written aside and renamed: a concurrent run never imports half a file, and a crash
-      // mid-write leaves either the old file (old hash, so redone) or the new one.
-      const tmp = `${out}.${process.pid}.tmp`;
-      await writeFile(tmp, `${code}\n${HASH_MARK}${hash}\n`);
-      await rename(tmp, out);
-      transpiled++;
-    } catch (err) {
-      // No output rather than a stale one: an import of it then fails and names this file.
-      await rm(out, { force: true });
-      failures.push(`${relative(root, file)}: ${err instanceof Error ? err.message : String(err)}`);
-    }
-  }));
+  await Promise.all(
+    files.map(async (file) => {
+      const out = join(outRoot, relative(root, file)).replace(/\.ts$/, '.js');
+      wanted.add(out);
+      try {
+        const source = await readFile(file, 'utf8');
+        const hash = sourceHash(source);
+        if ((await cachedHash(out)) === hash) return;
+        const { code } = await transform(source, { ...SWC_OPTIONS, filename: file });
+        await mkdir(dirname(out), { recursive: true });
+        // Written aside and renamed: a concurrent run never imports half a file, and a crash
+        // mid-write leaves either the old file (old hash, so redone) or the new one.
+        const tmp = `${out}.${process.pid}.tmp`;
+        await writeFile(tmp, `${code}\n${HASH_MARK}${hash}\n`);
+        await rename(tmp, out);
+        transpiled++;
+      } catch (err) {
+        // No output rather than a stale one: an import of it then fails and names this file.
+        await rm(out, { force: true });
+        failures.push(`${relative(root, file)}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }),
+  );
   for (const dir of [join(outRoot, 'src'), join(outRoot, 'e2e', 'harness')]) {
     for (const out of await listJs(dir)) if (!wanted.has(out)) await rm(out, { force: true });
   }
@@ -156,7 +171,10 @@ async function loadHarness<T>(name: string): Promise<T> {
   try {
     return (await importEsm(pathToFileURL(join(outRoot, 'e2e', 'harness', `${name}.js`)).href)) as T;
   } catch (err) {
-    throw new Error(`e2e/harness/${name}.ts: cannot load the transpiled harness${failures.length ? ` (swc failed on: ${failures.join('; ')})` : ''}`, { cause: err });
+    throw new Error(
+      `e2e/harness/${name}.ts: cannot load the transpiled harness${failures.length ? ` (swc failed on: ${failures.join('; ')})` : ''}`,
+      { cause: err },
+    );
   }
 }
 
@@ -184,7 +202,9 @@ async function nodeProjectSetup(): Promise<void> {
     process.stderr.write(`\n[node] ${reason}\n`);
     return;
   }
-  const cpHarness = await loadHarness<{ startControlPlane(opts?: StartControlPlaneOptions): Promise<ControlPlane> }>('controlplane');
+  const cpHarness = await loadHarness<{ startControlPlane(opts?: StartControlPlaneOptions): Promise<ControlPlane> }>(
+    'controlplane',
+  );
   let cp: ControlPlane | undefined;
   try {
     cp = await cpHarness.startControlPlane({ log: buildProgress });
@@ -198,7 +218,9 @@ async function nodeProjectSetup(): Promise<void> {
       [env.containerdAddress]: node.containerdAddress,
       [env.nodeName]: node.name,
     });
-    process.stderr.write(`\n[node] ${node.name} Ready ${node.timings.readyMs} ms after its start (control plane ${cp.timings.controllersMs} ms; ${node.dir})\n`);
+    process.stderr.write(
+      `\n[node] ${node.name} Ready ${node.timings.readyMs} ms after its start (control plane ${cp.timings.controllersMs} ms; ${node.dir})\n`,
+    );
   } catch (err) {
     await cp?.stop();
     const reason = `the test node did not start: ${err instanceof Error ? err.message : String(err)}`;
@@ -207,18 +229,25 @@ async function nodeProjectSetup(): Promise<void> {
   }
 }
 
-export default async function globalSetup(_globalConfig?: unknown, projectConfig?: { displayName?: { name?: string } }): Promise<void> {
+export default async function globalSetup(
+  _globalConfig?: unknown,
+  projectConfig?: { displayName?: { name?: string } },
+): Promise<void> {
   if (projectConfig?.displayName?.name === 'node') return nodeProjectSetup();
   if (process.env[KUBECONFIG_ENV]) {
     process.stderr.write(`\n[controlplane] using ${KUBECONFIG_ENV}=${process.env[KUBECONFIG_ENV]}\n`);
     return;
   }
-  const harness = await loadHarness<{ startControlPlane(opts?: StartControlPlaneOptions): Promise<ControlPlane> }>('controlplane');
+  const harness = await loadHarness<{ startControlPlane(opts?: StartControlPlaneOptions): Promise<ControlPlane> }>(
+    'controlplane',
+  );
   const cp = await harness.startControlPlane({ log: buildProgress });
   (globalThis as Record<string, unknown>)[CONTROL_PLANE_GLOBAL] = cp;
   process.env[KUBECONFIG_ENV] = cp.kubeconfigPath;
   process.env[AUDIT_LOG_ENV] = cp.auditLogPath;
   process.env[DIR_ENV] = cp.dir;
   const t = cp.timings;
-  process.stderr.write(`\n[controlplane] ${cp.server} ready: apiserver ${t.apiserverMs} ms, controllers ${t.controllersMs} ms (${cp.dir})\n`);
+  process.stderr.write(
+    `\n[controlplane] ${cp.server} ready: apiserver ${t.apiserverMs} ms, controllers ${t.controllersMs} ms (${cp.dir})\n`,
+  );
 }

@@ -4,7 +4,10 @@
  */
 type Shared = typeof import('./global-teardown.js');
 
-export default async function globalTeardownNode(globalConfig: unknown, projectConfig: { displayName?: { name?: string } }): Promise<void> {
+export default async function globalTeardownNode(
+  globalConfig: unknown,
+  projectConfig: { displayName?: { name?: string } },
+): Promise<void> {
   const shared = require('./global-teardown.ts') as Shared;
   await shared.default(globalConfig, { ...projectConfig, displayName: { name: 'node' } });
 }

@@ -12,7 +12,10 @@ import type { TestNode } from './node.js';
 const CONTROL_PLANE_GLOBAL = '__gitopsTestControlPlane';
 const NODE_GLOBAL = '__gitopsTestNode';
 
-export default async function globalTeardown(_globalConfig?: unknown, projectConfig?: { displayName?: { name?: string } }): Promise<void> {
+export default async function globalTeardown(
+  _globalConfig?: unknown,
+  projectConfig?: { displayName?: { name?: string } },
+): Promise<void> {
   const holder = globalThis as Record<string, unknown>;
   if (projectConfig?.displayName?.name === 'node') {
     const running = holder[NODE_GLOBAL] as { cp: ControlPlane; node: TestNode } | undefined;

@@ -69,8 +69,15 @@ export function parseLdd(output: string, binary: string): string[] {
   const libs: string[] = [];
   for (const raw of output.split('\n')) {
     const line = raw.trim();
-    if (!line || line.startsWith('linux-vdso') || line.startsWith('statically linked') || line.includes('not a dynamic executable')) continue;
-    if (line.includes('=> not found')) throw new Error(`${binary}: ldd cannot find ${line.split(' ')[0]}; install the package that provides it`);
+    if (
+      !line ||
+      line.startsWith('linux-vdso') ||
+      line.startsWith('statically linked') ||
+      line.includes('not a dynamic executable')
+    )
+      continue;
+    if (line.includes('=> not found'))
+      throw new Error(`${binary}: ldd cannot find ${line.split(' ')[0]}; install the package that provides it`);
     const arrow = /=>\s+(\/\S+)\s+\(/.exec(line);
     const direct = /^(\/\S+)\s+\(/.exec(line);
     const path = arrow?.[1] ?? direct?.[1];
@@ -143,7 +150,15 @@ const INDEX_HTML = `<!DOCTYPE html>
 
 /** Entries and config of the nginx image for a binary loading `libs` (see {@link parseLdd}). */
 export function nginxImageSpec(libs: string[], mimeTypes: string): ImageSpec {
-  const dirs = ['/etc/nginx', '/usr/share/nginx/html', '/var/lib/nginx', '/var/log/nginx', '/run', '/tmp', '/var/cache/nginx'];
+  const dirs = [
+    '/etc/nginx',
+    '/usr/share/nginx/html',
+    '/var/lib/nginx',
+    '/var/log/nginx',
+    '/run',
+    '/tmp',
+    '/var/cache/nginx',
+  ];
   return {
     ref: NGINX_IMAGE,
     entries: [
@@ -153,7 +168,11 @@ export function nginxImageSpec(libs: string[], mimeTypes: string): ImageSpec {
       { kind: 'file', path: '/etc/nginx/nginx.conf', content: NGINX_CONF },
       { kind: 'file', path: '/etc/nginx/mime.types', content: mimeTypes },
       { kind: 'file', path: '/usr/share/nginx/html/index.html', content: INDEX_HTML },
-      { kind: 'file', path: '/etc/passwd', content: 'root:x:0:0:root:/root:/bin/sh\nnginx:x:101:101:nginx:/nonexistent:/bin/false\n' },
+      {
+        kind: 'file',
+        path: '/etc/passwd',
+        content: 'root:x:0:0:root:/root:/bin/sh\nnginx:x:101:101:nginx:/nonexistent:/bin/false\n',
+      },
       { kind: 'file', path: '/etc/group', content: 'root:x:0:\nnginx:x:101:\n' },
       { kind: 'file', path: '/etc/nsswitch.conf', content: 'passwd: files\ngroup: files\nhosts: files dns\n' },
       // Debian's build writes its compiled-in default error log before reading the configuration.
@@ -165,16 +184,22 @@ export function nginxImageSpec(libs: string[], mimeTypes: string): ImageSpec {
       Env: [PATH_ENV],
       ExposedPorts: { '80/tcp': {} },
       StopSignal: 'SIGQUIT',
-      Labels: { 'org.opencontainers.image.description': "Debian's nginx binary and the libraries it links; a stand-in for nginx:1.27" },
+      Labels: {
+        'org.opencontainers.image.description':
+          "Debian's nginx binary and the libraries it links; a stand-in for nginx:1.27",
+      },
     },
   };
 }
 
 /** The nginx image from this machine's `/usr/sbin/nginx` (Debian's `nginx-light` or `nginx`). */
 export async function nginxImage(): Promise<ImageSpec> {
-  if (!existsSync(NGINX)) throw new Error(`${NGINX}: missing; install Debian's nginx-light package (apt-get install nginx-light)`);
+  if (!existsSync(NGINX))
+    throw new Error(`${NGINX}: missing; install Debian's nginx-light package (apt-get install nginx-light)`);
   const { stdout } = await run('ldd', [NGINX]);
-  const mimeTypes = await readFile('/etc/nginx/mime.types', 'utf8').catch(() => 'types { text/html html; text/css css; }\n');
+  const mimeTypes = await readFile('/etc/nginx/mime.types', 'utf8').catch(
+    () => 'types { text/html html; text/css css; }\n',
+  );
   return nginxImageSpec(parseLdd(stdout, NGINX), mimeTypes);
 }
 
@@ -213,10 +238,37 @@ export async function writeDockerArchive(spec: ImageSpec, outFile: string): Prom
     const image = join(work, 'image');
     await mkdir(image);
     const layer = join(image, 'layer.tar');
-    await run('tar', ['-C', rootfs, '--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '-cf', layer, '.']);
-    await writeFile(join(image, 'config.json'), JSON.stringify(imageConfigDocument(spec.config, await sha256File(layer))));
+    await run('tar', [
+      '-C',
+      rootfs,
+      '--sort=name',
+      '--mtime=@0',
+      '--owner=0',
+      '--group=0',
+      '--numeric-owner',
+      '-cf',
+      layer,
+      '.',
+    ]);
+    await writeFile(
+      join(image, 'config.json'),
+      JSON.stringify(imageConfigDocument(spec.config, await sha256File(layer))),
+    );
     await writeFile(join(image, 'manifest.json'), JSON.stringify(archiveManifestDocument(spec.ref)));
-    await run('tar', ['-C', image, '--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '-cf', outFile, 'manifest.json', 'config.json', 'layer.tar']);
+    await run('tar', [
+      '-C',
+      image,
+      '--sort=name',
+      '--mtime=@0',
+      '--owner=0',
+      '--group=0',
+      '--numeric-owner',
+      '-cf',
+      outFile,
+      'manifest.json',
+      'config.json',
+      'layer.tar',
+    ]);
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -24,7 +24,10 @@ export interface StackFixture {
  * plane, start a stack whose manifest project defaults to it, and afterwards stop the stack and
  * delete the namespace. A later beforeAll of the file runs after the stack is up.
  */
-export function useStack(prefix: string, options: Omit<StackOptions, 'kubeConfig' | 'defaultNamespace'> = {}): StackFixture {
+export function useStack(
+  prefix: string,
+  options: Omit<StackOptions, 'kubeConfig' | 'defaultNamespace'> = {},
+): StackFixture {
   let kc: KubeConfig | undefined;
   let ns: TestNamespace | undefined;
   let stack: Stack | undefined;

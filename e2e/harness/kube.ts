@@ -25,7 +25,9 @@ export const TEST_NAMESPACE_LABEL = 'gitops.test/namespace';
 function requireEnv(name: string): string {
   const value = process.env[name];
   if (!value) {
-    throw new Error(`${name} is not set: run integration tests through jest's integration project (its global setup starts the control plane)`);
+    throw new Error(
+      `${name} is not set: run integration tests through jest's integration project (its global setup starts the control plane)`,
+    );
   }
   return value;
 }
@@ -50,7 +52,12 @@ export interface TestNamespace {
 
 /** Creates a namespace `<prefix>-<random>` (valid DNS label) for one test. */
 export async function freshNamespace(prefix: string, kc: KubeConfig = testKubeConfig()): Promise<TestNamespace> {
-  const base = prefix.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 50) || 'test';
+  const base =
+    prefix
+      .toLowerCase()
+      .replace(/[^a-z0-9-]+/g, '-')
+      .replace(/^-+|-+$/g, '')
+      .slice(0, 50) || 'test';
   const name = `${base}-${randomBytes(4).toString('hex')}`;
   const core = kc.makeApiClient(CoreV1Api);
   await core.createNamespace({ body: { metadata: { name, labels: { [TEST_NAMESPACE_LABEL]: 'true' } } } });
@@ -94,16 +101,27 @@ async function agentFor(kc: KubeConfig): Promise<https.Agent> {
  * One raw request to the API server with `kc`'s credentials, over a keep-alive connection.
  * Non-2xx answers are returned, not thrown, so tests can assert on them.
  */
-export async function kubeRequest(kc: KubeConfig, method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<KubeResponse> {
+export async function kubeRequest(
+  kc: KubeConfig,
+  method: string,
+  path: string,
+  body?: unknown,
+  contentType = 'application/json',
+): Promise<KubeResponse> {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error('kubeconfig has no current cluster');
   const url = new URL(path, cluster.server);
   // applyToHTTPSOptions also sets a fresh agent per call; keep only its headers (a bearer token).
   const auth: https.RequestOptions = {};
   await kc.applyToHTTPSOptions(auth);
-  const opts: https.RequestOptions = { method, agent: await agentFor(kc), headers: { ...auth.headers, accept: 'application/json' } };
+  const opts: https.RequestOptions = {
+    method,
+    agent: await agentFor(kc),
+    headers: { ...auth.headers, accept: 'application/json' },
+  };
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-  if (payload) opts.headers = { ...opts.headers, 'content-type': contentType, 'content-length': String(payload.length) };
+  if (payload)
+    opts.headers = { ...opts.headers, 'content-type': contentType, 'content-length': String(payload.length) };
   return new Promise<KubeResponse>((resolve, reject) => {
     const req = https.request(url, opts, (res) => {
       const chunks: Buffer[] = [];
@@ -132,13 +150,28 @@ export type JsonPatchOp =
   | { op: 'move' | 'copy'; from: string; path: string };
 
 /** Sends an RFC 6902 JSON patch (`application/json-patch+json`) to the object at `path`. */
-export function jsonPatch(kc: KubeConfig, path: string, ops: JsonPatchOp[], fieldManager = 'gitops-test'): Promise<KubeResponse> {
+export function jsonPatch(
+  kc: KubeConfig,
+  path: string,
+  ops: JsonPatchOp[],
+  fieldManager = 'gitops-test',
+): Promise<KubeResponse> {
   const sep = path.includes('?') ? '&' : '?';
-  return kubeRequest(kc, 'PATCH', `${path}${sep}fieldManager=${encodeURIComponent(fieldManager)}`, ops, 'application/json-patch+json');
+  return kubeRequest(
+    kc,
+    'PATCH',
+    `${path}${sep}fieldManager=${encodeURIComponent(fieldManager)}`,
+    ops,
+    'application/json-patch+json',
+  );
 }
 
 /** `spec.replicas` of Deployment `namespace/name` (default `nginx`, as the e2e manifests name it), or undefined while it does not exist. */
-export async function deploymentReplicas(kc: KubeConfig, namespace: string, name = 'nginx'): Promise<number | undefined> {
+export async function deploymentReplicas(
+  kc: KubeConfig,
+  namespace: string,
+  name = 'nginx',
+): Promise<number | undefined> {
   const res = await kubeRequest(kc, 'GET', `/apis/apps/v1/namespaces/${namespace}/deployments/${name}`);
   return res.status === 200 ? (res.body as { spec: { replicas: number } }).spec.replicas : undefined;
 }

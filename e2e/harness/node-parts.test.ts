@@ -8,8 +8,17 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { archiveManifestDocument, imageConfigDocument, nginxImageSpec, parseLdd } from './images.js';
 import {
-  cgroupMounts, cniConfig, containerdConfig, defaultRouteDevice, firstAddress, kubeletConfig, missingForNode, nodeCleanupScript,
-  pickSubnet, type NodeHostFacts, type NodeIdentity,
+  cgroupMounts,
+  cniConfig,
+  containerdConfig,
+  defaultRouteDevice,
+  firstAddress,
+  kubeletConfig,
+  missingForNode,
+  nodeCleanupScript,
+  pickSubnet,
+  type NodeHostFacts,
+  type NodeIdentity,
 } from './node.js';
 
 const run = promisify(execFile);
@@ -39,12 +48,24 @@ describe('missingForNode', () => {
     ['cgroup v2 instead of v1', { mountinfo: MOUNTINFO_V2 }, undefined],
     ['not root', { uid: 1000 }, 'root: the node mounts'],
     ['no containerd', { commands: ['runc', 'ip', 'tar', 'ldd'] }, "containerd: install Debian's containerd package"],
-    ['no CNI plugins', { paths: ['/bin/busybox', '/usr/sbin/nginx'] }, "/usr/lib/cni/bridge: install Debian's containernetworking-plugins package"],
+    [
+      'no CNI plugins',
+      { paths: ['/bin/busybox', '/usr/sbin/nginx'] },
+      "/usr/lib/cni/bridge: install Debian's containernetworking-plugins package",
+    ],
     ['no busybox', { paths: GOOD.paths.filter((p) => p !== '/bin/busybox') }, 'busybox-static'],
     ['no nginx', { paths: GOOD.paths.filter((p) => p !== '/usr/sbin/nginx') }, 'nginx-light'],
     ['no CAP_SYS_ADMIN', { status: 'CapEff:\t00000000a80425fb\n' }, 'capability CAP_SYS_ADMIN'],
     ['no overlay filesystem', { filesystems: 'nodev\tproc\n' }, 'the overlay filesystem'],
-    ['no memory cgroup', { mountinfo: MOUNTINFO_V1.split('\n').filter((l) => !l.includes('memory')).join('\n') }, 'a cgroup memory controller'],
+    [
+      'no memory cgroup',
+      {
+        mountinfo: MOUNTINFO_V1.split('\n')
+          .filter((l) => !l.includes('memory'))
+          .join('\n'),
+      },
+      'a cgroup memory controller',
+    ],
     ['not Linux', { platform: 'darwin' }, 'a Linux host'],
   ])('%s', (_what, change, expected) => {
     const missing = missingForNode({ ...GOOD, ...change });
@@ -62,12 +83,23 @@ describe('per-run names and configuration', () => {
   });
 
   it('finds the default route device, its address and the cgroup hierarchies', () => {
-    expect(defaultRouteDevice('10.88.0.0/16 dev cni-podman0 proto kernel\ndefault via 192.0.2.1 dev eth0 \n')).toBe('eth0');
+    expect(defaultRouteDevice('10.88.0.0/16 dev cni-podman0 proto kernel\ndefault via 192.0.2.1 dev eth0 \n')).toBe(
+      'eth0',
+    );
     expect(firstAddress('4: eth0    inet 192.0.2.2/24 brd 192.0.2.255 scope global eth0')).toBe('192.0.2.2');
-    expect(cgroupMounts(MOUNTINFO_V1)).toEqual(['/sys/fs/cgroup/memory', '/sys/fs/cgroup/cpuset', '/sys/fs/cgroup/unified']);
+    expect(cgroupMounts(MOUNTINFO_V1)).toEqual([
+      '/sys/fs/cgroup/memory',
+      '/sys/fs/cgroup/cpuset',
+      '/sys/fs/cgroup/unified',
+    ]);
   });
 
-  const identity: NodeIdentity = { id: 'ab12cd34', bridge: 'gitopsab12cd34', subnet: '10.244.7.0/24', cgroupRoot: '/gitops-ab12cd34' };
+  const identity: NodeIdentity = {
+    id: 'ab12cd34',
+    bridge: 'gitopsab12cd34',
+    subnet: '10.244.7.0/24',
+    cgroupRoot: '/gitops-ab12cd34',
+  };
 
   it('keeps everything of containerd, CNI and the kubelet in the run folder or named by the run', () => {
     const toml = containerdConfig('/tmp/gitops-node-x');
@@ -75,14 +107,25 @@ describe('per-run names and configuration', () => {
       expect(line).toMatch(/"(\/tmp\/gitops-node-x\/[^"]*|)"$/);
     }
     expect(toml).toContain('restrict_oom_score_adj = true');
-    const cni = cniConfig(identity, '/tmp/gitops-node-x/cni/ipam') as { plugins: Array<{ bridge: string; ipMasq: boolean; ipam: { ranges: unknown } }> };
-    expect(cni.plugins[0]).toMatchObject({ bridge: 'gitopsab12cd34', ipMasq: false, ipam: { ranges: [[{ subnet: '10.244.7.0/24', gateway: '10.244.7.1' }]] } });
+    const cni = cniConfig(identity, '/tmp/gitops-node-x/cni/ipam') as {
+      plugins: Array<{ bridge: string; ipMasq: boolean; ipam: { ranges: unknown } }>;
+    };
+    expect(cni.plugins[0]).toMatchObject({
+      bridge: 'gitopsab12cd34',
+      ipMasq: false,
+      ipam: { ranges: [[{ subnet: '10.244.7.0/24', gateway: '10.244.7.1' }]] },
+    });
     const kubelet = kubeletConfig({ dir: '/tmp/gitops-node-x', identity, port: 1, healthzPort: 2, cgroupV1: true });
-    expect(kubelet).toMatchObject({ cgroupRoot: '/gitops-ab12cd34', failCgroupV1: false, imageGCHighThresholdPercent: 100, podLogsDir: '/tmp/gitops-node-x/pod-logs' });
+    expect(kubelet).toMatchObject({
+      cgroupRoot: '/gitops-ab12cd34',
+      failCgroupV1: false,
+      imageGCHighThresholdPercent: 100,
+      podLogsDir: '/tmp/gitops-node-x/pod-logs',
+    });
     expect(identity.bridge.length).toBeLessThanOrEqual(15); // IFNAMSIZ
   });
 
-  it('generates a cleanup script that bash accepts and that removes only this run\'s things', async () => {
+  it("generates a cleanup script that bash accepts and that removes only this run's things", async () => {
     const dir = await mkdtemp(join(tmpdir(), 'gitops-node-cleanup-'));
     try {
       const script = nodeCleanupScript({ dir, identity, cgroupMounts: ['/sys/fs/cgroup/memory'] });
@@ -105,7 +148,11 @@ describe('offline images', () => {
       '\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f3a)',
       '\t/lib64/ld-linux-x86-64.so.2 (0x00007f3b)',
     ].join('\n');
-    expect(parseLdd(out, '/usr/sbin/nginx')).toEqual(['/lib/x86_64-linux-gnu/libz.so.1', '/lib/x86_64-linux-gnu/libc.so.6', '/lib64/ld-linux-x86-64.so.2']);
+    expect(parseLdd(out, '/usr/sbin/nginx')).toEqual([
+      '/lib/x86_64-linux-gnu/libz.so.1',
+      '/lib/x86_64-linux-gnu/libc.so.6',
+      '/lib64/ld-linux-x86-64.so.2',
+    ]);
     expect(parseLdd('\tnot a dynamic executable', '/bin/busybox')).toEqual([]);
     expect(() => parseLdd('\tlibpcre2-8.so.0 => not found', '/usr/sbin/nginx')).toThrow(/libpcre2-8\.so\.0/);
   });
@@ -113,16 +160,29 @@ describe('offline images', () => {
   it('describes nginx:1.27 as the official image runs it: port 80, workers as nginx, logs to the output', () => {
     const spec = nginxImageSpec(['/lib/x86_64-linux-gnu/libc.so.6'], 'types {}');
     expect(spec.ref).toBe('docker.io/library/nginx:1.27');
-    expect(spec.config).toMatchObject({ Cmd: ['/usr/sbin/nginx', '-g', 'daemon off;'], ExposedPorts: { '80/tcp': {} }, StopSignal: 'SIGQUIT' });
+    expect(spec.config).toMatchObject({
+      Cmd: ['/usr/sbin/nginx', '-g', 'daemon off;'],
+      ExposedPorts: { '80/tcp': {} },
+      StopSignal: 'SIGQUIT',
+    });
     const conf = spec.entries.find((e) => e.path === '/etc/nginx/nginx.conf');
     expect(conf?.kind === 'file' && conf.content).toMatch(/user nginx;[\s\S]*listen 80;/);
     expect(spec.entries).toContainEqual({ kind: 'symlink', path: '/var/log/nginx/access.log', target: '/dev/stdout' });
-    expect(spec.entries).toContainEqual(expect.objectContaining({ kind: 'copy', path: '/lib/x86_64-linux-gnu/libc.so.6' }));
+    expect(spec.entries).toContainEqual(
+      expect.objectContaining({ kind: 'copy', path: '/lib/x86_64-linux-gnu/libc.so.6' }),
+    );
     expect(spec.entries).toContainEqual({ kind: 'file', path: '/etc/nginx/mime.types', content: 'types {}' });
   });
 
   it('writes the docker-archive documents ctr imports', () => {
-    expect(archiveManifestDocument('localhost/x:1')).toEqual([{ Config: 'config.json', RepoTags: ['localhost/x:1'], Layers: ['layer.tar'] }]);
-    expect(imageConfigDocument({ User: '1000' }, 'ab')).toMatchObject({ architecture: 'amd64', os: 'linux', config: { User: '1000' }, rootfs: { type: 'layers', diff_ids: ['sha256:ab'] } });
+    expect(archiveManifestDocument('localhost/x:1')).toEqual([
+      { Config: 'config.json', RepoTags: ['localhost/x:1'], Layers: ['layer.tar'] },
+    ]);
+    expect(imageConfigDocument({ User: '1000' }, 'ab')).toMatchObject({
+      architecture: 'amd64',
+      os: 'linux',
+      config: { User: '1000' },
+      rootfs: { type: 'layers', diff_ids: ['sha256:ab'] },
+    });
   });
 });

@@ -38,8 +38,13 @@ const run = promisify(execFile);
  * (TOOLCHAIN.md), parents first.
  */
 export const HOST_FIXED_DIRS = [
-  '/var/lib/kubelet', '/var/lib/kubelet/device-plugins', '/var/log/containers', '/run/containerd', '/run/containerd/s',
-  '/var/lib/cni', '/var/lib/cni/results',
+  '/var/lib/kubelet',
+  '/var/lib/kubelet/device-plugins',
+  '/var/log/containers',
+  '/run/containerd',
+  '/run/containerd/s',
+  '/var/lib/cni',
+  '/var/lib/cni/results',
 ];
 /** Machine-wide registry of running test nodes, so the last one removes the shared fixed dirs. */
 export const NODE_REGISTRY = '/run/gitops-node';
@@ -97,14 +102,21 @@ export function cniConfig(identity: NodeIdentity, ipamDir: string): object {
   return {
     cniVersion: '1.0.0',
     name: `gitops-${identity.id}`,
-    plugins: [{
-      type: 'bridge',
-      bridge: identity.bridge,
-      isGateway: true,
-      ipMasq: false,
-      hairpinMode: true,
-      ipam: { type: 'host-local', dataDir: ipamDir, ranges: [[{ subnet: identity.subnet, gateway }]], routes: [{ dst: '0.0.0.0/0' }] },
-    }],
+    plugins: [
+      {
+        type: 'bridge',
+        bridge: identity.bridge,
+        isGateway: true,
+        ipMasq: false,
+        hairpinMode: true,
+        ipam: {
+          type: 'host-local',
+          dataDir: ipamDir,
+          ranges: [[{ subnet: identity.subnet, gateway }]],
+          routes: [{ dst: '0.0.0.0/0' }],
+        },
+      },
+    ],
   };
 }
 
@@ -150,7 +162,13 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 }
 
 /** The KubeletConfiguration; see TOOLCHAIN.md for why each non-default setting is there. */
-export function kubeletConfig(params: { dir: string; identity: NodeIdentity; port: number; healthzPort: number; cgroupV1: boolean }): object {
+export function kubeletConfig(params: {
+  dir: string;
+  identity: NodeIdentity;
+  port: number;
+  healthzPort: number;
+  cgroupV1: boolean;
+}): object {
   return {
     apiVersion: 'kubelet.config.k8s.io/v1beta1',
     kind: 'KubeletConfiguration',
@@ -169,7 +187,12 @@ export function kubeletConfig(params: { dir: string; identity: NodeIdentity; por
     // Image GC would delete imported images, which can never be pulled back here.
     imageGCHighThresholdPercent: 100,
     imageGCLowThresholdPercent: 99,
-    evictionHard: { 'memory.available': '100Mi', 'nodefs.available': '1%', 'nodefs.inodesFree': '1%', 'imagefs.available': '1%' },
+    evictionHard: {
+      'memory.available': '100Mi',
+      'nodefs.available': '1%',
+      'nodefs.inodesFree': '1%',
+      'imagefs.available': '1%',
+    },
     podLogsDir: join(params.dir, 'pod-logs'),
     registerNode: true,
     serializeImagePulls: false,
@@ -292,7 +315,8 @@ export function firstAddress(addrs: string): string | undefined {
 export function pickSubnet(ipOutput: string, random: () => number = Math.random): string {
   const used = new Set([...ipOutput.matchAll(/\b10\.244\.(\d+)\./g)].map((m) => Number(m[1])));
   const free = Array.from({ length: 256 }, (_, i) => i).filter((i) => !used.has(i));
-  if (free.length === 0) throw new Error('no free 10.244.X.0/24 for the test node: every one is in use on this machine');
+  if (free.length === 0)
+    throw new Error('no free 10.244.X.0/24 for the test node: every one is in use on this machine');
   return `10.244.${free[Math.floor(random() * free.length)]}.0/24`;
 }
 
@@ -334,10 +358,18 @@ export interface NodeHostFacts {
 }
 
 const HOST_COMMANDS: Array<[string, string]> = [
-  ['containerd', 'containerd'], ['ctr', 'containerd'], ['runc', 'runc'], ['ip', 'iproute2'], ['tar', 'tar'], ['ldd', 'libc-bin'],
+  ['containerd', 'containerd'],
+  ['ctr', 'containerd'],
+  ['runc', 'runc'],
+  ['ip', 'iproute2'],
+  ['tar', 'tar'],
+  ['ldd', 'libc-bin'],
 ];
 const HOST_PATHS: Array<[string, string]> = [
-  ...['bridge', 'host-local', 'loopback'].map((p): [string, string] => [join(CNI_BIN_DIR, p), "install Debian's containernetworking-plugins package"]),
+  ...['bridge', 'host-local', 'loopback'].map((p): [string, string] => [
+    join(CNI_BIN_DIR, p),
+    "install Debian's containernetworking-plugins package",
+  ]),
   ['/bin/busybox', "the pause image: install Debian's busybox-static package"],
   ['/usr/sbin/nginx', "the nginx:1.27 image: install Debian's nginx-light package"],
 ];
@@ -350,24 +382,36 @@ export function missingForNode(facts: NodeHostFacts): string[] {
   if (facts.platform !== 'linux') return [`a Linux host (this is ${facts.platform})`];
   const missing: string[] = [];
   if (facts.uid !== 0) missing.push('root: the node mounts, makes cgroups and network devices (run as root)');
-  for (const [cmd, pkg] of HOST_COMMANDS) if (!facts.commands.includes(cmd)) missing.push(`${cmd}: install Debian's ${pkg} package`);
+  for (const [cmd, pkg] of HOST_COMMANDS)
+    if (!facts.commands.includes(cmd)) missing.push(`${cmd}: install Debian's ${pkg} package`);
   for (const [path, why] of HOST_PATHS) if (!facts.paths.includes(path)) missing.push(`${path}: ${why}`);
   const caps = effectiveCaps(facts.status);
-  if (!((caps >> CAP_SYS_ADMIN) & 1n)) missing.push('capability CAP_SYS_ADMIN (mounts, namespaces): run as root on the host or in a privileged container');
-  if (!((caps >> CAP_NET_ADMIN) & 1n)) missing.push('capability CAP_NET_ADMIN (the CNI bridge): run as root on the host or in a privileged container');
-  if (!/\toverlay$/m.test(facts.filesystems)) missing.push("the overlay filesystem (modprobe overlay), for containerd's overlayfs snapshotter");
+  if (!((caps >> CAP_SYS_ADMIN) & 1n))
+    missing.push('capability CAP_SYS_ADMIN (mounts, namespaces): run as root on the host or in a privileged container');
+  if (!((caps >> CAP_NET_ADMIN) & 1n))
+    missing.push('capability CAP_NET_ADMIN (the CNI bridge): run as root on the host or in a privileged container');
+  if (!/\toverlay$/m.test(facts.filesystems))
+    missing.push("the overlay filesystem (modprobe overlay), for containerd's overlayfs snapshotter");
   const mounts = cgroupMounts(facts.mountinfo);
   const v2 = facts.mountinfo.split('\n').some((l) => / - cgroup2 /.test(l) && l.split(' ')[4] === '/sys/fs/cgroup');
   if (!v2 && !mounts.some((m) => m.endsWith('/memory'))) {
-    missing.push('a cgroup memory controller: mount the cgroup v1 memory hierarchy under /sys/fs/cgroup, or cgroup v2 at /sys/fs/cgroup');
+    missing.push(
+      'a cgroup memory controller: mount the cgroup v1 memory hierarchy under /sys/fs/cgroup, or cgroup v2 at /sys/fs/cgroup',
+    );
   }
   return missing;
 }
 
 /** Gathers this machine's {@link NodeHostFacts} and returns {@link missingForNode}'s findings. */
 export async function checkNodeHost(): Promise<string[]> {
-  const onPath = async (cmd: string): Promise<boolean> => run('sh', ['-c', `command -v ${cmd}`]).then(() => true, () => false);
-  const commands = (await Promise.all(HOST_COMMANDS.map(async ([c]) => ((await onPath(c)) ? c : undefined)))).filter((c): c is string => !!c);
+  const onPath = async (cmd: string): Promise<boolean> =>
+    run('sh', ['-c', `command -v ${cmd}`]).then(
+      () => true,
+      () => false,
+    );
+  const commands = (await Promise.all(HOST_COMMANDS.map(async ([c]) => ((await onPath(c)) ? c : undefined)))).filter(
+    (c): c is string => !!c,
+  );
   const read = (path: string): Promise<string> => readFile(path, 'utf8').catch(() => '');
   return missingForNode({
     platform: process.platform,
@@ -383,7 +427,10 @@ export async function checkNodeHost(): Promise<string[]> {
 /** Throws one error listing {@link checkNodeHost}'s findings. */
 export async function assertNodeHost(): Promise<void> {
   const missing = await checkNodeHost();
-  if (missing.length) throw new Error(`this machine cannot run the test node; missing:\n  - ${missing.join('\n  - ')}\n(see README "A real node" and .ci/run)`);
+  if (missing.length)
+    throw new Error(
+      `this machine cannot run the test node; missing:\n  - ${missing.join('\n  - ')}\n(see README "A real node" and .ci/run)`,
+    );
 }
 
 /** Runs scripts/build-controlplane.sh --node; returns the folder with kubelet and kube-scheduler. */
@@ -406,16 +453,26 @@ export async function ensureNodeBinaries(log: (line: string) => void = () => {})
   return dir;
 }
 
-async function waitUntil(proc: ManagedProcess | undefined, what: string, ok: () => Promise<boolean>, timeoutMs: number, intervalMs = 100): Promise<void> {
+async function waitUntil(
+  proc: ManagedProcess | undefined,
+  what: string,
+  ok: () => Promise<boolean>,
+  timeoutMs: number,
+  intervalMs = 100,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await ok().catch(() => false)) return;
     const exit = proc?.exit();
     if (proc && exit) {
-      throw new Error(`${proc.name}: exited (code ${String(exit.code)}, signal ${String(exit.signal)}) before ${what}; last lines of ${proc.logPath}:\n${await proc.logTail()}`);
+      throw new Error(
+        `${proc.name}: exited (code ${String(exit.code)}, signal ${String(exit.signal)}) before ${what}; last lines of ${proc.logPath}:\n${await proc.logTail()}`,
+      );
     }
     if (Date.now() > deadline) {
-      throw new Error(`test node: not ${what} after ${timeoutMs} ms${proc ? `; last lines of ${proc.logPath}:\n${await proc.logTail()}` : ''}`);
+      throw new Error(
+        `test node: not ${what} after ${timeoutMs} ms${proc ? `; last lines of ${proc.logPath}:\n${await proc.logTail()}` : ''}`,
+      );
     }
     await sleep(intervalMs);
   }
@@ -435,7 +492,10 @@ async function makeCgroupRoots(mounts: string[], name: string): Promise<void> {
     }
     // Only a pure v2 host (one hierarchy at /sys/fs/cgroup); hybrid's "unified" is left as it works.
     if (m !== '/sys/fs/cgroup') continue;
-    const controllers = (await readFile(join(dir, 'cgroup.controllers'), 'utf8').catch(() => '')).trim().split(/\s+/).filter(Boolean);
+    const controllers = (await readFile(join(dir, 'cgroup.controllers'), 'utf8').catch(() => ''))
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean);
     if (controllers.length) {
       await writeFile(join(dir, 'cgroup.subtree_control'), controllers.map((c) => `+${c}`).join(' ')).catch(() => {});
     }
@@ -465,10 +525,20 @@ export async function startNode(opts: StartNodeOptions): Promise<TestNode> {
   try {
     const id = randomBytes(4).toString('hex');
     const [addrs, routes] = await Promise.all([run('ip', ['-o', '-4', 'addr']), run('ip', ['-o', '-4', 'route'])]);
-    const identity: NodeIdentity = { id, bridge: `gitops${id}`, subnet: pickSubnet(addrs.stdout + routes.stdout), cgroupRoot: `/gitops-${id}` };
+    const identity: NodeIdentity = {
+      id,
+      bridge: `gitops${id}`,
+      subnet: pickSubnet(addrs.stdout + routes.stdout),
+      cgroupRoot: `/gitops-${id}`,
+    };
     const device = defaultRouteDevice(routes.stdout);
-    const nodeIp = device ? firstAddress((await run('ip', ['-o', '-4', 'addr', 'show', 'dev', device])).stdout) : undefined;
-    if (!nodeIp) throw new Error('test node: no IPv4 address on the default route\'s device; the kubelet\'s node IP cannot be loopback');
+    const nodeIp = device
+      ? firstAddress((await run('ip', ['-o', '-4', 'addr', 'show', 'dev', device])).stdout)
+      : undefined;
+    if (!nodeIp)
+      throw new Error(
+        "test node: no IPv4 address on the default route's device; the kubelet's node IP cannot be loopback",
+      );
     const mounts = cgroupMounts(await readFile('/proc/self/mountinfo', 'utf8'));
     const cgroupV1 = mounts.some((m) => m.endsWith('/memory'));
     // The cleanup script first: from here on every layer (stop, exit handler, watchdog) uses it.
@@ -479,20 +549,35 @@ export async function startNode(opts: StartNodeOptions): Promise<TestNode> {
     const kubeconfig = join(dir, 'admin.kubeconfig');
     const containerdAddress = join(dir, 'containerd.sock');
     const [kubeletPort, healthzPort] = await freePorts(2);
-    await Promise.all(['cni/net.d', 'cni/ipam', 'images', 'kubelet', 'pod-logs'].map((d) => mkdir(join(dir, d), { recursive: true })));
+    await Promise.all(
+      ['cni/net.d', 'cni/ipam', 'images', 'kubelet', 'pod-logs'].map((d) => mkdir(join(dir, d), { recursive: true })),
+    );
     await Promise.all([
       copyFile(opts.kubeconfigPath, kubeconfig),
       writeFile(join(dir, 'containerd.toml'), containerdConfig(dir)),
-      writeFile(join(dir, 'cni', 'net.d', '10-gitops.conflist'), JSON.stringify(cniConfig(identity, join(dir, 'cni', 'ipam')), null, 2)),
-      writeFile(join(dir, 'kubelet.yaml'), toYaml(kubeletConfig({ dir, identity, port: kubeletPort, healthzPort, cgroupV1 }))),
+      writeFile(
+        join(dir, 'cni', 'net.d', '10-gitops.conflist'),
+        JSON.stringify(cniConfig(identity, join(dir, 'cni', 'ipam')), null, 2),
+      ),
+      writeFile(
+        join(dir, 'kubelet.yaml'),
+        toYaml(kubeletConfig({ dir, identity, port: kubeletPort, healthzPort, cgroupV1 })),
+      ),
     ]);
 
     const containerd = group.start('containerd', 'containerd', ['--config', join(dir, 'containerd.toml')]);
     const scheduler = group.start('kube-scheduler', join(binDir, 'kube-scheduler'), [
-      '--kubeconfig', kubeconfig, '--authentication-kubeconfig', kubeconfig, '--authorization-kubeconfig', kubeconfig,
-      '--leader-elect=false', '--secure-port=0',
+      '--kubeconfig',
+      kubeconfig,
+      '--authentication-kubeconfig',
+      kubeconfig,
+      '--authorization-kubeconfig',
+      kubeconfig,
+      '--leader-elect=false',
+      '--secure-port=0',
     ]);
-    const ctr = (...args: string[]): Promise<unknown> => run('ctr', ['--address', containerdAddress, '--namespace', 'k8s.io', ...args], { maxBuffer: 1 << 24 });
+    const ctr = (...args: string[]): Promise<unknown> =>
+      run('ctr', ['--address', containerdAddress, '--namespace', 'k8s.io', ...args], { maxBuffer: 1 << 24 });
     const importArchive = async (path: string): Promise<void> => {
       await ctr('images', 'import', path).catch((err: Error) => {
         throw new Error(`ctr images import ${path}: ${err.message}`);
@@ -504,7 +589,13 @@ export async function startNode(opts: StartNodeOptions): Promise<TestNode> {
       await importArchive(file);
     };
     const specs = Promise.all([pauseImage(), nginxImage(), ...(opts.images ?? [])]);
-    await waitUntil(containerd, 'serving on its socket', async () => (await ctr('version'), true), CONTAINERD_TIMEOUT_MS, 50);
+    await waitUntil(
+      containerd,
+      'serving on its socket',
+      async () => (await ctr('version'), true),
+      CONTAINERD_TIMEOUT_MS,
+      50,
+    );
     const containerdMs = Date.now() - t0;
     log(`containerd ready after ${containerdMs} ms`);
     const images = (async () => {
@@ -514,17 +605,34 @@ export async function startNode(opts: StartNodeOptions): Promise<TestNode> {
 
     const name = hostname();
     const kubelet = group.start('kubelet', join(binDir, 'kubelet'), [
-      '--config', join(dir, 'kubelet.yaml'), '--kubeconfig', kubeconfig,
-      '--root-dir', join(dir, 'kubelet'), '--cert-dir', join(dir, 'kubelet', 'pki'),
-      '--hostname-override', name, '--node-ip', nodeIp, '-v', '1',
+      '--config',
+      join(dir, 'kubelet.yaml'),
+      '--kubeconfig',
+      kubeconfig,
+      '--root-dir',
+      join(dir, 'kubelet'),
+      '--cert-dir',
+      join(dir, 'kubelet', 'pki'),
+      '--hostname-override',
+      name,
+      '--node-ip',
+      nodeIp,
+      '-v',
+      '1',
     ]);
     const kc = new KubeConfig();
     kc.loadFromFile(kubeconfig);
     const core = kc.makeApiClient(CoreV1Api);
-    await waitUntil(kubelet, `Ready (Node ${name})`, async () => {
-      const node = await core.readNode({ name });
-      return node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
-    }, NODE_READY_TIMEOUT_MS, 100);
+    await waitUntil(
+      kubelet,
+      `Ready (Node ${name})`,
+      async () => {
+        const node = await core.readNode({ name });
+        return node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+      },
+      NODE_READY_TIMEOUT_MS,
+      100,
+    );
     const readyMs = Date.now() - t0;
     const imagesMs = await images;
     log(`node ${name} Ready after ${readyMs} ms (images imported after ${imagesMs} ms)`);
@@ -581,14 +689,19 @@ export interface TestNodeHandle {
 export function testNode(): TestNodeHandle {
   const get = (name: string): string => {
     const v = process.env[name];
-    if (!v) throw new Error(`${name} is not set: run this test in jest's node project (npm test, or --selectProjects node), whose global setup starts the node`);
+    if (!v)
+      throw new Error(
+        `${name} is not set: run this test in jest's node project (npm test, or --selectProjects node), whose global setup starts the node`,
+      );
     return v;
   };
   const containerdAddress = get(NODE_TEST_ENV.containerdAddress);
   // Set by global setup; a node from `npm run cluster -- --node` publishes only its socket.
   const dir = process.env[NODE_TEST_ENV.dir];
   const importArchive = async (path: string): Promise<void> => {
-    await run('ctr', ['--address', containerdAddress, '--namespace', 'k8s.io', 'images', 'import', path], { maxBuffer: 1 << 24 }).catch((err: Error) => {
+    await run('ctr', ['--address', containerdAddress, '--namespace', 'k8s.io', 'images', 'import', path], {
+      maxBuffer: 1 << 24,
+    }).catch((err: Error) => {
       throw new Error(`ctr images import ${path}: ${err.message}`);
     });
   };
@@ -599,7 +712,10 @@ export function testNode(): TestNodeHandle {
     importImage: async (spec) => {
       const images = dir ? join(dir, 'images') : await mkdtemp(join(tmpdir(), 'gitops-image-'));
       await mkdir(images, { recursive: true });
-      const file = join(images, `${spec.ref.replace(/[^a-zA-Z0-9.-]+/g, '_')}-${process.pid}-${randomBytes(3).toString('hex')}.tar`);
+      const file = join(
+        images,
+        `${spec.ref.replace(/[^a-zA-Z0-9.-]+/g, '_')}-${process.pid}-${randomBytes(3).toString('hex')}.tar`,
+      );
       try {
         await writeDockerArchive(spec, file);
         await importArchive(file);

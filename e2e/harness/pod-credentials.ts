@@ -25,7 +25,12 @@ export interface PodCredentials {
 }
 
 /** A token for `namespace/serviceAccount` from the TokenRequest API (the ServiceAccount must exist). */
-export async function createServiceAccountToken(kc: KubeConfig, namespace: string, serviceAccount: string, expirationSeconds = 3600): Promise<string> {
+export async function createServiceAccountToken(
+  kc: KubeConfig,
+  namespace: string,
+  serviceAccount: string,
+  expirationSeconds = 3600,
+): Promise<string> {
   const res = await kc.makeApiClient(CoreV1Api).createNamespacedServiceAccountToken({
     name: serviceAccount,
     namespace,

@@ -43,7 +43,11 @@ describe('ProcessGroup', () => {
 
   it('escalates to SIGKILL when a process ignores SIGTERM', async () => {
     const group = await ProcessGroup.create({ handleSignals: false });
-    const stubborn = group.start('stubborn', process.execPath, ['-e', 'process.on("SIGTERM", () => {}); setInterval(() => {}, 1000);', group.dir]);
+    const stubborn = group.start('stubborn', process.execPath, [
+      '-e',
+      'process.on("SIGTERM", () => {}); setInterval(() => {}, 1000);',
+      group.dir,
+    ]);
     await new Promise((r) => setTimeout(r, 300));
     const t0 = Date.now();
     await group.dispose(500);
@@ -53,17 +57,29 @@ describe('ProcessGroup', () => {
 
   it('leaves no process or folder behind when its owner is killed with SIGKILL', async () => {
     const dist = new URL('../../dist/e2e/harness/processes.js', import.meta.url).href;
-    const owner = spawn(process.execPath, ['--input-type=module', '-e', `
+    const owner = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `
       import { ProcessGroup } from ${JSON.stringify(dist)};
       const g = await ProcessGroup.create();
       const a = g.start('a', process.execPath, ['-e', 'setInterval(() => {}, 1000)', g.dir]);
       const b = g.start('b', process.execPath, ['-e', 'setInterval(() => {}, 1000)', g.dir]);
       console.log(JSON.stringify({ dir: g.dir, pids: [a.pid, b.pid] }));
       setInterval(() => {}, 1000);
-    `], { stdio: ['ignore', 'pipe', 'inherit'] });
+    `,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     let out = '';
     owner.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    const started = await waitFor(() => (out.includes('\n') ? (JSON.parse(out) as { dir: string; pids: number[] }) : undefined), 10_000, 'the owner to start its processes');
+    const started = await waitFor(
+      () => (out.includes('\n') ? (JSON.parse(out) as { dir: string; pids: number[] }) : undefined),
+      10_000,
+      'the owner to start its processes',
+    );
     expect(started.pids.every(alive)).toBe(true);
     owner.kill('SIGKILL');
     await waitFor(() => !existsSync(started.dir) && !started.pids.some(alive), 5000, 'the watchdog to clean up');
@@ -73,7 +89,12 @@ describe('ProcessGroup', () => {
     const dist = new URL('../../dist/e2e/harness/processes.js', import.meta.url).href;
     const outside = await mkdtemp(join(tmpdir(), 'gitops-cleanup-marker-'));
     const marker = join(outside, 'left-behind');
-    const owner = spawn(process.execPath, ['--input-type=module', '-e', `
+    const owner = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `
       import { writeFileSync } from 'node:fs';
       import { ProcessGroup } from ${JSON.stringify(dist)};
       const g = await ProcessGroup.create();
@@ -84,11 +105,18 @@ describe('ProcessGroup', () => {
       await g.setCleanup('grep -q . /proc/' + a.pid + '/cmdline 2>/dev/null && exit 1; rm ' + ${JSON.stringify(marker)} + '\\n');
       console.log(JSON.stringify({ dir: g.dir, pid: a.pid }));
       setInterval(() => {}, 1000);
-    `], { stdio: ['ignore', 'pipe', 'inherit'] });
+    `,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     let out = '';
     owner.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     try {
-      const started = await waitFor(() => (out.includes('\n') ? (JSON.parse(out) as { dir: string; pid: number }) : undefined), 10_000, 'the owner to start');
+      const started = await waitFor(
+        () => (out.includes('\n') ? (JSON.parse(out) as { dir: string; pid: number }) : undefined),
+        10_000,
+        'the owner to start',
+      );
       expect(existsSync(marker)).toBe(true);
       owner.kill('SIGKILL');
       await waitFor(() => !existsSync(started.dir) && !alive(started.pid), 5000, 'the watchdog to clean up');

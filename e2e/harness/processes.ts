@@ -125,13 +125,22 @@ export class ProcessGroup {
    * Starts `command` with its output going to `<dir>/<name>.log`. Its command line must name the
    * group's folder (a data dir or a config path) for the watchdog to recognise it.
    */
-  start(name: string, command: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): ManagedProcess {
+  start(
+    name: string,
+    command: string,
+    args: string[],
+    options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+  ): ManagedProcess {
     if (this.disposed) throw new Error(`${name}: process group ${this.dir} is already disposed`);
     const logPath = join(this.dir, `${name}.log`);
     const fd = openSync(logPath, 'a');
     let child: ChildProcess;
     try {
-      child = spawn(command, args, { stdio: ['ignore', fd, fd], env: options.env ?? process.env, cwd: options.cwd ?? this.dir });
+      child = spawn(command, args, {
+        stdio: ['ignore', fd, fd],
+        env: options.env ?? process.env,
+        cwd: options.cwd ?? this.dir,
+      });
     } finally {
       closeSync(fd);
     }
@@ -168,7 +177,13 @@ export class ProcessGroup {
     p.child.kill('SIGTERM');
     // Cancel the grace timer once the process exits, or it keeps the event loop alive for nothing.
     const grace = new AbortController();
-    const done = await Promise.race([p.exited, sleep(graceMs, undefined, { signal: grace.signal }).then(() => undefined, () => undefined)]);
+    const done = await Promise.race([
+      p.exited,
+      sleep(graceMs, undefined, { signal: grace.signal }).then(
+        () => undefined,
+        () => undefined,
+      ),
+    ]);
     grace.abort();
     if (done) return done;
     p.child.kill('SIGKILL');
@@ -235,7 +250,11 @@ export class ProcessGroup {
 async function tailOf(path: string, lines: number): Promise<string> {
   try {
     const text = await readFile(path, 'utf8');
-    return text.split('\n').slice(-lines - 1).join('\n').trimEnd();
+    return text
+      .split('\n')
+      .slice(-lines - 1)
+      .join('\n')
+      .trimEnd();
   } catch {
     return '(no log)';
   }

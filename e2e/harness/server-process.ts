@@ -132,7 +132,11 @@ export interface TenantServer {
 const run = (file: string, args: string[]): Promise<CliResult> =>
   new Promise((resolve) => {
     execFile(file, args, { maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
+      const code = err
+        ? typeof (err as { code?: unknown }).code === 'number'
+          ? (err as { code: number }).code
+          : 1
+        : 0;
       resolve({ code, stdout: String(stdout), stderr: String(stderr) });
     });
   });
@@ -144,7 +148,11 @@ export async function processMemory(pid: number): Promise<{ hwmMiB: number; rssM
   return { hwmMiB: kib('VmHWM') / 1024, rssMiB: kib('VmRSS') / 1024 };
 }
 
-function request(url: string, ca: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+function request(
+  url: string,
+  ca: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = https.get(url, { ca, agent: false, headers, timeout: 30_000 }, (res) => {
       const chunks: Buffer[] = [];
@@ -166,10 +174,17 @@ export function textLogField(line: string, key: string): string | undefined {
 
 /** The 'server listening' line of a server writing text logs, as the fields tests read. */
 async function waitForTextListening(proc: ManagedProcess): Promise<LogRecord> {
-  const line = await waitFor(async () => {
-    if (proc.exit()) throw new Error(`server exited ${JSON.stringify(proc.exit())}:\n${await proc.logTail(40)}`);
-    return (await readFile(proc.logPath, 'utf8').catch(() => '')).split('\n').find((l) => l.includes(' server listening '));
-  }, 20_000, 'server listening (text log)', 20);
+  const line = await waitFor(
+    async () => {
+      if (proc.exit()) throw new Error(`server exited ${JSON.stringify(proc.exit())}:\n${await proc.logTail(40)}`);
+      return (await readFile(proc.logPath, 'utf8').catch(() => ''))
+        .split('\n')
+        .find((l) => l.includes(' server listening '));
+    },
+    20_000,
+    'server listening (text log)',
+    20,
+  );
   return { msg: 'server listening', connect: textLogField(line, 'connect'), caCert: textLogField(line, 'caCert') };
 }
 
@@ -190,17 +205,30 @@ export async function startTenantServer(options: TenantServerOptions): Promise<T
   let ca = '';
   let seq = 0;
 
-  const cli = (...args: string[]): Promise<CliResult> => run(process.execPath, [serverCli, ...args, '--state-dir', stateDir]);
+  const cli = (...args: string[]): Promise<CliResult> =>
+    run(process.execPath, [serverCli, ...args, '--state-dir', stateDir]);
   const logs = (): Promise<LogRecord[]> => readLogRecords(server!.logPath);
-  const waitForLog = async (match: (r: LogRecord) => boolean, timeoutMs = 15_000, what = 'a log line'): Promise<LogRecord> => {
+  const waitForLog = async (
+    match: (r: LogRecord) => boolean,
+    timeoutMs = 15_000,
+    what = 'a log line',
+  ): Promise<LogRecord> => {
     const proc = server!;
-    const found = await waitFor(async () => {
-      const hit = (await readLogRecords(proc.logPath)).find(match);
-      if (hit) return hit;
-      if (proc.exit()) return { exited: proc.exit() } as LogRecord;
-      return undefined;
-    }, timeoutMs, `server: ${what}`, 20);
-    if ('exited' in found && !found.msg) throw new Error(`server exited ${JSON.stringify(found.exited)} while waiting for ${what}:\n${await proc.logTail(40)}`);
+    const found = await waitFor(
+      async () => {
+        const hit = (await readLogRecords(proc.logPath)).find(match);
+        if (hit) return hit;
+        if (proc.exit()) return { exited: proc.exit() } as LogRecord;
+        return undefined;
+      },
+      timeoutMs,
+      `server: ${what}`,
+      20,
+    );
+    if ('exited' in found && !found.msg)
+      throw new Error(
+        `server exited ${JSON.stringify(found.exited)} while waiting for ${what}:\n${await proc.logTail(40)}`,
+      );
     return found;
   };
   const agentList = async (): Promise<AgentListRow[]> => {
@@ -217,17 +245,44 @@ export async function startTenantServer(options: TenantServerOptions): Promise<T
     return r;
   };
   const webhook = (project: string): Promise<number> =>
-    post(`https://127.0.0.1:${port}/api/v1/webhooks/gitlab`, ca, { 'x-gitlab-token': webhookSecret, 'x-gitlab-event': 'Push Hook' },
-      JSON.stringify({ object_kind: 'push', project: { path_with_namespace: project } }));
+    post(
+      `https://127.0.0.1:${port}/api/v1/webhooks/gitlab`,
+      ca,
+      { 'x-gitlab-token': webhookSecret, 'x-gitlab-event': 'Push Hook' },
+      JSON.stringify({ object_kind: 'push', project: { path_with_namespace: project } }),
+    );
 
   const startServer = async (extraArgs: string[] = []): Promise<void> => {
-    server = group.start(`server-${seq++}`, process.execPath, [
-      serverCli, 'serve', '--listen', `127.0.0.1:${port}`, '--state-dir', stateDir, '--tls-self-signed',
-      '--git-base-url', gitServer!.url, '--poll-interval', options.pollInterval ?? '60s', '--heartbeat-interval', '1s',
-      '--webhook-secret-file', webhookSecretPath, '--log-level', 'debug', ...(options.serverArgs ?? []), ...extraArgs,
-    ], { env: { ...process.env, ...options.env } });
+    server = group.start(
+      `server-${seq++}`,
+      process.execPath,
+      [
+        serverCli,
+        'serve',
+        '--listen',
+        `127.0.0.1:${port}`,
+        '--state-dir',
+        stateDir,
+        '--tls-self-signed',
+        '--git-base-url',
+        gitServer!.url,
+        '--poll-interval',
+        options.pollInterval ?? '60s',
+        '--heartbeat-interval',
+        '1s',
+        '--webhook-secret-file',
+        webhookSecretPath,
+        '--log-level',
+        'debug',
+        ...(options.serverArgs ?? []),
+        ...extraArgs,
+      ],
+      { env: { ...process.env, ...options.env } },
+    );
     const textLogs = [...(options.serverArgs ?? []), ...extraArgs].join(' ').includes('--log-format text');
-    const listening = textLogs ? await waitForTextListening(server) : await waitForLog((r) => r.msg === 'server listening', 20_000, 'server listening');
+    const listening = textLogs
+      ? await waitForTextListening(server)
+      : await waitForLog((r) => r.msg === 'server listening', 20_000, 'server listening');
     connectUrl = String(listening.connect);
     port = Number(new URL(connectUrl).port);
     ca = await readFile(String(listening.caCert), 'utf8');
@@ -242,15 +297,29 @@ export async function startTenantServer(options: TenantServerOptions): Promise<T
 
   try {
     gitServer = await startGitServer({ root: path.join(group.dir, 'repos') });
-    const files: Record<string, Record<string, string>> = { [TENANT_MANIFEST_PROJECT]: { 'manifest.yaml': configMapManifest('tenant', 'one') }, ...options.projects };
+    const files: Record<string, Record<string, string>> = {
+      [TENANT_MANIFEST_PROJECT]: { 'manifest.yaml': configMapManifest('tenant', 'one') },
+      ...options.projects,
+    };
     for (const a of options.agents) {
       if (a.config === null) continue;
       const project = a.configProject ?? TENANT_CONFIG_PROJECT;
-      files[project] = { ...files[project], [`.gitlab/agents/${a.name}/config.yaml`]: a.config ?? DEFAULT_TENANT_CONFIG };
+      files[project] = {
+        ...files[project],
+        [`.gitlab/agents/${a.name}/config.yaml`]: a.config ?? DEFAULT_TENANT_CONFIG,
+      };
     }
-    for (const [name, content] of Object.entries(files)) await (await repo(name)).commit({ files: content, message: 'first commit' });
+    for (const [name, content] of Object.entries(files))
+      await (await repo(name)).commit({ files: content, message: 'first commit' });
     for (const a of options.agents) {
-      const made = await cli('agent', 'create', a.name, '--config-project', a.configProject ?? TENANT_CONFIG_PROJECT, ...(a.createArgs ?? []));
+      const made = await cli(
+        'agent',
+        'create',
+        a.name,
+        '--config-project',
+        a.configProject ?? TENANT_CONFIG_PROJECT,
+        ...(a.createArgs ?? []),
+      );
       if (made.code !== 0) throw new Error(`agent create ${a.name}: ${made.stderr.trim()}`);
       tokens[a.name] = made.stdout.trim();
     }
@@ -262,14 +331,29 @@ export async function startTenantServer(options: TenantServerOptions): Promise<T
   }
 
   return {
-    dir: group.dir, stateDir, gitServer, webhookSecret, webhookSecretPath, tokens,
-    get url() { return `https://127.0.0.1:${port}`; },
-    get connectUrl() { return connectUrl; },
-    get ca() { return ca; },
-    get server() { return server!; },
+    dir: group.dir,
+    stateDir,
+    gitServer,
+    webhookSecret,
+    webhookSecretPath,
+    tokens,
+    get url() {
+      return `https://127.0.0.1:${port}`;
+    },
+    get connectUrl() {
+      return connectUrl;
+    },
+    get ca() {
+      return ca;
+    },
+    get server() {
+      return server!;
+    },
     repo,
     async commit(project, content, { webhook: notify = true } = {}) {
-      const sha = await (await repo(project)).commit({ files: content, message: `change ${Object.keys(content).join(', ')}` });
+      const sha = await (
+        await repo(project)
+      ).commit({ files: content, message: `change ${Object.keys(content).join(', ')}` });
       if (notify) {
         const status = await webhook(project);
         if (status !== 202) throw new Error(`webhook for ${project}: server answered ${status}`);

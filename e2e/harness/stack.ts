@@ -43,7 +43,6 @@ export const MANIFEST_PROJECT = 'gitops-project';
 const INSTALL_NAMESPACE = 'gitops-agent';
 const SERVICE_ACCOUNT = 'gitops-agent';
 
-
 export interface StackOptions {
   /** Admin credentials for the control plane (installing manifests/, TokenRequest). */
   kubeConfig: KubeConfig;
@@ -107,7 +106,12 @@ export interface Stack {
   /** Every complete JSON line a process has logged so far. */
   logs(proc: ManagedProcess): Promise<LogRecord[]>;
   /** The first log line of `proc` matching `match`; fails early with the log tail if `proc` exits. */
-  waitForLog(proc: ManagedProcess, match: (r: LogRecord) => boolean, timeoutMs?: number, what?: string): Promise<LogRecord>;
+  waitForLog(
+    proc: ManagedProcess,
+    match: (r: LogRecord) => boolean,
+    timeoutMs?: number,
+    what?: string,
+  ): Promise<LogRecord>;
   stopServer(): Promise<void>;
   /** Starts the server again on the same port with the same state dir and certificate. */
   startServer(): Promise<void>;
@@ -196,7 +200,9 @@ interface KubeObject {
  * manifests/agent, whose generator only feeds the Deployment.
  */
 export async function readKustomization(dir: string): Promise<KubeObject[]> {
-  const kustomization = parseYaml(await readFile(path.join(dir, 'kustomization.yaml'), 'utf8')) as { resources?: string[] };
+  const kustomization = parseYaml(await readFile(path.join(dir, 'kustomization.yaml'), 'utf8')) as {
+    resources?: string[];
+  };
   const out: KubeObject[] = [];
   for (const entry of kustomization.resources ?? []) {
     const full = path.join(dir, entry);
@@ -225,10 +231,12 @@ export function installObjects(objects: KubeObject[], suffix: string): KubeObjec
       const copy = structuredClone(o);
       if (copy.kind === 'Namespace' && copy.metadata.name === INSTALL_NAMESPACE) copy.metadata.name = ns;
       if (copy.metadata.namespace === INSTALL_NAMESPACE) copy.metadata.namespace = ns;
-      if (copy.kind === 'ClusterRole' || copy.kind === 'ClusterRoleBinding') copy.metadata.name = rename(copy.metadata.name);
+      if (copy.kind === 'ClusterRole' || copy.kind === 'ClusterRoleBinding')
+        copy.metadata.name = rename(copy.metadata.name);
       const roleRef = copy.roleRef as { kind: string; name: string } | undefined;
       if (roleRef?.kind === 'ClusterRole') roleRef.name = rename(roleRef.name);
-      for (const s of (copy.subjects as Array<{ namespace?: string }> | undefined) ?? []) if (s.namespace === INSTALL_NAMESPACE) s.namespace = ns;
+      for (const s of (copy.subjects as Array<{ namespace?: string }> | undefined) ?? [])
+        if (s.namespace === INSTALL_NAMESPACE) s.namespace = ns;
       return copy;
     });
 }
@@ -237,10 +245,18 @@ export function installObjects(objects: KubeObject[], suffix: string): KubeObjec
 function postJson(url: string, ca: string, headers: Record<string, string>, body: unknown): Promise<number> {
   const payload = Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
-    const req = https.request(url, { method: 'POST', ca, headers: { ...headers, 'content-type': 'application/json', 'content-length': String(payload.length) } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
+    const req = https.request(
+      url,
+      {
+        method: 'POST',
+        ca,
+        headers: { ...headers, 'content-type': 'application/json', 'content-length': String(payload.length) },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
     req.on('error', reject);
     req.end(payload);
   });
@@ -276,21 +292,35 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   let stopped = false;
 
   const logs = (proc: ManagedProcess): Promise<LogRecord[]> => readLogRecords(proc.logPath);
-  const waitForLog = async (proc: ManagedProcess, match: (r: LogRecord) => boolean, timeoutMs = 15_000, what = 'a log line'): Promise<LogRecord> => {
+  const waitForLog = async (
+    proc: ManagedProcess,
+    match: (r: LogRecord) => boolean,
+    timeoutMs = 15_000,
+    what = 'a log line',
+  ): Promise<LogRecord> => {
     // waitFor takes a thrown error for "not yet", so an exit is returned and thrown here: fail at once.
-    const result = await waitFor(async (): Promise<{ found: LogRecord } | { exited: ProcessExit } | undefined> => {
-      const found = (await logs(proc)).find(match);
-      if (found) return { found };
-      const exited = proc.exit();
-      return exited ? { exited } : undefined;
-    }, timeoutMs, `${proc.name}: ${what}`, 20);
+    const result = await waitFor(
+      async (): Promise<{ found: LogRecord } | { exited: ProcessExit } | undefined> => {
+        const found = (await logs(proc)).find(match);
+        if (found) return { found };
+        const exited = proc.exit();
+        return exited ? { exited } : undefined;
+      },
+      timeoutMs,
+      `${proc.name}: ${what}`,
+      20,
+    );
     if ('found' in result) return result.found;
-    throw new Error(`${proc.name} exited ${JSON.stringify(result.exited)} while waiting for ${what}:\n${await proc.logTail(40)}`);
+    throw new Error(
+      `${proc.name} exited ${JSON.stringify(result.exited)} while waiting for ${what}:\n${await proc.logTail(40)}`,
+    );
   };
 
   const serverCmd = async (...args: string[]): Promise<string> => {
     try {
-      const { stdout } = await run(process.execPath, [serverCli, ...args, '--state-dir', serverStateDir], { maxBuffer: 16 * 1024 * 1024 });
+      const { stdout } = await run(process.execPath, [serverCli, ...args, '--state-dir', serverStateDir], {
+        maxBuffer: 16 * 1024 * 1024,
+      });
       return stdout;
     } catch (err) {
       const e = err as { stderr?: string; message: string };
@@ -301,9 +331,23 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const startServer = async (): Promise<void> => {
     if (server && !server.exit()) throw new Error(`${server.name}: already running`);
     server = group.start(`server-${seq++}`, process.execPath, [
-      serverCli, 'serve', '--listen', `127.0.0.1:${serverPort}`, '--state-dir', serverStateDir, '--tls-self-signed',
-      '--git-base-url', gitServer!.url, '--poll-interval', options.pollInterval ?? '5s', '--heartbeat-interval', '2s',
-      '--webhook-secret-file', webhookSecretPath, '--log-level', logLevel,
+      serverCli,
+      'serve',
+      '--listen',
+      `127.0.0.1:${serverPort}`,
+      '--state-dir',
+      serverStateDir,
+      '--tls-self-signed',
+      '--git-base-url',
+      gitServer!.url,
+      '--poll-interval',
+      options.pollInterval ?? '5s',
+      '--heartbeat-interval',
+      '2s',
+      '--webhook-secret-file',
+      webhookSecretPath,
+      '--log-level',
+      logLevel,
     ]);
     const listening = await waitForLog(server, (r) => r.msg === 'server listening', 20_000, 'server listening');
     connectUrl = String(listening.connect);
@@ -323,17 +367,38 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       POD_NAMESPACE: installNamespace,
     };
     delete env.KUBECONFIG;
-    agent = group.start(`agent-${seq++}`, process.execPath, [
-      agentCli, 'run', '--server-url', connectUrl, '--token-file', tokenPath, '--ca-file', caPath,
-      '--state-dir', agentStateDir, '--listen', '127.0.0.1:0', '--log-level', logLevel, ...(options.agentArgs ?? []),
-    ], { env });
+    agent = group.start(
+      `agent-${seq++}`,
+      process.execPath,
+      [
+        agentCli,
+        'run',
+        '--server-url',
+        connectUrl,
+        '--token-file',
+        tokenPath,
+        '--ca-file',
+        caPath,
+        '--state-dir',
+        agentStateDir,
+        '--listen',
+        '127.0.0.1:0',
+        '--log-level',
+        logLevel,
+        ...(options.agentArgs ?? []),
+      ],
+      { env },
+    );
     if (waitConnected) await waitForLog(agent, (r) => r.msg === 'connected to server', 20_000, 'connected to server');
   };
 
   const notify = async (project = MANIFEST_PROJECT): Promise<void> => {
-    const status = await postJson(`https://127.0.0.1:${serverPort}/api/v1/webhooks/gitlab`, caPem,
+    const status = await postJson(
+      `https://127.0.0.1:${serverPort}/api/v1/webhooks/gitlab`,
+      caPem,
       { 'x-gitlab-token': webhookSecret, 'x-gitlab-event': 'Push Hook' },
-      { object_kind: 'push', project: { path_with_namespace: project } });
+      { object_kind: 'push', project: { path_with_namespace: project } },
+    );
     if (status !== 202) throw new Error(`webhook for ${project}: server answered ${status}`);
   };
 
@@ -365,8 +430,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     ];
     await configRepo.commit({
       files: {
-        [`.gitlab/agents/${AGENT_NAME}/config.yaml`]:
-          `gitops:\n  manifest_projects:\n  - id: ${MANIFEST_PROJECT}\n    paths:\n    - glob: '/**/*.yaml'\n${extra.map((l) => `${l}\n`).join('')}`,
+        [`.gitlab/agents/${AGENT_NAME}/config.yaml`]: `gitops:\n  manifest_projects:\n  - id: ${MANIFEST_PROJECT}\n    paths:\n    - glob: '/**/*.yaml'\n${extra.map((l) => `${l}\n`).join('')}`,
       },
       message: `agent ${AGENT_NAME}: watch ${MANIFEST_PROJECT}`,
     });
@@ -388,13 +452,32 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     // 4. The agent's install from manifests/agent, server-side applied, then a pod's credentials.
     const objects = installObjects(await readKustomization(path.join(root, 'manifests', 'agent')), suffix);
     for (const obj of objects) {
-      const res = await kubeRequest(kc, 'PATCH', `${objectPath(obj)}?fieldManager=gitops-e2e&force=true`, obj, 'application/apply-patch+yaml');
-      if (res.status >= 300) throw new Error(`${obj.kind}/${obj.metadata.namespace ?? ''}/${obj.metadata.name}: apply failed with ${res.status}: ${JSON.stringify(res.body)}`);
+      const res = await kubeRequest(
+        kc,
+        'PATCH',
+        `${objectPath(obj)}?fieldManager=gitops-e2e&force=true`,
+        obj,
+        'application/apply-patch+yaml',
+      );
+      if (res.status >= 300)
+        throw new Error(
+          `${obj.kind}/${obj.metadata.namespace ?? ''}/${obj.metadata.name}: apply failed with ${res.status}: ${JSON.stringify(res.body)}`,
+        );
       applied.push(obj);
     }
     say(`manifests/agent applied: ${objects.map((o) => `${o.kind}/${o.metadata.name}`).join(', ')}`);
-    await waitFor(async () => (await kubeRequest(kc, 'GET', `/api/v1/namespaces/${installNamespace}/serviceaccounts/${SERVICE_ACCOUNT}`)).status === 200, 10_000, 'the ServiceAccount');
-    creds = await writePodCredentials(kc, { namespace: installNamespace, serviceAccount: SERVICE_ACCOUNT, dir: path.join(group.dir, 'pod') });
+    await waitFor(
+      async () =>
+        (await kubeRequest(kc, 'GET', `/api/v1/namespaces/${installNamespace}/serviceaccounts/${SERVICE_ACCOUNT}`))
+          .status === 200,
+      10_000,
+      'the ServiceAccount',
+    );
+    creds = await writePodCredentials(kc, {
+      namespace: installNamespace,
+      serviceAccount: SERVICE_ACCOUNT,
+      dir: path.join(group.dir, 'pod'),
+    });
 
     // 5. The agent, as in a pod.
     await startAgent();
@@ -437,7 +520,11 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       waitForLog,
       async logTails(lines = 20) {
         const parts: string[] = [];
-        for (const p of [server, agent]) if (p) parts.push(`--- last lines of ${p.name} (${p.exit() ? `exited ${JSON.stringify(p.exit())}` : 'running'}) ---\n${await p.logTail(lines)}`);
+        for (const p of [server, agent])
+          if (p)
+            parts.push(
+              `--- last lines of ${p.name} (${p.exit() ? `exited ${JSON.stringify(p.exit())}` : 'running'}) ---\n${await p.logTail(lines)}`,
+            );
         return parts.join('\n');
       },
       async stopServer() {

@@ -9,19 +9,28 @@ import { setTimeout as sleep } from 'node:timers/promises';
  * `false`, and resolves with that value. Errors thrown by `fn` count as "not yet"; on timeout the
  * last one is the `cause`.
  */
-export async function waitFor<T>(fn: () => T | Promise<T>, timeoutMs = 10_000, what = 'condition', intervalMs = 50): Promise<Exclude<T, undefined | null | false>> {
+export async function waitFor<T>(
+  fn: () => T | Promise<T>,
+  timeoutMs = 10_000,
+  what = 'condition',
+  intervalMs = 50,
+): Promise<Exclude<T, undefined | null | false>> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
     try {
       const value = await fn();
-      if (value !== undefined && value !== null && value !== false) return value as Exclude<T, undefined | null | false>;
+      if (value !== undefined && value !== null && value !== false)
+        return value as Exclude<T, undefined | null | false>;
     } catch (err) {
       lastError = err;
     }
     if (Date.now() > deadline) {
       const detail = lastError instanceof Error ? `: ${lastError.message}` : '';
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail}`, lastError === undefined ? undefined : { cause: lastError });
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${detail}`,
+        lastError === undefined ? undefined : { cause: lastError },
+      );
     }
     await sleep(intervalMs);
   }

@@ -57,23 +57,39 @@ function sectionShellBlocks(markdown: string, heading: string): string[] {
   return [...section.matchAll(/^```sh\n([\s\S]*?)^```$/gm)].map((m) => m[1]!.trimEnd());
 }
 
-async function sh(cmd: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs: number }): Promise<{ stdout: string; stderr: string }> {
+async function sh(
+  cmd: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs: number },
+): Promise<{ stdout: string; stderr: string }> {
   try {
-    return await run(cmd, args, { cwd: options.cwd, env: options.env ?? process.env, timeout: options.timeoutMs, maxBuffer: 16 * 1024 * 1024 });
+    return await run(cmd, args, {
+      cwd: options.cwd,
+      env: options.env ?? process.env,
+      timeout: options.timeoutMs,
+      maxBuffer: 16 * 1024 * 1024,
+    });
   } catch (err) {
     const e = err as { stdout?: string; stderr?: string; message: string };
-    throw new Error(`${cmd} ${args.join(' ')} failed: ${e.message}\nstdout: ${e.stdout ?? ''}\nstderr: ${e.stderr ?? ''}`);
+    throw new Error(
+      `${cmd} ${args.join(' ')} failed: ${e.message}\nstdout: ${e.stdout ?? ''}\nstderr: ${e.stderr ?? ''}`,
+    );
   }
 }
 
 async function podman(...args: string[]): Promise<string> {
-  return (await sh('podman', ['--runtime', process.env.PODMAN_RUNTIME ?? 'runc', ...args], { timeoutMs: 60_000 })).stdout.trim();
+  return (
+    await sh('podman', ['--runtime', process.env.PODMAN_RUNTIME ?? 'runc', ...args], { timeoutMs: 60_000 })
+  ).stdout.trim();
 }
 
 function portInUse(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = createConnection({ host: '127.0.0.1', port });
-    socket.once('connect', () => { socket.destroy(); resolve(true); });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
     socket.once('error', () => resolve(false));
   });
 }
@@ -82,7 +98,10 @@ describe('the documented image trial', () => {
   it('is, in README.md and docs/operations.md, exactly what scripts/image-trial.sh runs', async () => {
     const blocks = scriptBlocks(await readFile(TRIAL, 'utf8'));
     expect([...blocks.keys()]).toEqual(['up', 'down']);
-    for (const [file, heading] of [['README.md', '## Container image'], ['docs/operations.md', '### Local trials with `docker run`']] as const) {
+    for (const [file, heading] of [
+      ['README.md', '## Container image'],
+      ['docs/operations.md', '### Local trials with `docker run`'],
+    ] as const) {
       const docBlocks = sectionShellBlocks(await readFile(join(ROOT, file), 'utf8'), heading);
       for (const [name, block] of blocks) {
         expect({ file, name, found: docBlocks.includes(block) }).toEqual({ file, name, found: true });
@@ -91,8 +110,15 @@ describe('the documented image trial', () => {
     // Every image the documents' "Container image" sections build or run is the one the script builds and the trial runs.
     for (const file of ['README.md', 'docs/operations.md']) {
       const images = sectionShellBlocks(await readFile(join(ROOT, file), 'utf8'), '## Container image')
-        .flatMap((b) => [...b.matchAll(/ -t (\S+)|(\S+) gitops-(?:server|agent) (?:serve|run|agent|--help|--version)\b/g)].map((m) => m[1] ?? m[2]))
-        .filter((word): word is string => word !== undefined && !word.startsWith('-') && !['exec', 'gitops-server'].includes(word));
+        .flatMap((b) =>
+          [...b.matchAll(/ -t (\S+)|(\S+) gitops-(?:server|agent) (?:serve|run|agent|--help|--version)\b/g)].map(
+            (m) => m[1] ?? m[2],
+          ),
+        )
+        .filter(
+          (word): word is string =>
+            word !== undefined && !word.startsWith('-') && !['exec', 'gitops-server'].includes(word),
+        );
       expect(images.length).toBeGreaterThanOrEqual(3); // the build, the server and the agent
       expect({ file, images: [...new Set(images)] }).toEqual({ file, images: [IMAGE] });
     }
@@ -105,19 +131,28 @@ describe('the image trial, run', () => {
   let manifests: TestRepo | undefined;
   const repos: TestRepo[] = [];
   const times: Record<string, number> = {};
-  const env = (): NodeJS.ProcessEnv => ({ ...process.env, KUBECONFIG: process.env.GITOPS_TEST_KUBECONFIG, GITOPS_TRIAL_ENGINE: 'podman' });
+  const env = (): NodeJS.ProcessEnv => ({
+    ...process.env,
+    KUBECONFIG: process.env.GITOPS_TEST_KUBECONFIG,
+    GITOPS_TRIAL_ENGINE: 'podman',
+  });
 
   beforeAll(async () => {
     try {
       await sh('podman', ['--version'], { timeoutMs: 10_000 });
     } catch {
-      throw new Error('podman is not installed: this test builds and runs the container image with it. Install it as .ci/run does: apt-get update && apt-get install -y podman buildah runc debootstrap');
+      throw new Error(
+        'podman is not installed: this test builds and runs the container image with it. Install it as .ci/run does: apt-get update && apt-get install -y podman buildah runc debootstrap',
+      );
     }
     // A killed earlier run leaves its containers; the names are the documented ones.
     await podman('rm', '-f', ...CONTAINERS);
     await podman('volume', 'rm', '-f', VOLUME);
     for (const port of PORTS) {
-      if (await portInUse(port)) throw new Error(`port ${port} on 127.0.0.1 is in use: the documented trial needs 8443 (server) and 8080 (agent health) free`);
+      if (await portInUse(port))
+        throw new Error(
+          `port ${port} on 127.0.0.1 is in use: the documented trial needs 8443 (server) and 8080 (agent health) free`,
+        );
     }
 
     let t0 = Date.now();
@@ -130,11 +165,15 @@ describe('the image trial, run', () => {
     const config = await createRepo({ root: join(dir, 'repos') }, 'kubernetes-agent');
     repos.push(config);
     await config.commit({
-      files: { '.gitlab/agents/agent1/config.yaml': `gitops:\n  manifest_projects:\n  - id: gitops-project\n    default_namespace: ${ns.name}\n    paths:\n    - glob: '/**/*.yaml'\n` },
+      files: {
+        '.gitlab/agents/agent1/config.yaml': `gitops:\n  manifest_projects:\n  - id: gitops-project\n    default_namespace: ${ns.name}\n    paths:\n    - glob: '/**/*.yaml'\n`,
+      },
     });
     manifests = await createRepo({ root: join(dir, 'repos') }, 'gitops-project');
     repos.push(manifests);
-    await manifests.commit({ files: { 'first.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: first\ndata:\n  value: "1"\n' } });
+    await manifests.commit({
+      files: { 'first.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: first\ndata:\n  value: "1"\n' },
+    });
 
     t0 = Date.now();
     const up = await sh('bash', [TRIAL, 'up'], { cwd: dir, env: env(), timeoutMs: 300_000 });
@@ -142,7 +181,14 @@ describe('the image trial, run', () => {
     // The script's last command is `agent list`; the server writes the status it shows within
     // 0.5 s (debounced), so the connection may show only in a later one.
     expect(up.stdout).toMatch(/^agent1 +kubernetes-agent /m);
-    await waitFor(async () => /^agent1 +kubernetes-agent +\S+ +yes/m.test(await podman('exec', 'gitops-server', 'gitops-server', 'agent', 'list')), 10_000, 'agent list to show agent1 connected');
+    await waitFor(
+      async () =>
+        /^agent1 +kubernetes-agent +\S+ +yes/m.test(
+          await podman('exec', 'gitops-server', 'gitops-server', 'agent', 'list'),
+        ),
+      10_000,
+      'agent list to show agent1 connected',
+    );
   }, 1_200_000);
 
   afterAll(async () => {
@@ -163,11 +209,23 @@ describe('the image trial, run', () => {
   it('applies what a commit to the manifest project adds, and down removes every container and the volume', async () => {
     const core = testKubeConfig().makeApiClient(CoreV1Api);
     const namespace = ns!.name;
-    await waitFor(() => core.readNamespacedConfigMap({ name: 'first', namespace }), 60_000, 'the first commit applied by the agent container');
+    await waitFor(
+      () => core.readNamespacedConfigMap({ name: 'first', namespace }),
+      60_000,
+      'the first commit applied by the agent container',
+    );
 
     const t0 = Date.now();
-    await manifests!.commit({ files: { 'from-commit.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-commit\ndata:\n  value: "2"\n' } });
-    const cm = await waitFor(() => core.readNamespacedConfigMap({ name: 'from-commit', namespace }), 60_000, 'the committed ConfigMap in the cluster (server polls every 5 s)');
+    await manifests!.commit({
+      files: {
+        'from-commit.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-commit\ndata:\n  value: "2"\n',
+      },
+    });
+    const cm = await waitFor(
+      () => core.readNamespacedConfigMap({ name: 'from-commit', namespace }),
+      60_000,
+      'the committed ConfigMap in the cluster (server polls every 5 s)',
+    );
     times.commitToClusterMs = Date.now() - t0;
     expect(cm.data).toEqual({ value: '2' });
     // Applied by the agent in the container: it carries the agent's inventory label.
@@ -181,6 +239,11 @@ describe('the image trial, run', () => {
     expect((await podman('volume', 'ls', '--format', '{{.Name}}')).split('\n')).not.toContain(VOLUME);
     expect((await readdir(dir)).sort()).toEqual(['repos']); // agent1/, with the token and kubeconfig copies, is gone
     // The image stays (the next run's build is cached).
-    expect(await podman('image', 'exists', IMAGE).then(() => true, () => false)).toBe(true);
+    expect(
+      await podman('image', 'exists', IMAGE).then(
+        () => true,
+        () => false,
+      ),
+    ).toBe(true);
   }, 180_000);
 });

@@ -20,12 +20,14 @@ import { cgroupMounts, NODE_REGISTRY, testNode } from '../harness/node.js';
 const NGINX_POD = (name: string): V1Pod => ({
   metadata: { name, labels: { app: 'nginx' } },
   spec: {
-    containers: [{
-      name: 'nginx',
-      image: 'nginx:1.27',
-      ports: [{ containerPort: 80 }],
-      readinessProbe: { httpGet: { path: '/', port: 80 }, periodSeconds: 1 },
-    }],
+    containers: [
+      {
+        name: 'nginx',
+        image: 'nginx:1.27',
+        ports: [{ containerPort: 80 }],
+        readinessProbe: { httpGet: { path: '/', port: 80 }, periodSeconds: 1 },
+      },
+    ],
     terminationGracePeriodSeconds: 1,
   },
 });
@@ -48,14 +50,24 @@ function get(url: string): Promise<{ status: number; body: string }> {
 
 /** Creates the pod (retrying while the namespace's default ServiceAccount is not there yet). */
 async function createPod(core: CoreV1Api, namespace: string, pod: V1Pod): Promise<void> {
-  await waitFor(async () => (await core.createNamespacedPod({ namespace, body: pod }), true), 10_000, `pod ${namespace}/${pod.metadata?.name} to be created`, 100);
+  await waitFor(
+    async () => (await core.createNamespacedPod({ namespace, body: pod }), true),
+    10_000,
+    `pod ${namespace}/${pod.metadata?.name} to be created`,
+    100,
+  );
 }
 
 async function podReady(core: CoreV1Api, namespace: string, name: string, timeoutMs = 60_000): Promise<V1Pod> {
-  return waitFor(async () => {
-    const pod = await core.readNamespacedPod({ namespace, name });
-    return isReady(pod) ? pod : undefined;
-  }, timeoutMs, `pod ${namespace}/${name} Ready`, 100);
+  return waitFor(
+    async () => {
+      const pod = await core.readNamespacedPod({ namespace, name });
+      return isReady(pod) ? pod : undefined;
+    },
+    timeoutMs,
+    `pod ${namespace}/${name} Ready`,
+    100,
+  );
 }
 
 describe('the test node', () => {
@@ -72,7 +84,7 @@ describe('the test node', () => {
     await ns?.delete();
   });
 
-  it('is Ready, and runs the seed\'s image nginx:1.27 (the real nginx) without a registry', async () => {
+  it("is Ready, and runs the seed's image nginx:1.27 (the real nginx) without a registry", async () => {
     const node = await core.readNode({ name: testNode().name });
     expect(node.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
 
@@ -87,10 +99,14 @@ describe('the test node', () => {
     expect(answer.status).toBe(200);
     expect(answer.body).toContain('Welcome to nginx!');
     // apiserver → kubelet: the container's log holds that request.
-    const log = await waitFor(async () => {
-      const text = await core.readNamespacedPodLog({ namespace: ns.name, name: 'web' });
-      return text.includes('"GET / HTTP/1.1" 200') ? text : undefined;
-    }, 10_000, 'the access log line');
+    const log = await waitFor(
+      async () => {
+        const text = await core.readNamespacedPodLog({ namespace: ns.name, name: 'web' });
+        return text.includes('"GET / HTTP/1.1" 200') ? text : undefined;
+      },
+      10_000,
+      'the access log line',
+    );
     expect(log).toMatch(/nginx\/1\.\d+|GET \/ HTTP\/1\.1/);
   });
 
@@ -105,30 +121,46 @@ describe('the test node', () => {
       metadata: { name: 'imported' },
       spec: { containers: [{ name: 'c', image: ref, imagePullPolicy: 'Never' }], terminationGracePeriodSeconds: 0 },
     });
-    await waitFor(async () => (await core.readNamespacedPodLog({ namespace: ns.name, name: 'imported' })).includes('imported-image-runs'), 30_000, 'the imported image to run');
+    await waitFor(
+      async () =>
+        (await core.readNamespacedPodLog({ namespace: ns.name, name: 'imported' })).includes('imported-image-runs'),
+      30_000,
+      'the imported image to run',
+    );
   });
 });
 
 /** Everything on the host that names the node's folder or id; empty when the node is gone. */
-async function traces(node: { dir: string; cpDir: string; id: string; bridge: string; taskIds: string[] }): Promise<string[]> {
+async function traces(node: {
+  dir: string;
+  cpDir: string;
+  id: string;
+  bridge: string;
+  taskIds: string[];
+}): Promise<string[]> {
   const found: string[] = [];
   for (const pid of await readdir('/proc').catch((): string[] => [])) {
     if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
     const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.includes(node.dir) || cmdline.includes(node.cpDir)) found.push(`process ${pid}: ${cmdline.replaceAll('\0', ' ').slice(0, 160)}`);
+    if (cmdline.includes(node.dir) || cmdline.includes(node.cpDir))
+      found.push(`process ${pid}: ${cmdline.replaceAll('\0', ' ').slice(0, 160)}`);
   }
   const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
-  for (const line of mountinfo.split('\n')) if (line.split(' ')[4]?.startsWith(node.dir)) found.push(`mount ${line.split(' ')[4]}`);
-  for (const m of cgroupMounts(mountinfo)) if (existsSync(join(m, `gitops-${node.id}`))) found.push(`cgroup ${join(m, `gitops-${node.id}`)}`);
+  for (const line of mountinfo.split('\n'))
+    if (line.split(' ')[4]?.startsWith(node.dir)) found.push(`mount ${line.split(' ')[4]}`);
+  for (const m of cgroupMounts(mountinfo))
+    if (existsSync(join(m, `gitops-${node.id}`))) found.push(`cgroup ${join(m, `gitops-${node.id}`)}`);
   if (existsSync(`/sys/class/net/${node.bridge}`)) found.push(`bridge ${node.bridge}`);
   for (const l of await readdir('/var/log/containers').catch((): string[] => [])) {
     const target = await readlink(join('/var/log/containers', l)).catch(() => '');
     if (target.startsWith(node.dir)) found.push(`link /var/log/containers/${l}`);
   }
   for (const r of await readdir('/var/lib/cni/results').catch((): string[] => [])) {
-    if (r.startsWith(`gitops-${node.id}-`) || node.taskIds.some((id) => r.includes(id))) found.push(`CNI result /var/lib/cni/results/${r}`);
+    if (r.startsWith(`gitops-${node.id}-`) || node.taskIds.some((id) => r.includes(id)))
+      found.push(`CNI result /var/lib/cni/results/${r}`);
   }
-  if (existsSync(join(NODE_REGISTRY, 'nodes', node.id))) found.push(`registry entry ${join(NODE_REGISTRY, 'nodes', node.id)}`);
+  if (existsSync(join(NODE_REGISTRY, 'nodes', node.id)))
+    found.push(`registry entry ${join(NODE_REGISTRY, 'nodes', node.id)}`);
   for (const d of [node.dir, node.cpDir]) if (existsSync(d)) found.push(`folder ${d}`);
   return found;
 }
@@ -147,18 +179,28 @@ describe('a node whose owner is killed with SIGKILL', () => {
 
   it('leaves nothing behind: the watchdogs remove processes, mounts, cgroups, the bridge and the stray paths', async () => {
     const kubeconfig = join(scratch, 'kubeconfig');
-    owner = spawn(process.execPath, [join(repoRoot(), 'dist', 'e2e', 'cli', 'cluster.js'), '--node', '--kubeconfig', kubeconfig], { stdio: ['ignore', 'pipe', 'pipe'] });
+    owner = spawn(
+      process.execPath,
+      [join(repoRoot(), 'dist', 'e2e', 'cli', 'cluster.js'), '--node', '--kubeconfig', kubeconfig],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let out = '';
     let err = '';
     owner.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d));
     owner.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
-    const started = await waitFor(() => {
-      if (owner?.exitCode !== null) throw new Error(`npm run cluster -- --node exited ${String(owner?.exitCode)}:\n${err}`);
-      const dir = /folder (\S+)/.exec(out)?.[1];
-      const ids = /bridge (gitops([0-9a-f]+)),/.exec(out);
-      const cpDir = /logs:\s+(\S+)\/\*\.log/.exec(out)?.[1];
-      return dir && ids && cpDir && existsSync(kubeconfig) ? { dir, bridge: ids[1], id: ids[2], cpDir } : undefined;
-    }, 120_000, 'npm run cluster -- --node to print its node', 100).catch((e: Error) => {
+    const started = await waitFor(
+      () => {
+        if (owner?.exitCode !== null)
+          throw new Error(`npm run cluster -- --node exited ${String(owner?.exitCode)}:\n${err}`);
+        const dir = /folder (\S+)/.exec(out)?.[1];
+        const ids = /bridge (gitops([0-9a-f]+)),/.exec(out);
+        const cpDir = /logs:\s+(\S+)\/\*\.log/.exec(out)?.[1];
+        return dir && ids && cpDir && existsSync(kubeconfig) ? { dir, bridge: ids[1], id: ids[2], cpDir } : undefined;
+      },
+      120_000,
+      'npm run cluster -- --node to print its node',
+      100,
+    ).catch((e: Error) => {
       throw new Error(`${e.message}\nstdout:\n${out}\nstderr:\n${err}`);
     });
 
@@ -174,7 +216,11 @@ describe('a node whose owner is killed with SIGKILL', () => {
     // The shims' sockets: /run/containerd/s/<sha256 of "<containerd address>/<namespace>/<task id>">.
     const present = await readdir('/run/containerd/s');
     const shimSockets = taskIds
-      .map((id) => createHash('sha256').update(`${join(node.dir, 'containerd.sock')}/k8s.io/${id}`).digest('hex'))
+      .map((id) =>
+        createHash('sha256')
+          .update(`${join(node.dir, 'containerd.sock')}/k8s.io/${id}`)
+          .digest('hex'),
+      )
       .filter((h) => present.includes(h));
     expect(shimSockets.length).toBeGreaterThan(0);
     // The check can fail: while the node runs, all of these are there.
@@ -185,7 +231,12 @@ describe('a node whose owner is killed with SIGKILL', () => {
 
     const t0 = Date.now();
     owner.kill('SIGKILL');
-    await waitFor(async () => (await traces(node)).length === 0, 60_000, 'the watchdogs to remove every trace', 200).catch(async (e: Error) => {
+    await waitFor(
+      async () => (await traces(node)).length === 0,
+      60_000,
+      'the watchdogs to remove every trace',
+      200,
+    ).catch(async (e: Error) => {
       throw new Error(`${e.message}; left:\n  ${(await traces(node)).join('\n  ')}`);
     });
     process.stderr.write(`[node] after SIGKILL of its owner, every trace gone in ${Date.now() - t0} ms\n`);

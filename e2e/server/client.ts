@@ -6,7 +6,13 @@
 import https from 'node:https';
 import WebSocket from 'ws';
 import { signAgentJwt } from '../../src/protocol/jwt.js';
-import { PROTOCOL_VERSION, decodeServerMessage, encodeMessage, type AgentMessage, type ServerMessage } from '../../src/protocol/messages.js';
+import {
+  PROTOCOL_VERSION,
+  decodeServerMessage,
+  encodeMessage,
+  type AgentMessage,
+  type ServerMessage,
+} from '../../src/protocol/messages.js';
 
 export interface TestClient {
   ws: WebSocket;
@@ -19,7 +25,12 @@ export interface TestClient {
   closed: Promise<{ code: number; reason: string; at: number }>;
 }
 
-export async function connectClient(url: string, ca: string | undefined, authorization: string, hello?: Partial<Extract<AgentMessage, { type: 'hello' }>>): Promise<TestClient> {
+export async function connectClient(
+  url: string,
+  ca: string | undefined,
+  authorization: string,
+  hello?: Partial<Extract<AgentMessage, { type: 'hello' }>>,
+): Promise<TestClient> {
   const ws = new WebSocket(url, { ca, headers: { authorization } });
   const messages: ServerMessage[] = [];
   const taken = new Set<ServerMessage>();
@@ -30,7 +41,9 @@ export async function connectClient(url: string, ca: string | undefined, authori
     messages.push(decoded.message);
     for (const w of waiters) w();
   });
-  const closed = new Promise<{ code: number; reason: string; at: number }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString(), at: Date.now() })));
+  const closed = new Promise<{ code: number; reason: string; at: number }>((resolve) =>
+    ws.on('close', (code, reason) => resolve({ code, reason: reason.toString(), at: Date.now() })),
+  );
   await new Promise<void>((resolve, reject) => {
     ws.once('open', () => resolve());
     ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
@@ -44,15 +57,25 @@ export async function connectClient(url: string, ca: string | undefined, authori
     return m as Extract<ServerMessage, { type: T }> | undefined;
   };
   return {
-    ws, messages, send, closed,
+    ws,
+    messages,
+    send,
+    closed,
     next(type, timeoutMs = 5000) {
       return new Promise((resolve, reject) => {
         const hit = find(type);
         if (hit) return resolve(hit);
-        const timer = setTimeout(() => { waiters.delete(check); reject(new Error(`no ${type} message within ${timeoutMs}ms; got ${messages.map((m) => m.type).join(',')}`)); }, timeoutMs);
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`no ${type} message within ${timeoutMs}ms; got ${messages.map((m) => m.type).join(',')}`));
+        }, timeoutMs);
         const check = (): void => {
           const m = find(type);
-          if (m) { clearTimeout(timer); waiters.delete(check); resolve(m); }
+          if (m) {
+            clearTimeout(timer);
+            waiters.delete(check);
+            resolve(m);
+          }
         };
         waiters.add(check);
       });
@@ -66,7 +89,13 @@ export async function connectClient(url: string, ca: string | undefined, authori
 }
 
 /** Connects with a fresh JWT from the token. */
-export async function connectWithToken(url: string, ca: string | undefined, token: string, audience: string, hello?: Partial<Extract<AgentMessage, { type: 'hello' }>>): Promise<TestClient> {
+export async function connectWithToken(
+  url: string,
+  ca: string | undefined,
+  token: string,
+  audience: string,
+  hello?: Partial<Extract<AgentMessage, { type: 'hello' }>>,
+): Promise<TestClient> {
   return connectClient(url, ca, `Bearer ${await signAgentJwt(token, { audience })}`, hello);
 }
 
@@ -74,19 +103,35 @@ export async function connectWithToken(url: string, ca: string | undefined, toke
 export function upgradeStatus(url: string, ca: string | undefined, authorization: string | undefined): Promise<number> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { ca, headers: authorization ? { authorization } : {} });
-    ws.once('open', () => { ws.terminate(); resolve(101); });
-    ws.once('unexpected-response', (_req, res) => { res.resume(); ws.terminate(); resolve(res.statusCode ?? 0); });
+    ws.once('open', () => {
+      ws.terminate();
+      resolve(101);
+    });
+    ws.once('unexpected-response', (_req, res) => {
+      res.resume();
+      ws.terminate();
+      resolve(res.statusCode ?? 0);
+    });
     ws.once('error', (err) => reject(err));
   });
 }
 
 /** POST a JSON body over HTTPS trusting `ca`; resolves to the status code. */
-export function post(url: string, ca: string | undefined, headers: Record<string, string>, body: string): Promise<number> {
+export function post(
+  url: string,
+  ca: string | undefined,
+  headers: Record<string, string>,
+  body: string,
+): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = https.request(url, { method: 'POST', ca, headers: { 'content-type': 'application/json', ...headers } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
+    const req = https.request(
+      url,
+      { method: 'POST', ca, headers: { 'content-type': 'application/json', ...headers } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });

@@ -41,7 +41,9 @@ async function newRepo(target: GitServer | { root: string } = server): Promise<T
 }
 
 async function newSource(options: Partial<GitSourceOptions> = {}): Promise<GitWatcher> {
-  const base: GitSourceOptions = options.root ? {} : { baseUrl: server.url, cacheDir: path.join(state, `cache-${repoCount}`) };
+  const base: GitSourceOptions = options.root
+    ? {}
+    : { baseUrl: server.url, cacheDir: path.join(state, `cache-${repoCount}`) };
   const source = await createGitSource({ pollIntervalMs: 60_000, ...base, ...options });
   cleanups.push(() => source.close());
   return source;
@@ -72,7 +74,10 @@ class Events {
     const deadline = Date.now() + timeoutMs;
     while (!pred()) {
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out; commits=${JSON.stringify(this.commits.map((c) => c.commit))} errors=${JSON.stringify(this.errors.map((e) => e.problem))}`);
+      if (left <= 0)
+        throw new Error(
+          `timed out; commits=${JSON.stringify(this.commits.map((c) => c.commit))} errors=${JSON.stringify(this.errors.map((e) => e.problem))}`,
+        );
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
         this.waiters.push(() => {
@@ -123,7 +128,9 @@ describe('GitSource over smart HTTP', () => {
     }
     latencies.sort((a, b) => a - b);
     // Reported by the lead's summary: refresh() → event latency for one new commit.
-    console.log(`refresh→commit event latency over loopback (ms): p50 ${latencies[4].toFixed(1)}, max ${latencies[9].toFixed(1)}`);
+    console.log(
+      `refresh→commit event latency over loopback (ms): p50 ${latencies[4].toFixed(1)}, max ${latencies[9].toFixed(1)}`,
+    );
     // About 40 ms here when idle; the bound leaves room for a loaded 2-core CI machine.
     expect(latencies[4]).toBeLessThan(150);
   });
@@ -145,7 +152,14 @@ describe('GitSource over smart HTTP', () => {
     const source = await newSource({ onCheck: () => void checks++ });
     const ev = follow(source, repo.name);
     await ev.until(() => ev.commits.length === 1);
-    expect(() => source.watch(repo.name, {}, () => undefined, () => undefined)).toThrow(expect.objectContaining({ code: 'GIT_ALREADY_WATCHED' }));
+    expect(() =>
+      source.watch(
+        repo.name,
+        {},
+        () => undefined,
+        () => undefined,
+      ),
+    ).toThrow(expect.objectContaining({ code: 'GIT_ALREADY_WATCHED' }));
     expect(source.stats()).toEqual({ projects: 1, watches: 1 });
     checks = 0;
     const sha = await repo.commit({ files: { 'a.yaml': '2\n' } });
@@ -170,9 +184,18 @@ describe('GitSource over smart HTTP', () => {
     const source = await newSource();
     const ev = follow(source, repo.name);
     await ev.until(() => ev.commits.length === 1);
-    expect((await source.readFiles(repo.name, sha, ['/**/*.yaml'])).map((f) => f.path)).toEqual(['apps/web/deploy.yaml', 'manifest.yaml']);
-    expect((await source.readFiles(repo.name, sha, ['**/*.{yaml,yml,json}'])).map((f) => f.path)).toEqual(['apps/data.json', 'apps/web/deploy.yaml', 'manifest.yaml']);
-    expect((await source.readFiles(repo.name, sha, ['/apps/web/*.yaml'])).map((f) => f.path)).toEqual(['apps/web/deploy.yaml']);
+    expect((await source.readFiles(repo.name, sha, ['/**/*.yaml'])).map((f) => f.path)).toEqual([
+      'apps/web/deploy.yaml',
+      'manifest.yaml',
+    ]);
+    expect((await source.readFiles(repo.name, sha, ['**/*.{yaml,yml,json}'])).map((f) => f.path)).toEqual([
+      'apps/data.json',
+      'apps/web/deploy.yaml',
+      'manifest.yaml',
+    ]);
+    expect((await source.readFiles(repo.name, sha, ['/apps/web/*.yaml'])).map((f) => f.path)).toEqual([
+      'apps/web/deploy.yaml',
+    ]);
     expect(await source.readFile(repo.name, sha, '.gitlab/agents/agent1/config.yaml')).toBe('gitops: {}\n');
     expect(await source.readFile(repo.name, sha, 'missing.yaml')).toBeUndefined();
     expect(await source.readFile(repo.name, sha, 'link.yaml')).toBeUndefined();
@@ -180,19 +203,30 @@ describe('GitSource over smart HTTP', () => {
 
   it('refuses a file over the per-file limit and files over the total limit, naming the file', async () => {
     const repo = await newRepo();
-    const sha = await repo.commit({ files: { 'a.yaml': 'x'.repeat(600), 'b.yaml': 'y'.repeat(300), 'c.yaml': 'z'.repeat(300) } });
+    const sha = await repo.commit({
+      files: { 'a.yaml': 'x'.repeat(600), 'b.yaml': 'y'.repeat(300), 'c.yaml': 'z'.repeat(300) },
+    });
     const source = await newSource({ limits: { maxFileBytes: 500, maxTotalBytes: 1000 } });
     const ev = follow(source, repo.name);
     await ev.until(() => ev.commits.length === 1);
-    await expect(source.readFiles(repo.name, sha, ['/a.yaml'])).rejects.toMatchObject({ code: 'GIT_FILE_TOO_LARGE', message: expect.stringMatching(/^a\.yaml: 600 bytes/) });
+    await expect(source.readFiles(repo.name, sha, ['/a.yaml'])).rejects.toMatchObject({
+      code: 'GIT_FILE_TOO_LARGE',
+      message: expect.stringMatching(/^a\.yaml: 600 bytes/),
+    });
     await expect(source.readFiles(repo.name, sha, ['/[bc].yaml'])).resolves.toHaveLength(2);
     // A lower limit for one read (config.yaml's 128 KiB), from the header: the same file is
     // refused under it and read without it.
-    await expect(source.readFile(repo.name, sha, 'b.yaml', { maxBytes: 200 })).rejects.toMatchObject({ code: 'GIT_FILE_TOO_LARGE', data: { bytes: 300 } });
+    await expect(source.readFile(repo.name, sha, 'b.yaml', { maxBytes: 200 })).rejects.toMatchObject({
+      code: 'GIT_FILE_TOO_LARGE',
+      data: { bytes: 300 },
+    });
     await expect(source.readFile(repo.name, sha, 'b.yaml')).resolves.toBe('y'.repeat(300));
     const big = await repo.commit({ files: { 'a.yaml': 'x'.repeat(450) } });
     await source.refresh(repo.name);
-    await expect(source.readFiles(repo.name, big, ['/*.yaml'])).rejects.toMatchObject({ code: 'GIT_FILES_TOO_LARGE', message: expect.stringMatching(/^c\.yaml: /) });
+    await expect(source.readFiles(repo.name, big, ['/*.yaml'])).rejects.toMatchObject({
+      code: 'GIT_FILES_TOO_LARGE',
+      message: expect.stringMatching(/^c\.yaml: /),
+    });
   });
 
   it('follows a force-push back to an older commit', async () => {
@@ -222,7 +256,10 @@ describe('GitSource over smart HTTP', () => {
     await source.refresh(repo.name);
     await source.refresh(repo.name);
     expect(ev.errors).toHaveLength(1);
-    expect(ev.errors[0].problem).toMatchObject({ code: 'GIT_REF_NOT_FOUND', message: `${repo.name}: branch "feature" does not exist` });
+    expect(ev.errors[0].problem).toMatchObject({
+      code: 'GIT_REF_NOT_FOUND',
+      message: `${repo.name}: branch "feature" does not exist`,
+    });
     expect(ev.commits.map((c) => c.commit)).toEqual([feature]);
     const again = await repo.commit({ files: { 'a.yaml': 'g\n' }, branch: 'feature' });
     await source.refresh(repo.name);
@@ -275,14 +312,17 @@ describe('GitSource over smart HTTP', () => {
 
   it('gives a file the same id at two commits when only another file changed, and none when absent', async () => {
     const repo = await newRepo();
-    const first = await repo.commit({ files: { '.gitlab/agents/a1/config.yaml': 'x: 1\n', '.gitlab/agents/a2/config.yaml': 'x: 1\n' } });
+    const first = await repo.commit({
+      files: { '.gitlab/agents/a1/config.yaml': 'x: 1\n', '.gitlab/agents/a2/config.yaml': 'x: 1\n' },
+    });
     const source = await newSource();
     const ev = follow(source, repo.name);
     await ev.until(() => ev.commits.length === 1);
     const second = await repo.commit({ files: { '.gitlab/agents/a2/config.yaml': 'x: 2\n' } });
     await source.refresh(repo.name);
     expect(ev.lastCommit()).toBe(second);
-    const id = (commit: string, agent: string): Promise<string | undefined> => source.fileId(repo.name, commit, `.gitlab/agents/${agent}/config.yaml`);
+    const id = (commit: string, agent: string): Promise<string | undefined> =>
+      source.fileId(repo.name, commit, `.gitlab/agents/${agent}/config.yaml`);
     expect(await id(first, 'a1')).toBe(await id(second, 'a1'));
     expect(await id(first, 'a2')).not.toBe(await id(second, 'a2'));
     expect(await id(second, 'a3')).toBeUndefined();
@@ -316,11 +356,19 @@ describe('GitSource over smart HTTP', () => {
     });
     const repo = await newRepo(secured);
     const sha = await repo.commit({ files: { 'a.yaml': '1\n' } });
-    const good = await newSource({ baseUrl: secured.url, token: 'glpat-private-token-123', cacheDir: path.join(state, 'private-good') });
+    const good = await newSource({
+      baseUrl: secured.url,
+      token: 'glpat-private-token-123',
+      cacheDir: path.join(state, 'private-good'),
+    });
     const ok = follow(good, repo.name);
     await ok.until(() => ok.commits.length === 1);
     expect(ok.lastCommit()).toBe(sha);
-    const bad = await newSource({ baseUrl: secured.url, token: 'glpat-wrong-token', cacheDir: path.join(state, 'private-bad') });
+    const bad = await newSource({
+      baseUrl: secured.url,
+      token: 'glpat-wrong-token',
+      cacheDir: path.join(state, 'private-bad'),
+    });
     const denied = follow(bad, repo.name);
     await denied.until(() => denied.errors.length === 1);
     expect(denied.errors[0].problem.code).toBe('GIT_AUTH_FAILED');
@@ -345,7 +393,12 @@ describe('GitSource over smart HTTP', () => {
       before = sha;
     }
     const dirs = await readdir(cacheDir);
-    const packs = await Promise.all(dirs.map(async (d) => (await readdir(path.join(cacheDir, d, 'objects', 'pack'))).filter((f) => f.endsWith('.pack')).length));
+    const packs = await Promise.all(
+      dirs.map(
+        async (d) =>
+          (await readdir(path.join(cacheDir, d, 'objects', 'pack'))).filter((f) => f.endsWith('.pack')).length,
+      ),
+    );
     expect(Math.max(...packs)).toBeLessThanOrEqual(3);
     expect(dirs.length).toBeGreaterThan(1);
   });
@@ -371,7 +424,9 @@ describe('GitSource on a local root', () => {
     const second = await repo.commit({ files: { 'manifest.yaml': 'b\n' } });
     await source.refresh(repo.name);
     expect(ev.lastCommit()).toBe(second);
-    expect(await source.readFiles(repo.name, second, ['**/*.yaml'])).toEqual([{ path: 'manifest.yaml', content: 'b\n' }]);
+    expect(await source.readFiles(repo.name, second, ['**/*.yaml'])).toEqual([
+      { path: 'manifest.yaml', content: 'b\n' },
+    ]);
     await repo.commit({ files: { 'b.yaml': 'x\n' }, branch: 'tmp' });
     const branch = follow(source, repo.name, { branch: 'tmp' });
     await branch.until(() => branch.commits.length === 1);

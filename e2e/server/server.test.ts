@@ -72,7 +72,16 @@ beforeAll(async () => {
   gitServer = await startGitServer({ root: path.join(work, 'repos') });
   configRepo = await createRepo(gitServer, 'kubernetes-agent');
   manifestRepo = await createRepo(gitServer, 'gitops-project');
-  const names = ['agent1', 'agent-current', 'agent-bad-jwt', 'agent-frames', 'agent-revoke', 'agent-bad-config', 'agent-unreachable', 'agent-errors'];
+  const names = [
+    'agent1',
+    'agent-current',
+    'agent-bad-jwt',
+    'agent-frames',
+    'agent-revoke',
+    'agent-bad-config',
+    'agent-unreachable',
+    'agent-errors',
+  ];
   const files: Record<string, string> = {};
   for (const n of names) files[`.gitlab/agents/${n}/config.yaml`] = n === 'agent-errors' ? CONFIG_TWO_PROJECTS : CONFIG;
   await configRepo.commit({ files });
@@ -84,11 +93,25 @@ beforeAll(async () => {
   // The secret is a file, as for operators (--webhook-secret on the command line is refused).
   await writeFile(path.join(work, 'webhook.secret'), WEBHOOK_SECRET, { mode: 0o600 });
   const options = resolveServeOptions({
-    listen: '127.0.0.1:0', stateDir, tlsSelfSigned: true, gitBaseUrl: gitServer.url, pollInterval: '60s',
-    webhookSecretFile: path.join(work, 'webhook.secret'), heartbeatInterval: '1s', logLevel: 'debug',
+    listen: '127.0.0.1:0',
+    stateDir,
+    tlsSelfSigned: true,
+    gitBaseUrl: gitServer.url,
+    pollInterval: '60s',
+    webhookSecretFile: path.join(work, 'webhook.secret'),
+    heartbeatInterval: '1s',
+    logLevel: 'debug',
   });
-  const destination = new Writable({ write(chunk: Buffer, _e, done) { logLines.push(...chunk.toString().split('\n').filter(Boolean)); done(); } });
-  server = await startServer(options, { gitSource: gitSourceForServe, logger: createLogger({ level: 'debug', destination }) });
+  const destination = new Writable({
+    write(chunk: Buffer, _e, done) {
+      logLines.push(...chunk.toString().split('\n').filter(Boolean));
+      done();
+    },
+  });
+  server = await startServer(options, {
+    gitSource: gitSourceForServe,
+    logger: createLogger({ level: 'debug', destination }),
+  });
   ca = await readFile(server.caCertPath!, 'utf8');
 }, 60_000);
 
@@ -109,7 +132,11 @@ describe('gitops-server serve', () => {
     const config = await client.next('config');
     expect(config.projects).toEqual(['gitops-project']);
     const first = await client.next('desired');
-    expect(first).toMatchObject({ project: 'gitops-project', commit: head, files: [{ path: 'manifest.yaml', content: deployment(2) }] });
+    expect(first).toMatchObject({
+      project: 'gitops-project',
+      commit: head,
+      files: [{ path: 'manifest.yaml', content: deployment(2) }],
+    });
     expect(first.config).toMatchObject({ id: 'gitops-project', defaultNamespace: 'default', prune: true });
 
     const next = await manifestRepo.commit({ files: { 'manifest.yaml': deployment(3) } });
@@ -120,19 +147,35 @@ describe('gitops-server serve', () => {
     expect(second.commit).toBe(next);
     expect(second.files[0].content).toContain('replicas: 3');
     expect(second.digest).not.toBe(first.digest);
-    expect(logLines.some((l) => l.includes('"detected commit"') && l.includes(next) && l.includes('gitops-project'))).toBe(true);
+    expect(
+      logLines.some((l) => l.includes('"detected commit"') && l.includes(next) && l.includes('gitops-project')),
+    ).toBe(true);
 
-    client.send({ type: 'status', project: 'gitops-project', commit: next, digest: second.digest, result: 'applied', changes: [{ id: 'Deployment/default/nginx', action: 'configured' }], errors: [], durationMs: 12 });
+    client.send({
+      type: 'status',
+      project: 'gitops-project',
+      commit: next,
+      digest: second.digest,
+      result: 'applied',
+      changes: [{ id: 'Deployment/default/nginx', action: 'configured' }],
+      errors: [],
+      durationMs: 12,
+    });
     await new Promise((r) => setTimeout(r, 800));
     const row = (await listAgents(stateDir)).find((a) => a.name === 'agent1');
-    expect(row?.status).toMatchObject({ connected: true, applied: { 'gitops-project': { commit: next, result: 'applied' } } });
+    expect(row?.status).toMatchObject({
+      connected: true,
+      applied: { 'gitops-project': { commit: next, result: 'applied' } },
+    });
   });
 
   it('sends no desired state to an agent that reports it has the current commit', async () => {
     const probe = await connect('agent-current');
     const current = await probe.next('desired');
     probe.ws.close();
-    const client = await connect('agent-current', { applied: { 'gitops-project': { commit: current.commit, digest: current.digest } } });
+    const client = await connect('agent-current', {
+      applied: { 'gitops-project': { commit: current.commit, digest: current.digest } },
+    });
     await client.next('config');
     expect(await client.collect('desired', 700)).toEqual([]);
   });
@@ -152,7 +195,12 @@ describe('gitops-server serve', () => {
     const bad: Record<string, string | undefined> = {
       'no header': undefined,
       'alg none': `Bearer ${b64({ alg: 'none', kid: agentId })}.${b64(claims)}.`,
-      'HS256 with the public key': `Bearer ${hsInput}.${createHmac('sha256', publicKeyFromX(pub).export({ type: 'spki', format: 'pem' })).update(hsInput).digest('base64url')}`,
+      'HS256 with the public key': `Bearer ${hsInput}.${createHmac(
+        'sha256',
+        publicKeyFromX(pub).export({ type: 'spki', format: 'pem' }),
+      )
+        .update(hsInput)
+        .digest('base64url')}`,
       expired: `Bearer ${await signAgentJwt(token, { audience: AUD, now: Date.now() - 600_000 })}`,
       'issued in the future': `Bearer ${await signAgentJwt(token, { audience: AUD, now: Date.now() + 600_000 })}`,
       'wrong audience': `Bearer ${await signAgentJwt(token, { audience: 'another-server' })}`,
@@ -187,7 +235,9 @@ describe('gitops-server serve', () => {
     big.ws.send(Buffer.alloc(MAX_MESSAGE_BYTES + 1, 0x20), { binary: false });
     expect((await big.closed).code).toBe(CloseCode.MESSAGE_TOO_BIG);
     expect(bystander.ws.readyState).toBe(bystander.ws.OPEN);
-    const next = await manifestRepo.commit({ files: { 'other.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n' } });
+    const next = await manifestRepo.commit({
+      files: { 'other.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n' },
+    });
     await webhook('gitops-project');
     expect((await bystander.next('desired', 2000)).commit).toBe(next);
   });
@@ -203,19 +253,29 @@ describe('gitops-server serve', () => {
     expect(closed.code).toBe(CloseCode.REVOKED);
     expect(closed.at - written).toBeLessThan(1000);
     process.stderr.write(`revoke → session closed: ${Math.round(closed.at - written)} ms\n`);
-    expect(await upgradeStatus(server.connectUrl, ca, `Bearer ${await signAgentJwt(tokens['agent-revoke'], { audience: AUD })}`)).toBe(401);
+    expect(
+      await upgradeStatus(
+        server.connectUrl,
+        ca,
+        `Bearer ${await signAgentJwt(tokens['agent-revoke'], { audience: AUD })}`,
+      ),
+    ).toBe(401);
   });
 
   it('reports an invalid config.yaml to the agent and in agent list while the last valid config stays in force', async () => {
     const client = await connect('agent-bad-config');
     await client.next('desired');
-    await configRepo.commit({ files: { '.gitlab/agents/agent-bad-config/config.yaml': `${CONFIG}    unknown_key: 1\n` } });
+    await configRepo.commit({
+      files: { '.gitlab/agents/agent-bad-config/config.yaml': `${CONFIG}    unknown_key: 1\n` },
+    });
     await webhook('kubernetes-agent');
     const error = await client.next('error', 3000);
     expect(error.problems[0].message).toContain('.gitlab/agents/agent-bad-config/config.yaml');
     await new Promise((r) => setTimeout(r, 800));
     const { stdout } = await run(process.execPath, [CLI, 'agent', 'list', '-o', 'json', '--state-dir', stateDir]);
-    const row = (JSON.parse(stdout) as Array<{ name: string; status?: { configProblems?: Array<{ message: string }> } }>).find((r) => r.name === 'agent-bad-config');
+    const row = (
+      JSON.parse(stdout) as Array<{ name: string; status?: { configProblems?: Array<{ message: string }> } }>
+    ).find((r) => r.name === 'agent-bad-config');
     expect(row?.status?.configProblems?.[0].message).toContain('config.yaml');
     const table = (await run(process.execPath, [CLI, 'agent', 'list', '--state-dir', stateDir])).stdout;
     expect(table).toMatch(/agent-bad-config .*config\.yaml/);
@@ -238,7 +298,9 @@ describe('gitops-server serve', () => {
       await new Promise((r) => setTimeout(r, 800));
       const row = (await listAgents(stateDir)).find((a) => a.name === 'agent-unreachable');
       expect(row?.status?.sourceProblems?.['gitops-project']).toBeDefined();
-      expect((await run(process.execPath, [CLI, 'agent', 'list', '--state-dir', stateDir])).stdout).toMatch(/agent-unreachable .*cannot reach the Git host/);
+      expect((await run(process.execPath, [CLI, 'agent', 'list', '--state-dir', stateDir])).stdout).toMatch(
+        /agent-unreachable .*cannot reach the Git host/,
+      );
     } finally {
       await gitServer.start();
     }
@@ -250,21 +312,40 @@ describe('gitops-server serve', () => {
     await new Promise((r) => setTimeout(r, 800));
     const row = (await listAgents(stateDir)).find((a) => a.name === 'agent-unreachable');
     expect(row?.status?.sourceProblems).toBeUndefined();
-    expect((await run(process.execPath, [CLI, 'agent', 'list', '--state-dir', stateDir])).stdout).toMatch(/agent-unreachable .* -\n/);
+    expect((await run(process.execPath, [CLI, 'agent', 'list', '--state-dir', stateDir])).stdout).toMatch(
+      /agent-unreachable .* -\n/,
+    );
   });
 
   it('keeps apply errors per project and clears one when a later apply of that project succeeds', async () => {
     const client = await connect('agent-errors');
     const desired = await client.next('desired');
-    const status = (project: string, ok: boolean): void => client.send({
-      type: 'status', project, commit: desired.commit, digest: desired.digest, durationMs: 5,
-      result: ok ? 'applied' : 'failed',
-      changes: ok ? [{ id: 'Deployment/default/nginx', action: 'configured' }] : [{ id: 'Deployment/default/nginx', action: 'failed', error: 'Deployment/default/nginx: EACCES: permission denied' }],
-      errors: [],
-    });
+    const status = (project: string, ok: boolean): void =>
+      client.send({
+        type: 'status',
+        project,
+        commit: desired.commit,
+        digest: desired.digest,
+        durationMs: 5,
+        result: ok ? 'applied' : 'failed',
+        changes: ok
+          ? [{ id: 'Deployment/default/nginx', action: 'configured' }]
+          : [
+              {
+                id: 'Deployment/default/nginx',
+                action: 'failed',
+                error: 'Deployment/default/nginx: EACCES: permission denied',
+              },
+            ],
+        errors: [],
+      });
     const table = async (): Promise<string> => {
       await new Promise((r) => setTimeout(r, 800));
-      return (await run(process.execPath, [CLI, 'agent', 'list', '--state-dir', stateDir])).stdout.split('\n').find((l) => l.startsWith('agent-errors ')) ?? '';
+      return (
+        (await run(process.execPath, [CLI, 'agent', 'list', '--state-dir', stateDir])).stdout
+          .split('\n')
+          .find((l) => l.startsWith('agent-errors ')) ?? ''
+      );
     };
     status('gitops-project', false);
     status('other-project', false);
@@ -272,7 +353,9 @@ describe('gitops-server serve', () => {
     status('gitops-project', true);
     const afterOne = await table();
     expect(afterOne).toMatch(/other-project: .*EACCES/);
-    expect(Object.keys((await listAgents(stateDir)).find((a) => a.name === 'agent-errors')?.status?.projectErrors ?? {})).toEqual(['other-project']);
+    expect(
+      Object.keys((await listAgents(stateDir)).find((a) => a.name === 'agent-errors')?.status?.projectErrors ?? {}),
+    ).toEqual(['other-project']);
     status('other-project', true);
     expect(await table()).toMatch(/ -$/);
     expect((await listAgents(stateDir)).find((a) => a.name === 'agent-errors')?.status?.projectErrors).toBeUndefined();
@@ -280,13 +363,22 @@ describe('gitops-server serve', () => {
 
   it('serves health, readiness and metrics', async () => {
     const base = server.baseUrl.replace('wss:', 'https:');
-    const get = (p: string): Promise<{ status: number; body: string }> => new Promise((resolve, reject) => {
-      import('node:https').then(({ default: https }) => https.get(base + p, { ca }, (res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => { body += c.toString(); });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      }).on('error', reject), reject);
-    });
+    const get = (p: string): Promise<{ status: number; body: string }> =>
+      new Promise((resolve, reject) => {
+        import('node:https').then(
+          ({ default: https }) =>
+            https
+              .get(base + p, { ca }, (res) => {
+                let body = '';
+                res.on('data', (c: Buffer) => {
+                  body += c.toString();
+                });
+                res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+              })
+              .on('error', reject),
+          reject,
+        );
+      });
     expect((await get('/healthz')).status).toBe(200);
     expect((await get('/readyz')).status).toBe(200);
     const metrics = (await get('/metrics')).body;

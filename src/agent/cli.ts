@@ -9,7 +9,9 @@ import { runCommand } from './commands/run.js';
 
 export function buildAgentCli(): Command {
   const program = new Command('gitops-agent')
-    .description('Runs in a cluster: applies the desired state from Git with JSON patches, prunes what Git removed and reverts manual changes.')
+    .description(
+      'Runs in a cluster: applies the desired state from Git with JSON patches, prunes what Git removed and reverts manual changes.',
+    )
     .version(VERSION)
     .showHelpAfterError()
     .addCommand(applyCommand())

@@ -1,19 +1,52 @@
 import { describe, expect, it } from '@jest/globals';
 import type { ManagedFieldsEntry } from './kube/types.js';
 import {
-  DEFAULT_FIGHT_POLICY, driftManager, holdRemaining, NO_FIGHT, ownsPath, recordRevert, type FightState,
+  DEFAULT_FIGHT_POLICY,
+  driftManager,
+  holdRemaining,
+  NO_FIGHT,
+  ownsPath,
+  recordRevert,
+  type FightState,
 } from './drift-policy.js';
 
 describe('driftManager', () => {
   const entries: ManagedFieldsEntry[] = [
-    { manager: 'gitops-agent', operation: 'Update', time: '2026-11-25T10:00:05Z', fieldsV1: { 'f:spec': { 'f:replicas': {} } } },
-    { manager: 'kube-controller-manager', operation: 'Update', subresource: 'status', time: '2026-11-25T10:00:09Z', fieldsV1: { 'f:status': {} } },
-    { manager: 'kubectl-edit', operation: 'Update', time: '2026-11-25T10:00:03Z', fieldsV1: { 'f:spec': { 'f:template': { 'f:spec': { 'f:containers': { 'k:{"name":"nginx"}': { 'f:image': {} } } } } } } },
-    { manager: 'hpa', operation: 'Update', time: '2026-11-25T10:00:07Z', fieldsV1: { 'f:metadata': { 'f:annotations': {} } } },
+    {
+      manager: 'gitops-agent',
+      operation: 'Update',
+      time: '2026-11-25T10:00:05Z',
+      fieldsV1: { 'f:spec': { 'f:replicas': {} } },
+    },
+    {
+      manager: 'kube-controller-manager',
+      operation: 'Update',
+      subresource: 'status',
+      time: '2026-11-25T10:00:09Z',
+      fieldsV1: { 'f:status': {} },
+    },
+    {
+      manager: 'kubectl-edit',
+      operation: 'Update',
+      time: '2026-11-25T10:00:03Z',
+      fieldsV1: {
+        'f:spec': { 'f:template': { 'f:spec': { 'f:containers': { 'k:{"name":"nginx"}': { 'f:image': {} } } } } },
+      },
+    },
+    {
+      manager: 'hpa',
+      operation: 'Update',
+      time: '2026-11-25T10:00:07Z',
+      fieldsV1: { 'f:metadata': { 'f:annotations': {} } },
+    },
   ];
 
   it('names the manager that owns the patched field even when another wrote later', () => {
-    expect(driftManager(entries, 'gitops-agent', [{ op: 'replace', path: '/spec/template/spec/containers/0/image', value: 'nginx' }])).toBe('kubectl-edit');
+    expect(
+      driftManager(entries, 'gitops-agent', [
+        { op: 'replace', path: '/spec/template/spec/containers/0/image', value: 'nginx' },
+      ]),
+    ).toBe('kubectl-edit');
   });
 
   it('falls back to the latest writer that is not us and not a status writer', () => {
@@ -21,7 +54,9 @@ describe('driftManager', () => {
   });
 
   it('knows nobody when only we (and status writers) touched the object', () => {
-    expect(driftManager(entries.slice(0, 2), 'gitops-agent', [{ op: 'replace', path: '/spec/replicas', value: 2 }])).toBeUndefined();
+    expect(
+      driftManager(entries.slice(0, 2), 'gitops-agent', [{ op: 'replace', path: '/spec/replicas', value: 2 }]),
+    ).toBeUndefined();
   });
 
   it.each([
@@ -31,12 +66,24 @@ describe('driftManager', () => {
     ['/metadata/labels/a~1b', true],
     ['/spec/containers/3/image', true],
   ])('reads ownership of %s from fieldsV1', (path, owned) => {
-    expect(ownsPath({ 'f:spec': { 'f:replicas': {}, 'f:containers': {} }, 'f:metadata': { 'f:labels': { 'f:a/b': {} } } }, path)).toBe(owned);
+    expect(
+      ownsPath(
+        { 'f:spec': { 'f:replicas': {}, 'f:containers': {} }, 'f:metadata': { 'f:labels': { 'f:a/b': {} } } },
+        path,
+      ),
+    ).toBe(owned);
   });
 });
 
 describe('recordRevert', () => {
-  const policy = { ...DEFAULT_FIGHT_POLICY, threshold: 3, windowMs: 10_000, baseHoldMs: 1000, capHoldMs: 4000, calmMs: 20_000 };
+  const policy = {
+    ...DEFAULT_FIGHT_POLICY,
+    threshold: 3,
+    windowMs: 10_000,
+    baseHoldMs: 1000,
+    capHoldMs: 4000,
+    calmMs: 20_000,
+  };
 
   function run(times: number[]): Array<{ fight: boolean; holdMs: number }> {
     let state: FightState = NO_FIGHT;

@@ -37,7 +37,11 @@ function timeOf(e: ManagedFieldsEntry): number {
  * subresource (status writers do not drift spec), the latest that owns one of the patched paths;
  * failing that, the latest one at all. Undefined when nobody else wrote the object.
  */
-export function driftManager(entries: readonly ManagedFieldsEntry[] | undefined, ours: string, patch: readonly JsonPatchOp[]): string | undefined {
+export function driftManager(
+  entries: readonly ManagedFieldsEntry[] | undefined,
+  ours: string,
+  patch: readonly JsonPatchOp[],
+): string | undefined {
   const others = (entries ?? []).filter((e) => e.manager && e.manager !== ours && !e.subresource);
   if (others.length === 0) return undefined;
   const byTime = [...others].sort((a, b) => timeOf(b) - timeOf(a));
@@ -59,7 +63,13 @@ export interface FightPolicy {
   calmMs: number;
 }
 
-export const DEFAULT_FIGHT_POLICY: FightPolicy = { threshold: 5, windowMs: 30_000, baseHoldMs: 2_000, capHoldMs: 5 * 60_000, calmMs: 60_000 };
+export const DEFAULT_FIGHT_POLICY: FightPolicy = {
+  threshold: 5,
+  windowMs: 30_000,
+  baseHoldMs: 2_000,
+  capHoldMs: 5 * 60_000,
+  calmMs: 60_000,
+};
 
 export interface FightState {
   /** Times of recent reverts (within the window). */
@@ -71,7 +81,12 @@ export interface FightState {
   lastRevertAt: number;
 }
 
-export const NO_FIGHT: FightState = Object.freeze({ reverts: [], level: 0, holdUntil: 0, lastRevertAt: 0 }) as FightState;
+export const NO_FIGHT: FightState = Object.freeze({
+  reverts: [],
+  level: 0,
+  holdUntil: 0,
+  lastRevertAt: 0,
+}) as FightState;
 
 /** Milliseconds until a revert is allowed again (0 = now). */
 export function holdRemaining(state: FightState, now: number): number {
@@ -91,7 +106,11 @@ export interface RevertDecision {
  * fight: every further revert is followed by a hold that doubles up to `capHoldMs`, so a fighting
  * controller costs us one write per hold instead of one per event. A quiet `calmMs` ends the fight.
  */
-export function recordRevert(state: FightState, now: number, policy: FightPolicy = DEFAULT_FIGHT_POLICY): RevertDecision {
+export function recordRevert(
+  state: FightState,
+  now: number,
+  policy: FightPolicy = DEFAULT_FIGHT_POLICY,
+): RevertDecision {
   const calm = now - Math.max(state.lastRevertAt, state.holdUntil) > policy.calmMs;
   const level = calm ? 0 : state.level;
   const reverts = [...(calm ? [] : state.reverts.filter((t) => now - t < policy.windowMs)), now];

@@ -12,11 +12,19 @@ const id = 'Deployment/default/nginx';
 
 function live(replicas: number, manager = 'kubectl-edit'): KubeObject {
   return {
-    apiVersion: 'apps/v1', kind: 'Deployment',
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
     metadata: {
-      name: 'nginx', namespace: 'default', uid: 'u1',
+      name: 'nginx',
+      namespace: 'default',
+      uid: 'u1',
       managedFields: [
-        { manager: 'gitops-agent', operation: 'Update', time: '2026-11-25T10:00:00Z', fieldsV1: { 'f:spec': { 'f:template': {} } } },
+        {
+          manager: 'gitops-agent',
+          operation: 'Update',
+          time: '2026-11-25T10:00:00Z',
+          fieldsV1: { 'f:spec': { 'f:template': {} } },
+        },
         { manager, operation: 'Update', time: '2026-11-25T10:00:01Z', fieldsV1: { 'f:spec': { 'f:replicas': {} } } },
       ],
     },
@@ -33,12 +41,23 @@ function fakeEngine() {
     emit(e: Partial<ObjectEvent> & { live?: KubeObject }) {
       listener?.({ unit: 'u', key, id, type: 'changed', ...e });
     },
-    onObjectEvent(cb: (e: ObjectEvent) => void) { listener = cb; return () => { listener = undefined; }; },
+    onObjectEvent(cb: (e: ObjectEvent) => void) {
+      listener = cb;
+      return () => {
+        listener = undefined;
+      };
+    },
     planOne(_u: string, _k: string, { ignore = [] }: { ignore?: string[] } = {}): OnePlan {
       state.ignoreSeen.push(ignore);
       if (state.replicas === undefined) return { action: 'create', patch: [] };
       if (state.replicas === 2 || ignore.includes('/spec/replicas')) return { action: 'none', patch: [] };
-      return { action: 'patch', patch: [{ op: 'test', path: '/metadata/resourceVersion', value: '7' }, { op: 'replace', path: '/spec/replicas', value: 2 }] };
+      return {
+        action: 'patch',
+        patch: [
+          { op: 'test', path: '/metadata/resourceVersion', value: '7' },
+          { op: 'replace', path: '/spec/replicas', value: 2 },
+        ],
+      };
     },
     async applyOne(): Promise<Change> {
       state.applies++;
@@ -62,7 +81,9 @@ function setup(drift: DriftConfig, extra: { active?: boolean; busy?: () => boole
     unitInfo: (u) => (u === 'u' ? { project: 'gitops-project', commit: 'a'.repeat(40) } : undefined),
     isBusy: extra.busy ?? (() => false),
     report: (m) => reports.push(m),
-    recordEvent: async (_o, note) => { events.push(note); },
+    recordEvent: async (_o, note) => {
+      events.push(note);
+    },
     fightPolicy: { threshold: 3, windowMs: 10_000, baseHoldMs: 60_000, capHoldMs: 60_000, calmMs: 60_000 },
     now: extra.now,
   });
@@ -79,11 +100,22 @@ describe('DriftController', () => {
     engine.emit({ live: live(5) });
     await ctl.idle();
     expect(engine.state.replicas).toBe(2);
-    expect(reports).toEqual([expect.objectContaining({
-      type: 'drift', project: 'gitops-project', object: id, action: 'reverted', manager: 'kubectl-edit',
-      patch: [{ op: 'test', path: '/metadata/resourceVersion', value: '7' }, { op: 'replace', path: '/spec/replicas', value: 2 }],
-    })]);
-    expect(events).toEqual([expect.objectContaining({ reason: 'DriftReverted', message: expect.stringContaining('kubectl-edit') })]);
+    expect(reports).toEqual([
+      expect.objectContaining({
+        type: 'drift',
+        project: 'gitops-project',
+        object: id,
+        action: 'reverted',
+        manager: 'kubectl-edit',
+        patch: [
+          { op: 'test', path: '/metadata/resourceVersion', value: '7' },
+          { op: 'replace', path: '/spec/replicas', value: 2 },
+        ],
+      }),
+    ]);
+    expect(events).toEqual([
+      expect.objectContaining({ reason: 'DriftReverted', message: expect.stringContaining('kubectl-edit') }),
+    ]);
   });
 
   it('recreates a deleted object and says so', async () => {
@@ -96,7 +128,10 @@ describe('DriftController', () => {
   });
 
   it('leaves an ignored field alone', async () => {
-    const { engine, reports, ctl } = setup({ mode: 'correct', ignore: [{ kind: 'Deployment', paths: ['/spec/replicas'] }] });
+    const { engine, reports, ctl } = setup({
+      mode: 'correct',
+      ignore: [{ kind: 'Deployment', paths: ['/spec/replicas'] }],
+    });
     engine.state.replicas = 5;
     engine.emit({ live: live(5) });
     await ctl.idle();
@@ -117,18 +152,26 @@ describe('DriftController', () => {
     expect(events.map((e) => e.reason)).toEqual(['DriftDetected']);
   });
 
-  it('never reports a Secret value, not even through kubectl\'s last-applied annotation', async () => {
+  it("never reports a Secret value, not even through kubectl's last-applied annotation", async () => {
     // Someone ran `kubectl apply` on a managed Secret: the annotation now holds its values in clear.
     const clear = JSON.stringify({ apiVersion: 'v1', kind: 'Secret', stringData: { password: 'hunter2' } });
-    const secret: KubeObject = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 's', namespace: 'default', annotations: { [LAST_APPLIED_ANNOTATION]: clear } }, data: { password: 'aHVudGVyMg==' } };
+    const secret: KubeObject = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 's', namespace: 'default', annotations: { [LAST_APPLIED_ANNOTATION]: clear } },
+      data: { password: 'aHVudGVyMg==' },
+    };
     for (const mode of ['detect', 'correct'] as const) {
       const { engine, reports, events, ctl } = setup({ mode, ignore: [] });
-      engine.planOne = () => ({ action: 'patch', patch: [
-        { op: 'test', path: '/metadata/resourceVersion', value: '7' },
-        { op: 'replace', path: `/metadata/annotations/${LAST_APPLIED_ANNOTATION.replace('/', '~1')}`, value: clear },
-        { op: 'add', path: '/metadata/annotations', value: { [LAST_APPLIED_ANNOTATION]: clear } },
-        { op: 'replace', path: '/data/password', value: 'aHVudGVyMg==' },
-      ] });
+      engine.planOne = () => ({
+        action: 'patch',
+        patch: [
+          { op: 'test', path: '/metadata/resourceVersion', value: '7' },
+          { op: 'replace', path: `/metadata/annotations/${LAST_APPLIED_ANNOTATION.replace('/', '~1')}`, value: clear },
+          { op: 'add', path: '/metadata/annotations', value: { [LAST_APPLIED_ANNOTATION]: clear } },
+          { op: 'replace', path: '/data/password', value: 'aHVudGVyMg==' },
+        ],
+      });
       engine.emit({ key: '/Secret/default/s', id: 'Secret/default/s', live: secret });
       await ctl.idle();
       expect(reports).toHaveLength(1);
@@ -177,8 +220,15 @@ describe('DriftController', () => {
 
   it('masks Secret values in the reported patch', async () => {
     const { engine, reports, ctl } = setup(correct);
-    engine.planOne = () => ({ action: 'patch', patch: [{ op: 'replace', path: '/data/password', value: 'aHVudGVyMg==' }] });
-    engine.emit({ key: '/Secret/default/db', id: 'Secret/default/db', live: { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db', namespace: 'default' } } });
+    engine.planOne = () => ({
+      action: 'patch',
+      patch: [{ op: 'replace', path: '/data/password', value: 'aHVudGVyMg==' }],
+    });
+    engine.emit({
+      key: '/Secret/default/db',
+      id: 'Secret/default/db',
+      live: { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db', namespace: 'default' } },
+    });
     await ctl.idle();
     expect(JSON.stringify(reports)).not.toContain('aHVudGVyMg');
   });

@@ -19,9 +19,21 @@ import type { Logger } from '../common/logger.js';
 import { errorMessage } from '../common/errors.js';
 import type { DriftConfig, DriftMessage } from '../protocol/messages.js';
 import {
-  DEFAULT_FIGHT_POLICY, driftManager, holdRemaining, NO_FIGHT, recordRevert, type FightPolicy, type FightState,
+  DEFAULT_FIGHT_POLICY,
+  driftManager,
+  holdRemaining,
+  NO_FIGHT,
+  recordRevert,
+  type FightPolicy,
+  type FightState,
 } from './drift-policy.js';
-import { identityFromKey, identityOf, ignoredPointers, withoutIgnored, type ObjectIdentity } from './reconcile/ignore.js';
+import {
+  identityFromKey,
+  identityOf,
+  ignoredPointers,
+  withoutIgnored,
+  type ObjectIdentity,
+} from './reconcile/ignore.js';
 import { maskSecretPatch } from './reconcile/report.js';
 import type { AgentMetrics } from './metrics.js';
 import type { ObjectEvent, Reconciler } from './reconciler.js';
@@ -34,7 +46,10 @@ export interface DriftEventNote {
 }
 
 /** Records a Kubernetes Event on an object (events.ts); failures are the recorder's to log. */
-export type EventSink = (object: { apiVersion?: string; identity: ObjectIdentity; uid?: string }, note: DriftEventNote) => Promise<void>;
+export type EventSink = (
+  object: { apiVersion?: string; identity: ObjectIdentity; uid?: string },
+  note: DriftEventNote,
+) => Promise<void>;
 
 export interface DriftControllerOptions {
   engine: Pick<Reconciler, 'onObjectEvent' | 'planOne' | 'applyOne'>;
@@ -176,11 +191,25 @@ export class DriftController {
     const patch = withoutIgnored(plan.patch, ignore);
     if (plan.action === 'patch' && patch.length === 0) return;
 
-    const manager = e.type === 'deleted' || plan.action === 'create' ? undefined : driftManager(e.live?.metadata.managedFields, this.opts.fieldManager, patch);
+    const manager =
+      e.type === 'deleted' || plan.action === 'create'
+        ? undefined
+        : driftManager(e.live?.metadata.managedFields, this.opts.fieldManager, patch);
     const masked = maskSecretPatch(identity.kind, patch);
     const log = this.opts.logger.child({ project: info.project, object: e.id });
-    const base = { type: 'drift' as const, project: info.project, commit: info.commit, object: e.id, patch: masked as Array<Record<string, unknown>>, ...(manager ? { manager } : {}) };
-    const target = { apiVersion: e.live?.apiVersion, identity, uid: plan.action === 'create' ? undefined : e.live?.metadata.uid };
+    const base = {
+      type: 'drift' as const,
+      project: info.project,
+      commit: info.commit,
+      object: e.id,
+      patch: masked as Array<Record<string, unknown>>,
+      ...(manager ? { manager } : {}),
+    };
+    const target = {
+      apiVersion: e.live?.apiVersion,
+      identity,
+      uid: plan.action === 'create' ? undefined : e.live?.metadata.uid,
+    };
     const by = manager ? ` by ${manager}` : '';
 
     if (settings.mode === 'detect') {
@@ -190,7 +219,11 @@ export class DriftController {
       this.opts.report({ ...base, action: 'detected', at: new Date().toISOString() });
       this.opts.metrics?.recordDrift('detected');
       log.warn({ manager, deleted: plan.action === 'create', patch: masked }, 'drift detected');
-      await this.opts.recordEvent?.(target, { reason: 'DriftDetected', type: 'Warning', message: `${e.id} drifted from Git${by} (detect mode: not reverted)` });
+      await this.opts.recordEvent?.(target, {
+        reason: 'DriftDetected',
+        type: 'Warning',
+        message: `${e.id} drifted from Git${by} (detect mode: not reverted)`,
+      });
       return;
     }
 
@@ -203,15 +236,27 @@ export class DriftController {
       log.warn({ manager, reason: change.error?.message ?? change.reason }, 'drift revert failed');
       return;
     }
-    const action: DriftMessage['action'] = decision.fight ? 'fight' : plan.action === 'create' ? 'recreated' : 'reverted';
+    const action: DriftMessage['action'] = decision.fight
+      ? 'fight'
+      : plan.action === 'create'
+        ? 'recreated'
+        : 'reverted';
     this.opts.report({ ...base, action, at: new Date().toISOString() });
     this.opts.metrics?.recordDrift(action, durationMs);
     if (decision.fight) {
       log.warn({ manager, holdMs: decision.holdMs, patch: masked, durationMs }, 'drift fight: reverted, backing off');
-      await this.opts.recordEvent?.(target, { reason: 'DriftFight', type: 'Warning', message: `${e.id} keeps being changed${by}; reverted and backing off ${Math.round(decision.holdMs / 1000)}s` });
+      await this.opts.recordEvent?.(target, {
+        reason: 'DriftFight',
+        type: 'Warning',
+        message: `${e.id} keeps being changed${by}; reverted and backing off ${Math.round(decision.holdMs / 1000)}s`,
+      });
     } else {
       log.info({ manager, action, patch: masked, durationMs }, 'drift reverted');
-      await this.opts.recordEvent?.(target, { reason: 'DriftReverted', type: 'Normal', message: `${e.id} ${action === 'recreated' ? 'was deleted; recreated from Git' : `drifted from Git${by}; reverted`}` });
+      await this.opts.recordEvent?.(target, {
+        reason: 'DriftReverted',
+        type: 'Normal',
+        message: `${e.id} ${action === 'recreated' ? 'was deleted; recreated from Git' : `drifted from Git${by}; reverted`}`,
+      });
     }
   }
 }

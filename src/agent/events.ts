@@ -28,7 +28,10 @@ export function buildEvent(
   return {
     apiVersion: 'v1',
     kind: 'Event',
-    metadata: { name: `${identity.name}.${now.getTime().toString(16)}${randomBytes(3).toString('hex')}`.slice(0, 253), namespace },
+    metadata: {
+      name: `${identity.name}.${now.getTime().toString(16)}${randomBytes(3).toString('hex')}`.slice(0, 253),
+      namespace,
+    },
     involvedObject: {
       apiVersion: target.apiVersion ?? (identity.group ? `${identity.group}/v1` : 'v1'),
       kind: identity.kind,
@@ -55,7 +58,10 @@ export function kubeEventSink(client: KubeClient, instance: string, logger: Logg
     try {
       await client.create(EVENTS, event);
     } catch (err) {
-      logger.debug({ object: objectId(target.identity), reason: note.reason, err: errorMessage(err) }, 'event not recorded');
+      logger.debug(
+        { object: objectId(target.identity), reason: note.reason, err: errorMessage(err) },
+        'event not recorded',
+      );
     }
   };
 }

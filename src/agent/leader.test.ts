@@ -5,10 +5,26 @@ describe('leaseDecision', () => {
   const now = Date.parse('2026-11-25T10:00:30Z');
   it.each([
     ['no Lease spec at all', undefined, 'acquire'],
-    ['a released Lease (empty holder)', { holderIdentity: '', renewTime: '2026-11-25T10:00:29.000000Z', leaseDurationSeconds: 15 }, 'acquire'],
-    ['our own Lease', { holderIdentity: 'me', renewTime: '2026-11-25T09:00:00.000000Z', leaseDurationSeconds: 15 }, 'renew'],
-    ['a fresh Lease of another replica', { holderIdentity: 'other', renewTime: '2026-11-25T10:00:20.000000Z', leaseDurationSeconds: 15 }, 'standby'],
-    ['an expired Lease of a dead replica', { holderIdentity: 'other', renewTime: '2026-11-25T10:00:14.000000Z', leaseDurationSeconds: 15 }, 'acquire'],
+    [
+      'a released Lease (empty holder)',
+      { holderIdentity: '', renewTime: '2026-11-25T10:00:29.000000Z', leaseDurationSeconds: 15 },
+      'acquire',
+    ],
+    [
+      'our own Lease',
+      { holderIdentity: 'me', renewTime: '2026-11-25T09:00:00.000000Z', leaseDurationSeconds: 15 },
+      'renew',
+    ],
+    [
+      'a fresh Lease of another replica',
+      { holderIdentity: 'other', renewTime: '2026-11-25T10:00:20.000000Z', leaseDurationSeconds: 15 },
+      'standby',
+    ],
+    [
+      'an expired Lease of a dead replica',
+      { holderIdentity: 'other', renewTime: '2026-11-25T10:00:14.000000Z', leaseDurationSeconds: 15 },
+      'acquire',
+    ],
     ['a Lease with no renew time', { holderIdentity: 'other' }, 'acquire'],
   ])('on %s decides %s', (_label, spec, expected) => {
     expect(leaseDecision(spec, 'me', now)).toBe(expected);

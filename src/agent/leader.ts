@@ -16,7 +16,13 @@ import { errorMessage } from '../common/errors.js';
 import { AlreadyExistsError, ConflictError, NotFoundError, resourcePath, type KubeClient } from './kube/client.js';
 import type { KubeObject, ResourceInfo } from './kube/types.js';
 
-const LEASES: ResourceInfo = { group: 'coordination.k8s.io', version: 'v1', kind: 'Lease', plural: 'leases', namespaced: true };
+const LEASES: ResourceInfo = {
+  group: 'coordination.k8s.io',
+  version: 'v1',
+  kind: 'Lease',
+  plural: 'leases',
+  namespaced: true,
+};
 
 export interface LeaseSpec {
   holderIdentity?: string | null;
@@ -27,7 +33,11 @@ export interface LeaseSpec {
 }
 
 /** What to do with a Lease as it stands (pure). */
-export function leaseDecision(spec: LeaseSpec | undefined, identity: string, now: number): 'renew' | 'acquire' | 'standby' {
+export function leaseDecision(
+  spec: LeaseSpec | undefined,
+  identity: string,
+  now: number,
+): 'renew' | 'acquire' | 'standby' {
   const holder = spec?.holderIdentity ?? '';
   if (holder === identity) return 'renew';
   if (!holder) return 'acquire';
@@ -92,11 +102,19 @@ export class LeaderElector {
         const lease = await this.read();
         const spec = (lease?.spec ?? {}) as LeaseSpec;
         if (lease && spec.holderIdentity === this.opts.identity) {
-          await this.write(lease, { ...spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: microTime(Date.now()) });
+          await this.write(lease, {
+            ...spec,
+            holderIdentity: '',
+            leaseDurationSeconds: 1,
+            renewTime: microTime(Date.now()),
+          });
           this.opts.logger.info({ lease: this.leaseRef() }, 'leader lease released');
         }
       } catch (err) {
-        this.opts.logger.warn({ lease: this.leaseRef(), err: errorMessage(err) }, 'could not release the leader lease; the standby takes over when it expires');
+        this.opts.logger.warn(
+          { lease: this.leaseRef(), err: errorMessage(err) },
+          'could not release the leader lease; the standby takes over when it expires',
+        );
       }
     }
   }
@@ -119,7 +137,10 @@ export class LeaderElector {
   private setLeader(leader: boolean): void {
     if (this.leader === leader) return;
     this.leader = leader;
-    this.opts.logger.info({ lease: this.leaseRef(), identity: this.opts.identity }, leader ? 'became leader' : 'lost leadership');
+    this.opts.logger.info(
+      { lease: this.leaseRef(), identity: this.opts.identity },
+      leader ? 'became leader' : 'lost leadership',
+    );
     this.opts.onChange(leader);
   }
 
@@ -133,7 +154,16 @@ export class LeaderElector {
   }
 
   private async write(lease: KubeObject, spec: LeaseSpec): Promise<void> {
-    const body: KubeObject = { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: lease.metadata.name, namespace: lease.metadata.namespace, resourceVersion: lease.metadata.resourceVersion }, spec };
+    const body: KubeObject = {
+      apiVersion: 'coordination.k8s.io/v1',
+      kind: 'Lease',
+      metadata: {
+        name: lease.metadata.name,
+        namespace: lease.metadata.namespace,
+        resourceVersion: lease.metadata.resourceVersion,
+      },
+      spec,
+    };
     await this.opts.client.request('PUT', resourcePath(LEASES, this.opts.namespace, this.opts.name), {
       body,
       query: { fieldManager: this.opts.client.fieldManager },
@@ -147,8 +177,19 @@ export class LeaderElector {
     try {
       const lease = await this.read();
       if (!lease) {
-        const spec: LeaseSpec = { holderIdentity: this.opts.identity, leaseDurationSeconds: durationSeconds, acquireTime: microTime(now), renewTime: microTime(now), leaseTransitions: 0 };
-        await this.opts.client.create(LEASES, { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: this.opts.name, namespace: this.opts.namespace }, spec });
+        const spec: LeaseSpec = {
+          holderIdentity: this.opts.identity,
+          leaseDurationSeconds: durationSeconds,
+          acquireTime: microTime(now),
+          renewTime: microTime(now),
+          leaseTransitions: 0,
+        };
+        await this.opts.client.create(LEASES, {
+          apiVersion: 'coordination.k8s.io/v1',
+          kind: 'Lease',
+          metadata: { name: this.opts.name, namespace: this.opts.namespace },
+          spec,
+        });
         this.won(now);
         return;
       }
@@ -159,16 +200,24 @@ export class LeaderElector {
         this.lastError = '';
         return;
       }
-      const next: LeaseSpec = decision === 'renew'
-        ? { ...spec, leaseDurationSeconds: durationSeconds, renewTime: microTime(now) }
-        : { holderIdentity: this.opts.identity, leaseDurationSeconds: durationSeconds, acquireTime: microTime(now), renewTime: microTime(now), leaseTransitions: (spec.leaseTransitions ?? 0) + (spec.holderIdentity ? 1 : 0) };
+      const next: LeaseSpec =
+        decision === 'renew'
+          ? { ...spec, leaseDurationSeconds: durationSeconds, renewTime: microTime(now) }
+          : {
+              holderIdentity: this.opts.identity,
+              leaseDurationSeconds: durationSeconds,
+              acquireTime: microTime(now),
+              renewTime: microTime(now),
+              leaseTransitions: (spec.leaseTransitions ?? 0) + (spec.holderIdentity ? 1 : 0),
+            };
       await this.write(lease, next);
       this.won(now);
     } catch (err) {
       // A conflict only means someone else wrote the Lease first: nothing to log, look again next round.
       if (!(err instanceof ConflictError || err instanceof AlreadyExistsError)) {
         const message = errorMessage(err);
-        if (message !== this.lastError) this.opts.logger.warn({ lease: this.leaseRef(), err: message }, 'leader lease request failed');
+        if (message !== this.lastError)
+          this.opts.logger.warn({ lease: this.leaseRef(), err: message }, 'leader lease request failed');
         this.lastError = message;
       }
       if (this.leader && now - this.lastRenew > (this.opts.renewDeadlineMs ?? 10_000)) {

@@ -17,7 +17,10 @@ function newSpaceMib(env: Record<string, string>, limit: boolean): number {
     const s = v8.getHeapSpaceStatistics().find((x) => x.space_name === 'new_space');
     console.log(s.space_size / 1048576);
   `;
-  const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, NODE_OPTIONS: '', ...env }, encoding: 'utf8' });
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+    env: { ...process.env, NODE_OPTIONS: '', ...env },
+    encoding: 'utf8',
+  });
   return Number(out.trim());
 }
 

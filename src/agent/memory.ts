@@ -22,7 +22,10 @@ function operatorChose(env: Record<string, string | undefined>, execArgv: readon
  * Stops V8 from growing the young generation past its initial size, unless the operator set
  * young-generation options themselves or GITOPS_AGENT_YOUNG_GEN_GROWTH=on. Returns whether it did.
  */
-export function limitYoungGeneration(env: Record<string, string | undefined> = process.env, execArgv: readonly string[] = process.execArgv): boolean {
+export function limitYoungGeneration(
+  env: Record<string, string | undefined> = process.env,
+  execArgv: readonly string[] = process.execArgv,
+): boolean {
   if (operatorChose(env, execArgv) || /^(1|on|true|yes)$/i.test(env.GITOPS_AGENT_YOUNG_GEN_GROWTH ?? '')) return false;
   v8.setFlagsFromString('--semi-space-growth-factor=1');
   return true;

@@ -7,7 +7,14 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Action } from '../protocol/vocabulary.js';
 
 export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'unauthorized' | 'revoked' | 'stopped';
-const CONNECTION_STATES: readonly ConnectionState[] = ['connecting', 'connected', 'disconnected', 'unauthorized', 'revoked', 'stopped'];
+const CONNECTION_STATES: readonly ConnectionState[] = [
+  'connecting',
+  'connected',
+  'disconnected',
+  'unauthorized',
+  'revoked',
+  'stopped',
+];
 export type DriftAction = 'reverted' | 'recreated' | 'detected' | 'fight' | 'failed';
 
 export class AgentMetrics {
@@ -25,21 +32,59 @@ export class AgentMetrics {
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'gitops_agent_' });
-    this.objectActions = new Counter({ name: 'gitops_agent_object_actions_total', help: 'Objects handled by applies, by action.', labelNames: ['project', 'action'], registers });
-    this.applies = new Counter({ name: 'gitops_agent_applies_total', help: 'Applies of a manifest project, by result.', labelNames: ['project', 'result'], registers });
+    this.objectActions = new Counter({
+      name: 'gitops_agent_object_actions_total',
+      help: 'Objects handled by applies, by action.',
+      labelNames: ['project', 'action'],
+      registers,
+    });
+    this.applies = new Counter({
+      name: 'gitops_agent_applies_total',
+      help: 'Applies of a manifest project, by result.',
+      labelNames: ['project', 'result'],
+      registers,
+    });
     this.applyDuration = new Histogram({
-      name: 'gitops_agent_apply_duration_seconds', help: 'Time to apply one commit of a manifest project.', labelNames: ['project'], registers,
+      name: 'gitops_agent_apply_duration_seconds',
+      help: 'Time to apply one commit of a manifest project.',
+      labelNames: ['project'],
+      registers,
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
     });
-    this.drift = new Counter({ name: 'gitops_agent_drift_total', help: 'Drift handled, by outcome (reverted, recreated, detected, fight, failed).', labelNames: ['action'], registers });
+    this.drift = new Counter({
+      name: 'gitops_agent_drift_total',
+      help: 'Drift handled, by outcome (reverted, recreated, detected, fight, failed).',
+      labelNames: ['action'],
+      registers,
+    });
     this.revertDuration = new Histogram({
-      name: 'gitops_agent_drift_revert_duration_seconds', help: 'Time from a change event to the reverting write.', registers,
+      name: 'gitops_agent_drift_revert_duration_seconds',
+      help: 'Time from a change event to the reverting write.',
+      registers,
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     });
-    this.managed = new Gauge({ name: 'gitops_agent_managed_objects', help: 'Objects in the last applied set of a manifest project.', labelNames: ['project'], registers });
-    this.connection = new Gauge({ name: 'gitops_agent_connection_state', help: '1 for the current state of the connection to the server.', labelNames: ['state'], registers });
-    this.leader = new Gauge({ name: 'gitops_agent_leader', help: '1 when this replica holds the leader Lease and applies.', registers });
-    this.dropped = new Counter({ name: 'gitops_agent_reports_dropped_total', help: 'Reports dropped because the buffer for a disconnected server was full.', registers });
+    this.managed = new Gauge({
+      name: 'gitops_agent_managed_objects',
+      help: 'Objects in the last applied set of a manifest project.',
+      labelNames: ['project'],
+      registers,
+    });
+    this.connection = new Gauge({
+      name: 'gitops_agent_connection_state',
+      help: '1 for the current state of the connection to the server.',
+      labelNames: ['state'],
+      registers,
+    });
+    this.leader = new Gauge({
+      name: 'gitops_agent_leader',
+      help: '1 when this replica holds the leader Lease and applies.',
+      registers,
+    });
+    this.dropped = new Counter({
+      name: 'gitops_agent_reports_dropped_total',
+      help: 'Reports dropped because the buffer for a disconnected server was full.',
+      registers,
+    });
     this.setConnection('connecting');
   }
 
@@ -56,7 +101,8 @@ export class AgentMetrics {
 
   recordDrift(action: DriftAction, durationMs?: number): void {
     this.drift.inc({ action });
-    if (durationMs !== undefined && action !== 'detected' && action !== 'failed') this.revertDuration.observe(durationMs / 1000);
+    if (durationMs !== undefined && action !== 'detected' && action !== 'failed')
+      this.revertDuration.observe(durationMs / 1000);
   }
 
   setConnection(state: ConnectionState): void {

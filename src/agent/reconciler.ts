@@ -30,7 +30,11 @@ export interface OnePlan {
 export interface Reconciler {
   sync(unit: SyncUnit, options?: { signal?: AbortSignal }): Promise<ChangeSet>;
   onObjectEvent(listener: (event: ObjectEvent) => void): () => void;
-  planOne(unit: string, key: string, options?: { ignore?: string[] }): Promise<OnePlan | undefined> | OnePlan | undefined;
+  planOne(
+    unit: string,
+    key: string,
+    options?: { ignore?: string[] },
+  ): Promise<OnePlan | undefined> | OnePlan | undefined;
   applyOne(unit: string, key: string, options?: { ignore?: string[] }): Promise<Change>;
   close(): Promise<void> | void;
 }

@@ -8,15 +8,33 @@ import { SyncLoop, unitName } from './runner.js';
 import type { DesiredState } from './state.js';
 
 const config: DesiredState['config'] = {
-  id: 'gitops-project', ref: {}, defaultNamespace: 'default', paths: [{ glob: '/**/*.yaml' }],
-  reconcileTimeoutMs: 3_600_000, dryRunStrategy: 'none', prune: true, pruneTimeoutMs: 3_600_000,
-  prunePropagationPolicy: 'foreground', inventoryPolicy: 'must_match',
+  id: 'gitops-project',
+  ref: {},
+  defaultNamespace: 'default',
+  paths: [{ glob: '/**/*.yaml' }],
+  reconcileTimeoutMs: 3_600_000,
+  dryRunStrategy: 'none',
+  prune: true,
+  pruneTimeoutMs: 3_600_000,
+  prunePropagationPolicy: 'foreground',
+  inventoryPolicy: 'must_match',
 };
-const desired = (c: string): DesiredState => ({ project: 'gitops-project', commit: c.repeat(40), digest: c, config, files: [{ path: 'manifest.yaml', content: c }] });
+const desired = (c: string): DesiredState => ({
+  project: 'gitops-project',
+  commit: c.repeat(40),
+  digest: c,
+  config,
+  files: [{ path: 'manifest.yaml', content: c }],
+});
 
 function capture(): { stream: Writable; lines: () => string[] } {
   const chunks: string[] = [];
-  const stream = new Writable({ write(c: Buffer, _e, done) { chunks.push(c.toString()); done(); } });
+  const stream = new Writable({
+    write(c: Buffer, _e, done) {
+      chunks.push(c.toString());
+      done();
+    },
+  });
   return { stream, lines: () => chunks.join('').split('\n').filter(Boolean) };
 }
 
@@ -32,7 +50,17 @@ function slowEngine(delayMs: number) {
       await new Promise((r) => setTimeout(r, delayMs));
       signal?.throwIfAborted();
       completed.push(unit.commit!.slice(0, 1));
-      return { unit: unit.name, commit: unit.commit, changes: [{ id: 'Deployment/default/nginx', action: 'configured' }, { id: 'Service/default/nginx', action: 'unchanged' }], errors: [], durationMs: 12, dryRun: false };
+      return {
+        unit: unit.name,
+        commit: unit.commit,
+        changes: [
+          { id: 'Deployment/default/nginx', action: 'configured' },
+          { id: 'Service/default/nginx', action: 'unchanged' },
+        ],
+        errors: [],
+        durationMs: 12,
+        dryRun: false,
+      };
     },
   };
 }
@@ -41,11 +69,25 @@ describe('SyncLoop', () => {
   it('applies a commit, reports its status and logs the sha with each object action', async () => {
     const out = capture();
     const statuses: StatusMessage[] = [];
-    const loop = new SyncLoop({ engine: slowEngine(1), unitName: (p) => unitName('0123456789abcdef', p), logger: createLogger({ destination: out.stream }), report: (s) => statuses.push(s) });
+    const loop = new SyncLoop({
+      engine: slowEngine(1),
+      unitName: (p) => unitName('0123456789abcdef', p),
+      logger: createLogger({ destination: out.stream }),
+      report: (s) => statuses.push(s),
+    });
     loop.setActive(true);
     loop.setDesired(desired('a'));
     await loop.idle();
-    expect(statuses).toEqual([expect.objectContaining({ commit: 'a'.repeat(40), result: 'applied', changes: [{ id: 'Deployment/default/nginx', action: 'configured' }, { id: 'Service/default/nginx', action: 'unchanged' }] })]);
+    expect(statuses).toEqual([
+      expect.objectContaining({
+        commit: 'a'.repeat(40),
+        result: 'applied',
+        changes: [
+          { id: 'Deployment/default/nginx', action: 'configured' },
+          { id: 'Service/default/nginx', action: 'unchanged' },
+        ],
+      }),
+    ]);
     const line = out.lines().find((l) => l.includes('"msg":"applied"'))!;
     expect(line).toContain('a'.repeat(40));
     expect(line).toContain('Deployment/default/nginx configured');
@@ -55,7 +97,12 @@ describe('SyncLoop', () => {
   it('lets a newer commit supersede an apply in flight and reports only the newest', async () => {
     const engine = slowEngine(30);
     const statuses: StatusMessage[] = [];
-    const loop = new SyncLoop({ engine, unitName: (p) => p, logger: createLogger({ level: 'silent' }), report: (s) => statuses.push(s) });
+    const loop = new SyncLoop({
+      engine,
+      unitName: (p) => p,
+      logger: createLogger({ level: 'silent' }),
+      report: (s) => statuses.push(s),
+    });
     loop.setActive(true);
     loop.setDesired(desired('a'));
     await new Promise((r) => setTimeout(r, 5));
@@ -69,7 +116,12 @@ describe('SyncLoop', () => {
 
   it('applies nothing on a standby replica and everything once it leads', async () => {
     const engine = slowEngine(1);
-    const loop = new SyncLoop({ engine, unitName: (p) => p, logger: createLogger({ level: 'silent' }), report: () => undefined });
+    const loop = new SyncLoop({
+      engine,
+      unitName: (p) => p,
+      logger: createLogger({ level: 'silent' }),
+      report: () => undefined,
+    });
     loop.setDesired(desired('a'));
     await loop.idle();
     expect(engine.calls).toEqual([]);
@@ -87,7 +139,13 @@ describe('SyncLoop', () => {
         return { unit: unit.name, commit: unit.commit, changes: [], errors: [], durationMs: 1, dryRun: false };
       },
     };
-    const loop = new SyncLoop({ engine, unitName: (p) => p, logger: createLogger({ level: 'silent' }), report: (s) => statuses.push(s), retry: { baseMs: 10, capMs: 10, minMs: 10 } });
+    const loop = new SyncLoop({
+      engine,
+      unitName: (p) => p,
+      logger: createLogger({ level: 'silent' }),
+      report: (s) => statuses.push(s),
+      retry: { baseMs: 10, capMs: 10, minMs: 10 },
+    });
     loop.setActive(true);
     loop.setDesired(desired('a'));
     await loop.idle();
@@ -104,27 +162,55 @@ describe('SyncLoop', () => {
     const eacces = "EACCES: permission denied, mkdir '/var/lib/gitops-agent/engine/openapi'";
     const engine = {
       async sync(unit: SyncUnit): Promise<ChangeSet> {
-        if (attempts++ === 1) throw new Error('cannot read the OpenAPI document', { cause: Object.assign(new Error(eacces), { code: 'EACCES' }) });
+        if (attempts++ === 1)
+          throw new Error('cannot read the OpenAPI document', {
+            cause: Object.assign(new Error(eacces), { code: 'EACCES' }),
+          });
         return {
-          unit: unit.name, commit: unit.commit, errors: [], durationMs: 3, dryRun: false,
+          unit: unit.name,
+          commit: unit.commit,
+          errors: [],
+          durationMs: 3,
+          dryRun: false,
           changes: [
-            { id: 'Deployment/default/nginx', action: 'failed', reason: `Deployment/default/nginx: ${eacces}`, error: { code: 'APPLY_FAILED', message: `Deployment/default/nginx: ${eacces}`, object: 'Deployment/default/nginx' } },
+            {
+              id: 'Deployment/default/nginx',
+              action: 'failed',
+              reason: `Deployment/default/nginx: ${eacces}`,
+              error: {
+                code: 'APPLY_FAILED',
+                message: `Deployment/default/nginx: ${eacces}`,
+                object: 'Deployment/default/nginx',
+              },
+            },
             { id: 'Service/default/nginx', action: 'failed', reason: `Service/default/nginx: ${eacces}` },
           ],
         };
       },
     };
-    const loop = new SyncLoop({ engine, unitName: (p) => p, logger: createLogger({ destination: out.stream }), report: () => undefined, retry: { baseMs: 10, capMs: 10, minMs: 10 } });
+    const loop = new SyncLoop({
+      engine,
+      unitName: (p) => p,
+      logger: createLogger({ destination: out.stream }),
+      report: () => undefined,
+      retry: { baseMs: 10, capMs: 10, minMs: 10 },
+    });
     loop.setActive(true);
     loop.setDesired(desired('a'));
     await loop.idle();
     await new Promise((r) => setTimeout(r, 30));
     await loop.idle();
     await loop.close();
-    const failed = out.lines().filter((l) => l.includes('"msg":"apply failed"')).map((l) => JSON.parse(l) as { cause: string; errors: Array<{ message: string; object?: string }> });
+    const failed = out
+      .lines()
+      .filter((l) => l.includes('"msg":"apply failed"'))
+      .map((l) => JSON.parse(l) as { cause: string; errors: Array<{ message: string; object?: string }> });
     expect(failed.length).toBeGreaterThanOrEqual(2);
     expect(failed[0].cause).toContain('EACCES');
-    expect(failed[0].errors.map((e) => e.message)).toEqual([`Deployment/default/nginx: ${eacces}`, `Service/default/nginx: ${eacces}`]);
+    expect(failed[0].errors.map((e) => e.message)).toEqual([
+      `Deployment/default/nginx: ${eacces}`,
+      `Service/default/nginx: ${eacces}`,
+    ]);
     expect(failed[1].cause).toBe(`cannot read the OpenAPI document: ${eacces}`);
     expect(failed[1].errors).toEqual([{ code: 'APPLY_ERROR', message: `cannot read the OpenAPI document: ${eacces}` }]);
   });

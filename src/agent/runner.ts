@@ -22,7 +22,11 @@ import type { DesiredState } from './state.js';
 /** An error's message followed by its causes (`a: b: c`), repeated text left out. */
 export function messageWithCauses(err: unknown): string {
   const parts: string[] = [];
-  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+  for (
+    let e: unknown = err, depth = 0;
+    e !== undefined && e !== null && depth < 5;
+    e = (e as { cause?: unknown }).cause, depth++
+  ) {
     const text = errorMessage(e);
     if (text && !parts.some((p) => p.includes(text))) parts.push(text);
     if (!(e instanceof Error)) break;
@@ -38,7 +42,12 @@ export const APPLY_RETRY_BACKOFF: BackoffPolicy = { baseMs: 2_000, capMs: 120_00
  * project slug keeps it readable; the hash keeps two projects whose slugs collide apart.
  */
 export function unitName(agentId: string, project: string): string {
-  const slug = project.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 38).replace(/-+$/, '');
+  const slug = project
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 38)
+    .replace(/-+$/, '');
   const hash = createHash('sha256').update(project).digest('hex').slice(0, 8);
   return `gitops-${agentId.slice(0, 8)}-${slug || 'project'}-${hash}`;
 }
@@ -101,8 +110,13 @@ export class SyncLoop {
     if (slot.running && slot.running.digest === desired.digest) return;
     slot.dirty = true;
     if (slot.running) {
-      this.opts.logger.info({ project: desired.project, commit: slot.running.commit, by: desired.commit }, 'apply superseded by a newer commit');
-      slot.running.abort.abort(new GitopsError('transient', ProblemCode.SUPERSEDED, `superseded by commit ${desired.commit}`));
+      this.opts.logger.info(
+        { project: desired.project, commit: slot.running.commit, by: desired.commit },
+        'apply superseded by a newer commit',
+      );
+      slot.running.abort.abort(
+        new GitopsError('transient', ProblemCode.SUPERSEDED, `superseded by commit ${desired.commit}`),
+      );
     }
     this.kick(desired.project, slot);
   }
@@ -214,7 +228,8 @@ export class SyncLoop {
 
   private async apply(slot: ProjectSlot, desired: DesiredState, abort: AbortSignal): Promise<void> {
     const log = this.opts.logger.child({ project: desired.project });
-    const timeout = desired.config.reconcileTimeoutMs > 0 ? AbortSignal.timeout(desired.config.reconcileTimeoutMs) : undefined;
+    const timeout =
+      desired.config.reconcileTimeoutMs > 0 ? AbortSignal.timeout(desired.config.reconcileTimeoutMs) : undefined;
     const signal = timeout ? AbortSignal.any([abort, timeout]) : abort;
     const unit: SyncUnit = {
       name: slot.unit,
@@ -236,7 +251,12 @@ export class SyncLoop {
     }
     if (abort.aborted) return;
     const status = statusOf(desired, set);
-    this.opts.metrics?.recordApply(desired.project, status.result, set.changes.map((c) => c.action), set.durationMs);
+    this.opts.metrics?.recordApply(
+      desired.project,
+      status.result,
+      set.changes.map((c) => c.action),
+      set.durationMs,
+    );
     this.opts.report(status);
     const fields = {
       commit: desired.commit,
@@ -252,7 +272,17 @@ export class SyncLoop {
     }
     const retryInMs = backoffDelay(this.opts.retry ?? APPLY_RETRY_BACKOFF, slot.failures++);
     const why = failureProblems(set);
-    log.warn({ ...fields, result: status.result, cause: why.cause, errors: why.problems, ...(why.more ? { moreErrors: why.more } : {}), retryInMs }, 'apply failed');
+    log.warn(
+      {
+        ...fields,
+        result: status.result,
+        cause: why.cause,
+        errors: why.problems,
+        ...(why.more ? { moreErrors: why.more } : {}),
+        retryInMs,
+      },
+      'apply failed',
+    );
     slot.retryTimer = setTimeout(() => {
       slot.dirty = true;
       this.kick(desired.project, slot);

@@ -27,7 +27,10 @@ export interface AgentRuntimeOptions {
   /** Inventory name per project. */
   unitName: (project: string) => string;
   /** Session settings; handlers, hello contents and reporting are filled in here. */
-  session: Pick<SessionOptions, 'url' | 'signJwt' | 'ca' | 'agentVersion' | 'pingIntervalMs' | 'deadAfterMs' | 'reconnect' | 'slowReconnect'>;
+  session: Pick<
+    SessionOptions,
+    'url' | 'signJwt' | 'ca' | 'agentVersion' | 'pingIntervalMs' | 'deadAfterMs' | 'reconnect' | 'slowReconnect'
+  >;
   /** Leader election; absent means this replica always leads (single replica, no Lease rights). */
   leader?: Omit<LeaderElectorOptions, 'onChange' | 'logger'>;
   recordEvent?: EventSink;
@@ -57,7 +60,9 @@ export class AgentRuntime {
       unitName: options.unitName,
       logger: logger.child({ component: 'sync' }),
       metrics,
-      report: (status) => { if (this.loop.isActive) this.session.send(status); },
+      report: (status) => {
+        if (this.loop.isActive) this.session.send(status);
+      },
       onIdle: (unit) => this.drift.unitIdle(unit),
       driftIgnore: () => this.driftSettings.ignore,
     });
@@ -109,7 +114,11 @@ export class AgentRuntime {
       this.loop.setDesired(desired);
     }
     this.restored = state.projects.length > 0;
-    if (this.restored) log.info({ projects: state.projects.map((p) => ({ project: p.project, commit: p.commit })) }, 'restored desired state from the state dir');
+    if (this.restored)
+      log.info(
+        { projects: state.projects.map((p) => ({ project: p.project, commit: p.commit })) },
+        'restored desired state from the state dir',
+      );
     this.drift.start();
     if (this.elector) this.elector.start();
     else {
@@ -126,7 +135,8 @@ export class AgentRuntime {
   /** Ready when connected to the server or enforcing a restored desired state. */
   readiness(): { ready: boolean; reason: string } {
     if (this.session.connected) return { ready: true, reason: 'connected to the server' };
-    if (this.restored || this.held.size > 0) return { ready: true, reason: `enforcing the last desired state offline (${this.session.connectionState})` };
+    if (this.restored || this.held.size > 0)
+      return { ready: true, reason: `enforcing the last desired state offline (${this.session.connectionState})` };
     return { ready: false, reason: `not connected (${this.session.connectionState}) and no desired state yet` };
   }
 
@@ -164,10 +174,12 @@ export class AgentRuntime {
 
   private async onConfig(m: ConfigMessage): Promise<void> {
     const log = this.opts.logger;
-    if (m.errors.length) log.warn({ problems: m.errors }, 'agent configuration has problems: the last valid settings stay in force');
+    if (m.errors.length)
+      log.warn({ problems: m.errors }, 'agent configuration has problems: the last valid settings stay in force');
     const before = JSON.stringify(this.driftSettings);
     this.applySettings(m.settings.drift, m.settings.logLevel);
-    if (JSON.stringify(this.driftSettings) !== before) log.info({ drift: this.driftSettings }, 'drift settings changed');
+    if (JSON.stringify(this.driftSettings) !== before)
+      log.info({ drift: this.driftSettings }, 'drift settings changed');
     const projects = new Set(m.projects);
     for (const project of [...this.held.keys()]) {
       if (projects.has(project)) continue;
@@ -180,7 +192,13 @@ export class AgentRuntime {
   }
 
   private async onDesired(m: DesiredMessage): Promise<void> {
-    const desired: DesiredState = { project: m.project, commit: m.commit, digest: m.digest, config: m.config, files: m.files };
+    const desired: DesiredState = {
+      project: m.project,
+      commit: m.commit,
+      digest: m.digest,
+      config: m.config,
+      files: m.files,
+    };
     const held = this.held.get(m.project);
     this.opts.logger.info({ project: m.project, commit: m.commit, files: m.files.length }, 'desired state received');
     if (!held || held.digest !== m.digest) {

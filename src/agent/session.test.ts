@@ -18,13 +18,37 @@ describe('Session reports', () => {
       ws.on('close', (code) => closes.push(code));
     });
     const warnings: string[] = [];
-    const logger = { ...silentLogger(), warn: (_f: unknown, msg?: string) => { warnings.push(String(msg)); } } as unknown as ReturnType<typeof silentLogger>;
+    const logger = {
+      ...silentLogger(),
+      warn: (_f: unknown, msg?: string) => {
+        warnings.push(String(msg));
+      },
+    } as unknown as ReturnType<typeof silentLogger>;
     const session = new Session({
-      url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/api/v1/agent/connect`, signJwt: async () => 'jwt', agentVersion: 'test', applied: () => ({}),
-      logger, onConfig: () => undefined, onDesired: () => undefined, onError: () => undefined,
+      url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/api/v1/agent/connect`,
+      signJwt: async () => 'jwt',
+      agentVersion: 'test',
+      applied: () => ({}),
+      logger,
+      onConfig: () => undefined,
+      onDesired: () => undefined,
+      onError: () => undefined,
     });
-    const changes = Array.from({ length: 50_000 }, (_, i) => ({ id: `ConfigMap/ns-${i % 50}/generated-object-${i}`, action: i % 10_000 === 0 ? 'failed' as const : 'configured' as const, ...(i % 10_000 === 0 ? { error: 'denied' } : {}) }));
-    const status: StatusMessage = { type: 'status', project: 'group/app', commit: 'b'.repeat(40), digest: 'd', result: 'partial', changes, errors: [], durationMs: 5 };
+    const changes = Array.from({ length: 50_000 }, (_, i) => ({
+      id: `ConfigMap/ns-${i % 50}/generated-object-${i}`,
+      action: i % 10_000 === 0 ? ('failed' as const) : ('configured' as const),
+      ...(i % 10_000 === 0 ? { error: 'denied' } : {}),
+    }));
+    const status: StatusMessage = {
+      type: 'status',
+      project: 'group/app',
+      commit: 'b'.repeat(40),
+      digest: 'd',
+      result: 'partial',
+      changes,
+      errors: [],
+      durationMs: 5,
+    };
     try {
       session.send(status); // buffered until connected
       session.start();
@@ -36,7 +60,11 @@ describe('Session reports', () => {
       const decoded = decodeAgentMessage(report!.text);
       expect(decoded.ok).toBe(true);
       if (decoded.ok && decoded.message.type === 'status') {
-        expect(decoded.message.truncated).toEqual({ changes: 50_000, errors: 0, counts: { configured: 49_995, failed: 5 } });
+        expect(decoded.message.truncated).toEqual({
+          changes: 50_000,
+          errors: 0,
+          counts: { configured: 49_995, failed: 5 },
+        });
         expect(decoded.message.changes.slice(0, 5).every((c) => c.action === 'failed')).toBe(true);
       }
       expect(closes).toEqual([]);

@@ -28,8 +28,19 @@ import type { IncomingMessage, ClientRequest } from 'node:http';
 import type { Logger } from '../common/logger.js';
 import { errorMessage } from '../common/errors.js';
 import {
-  CloseCode, MAX_AGENT_MESSAGE_BYTES, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, decodeServerMessage, encodeMessage, fitReport,
-  type ConfigMessage, type DesiredMessage, type DriftMessage, type ErrorMessage, type HelloMessage, type StatusMessage,
+  CloseCode,
+  MAX_AGENT_MESSAGE_BYTES,
+  MAX_MESSAGE_BYTES,
+  PROTOCOL_VERSION,
+  decodeServerMessage,
+  encodeMessage,
+  fitReport,
+  type ConfigMessage,
+  type DesiredMessage,
+  type DriftMessage,
+  type ErrorMessage,
+  type HelloMessage,
+  type StatusMessage,
 } from '../protocol/messages.js';
 import { BINARY_FRAME_REASON, decodeFrame } from '../protocol/frames.js';
 import { RECONNECT_BACKOFF, UNAUTHORIZED_BACKOFF, backoffDelay, type BackoffPolicy } from './backoff.js';
@@ -114,10 +125,16 @@ export class Session {
   send(full: Report): void {
     const report = fitReport(full, this.opts.maxReportBytes ?? MAX_AGENT_MESSAGE_BYTES);
     if (report.truncated) {
-      this.opts.logger.warn({
-        type: report.type, project: report.project,
-        ...(report.type === 'status' ? { objects: report.truncated.changes, listed: report.changes.length } : { patchOps: report.truncated.patchOps, listed: report.patch.length }),
-      }, 'report too big for the server: sending a shortened one with the totals');
+      this.opts.logger.warn(
+        {
+          type: report.type,
+          project: report.project,
+          ...(report.type === 'status'
+            ? { objects: report.truncated.changes, listed: report.changes.length }
+            : { patchOps: report.truncated.patchOps, listed: report.patch.length }),
+        },
+        'report too big for the server: sending a shortened one with the totals',
+      );
     }
     const ws = this.ws;
     if (ws && ws.readyState === WebSocket.OPEN && this.state === 'connected') {
@@ -176,7 +193,13 @@ export class Session {
         return;
       }
       this.setState(next === 'slow' ? 'unauthorized' : 'disconnected');
-      const delay = backoffDelay(next === 'slow' ? (this.opts.slowReconnect ?? UNAUTHORIZED_BACKOFF) : (this.opts.reconnect ?? RECONNECT_BACKOFF), this.attempt++, this.opts.random);
+      const delay = backoffDelay(
+        next === 'slow'
+          ? (this.opts.slowReconnect ?? UNAUTHORIZED_BACKOFF)
+          : (this.opts.reconnect ?? RECONNECT_BACKOFF),
+        this.attempt++,
+        this.opts.random,
+      );
       log.debug({ retryInMs: delay, attempt: this.attempt }, 'reconnecting');
       await new Promise<void>((resolve) => {
         this.wake = resolve;
@@ -191,7 +214,10 @@ export class Session {
     const server = redactUrl(this.opts.url);
     if (ending.kind === 'http') {
       if (ending.status === 401 || ending.status === 403) {
-        log.error({ server, status: ending.status }, 'server refused the agent token (unknown, revoked or wrong audience): check the token Secret; retrying slowly');
+        log.error(
+          { server, status: ending.status },
+          'server refused the agent token (unknown, revoked or wrong audience): check the token Secret; retrying slowly',
+        );
         return 'slow';
       }
       log.warn({ server, status: ending.status }, 'server refused the connection');
@@ -203,25 +229,40 @@ export class Session {
     }
     switch (ending.code) {
       case CloseCode.REVOKED:
-        log.error({ server, code: ending.code }, 'agent revoked by the server: not reconnecting; the last desired state stays enforced; create a new agent token and restart to reconnect');
+        log.error(
+          { server, code: ending.code },
+          'agent revoked by the server: not reconnecting; the last desired state stays enforced; create a new agent token and restart to reconnect',
+        );
         return 'stop';
       case CloseCode.UNAUTHORIZED:
-        log.error({ server, code: ending.code, reason: ending.reason }, 'server refused the agent token: retrying slowly');
+        log.error(
+          { server, code: ending.code, reason: ending.reason },
+          'server refused the agent token: retrying slowly',
+        );
         return 'slow';
       case CloseCode.VERSION_MISMATCH:
-        log.error({ server, code: ending.code, reason: ending.reason, protocolVersion: PROTOCOL_VERSION }, 'protocol version mismatch with the server: upgrade the agent or the server; retrying slowly');
+        log.error(
+          { server, code: ending.code, reason: ending.reason, protocolVersion: PROTOCOL_VERSION },
+          'protocol version mismatch with the server: upgrade the agent or the server; retrying slowly',
+        );
         return 'slow';
       case CloseCode.INVALID_MESSAGE:
         log.error({ server, code: ending.code, reason: ending.reason }, 'server rejected a message from this agent');
         return 'retry';
       case CloseCode.SESSION_REPLACED:
-        log.warn({ server, code: ending.code, reason: ending.reason }, 'server closed this session for a newer one of the same agent (more sessions than it allows: other replicas, or a copy of this token in use elsewhere)');
+        log.warn(
+          { server, code: ending.code, reason: ending.reason },
+          'server closed this session for a newer one of the same agent (more sessions than it allows: other replicas, or a copy of this token in use elsewhere)',
+        );
         return 'retry';
       case CloseCode.MESSAGE_TOO_BIG:
         log.error({ server, code: ending.code, reason: ending.reason }, 'message too big for the connection');
         return 'retry';
       default:
-        log.warn({ server, code: ending.code, reason: ending.reason }, ending.opened ? 'disconnected from server' : 'cannot reach server');
+        log.warn(
+          { server, code: ending.code, reason: ending.reason },
+          ending.opened ? 'disconnected from server' : 'cannot reach server',
+        );
         return 'retry';
     }
   }
@@ -263,24 +304,39 @@ export class Session {
         opened = true;
         lastHeard = Date.now();
         this.opts.logger.info({ server: redactUrl(this.opts.url) }, 'connected to server');
-        const hello: HelloMessage = { type: 'hello', protocolVersion: PROTOCOL_VERSION, agentVersion: this.opts.agentVersion, applied: this.opts.applied() };
+        const hello: HelloMessage = {
+          type: 'hello',
+          protocolVersion: PROTOCOL_VERSION,
+          agentVersion: this.opts.agentVersion,
+          applied: this.opts.applied(),
+        };
         ws.send(encodeMessage(hello));
         this.setState('connected');
         this.flush(ws);
         const interval = this.opts.pingIntervalMs ?? 20_000;
         const deadAfter = this.opts.deadAfterMs ?? 65_000;
-        pinger = setInterval(() => {
-          if (Date.now() - lastHeard > deadAfter) {
-            this.opts.logger.warn({ silentMs: Date.now() - lastHeard }, 'server stopped answering heartbeats: dropping the connection');
-            ws.terminate();
-            return;
-          }
-          if (ws.readyState === WebSocket.OPEN) ws.ping();
-        }, Math.min(interval, deadAfter / 2));
+        pinger = setInterval(
+          () => {
+            if (Date.now() - lastHeard > deadAfter) {
+              this.opts.logger.warn(
+                { silentMs: Date.now() - lastHeard },
+                'server stopped answering heartbeats: dropping the connection',
+              );
+              ws.terminate();
+              return;
+            }
+            if (ws.readyState === WebSocket.OPEN) ws.ping();
+          },
+          Math.min(interval, deadAfter / 2),
+        );
         pinger.unref();
       });
-      ws.on('ping', () => { lastHeard = Date.now(); });
-      ws.on('pong', () => { lastHeard = Date.now(); });
+      ws.on('ping', () => {
+        lastHeard = Date.now();
+      });
+      ws.on('pong', () => {
+        lastHeard = Date.now();
+      });
       ws.on('message', (data: RawData, isBinary: boolean) => {
         lastHeard = Date.now();
         this.onFrame(ws, data, isBinary);
@@ -290,7 +346,9 @@ export class Session {
         if (!opened) finish({ kind: 'error', message: err.message, opened });
         else this.opts.logger.debug({ err: err.message }, 'websocket error');
       });
-      ws.on('close', (code: number, reason: Buffer) => finish({ kind: 'closed', code, reason: reason.toString('utf8').slice(0, 200), opened }));
+      ws.on('close', (code: number, reason: Buffer) =>
+        finish({ kind: 'closed', code, reason: reason.toString('utf8').slice(0, 200), opened }),
+      );
     });
   }
 
@@ -315,12 +373,19 @@ export class Session {
     const message = decoded.message;
     const handle = async (): Promise<void> => {
       switch (message.type) {
-        case 'config': return this.opts.onConfig(message);
-        case 'desired': return this.opts.onDesired(message);
-        case 'error': return this.opts.onError(message);
+        case 'config':
+          return this.opts.onConfig(message);
+        case 'desired':
+          return this.opts.onDesired(message);
+        case 'error':
+          return this.opts.onError(message);
       }
     };
-    this.inbox = this.inbox.then(handle).catch((err: unknown) => log.error({ type: message.type, err: errorMessage(err) }, 'handling a server message failed'));
+    this.inbox = this.inbox
+      .then(handle)
+      .catch((err: unknown) =>
+        log.error({ type: message.type, err: errorMessage(err) }, 'handling a server message failed'),
+      );
   }
 }
 

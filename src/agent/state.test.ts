@@ -5,24 +5,42 @@ import { join } from 'node:path';
 import { StateStore, type DesiredState } from './state.js';
 
 const config: DesiredState['config'] = {
-  id: 'group/gitops-project', ref: {}, defaultNamespace: 'default', paths: [{ glob: '/**/*.yaml' }],
-  reconcileTimeoutMs: 3_600_000, dryRunStrategy: 'none', prune: true, pruneTimeoutMs: 3_600_000,
-  prunePropagationPolicy: 'foreground', inventoryPolicy: 'must_match',
+  id: 'group/gitops-project',
+  ref: {},
+  defaultNamespace: 'default',
+  paths: [{ glob: '/**/*.yaml' }],
+  reconcileTimeoutMs: 3_600_000,
+  dryRunStrategy: 'none',
+  prune: true,
+  pruneTimeoutMs: 3_600_000,
+  prunePropagationPolicy: 'foreground',
+  inventoryPolicy: 'must_match',
 };
 const desired = (commit: string, content = 'kind: ConfigMap'): DesiredState => ({
-  project: 'group/gitops-project', commit: commit.repeat(40), digest: `sha256:${commit}`, config, files: [{ path: 'manifest.yaml', content }],
+  project: 'group/gitops-project',
+  commit: commit.repeat(40),
+  digest: `sha256:${commit}`,
+  config,
+  files: [{ path: 'manifest.yaml', content }],
 });
 
 describe('StateStore', () => {
   let dir: string;
-  beforeEach(async () => { dir = join(await mkdtemp(join(tmpdir(), 'agent-state-')), 'state'); });
-  afterEach(async () => { await rm(join(dir, '..'), { recursive: true, force: true }); });
+  beforeEach(async () => {
+    dir = join(await mkdtemp(join(tmpdir(), 'agent-state-')), 'state');
+  });
+  afterEach(async () => {
+    await rm(join(dir, '..'), { recursive: true, force: true });
+  });
 
   it('gives back after a restart exactly the desired state and settings it saved', async () => {
     const store = new StateStore(dir);
     await store.init();
     await store.saveDesired(desired('a'));
-    await store.saveSettings({ settings: { drift: { mode: 'detect', ignore: [{ kind: 'Deployment', paths: ['/spec/replicas'] }] } }, projects: ['group/gitops-project'] });
+    await store.saveSettings({
+      settings: { drift: { mode: 'detect', ignore: [{ kind: 'Deployment', paths: ['/spec/replicas'] }] } },
+      projects: ['group/gitops-project'],
+    });
     const loaded = await new StateStore(dir).load();
     expect(loaded.problems).toEqual([]);
     expect(loaded.projects).toEqual([desired('a')]);

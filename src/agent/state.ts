@@ -33,7 +33,12 @@ export const DesiredState = z.strictObject({
 export type DesiredState = z.infer<typeof DesiredState>;
 
 const ProjectFile = z.strictObject({ version: z.literal(STATE_VERSION), savedAt: z.string(), desired: DesiredState });
-const SettingsFile = z.strictObject({ version: z.literal(STATE_VERSION), savedAt: z.string(), settings: AgentSettings, projects: z.array(z.string()) });
+const SettingsFile = z.strictObject({
+  version: z.literal(STATE_VERSION),
+  savedAt: z.string(),
+  settings: AgentSettings,
+  projects: z.array(z.string()),
+});
 
 export interface PersistedSettings {
   settings: AgentSettings;
@@ -92,7 +97,8 @@ export class StateStore {
         else out.problems.push(`${file}: not a settings file of version ${STATE_VERSION}`);
       } else if (name.startsWith('project-')) {
         const parsed = ProjectFile.safeParse(raw);
-        if (parsed.success && projectFileName(parsed.data.desired.project) === name) out.projects.push(parsed.data.desired);
+        if (parsed.success && projectFileName(parsed.data.desired.project) === name)
+          out.projects.push(parsed.data.desired);
         else out.problems.push(`${file}: not a desired-state file of version ${STATE_VERSION}`);
       }
     }
@@ -120,9 +126,11 @@ export class StateStore {
     const prev = this.chains.get(name) ?? Promise.resolve();
     const next = prev.catch(() => undefined).then(() => op(file));
     this.chains.set(name, next);
-    void next.finally(() => {
-      if (this.chains.get(name) === next) this.chains.delete(name);
-    }).catch(() => undefined);
+    void next
+      .finally(() => {
+        if (this.chains.get(name) === next) this.chains.delete(name);
+      })
+      .catch(() => undefined);
     return next;
   }
 }

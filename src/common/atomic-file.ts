@@ -27,7 +27,11 @@ export interface AtomicWriteOptions {
 export async function writeFileAtomic(file: string, data: string, options: AtomicWriteOptions = {}): Promise<void> {
   const dir = path.dirname(file);
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const handle = await fs.open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, options.mode ?? 0o600);
+  const handle = await fs.open(
+    tmp,
+    fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL,
+    options.mode ?? 0o600,
+  );
   try {
     await handle.writeFile(data, 'utf8');
     await handle.sync();

@@ -2,11 +2,12 @@
  * Durations as GitLab's agent config writes them (Go's time.ParseDuration: `3600s`, `1h30m`,
  * `500ms`) parsed to milliseconds. A bare number is taken as seconds, as the CLI flags document.
  */
-const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
 export function parseDuration(text: string | number): number {
   if (typeof text === 'number') {
-    if (!Number.isFinite(text) || text < 0) throw new Error(`invalid duration ${text}: expected a non-negative number of seconds`);
+    if (!Number.isFinite(text) || text < 0)
+      throw new Error(`invalid duration ${text}: expected a non-negative number of seconds`);
     return text * 1000;
   }
   const trimmed = text.trim();

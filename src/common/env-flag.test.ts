@@ -3,10 +3,23 @@ import { parseEnvFlag, readEnvFlag } from './env-flag.js';
 
 describe('parseEnvFlag', () => {
   it.each([
-    ['true', true], ['TRUE', true], ['1', true], ['yes', true], ['on', true], [' on ', true],
-    ['false', false], ['False', false], ['0', false], ['no', false], ['off', false],
-    [undefined, undefined], ['', undefined], ['  ', undefined],
-    ['flase', null], ['2', null], ['enabled', null],
+    ['true', true],
+    ['TRUE', true],
+    ['1', true],
+    ['yes', true],
+    ['on', true],
+    [' on ', true],
+    ['false', false],
+    ['False', false],
+    ['0', false],
+    ['no', false],
+    ['off', false],
+    [undefined, undefined],
+    ['', undefined],
+    ['  ', undefined],
+    ['flase', null],
+    ['2', null],
+    ['enabled', null],
   ])('%j is %j', (value, expected) => {
     expect(parseEnvFlag(value)).toBe(expected);
   });

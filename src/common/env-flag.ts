@@ -18,9 +18,15 @@ export function parseEnvFlag(value: string | undefined): boolean | undefined | n
 }
 
 /** The variable's boolean, or undefined when unset; an unknown word is reported through `problem`. */
-export function readEnvFlag(env: Record<string, string | undefined>, name: string, problem: (text: string) => void): boolean | undefined {
+export function readEnvFlag(
+  env: Record<string, string | undefined>,
+  name: string,
+  problem: (text: string) => void,
+): boolean | undefined {
   const parsed = parseEnvFlag(env[name]);
   if (parsed !== null) return parsed;
-  problem(`${name}=${JSON.stringify(String(env[name]).slice(0, 40))}: expected true or false (also 1/0, yes/no, on/off)`);
+  problem(
+    `${name}=${JSON.stringify(String(env[name]).slice(0, 40))}: expected true or false (also 1/0, yes/no, on/off)`,
+  );
   return undefined;
 }

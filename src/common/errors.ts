@@ -13,7 +13,12 @@ export class GitopsError extends Error {
   readonly kind: ErrorKind;
   readonly data: Record<string, unknown>;
 
-  constructor(kind: ErrorKind, code: string, message: string, options: { cause?: unknown; data?: Record<string, unknown> } = {}) {
+  constructor(
+    kind: ErrorKind,
+    code: string,
+    message: string,
+    options: { cause?: unknown; data?: Record<string, unknown> } = {},
+  ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.kind = kind;
@@ -22,7 +27,12 @@ export class GitopsError extends Error {
   }
 
   toJSON(): { code: string; kind: ErrorKind; message: string; data?: Record<string, unknown> } {
-    return { code: this.code, kind: this.kind, message: this.message, ...(Object.keys(this.data).length ? { data: this.data } : {}) };
+    return {
+      code: this.code,
+      kind: this.kind,
+      message: this.message,
+      ...(Object.keys(this.data).length ? { data: this.data } : {}),
+    };
   }
 }
 

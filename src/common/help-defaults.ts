@@ -41,7 +41,10 @@ export function shownValue(value: string): string {
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) {
     try {
       const url = new URL(value);
-      if (url.username || url.password) { url.username = '***'; url.password = ''; }
+      if (url.username || url.password) {
+        url.username = '***';
+        url.password = '';
+      }
       const query = url.search ? '?…' : '';
       url.search = '';
       url.hash = '';
@@ -57,7 +60,7 @@ export function shownValue(value: string): string {
 function builtInDefault(option: Option): string | undefined {
   if (option.defaultValue === undefined) return undefined;
   const shows = option.required || option.optional || (option.isBoolean() && typeof option.defaultValue === 'boolean');
-  return shows ? option.defaultValueDescription ?? JSON.stringify(option.defaultValue) : undefined;
+  return shows ? (option.defaultValueDescription ?? JSON.stringify(option.defaultValue)) : undefined;
 }
 
 /** The help line of one option, with the default in force (see the header). */

@@ -4,7 +4,12 @@ import { createLogger } from './logger.js';
 
 function capture(): { stream: Writable; lines: () => string[] } {
   const chunks: string[] = [];
-  const stream = new Writable({ write(c: Buffer, _e, done) { chunks.push(c.toString()); done(); } });
+  const stream = new Writable({
+    write(c: Buffer, _e, done) {
+      chunks.push(c.toString());
+      done();
+    },
+  });
   return { stream, lines: () => chunks.join('').split('\n').filter(Boolean) };
 }
 
@@ -38,7 +43,11 @@ describe('createLogger', () => {
     root.level = 'warn';
     perProject.info('hidden at warn');
     perProject.warn('shown at warn');
-    expect(out.lines().map((l) => (JSON.parse(l) as { msg: string }).msg)).toEqual(['shown at debug', 'sync shown at debug', 'shown at warn']);
+    expect(out.lines().map((l) => (JSON.parse(l) as { msg: string }).msg)).toEqual([
+      'shown at debug',
+      'sync shown at debug',
+      'shown at warn',
+    ]);
   });
 
   it('prints a readable line in text format', () => {
@@ -52,7 +61,11 @@ describe('createLogger', () => {
 describe('text format with agent-supplied strings', () => {
   const forged = 'agent1\n2026-01-01T00:00:00.000Z INFO agent connected agent=admin';
   it.each([
-    ['a newline that would start a forged line', forged, '"agent1\\n2026-01-01T00:00:00.000Z INFO agent connected agent=admin"'],
+    [
+      'a newline that would start a forged line',
+      forged,
+      '"agent1\\n2026-01-01T00:00:00.000Z INFO agent connected agent=admin"',
+    ],
     ['a terminal escape (ESC [ 2 J clears the screen)', 'x\u001b[2Jy', '"x\\u001b[2Jy"'],
     ['an 8-bit CSI and DEL', 'x\u009b31my\u007f', '"x\\u009b31my\\u007f"'],
     ['a Unicode line separator', 'a\u2028b', '"a\\u2028b"'],

@@ -12,8 +12,17 @@ export type LogFormat = 'json' | 'text';
 export const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
 const REDACT_PATHS = [
-  'token', '*.token', 'authorization', '*.authorization', 'headers.authorization',
-  'password', '*.password', 'secret', '*.secret', 'privateKey', '*.privateKey',
+  'token',
+  '*.token',
+  'authorization',
+  '*.authorization',
+  'headers.authorization',
+  'password',
+  '*.password',
+  'secret',
+  '*.secret',
+  'privateKey',
+  '*.privateKey',
 ];
 
 export interface LoggerOptions {
@@ -58,7 +67,8 @@ export function escapeControl(text: string): string {
  * escaped), so that an agent-supplied value cannot add fields or lines of its own.
  */
 export function textValue(value: unknown): string {
-  if (typeof value === 'string') return value !== '' && !NEEDS_QUOTES.test(value) ? value : escapeControl(JSON.stringify(value));
+  if (typeof value === 'string')
+    return value !== '' && !NEEDS_QUOTES.test(value) ? value : escapeControl(JSON.stringify(value));
   return escapeControl(JSON.stringify(value) ?? String(value));
 }
 

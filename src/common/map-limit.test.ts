@@ -62,8 +62,14 @@ describe('Limiter', () => {
     const order: string[] = [];
     const r1 = await limiter.acquire();
     const r2 = await limiter.acquire();
-    const third = limiter.acquire().then((r) => { order.push('third'); return r; });
-    const fourth = limiter.acquire().then((r) => { order.push('fourth'); return r; });
+    const third = limiter.acquire().then((r) => {
+      order.push('third');
+      return r;
+    });
+    const fourth = limiter.acquire().then((r) => {
+      order.push('fourth');
+      return r;
+    });
     await new Promise((r) => setImmediate(r));
     expect(order).toEqual([]);
     r1();

@@ -12,7 +12,10 @@ export class BoundedMap<V> {
   private readonly weights = new Map<string, number>();
   private total = 0;
 
-  constructor(private readonly max: number, private readonly maxWeight = Infinity) {}
+  constructor(
+    private readonly max: number,
+    private readonly maxWeight = Infinity,
+  ) {}
 
   get size(): number {
     return this.map.size;

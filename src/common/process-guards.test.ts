@@ -2,19 +2,51 @@ import { describe, expect, it } from '@jest/globals';
 import { EventEmitter } from 'node:events';
 import { Writable } from 'node:stream';
 import { createLogger } from './logger.js';
-import { describeThrown, installProcessGuards, installStopSignals, STOP_SIGNALS, type GuardedProcess, type SignalTarget, type StopSignal } from './process-guards.js';
+import {
+  describeThrown,
+  installProcessGuards,
+  installStopSignals,
+  STOP_SIGNALS,
+  type GuardedProcess,
+  type SignalTarget,
+  type StopSignal,
+} from './process-guards.js';
 import { UserError } from './errors.js';
 
 function setup(options: { logsPerWindow?: number; windowMs?: number } = {}) {
   const chunks: string[] = [];
-  const stream = new Writable({ write(c: Buffer, _e, done) { chunks.push(c.toString()); done(); } });
+  const stream = new Writable({
+    write(c: Buffer, _e, done) {
+      chunks.push(c.toString());
+      done();
+    },
+  });
   const logger = createLogger({ destination: stream, level: 'info' });
   const target = new EventEmitter();
   const exits: number[] = [];
   let clock = 0;
-  const guards = installProcessGuards({ logger, target: target as unknown as GuardedProcess, exit: (c) => exits.push(c), now: () => clock, ...options });
-  const lines = (): Record<string, unknown>[] => chunks.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
-  return { target, guards, exits, lines, advance: (ms: number) => { clock += ms; } };
+  const guards = installProcessGuards({
+    logger,
+    target: target as unknown as GuardedProcess,
+    exit: (c) => exits.push(c),
+    now: () => clock,
+    ...options,
+  });
+  const lines = (): Record<string, unknown>[] =>
+    chunks
+      .join('')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  return {
+    target,
+    guards,
+    exits,
+    lines,
+    advance: (ms: number) => {
+      clock += ms;
+    },
+  };
 }
 
 describe('installProcessGuards', () => {
@@ -22,11 +54,21 @@ describe('installProcessGuards', () => {
     const { target, guards, exits, lines } = setup();
     const counted: number[] = [];
     guards.countWith({ inc: (v = 1) => counted.push(v) });
-    target.emit('unhandledRejection', new UserError('GIT_BAD_PROJECT_ID', 'project "../../etc": segment 1 must start with a letter'));
+    target.emit(
+      'unhandledRejection',
+      new UserError('GIT_BAD_PROJECT_ID', 'project "../../etc": segment 1 must start with a letter'),
+    );
     expect(guards.rejections).toBe(1);
     expect(counted).toEqual([1]);
     expect(exits).toEqual([]);
-    expect(lines()[0]).toMatchObject({ level: 'error', msg: 'unhandled promise rejection', type: 'UserError', code: 'GIT_BAD_PROJECT_ID', err: expect.stringContaining('../../etc'), total: 1 });
+    expect(lines()[0]).toMatchObject({
+      level: 'error',
+      msg: 'unhandled promise rejection',
+      type: 'UserError',
+      code: 'GIT_BAD_PROJECT_ID',
+      err: expect.stringContaining('../../etc'),
+      total: 1,
+    });
     expect(lines()[0].stack).toEqual(expect.arrayContaining([expect.stringMatching(/^at /)]));
   });
 
@@ -55,7 +97,12 @@ describe('installProcessGuards', () => {
     const { target, exits, lines } = setup();
     target.emit('uncaughtException', new TypeError('x is undefined'));
     expect(exits).toEqual([1]);
-    expect(lines()[0]).toMatchObject({ level: 'fatal', msg: 'uncaught exception; exiting', type: 'TypeError', err: 'x is undefined' });
+    expect(lines()[0]).toMatchObject({
+      level: 'fatal',
+      msg: 'uncaught exception; exiting',
+      type: 'TypeError',
+      err: 'x is undefined',
+    });
   });
 
   it('removes its handlers on dispose', () => {
@@ -71,7 +118,11 @@ describe('describeThrown', () => {
     ['an object', { token: 'glagent-secret' }, { type: 'object', err: 'a object was thrown, not an Error' }],
     ['undefined', undefined, { type: 'undefined' }],
     ['null', null, { type: 'null' }],
-    ['an Error with a code and a 5,000-character message', Object.assign(new Error('m'.repeat(5000)), { code: 'ECONNRESET' }), { type: 'Error', code: 'ECONNRESET' }],
+    [
+      'an Error with a code and a 5,000-character message',
+      Object.assign(new Error('m'.repeat(5000)), { code: 'ECONNRESET' }),
+      { type: 'Error', code: 'ECONNRESET' },
+    ],
   ])('describes %s without its contents beyond a bounded message', (_label, value, expected) => {
     const d = describeThrown(value);
     expect(d).toMatchObject(expected);
@@ -88,7 +139,8 @@ describe('installStopSignals', () => {
     const send = (s: StopSignal): boolean => target.emit(s, s);
     return { target, exits, stop, send };
   }
-  const settled = async (p: Promise<unknown>): Promise<unknown> => Promise.race([p, new Promise((r) => setTimeout(() => r('pending'), 20))]);
+  const settled = async (p: Promise<unknown>): Promise<unknown> =>
+    Promise.race([p, new Promise((r) => setTimeout(() => r('pending'), 20))]);
 
   it('listens for SIGTERM and SIGINT as soon as it is installed', () => {
     const { target } = signals();
@@ -103,7 +155,7 @@ describe('installStopSignals', () => {
     expect(await settled(stop.next)).toBe('pending');
   });
 
-  it.each(STOP_SIGNALS)('once start-up began, %s is the daemon\'s: reported and resolved, no exit', async (s) => {
+  it.each(STOP_SIGNALS)("once start-up began, %s is the daemon's: reported and resolved, no exit", async (s) => {
     const { exits, stop, send } = signals();
     const seen: StopSignal[] = [];
     stop.starting((signal) => seen.push(signal));

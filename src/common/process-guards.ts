@@ -60,7 +60,11 @@ const MAX_FRAMES = 8;
 export function describeThrown(value: unknown): { type: string; code?: string; err: string; stack?: string[] } {
   if (value instanceof Error) {
     const code = (value as { code?: unknown }).code;
-    const frames = (value.stack ?? '').split('\n').filter((l) => /^\s+at /.test(l)).slice(0, MAX_FRAMES).map((l) => l.trim().slice(0, 300));
+    const frames = (value.stack ?? '')
+      .split('\n')
+      .filter((l) => /^\s+at /.test(l))
+      .slice(0, MAX_FRAMES)
+      .map((l) => l.trim().slice(0, 300));
     return {
       type: value.name.slice(0, 100),
       ...(typeof code === 'string' || typeof code === 'number' ? { code: String(code).slice(0, 100) } : {}),
@@ -70,7 +74,10 @@ export function describeThrown(value: unknown): { type: string; code?: string; e
   }
   // A rejection with a non-Error value: its type only (an object may hold anything).
   const type = value === null ? 'null' : typeof value;
-  return { type, err: type === 'string' ? (value as string).slice(0, MAX_MESSAGE) : `a ${type} was thrown, not an Error` };
+  return {
+    type,
+    err: type === 'string' ? (value as string).slice(0, MAX_MESSAGE) : `a ${type} was thrown, not an Error`,
+  };
 }
 
 export function installProcessGuards(options: ProcessGuardOptions): ProcessGuards {
@@ -109,7 +116,9 @@ export function installProcessGuards(options: ProcessGuardOptions): ProcessGuard
   target.on('unhandledRejection', onRejection);
   target.on('uncaughtException', onException);
   return {
-    get rejections() { return rejections; },
+    get rejections() {
+      return rejections;
+    },
     countWith(counter) {
       if (rejections > 0) counter.inc(rejections);
       counters.push(counter);
@@ -162,7 +171,9 @@ export function installStopSignals(options: StopSignalOptions = {}): StopSignals
   let received: StopSignal | undefined;
   let onSignal: ((signal: StopSignal) => void) | undefined;
   let resolveNext: (signal: StopSignal) => void = () => undefined;
-  const next = new Promise<StopSignal>((resolve) => { resolveNext = resolve; });
+  const next = new Promise<StopSignal>((resolve) => {
+    resolveNext = resolve;
+  });
   const listener = (signal: StopSignal): void => {
     if (received !== undefined) return exit(1);
     received = signal;
@@ -172,7 +183,9 @@ export function installStopSignals(options: StopSignalOptions = {}): StopSignals
   };
   for (const s of STOP_SIGNALS) target.on(s, listener);
   return {
-    get received() { return received; },
+    get received() {
+      return received;
+    },
     starting(callback) {
       started = true;
       onSignal = callback;

@@ -16,8 +16,15 @@ describe('decodeFrame', () => {
 
   it('refuses a binary frame, and a message of the other side', () => {
     expect(decodeFrame(Buffer.from(hello), true, decodeAgentMessage)).toMatchObject({ ok: false, kind: 'binary' });
-    expect(decodeFrame(Buffer.from(error), false, decodeServerMessage)).toMatchObject({ ok: true, message: { type: 'error' } });
+    expect(decodeFrame(Buffer.from(error), false, decodeServerMessage)).toMatchObject({
+      ok: true,
+      message: { type: 'error' },
+    });
     expect(decodeFrame(Buffer.from(error), false, decodeAgentMessage)).toMatchObject({ ok: false, kind: 'invalid' });
-    expect(decodeFrame(Buffer.from('{"type":'), false, decodeServerMessage)).toMatchObject({ ok: false, kind: 'invalid', error: expect.stringMatching(/^not JSON/) });
+    expect(decodeFrame(Buffer.from('{"type":'), false, decodeServerMessage)).toMatchObject({
+      ok: false,
+      kind: 'invalid',
+      error: expect.stringMatching(/^not JSON/),
+    });
   });
 });

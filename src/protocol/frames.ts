@@ -16,9 +16,15 @@ export const BINARY_FRAME_REASON = 'binary frames are not part of the protocol';
  * Decodes one frame with the peer's message decoder. ws hands over a Buffer (binaryType
  * nodebuffer), decoded in place rather than copied first: a message may be up to MAX_MESSAGE_BYTES.
  */
-export function decodeFrame<T>(data: RawData, isBinary: boolean, decode: (text: string) => DecodeResult<T>): FrameResult<T> {
+export function decodeFrame<T>(
+  data: RawData,
+  isBinary: boolean,
+  decode: (text: string) => DecodeResult<T>,
+): FrameResult<T> {
   if (isBinary) return { ok: false, kind: 'binary', error: BINARY_FRAME_REASON };
-  const text = (Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)).toString('utf8');
+  const text = (Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)).toString(
+    'utf8',
+  );
   const decoded = decode(text);
   return decoded.ok ? { ok: true, message: decoded.message } : { ok: false, kind: 'invalid', error: decoded.error };
 }

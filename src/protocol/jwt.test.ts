@@ -7,16 +7,26 @@ import { JwtRateLimitedError, ReplayCache, claimedKid, signAgentJwt, verifyAgent
 const AUD = 'gitops-server';
 const agent = generateToken();
 const other = generateToken();
-const keys = new Map<string, AgentKey>([[agent.agentId, { publicKey: publicKeyFromX(agent.publicKeyX), revoked: false }]]);
+const keys = new Map<string, AgentKey>([
+  [agent.agentId, { publicKey: publicKeyFromX(agent.publicKeyX), revoked: false }],
+]);
 const lookupKey = (kid: string): AgentKey | undefined => keys.get(kid);
 
 function b64(value: unknown): string {
   return Buffer.from(JSON.stringify(value)).toString('base64url');
 }
 
-async function codeOf(jwt: string, opts: { now?: number; cache?: ReplayCache; lookup?: (kid: string) => AgentKey | undefined } = {}): Promise<string> {
+async function codeOf(
+  jwt: string,
+  opts: { now?: number; cache?: ReplayCache; lookup?: (kid: string) => AgentKey | undefined } = {},
+): Promise<string> {
   try {
-    await verifyAgentJwt(jwt, { audience: AUD, lookupKey: opts.lookup ?? lookupKey, replayCache: opts.cache ?? new ReplayCache(), now: opts.now });
+    await verifyAgentJwt(jwt, {
+      audience: AUD,
+      lookupKey: opts.lookup ?? lookupKey,
+      replayCache: opts.cache ?? new ReplayCache(),
+      now: opts.now,
+    });
     return 'ok';
   } catch (err) {
     expect((err as Error).message).not.toContain(jwt.split('.')[2] || '\u0000');
@@ -40,7 +50,10 @@ describe('verifyAgentJwt', () => {
   it('refuses HS256 signed with the public key as the HMAC secret', async () => {
     const now = Math.floor(Date.now() / 1000);
     const input = `${b64({ alg: 'HS256', typ: 'JWT', kid: agent.agentId })}.${b64({ aud: AUD, iat: now, exp: now + 60, jti: 'abcdefghij' })}`;
-    for (const secret of [Buffer.from(agent.publicKeyX, 'base64url'), publicKeyFromX(agent.publicKeyX).export({ type: 'spki', format: 'pem' })]) {
+    for (const secret of [
+      Buffer.from(agent.publicKeyX, 'base64url'),
+      publicKeyFromX(agent.publicKeyX).export({ type: 'spki', format: 'pem' }),
+    ]) {
       const sig = createHmac('sha256', secret).update(input).digest('base64url');
       expect(await codeOf(`${input}.${sig}`)).toBe('JWT_ALG_NOT_ALLOWED');
     }
@@ -87,13 +100,22 @@ describe('verifyAgentJwt', () => {
 
   it('refuses a JWT whose lifetime exceeds five minutes', async () => {
     const now = Math.floor(Date.now() / 1000);
-    const jwt = await new SignJWT({}).setProtectedHeader({ alg: 'EdDSA', kid: agent.agentId }).setAudience(AUD).setIssuedAt(now).setExpirationTime(now + 3600).setJti('abcdefghijkl').sign(agent.privateKey);
+    const jwt = await new SignJWT({})
+      .setProtectedHeader({ alg: 'EdDSA', kid: agent.agentId })
+      .setAudience(AUD)
+      .setIssuedAt(now)
+      .setExpirationTime(now + 3600)
+      .setJti('abcdefghijkl')
+      .sign(agent.privateKey);
     expect(await codeOf(jwt)).toBe('JWT_LIFETIME_TOO_LONG');
   });
 
-  it.each(['', 'garbage', 'a.b.c', '....', 'x'.repeat(10_000), `${b64({ alg: 'EdDSA' })}.e30.`])('refuses garbage %#', async (jwt) => {
-    expect(['JWT_MALFORMED', 'JWT_NO_KID']).toContain(await codeOf(jwt));
-  });
+  it.each(['', 'garbage', 'a.b.c', '....', 'x'.repeat(10_000), `${b64({ alg: 'EdDSA' })}.e30.`])(
+    'refuses garbage %#',
+    async (jwt) => {
+      expect(['JWT_MALFORMED', 'JWT_NO_KID']).toContain(await codeOf(jwt));
+    },
+  );
 
   it('refuses to sign a JWT living longer than five minutes', async () => {
     await expect(signAgentJwt(agent.token, { audience: AUD, ttlSeconds: 301 })).rejects.toThrow(/300/);
@@ -143,18 +165,35 @@ describe('verifyAgentJwt admit hook', () => {
     const jwt = await signAgentJwt(agent.token, { audience: AUD });
     const cache = new ReplayCache();
     let open = false;
-    const admit = (agentId: string): void => { if (!open) throw new JwtRateLimitedError(agentId, 'too many connections'); };
-    await expect(verifyAgentJwt(jwt, { audience: AUD, lookupKey, replayCache: cache, admit })).rejects.toMatchObject({ code: 'JWT_RATE_LIMITED' });
+    const admit = (agentId: string): void => {
+      if (!open) throw new JwtRateLimitedError(agentId, 'too many connections');
+    };
+    await expect(verifyAgentJwt(jwt, { audience: AUD, lookupKey, replayCache: cache, admit })).rejects.toMatchObject({
+      code: 'JWT_RATE_LIMITED',
+    });
     expect(cache.size).toBe(0);
     open = true;
-    await expect(verifyAgentJwt(jwt, { audience: AUD, lookupKey, replayCache: cache, admit })).resolves.toMatchObject({ agentId: agent.agentId });
-    await expect(verifyAgentJwt(jwt, { audience: AUD, lookupKey, replayCache: cache, admit })).rejects.toMatchObject({ code: 'JWT_REPLAYED' });
+    await expect(verifyAgentJwt(jwt, { audience: AUD, lookupKey, replayCache: cache, admit })).resolves.toMatchObject({
+      agentId: agent.agentId,
+    });
+    await expect(verifyAgentJwt(jwt, { audience: AUD, lookupKey, replayCache: cache, admit })).rejects.toMatchObject({
+      code: 'JWT_REPLAYED',
+    });
   });
 
   it('is not called for a JWT that does not verify', async () => {
     const jwt = await signAgentJwt({ ...parseToken(other.token), agentId: agent.agentId }, { audience: AUD });
     let called = 0;
-    await expect(verifyAgentJwt(jwt, { audience: AUD, lookupKey, replayCache: new ReplayCache(), admit: () => { called++; } })).rejects.toMatchObject({ code: 'JWT_BAD_SIGNATURE' });
+    await expect(
+      verifyAgentJwt(jwt, {
+        audience: AUD,
+        lookupKey,
+        replayCache: new ReplayCache(),
+        admit: () => {
+          called++;
+        },
+      }),
+    ).rejects.toMatchObject({ code: 'JWT_BAD_SIGNATURE' });
     expect(called).toBe(0);
   });
 });

@@ -61,25 +61,99 @@ export abstract class JwtError extends GitopsError {
     super('user', code, message, options);
   }
 }
-export class JwtMalformedError extends JwtError { constructor(detail: string, cause?: unknown) { super('JWT_MALFORMED', `JWT is malformed: ${detail}`, { cause }); } }
-export class JwtAlgorithmError extends JwtError { constructor(alg: unknown) { super('JWT_ALG_NOT_ALLOWED', `JWT algorithm ${JSON.stringify(String(alg)).slice(0, 40)} is not allowed (only ${JWT_ALGORITHM})`); } }
-export class JwtTypeError extends JwtError { constructor() { super('JWT_BAD_TYP', 'JWT typ header must be "JWT"'); } }
-export class JwtMissingKidError extends JwtError { constructor() { super('JWT_NO_KID', 'JWT has no kid (agent id) header'); } }
-export class JwtUnknownAgentError extends JwtError { constructor(kid: string) { super('JWT_UNKNOWN_AGENT', `agent ${kid}: no such agent`); } }
-export class JwtRevokedAgentError extends JwtError { constructor(kid: string) { super('JWT_AGENT_REVOKED', `agent ${kid}: revoked`); } }
-export class JwtSignatureError extends JwtError { constructor(kid: string, cause?: unknown) { super('JWT_BAD_SIGNATURE', `agent ${kid}: signature does not verify`, { cause }); } }
-export class JwtClaimsError extends JwtError { constructor(kid: string, detail: string) { super('JWT_BAD_CLAIMS', `agent ${kid}: ${detail}`); } }
-export class JwtAudienceError extends JwtError { constructor(kid: string) { super('JWT_BAD_AUDIENCE', `agent ${kid}: audience does not match this server`); } }
-export class JwtExpiredError extends JwtError { constructor(kid: string) { super('JWT_EXPIRED', `agent ${kid}: JWT expired`); } }
-export class JwtNotYetValidError extends JwtError { constructor(kid: string) { super('JWT_NOT_YET_VALID', `agent ${kid}: JWT issued in the future or not yet valid (check the clock)`); } }
-export class JwtLifetimeError extends JwtError { constructor(kid: string) { super('JWT_LIFETIME_TOO_LONG', `agent ${kid}: JWT lifetime exceeds ${MAX_JWT_LIFETIME_SECONDS}s`); } }
-export class JwtReplayedError extends JwtError { constructor(kid: string) { super('JWT_REPLAYED', `agent ${kid}: JWT id was already used`); } }
-export class JwtReplayCacheFullError extends JwtError { constructor() { super('JWT_REPLAY_CACHE_FULL', 'too many live JWTs; try again shortly'); } }
-export class JwtReplayQuotaError extends JwtError { constructor(kid: string, quota: number) { super('JWT_REPLAY_QUOTA', `agent ${kid}: more than ${quota} live JWTs for this agent (one per connection); try again shortly`); } }
-export class JwtRateLimitedError extends JwtError { constructor(kid: string, detail: string) { super('JWT_RATE_LIMITED', `agent ${kid}: ${detail}`); } }
+export class JwtMalformedError extends JwtError {
+  constructor(detail: string, cause?: unknown) {
+    super('JWT_MALFORMED', `JWT is malformed: ${detail}`, { cause });
+  }
+}
+export class JwtAlgorithmError extends JwtError {
+  constructor(alg: unknown) {
+    super(
+      'JWT_ALG_NOT_ALLOWED',
+      `JWT algorithm ${JSON.stringify(String(alg)).slice(0, 40)} is not allowed (only ${JWT_ALGORITHM})`,
+    );
+  }
+}
+export class JwtTypeError extends JwtError {
+  constructor() {
+    super('JWT_BAD_TYP', 'JWT typ header must be "JWT"');
+  }
+}
+export class JwtMissingKidError extends JwtError {
+  constructor() {
+    super('JWT_NO_KID', 'JWT has no kid (agent id) header');
+  }
+}
+export class JwtUnknownAgentError extends JwtError {
+  constructor(kid: string) {
+    super('JWT_UNKNOWN_AGENT', `agent ${kid}: no such agent`);
+  }
+}
+export class JwtRevokedAgentError extends JwtError {
+  constructor(kid: string) {
+    super('JWT_AGENT_REVOKED', `agent ${kid}: revoked`);
+  }
+}
+export class JwtSignatureError extends JwtError {
+  constructor(kid: string, cause?: unknown) {
+    super('JWT_BAD_SIGNATURE', `agent ${kid}: signature does not verify`, { cause });
+  }
+}
+export class JwtClaimsError extends JwtError {
+  constructor(kid: string, detail: string) {
+    super('JWT_BAD_CLAIMS', `agent ${kid}: ${detail}`);
+  }
+}
+export class JwtAudienceError extends JwtError {
+  constructor(kid: string) {
+    super('JWT_BAD_AUDIENCE', `agent ${kid}: audience does not match this server`);
+  }
+}
+export class JwtExpiredError extends JwtError {
+  constructor(kid: string) {
+    super('JWT_EXPIRED', `agent ${kid}: JWT expired`);
+  }
+}
+export class JwtNotYetValidError extends JwtError {
+  constructor(kid: string) {
+    super('JWT_NOT_YET_VALID', `agent ${kid}: JWT issued in the future or not yet valid (check the clock)`);
+  }
+}
+export class JwtLifetimeError extends JwtError {
+  constructor(kid: string) {
+    super('JWT_LIFETIME_TOO_LONG', `agent ${kid}: JWT lifetime exceeds ${MAX_JWT_LIFETIME_SECONDS}s`);
+  }
+}
+export class JwtReplayedError extends JwtError {
+  constructor(kid: string) {
+    super('JWT_REPLAYED', `agent ${kid}: JWT id was already used`);
+  }
+}
+export class JwtReplayCacheFullError extends JwtError {
+  constructor() {
+    super('JWT_REPLAY_CACHE_FULL', 'too many live JWTs; try again shortly');
+  }
+}
+export class JwtReplayQuotaError extends JwtError {
+  constructor(kid: string, quota: number) {
+    super(
+      'JWT_REPLAY_QUOTA',
+      `agent ${kid}: more than ${quota} live JWTs for this agent (one per connection); try again shortly`,
+    );
+  }
+}
+export class JwtRateLimitedError extends JwtError {
+  constructor(kid: string, detail: string) {
+    super('JWT_RATE_LIMITED', `agent ${kid}: ${detail}`);
+  }
+}
 
 /** Codes of refusals for a verified agent that is over a limit: a 429, not a failed authentication. */
-export const JWT_THROTTLE_CODES: ReadonlySet<string> = new Set(['JWT_REPLAY_CACHE_FULL', 'JWT_REPLAY_QUOTA', 'JWT_RATE_LIMITED']);
+export const JWT_THROTTLE_CODES: ReadonlySet<string> = new Set([
+  'JWT_REPLAY_CACHE_FULL',
+  'JWT_REPLAY_QUOTA',
+  'JWT_RATE_LIMITED',
+]);
 
 // ---- replay cache ----
 
@@ -104,7 +178,10 @@ export class ReplayCache {
   private total = 0;
   private nextSweep = 0;
 
-  constructor(private readonly maxEntries = DEFAULT_REPLAY_CACHE_ENTRIES, private readonly maxPerAgent = DEFAULT_REPLAY_QUOTA_PER_AGENT) {}
+  constructor(
+    private readonly maxEntries = DEFAULT_REPLAY_CACHE_ENTRIES,
+    private readonly maxPerAgent = DEFAULT_REPLAY_QUOTA_PER_AGENT,
+  ) {}
 
   /**
    * Records `jti` of `agentId` until `expiresAtMs`; false when it was already recorded. Throws
@@ -203,7 +280,8 @@ export async function verifyAgentJwt(jwt: string, options: VerifyOptions): Promi
   const nowSec = Math.floor(now / 1000);
   const skew = Math.min(options.skewSeconds ?? MAX_CLOCK_SKEW_SECONDS, MAX_CLOCK_SKEW_SECONDS);
   if (jwt.length > MAX_JWT_LENGTH) throw new JwtMalformedError(`longer than ${MAX_JWT_LENGTH} bytes`);
-  if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$/.test(jwt)) throw new JwtMalformedError('not three base64url parts');
+  if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$/.test(jwt))
+    throw new JwtMalformedError('not three base64url parts');
 
   let header: ReturnType<typeof decodeProtectedHeader>;
   try {
@@ -231,15 +309,18 @@ export async function verifyAgentJwt(jwt: string, options: VerifyOptions): Promi
   let claims: Record<string, unknown>;
   try {
     const parsed: unknown = JSON.parse(new TextDecoder().decode(payloadBytes));
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('payload is not an object');
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+      throw new Error('payload is not an object');
     claims = parsed as Record<string, unknown>;
   } catch (err) {
     throw new JwtMalformedError('payload is not a JSON object', err);
   }
 
   const { aud, iat, exp, nbf, jti } = claims;
-  if (typeof iat !== 'number' || typeof exp !== 'number') throw new JwtClaimsError(kid, 'iat and exp are required numbers');
-  if (typeof jti !== 'string' || jti.length < 8 || jti.length > 128) throw new JwtClaimsError(kid, 'jti is required (8 to 128 characters)');
+  if (typeof iat !== 'number' || typeof exp !== 'number')
+    throw new JwtClaimsError(kid, 'iat and exp are required numbers');
+  if (typeof jti !== 'string' || jti.length < 8 || jti.length > 128)
+    throw new JwtClaimsError(kid, 'jti is required (8 to 128 characters)');
   if (nbf !== undefined && typeof nbf !== 'number') throw new JwtClaimsError(kid, 'nbf must be a number');
   const audiences = Array.isArray(aud) ? aud : [aud];
   if (!audiences.includes(options.audience)) throw new JwtAudienceError(kid);

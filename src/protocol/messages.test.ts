@@ -1,33 +1,76 @@
 import { describe, expect, it } from '@jest/globals';
 import {
-  AGENT_LIMITS, MAX_AGENT_MESSAGE_BYTES, PROTOCOL_VERSION, decodeAgentMessage, decodeServerMessage, encodeMessage, fitReport,
-  type DriftMessage, type StatusMessage,
+  AGENT_LIMITS,
+  MAX_AGENT_MESSAGE_BYTES,
+  PROTOCOL_VERSION,
+  decodeAgentMessage,
+  decodeServerMessage,
+  encodeMessage,
+  fitReport,
+  type DriftMessage,
+  type StatusMessage,
 } from './messages.js';
 
 const sha = 'a'.repeat(40);
 const status = (over: Partial<StatusMessage> = {}): StatusMessage => ({
-  type: 'status', project: 'group/app', commit: sha, digest: 'd', result: 'applied', changes: [], errors: [], durationMs: 1, ...over,
+  type: 'status',
+  project: 'group/app',
+  commit: sha,
+  digest: 'd',
+  result: 'applied',
+  changes: [],
+  errors: [],
+  durationMs: 1,
+  ...over,
 });
 const drift = (over: Partial<DriftMessage> = {}): DriftMessage => ({
-  type: 'drift', project: 'group/app', commit: sha, object: 'ConfigMap/default/x', action: 'reverted', patch: [], at: new Date(0).toISOString(), ...over,
+  type: 'drift',
+  project: 'group/app',
+  commit: sha,
+  object: 'ConfigMap/default/x',
+  action: 'reverted',
+  patch: [],
+  at: new Date(0).toISOString(),
+  ...over,
 });
 const hello = (applied: Record<string, { commit: string; digest: string }>, agentVersion = '1.0.0'): string =>
   JSON.stringify({ type: 'hello', protocolVersion: PROTOCOL_VERSION, agentVersion, applied });
-const decodes = (value: unknown): boolean => decodeAgentMessage(typeof value === 'string' ? value : JSON.stringify(value)).ok;
+const decodes = (value: unknown): boolean =>
+  decodeAgentMessage(typeof value === 'string' ? value : JSON.stringify(value)).ok;
 
 describe('agent message limits', () => {
   it.each([
     ['a project key of 256 characters', status({ project: 'p'.repeat(AGENT_LIMITS.project + 1) })],
     ['an empty project key', status({ project: '' })],
     ['a 5 MiB project key', status({ project: 'p'.repeat(5 * 1024 * 1024) })],
-    ['an object id over the limit', status({ changes: [{ id: 'x'.repeat(AGENT_LIMITS.objectId + 1), action: 'created' }] })],
-    ['a change error over 4 KiB', status({ changes: [{ id: 'x', action: 'failed', error: 'e'.repeat(AGENT_LIMITS.message + 1) }] })],
-    ['more changes than the limit', status({ changes: Array.from({ length: AGENT_LIMITS.changes + 1 }, () => ({ id: 'x', action: 'unchanged' as const })) })],
-    ['more errors than the limit', status({ errors: Array.from({ length: AGENT_LIMITS.errors + 1 }, () => ({ code: 'c', message: 'm' })) })],
-    ['a problem message over 4 KiB', status({ errors: [{ code: 'c', message: 'm'.repeat(AGENT_LIMITS.message + 1) }] })],
+    [
+      'an object id over the limit',
+      status({ changes: [{ id: 'x'.repeat(AGENT_LIMITS.objectId + 1), action: 'created' }] }),
+    ],
+    [
+      'a change error over 4 KiB',
+      status({ changes: [{ id: 'x', action: 'failed', error: 'e'.repeat(AGENT_LIMITS.message + 1) }] }),
+    ],
+    [
+      'more changes than the limit',
+      status({
+        changes: Array.from({ length: AGENT_LIMITS.changes + 1 }, () => ({ id: 'x', action: 'unchanged' as const })),
+      }),
+    ],
+    [
+      'more errors than the limit',
+      status({ errors: Array.from({ length: AGENT_LIMITS.errors + 1 }, () => ({ code: 'c', message: 'm' })) }),
+    ],
+    [
+      'a problem message over 4 KiB',
+      status({ errors: [{ code: 'c', message: 'm'.repeat(AGENT_LIMITS.message + 1) }] }),
+    ],
     ['a digest over the limit', status({ digest: 'd'.repeat(AGENT_LIMITS.short + 1) })],
     ['a drift object over the limit', drift({ object: 'o'.repeat(AGENT_LIMITS.objectId + 1) })],
-    ['a drift patch over the limit', drift({ patch: Array.from({ length: AGENT_LIMITS.patchOps + 1 }, () => ({ op: 'remove', path: '/a' })) })],
+    [
+      'a drift patch over the limit',
+      drift({ patch: Array.from({ length: AGENT_LIMITS.patchOps + 1 }, () => ({ op: 'remove', path: '/a' })) }),
+    ],
     ['a drift manager over the limit', drift({ manager: 'm'.repeat(AGENT_LIMITS.short + 1) })],
     ['a drift timestamp over the limit', drift({ at: 't'.repeat(AGENT_LIMITS.short + 1) })],
   ])('refuses %s', (_name, message) => {
@@ -35,24 +78,50 @@ describe('agent message limits', () => {
   });
 
   it('accepts every field at its limit', () => {
-    expect(decodes(status({
-      project: 'p'.repeat(AGENT_LIMITS.project), digest: 'd'.repeat(AGENT_LIMITS.short),
-      changes: [{ id: 'x'.repeat(AGENT_LIMITS.objectId), action: 'failed', error: 'e'.repeat(AGENT_LIMITS.message) }],
-      errors: [{ code: 'c'.repeat(AGENT_LIMITS.code), message: 'm'.repeat(AGENT_LIMITS.message), file: 'f'.repeat(AGENT_LIMITS.file), object: 'o'.repeat(AGENT_LIMITS.objectId) }],
-    }))).toBe(true);
-    expect(decodes(drift({ object: 'o'.repeat(AGENT_LIMITS.objectId), manager: 'm'.repeat(AGENT_LIMITS.short), patch: [{ op: 'replace', path: '/spec/replicas', value: 3 }] }))).toBe(true);
+    expect(
+      decodes(
+        status({
+          project: 'p'.repeat(AGENT_LIMITS.project),
+          digest: 'd'.repeat(AGENT_LIMITS.short),
+          changes: [
+            { id: 'x'.repeat(AGENT_LIMITS.objectId), action: 'failed', error: 'e'.repeat(AGENT_LIMITS.message) },
+          ],
+          errors: [
+            {
+              code: 'c'.repeat(AGENT_LIMITS.code),
+              message: 'm'.repeat(AGENT_LIMITS.message),
+              file: 'f'.repeat(AGENT_LIMITS.file),
+              object: 'o'.repeat(AGENT_LIMITS.objectId),
+            },
+          ],
+        }),
+      ),
+    ).toBe(true);
+    expect(
+      decodes(
+        drift({
+          object: 'o'.repeat(AGENT_LIMITS.objectId),
+          manager: 'm'.repeat(AGENT_LIMITS.short),
+          patch: [{ op: 'replace', path: '/spec/replicas', value: 3 }],
+        }),
+      ),
+    ).toBe(true);
   });
 
   it('bounds hello: agent version, project keys and how many projects', () => {
     expect(decodes(hello({ 'group/app': { commit: sha, digest: 'd' } }))).toBe(true);
     expect(decodes(hello({}, 'v'.repeat(AGENT_LIMITS.short + 1)))).toBe(false);
     expect(decodes(hello({ ['p'.repeat(AGENT_LIMITS.project + 1)]: { commit: sha, digest: 'd' } }))).toBe(false);
-    const many = Object.fromEntries(Array.from({ length: AGENT_LIMITS.appliedProjects + 1 }, (_, i) => [`g/p${i}`, { commit: sha, digest: 'd' }]));
+    const many = Object.fromEntries(
+      Array.from({ length: AGENT_LIMITS.appliedProjects + 1 }, (_, i) => [`g/p${i}`, { commit: sha, digest: 'd' }]),
+    );
     expect(decodes(hello(many))).toBe(false);
   });
 
   it('never turns a __proto__ or constructor key into anything but data', () => {
-    const decoded = decodeAgentMessage(`{"type":"hello","protocolVersion":${PROTOCOL_VERSION},"agentVersion":"x","applied":{"__proto__":{"commit":"${sha}","digest":"d"},"constructor":{"commit":"${sha}","digest":"d"}}}`);
+    const decoded = decodeAgentMessage(
+      `{"type":"hello","protocolVersion":${PROTOCOL_VERSION},"agentVersion":"x","applied":{"__proto__":{"commit":"${sha}","digest":"d"},"constructor":{"commit":"${sha}","digest":"d"}}}`,
+    );
     expect(decoded.ok).toBe(true);
     if (decoded.ok && decoded.message.type === 'hello') {
       expect(Object.getPrototypeOf(decoded.message.applied)).toBe(Object.prototype);
@@ -75,7 +144,11 @@ describe('fitReport', () => {
   });
 
   it('cuts a status of 50,000 objects to one frame, failed ones first, with the totals', () => {
-    const changes = Array.from({ length: 50_000 }, (_, i) => ({ id: `ConfigMap/namespace-${i % 100}/object-with-a-long-name-${i}`, action: (i % 1000 === 999 ? 'failed' : 'configured') as 'failed' | 'configured', ...(i % 1000 === 999 ? { error: 'forbidden' } : {}) }));
+    const changes = Array.from({ length: 50_000 }, (_, i) => ({
+      id: `ConfigMap/namespace-${i % 100}/object-with-a-long-name-${i}`,
+      action: (i % 1000 === 999 ? 'failed' : 'configured') as 'failed' | 'configured',
+      ...(i % 1000 === 999 ? { error: 'forbidden' } : {}),
+    }));
     const big = status({ result: 'partial', changes });
     expect(bytes(big)).toBeGreaterThan(MAX_AGENT_MESSAGE_BYTES);
     const fitted = fitReport(big);
@@ -105,17 +178,28 @@ describe('fitReport', () => {
   });
 
   it('clips long strings so the report still decodes', () => {
-    const fitted = fitReport(status({
-      project: 'p'.repeat(300), errors: Array.from({ length: 150 }, () => ({ code: 'c'.repeat(200), message: 'm'.repeat(10_000), file: 'f'.repeat(2000) })),
-      changes: [{ id: 'x'.repeat(5000), action: 'failed', error: 'e'.repeat(10_000) }],
-    }));
+    const fitted = fitReport(
+      status({
+        project: 'p'.repeat(300),
+        errors: Array.from({ length: 150 }, () => ({
+          code: 'c'.repeat(200),
+          message: 'm'.repeat(10_000),
+          file: 'f'.repeat(2000),
+        })),
+        changes: [{ id: 'x'.repeat(5000), action: 'failed', error: 'e'.repeat(10_000) }],
+      }),
+    );
     expect(decodes(fitted)).toBe(true);
     expect(fitted.errors).toHaveLength(AGENT_LIMITS.errors);
     expect(fitted.truncated?.errors).toBe(150);
   });
 
   it('cuts a drift patch that is too big and says how many operations it had', () => {
-    const patch = Array.from({ length: 3000 }, (_, i) => ({ op: 'replace', path: `/data/k${i}`, value: 'v'.repeat(1000) }));
+    const patch = Array.from({ length: 3000 }, (_, i) => ({
+      op: 'replace',
+      path: `/data/k${i}`,
+      value: 'v'.repeat(1000),
+    }));
     const fitted = fitReport(drift({ patch }));
     expect(bytes(fitted)).toBeLessThanOrEqual(MAX_AGENT_MESSAGE_BYTES);
     expect(decodes(fitted)).toBe(true);

@@ -9,7 +9,15 @@
  * that fit and says how many there were (`truncated`).
  */
 import { z } from 'zod';
-import { ACTIONS, APPLY_RESULTS, DRIFT_MODES, DRY_RUN_STRATEGIES, INVENTORY_POLICIES, PROPAGATION_POLICIES, type Action } from './vocabulary.js';
+import {
+  ACTIONS,
+  APPLY_RESULTS,
+  DRIFT_MODES,
+  DRY_RUN_STRATEGIES,
+  INVENTORY_POLICIES,
+  PROPAGATION_POLICIES,
+  type Action,
+} from './vocabulary.js';
 
 export const PROTOCOL_VERSION = 1;
 /** WebSocket path agents connect to. */
@@ -138,8 +146,12 @@ export const HelloMessage = z.strictObject({
   protocolVersion: z.number().int(),
   agentVersion: bounded(AGENT_LIMITS.short),
   /** Last commit applied (or being enforced) per manifest project id, with its digest. */
-  applied: z.record(projectKey, z.strictObject({ commit: sha, digest: bounded(AGENT_LIMITS.short) }))
-    .refine((r) => Object.keys(r).length <= AGENT_LIMITS.appliedProjects, `at most ${AGENT_LIMITS.appliedProjects} projects`),
+  applied: z
+    .record(projectKey, z.strictObject({ commit: sha, digest: bounded(AGENT_LIMITS.short) }))
+    .refine(
+      (r) => Object.keys(r).length <= AGENT_LIMITS.appliedProjects,
+      `at most ${AGENT_LIMITS.appliedProjects} projects`,
+    ),
 });
 
 const count = z.number().int().nonnegative();
@@ -150,22 +162,36 @@ export const StatusMessage = z.strictObject({
   commit: sha,
   digest: bounded(AGENT_LIMITS.short),
   result: z.enum(APPLY_RESULTS),
-  changes: z.array(z.strictObject({ id: bounded(AGENT_LIMITS.objectId), action: z.enum(ACTIONS), error: bounded(AGENT_LIMITS.message).optional() })).max(AGENT_LIMITS.changes),
+  changes: z
+    .array(
+      z.strictObject({
+        id: bounded(AGENT_LIMITS.objectId),
+        action: z.enum(ACTIONS),
+        error: bounded(AGENT_LIMITS.message).optional(),
+      }),
+    )
+    .max(AGENT_LIMITS.changes),
   errors: z.array(AgentProblemReport).max(AGENT_LIMITS.errors),
   durationMs: z.number().nonnegative(),
   /**
    * Present when the report was cut to fit the limits: `changes` then holds failed and skipped
    * objects first and as many others as fit; these are the totals of the whole apply.
    */
-  truncated: z.strictObject({
-    changes: count,
-    errors: count,
-    /** Objects per action over the whole apply (actions with none left out). */
-    counts: z.strictObject({
-      created: count.optional(), configured: count.optional(), unchanged: count.optional(),
-      pruned: count.optional(), skipped: count.optional(), failed: count.optional(),
-    }),
-  }).optional(),
+  truncated: z
+    .strictObject({
+      changes: count,
+      errors: count,
+      /** Objects per action over the whole apply (actions with none left out). */
+      counts: z.strictObject({
+        created: count.optional(),
+        configured: count.optional(),
+        unchanged: count.optional(),
+        pruned: count.optional(),
+        skipped: count.optional(),
+        failed: count.optional(),
+      }),
+    })
+    .optional(),
 });
 
 export const DriftMessage = z.strictObject({
@@ -237,7 +263,10 @@ function decodeWith<T>(schema: z.ZodType<T>, data: string): DecodeResult<T> {
   }
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
-    return { ok: false, error: parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ') };
+    return {
+      ok: false,
+      error: parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; '),
+    };
   }
   return { ok: true, message: parsed.data };
 }
@@ -287,7 +316,9 @@ export function fitReport<T extends StatusMessage | DriftMessage>(report: T, max
 
 function fitStatus(status: StatusMessage, maxBytes: number): StatusMessage {
   const changes = status.changes.map((c) => ({
-    id: clip(c.id, AGENT_LIMITS.objectId), action: c.action, ...(c.error !== undefined ? { error: clip(c.error, AGENT_LIMITS.message) } : {}),
+    id: clip(c.id, AGENT_LIMITS.objectId),
+    action: c.action,
+    ...(c.error !== undefined ? { error: clip(c.error, AGENT_LIMITS.message) } : {}),
   }));
   const base: StatusMessage = {
     ...status,
@@ -297,7 +328,8 @@ function fitStatus(status: StatusMessage, maxBytes: number): StatusMessage {
     errors: status.errors.slice(0, AGENT_LIMITS.errors).map(clipProblem),
   };
   delete base.truncated;
-  if (changes.length <= AGENT_LIMITS.changes && status.errors.length <= AGENT_LIMITS.errors && bytes(base) <= maxBytes) return base;
+  if (changes.length <= AGENT_LIMITS.changes && status.errors.length <= AGENT_LIMITS.errors && bytes(base) <= maxBytes)
+    return base;
 
   const counts: Partial<Record<Action, number>> = {};
   for (const c of changes) counts[c.action] = (counts[c.action] ?? 0) + 1;
@@ -308,7 +340,11 @@ function fitStatus(status: StatusMessage, maxBytes: number): StatusMessage {
   let errors = base.errors;
   const withoutChanges = (): StatusMessage => ({ ...base, errors, changes: [], truncated });
   const emptyBytes = (): number => bytes(withoutChanges()) - 2;
-  if (emptyBytes() + 2 > maxBytes) errors = errors.slice(0, fittingCount(errors, bytes({ ...withoutChanges(), errors: [] }) - 2, maxBytes - 2, AGENT_LIMITS.errors));
+  if (emptyBytes() + 2 > maxBytes)
+    errors = errors.slice(
+      0,
+      fittingCount(errors, bytes({ ...withoutChanges(), errors: [] }) - 2, maxBytes - 2, AGENT_LIMITS.errors),
+    );
   const n = fittingCount(ordered, emptyBytes(), maxBytes - 2, AGENT_LIMITS.changes);
   return { ...withoutChanges(), changes: ordered.slice(0, n) };
 }

@@ -40,13 +40,16 @@ describe('problem codes', () => {
   });
 
   it('finds codes in source text the way the tree check below reads it', () => {
-    expect(codesIn(`throw new UserError('A_B', 'x'); new KubeApiError('retryable', 'C', id); ({ code: 'D', message })`)).toEqual(['A_B', 'C', 'D']);
+    expect(
+      codesIn(`throw new UserError('A_B', 'x'); new KubeApiError('retryable', 'C', id); ({ code: 'D', message })`),
+    ).toEqual(['A_B', 'C', 'D']);
   });
 
   it('covers every code the tree throws or reports', () => {
     const unknown: string[] = [];
     for (const file of sources(SRC)) {
-      for (const code of codesIn(readFileSync(file, 'utf8'))) if (!isProblemCode(code)) unknown.push(`${file.slice(SRC.length)}: ${code}`);
+      for (const code of codesIn(readFileSync(file, 'utf8')))
+        if (!isProblemCode(code)) unknown.push(`${file.slice(SRC.length)}: ${code}`);
     }
     expect(unknown).toEqual([]);
   });

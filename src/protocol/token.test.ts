@@ -26,7 +26,12 @@ describe('agent tokens', () => {
     ['a mistyped token', 'TYPO', 'TOKEN_BAD_CHECKSUM'],
   ])('rejects %s with a clear error that does not echo the token', (_name, kind, code) => {
     const good = generateToken().token;
-    const bad = kind === 'TRUNC' ? good.slice(0, -3) : kind === 'TYPO' ? good.slice(0, 20) + (good[20] === 'A' ? 'B' : 'A') + good.slice(21) : kind;
+    const bad =
+      kind === 'TRUNC'
+        ? good.slice(0, -3)
+        : kind === 'TYPO'
+          ? good.slice(0, 20) + (good[20] === 'A' ? 'B' : 'A') + good.slice(21)
+          : kind;
     let caught: unknown;
     try {
       parseToken(bad);

@@ -54,7 +54,8 @@ export function newAgentId(): string {
 
 /** Makes a key pair and the token for an agent (a new id unless one is given). */
 export function generateToken(agentId: string = newAgentId()): GeneratedToken {
-  if (!/^[0-9a-f]{32}$/.test(agentId)) throw new InvalidTokenError('TOKEN_BAD_AGENT_ID', 'agent id must be 32 lowercase hex characters');
+  if (!/^[0-9a-f]{32}$/.test(agentId))
+    throw new InvalidTokenError('TOKEN_BAD_AGENT_ID', 'agent id must be 32 lowercase hex characters');
   const seed = randomBytes(SEED_BYTES);
   const body = Buffer.concat([Buffer.from([FORMAT_VERSION]), Buffer.from(agentId, 'hex'), seed]);
   const sum = Buffer.alloc(4);
@@ -68,18 +69,30 @@ export function generateToken(agentId: string = newAgentId()): GeneratedToken {
 export function parseToken(text: string): ParsedToken {
   const token = text.trim();
   if (!token.startsWith(TOKEN_PREFIX)) {
-    throw new InvalidTokenError('TOKEN_BAD_PREFIX', `agent token must start with "${TOKEN_PREFIX}" (is this the token printed by "gitops-server agent create"?)`);
+    throw new InvalidTokenError(
+      'TOKEN_BAD_PREFIX',
+      `agent token must start with "${TOKEN_PREFIX}" (is this the token printed by "gitops-server agent create"?)`,
+    );
   }
   if (!TOKEN_PATTERN.test(token)) {
-    throw new InvalidTokenError('TOKEN_BAD_LENGTH', `agent token must be "${TOKEN_PREFIX}" followed by 71 base64url characters; it was truncated or altered`);
+    throw new InvalidTokenError(
+      'TOKEN_BAD_LENGTH',
+      `agent token must be "${TOKEN_PREFIX}" followed by 71 base64url characters; it was truncated or altered`,
+    );
   }
   const raw = Buffer.from(token.slice(TOKEN_PREFIX.length), 'base64url');
   const body = raw.subarray(0, BODY_BYTES);
   if (raw.readUInt32BE(BODY_BYTES) !== crc32(body)) {
-    throw new InvalidTokenError('TOKEN_BAD_CHECKSUM', 'agent token checksum does not match; it was mistyped or altered');
+    throw new InvalidTokenError(
+      'TOKEN_BAD_CHECKSUM',
+      'agent token checksum does not match; it was mistyped or altered',
+    );
   }
   if (body[0] !== FORMAT_VERSION) {
-    throw new InvalidTokenError('TOKEN_BAD_VERSION', `agent token format ${body[0]} is not supported (this build reads format ${FORMAT_VERSION})`);
+    throw new InvalidTokenError(
+      'TOKEN_BAD_VERSION',
+      `agent token format ${body[0]} is not supported (this build reads format ${FORMAT_VERSION})`,
+    );
   }
   const agentId = body.subarray(1, 1 + ID_BYTES).toString('hex');
   const keys = keysFromSeed(body.subarray(1 + ID_BYTES));
@@ -92,7 +105,11 @@ export function publicKeyFromX(x: string): KeyObject {
 }
 
 function keysFromSeed(seed: Buffer): { privateKey: KeyObject; publicKey: KeyObject } {
-  const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: 'der', type: 'pkcs8' });
+  const privateKey = createPrivateKey({
+    key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]),
+    format: 'der',
+    type: 'pkcs8',
+  });
   return { privateKey, publicKey: createPublicKey(privateKey) };
 }
 

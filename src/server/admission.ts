@@ -29,7 +29,10 @@ interface Bucket {
 export class RateLimiter {
   private readonly buckets = new Map<string, Bucket>();
 
-  constructor(private readonly limit: RateLimit, private readonly maxKeys = 100_000) {}
+  constructor(
+    private readonly limit: RateLimit,
+    private readonly maxKeys = 100_000,
+  ) {}
 
   /** Takes one token for `key`; false when its bucket is empty (the caller refuses). */
   take(key: string, nowMs: number): boolean {
@@ -89,7 +92,10 @@ interface Window {
 export class FailureWindows {
   private readonly windows = new Map<string, Window>();
 
-  constructor(private readonly limit: FailureLimit, private readonly maxKeys = 10_000) {}
+  constructor(
+    private readonly limit: FailureLimit,
+    private readonly maxKeys = 10_000,
+  ) {}
 
   /** Counts a failure for `key`; returns the count in the current window. */
   record(key: string, nowMs: number): number {

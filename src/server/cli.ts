@@ -9,7 +9,9 @@ import { serveCommand } from './commands/serve.js';
 
 export function buildServerCli(): Command {
   const program = new Command('gitops-server')
-    .description('Runs beside a Git host: keeps a registry of agents, watches their manifest projects and pushes each new commit to connected agents over secure WebSockets.')
+    .description(
+      'Runs beside a Git host: keeps a registry of agents, watches their manifest projects and pushes each new commit to connected agents over secure WebSockets.',
+    )
     .version(VERSION)
     .showHelpAfterError();
   program.addCommand(serveCommand());

@@ -39,7 +39,9 @@ export function parseTrustedProxies(entries: readonly string[]): { proxies: Trus
     const max = family === 4 ? 32 : 128;
     const prefix = prefixText === undefined ? max : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
     if (family === 0 || extra !== undefined || !(prefix >= 0 && prefix <= max)) {
-      problems.push(`--trusted-proxy: "${entry.slice(0, 60)}" is not an IP address or CIDR network (examples: 10.0.0.1, 10.0.0.0/8, fd00::/8)`);
+      problems.push(
+        `--trusted-proxy: "${entry.slice(0, 60)}" is not an IP address or CIDR network (examples: 10.0.0.1, 10.0.0.0/8, fd00::/8)`,
+      );
       continue;
     }
     const type = family === 4 ? 'ipv4' : 'ipv6';
@@ -65,11 +67,19 @@ export function parseTrustedProxies(entries: readonly string[]): { proxies: Trus
  * X-Forwarded-For hop that is not a trusted proxy. When every hop is trusted, the left-most; when
  * a hop does not parse as an address, the hop to its right (the last trustworthy one).
  */
-export function clientAddress(peer: string | undefined, forwardedFor: string | string[] | undefined, proxies: TrustedProxies): string {
+export function clientAddress(
+  peer: string | undefined,
+  forwardedFor: string | string[] | undefined,
+  proxies: TrustedProxies,
+): string {
   const direct = normalizeAddress(peer ?? 'unknown');
   if (proxies.size === 0 || forwardedFor === undefined || !proxies.has(direct)) return direct;
   const header = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor).slice(-MAX_FORWARDED_LENGTH);
-  const hops = header.split(',').map((h) => h.trim()).filter(Boolean).slice(-MAX_HOPS);
+  const hops = header
+    .split(',')
+    .map((h) => h.trim())
+    .filter(Boolean)
+    .slice(-MAX_HOPS);
   let client = direct;
   for (let i = hops.length - 1; i >= 0; i--) {
     const hop = normalizeAddress(stripPort(hops[i]));

@@ -12,10 +12,16 @@ import type { GitSourceFactoryContext } from './serve.js';
 
 /** The Git source for `serve` (the real ServerDeps.gitSource). */
 export async function gitSourceForServe(options: GitOptions, context: GitSourceFactoryContext): Promise<GitSource> {
-  const onCheck = (e: { durationMs: number; ok: boolean }): void => context.metrics.fetchDuration.observe({ result: e.ok ? 'ok' : 'error' }, e.durationMs / 1000);
+  const onCheck = (e: { durationMs: number; ok: boolean }): void =>
+    context.metrics.fetchDuration.observe({ result: e.ok ? 'ok' : 'error' }, e.durationMs / 1000);
   const common = { pollIntervalMs: context.pollIntervalMs, logger: context.logger, onCheck };
   if (options.mode === 'http') {
-    return createGitSource({ ...common, baseUrl: options.baseUrl, token: options.token, cacheDir: path.join(context.stateDir, 'git') });
+    return createGitSource({
+      ...common,
+      baseUrl: options.baseUrl,
+      token: options.token,
+      cacheDir: path.join(context.stateDir, 'git'),
+    });
   }
   return createGitSource({ ...common, root: options.root });
 }

@@ -28,8 +28,16 @@ import { clientAddress, type TrustedProxies } from './client-address.js';
 import type { ServerMetrics } from './metrics.js';
 import type { Registry } from './registry.js';
 import {
-  FailureLimiter, RefusalLog, checkWebhookHeaders, isWebhookSource, secretEquals, webhookProject,
-  type BodyCheck, type HeaderCheck, type RefusalSummary, type WebhookSource,
+  FailureLimiter,
+  RefusalLog,
+  checkWebhookHeaders,
+  isWebhookSource,
+  secretEquals,
+  webhookProject,
+  type BodyCheck,
+  type HeaderCheck,
+  type RefusalSummary,
+  type WebhookSource,
 } from './webhooks.js';
 
 export interface WebhookLimits {
@@ -105,7 +113,10 @@ export function createHttpHandler(options: HttpRoutesOptions): HttpHandler {
   const now = options.now ?? Date.now;
   const limits = { ...DEFAULT_WEBHOOK_LIMITS, ...options.webhookLimits };
   const ctx: Context = {
-    ...options, routes: options.routes ?? 'all', limits, bodiesInFlight: { proven: 0, unproven: 0 },
+    ...options,
+    routes: options.routes ?? 'all',
+    limits,
+    bodiesInFlight: { proven: 0, unproven: 0 },
     limiter: new FailureLimiter(limits.failuresPerMinute, 60_000, now),
     refusals: new RefusalLog(limits.logIntervalMs, now),
   };
@@ -129,7 +140,8 @@ async function route(ctx: Context, req: IncomingMessage, res: ServerResponse, ex
   const url = new URL(req.url ?? '/', 'http://x');
   const path = url.pathname;
   if (req.method === 'GET' && path === '/healthz') return text(res, 200, 'ok\n');
-  if (req.method === 'GET' && path === '/readyz') return ctx.ready() ? text(res, 200, 'ready\n') : text(res, 503, 'not ready\n');
+  if (req.method === 'GET' && path === '/readyz')
+    return ctx.ready() ? text(res, 200, 'ready\n') : text(res, 503, 'not ready\n');
   if (ctx.routes !== 'agents') {
     if (req.method === 'GET' && path === '/metrics') {
       const body = await ctx.metrics.registry.metrics();
@@ -148,7 +160,8 @@ async function route(ctx: Context, req: IncomingMessage, res: ServerResponse, ex
 }
 
 function agentsApi(ctx: Context, req: IncomingMessage, res: ServerResponse): void {
-  if (!ctx.adminToken) return reply(res, 404, { error: 'status API disabled (start the server with --admin-token-file)' });
+  if (!ctx.adminToken)
+    return reply(res, 404, { error: 'status API disabled (start the server with --admin-token-file)' });
   const match = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
   if (!match || !secretEquals(match[1], ctx.adminToken)) return reply(res, 401, { error: 'unauthorized' });
   const agents = ctx.registry.all().map((a) => {
@@ -163,21 +176,35 @@ function provenByHeaders(source: WebhookSource, check: HeaderCheck): boolean {
   return source !== 'github' && (check.ok || check.error.code !== 'WEBHOOK_UNAUTHORIZED');
 }
 
-async function webhook(ctx: Context, source: WebhookSource, req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): Promise<void> {
+async function webhook(
+  ctx: Context,
+  source: WebhookSource,
+  req: IncomingMessage,
+  res: ServerResponse,
+  expectsContinue: boolean,
+): Promise<void> {
   const { metrics, logger, limits } = ctx;
   const secret = ctx.webhookSecret;
   if (!secret) {
     metrics.webhooks.inc({ source, result: 'disabled' });
     return closeWith(res, 404, { error: 'webhooks disabled (start the server with --webhook-secret-file)' });
   }
-  const remote = ctx.trustedProxies ? clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], ctx.trustedProxies) : req.socket.remoteAddress ?? 'unknown';
+  const remote = ctx.trustedProxies
+    ? clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], ctx.trustedProxies)
+    : (req.socket.remoteAddress ?? 'unknown');
   const check = checkWebhookHeaders(source, req.headers, secret);
   const retryAfterMs = ctx.limiter.retryAfterMs(remote);
   if (retryAfterMs > 0 && !provenByHeaders(source, check)) {
     refused(ctx, source, remote, 'rate-limited', false);
-    return closeWith(res, 429, { error: 'too many refused webhook requests from this address' }, { 'retry-after': String(Math.ceil(retryAfterMs / 1000)) });
+    return closeWith(
+      res,
+      429,
+      { error: 'too many refused webhook requests from this address' },
+      { 'retry-after': String(Math.ceil(retryAfterMs / 1000)) },
+    );
   }
-  if (!check.ok) return answerError(ctx, source, remote, res, check.error.code, check.error.status, check.error.message);
+  if (!check.ok)
+    return answerError(ctx, source, remote, res, check.error.code, check.error.status, check.error.message);
   const declared = Number(req.headers['content-length']);
   if (declared > limits.maxBodyBytes) {
     refused(ctx, source, remote, 'too-large', true);
@@ -211,7 +238,8 @@ async function webhook(ctx: Context, source: WebhookSource, req: IncomingMessage
   const bad = check.body.verify();
   if (bad) return answerError(ctx, source, remote, res, bad.code, bad.status, bad.message);
   const result = webhookProject(source, Buffer.concat(body.chunks));
-  if (!result.ok) return answerError(ctx, source, remote, res, result.error.code, result.error.status, result.error.message);
+  if (!result.ok)
+    return answerError(ctx, source, remote, res, result.error.code, result.error.status, result.error.message);
   metrics.webhooks.inc({ source, result: 'accepted' });
   logger.info({ source, project: result.project }, 'webhook accepted');
   reply(res, 202, { project: result.project, refresh: 'started' });
@@ -221,7 +249,15 @@ async function webhook(ctx: Context, source: WebhookSource, req: IncomingMessage
   });
 }
 
-function answerError(ctx: Context, source: WebhookSource, remote: string, res: ServerResponse, code: string, status: number, message: string): void {
+function answerError(
+  ctx: Context,
+  source: WebhookSource,
+  remote: string,
+  res: ServerResponse,
+  code: string,
+  status: number,
+  message: string,
+): void {
   if (status === 202) {
     // Authentic, just not a push (a ping): nothing to count against the sender.
     ctx.metrics.webhooks.inc({ source, result: code });
@@ -293,7 +329,9 @@ function readBody(req: IncomingMessage, check: BodyCheck, limit: number, timeout
     };
     const onEnd = (): void => finish({ kind: 'ok', chunks });
     const onAbort = (): void => finish({ kind: 'aborted' });
-    const onClose = (): void => { if (!req.complete) onAbort(); };
+    const onClose = (): void => {
+      if (!req.complete) onAbort();
+    };
     const timer = setTimeout(() => finish({ kind: 'timeout' }), timeoutMs);
     req.on('data', onData);
     req.on('end', onEnd);

@@ -7,7 +7,13 @@ import type { AddressInfo } from 'node:net';
 import WebSocket from 'ws';
 import { silentLogger } from '../common/logger.js';
 import { signAgentJwt } from '../protocol/jwt.js';
-import { CONNECT_PATH, CloseCode, MAX_AGENT_MESSAGE_BYTES, PROTOCOL_VERSION, encodeMessage } from '../protocol/messages.js';
+import {
+  CONNECT_PATH,
+  CloseCode,
+  MAX_AGENT_MESSAGE_BYTES,
+  PROTOCOL_VERSION,
+  encodeMessage,
+} from '../protocol/messages.js';
 import { generateToken, parseToken, publicKeyFromX } from '../protocol/token.js';
 import { parseTrustedProxies } from './client-address.js';
 import { Hub, type HubOptions } from './hub.js';
@@ -16,7 +22,11 @@ import { createServerMetrics } from './metrics.js';
 
 /** The registry's status writes, ignored: these tests look at sockets, not at the status. */
 const noStatusWrites = {
-  recordSessions: () => undefined, recordHello: () => undefined, recordApplied: () => undefined, recordProjectProblems: () => undefined, recordDrift: () => undefined,
+  recordSessions: () => undefined,
+  recordHello: () => undefined,
+  recordApplied: () => undefined,
+  recordProjectProblems: () => undefined,
+  recordDrift: () => undefined,
 };
 const agent = generateToken();
 const agent2 = generateToken();
@@ -27,11 +37,22 @@ let url: string;
 beforeAll(async () => {
   hub = new Hub({
     registry: {
-      lookupKey: (kid) => (kid === agent.agentId ? { publicKey: publicKeyFromX(agent.publicKeyX), revoked: false } : undefined),
-      get: () => undefined, ...noStatusWrites, onChange: () => () => undefined,
+      lookupKey: (kid) =>
+        kid === agent.agentId ? { publicKey: publicKeyFromX(agent.publicKeyX), revoked: false } : undefined,
+      get: () => undefined,
+      ...noStatusWrites,
+      onChange: () => () => undefined,
     },
-    provider: { configMessage: () => undefined, errorMessages: () => [], desired: async () => [], projectsOf: () => ['p'] },
-    audience: 'aud', logger: silentLogger(), metrics: createServerMetrics(), authFailureLimit: { max: 3, windowMs: 60_000 },
+    provider: {
+      configMessage: () => undefined,
+      errorMessages: () => [],
+      desired: async () => [],
+      projectsOf: () => ['p'],
+    },
+    audience: 'aud',
+    logger: silentLogger(),
+    metrics: createServerMetrics(),
+    authFailureLimit: { max: 3, windowMs: 60_000 },
   });
   server = http.createServer();
   server.on('upgrade', hub.handleUpgrade);
@@ -47,7 +68,10 @@ function attempt(authorization?: string, path = CONNECT_PATH): Promise<number | 
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url.replace(CONNECT_PATH, path), { headers: authorization ? { authorization } : {} });
     ws.once('open', () => resolve(ws));
-    ws.once('unexpected-response', (_q, res) => { res.resume(); resolve(res.statusCode ?? 0); });
+    ws.once('unexpected-response', (_q, res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
     ws.once('error', reject);
   });
 }
@@ -55,28 +79,49 @@ function attempt(authorization?: string, path = CONNECT_PATH): Promise<number | 
 describe('Hub over a socket', () => {
   it('closes a hello with another protocol version with VERSION_MISMATCH', async () => {
     const ws = (await attempt(`Bearer ${await signAgentJwt(agent.token, { audience: 'aud' })}`)) as WebSocket;
-    const closed = new Promise<{ code: number; reason: string }>((r) => ws.on('close', (code, reason) => r({ code, reason: reason.toString() })));
+    const closed = new Promise<{ code: number; reason: string }>((r) =>
+      ws.on('close', (code, reason) => r({ code, reason: reason.toString() })),
+    );
     ws.send(JSON.stringify({ type: 'hello', protocolVersion: 2, agentVersion: 'x', applied: {} }));
-    expect(await closed).toMatchObject({ code: CloseCode.VERSION_MISMATCH, reason: expect.stringContaining('protocol 1') });
+    expect(await closed).toMatchObject({
+      code: CloseCode.VERSION_MISMATCH,
+      reason: expect.stringContaining('protocol 1'),
+    });
   });
 
   it('sends a slow session only the newest desired state of a project, not every commit it missed', async () => {
     const metrics = createServerMetrics();
     const slowHub = new Hub({
       registry: {
-        lookupKey: (kid) => (kid === agent.agentId ? { publicKey: publicKeyFromX(agent.publicKeyX), revoked: false } : undefined),
-        get: () => undefined, ...noStatusWrites, onChange: () => () => undefined,
+        lookupKey: (kid) =>
+          kid === agent.agentId ? { publicKey: publicKeyFromX(agent.publicKeyX), revoked: false } : undefined,
+        get: () => undefined,
+        ...noStatusWrites,
+        onChange: () => () => undefined,
       },
-      provider: { configMessage: () => undefined, errorMessages: () => [], desired: async () => [], projectsOf: () => ['p'] },
-      audience: 'aud', logger: silentLogger(), metrics, maxBufferedBytes: 256 * 1024,
+      provider: {
+        configMessage: () => undefined,
+        errorMessages: () => [],
+        desired: async () => [],
+        projectsOf: () => ['p'],
+      },
+      audience: 'aud',
+      logger: silentLogger(),
+      metrics,
+      maxBufferedBytes: 256 * 1024,
     });
     const srv = http.createServer();
     srv.on('upgrade', slowHub.handleUpgrade);
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
     try {
-      const ws = new WebSocket(`ws://127.0.0.1:${(srv.address() as AddressInfo).port}${CONNECT_PATH}`, { headers: { authorization: `Bearer ${await signAgentJwt(agent.token, { audience: 'aud' })}` } });
+      const ws = new WebSocket(`ws://127.0.0.1:${(srv.address() as AddressInfo).port}${CONNECT_PATH}`, {
+        headers: { authorization: `Bearer ${await signAgentJwt(agent.token, { audience: 'aud' })}` },
+      });
       const received: Array<{ project: string; commit: string }> = [];
-      ws.on('message', (data) => { const m = JSON.parse(data.toString()) as { project: string; commit: string }; received.push({ project: m.project, commit: m.commit }); });
+      ws.on('message', (data) => {
+        const m = JSON.parse(data.toString()) as { project: string; commit: string };
+        received.push({ project: m.project, commit: m.commit });
+      });
       await new Promise((r) => ws.once('open', r));
       ws.send(JSON.stringify({ type: 'hello', protocolVersion: PROTOCOL_VERSION, agentVersion: 'x', applied: {} }));
       await new Promise((r) => setTimeout(r, 100));
@@ -85,7 +130,25 @@ describe('Hub over a socket', () => {
       const big = 'x'.repeat(4 * 1024 * 1024);
       const entry = (project: string, i: number): DesiredEntry => {
         const commit = i.toString(16).padStart(40, '0');
-        const message = { type: 'desired' as const, project, commit, digest: `d${i}`, config: { id: project, ref: {}, defaultNamespace: 'default', paths: [], reconcileTimeoutMs: 0, dryRunStrategy: 'none' as const, prune: true, pruneTimeoutMs: 0, prunePropagationPolicy: 'foreground' as const, inventoryPolicy: 'must_match' as const }, files: [{ path: 'a.yaml', content: big }] };
+        const message = {
+          type: 'desired' as const,
+          project,
+          commit,
+          digest: `d${i}`,
+          config: {
+            id: project,
+            ref: {},
+            defaultNamespace: 'default',
+            paths: [],
+            reconcileTimeoutMs: 0,
+            dryRunStrategy: 'none' as const,
+            prune: true,
+            pruneTimeoutMs: 0,
+            prunePropagationPolicy: 'foreground' as const,
+            inventoryPolicy: 'must_match' as const,
+          },
+          files: [{ path: 'a.yaml', content: big }],
+        };
         return { project, commit, digest: message.digest, encoded: encodeMessage(message) };
       };
       for (let i = 1; i <= 12; i++) {
@@ -95,7 +158,8 @@ describe('Hub over a socket', () => {
       ws.resume();
       const last = (12).toString(16).padStart(40, '0');
       const deadline = Date.now() + 10_000;
-      while (!received.some((m) => m.project === 'p' && m.commit === last) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      while (!received.some((m) => m.project === 'p' && m.commit === last) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
       await new Promise((r) => setTimeout(r, 100));
       const p = received.filter((m) => m.project === 'p').map((m) => parseInt(m.commit, 16));
       process.stderr.write(`slow session: sent commits ${p.join(',')} of 1..12\n`);
@@ -124,7 +188,8 @@ describe('Hub over a socket', () => {
   });
 
   it("keys failures by address and claimed agent: bad signatures for one agent lock only that agent's failures", async () => {
-    const forged = (): Promise<string> => signAgentJwt({ ...parseToken(generateToken().token), agentId: agent.agentId }, { audience: 'aud' });
+    const forged = (): Promise<string> =>
+      signAgentJwt({ ...parseToken(generateToken().token), agentId: agent.agentId }, { audience: 'aud' });
     for (let i = 0; i < 3; i++) expect(await attempt(`Bearer ${await forged()}`)).toBe(401);
     expect(await attempt(`Bearer ${await forged()}`)).toBe(429);
     const ok = await attempt(`Bearer ${await signAgentJwt(agent.token, { audience: 'aud' })}`);
@@ -134,15 +199,32 @@ describe('Hub over a socket', () => {
 });
 
 /** A hub on its own plaintext server, for one test. */
-async function withHub(options: Partial<HubOptions>, body: (h: { hub: Hub; url: string; metrics: ReturnType<typeof createServerMetrics> }) => Promise<void>): Promise<void> {
+async function withHub(
+  options: Partial<HubOptions>,
+  body: (h: { hub: Hub; url: string; metrics: ReturnType<typeof createServerMetrics> }) => Promise<void>,
+): Promise<void> {
   const metrics = createServerMetrics();
   const h = new Hub({
     registry: {
-      lookupKey: (kid) => [agent, agent2].find((a) => a.agentId === kid) && { publicKey: publicKeyFromX([agent, agent2].find((a) => a.agentId === kid)!.publicKeyX), revoked: false },
-      get: () => undefined, ...noStatusWrites, onChange: () => () => undefined,
+      lookupKey: (kid) =>
+        [agent, agent2].find((a) => a.agentId === kid) && {
+          publicKey: publicKeyFromX([agent, agent2].find((a) => a.agentId === kid)!.publicKeyX),
+          revoked: false,
+        },
+      get: () => undefined,
+      ...noStatusWrites,
+      onChange: () => () => undefined,
     },
-    provider: { configMessage: () => undefined, errorMessages: () => [], desired: async () => [], projectsOf: () => ['group/app'] },
-    audience: 'aud', logger: silentLogger(), metrics, ...options,
+    provider: {
+      configMessage: () => undefined,
+      errorMessages: () => [],
+      desired: async () => [],
+      projectsOf: () => ['group/app'],
+    },
+    audience: 'aud',
+    logger: silentLogger(),
+    metrics,
+    ...options,
   });
   const srv = http.createServer();
   srv.on('upgrade', h.handleUpgrade);
@@ -159,11 +241,16 @@ function open(target: string, headers: Record<string, string>): Promise<number |
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(target, { headers });
     ws.once('open', () => resolve(ws));
-    ws.once('unexpected-response', (_q, res) => { res.resume(); resolve(res.statusCode ?? 0); });
+    ws.once('unexpected-response', (_q, res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
     ws.once('error', reject);
   });
 }
-const bearer = async (token: string): Promise<Record<string, string>> => ({ authorization: `Bearer ${await signAgentJwt(token, { audience: 'aud' })}` });
+const bearer = async (token: string): Promise<Record<string, string>> => ({
+  authorization: `Bearer ${await signAgentJwt(token, { audience: 'aud' })}`,
+});
 const helloText = JSON.stringify({ type: 'hello', protocolVersion: PROTOCOL_VERSION, agentVersion: 'x', applied: {} });
 const closeOf = (ws: WebSocket): Promise<number> => new Promise((r) => ws.once('close', (code) => r(code)));
 
@@ -175,14 +262,20 @@ describe('Hub per-agent limits', () => {
       expect(results.map((r) => (typeof r === 'number' ? r : 101))).toEqual([101, 101, 101, 429, 429, 429]);
       const other = await open(u, await bearer(agent2.token));
       expect(other).toBeInstanceOf(WebSocket);
-      expect((await metrics.agentLimited.get()).values.find((v) => v.labels.reason === 'JWT_RATE_LIMITED')?.value).toBe(3);
+      expect((await metrics.agentLimited.get()).values.find((v) => v.labels.reason === 'JWT_RATE_LIMITED')?.value).toBe(
+        3,
+      );
       for (const r of [...results, other]) if (typeof r !== 'number') r.terminate();
     });
   });
 
   it('refuses JWTs over the per-agent replay quota, not those of other agents', async () => {
     await withHub({ replayQuotaPerAgent: 2 }, async ({ url: u }) => {
-      const a = [await open(u, await bearer(agent.token)), await open(u, await bearer(agent.token)), await open(u, await bearer(agent.token))];
+      const a = [
+        await open(u, await bearer(agent.token)),
+        await open(u, await bearer(agent.token)),
+        await open(u, await bearer(agent.token)),
+      ];
       expect(a.map((r) => (typeof r === 'number' ? r : 101))).toEqual([101, 101, 429]);
       const b = await open(u, await bearer(agent2.token));
       expect(b).toBeInstanceOf(WebSocket);
@@ -216,36 +309,64 @@ describe('Hub per-agent limits', () => {
 
   it("stores reports only for the agent's own projects and tells the agent once", async () => {
     const stored: string[] = [];
-    await withHub({
-      registry: {
-        lookupKey: (kid) => (kid === agent.agentId ? { publicKey: publicKeyFromX(agent.publicKeyX), revoked: false } : undefined),
-        get: () => undefined, ...noStatusWrites, onChange: () => () => undefined,
-        recordApplied: (_id, project) => { stored.push(project); },
+    await withHub(
+      {
+        registry: {
+          lookupKey: (kid) =>
+            kid === agent.agentId ? { publicKey: publicKeyFromX(agent.publicKeyX), revoked: false } : undefined,
+          get: () => undefined,
+          ...noStatusWrites,
+          onChange: () => () => undefined,
+          recordApplied: (_id, project) => {
+            stored.push(project);
+          },
+        },
       },
-    }, async ({ url: u, metrics }) => {
-      const ws = (await open(u, await bearer(agent.token))) as WebSocket;
-      const received: string[] = [];
-      ws.on('message', (d) => received.push(d.toString()));
-      ws.send(helloText);
-      const report = (project: string): string => JSON.stringify({ type: 'status', project, commit: 'a'.repeat(40), digest: 'd', result: 'applied', changes: [], errors: [], durationMs: 1 });
-      for (const project of ['__proto__', 'constructor', 'other/project', 'group/app']) ws.send(report(project));
-      await new Promise((r) => setTimeout(r, 200));
-      expect(stored).toEqual(['group/app']);
-      const errors = received.map((t) => JSON.parse(t) as { type: string; problems?: Array<{ code: string }> }).filter((m) => m.type === 'error');
-      expect(errors).toHaveLength(1);
-      expect(errors[0].problems?.[0].code).toBe('REPORT_REFUSED');
-      expect((await metrics.agentLimited.get()).values.find((v) => v.labels.reason === 'unknown-project')?.value).toBe(3);
-      ws.terminate();
-    });
+      async ({ url: u, metrics }) => {
+        const ws = (await open(u, await bearer(agent.token))) as WebSocket;
+        const received: string[] = [];
+        ws.on('message', (d) => received.push(d.toString()));
+        ws.send(helloText);
+        const report = (project: string): string =>
+          JSON.stringify({
+            type: 'status',
+            project,
+            commit: 'a'.repeat(40),
+            digest: 'd',
+            result: 'applied',
+            changes: [],
+            errors: [],
+            durationMs: 1,
+          });
+        for (const project of ['__proto__', 'constructor', 'other/project', 'group/app']) ws.send(report(project));
+        await new Promise((r) => setTimeout(r, 200));
+        expect(stored).toEqual(['group/app']);
+        const errors = received
+          .map((t) => JSON.parse(t) as { type: string; problems?: Array<{ code: string }> })
+          .filter((m) => m.type === 'error');
+        expect(errors).toHaveLength(1);
+        expect(errors[0].problems?.[0].code).toBe('REPORT_REFUSED');
+        expect(
+          (await metrics.agentLimited.get()).values.find((v) => v.labels.reason === 'unknown-project')?.value,
+        ).toBe(3);
+        ws.terminate();
+      },
+    );
   });
 
   it('with a trusted proxy, locks out the forwarded address that fails, not another one behind the same proxy', async () => {
-    await withHub({ trustedProxies: parseTrustedProxies(['127.0.0.1']).proxies, authFailureLimit: { max: 2, windowMs: 60_000 } }, async ({ url: u }) => {
-      const from = (xff: string, auth = 'Bearer garbage'): Promise<number | WebSocket> => open(u, { authorization: auth, 'x-forwarded-for': xff });
-      expect([await from('198.51.100.1'), await from('198.51.100.1'), await from('198.51.100.1')]).toEqual([401, 401, 429]);
-      expect(await from('198.51.100.2')).toBe(401);
-      // A client cannot escape its lockout by prepending addresses: the right-most untrusted hop counts.
-      expect(await from('203.0.113.7, 198.51.100.1')).toBe(429);
-    });
+    await withHub(
+      { trustedProxies: parseTrustedProxies(['127.0.0.1']).proxies, authFailureLimit: { max: 2, windowMs: 60_000 } },
+      async ({ url: u }) => {
+        const from = (xff: string, auth = 'Bearer garbage'): Promise<number | WebSocket> =>
+          open(u, { authorization: auth, 'x-forwarded-for': xff });
+        expect([await from('198.51.100.1'), await from('198.51.100.1'), await from('198.51.100.1')]).toEqual([
+          401, 401, 429,
+        ]);
+        expect(await from('198.51.100.2')).toBe(401);
+        // A client cannot escape its lockout by prepending addresses: the right-most untrusted hop counts.
+        expect(await from('203.0.113.7, 198.51.100.1')).toBe(429);
+      },
+    );
   });
 });

@@ -3,7 +3,16 @@ import { CloseCode, PROTOCOL_VERSION } from '../protocol/messages.js';
 import { judgeFrame } from './hub.js';
 
 const hello = JSON.stringify({ type: 'hello', protocolVersion: PROTOCOL_VERSION, agentVersion: '1.0.0', applied: {} });
-const status = JSON.stringify({ type: 'status', project: 'p', commit: 'a'.repeat(40), digest: 'd', result: 'applied', changes: [], errors: [], durationMs: 1 });
+const status = JSON.stringify({
+  type: 'status',
+  project: 'p',
+  commit: 'a'.repeat(40),
+  digest: 'd',
+  result: 'applied',
+  changes: [],
+  errors: [],
+  durationMs: 1,
+});
 
 describe('judgeFrame', () => {
   it('accepts hello first and reports after it', () => {
@@ -18,15 +27,32 @@ describe('judgeFrame', () => {
     ['a report before hello', status, false, false],
     ['a second hello', hello, false, true],
     ['a binary frame', hello, true, false],
-    ['a status whose project key is over 255 characters', JSON.stringify({ ...JSON.parse(status), project: 'p'.repeat(256) }), false, true],
-    ['a status with more than 10,000 changes', JSON.stringify({ ...JSON.parse(status), changes: Array.from({ length: 10_001 }, () => ({ id: 'a', action: 'created' })) }), false, true],
+    [
+      'a status whose project key is over 255 characters',
+      JSON.stringify({ ...JSON.parse(status), project: 'p'.repeat(256) }),
+      false,
+      true,
+    ],
+    [
+      'a status with more than 10,000 changes',
+      JSON.stringify({
+        ...JSON.parse(status),
+        changes: Array.from({ length: 10_001 }, () => ({ id: 'a', action: 'created' })),
+      }),
+      false,
+      true,
+    ],
   ])('closes with INVALID_MESSAGE on %s', (_name, text, binary, helloDone) => {
     const verdict = judgeFrame(Buffer.from(text), binary, helloDone);
     expect(verdict).toMatchObject({ ok: false, code: CloseCode.INVALID_MESSAGE });
   });
 
   it('closes with VERSION_MISMATCH and says which versions, within the 123-byte close reason limit', () => {
-    const verdict = judgeFrame(Buffer.from(JSON.stringify({ ...JSON.parse(hello), protocolVersion: 99 })), false, false);
+    const verdict = judgeFrame(
+      Buffer.from(JSON.stringify({ ...JSON.parse(hello), protocolVersion: 99 })),
+      false,
+      false,
+    );
     expect(verdict).toMatchObject({ ok: false, code: CloseCode.VERSION_MISMATCH });
     if (!verdict.ok) {
       expect(verdict.reason).toContain(`protocol ${PROTOCOL_VERSION}`);

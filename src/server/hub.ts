@@ -38,15 +38,38 @@ import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import {
-  DEFAULT_REPLAY_CACHE_ENTRIES, DEFAULT_REPLAY_QUOTA_PER_AGENT, JWT_THROTTLE_CODES, JwtError, JwtRateLimitedError, ReplayCache, claimedKid, verifyAgentJwt,
+  DEFAULT_REPLAY_CACHE_ENTRIES,
+  DEFAULT_REPLAY_QUOTA_PER_AGENT,
+  JWT_THROTTLE_CODES,
+  JwtError,
+  JwtRateLimitedError,
+  ReplayCache,
+  claimedKid,
+  verifyAgentJwt,
 } from '../protocol/jwt.js';
 import { decodeFrame } from '../protocol/frames.js';
 import { ProblemCode } from '../protocol/problems.js';
 import {
-  CONNECT_PATH, CloseCode, MAX_AGENT_MESSAGE_BYTES, PROTOCOL_VERSION, decodeAgentMessage, encodeMessage,
-  type AgentMessage, type ConfigMessage, type ErrorMessage, type ProblemReport, type StatusMessage,
+  CONNECT_PATH,
+  CloseCode,
+  MAX_AGENT_MESSAGE_BYTES,
+  PROTOCOL_VERSION,
+  decodeAgentMessage,
+  encodeMessage,
+  type AgentMessage,
+  type ConfigMessage,
+  type ErrorMessage,
+  type ProblemReport,
+  type StatusMessage,
 } from '../protocol/messages.js';
-import { DEFAULT_AGENT_CONNECT_RATE, DEFAULT_FAILURE_LIMIT, FailureWindows, RateLimiter, type FailureLimit, type RateLimit } from './admission.js';
+import {
+  DEFAULT_AGENT_CONNECT_RATE,
+  DEFAULT_FAILURE_LIMIT,
+  FailureWindows,
+  RateLimiter,
+  type FailureLimit,
+  type RateLimit,
+} from './admission.js';
 import { clientAddress, parseTrustedProxies, type TrustedProxies } from './client-address.js';
 import { CONFIG_LIMITS } from './config.js';
 import type { ServerMetrics } from './metrics.js';
@@ -121,26 +144,49 @@ export function statusProblems(message: StatusMessage): { commit: string; proble
     .map((c) => ({ code: ProblemCode.APPLY_FAILED, message: c.error ?? 'failed', object: c.id }));
   const { truncated } = message;
   const cut = truncated
-    ? [{ code: ProblemCode.STATUS_TRUNCATED, message: `the agent's report was cut to fit: ${truncated.changes} objects (${truncated.counts.failed ?? 0} failed), ${message.changes.length} listed` }]
+    ? [
+        {
+          code: ProblemCode.STATUS_TRUNCATED,
+          message: `the agent's report was cut to fit: ${truncated.changes} objects (${truncated.counts.failed ?? 0} failed), ${message.changes.length} listed`,
+        },
+      ]
     : [];
   return { commit: message.commit, problems: [...message.errors, ...failed, ...cut] };
 }
 
 /** What to do with one frame, decided without I/O (unit-tested). */
 export type FrameVerdict =
-  | { ok: true; message: AgentMessage }
-  | { ok: false; code: number; reason: string; metric: string };
+  { ok: true; message: AgentMessage } | { ok: false; code: number; reason: string; metric: string };
 
 /** Validates one frame for a session in the given phase. */
 export function judgeFrame(data: RawData, isBinary: boolean, helloDone: boolean): FrameVerdict {
   const decoded = decodeFrame(data, isBinary, decodeAgentMessage);
-  if (!decoded.ok && decoded.kind === 'binary') return { ok: false, code: CloseCode.INVALID_MESSAGE, reason: decoded.error, metric: 'binary' };
-  if (!decoded.ok) return { ok: false, code: CloseCode.INVALID_MESSAGE, reason: closeReason(`invalid message: ${decoded.error}`), metric: 'invalid' };
+  if (!decoded.ok && decoded.kind === 'binary')
+    return { ok: false, code: CloseCode.INVALID_MESSAGE, reason: decoded.error, metric: 'binary' };
+  if (!decoded.ok)
+    return {
+      ok: false,
+      code: CloseCode.INVALID_MESSAGE,
+      reason: closeReason(`invalid message: ${decoded.error}`),
+      metric: 'invalid',
+    };
   const message = decoded.message;
-  if (!helloDone && message.type !== 'hello') return { ok: false, code: CloseCode.INVALID_MESSAGE, reason: `expected hello first, got ${message.type}`, metric: 'no-hello' };
-  if (helloDone && message.type === 'hello') return { ok: false, code: CloseCode.INVALID_MESSAGE, reason: 'hello sent twice', metric: 'duplicate-hello' };
+  if (!helloDone && message.type !== 'hello')
+    return {
+      ok: false,
+      code: CloseCode.INVALID_MESSAGE,
+      reason: `expected hello first, got ${message.type}`,
+      metric: 'no-hello',
+    };
+  if (helloDone && message.type === 'hello')
+    return { ok: false, code: CloseCode.INVALID_MESSAGE, reason: 'hello sent twice', metric: 'duplicate-hello' };
   if (message.type === 'hello' && message.protocolVersion !== PROTOCOL_VERSION) {
-    return { ok: false, code: CloseCode.VERSION_MISMATCH, reason: `server speaks protocol ${PROTOCOL_VERSION}, agent sent ${message.protocolVersion}`, metric: 'version' };
+    return {
+      ok: false,
+      code: CloseCode.VERSION_MISMATCH,
+      reason: `server speaks protocol ${PROTOCOL_VERSION}, agent sent ${message.protocolVersion}`,
+      metric: 'version',
+    };
   }
   return { ok: true, message };
 }
@@ -148,10 +194,21 @@ export function judgeFrame(data: RawData, isBinary: boolean, helloDone: boolean)
 /** Close reasons are limited to 123 bytes by RFC 6455. */
 function closeReason(text: string): string {
   const buf = Buffer.from(text, 'utf8');
-  return buf.length <= 123 ? text : buf.subarray(0, 120).toString('utf8').replace(/\uFFFD$/, '') + '...';
+  return buf.length <= 123
+    ? text
+    : buf
+        .subarray(0, 120)
+        .toString('utf8')
+        .replace(/\uFFFD$/, '') + '...';
 }
 
-const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 429: 'Too Many Requests', 503: 'Service Unavailable' };
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  404: 'Not Found',
+  429: 'Too Many Requests',
+  503: 'Service Unavailable',
+};
 
 export class Hub implements Pusher {
   private readonly wss: WebSocketServer;
@@ -169,10 +226,18 @@ export class Hub implements Pusher {
 
   constructor(private readonly options: HubOptions) {
     // Inbound frames only: what the server sends (desired state, up to MAX_MESSAGE_BYTES) is not limited by this.
-    this.wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload ?? MAX_AGENT_MESSAGE_BYTES, clientTracking: false, perMessageDeflate: false });
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: options.maxPayload ?? MAX_AGENT_MESSAGE_BYTES,
+      clientTracking: false,
+      perMessageDeflate: false,
+    });
     this.failures = new FailureWindows(options.authFailureLimit ?? DEFAULT_FAILURE_LIMIT);
     this.connectRate = new RateLimiter(options.connectRate ?? DEFAULT_AGENT_CONNECT_RATE);
-    this.replayCache = new ReplayCache(options.replayCacheEntries ?? DEFAULT_REPLAY_CACHE_ENTRIES, options.replayQuotaPerAgent ?? DEFAULT_REPLAY_QUOTA_PER_AGENT);
+    this.replayCache = new ReplayCache(
+      options.replayCacheEntries ?? DEFAULT_REPLAY_CACHE_ENTRIES,
+      options.replayQuotaPerAgent ?? DEFAULT_REPLAY_QUOTA_PER_AGENT,
+    );
     this.trustedProxies = options.trustedProxies ?? parseTrustedProxies([]).proxies;
     this.heartbeat = setInterval(() => this.beat(), options.heartbeatMs ?? 30_000);
     this.heartbeat.unref();
@@ -214,13 +279,20 @@ export class Hub implements Pusher {
     if (locked) {
       // Locked out: only a JWT that can still verify is looked at (a valid one passes).
       const key = kid ? this.options.registry.lookupKey(kid) : undefined;
-      if (!key || key.revoked) return this.fail(socket, remote, failKey, locked, key ? 'JWT_AGENT_REVOKED' : 'JWT_UNKNOWN_AGENT');
+      if (!key || key.revoked)
+        return this.fail(socket, remote, failKey, locked, key ? 'JWT_AGENT_REVOKED' : 'JWT_UNKNOWN_AGENT');
     }
     let agentId: string;
     try {
-      ({ agentId } = await verifyAgentJwt(jwt, { audience: this.options.audience, lookupKey: this.options.registry.lookupKey, replayCache: this.replayCache, admit: this.admit }));
+      ({ agentId } = await verifyAgentJwt(jwt, {
+        audience: this.options.audience,
+        lookupKey: this.options.registry.lookupKey,
+        replayCache: this.replayCache,
+        admit: this.admit,
+      }));
     } catch (err) {
-      if (err instanceof JwtError && JWT_THROTTLE_CODES.has(err.code)) return this.throttle(socket, remote, kid ?? '-', err);
+      if (err instanceof JwtError && JWT_THROTTLE_CODES.has(err.code))
+        return this.throttle(socket, remote, kid ?? '-', err);
       if (err instanceof JwtError) return this.fail(socket, remote, failKey, locked, err.code, err.message);
       throw err;
     }
@@ -233,7 +305,10 @@ export class Hub implements Pusher {
     const now = Date.now();
     if (this.connectRate.take(agentId, now)) return;
     const rate = this.options.connectRate ?? DEFAULT_AGENT_CONNECT_RATE;
-    throw new JwtRateLimitedError(agentId, `more than ${rate.burst} connections at once or ${rate.perMinute} a minute; retry in ${Math.ceil(this.connectRate.retryAfterMs(agentId, now) / 1000)}s`);
+    throw new JwtRateLimitedError(
+      agentId,
+      `more than ${rate.burst} connections at once or ${rate.perMinute} a minute; retry in ${Math.ceil(this.connectRate.retryAfterMs(agentId, now) / 1000)}s`,
+    );
   };
 
   /** A failed authentication: 401 (429 once its key is locked), counted for the key. */
@@ -247,9 +322,15 @@ export class Hub implements Pusher {
     const lines = this.refusalLogs.record(`fail ${remote}`, now);
     const max = (this.options.authFailureLimit ?? DEFAULT_FAILURE_LIMIT).max;
     if (lines <= REFUSAL_LOG_LINES) {
-      this.options.logger.warn({ reason: code, detail, remote, ...(count >= max ? { lockedOut: true } : {}) }, 'agent authentication failed');
+      this.options.logger.warn(
+        { reason: code, detail, remote, ...(count >= max ? { lockedOut: true } : {}) },
+        'agent authentication failed',
+      );
     } else if (lines === REFUSAL_LOG_LINES + 1) {
-      this.options.logger.warn({ remote }, 'more agent authentication failures from this address: counted in metrics, not logged, for a minute');
+      this.options.logger.warn(
+        { remote },
+        'more agent authentication failures from this address: counted in metrics, not logged, for a minute',
+      );
     }
     this.abortHandshake(socket, 401, code);
   }
@@ -259,8 +340,16 @@ export class Hub implements Pusher {
     const now = Date.now();
     this.options.metrics.agentLimited.inc({ reason: err.code });
     const lines = this.refusalLogs.record(`throttle ${kid}`, now);
-    if (lines <= REFUSAL_LOG_LINES) this.options.logger.warn({ reason: err.code, detail: err.message, remote }, 'agent connection refused: over a per-agent limit');
-    else if (lines === REFUSAL_LOG_LINES + 1) this.options.logger.warn({ reason: err.code, agentId: kid, remote }, 'more refused connections of this agent: counted in metrics, not logged, for a minute');
+    if (lines <= REFUSAL_LOG_LINES)
+      this.options.logger.warn(
+        { reason: err.code, detail: err.message, remote },
+        'agent connection refused: over a per-agent limit',
+      );
+    else if (lines === REFUSAL_LOG_LINES + 1)
+      this.options.logger.warn(
+        { reason: err.code, agentId: kid, remote },
+        'more refused connections of this agent: counted in metrics, not logged, for a minute',
+      );
     this.abortHandshake(socket, 429, err.code);
   }
 
@@ -274,14 +363,26 @@ export class Hub implements Pusher {
     // end, then destroy once flushed: a destroy right after write may drop the status line on a
     // TLS socket, and the agent sees a hang-up instead of 401/429. A peer that never reads is cut off.
     socket.once('finish', () => socket.destroy());
-    socket.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`,
+    );
     setTimeout(() => socket.destroy(), 1_000).unref();
   }
 
   private accept(ws: WebSocket, agentId: string, remote: string): void {
     const record = this.options.registry.get(agentId);
     const log = this.options.logger.child({ agent: record?.name ?? agentId });
-    const session: Session = { ws, agentId, log, ready: false, alive: true, closing: false, refused: 0, known: new Map(), pending: new Map() };
+    const session: Session = {
+      ws,
+      agentId,
+      log,
+      ready: false,
+      alive: true,
+      closing: false,
+      refused: 0,
+      known: new Map(),
+      pending: new Map(),
+    };
     let set = this.sessions.get(agentId);
     if (!set) {
       set = new Set();
@@ -307,7 +408,9 @@ export class Hub implements Pusher {
     }, this.options.helloTimeoutMs ?? 10_000);
     helloTimer.unref();
 
-    ws.on('pong', () => { session.alive = true; });
+    ws.on('pong', () => {
+      session.alive = true;
+    });
     ws.on('message', (data, isBinary) => {
       session.alive = true;
       const verdict = judgeFrame(data, isBinary, session.ready);
@@ -317,12 +420,17 @@ export class Hub implements Pusher {
         this.closeSession(session, verdict.code, verdict.reason);
         return;
       }
-      this.onMessage(session, verdict.message).catch((err: unknown) => log.error({ err: errorMessage(err) }, 'message handling failed'));
+      this.onMessage(session, verdict.message).catch((err: unknown) =>
+        log.error({ err: errorMessage(err) }, 'message handling failed'),
+      );
     });
     ws.on('error', (err) => {
       const tooBig = (err as { code?: string }).code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH';
       if (tooBig) this.options.metrics.invalidFrames.inc({ reason: 'oversize' });
-      log.warn({ err: err.message, code: (err as { code?: string }).code }, tooBig ? 'closing session: frame too big' : 'session error');
+      log.warn(
+        { err: err.message, code: (err as { code?: string }).code },
+        tooBig ? 'closing session: frame too big' : 'session error',
+      );
     });
     ws.on('close', (code) => {
       clearTimeout(helloTimer);
@@ -334,7 +442,10 @@ export class Hub implements Pusher {
         this.sessions.delete(agentId);
         this.options.metrics.connectedAgents.dec();
       }
-      log.info({ code, sessions: set.size, ...(session.refused ? { refusedReports: session.refused } : {}) }, 'agent disconnected');
+      log.info(
+        { code, sessions: set.size, ...(session.refused ? { refusedReports: session.refused } : {}) },
+        'agent disconnected',
+      );
       this.options.registry.recordSessions(agentId, set.size);
     });
   }
@@ -349,30 +460,65 @@ export class Hub implements Pusher {
           session.known.set(project, `${applied.commit} ${applied.digest}`);
         }
         registry.recordHello(session.agentId, message.agentVersion, now);
-        session.log.info({ agentVersion: message.agentVersion.slice(0, 64), applied: Object.keys(message.applied).length }, 'agent hello');
+        session.log.info(
+          { agentVersion: message.agentVersion.slice(0, 64), applied: Object.keys(message.applied).length },
+          'agent hello',
+        );
         session.ready = true;
         const config = this.options.provider.configMessage(session.agentId);
         if (config) this.send(session, encodeMessage(config));
-        for (const error of this.options.provider.errorMessages(session.agentId)) this.send(session, encodeMessage(error));
+        for (const error of this.options.provider.errorMessages(session.agentId))
+          this.send(session, encodeMessage(error));
         for (const entry of await this.options.provider.desired(session.agentId)) this.sendDesired(session, entry);
         return;
       }
       case 'status': {
         if (!this.follows(session, message.type, message.project)) return;
-        if (session.known.has(message.project) || session.known.size < MAX_KNOWN_PROJECTS) session.known.set(message.project, `${message.commit} ${message.digest}`);
-        registry.recordApplied(session.agentId, message.project, { commit: message.commit, digest: message.digest, result: message.result, at: now, durationMs: message.durationMs });
+        if (session.known.has(message.project) || session.known.size < MAX_KNOWN_PROJECTS)
+          session.known.set(message.project, `${message.commit} ${message.digest}`);
+        registry.recordApplied(session.agentId, message.project, {
+          commit: message.commit,
+          digest: message.digest,
+          result: message.result,
+          at: now,
+          durationMs: message.durationMs,
+        });
         // Per project: a later good apply of this project clears its problems, others keep theirs.
         registry.recordProjectProblems(session.agentId, message.project, now, statusProblems(message));
-        session.log.info({
-          project: message.project, commit: message.commit, result: message.result, durationMs: message.durationMs,
-          ...(message.truncated ? { objects: message.truncated.changes, listed: message.changes.length } : {}),
-        }, 'agent status');
+        session.log.info(
+          {
+            project: message.project,
+            commit: message.commit,
+            result: message.result,
+            durationMs: message.durationMs,
+            ...(message.truncated ? { objects: message.truncated.changes, listed: message.changes.length } : {}),
+          },
+          'agent status',
+        );
         return;
       }
       case 'drift': {
         if (!this.follows(session, message.type, message.project)) return;
-        registry.recordDrift(session.agentId, { project: message.project, object: message.object, action: message.action, manager: message.manager, at: message.at }, now);
-        session.log.info({ project: message.project, object: message.object.slice(0, 300), action: message.action, manager: message.manager?.slice(0, 100) }, 'agent drift');
+        registry.recordDrift(
+          session.agentId,
+          {
+            project: message.project,
+            object: message.object,
+            action: message.action,
+            manager: message.manager,
+            at: message.at,
+          },
+          now,
+        );
+        session.log.info(
+          {
+            project: message.project,
+            object: message.object.slice(0, 300),
+            action: message.action,
+            manager: message.manager?.slice(0, 100),
+          },
+          'agent drift',
+        );
         return;
       }
     }
@@ -388,11 +534,22 @@ export class Hub implements Pusher {
     this.options.metrics.agentLimited.inc({ reason: 'unknown-project' });
     if (session.refused++ === 0) {
       const shown = JSON.stringify(project.slice(0, 100));
-      session.log.warn({ type, project: project.slice(0, 100), projects: projects.length }, 'report refused: not a manifest project of this agent');
-      this.send(session, encodeMessage({
-        type: 'error',
-        problems: [{ code: ProblemCode.REPORT_REFUSED, message: `${type} for project ${shown} refused: it is not a manifest project of this agent's config.yaml${projects.length ? '' : ' (not read yet)'}; reports for it are not stored` }],
-      }));
+      session.log.warn(
+        { type, project: project.slice(0, 100), projects: projects.length },
+        'report refused: not a manifest project of this agent',
+      );
+      this.send(
+        session,
+        encodeMessage({
+          type: 'error',
+          problems: [
+            {
+              code: ProblemCode.REPORT_REFUSED,
+              message: `${type} for project ${shown} refused: it is not a manifest project of this agent's config.yaml${projects.length ? '' : ' (not read yet)'}; reports for it are not stored`,
+            },
+          ],
+        }),
+      );
     }
     return false;
   }
@@ -451,7 +608,8 @@ export class Hub implements Pusher {
     session.known.set(entry.project, key);
     if (session.pending.size > 0 || session.ws.bufferedAmount > this.maxBuffered) {
       if (session.pending.delete(entry.project)) this.options.metrics.desiredCoalesced.inc();
-      else if (session.pending.size === 0) session.log.debug({ bufferedBytes: session.ws.bufferedAmount }, 'slow session: holding desired messages');
+      else if (session.pending.size === 0)
+        session.log.debug({ bufferedBytes: session.ws.bufferedAmount }, 'slow session: holding desired messages');
       session.pending.set(entry.project, entry);
       return;
     }

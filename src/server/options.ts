@@ -14,7 +14,10 @@ import { DEFAULT_AUDIENCE } from '../protocol/jwt.js';
 import { parseTrustedProxies } from './client-address.js';
 
 export const DEFAULT_LISTEN = '0.0.0.0:8443';
-export const DEFAULT_STATE_DIR = path.join(process.env.XDG_STATE_HOME ?? path.join(homedir(), '.local', 'state'), 'gitops-server');
+export const DEFAULT_STATE_DIR = path.join(
+  process.env.XDG_STATE_HOME ?? path.join(homedir(), '.local', 'state'),
+  'gitops-server',
+);
 export const DEFAULT_POLL_INTERVAL = '15s';
 /** Shortest secret accepted for webhooks and the admin API (HMAC keys shorter than this are guessable). */
 const MIN_SECRET_LENGTH = 16;
@@ -66,19 +69,34 @@ export interface ServeOptions {
 }
 
 /** Validates the flags; throws one UserError listing every problem. */
-export function resolveServeOptions(flags: RawServeFlags, env: Record<string, string | undefined> = process.env): Readonly<ServeOptions> {
+export function resolveServeOptions(
+  flags: RawServeFlags,
+  env: Record<string, string | undefined> = process.env,
+): Readonly<ServeOptions> {
   const problems: string[] = [];
-  const problem = (text: string): void => { problems.push(text); };
+  const problem = (text: string): void => {
+    problems.push(text);
+  };
   // Boolean switches read their variables here, not through commander (see env-flag.ts).
   const tlsSelfSigned = flags.tlsSelfSigned ?? readEnvFlag(env, 'GITOPS_SERVER_TLS_SELF_SIGNED', problem);
   const insecurePlaintext = flags.insecurePlaintext ?? readEnvFlag(env, 'GITOPS_SERVER_INSECURE_PLAINTEXT', problem);
 
   const listen = parseListen(flags.listen ?? DEFAULT_LISTEN, problem);
 
-  const tlsModes = [flags.tlsCert || flags.tlsKey ? 'files' : '', tlsSelfSigned ? 'self-signed' : '', insecurePlaintext ? 'plaintext' : ''].filter(Boolean);
+  const tlsModes = [
+    flags.tlsCert || flags.tlsKey ? 'files' : '',
+    tlsSelfSigned ? 'self-signed' : '',
+    insecurePlaintext ? 'plaintext' : '',
+  ].filter(Boolean);
   let tls: TlsOptions = { mode: 'self-signed' };
-  if (tlsModes.length === 0) problem('TLS: give --tls-cert and --tls-key, or --tls-self-signed for trials (plain ws:// only with --insecure-plaintext)');
-  else if (tlsModes.length > 1) problem(`TLS: choose one of --tls-cert/--tls-key, --tls-self-signed, --insecure-plaintext (got ${tlsModes.join(', ')})`);
+  if (tlsModes.length === 0)
+    problem(
+      'TLS: give --tls-cert and --tls-key, or --tls-self-signed for trials (plain ws:// only with --insecure-plaintext)',
+    );
+  else if (tlsModes.length > 1)
+    problem(
+      `TLS: choose one of --tls-cert/--tls-key, --tls-self-signed, --insecure-plaintext (got ${tlsModes.join(', ')})`,
+    );
   else if (tlsModes[0] === 'files') {
     if (!flags.tlsCert || !flags.tlsKey) problem('TLS: --tls-cert and --tls-key go together');
     else {
@@ -94,31 +112,62 @@ export function resolveServeOptions(flags: RawServeFlags, env: Record<string, st
   const heartbeatMs = duration(flags.heartbeatInterval ?? '30s', '--heartbeat-interval', problem, 100);
 
   if (flags.webhookSecret !== undefined) {
-    problem('--webhook-secret (GITOPS_SERVER_WEBHOOK_SECRET) is no longer accepted: a secret on the command line shows in `ps`; write it to a file (mode 0600) and pass --webhook-secret-file FILE (GITOPS_SERVER_WEBHOOK_SECRET_FILE)');
+    problem(
+      '--webhook-secret (GITOPS_SERVER_WEBHOOK_SECRET) is no longer accepted: a secret on the command line shows in `ps`; write it to a file (mode 0600) and pass --webhook-secret-file FILE (GITOPS_SERVER_WEBHOOK_SECRET_FILE)',
+    );
   }
-  const webhookSecret = flags.webhookSecretFile ? readSecret(flags.webhookSecretFile, '--webhook-secret-file', MIN_SECRET_LENGTH, problem) : undefined;
-  const metricsListen = flags.metricsListen !== undefined ? parseMetricsListen(flags.metricsListen, problem) : undefined;
-  if (metricsListen && metricsListen.port !== 0 && metricsListen.port === listen.port && (metricsListen.host === listen.host || isWildcard(metricsListen.host) || isWildcard(listen.host))) {
+  const webhookSecret = flags.webhookSecretFile
+    ? readSecret(flags.webhookSecretFile, '--webhook-secret-file', MIN_SECRET_LENGTH, problem)
+    : undefined;
+  const metricsListen =
+    flags.metricsListen !== undefined ? parseMetricsListen(flags.metricsListen, problem) : undefined;
+  if (
+    metricsListen &&
+    metricsListen.port !== 0 &&
+    metricsListen.port === listen.port &&
+    (metricsListen.host === listen.host || isWildcard(metricsListen.host) || isWildcard(listen.host))
+  ) {
     problem(`--metrics-listen: ${flags.metricsListen} is the same port as --listen`);
   }
-  const trustedProxies = (flags.trustedProxy ?? []).flatMap((p) => p.split(',')).map((p) => p.trim()).filter(Boolean);
+  const trustedProxies = (flags.trustedProxy ?? [])
+    .flatMap((p) => p.split(','))
+    .map((p) => p.trim())
+    .filter(Boolean);
   for (const text of parseTrustedProxies(trustedProxies).problems) problem(text);
-  const adminToken = flags.adminTokenFile ? readSecret(flags.adminTokenFile, '--admin-token-file', MIN_SECRET_LENGTH, problem) : undefined;
+  const adminToken = flags.adminTokenFile
+    ? readSecret(flags.adminTokenFile, '--admin-token-file', MIN_SECRET_LENGTH, problem)
+    : undefined;
 
   const audience = flags.audience ?? DEFAULT_AUDIENCE;
   if (!audience.trim()) problem('--audience must not be empty');
 
   const logLevel = (flags.logLevel ?? 'info') as LogLevel;
-  if (!LOG_LEVELS.includes(logLevel)) problem(`--log-level: "${flags.logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
+  if (!LOG_LEVELS.includes(logLevel))
+    problem(`--log-level: "${flags.logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
   const logFormat = (flags.logFormat ?? 'json') as LogFormat;
   if (logFormat !== 'json' && logFormat !== 'text') problem(`--log-format: "${flags.logFormat}" is not json or text`);
 
   if (problems.length) {
-    throw new UserError('INVALID_OPTIONS', `gitops-server serve: ${problems.length} problem${problems.length > 1 ? 's' : ''} with the options:\n${problems.map((p) => `  - ${p}`).join('\n')}`, { data: { problems } });
+    throw new UserError(
+      'INVALID_OPTIONS',
+      `gitops-server serve: ${problems.length} problem${problems.length > 1 ? 's' : ''} with the options:\n${problems.map((p) => `  - ${p}`).join('\n')}`,
+      { data: { problems } },
+    );
   }
   return Object.freeze({
-    listen, stateDir: path.resolve(flags.stateDir ?? DEFAULT_STATE_DIR), tls, git, pollIntervalMs, heartbeatMs,
-    ...(webhookSecret ? { webhookSecret } : {}), ...(adminToken ? { adminToken } : {}), ...(metricsListen ? { metricsListen } : {}), trustedProxies, audience, logLevel, logFormat,
+    listen,
+    stateDir: path.resolve(flags.stateDir ?? DEFAULT_STATE_DIR),
+    tls,
+    git,
+    pollIntervalMs,
+    heartbeatMs,
+    ...(webhookSecret ? { webhookSecret } : {}),
+    ...(adminToken ? { adminToken } : {}),
+    ...(metricsListen ? { metricsListen } : {}),
+    trustedProxies,
+    audience,
+    logLevel,
+    logFormat,
   });
 }
 
@@ -126,7 +175,10 @@ export function resolveServeOptions(flags: RawServeFlags, env: Record<string, st
  * The Git source flags (--git-base-url, --git-token-file, --git-root), shared by `serve` and
  * `config check --project`; each problem goes to `problem`.
  */
-export function resolveGitOptions(flags: Pick<RawServeFlags, 'gitBaseUrl' | 'gitTokenFile' | 'gitRoot'>, problem: (text: string) => void): GitOptions {
+export function resolveGitOptions(
+  flags: Pick<RawServeFlags, 'gitBaseUrl' | 'gitTokenFile' | 'gitRoot'>,
+  problem: (text: string) => void,
+): GitOptions {
   let git: GitOptions = { mode: 'local', root: '' };
   if (flags.gitBaseUrl && flags.gitRoot) problem('Git: choose --git-base-url or --git-root, not both');
   else if (flags.gitBaseUrl) {
@@ -136,8 +188,10 @@ export function resolveGitOptions(flags: Pick<RawServeFlags, 'gitBaseUrl' | 'git
     } catch {
       problem(`--git-base-url: "${redactUrl(flags.gitBaseUrl)}" is not a URL (example: https://gitlab.example.com)`);
     }
-    if (url && url.protocol !== 'https:' && url.protocol !== 'http:') problem(`--git-base-url: only http(s) is supported (smart HTTP), got ${url.protocol}`);
-    if (url && (url.username || url.password)) problem('--git-base-url: put credentials in --git-token-file, not in the URL');
+    if (url && url.protocol !== 'https:' && url.protocol !== 'http:')
+      problem(`--git-base-url: only http(s) is supported (smart HTTP), got ${url.protocol}`);
+    if (url && (url.username || url.password))
+      problem('--git-base-url: put credentials in --git-token-file, not in the URL');
     const token = flags.gitTokenFile ? readSecret(flags.gitTokenFile, '--git-token-file', 1, problem) : undefined;
     git = { mode: 'http', baseUrl: flags.gitBaseUrl.replace(/\/+$/, ''), ...(token ? { token } : {}) };
   } else if (flags.gitRoot) {
@@ -164,11 +218,16 @@ const isWildcard = (host: string): boolean => host === '0.0.0.0' || host === '::
  * `--metrics-listen`: `HOST:PORT`, `[v6]:PORT`, or a bare `:PORT` / `PORT`, which means loopback
  * (127.0.0.1): what this port shows is for Prometheus and operators, not for whoever reaches the host.
  */
-export function parseMetricsListen(text: string, problem: (t: string) => void): { host: string; port: number } | undefined {
+export function parseMetricsListen(
+  text: string,
+  problem: (t: string) => void,
+): { host: string; port: number } | undefined {
   const m = /^(?:(?:\[([0-9a-fA-F:.]+)\]|([^:[\]/\s]*)):)?(\d{1,5})$/.exec(text.trim());
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) {
-    problem(`--metrics-listen: "${text}" is not HOST:PORT or PORT (examples: 9090 = 127.0.0.1:9090, 0.0.0.0:9090 for a Prometheus in another pod)`);
+    problem(
+      `--metrics-listen: "${text}" is not HOST:PORT or PORT (examples: 9090 = 127.0.0.1:9090, 0.0.0.0:9090 for a Prometheus in another pod)`,
+    );
     return undefined;
   }
   return { host: m[1] ?? (m[2] || '127.0.0.1'), port };

@@ -4,7 +4,12 @@
  * GitSource (git/source.ts) → Fleet (fleet/) → DesiredStateProvider and Pusher ↔ Hub (hub.ts).
  */
 import type {
-  AgentSettings, ConfigMessage, ErrorMessage, ManifestFile, ManifestProjectConfig, ProblemReport,
+  AgentSettings,
+  ConfigMessage,
+  ErrorMessage,
+  ManifestFile,
+  ManifestProjectConfig,
+  ProblemReport,
 } from '../protocol/messages.js';
 
 /** Which commit to follow in a project: GitLab's `ref` (default branch when empty). */
@@ -27,8 +32,7 @@ export interface AgentConfig {
 }
 
 export type AgentConfigResult =
-  | { ok: true; config: AgentConfig; commit: string }
-  | { ok: false; problems: ProblemReport[]; commit?: string };
+  { ok: true; config: AgentConfig; commit: string } | { ok: false; problems: ProblemReport[]; commit?: string };
 
 /** A new commit seen on a watched project/ref. */
 export interface CommitEvent {
@@ -67,7 +71,13 @@ export interface GitSource {
    * problem once per kind while it lasts, and (when given) `onRecover` once when it clears. A
    * second watch of a (project, ref) that is watched is refused (GIT_ALREADY_WATCHED).
    */
-  watch(project: string, ref: GitRef, onCommit: (e: CommitEvent) => void, onError: (e: SourceErrorEvent) => void, onRecover?: (e: SourceRecoverEvent) => void): () => void;
+  watch(
+    project: string,
+    ref: GitRef,
+    onCommit: (e: CommitEvent) => void,
+    onError: (e: SourceErrorEvent) => void,
+    onRecover?: (e: SourceRecoverEvent) => void,
+  ): () => void;
   /** Fetch now (webhook): resolves when the fetch finished (and listeners were told of a new commit). */
   refresh(project: string): Promise<void>;
   /** Files at a commit matching GitLab-style globs, dot-directories skipped, size limits enforced. */

@@ -29,9 +29,7 @@ export interface AgentAccess {
 /** Why a project may be read; for logs and tests. */
 export type AccessRule = 'config-project' | 'same-group' | 'same-root-level' | 'allowed-project' | 'allowed-group';
 
-export type AccessDecision =
-  | { allowed: true; rule: AccessRule; entry?: string }
-  | { allowed: false; reason: string };
+export type AccessDecision = { allowed: true; rule: AccessRule; entry?: string } | { allowed: false; reason: string };
 
 /** The config project's top-level group (`acme` for `acme/platform/agents`), or undefined at the root level. */
 export function topLevelGroup(configProject: string): string | undefined {
@@ -55,12 +53,17 @@ export function projectAccess(agent: AgentAccess, project: string): AccessDecisi
     return { allowed: true, rule: 'same-group' };
   }
   for (const entry of agent.allowProjects ?? []) {
-    if (allowEntryCovers(entry, project)) return { allowed: true, rule: entry.endsWith('/') ? 'allowed-group' : 'allowed-project', entry };
+    if (allowEntryCovers(entry, project))
+      return { allowed: true, rule: entry.endsWith('/') ? 'allowed-group' : 'allowed-project', entry };
   }
-  const hierarchy = group === undefined
-    ? `the root level of this agent's config project ${agent.configProject} (only other root-level projects)`
-    : `the group hierarchy of this agent's config project ${agent.configProject} (${group}/ and its subgroups)`;
-  return { allowed: false, reason: `${project} is outside ${hierarchy}, and the registry does not allow it for this agent` };
+  const hierarchy =
+    group === undefined
+      ? `the root level of this agent's config project ${agent.configProject} (only other root-level projects)`
+      : `the group hierarchy of this agent's config project ${agent.configProject} (${group}/ and its subgroups)`;
+  return {
+    allowed: false,
+    reason: `${project} is outside ${hierarchy}, and the registry does not allow it for this agent`,
+  };
 }
 
 /** The operator's command that allows `project` for `agentName` (named in refusals). */

@@ -52,7 +52,9 @@ describe('checkProjectId', () => {
   });
 
   it('throws GIT_BAD_PROJECT_ID naming the id and the reason', () => {
-    expect(() => checkProjectId('../../etc')).toThrow(expect.objectContaining({ code: 'GIT_BAD_PROJECT_ID', kind: 'user' }));
+    expect(() => checkProjectId('../../etc')).toThrow(
+      expect.objectContaining({ code: 'GIT_BAD_PROJECT_ID', kind: 'user' }),
+    );
     expect(() => checkProjectId('../../etc')).toThrow(/project "\.\.\/\.\.\/etc": segment 1 must start/);
   });
 

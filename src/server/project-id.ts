@@ -41,9 +41,11 @@ function segmentProblem(segment: string, index: number): string | undefined {
 export function projectIdProblem(id: string): string | undefined {
   if (typeof id !== 'string') return 'a project id must be a string';
   if (id === '') return 'a project id must not be empty';
-  if (id.length > MAX_PROJECT_ID_LENGTH) return `a project id is at most ${MAX_PROJECT_ID_LENGTH} characters (this one has ${id.length})`;
+  if (id.length > MAX_PROJECT_ID_LENGTH)
+    return `a project id is at most ${MAX_PROJECT_ID_LENGTH} characters (this one has ${id.length})`;
   const segments = id.split('/');
-  if (segments.length > MAX_PROJECT_ID_LEVELS) return `a project id has at most ${MAX_PROJECT_ID_LEVELS} levels (this one has ${segments.length})`;
+  if (segments.length > MAX_PROJECT_ID_LEVELS)
+    return `a project id has at most ${MAX_PROJECT_ID_LEVELS} levels (this one has ${segments.length})`;
   for (const [i, segment] of segments.entries()) {
     const problem = segmentProblem(segment, i);
     if (problem !== undefined) return problem;
@@ -55,7 +57,10 @@ export function projectIdProblem(id: string): string | undefined {
 export function checkProjectId(id: string): void {
   const problem = projectIdProblem(id);
   if (problem !== undefined) {
-    throw new UserError('GIT_BAD_PROJECT_ID', `project ${quoteId(String(id))}: ${problem}; expected a path such as group/name`);
+    throw new UserError(
+      'GIT_BAD_PROJECT_ID',
+      `project ${quoteId(String(id))}: ${problem}; expected a path such as group/name`,
+    );
   }
 }
 
@@ -66,5 +71,7 @@ export function checkProjectId(id: string): void {
 export function allowEntryProblem(entry: string): string | undefined {
   if (typeof entry !== 'string') return 'an allowed project must be a string';
   const problem = projectIdProblem(entry.endsWith('/') ? entry.slice(0, -1) : entry);
-  return problem === undefined ? undefined : `${problem} (expected a project path such as group/name or a group prefix such as group/)`;
+  return problem === undefined
+    ? undefined
+    : `${problem} (expected a project path such as group/name or a group prefix such as group/)`;
 }

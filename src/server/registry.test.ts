@@ -3,7 +3,18 @@ import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } fr
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseToken } from '../protocol/token.js';
-import { Registry, boundProblems, createAgent, createAgents, listAgents, listAgentsReport, revokeAgent, updateAllowProjects, type AgentRecord, type RegistryChange } from './registry.js';
+import {
+  Registry,
+  boundProblems,
+  createAgent,
+  createAgents,
+  listAgents,
+  listAgentsReport,
+  revokeAgent,
+  updateAllowProjects,
+  type AgentRecord,
+  type RegistryChange,
+} from './registry.js';
 import { statusShardOf } from './state-files.js';
 
 const dirs: string[] = [];
@@ -25,7 +36,11 @@ describe('agent create / revoke / list', () => {
     expect(parseToken(token).agentId).toBe(record.id);
     const text = await readFile(path.join(dir, 'agents.json'), 'utf8');
     expect(text).not.toContain(token.slice(13));
-    expect(JSON.parse(text).agents[0]).toMatchObject({ name: 'agent1', configProject: 'group/kubernetes-agent', publicKey: record.publicKey });
+    expect(JSON.parse(text).agents[0]).toMatchObject({
+      name: 'agent1',
+      configProject: 'group/kubernetes-agent',
+      publicKey: record.publicKey,
+    });
     expect((await stat(dir)).mode & 0o777).toBe(0o700);
     expect((await stat(path.join(dir, 'agents.json'))).mode & 0o777).toBe(0o600);
     expect((await readdir(dir)).sort()).toEqual(['agents.json']);
@@ -43,12 +58,25 @@ describe('agent create / revoke / list', () => {
   it('creates a batch of agents in one write, each with its own token, and creates none when one name is taken', async () => {
     const dir = await stateDir();
     await createAgent(dir, 'taken', 'p');
-    const batch = await createAgents(dir, Array.from({ length: 500 }, (_, i) => ({ name: `fleet-${i}`, configProject: 'group/config' })));
+    const batch = await createAgents(
+      dir,
+      Array.from({ length: 500 }, (_, i) => ({ name: `fleet-${i}`, configProject: 'group/config' })),
+    );
     expect(batch.map((b) => b.record.name)).toEqual(Array.from({ length: 500 }, (_, i) => `fleet-${i}`));
     expect(new Set(batch.map((b) => b.token)).size).toBe(500);
     expect(parseToken(batch[499].token).agentId).toBe(batch[499].record.id);
-    await expect(createAgents(dir, [{ name: 'fresh', configProject: 'p' }, { name: 'taken', configProject: 'p' }])).rejects.toMatchObject({ code: 'AGENT_EXISTS' });
-    await expect(createAgents(dir, [{ name: 'twice', configProject: 'p' }, { name: 'twice', configProject: 'p' }])).rejects.toMatchObject({ code: 'AGENT_EXISTS' });
+    await expect(
+      createAgents(dir, [
+        { name: 'fresh', configProject: 'p' },
+        { name: 'taken', configProject: 'p' },
+      ]),
+    ).rejects.toMatchObject({ code: 'AGENT_EXISTS' });
+    await expect(
+      createAgents(dir, [
+        { name: 'twice', configProject: 'p' },
+        { name: 'twice', configProject: 'p' },
+      ]),
+    ).rejects.toMatchObject({ code: 'AGENT_EXISTS' });
     const names = (await listAgents(dir)).map((a) => a.name);
     expect(names).toHaveLength(501);
     expect(names).not.toContain('fresh');
@@ -59,7 +87,10 @@ describe('agent create / revoke / list', () => {
     await createAgent(dir, 'first', 'p');
     const before = await readFile(path.join(dir, 'agents.json'), 'utf8');
     const { record } = await createAgent(dir, 'second', 'p');
-    await createAgents(dir, [{ name: 'third', configProject: 'p' }, { name: 'fourth', configProject: 'p' }]);
+    await createAgents(dir, [
+      { name: 'third', configProject: 'p' },
+      { name: 'fourth', configProject: 'p' },
+    ]);
     expect(await readFile(path.join(dir, 'agents.json'), 'utf8')).toBe(before);
     expect((await readdir(dir)).sort()).toEqual(['agents.journal', 'agents.json']);
     expect((await stat(path.join(dir, 'agents.journal'))).mode & 0o777).toBe(0o600);
@@ -73,7 +104,10 @@ describe('agent create / revoke / list', () => {
     expect(JSON.parse(text).agents[1]).toMatchObject({ ...record, revokedAt: expect.any(String) });
     // The revoked name is free again, and the journal line of the old one cannot undo the revoke.
     await createAgent(dir, 'second', 'p');
-    expect((await listAgents(dir)).filter((a) => a.name === 'second').map((a) => Boolean(a.revokedAt))).toEqual([true, false]);
+    expect((await listAgents(dir)).filter((a) => a.name === 'second').map((a) => Boolean(a.revokedAt))).toEqual([
+      true,
+      false,
+    ]);
   });
 
   it('ignores a journal line torn by a crash and cuts it off at the next create', async () => {
@@ -90,7 +124,10 @@ describe('agent create / revoke / list', () => {
   it('rewrites agents.json once the journal holds 1,000 agents', async () => {
     const dir = await stateDir();
     await createAgent(dir, 'first', 'p');
-    await createAgents(dir, Array.from({ length: 1000 }, (_, i) => ({ name: `a-${i}`, configProject: 'p' })));
+    await createAgents(
+      dir,
+      Array.from({ length: 1000 }, (_, i) => ({ name: `a-${i}`, configProject: 'p' })),
+    );
     expect((await readdir(dir)).sort()).toEqual(['agents.journal', 'agents.json']);
     await createAgent(dir, 'one-more', 'p');
     expect((await readdir(dir)).sort()).toEqual(['agents.json']);
@@ -140,10 +177,18 @@ describe('Registry (server side)', () => {
     const { record } = await createAgent(dir, 'agent1', 'p');
     const registry = await Registry.open(dir, { statusDebounceMs: 10 });
     registry.recordSessions(record.id, 1);
-    registry.recordApplied(record.id, 'gitops-project', { commit: 'a'.repeat(40), digest: 'd', result: 'applied', at: new Date().toISOString() });
+    registry.recordApplied(record.id, 'gitops-project', {
+      commit: 'a'.repeat(40),
+      digest: 'd',
+      result: 'applied',
+      at: new Date().toISOString(),
+    });
     await registry.close();
     const rows = await listAgents(dir);
-    expect(rows[0].status).toMatchObject({ connected: true, applied: { 'gitops-project': { commit: 'a'.repeat(40) } } });
+    expect(rows[0].status).toMatchObject({
+      connected: true,
+      applied: { 'gitops-project': { commit: 'a'.repeat(40) } },
+    });
     const shards = await readdir(path.join(dir, 'status'));
     expect(shards).toHaveLength(1);
     expect((await stat(path.join(dir, 'status', shards[0]))).mode & 0o777).toBe(0o600);
@@ -156,11 +201,23 @@ describe('Registry (server side)', () => {
   it('rewrites only the status shard of an agent that changed, with 10,000 agents, while agent list sees every agent', async () => {
     const dir = await stateDir();
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    const agents = Array.from({ length: 10_000 }, (_, i) => ({ id: i.toString(16).padStart(32, '0'), name: `agent${i}`, configProject: 'p', publicKey: 'A'.repeat(43), createdAt: '2026-01-01T00:00:00.000Z' }));
+    const agents = Array.from({ length: 10_000 }, (_, i) => ({
+      id: i.toString(16).padStart(32, '0'),
+      name: `agent${i}`,
+      configProject: 'p',
+      publicKey: 'A'.repeat(43),
+      createdAt: '2026-01-01T00:00:00.000Z',
+    }));
     await writeFile(path.join(dir, 'agents.json'), JSON.stringify({ version: 1, agents }));
     const registry = await Registry.open(dir, { statusDebounceMs: 60_000 });
     registries.push(registry);
-    for (const a of agents) registry.recordApplied(a.id, 'gitops-project', { commit: 'a'.repeat(40), digest: 'sha256:' + 'd'.repeat(64), result: 'applied', at: '2026-01-01T00:00:00.000Z' });
+    for (const a of agents)
+      registry.recordApplied(a.id, 'gitops-project', {
+        commit: 'a'.repeat(40),
+        digest: 'sha256:' + 'd'.repeat(64),
+        result: 'applied',
+        at: '2026-01-01T00:00:00.000Z',
+      });
     let started = performance.now();
     const all = await registry.flush();
     const allMs = performance.now() - started;
@@ -169,7 +226,9 @@ describe('Registry (server side)', () => {
     started = performance.now();
     const one = await registry.flush();
     const oneMs = performance.now() - started;
-    process.stderr.write(`status flush, 10,000 agents: all ${all.bytes} bytes in ${Math.round(allMs)} ms; one agent ${one.bytes} bytes in ${oneMs.toFixed(1)} ms\n`);
+    process.stderr.write(
+      `status flush, 10,000 agents: all ${all.bytes} bytes in ${Math.round(allMs)} ms; one agent ${one.bytes} bytes in ${oneMs.toFixed(1)} ms\n`,
+    );
     expect(one.files).toBe(1);
     expect(one.bytes).toBeLessThan(all.bytes / 20);
     expect(await registry.flush()).toEqual({ files: 0, bytes: 0 });
@@ -182,7 +241,18 @@ describe('Registry (server side)', () => {
   it('reads the single status.json of an earlier version and replaces it with shards on the first write', async () => {
     const dir = await stateDir();
     const { record } = await createAgent(dir, 'agent1', 'p');
-    const legacy = { version: 1, writtenAt: '', agents: { [record.id]: { connected: true, sessions: 1, applied: { p: { commit: 'b'.repeat(40), digest: 'd', result: 'applied', at: '' } }, lastError: { at: '', problems: [{ code: 'X', message: 'old' }] } } } };
+    const legacy = {
+      version: 1,
+      writtenAt: '',
+      agents: {
+        [record.id]: {
+          connected: true,
+          sessions: 1,
+          applied: { p: { commit: 'b'.repeat(40), digest: 'd', result: 'applied', at: '' } },
+          lastError: { at: '', problems: [{ code: 'X', message: 'old' }] },
+        },
+      },
+    };
     await writeFile(path.join(dir, 'status.json'), JSON.stringify(legacy));
     expect((await listAgents(dir))[0].status?.applied.p.commit).toBe('b'.repeat(40));
     const registry = await Registry.open(dir);
@@ -202,16 +272,26 @@ describe('Registry (server side)', () => {
 });
 
 describe('agent create: config project and allowed projects', () => {
-  it.each(['../../etc', 'http://169.254.169.254/latest', '', '   ', 'group/name.git', 'x'.repeat(300)])('refuses --config-project %j and writes nothing', async (project) => {
-    const dir = await stateDir();
-    await expect(createAgent(dir, 'agent1', project)).rejects.toMatchObject({ code: 'AGENT_BAD_PROJECT', kind: 'user' });
-    await expect(readdir(dir)).rejects.toThrow();
-  });
+  it.each(['../../etc', 'http://169.254.169.254/latest', '', '   ', 'group/name.git', 'x'.repeat(300)])(
+    'refuses --config-project %j and writes nothing',
+    async (project) => {
+      const dir = await stateDir();
+      await expect(createAgent(dir, 'agent1', project)).rejects.toMatchObject({
+        code: 'AGENT_BAD_PROJECT',
+        kind: 'user',
+      });
+      await expect(readdir(dir)).rejects.toThrow();
+    },
+  );
 
   it('stores allowed projects, refuses a bad entry, and changes them later in one rewrite a running server sees', async () => {
     const dir = await stateDir();
-    await expect(createAgent(dir, 'agent1', 'a/config', undefined, { allowProjects: ['tenant-b/', '../x'] })).rejects.toMatchObject({ code: 'AGENT_BAD_ALLOW_PROJECT' });
-    const { record } = await createAgent(dir, 'agent1', 'a/config', undefined, { allowProjects: ['tenant-b/', 'c/one', 'tenant-b/'] });
+    await expect(
+      createAgent(dir, 'agent1', 'a/config', undefined, { allowProjects: ['tenant-b/', '../x'] }),
+    ).rejects.toMatchObject({ code: 'AGENT_BAD_ALLOW_PROJECT' });
+    const { record } = await createAgent(dir, 'agent1', 'a/config', undefined, {
+      allowProjects: ['tenant-b/', 'c/one', 'tenant-b/'],
+    });
     expect(record.allowProjects).toEqual(['tenant-b/', 'c/one']);
     const registry = await Registry.open(dir);
     registries.push(registry);
@@ -220,12 +300,22 @@ describe('agent create: config project and allowed projects', () => {
     const updated = await updateAllowProjects(dir, 'agent1', { allow: ['d/'], disallow: ['c/one'] });
     expect(updated.allowProjects).toEqual(['tenant-b/', 'd/']);
     const change = await seen;
-    expect(change).toMatchObject({ added: [], revoked: [], changed: [{ id: record.id, allowProjects: ['tenant-b/', 'd/'] }] });
+    expect(change).toMatchObject({
+      added: [],
+      revoked: [],
+      changed: [{ id: record.id, allowProjects: ['tenant-b/', 'd/'] }],
+    });
     expect(registry.get(record.id)).not.toBe(held);
     expect(registry.get(record.id)?.allowProjects).toEqual(['tenant-b/', 'd/']);
-    await expect(updateAllowProjects(dir, 'agent1', { disallow: ['c/one'] })).rejects.toMatchObject({ code: 'AGENT_NOT_ALLOWED' });
-    await expect(updateAllowProjects(dir, 'nobody', { allow: ['x/'] })).rejects.toMatchObject({ code: 'AGENT_NOT_FOUND' });
-    await expect(updateAllowProjects(dir, 'agent1', { allow: ['bad//'] })).rejects.toMatchObject({ code: 'AGENT_BAD_ALLOW_PROJECT' });
+    await expect(updateAllowProjects(dir, 'agent1', { disallow: ['c/one'] })).rejects.toMatchObject({
+      code: 'AGENT_NOT_ALLOWED',
+    });
+    await expect(updateAllowProjects(dir, 'nobody', { allow: ['x/'] })).rejects.toMatchObject({
+      code: 'AGENT_NOT_FOUND',
+    });
+    await expect(updateAllowProjects(dir, 'agent1', { allow: ['bad//'] })).rejects.toMatchObject({
+      code: 'AGENT_BAD_ALLOW_PROJECT',
+    });
     const last = await updateAllowProjects(dir, 'agent1', { disallow: ['tenant-b/', 'd/'] });
     expect(last).not.toHaveProperty('allowProjects');
   });
@@ -242,7 +332,9 @@ describe('state dir records that fail validation', () => {
     await writeFile(file, text.replace(`${line(record)}\n`, `${line({ id: 'f'.repeat(32) })},\n${line(record)}\n`));
     const report = await listAgentsReport(dir);
     expect(report.rows.map((r) => r.name)).toEqual(['good']);
-    expect(report.warnings).toEqual([expect.stringMatching(new RegExp(`agents\\.json:2: agent record skipped: name: `))]);
+    expect(report.warnings).toEqual([
+      expect.stringMatching(new RegExp(`agents\\.json:2: agent record skipped: name: `)),
+    ]);
     const registry = await Registry.open(dir);
     registries.push(registry);
     expect(registry.active().map((a) => a.name)).toEqual(['good']);
@@ -270,7 +362,9 @@ describe('state dir records that fail validation', () => {
     await revokeAgent(dir, 'first');
     const after = JSON.parse(await readFile(path.join(dir, 'agents.json'), 'utf8')) as { agents: { name: string }[] };
     expect(after.agents.map((a) => a.name)).toEqual(['first', 'second', 'third', 'evil']);
-    expect((await listAgentsReport(dir)).warnings).toEqual([expect.stringMatching(/agents\.json:5: agent record skipped \(evil\)/)]);
+    expect((await listAgentsReport(dir)).warnings).toEqual([
+      expect.stringMatching(/agents\.json:5: agent record skipped \(evil\)/),
+    ]);
   });
 
   it('never lets a journal line undo the revoke of a record that fails validation', async () => {
@@ -321,7 +415,10 @@ describe('state dir records that fail validation', () => {
     await waitUntil(() => registry.health().agentsFileProblem === 'missing');
     expect(registry.lookupKey(record.id)).toMatchObject({ revoked: false });
     // A command would replace the registry with nothing but its own agent: it refuses.
-    await expect(createAgent(dir, 'late', 'p')).rejects.toMatchObject({ code: 'STATE_AGENTS_FILE_MISSING', message: expect.stringMatching(/restore agents\.json from a backup/) });
+    await expect(createAgent(dir, 'late', 'p')).rejects.toMatchObject({
+      code: 'STATE_AGENTS_FILE_MISSING',
+      message: expect.stringMatching(/restore agents\.json from a backup/),
+    });
     await expect(revokeAgent(dir, 'agent1')).rejects.toMatchObject({ code: 'STATE_AGENTS_FILE_MISSING' });
     await writeFile(file, '{"version":1,"agents":[');
     await waitUntil(() => /not valid JSON/.test(registry.health().agentsFileProblem ?? ''));
@@ -350,18 +447,27 @@ describe('state dir records that fail validation', () => {
     const { record } = await createAgent(dir, 'agent1', 'p');
     const { record: other } = await createAgent(dir, 'agent2', 'p');
     await mkdir(path.join(dir, 'status'), { recursive: true });
-    const huge = { connected: false, sessions: 0, applied: { p: { commit: 'c'.repeat(5000), digest: 'd', result: 'applied', at: '' } } };
-    await writeFile(path.join(dir, 'status', `${statusShardOf(record.id)}.json`), JSON.stringify({ version: 1, writtenAt: '', agents: { [record.id]: huge } }));
+    const huge = {
+      connected: false,
+      sessions: 0,
+      applied: { p: { commit: 'c'.repeat(5000), digest: 'd', result: 'applied', at: '' } },
+    };
+    await writeFile(
+      path.join(dir, 'status', `${statusShardOf(record.id)}.json`),
+      JSON.stringify({ version: 1, writtenAt: '', agents: { [record.id]: huge } }),
+    );
     // A broken shard of its own: never the one just written for agent1 (ids are random, so either may hash to 00).
     const used = new Set([statusShardOf(record.id), statusShardOf(other.id)]);
     const broken = ['00', '01', '02'].find((s) => !used.has(s));
     await writeFile(path.join(dir, 'status', `${broken}.json`), '{"version":1,');
     const report = await listAgentsReport(dir);
     expect(report.rows.every((r) => r.status === undefined)).toBe(true);
-    expect(report.warnings).toEqual(expect.arrayContaining([
-      expect.stringMatching(new RegExp(`status skipped: status of agent ${record.id}: applied\\.p\\.commit: `)),
-      expect.stringMatching(/status skipped: not valid JSON/),
-    ]));
+    expect(report.warnings).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(new RegExp(`status skipped: status of agent ${record.id}: applied\\.p\\.commit: `)),
+        expect.stringMatching(/status skipped: not valid JSON/),
+      ]),
+    );
     const registry = await Registry.open(dir);
     registries.push(registry);
     expect(registry.health().invalidStatus).toBe(2);
@@ -387,12 +493,20 @@ describe('Registry status writes', () => {
 
     registry.recordHello(record.id, 'v'.repeat(100), at);
     registry.recordSessions(record.id, 2, at);
-    expect(registry.status(record.id)).toMatchObject({ connected: true, sessions: 2, lastSeen: at, agentVersion: 'v'.repeat(64) });
+    expect(registry.status(record.id)).toMatchObject({
+      connected: true,
+      sessions: 2,
+      lastSeen: at,
+      agentVersion: 'v'.repeat(64),
+    });
     registry.recordSessions(record.id, 0, at);
     expect(registry.status(record.id)).toMatchObject({ connected: false, sessions: 0 });
 
     const problem = { code: 'APPLY_FAILED', message: 'x'.repeat(5000), object: 'ConfigMap/default/a' };
-    registry.recordProjectProblems(record.id, 'p1', at, { commit: 'c1', problems: Array.from({ length: 50 }, () => problem) });
+    registry.recordProjectProblems(record.id, 'p1', at, {
+      commit: 'c1',
+      problems: Array.from({ length: 50 }, () => problem),
+    });
     registry.recordProjectProblems(record.id, 'p2', at, { commit: 'c2', problems: [problem] });
     const errors = registry.status(record.id).projectErrors!;
     expect(errors.p1.problems).toHaveLength(20);
@@ -409,7 +523,10 @@ describe('Registry status writes', () => {
     registry.setConfigProblems(record.id, [{ code: 'CONFIG_YAML_INVALID', message: 'bad' }]);
     registry.setSourceProblem(record.id, 'p1', { code: 'GIT_UNREACHABLE', message: 'down' });
     registry.setSourceProblem(record.id, 'p2', { code: 'GIT_UNREACHABLE', message: 'down' });
-    expect(registry.status(record.id)).toMatchObject({ configProblems: [{ code: 'CONFIG_YAML_INVALID' }], sourceProblems: { p1: {}, p2: {} } });
+    expect(registry.status(record.id)).toMatchObject({
+      configProblems: [{ code: 'CONFIG_YAML_INVALID' }],
+      sourceProblems: { p1: {}, p2: {} },
+    });
     registry.clearConfigProblems(record.id);
     expect(registry.clearSourceProblem(record.id, 'p1')).toBe(true);
     expect(registry.clearSourceProblem(record.id, 'p1')).toBe(false);

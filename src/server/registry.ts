@@ -32,9 +32,25 @@ import type { ProblemReport } from '../protocol/messages.js';
 import { generateToken, publicKeyFromX } from '../protocol/token.js';
 import { allowEntryProblem, projectIdProblem, quoteId } from './project-id.js';
 import {
-  AGENTS_FILE, AGENTS_JOURNAL, AGENT_NAME_PATTERN, MAX_ALLOW_PROJECTS, STATUS_DIR, appendAgents, STATUS_FILE, ensureStateDir, readAgents, readAllStatus,
-  stateProblemWhere, statusShardOf, updateAgentsFile, writeStatusShard, type AgentRecord, type AgentStatus, type AppliedRecord,
-  type DriftRecord, type StateProblem,
+  AGENTS_FILE,
+  AGENTS_JOURNAL,
+  AGENT_NAME_PATTERN,
+  MAX_ALLOW_PROJECTS,
+  STATUS_DIR,
+  appendAgents,
+  STATUS_FILE,
+  ensureStateDir,
+  readAgents,
+  readAllStatus,
+  stateProblemWhere,
+  statusShardOf,
+  updateAgentsFile,
+  writeStatusShard,
+  type AgentRecord,
+  type AgentStatus,
+  type AppliedRecord,
+  type DriftRecord,
+  type StateProblem,
 } from './state-files.js';
 
 export type { AgentRecord, AgentStatus, AppliedRecord, DriftRecord, StateProblem } from './state-files.js';
@@ -49,7 +65,11 @@ const MAX_TEXT = 1000;
 
 /** Registers an agent and returns its token (shown once, never stored). */
 export async function createAgent(
-  stateDir: string, name: string, configProject: string, now = new Date(), options: { allowProjects?: readonly string[] } = {},
+  stateDir: string,
+  name: string,
+  configProject: string,
+  now = new Date(),
+  options: { allowProjects?: readonly string[] } = {},
 ): Promise<{ record: AgentRecord; token: string }> {
   return (await createAgents(stateDir, [{ name, configProject, ...options }], now))[0];
 }
@@ -67,10 +87,15 @@ export function checkAllowProjects(name: string, entries: readonly string[]): st
   const out: string[] = [];
   for (const entry of entries) {
     const problem = allowEntryProblem(entry);
-    if (problem !== undefined) throw new UserError('AGENT_BAD_ALLOW_PROJECT', `agent ${name}: --allow-project ${quoteId(entry)}: ${problem}`);
+    if (problem !== undefined)
+      throw new UserError('AGENT_BAD_ALLOW_PROJECT', `agent ${name}: --allow-project ${quoteId(entry)}: ${problem}`);
     if (!out.includes(entry)) out.push(entry);
   }
-  if (out.length > MAX_ALLOW_PROJECTS) throw new UserError('AGENT_BAD_ALLOW_PROJECT', `agent ${name}: at most ${MAX_ALLOW_PROJECTS} allowed projects (${out.length} given); allow a group prefix such as group/ instead`);
+  if (out.length > MAX_ALLOW_PROJECTS)
+    throw new UserError(
+      'AGENT_BAD_ALLOW_PROJECT',
+      `agent ${name}: at most ${MAX_ALLOW_PROJECTS} allowed projects (${out.length} given); allow a group prefix such as group/ instead`,
+    );
   return out;
 }
 
@@ -78,16 +103,27 @@ export function checkAllowProjects(name: string, entries: readonly string[]): st
  * Registers several agents in ONE locked write of agents.json (all or none) and returns their
  * tokens in order. For provisioning a fleet: K single creates rewrite the file K times.
  */
-export async function createAgents(stateDir: string, agents: readonly NewAgent[], now = new Date()): Promise<{ record: AgentRecord; token: string }[]> {
+export async function createAgents(
+  stateDir: string,
+  agents: readonly NewAgent[],
+  now = new Date(),
+): Promise<{ record: AgentRecord; token: string }[]> {
   const names = new Set<string>();
   const allowed: string[][] = [];
   for (const { name, configProject, allowProjects } of agents) {
     if (!AGENT_NAME_PATTERN.test(name)) {
-      throw new UserError('AGENT_BAD_NAME', `agent name ${quoteId(name)}: use lowercase letters, digits and '-', 1 to 63 characters, starting and ending with a letter or digit`);
+      throw new UserError(
+        'AGENT_BAD_NAME',
+        `agent name ${quoteId(name)}: use lowercase letters, digits and '-', 1 to 63 characters, starting and ending with a letter or digit`,
+      );
     }
     // The server reads this path from the Git host: refuse here what it would refuse there.
     const problem = projectIdProblem(configProject.trim());
-    if (problem !== undefined) throw new UserError('AGENT_BAD_PROJECT', `agent ${name}: --config-project ${quoteId(configProject)}: ${problem}; name a project such as group/kubernetes-agent`);
+    if (problem !== undefined)
+      throw new UserError(
+        'AGENT_BAD_PROJECT',
+        `agent ${name}: --config-project ${quoteId(configProject)}: ${problem}; name a project such as group/kubernetes-agent`,
+      );
     if (names.has(name)) throw new UserError('AGENT_EXISTS', `agent ${name}: listed twice`);
     names.add(name);
     allowed.push(checkAllowProjects(name, allowProjects ?? []));
@@ -95,17 +131,26 @@ export async function createAgents(stateDir: string, agents: readonly NewAgent[]
   const created = agents.map(({ name, configProject }, i) => {
     const gen = generateToken();
     const record: AgentRecord = {
-      id: gen.agentId, name, configProject: configProject.trim(), publicKey: gen.publicKeyX, createdAt: now.toISOString(),
+      id: gen.agentId,
+      name,
+      configProject: configProject.trim(),
+      publicKey: gen.publicKeyX,
+      createdAt: now.toISOString(),
       ...(allowed[i].length ? { allowProjects: allowed[i] } : {}),
     };
     return { record, token: gen.token };
   });
   // Appended to agents.journal (see state-files.ts): no rewrite of every other agent per create.
-  await appendAgents(stateDir, created.map((c) => c.record), (file) => {
-    for (const a of file.agents) {
-      if (!a.revokedAt && names.has(a.name)) throw new UserError('AGENT_EXISTS', `agent ${a.name}: already exists (revoke it first to issue a new token)`);
-    }
-  });
+  await appendAgents(
+    stateDir,
+    created.map((c) => c.record),
+    (file) => {
+      for (const a of file.agents) {
+        if (!a.revokedAt && names.has(a.name))
+          throw new UserError('AGENT_EXISTS', `agent ${a.name}: already exists (revoke it first to issue a new token)`);
+      }
+    },
+  );
   return created;
 }
 
@@ -119,10 +164,18 @@ export async function revokeAgent(stateDir: string, name: string, now = new Date
     const index = file.agents.findIndex((a) => a.name === name && !a.revokedAt);
     const broken = skipped.map((r) => (r.name === name && !r.revokedAt ? { ...r, revokedAt: now.toISOString() } : r));
     const brokenHit = broken.some((r, i) => r !== skipped[i]);
-    if (index < 0 && !brokenHit) throw new UserError('AGENT_NOT_FOUND', `agent ${name}: no active agent with this name`);
+    if (index < 0 && !brokenHit)
+      throw new UserError('AGENT_NOT_FOUND', `agent ${name}: no active agent with this name`);
     if (index < 0) {
       const raw = broken.find((r, i) => r !== skipped[i])!;
-      const result = { id: String(raw.id), name, configProject: String(raw.configProject), publicKey: '', createdAt: String(raw.createdAt), revokedAt: now.toISOString() };
+      const result = {
+        id: String(raw.id),
+        name,
+        configProject: String(raw.configProject),
+        publicKey: '',
+        createdAt: String(raw.createdAt),
+        revokedAt: now.toISOString(),
+      };
       return { file, result, skipped: broken };
     }
     const revoked = { ...file.agents[index], revokedAt: now.toISOString() };
@@ -137,7 +190,11 @@ export async function revokeAgent(stateDir: string, name: string, now = new Date
  * agents.json; a running server picks the change up within a second (RegistryChange.changed).
  * Removing an entry the agent does not have is an error (a typo must not look like success).
  */
-export async function updateAllowProjects(stateDir: string, name: string, change: { allow?: readonly string[]; disallow?: readonly string[] }): Promise<AgentRecord> {
+export async function updateAllowProjects(
+  stateDir: string,
+  name: string,
+  change: { allow?: readonly string[]; disallow?: readonly string[] },
+): Promise<AgentRecord> {
   const allow = checkAllowProjects(name, change.allow ?? []);
   const disallow = change.disallow ?? [];
   return updateAgentsFile(stateDir, (file) => {
@@ -146,7 +203,10 @@ export async function updateAllowProjects(stateDir: string, name: string, change
     const before = file.agents[index].allowProjects ?? [];
     for (const entry of disallow) {
       if (!before.includes(entry)) {
-        throw new UserError('AGENT_NOT_ALLOWED', `agent ${name}: ${quoteId(entry)} is not among its allowed projects (${before.length ? before.join(', ') : 'none'})`);
+        throw new UserError(
+          'AGENT_NOT_ALLOWED',
+          `agent ${name}: ${quoteId(entry)} is not among its allowed projects (${before.length ? before.join(', ') : 'none'})`,
+        );
       }
     }
     const next = checkAllowProjects(name, [...before.filter((e) => !disallow.includes(e)), ...allow]);
@@ -174,8 +234,10 @@ export async function listAgents(stateDir: string): Promise<AgentListRow[]> {
 export async function listAgentsReport(stateDir: string): Promise<{ rows: AgentListRow[]; warnings: string[] }> {
   const [agents, status] = await Promise.all([readAgents(stateDir), readAllStatus(stateDir)]);
   const warnings: string[] = [];
-  if (agents.fileProblem !== undefined) warnings.push(`${path.join(stateDir, AGENTS_FILE)}: ${agents.fileProblem}; only the journal's agents are listed`);
-  for (const p of agents.invalid) warnings.push(`${stateProblemWhere(p)}: agent record skipped${p.name ? ` (${p.name})` : ''}: ${p.problem}`);
+  if (agents.fileProblem !== undefined)
+    warnings.push(`${path.join(stateDir, AGENTS_FILE)}: ${agents.fileProblem}; only the journal's agents are listed`);
+  for (const p of agents.invalid)
+    warnings.push(`${stateProblemWhere(p)}: agent record skipped${p.name ? ` (${p.name})` : ''}: ${p.problem}`);
   for (const p of status.problems) warnings.push(`${stateProblemWhere(p)}: status skipped: ${p.problem}`);
   return { rows: agents.agents.map((a) => ({ ...a, status: status.agents[a.id] })), warnings };
 }
@@ -241,7 +303,10 @@ export class Registry {
   private invalidStatus = 0;
   private readonly log: Logger;
 
-  private constructor(readonly stateDir: string, private readonly options: RegistryOptions) {
+  private constructor(
+    readonly stateDir: string,
+    private readonly options: RegistryOptions,
+  ) {
     this.log = options.logger ?? silentLogger();
   }
 
@@ -251,7 +316,8 @@ export class Registry {
     await ensureStateDir(stateDir);
     const previous = await readAllStatus(stateDir);
     registry.invalidStatus = previous.problems.length;
-    for (const p of previous.problems.slice(0, 20)) registry.log.warn({ file: p.file, agentId: p.agentId, problem: p.problem }, 'status record skipped');
+    for (const p of previous.problems.slice(0, 20))
+      registry.log.warn({ file: p.file, agentId: p.agentId, problem: p.problem }, 'status record skipped');
     for (const [id, s] of Object.entries(previous.agents)) {
       // Git and config problems are found again by this process (and cleared when gone); the
       // legacy single `lastError` gave way to per-project errors.
@@ -337,7 +403,11 @@ export class Registry {
   recordApplied(id: string, project: string, entry: AppliedRecord): void {
     this.updateStatus(id, (s) => {
       if (!Object.hasOwn(s.applied, project) && Object.keys(s.applied).length >= MAX_PROJECTS) return;
-      setEntry(s.applied, project.slice(0, 255), { ...entry, commit: entry.commit.slice(0, 64), digest: entry.digest.slice(0, 128) });
+      setEntry(s.applied, project.slice(0, 255), {
+        ...entry,
+        commit: entry.commit.slice(0, 64),
+        digest: entry.digest.slice(0, 128),
+      });
     });
   }
 
@@ -345,7 +415,12 @@ export class Registry {
    * The apply problems of one project from the agent's latest status for it; `undefined` (a good
    * apply) removes the project's entry, the other projects keep theirs.
    */
-  recordProjectProblems(id: string, project: string, at: string, report?: { commit: string; problems: readonly ProblemReport[] }): void {
+  recordProjectProblems(
+    id: string,
+    project: string,
+    at: string,
+    report?: { commit: string; problems: readonly ProblemReport[] },
+  ): void {
     this.updateStatus(id, (s) => {
       s.lastSeen = at;
       if (!report) {
@@ -368,7 +443,11 @@ export class Registry {
       s.lastSeen = at;
       s.driftCount = (s.driftCount ?? 0) + 1;
       s.lastDrift = {
-        project: drift.project, object: drift.object.slice(0, 300), action: drift.action, manager: drift.manager?.slice(0, 100), at: drift.at.slice(0, 40),
+        project: drift.project,
+        object: drift.object.slice(0, 300),
+        action: drift.action,
+        manager: drift.manager?.slice(0, 100),
+        at: drift.at.slice(0, 40),
       };
     });
   }
@@ -376,7 +455,9 @@ export class Registry {
   /** Problems with the agent's latest config.yaml (the last valid config stays in force). */
   setConfigProblems(id: string, problems: readonly ProblemReport[]): void {
     const bounded = boundProblems(problems);
-    this.updateStatus(id, (s) => { s.configProblems = bounded; });
+    this.updateStatus(id, (s) => {
+      s.configProblems = bounded;
+    });
   }
 
   /**
@@ -385,13 +466,17 @@ export class Registry {
    */
   clearConfigProblems(id: string): void {
     if (!this.statuses.get(id)?.configProblems) return;
-    this.updateStatus(id, (s) => { delete s.configProblems; });
+    this.updateStatus(id, (s) => {
+      delete s.configProblems;
+    });
   }
 
   /** A Git problem with one of the agent's projects (config or manifest). */
   setSourceProblem(id: string, project: string, problem: ProblemReport): void {
     const [bounded] = boundProblems([problem]);
-    this.updateStatus(id, (s) => { s.sourceProblems = { ...(s.sourceProblems ?? {}), [project]: bounded }; });
+    this.updateStatus(id, (s) => {
+      s.sourceProblems = { ...(s.sourceProblems ?? {}), [project]: bounded };
+    });
   }
 
   /** Removes the Git problem of one project; says whether there was one. */
@@ -419,7 +504,9 @@ export class Registry {
     this.flushTimer = undefined;
     while (this.flushing) await this.flushing.catch(() => undefined);
     if (this.dirty.size === 0) return { files: 0, bytes: 0 };
-    this.flushing = this.writeDirty().finally(() => { this.flushing = undefined; });
+    this.flushing = this.writeDirty().finally(() => {
+      this.flushing = undefined;
+    });
     return this.flushing;
   }
 
@@ -437,7 +524,9 @@ export class Registry {
     try {
       await fs.mkdir(dir, { recursive: true, mode: 0o700 });
       // A few writes at a time: each is an fsync, and 256 at once would stall the disk for everyone.
-      const written = await mapLimit([...byShard], STATUS_WRITES_IN_FLIGHT, ([shard, agents]) => writeStatusShard(this.stateDir, shard, agents));
+      const written = await mapLimit([...byShard], STATUS_WRITES_IN_FLIGHT, ([shard, agents]) =>
+        writeStatusShard(this.stateDir, shard, agents),
+      );
       bytes = written.reduce((n, b) => n + b, 0);
       await syncDir(dir);
     } catch (err) {
@@ -488,7 +577,9 @@ export class Registry {
     }
     this.pollTimer = setInterval(() => {
       this.stamp()
-        .then((stamp) => { if (stamp !== this.lastStamp) this.triggerReload(); })
+        .then((stamp) => {
+          if (stamp !== this.lastStamp) this.triggerReload();
+        })
         .catch(() => undefined);
     }, this.options.pollMs ?? 250);
     this.pollTimer.unref();
@@ -501,7 +592,9 @@ export class Registry {
       return;
     }
     this.reloading = this.reload()
-      .catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'agents file unreadable; keeping the previous agents'))
+      .catch((err: unknown) =>
+        this.log.error({ err: errorMessage(err) }, 'agents file unreadable; keeping the previous agents'),
+      )
       .finally(() => {
         this.reloading = undefined;
         if (this.reloadAgain) {
@@ -513,9 +606,14 @@ export class Registry {
 
   /** Identity of agents.json and its journal: a change to either means a reload. */
   private async stamp(): Promise<string> {
-    const stamps = await Promise.all([AGENTS_FILE, AGENTS_JOURNAL].map((name) => fs.stat(path.join(this.stateDir, name))
-      .then((st) => `${st.ino}:${st.mtimeMs}:${st.size}`)
-      .catch(() => 'absent')));
+    const stamps = await Promise.all(
+      [AGENTS_FILE, AGENTS_JOURNAL].map((name) =>
+        fs
+          .stat(path.join(this.stateDir, name))
+          .then((st) => `${st.ino}:${st.mtimeMs}:${st.size}`)
+          .catch(() => 'absent'),
+      ),
+    );
     return stamps.join('/');
   }
 
@@ -528,13 +626,15 @@ export class Registry {
     if (unreadable === undefined && read.hasFile) this.sawAgentsFile = true;
     this.noteUnreadable(file, unreadable);
     this.noteInvalid(read.invalid);
-    const next = unreadable === undefined ? this.nextFromFile(read.agents, read.invalid) : this.nextKeepingKnown(read.agents);
+    const next =
+      unreadable === undefined ? this.nextFromFile(read.agents, read.invalid) : this.nextKeepingKnown(read.agents);
     const change: RegistryChange = { added: [], revoked: [], changed: [] };
     for (const [id, record] of next) {
       const before = this.agents.get(id);
       if (!before && !record.revokedAt) change.added.push(record);
       if (record.revokedAt && (!before || !before.revokedAt)) change.revoked.push(record);
-      if (before && before !== record && !record.revokedAt && !before.revokedAt && !sameAccess(before, record)) change.changed!.push(record);
+      if (before && before !== record && !record.revokedAt && !before.revokedAt && !sameAccess(before, record))
+        change.changed!.push(record);
     }
     for (const [id, before] of this.agents) {
       if (!next.has(id) && !before.revokedAt) change.revoked.push({ ...before, revokedAt: new Date().toISOString() });
@@ -550,10 +650,15 @@ export class Registry {
     this.agents = next;
     if (change.added.length || change.revoked.length || change.changed!.length) {
       // Names of the first few only: a first load of 10,000 agents must not become one huge line.
-      this.log.info({
-        added: change.added.length, revoked: change.revoked.length, changed: change.changed!.length,
-        names: [...change.added, ...change.revoked, ...change.changed!].slice(0, 10).map((a) => a.name),
-      }, 'agents changed');
+      this.log.info(
+        {
+          added: change.added.length,
+          revoked: change.revoked.length,
+          changed: change.changed!.length,
+          names: [...change.added, ...change.revoked, ...change.changed!].slice(0, 10).map((a) => a.name),
+        },
+        'agents changed',
+      );
       for (const listener of this.listeners) listener(change);
     }
   }
@@ -565,10 +670,12 @@ export class Registry {
    * valid record (revoked if the broken one says revokedAt): a typo must not cut an agent off.
    */
   private nextFromFile(records: readonly AgentRecord[], invalid: readonly StateProblem[]): Map<string, AgentRecord> {
-    const next = new Map(records.map((a) => {
-      const before = this.agents.get(a.id);
-      return [a.id, before && sameRecord(before, a) ? before : a];
-    }));
+    const next = new Map(
+      records.map((a) => {
+        const before = this.agents.get(a.id);
+        return [a.id, before && sameRecord(before, a) ? before : a];
+      }),
+    );
     for (const p of invalid) {
       const before = p.agentId === undefined ? undefined : this.agents.get(p.agentId);
       if (!before || next.has(before.id)) continue;
@@ -601,14 +708,23 @@ export class Registry {
     if (key === this.invalidKey) return;
     this.invalidKey = key;
     for (const p of invalid.slice(0, 20)) {
-      this.log.warn({ file: p.file, line: p.line, entry: p.entry, agentId: p.agentId, name: p.name, problem: p.problem }, 'agent record skipped');
+      this.log.warn(
+        { file: p.file, line: p.line, entry: p.entry, agentId: p.agentId, name: p.name, problem: p.problem },
+        'agent record skipped',
+      );
     }
     if (invalid.length > 20) this.log.warn({ skipped: invalid.length, logged: 20 }, 'agent records skipped');
   }
 }
 
 function sameRecord(a: AgentRecord, b: AgentRecord): boolean {
-  return a.name === b.name && a.publicKey === b.publicKey && a.createdAt === b.createdAt && a.revokedAt === b.revokedAt && sameAccess(a, b);
+  return (
+    a.name === b.name &&
+    a.publicKey === b.publicKey &&
+    a.createdAt === b.createdAt &&
+    a.revokedAt === b.revokedAt &&
+    sameAccess(a, b)
+  );
 }
 
 /** Same config project and allow-list: what decides which projects the agent may read. */

@@ -52,36 +52,57 @@ export interface RunningServer {
 
 /** Starts the server; resolves once it listens. */
 export async function startServer(options: Readonly<ServeOptions>, deps: ServerDeps): Promise<RunningServer> {
-  const logger = deps.logger ?? createLogger({ level: options.logLevel, format: options.logFormat, name: 'gitops-server' });
+  const logger =
+    deps.logger ?? createLogger({ level: options.logLevel, format: options.logFormat, name: 'gitops-server' });
   const metrics = createServerMetrics({ defaultMetrics: true });
   const registry = await Registry.open(options.stateDir, { logger: logger.child({ component: 'registry' }) });
   const wildcard = options.listen.host === '0.0.0.0' || options.listen.host === '::';
   const tls = await loadTls(options.tls, options.stateDir, wildcard ? [] : [options.listen.host]);
-  const git = await deps.gitSource(options.git, { logger: logger.child({ component: 'git' }), stateDir: options.stateDir, pollIntervalMs: options.pollIntervalMs, metrics });
+  const git = await deps.gitSource(options.git, {
+    logger: logger.child({ component: 'git' }),
+    stateDir: options.stateDir,
+    pollIntervalMs: options.pollIntervalMs,
+    metrics,
+  });
 
   const fleet = new Fleet({ git, registry, logger: logger.child({ component: 'fleet' }), metrics });
   const trustedProxies = parseTrustedProxies(options.trustedProxies ?? []).proxies;
   const hub = new Hub({
-    registry, provider: fleet, audience: options.audience, logger: logger.child({ component: 'hub' }), metrics, heartbeatMs: options.heartbeatMs,
+    registry,
+    provider: fleet,
+    audience: options.audience,
+    logger: logger.child({ component: 'hub' }),
+    metrics,
+    heartbeatMs: options.heartbeatMs,
     trustedProxies,
   });
   fleet.start(hub);
 
   let ready = false;
   const routes = {
-    registry, metrics, logger: logger.child({ component: 'http' }), ready: () => ready,
-    refresh: (project: string) => git.refresh(project), webhookSecret: options.webhookSecret, adminToken: options.adminToken,
-    isConnected: (id: string) => hub.isConnected(id), trustedProxies,
+    registry,
+    metrics,
+    logger: logger.child({ component: 'http' }),
+    ready: () => ready,
+    refresh: (project: string) => git.refresh(project),
+    webhookSecret: options.webhookSecret,
+    adminToken: options.adminToken,
+    isConnected: (id: string) => hub.isConnected(id),
+    trustedProxies,
   };
   // With --metrics-listen, /metrics and the status API move there, off the port agents reach.
   const handler = createHttpHandler({ ...routes, routes: options.metricsListen ? 'agents' : 'all' });
-  const server = tls ? https.createServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }, handler) : http.createServer(handler);
+  const server = tls
+    ? https.createServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }, handler)
+    : http.createServer(handler);
   server.on('upgrade', hub.handleUpgrade);
   server.on('checkContinue', handler.checkContinue);
   server.on('clientError', (_err, socket) => socket.destroy());
   await listen(server, options.listen);
   const port = (server.address() as AddressInfo).port;
-  const opsHandler = options.metricsListen ? createHttpHandler({ ...routes, webhookSecret: undefined, routes: 'ops' }) : undefined;
+  const opsHandler = options.metricsListen
+    ? createHttpHandler({ ...routes, webhookSecret: undefined, routes: 'ops' })
+    : undefined;
   const opsServer = opsHandler ? http.createServer(opsHandler) : undefined;
   if (opsServer && options.metricsListen) {
     opsServer.on('clientError', (_err, socket) => socket.destroy());
@@ -94,14 +115,37 @@ export async function startServer(options: Readonly<ServeOptions>, deps: ServerD
   const host = wildcard ? '127.0.0.1' : options.listen.host;
   const baseUrl = `${tls ? 'wss' : 'ws'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
   ready = true;
-  logger.info({ listen: `${options.listen.host}:${port}`, connect: baseUrl + CONNECT_PATH, tls: options.tls.mode, fingerprint: tls?.fingerprint, caCert: options.tls.mode === 'self-signed' ? tls?.certPath : undefined, metrics: metricsUrl, agents: registry.active().length }, 'server listening');
-  if (tls?.created === 'was-a-ca') logger.warn({ caCert: tls.certPath }, 'self-signed certificate replaced: the old one was a CA with its key beside it; agents must trust the new caCert');
+  logger.info(
+    {
+      listen: `${options.listen.host}:${port}`,
+      connect: baseUrl + CONNECT_PATH,
+      tls: options.tls.mode,
+      fingerprint: tls?.fingerprint,
+      caCert: options.tls.mode === 'self-signed' ? tls?.certPath : undefined,
+      metrics: metricsUrl,
+      agents: registry.active().length,
+    },
+    'server listening',
+  );
+  if (tls?.created === 'was-a-ca')
+    logger.warn(
+      { caCert: tls.certPath },
+      'self-signed certificate replaced: the old one was a CA with its key beside it; agents must trust the new caCert',
+    );
   if (!tls) logger.warn('TLS is off (--insecure-plaintext): agent JWTs and manifests travel in clear text');
 
   let closing: Promise<void> | undefined;
   return {
-    baseUrl, connectUrl: baseUrl + CONNECT_PATH, port, caCertPath: tls?.certPath, fingerprint: tls?.fingerprint, metricsUrl,
-    registry, hub, fleet, metrics,
+    baseUrl,
+    connectUrl: baseUrl + CONNECT_PATH,
+    port,
+    caCertPath: tls?.certPath,
+    fingerprint: tls?.fingerprint,
+    metricsUrl,
+    registry,
+    hub,
+    fleet,
+    metrics,
     close() {
       closing ??= (async () => {
         ready = false;

@@ -137,11 +137,16 @@ const MAX_STATUS_FILE_BYTES = 64 * 1024 * 1024;
 
 // ---- schemas of what is read back (bounds well above what the writers produce) ----
 
-const fromCheck = (check: (s: string) => string | undefined) => (value: string, ctx: z.RefinementCtx): void => {
-  const problem = check(value);
-  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
-};
-const time = z.string().max(64).refine((t) => !Number.isNaN(Date.parse(t)), 'not a date');
+const fromCheck =
+  (check: (s: string) => string | undefined) =>
+  (value: string, ctx: z.RefinementCtx): void => {
+    const problem = check(value);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+  };
+const time = z
+  .string()
+  .max(64)
+  .refine((t) => !Number.isNaN(Date.parse(t)), 'not a date');
 
 export const AgentRecordSchema = z.object({
   id: z.string().regex(AGENT_ID_PATTERN, 'expected 32 lowercase hex characters'),
@@ -150,7 +155,10 @@ export const AgentRecordSchema = z.object({
   publicKey: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'expected a base64url Ed25519 public key (43 characters)'),
   createdAt: time,
   revokedAt: time.optional(),
-  allowProjects: z.array(z.string().superRefine(fromCheck(allowEntryProblem))).max(MAX_ALLOW_PROJECTS).optional(),
+  allowProjects: z
+    .array(z.string().superRefine(fromCheck(allowEntryProblem)))
+    .max(MAX_ALLOW_PROJECTS)
+    .optional(),
 });
 
 const text = (max: number): z.ZodString => z.string().max(max);
@@ -158,12 +166,20 @@ const text = (max: number): z.ZodString => z.string().max(max);
 const boundedMap = <T extends z.ZodType>(value: T, max = 1000) =>
   z.record(text(1000), value).refine((m) => Object.keys(m).length <= max, `at most ${max} entries`);
 const StoredProblem = z.object({
-  code: text(200), message: text(4000), file: text(1000).optional(), line: z.number().int().optional(), object: text(1000).optional(),
+  code: text(200),
+  message: text(4000),
+  file: text(1000).optional(),
+  line: z.number().int().optional(),
+  object: text(1000).optional(),
 });
 // Status times are shown, never computed with: any bounded string will do.
 const at = text(64);
 const StoredApplied = z.object({
-  commit: text(128), digest: text(256), result: z.enum(['applied', 'failed', 'partial', 'reported']), at, durationMs: z.number().nonnegative().optional(),
+  commit: text(128),
+  digest: text(256),
+  result: z.enum(['applied', 'failed', 'partial', 'reported']),
+  at,
+  durationMs: z.number().nonnegative().optional(),
 });
 export const AgentStatusSchema = z.object({
   connected: z.boolean(),
@@ -171,10 +187,14 @@ export const AgentStatusSchema = z.object({
   lastSeen: at.optional(),
   agentVersion: text(200).optional(),
   applied: boundedMap(StoredApplied),
-  projectErrors: boundedMap(z.object({ at, commit: text(128).optional(), problems: z.array(StoredProblem).max(100) })).optional(),
+  projectErrors: boundedMap(
+    z.object({ at, commit: text(128).optional(), problems: z.array(StoredProblem).max(100) }),
+  ).optional(),
   configProblems: z.array(StoredProblem).max(100).optional(),
   sourceProblems: boundedMap(StoredProblem).optional(),
-  lastDrift: z.object({ project: text(1000), object: text(1000), action: text(100), manager: text(1000).optional(), at }).optional(),
+  lastDrift: z
+    .object({ project: text(1000), object: text(1000), action: text(100), manager: text(1000).optional(), at })
+    .optional(),
   driftCount: z.number().int().nonnegative().optional(),
 });
 
@@ -262,19 +282,42 @@ const octal = (mode: number): string => (mode & 0o7777).toString(8).padStart(4, 
  * mounted volume even when world-writable, since only root mounts and so chose it: an emptyDir is
  * 0777 (2777 with fsGroup), and so are local-path and hostPath volumes (kind, k3s).
  */
-export function judgeLooseStateDir(dir: string, f: StateDirFacts): { ok: true; loose: LooseStateDir } | { ok: false; error: UserError } {
+export function judgeLooseStateDir(
+  dir: string,
+  f: StateDirFacts,
+): { ok: true; loose: LooseStateDir } | { ok: false; error: UserError } {
   const mode = octal(f.mode);
   const owner = `${f.uid}:${f.gid}`;
   const why = f.uid !== f.processUid && f.chmodError === 'EPERM' ? 'not its owner' : `chmod: ${f.chmodError}`;
   const own = `\`chown ${f.processUid} ${dir}\` (then it is made 0700)`;
   if (!f.writable) {
-    return { ok: false, error: new UserError('STATE_DIR_NOT_WRITABLE', `${dir}: the state dir (${mode}, owner ${owner}) is not writable by this process (uid ${f.processUid}, gid ${f.processGid}), which cannot change its mode either (${why}). As root run ${own}, or \`chgrp ${f.processGid} ${dir} && chmod 2770 ${dir}\`; in Kubernetes, set the pod's securityContext.fsGroup.`) };
+    return {
+      ok: false,
+      error: new UserError(
+        'STATE_DIR_NOT_WRITABLE',
+        `${dir}: the state dir (${mode}, owner ${owner}) is not writable by this process (uid ${f.processUid}, gid ${f.processGid}), which cannot change its mode either (${why}). As root run ${own}, or \`chgrp ${f.processGid} ${dir} && chmod 2770 ${dir}\`; in Kubernetes, set the pod's securityContext.fsGroup.`,
+      ),
+    };
   }
   if (f.mode & 0o002 && !f.mountPoint) {
-    return { ok: false, error: new UserError('STATE_DIR_WORLD_WRITABLE', `${dir}: the state dir (${mode}, owner ${owner}) is writable by every user, and this process (uid ${f.processUid}) cannot tighten it (${why}): anyone could add an agent to its registry. As its owner (or root) run \`chmod o-w ${dir}\` (its group may keep write) or ${own}.`) };
+    return {
+      ok: false,
+      error: new UserError(
+        'STATE_DIR_WORLD_WRITABLE',
+        `${dir}: the state dir (${mode}, owner ${owner}) is writable by every user, and this process (uid ${f.processUid}) cannot tighten it (${why}): anyone could add an agent to its registry. As its owner (or root) run \`chmod o-w ${dir}\` (its group may keep write) or ${own}.`,
+      ),
+    };
   }
-  const looseness = f.mode & 0o002 ? 'writable by every user (a mounted volume)'
-    : f.mode & 0o020 ? 'group-writable' : f.mode & 0o070 ? 'readable by its group' : f.mode & 0o007 ? 'readable by others' : 'owned by another user';
+  const looseness =
+    f.mode & 0o002
+      ? 'writable by every user (a mounted volume)'
+      : f.mode & 0o020
+        ? 'group-writable'
+        : f.mode & 0o070
+          ? 'readable by its group'
+          : f.mode & 0o007
+            ? 'readable by others'
+            : 'owned by another user';
   return { ok: true, loose: { mode, owner, looseness, why } };
 }
 
@@ -295,13 +338,25 @@ export async function ensureStateDir(dir: string): Promise<LooseStateDir | undef
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'error';
     if (code !== 'EPERM' && code !== 'EROFS') throw err;
-    const writable = await fs.access(dir, fsConstants.W_OK | fsConstants.X_OK).then(() => true, () => false);
+    const writable = await fs.access(dir, fsConstants.W_OK | fsConstants.X_OK).then(
+      () => true,
+      () => false,
+    );
     // Another device than the parent's: a mount point (a bind mount within one file system is
     // not seen as one, which only refuses more).
     const real = await fs.realpath(dir);
     const parent = await fs.stat(path.dirname(real));
     const mountPoint = parent.dev !== st.dev || parent.ino === st.ino;
-    const verdict = judgeLooseStateDir(dir, { mode: st.mode, uid: st.uid, gid: st.gid, processUid, processGid: process.getgid?.() ?? -1, writable, chmodError: code, mountPoint });
+    const verdict = judgeLooseStateDir(dir, {
+      mode: st.mode,
+      uid: st.uid,
+      gid: st.gid,
+      processUid,
+      processGid: process.getgid?.() ?? -1,
+      writable,
+      chmodError: code,
+      mountPoint,
+    });
     if (!verdict.ok) throw verdict.error;
     return verdict.loose;
   }
@@ -313,19 +368,24 @@ export function statusShardOf(agentId: string): string {
 }
 
 /** Writes one status shard atomically (the caller syncs the folder once per batch). */
-export async function writeStatusShard(stateDir: string, shard: string, agents: Record<string, AgentStatus>): Promise<number> {
+export async function writeStatusShard(
+  stateDir: string,
+  shard: string,
+  agents: Record<string, AgentStatus>,
+): Promise<number> {
   const data = JSON.stringify({ version: 1, writtenAt: new Date().toISOString(), agents } satisfies StatusFile) + '\n';
   await writeFileAtomic(path.join(stateDir, STATUS_DIR, `${shard}.json`), data, { syncDir: false });
   return Buffer.byteLength(data);
 }
-
 
 /**
  * Every agent's last status: the legacy status.json first, then the shards (newer) over it.
  * Unreadable files and entries that fail AgentStatusSchema are skipped and listed in `problems`:
  * status is advisory, and the server writes it again.
  */
-export async function readAllStatus(stateDir: string): Promise<{ agents: Record<string, AgentStatus>; legacy: boolean; problems: StateProblem[] }> {
+export async function readAllStatus(
+  stateDir: string,
+): Promise<{ agents: Record<string, AgentStatus>; legacy: boolean; problems: StateProblem[] }> {
   const agents: Record<string, AgentStatus> = Object.create(null) as Record<string, AgentStatus>;
   const problems: StateProblem[] = [];
   const legacyPath = path.join(stateDir, STATUS_FILE);
@@ -356,7 +416,14 @@ async function readStatusJson(file: string, problems: StateProblem[]): Promise<u
     }
     return await readJson(file);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') problems.push({ file, problem: err instanceof UserError ? 'not valid JSON' : `unreadable (${(err as NodeJS.ErrnoException).code ?? 'error'})` });
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+      problems.push({
+        file,
+        problem:
+          err instanceof UserError
+            ? 'not valid JSON'
+            : `unreadable (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+      });
     return undefined;
   }
 }
@@ -365,7 +432,14 @@ async function readStatusJson(file: string, problems: StateProblem[]): Promise<u
 function validStatuses(file: string, raw: unknown, problems: StateProblem[]): Record<string, AgentStatus> {
   const out = Object.create(null) as Record<string, AgentStatus>;
   const data = raw as Partial<StatusFile> | null;
-  if (!data || typeof data !== 'object' || data.version !== 1 || !data.agents || typeof data.agents !== 'object' || Array.isArray(data.agents)) {
+  if (
+    !data ||
+    typeof data !== 'object' ||
+    data.version !== 1 ||
+    !data.agents ||
+    typeof data.agents !== 'object' ||
+    Array.isArray(data.agents)
+  ) {
     problems.push({ file, problem: 'expected {"version":1,"agents":{...}}' });
     return out;
   }
@@ -422,7 +496,12 @@ export interface AgentsRead {
 /** Reads agents.json and the journal without throwing for their content (the server's read). */
 export async function readAgents(stateDir: string): Promise<AgentsRead> {
   const state = await readAgentsState(stateDir);
-  return { agents: state.file.agents, hasFile: state.hasFile, ...(state.fileProblem !== undefined ? { fileProblem: state.fileProblem } : {}), invalid: state.invalid };
+  return {
+    agents: state.file.agents,
+    hasFile: state.hasFile,
+    ...(state.fileProblem !== undefined ? { fileProblem: state.fileProblem } : {}),
+    invalid: state.invalid,
+  };
 }
 
 interface AgentsState {
@@ -453,16 +532,28 @@ interface AgentsState {
 async function requireWritable(stateDir: string, state: AgentsState): Promise<void> {
   requireReadable(stateDir, state);
   if (state.hasFile) return;
-  const statusFiles = await fs.readdir(path.join(stateDir, STATUS_DIR)).then((n) => n.filter((f) => SHARD_FILE.test(f)).length, () => 0);
-  const legacy = await fs.stat(path.join(stateDir, STATUS_FILE)).then(() => true, () => false);
+  const statusFiles = await fs.readdir(path.join(stateDir, STATUS_DIR)).then(
+    (n) => n.filter((f) => SHARD_FILE.test(f)).length,
+    () => 0,
+  );
+  const legacy = await fs.stat(path.join(stateDir, STATUS_FILE)).then(
+    () => true,
+    () => false,
+  );
   if (state.journalSize > 0 || statusFiles > 0 || legacy) {
-    throw new UserError('STATE_AGENTS_FILE_MISSING', `${path.join(stateDir, AGENTS_FILE)} is missing, but ${state.journalSize > 0 ? AGENTS_JOURNAL : 'status'} shows this state dir held agents: restore agents.json from a backup (a running server keeps the agents it knows meanwhile). To start a new registry instead, move ${AGENTS_JOURNAL}, ${STATUS_DIR}/ and ${STATUS_FILE} out of the state dir.`);
+    throw new UserError(
+      'STATE_AGENTS_FILE_MISSING',
+      `${path.join(stateDir, AGENTS_FILE)} is missing, but ${state.journalSize > 0 ? AGENTS_JOURNAL : 'status'} shows this state dir held agents: restore agents.json from a backup (a running server keeps the agents it knows meanwhile). To start a new registry instead, move ${AGENTS_JOURNAL}, ${STATUS_DIR}/ and ${STATUS_FILE} out of the state dir.`,
+    );
   }
 }
 
 function requireReadable(stateDir: string, state: AgentsState): void {
   if (state.fileProblem !== undefined) {
-    throw new UserError('STATE_CORRUPT', `${path.join(stateDir, AGENTS_FILE)}: ${state.fileProblem}; restore it from a backup (it is not rewritten while it cannot be read)`);
+    throw new UserError(
+      'STATE_CORRUPT',
+      `${path.join(stateDir, AGENTS_FILE)}: ${state.fileProblem}; restore it from a backup (it is not rewritten while it cannot be read)`,
+    );
   }
 }
 
@@ -505,7 +596,12 @@ function parseAgentsJson(file: string, text: string, state: AgentsState): Set<st
     const hints = recordHints(entry);
     // A skipped record's id still shadows journal lines: one must never undo its revoke.
     if (hints.agentId) ids.add(hints.agentId);
-    state.invalid.push({ file, ...(oneLineEach ? { line: i + 2 } : { entry: i }), ...hints, problem: schemaProblem(parsed.error) });
+    state.invalid.push({
+      file,
+      ...(oneLineEach ? { line: i + 2 } : { entry: i }),
+      ...hints,
+      problem: schemaProblem(parsed.error),
+    });
     if (entry && typeof entry === 'object' && !Array.isArray(entry)) state.kept.push(entry as Record<string, unknown>);
   }
   state.file = { version: 1, agents: valid };
@@ -515,13 +611,21 @@ function parseAgentsJson(file: string, text: string, state: AgentsState): Set<st
 async function readAgentsState(stateDir: string): Promise<AgentsState> {
   const file = path.join(stateDir, AGENTS_FILE);
   const journalPath = path.join(stateDir, AGENTS_JOURNAL);
-  const [read, journal] = await Promise.all([readAgentsText(file), fs.readFile(journalPath).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return undefined;
-    throw err;
-  })]);
+  const [read, journal] = await Promise.all([
+    readAgentsText(file),
+    fs.readFile(journalPath).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw err;
+    }),
+  ]);
   const state: AgentsState = {
-    file: { version: 1, agents: [] }, hasFile: read.text !== undefined || read.problem !== undefined, invalid: [], kept: [],
-    journalRecords: 0, journalValid: 0, journalSize: journal?.length ?? 0,
+    file: { version: 1, agents: [] },
+    hasFile: read.text !== undefined || read.problem !== undefined,
+    invalid: [],
+    kept: [],
+    journalRecords: 0,
+    journalValid: 0,
+    journalSize: journal?.length ?? 0,
     ...(read.problem !== undefined ? { fileProblem: read.problem } : {}),
   };
   const ids = read.text !== undefined ? parseAgentsJson(file, read.text, state) : new Set<string>();
@@ -536,7 +640,11 @@ async function readAgentsState(stateDir: string): Promise<AgentsState> {
     try {
       raw = JSON.parse(line) as unknown;
     } catch (err) {
-      state.invalid.push({ file: journalPath, line: i + 1, problem: `not valid JSON (${(err as Error).message.slice(0, 200)})` });
+      state.invalid.push({
+        file: journalPath,
+        line: i + 1,
+        problem: `not valid JSON (${(err as Error).message.slice(0, 200)})`,
+      });
       continue;
     }
     state.journalRecords++;
@@ -574,7 +682,10 @@ export function formatAgentsFile(file: AgentsFile, kept: readonly Record<string,
  */
 export async function updateAgentsFile<T>(
   stateDir: string,
-  change: (file: AgentsFile, skipped: readonly Record<string, unknown>[]) => { file: AgentsFile; result: T; skipped?: Record<string, unknown>[] },
+  change: (
+    file: AgentsFile,
+    skipped: readonly Record<string, unknown>[],
+  ) => { file: AgentsFile; result: T; skipped?: Record<string, unknown>[] },
 ): Promise<T> {
   return withAgentsLock(stateDir, async () => {
     const state = await readAgentsState(stateDir);
@@ -590,7 +701,11 @@ export async function updateAgentsFile<T>(
  * records are appended to the journal and fsynced, or, when agents.json does not exist yet or the
  * journal is full, written with a full rewrite of agents.json.
  */
-export async function appendAgents(stateDir: string, records: readonly AgentRecord[], check: (file: AgentsFile) => void): Promise<void> {
+export async function appendAgents(
+  stateDir: string,
+  records: readonly AgentRecord[],
+  check: (file: AgentsFile) => void,
+): Promise<void> {
   await withAgentsLock(stateDir, async () => {
     const state = await readAgentsState(stateDir);
     await requireWritable(stateDir, state);
@@ -615,7 +730,11 @@ export async function appendAgents(stateDir: string, records: readonly AgentReco
 }
 
 /** Full write of agents.json, then the journal it now holds is deleted (see the header). */
-async function writeAgentsFile(stateDir: string, file: AgentsFile, kept: readonly Record<string, unknown>[]): Promise<void> {
+async function writeAgentsFile(
+  stateDir: string,
+  file: AgentsFile,
+  kept: readonly Record<string, unknown>[],
+): Promise<void> {
   await writeFileAtomic(path.join(stateDir, AGENTS_FILE), formatAgentsFile(file, kept));
   await fs.rm(path.join(stateDir, AGENTS_JOURNAL), { force: true });
 }
@@ -635,7 +754,8 @@ async function withAgentsLock<T>(stateDir: string, body: () => Promise<T>): Prom
         await fs.rm(lock, { force: true });
         continue;
       }
-      if (Date.now() > deadline) throw new RetryableError('STATE_LOCKED', `${lock}: another command holds the lock; try again`);
+      if (Date.now() > deadline)
+        throw new RetryableError('STATE_LOCKED', `${lock}: another command holds the lock; try again`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }

@@ -41,21 +41,48 @@ export interface TlsMaterial {
 }
 
 /** Loads or creates the certificate and key; undefined in plaintext mode. */
-export async function loadTls(options: TlsOptions, stateDir: string, extraNames: string[] = []): Promise<TlsMaterial | undefined> {
+export async function loadTls(
+  options: TlsOptions,
+  stateDir: string,
+  extraNames: string[] = [],
+): Promise<TlsMaterial | undefined> {
   if (options.mode === 'plaintext') return undefined;
   if (options.mode === 'files') {
     const [cert, key] = await Promise.all([fs.readFile(options.cert, 'utf8'), fs.readFile(options.key, 'utf8')]);
     return { cert, key, fingerprint: fingerprintOf(cert, options.cert), certPath: options.cert };
   }
-  const files = { ca: path.join(stateDir, SELF_SIGNED_CA), cert: path.join(stateDir, SELF_SIGNED_CERT), key: path.join(stateDir, SELF_SIGNED_KEY) };
-  const existing = await Promise.all([fs.readFile(files.ca, 'utf8'), fs.readFile(files.cert, 'utf8'), fs.readFile(files.key, 'utf8')]).catch(() => undefined);
+  const files = {
+    ca: path.join(stateDir, SELF_SIGNED_CA),
+    cert: path.join(stateDir, SELF_SIGNED_CERT),
+    key: path.join(stateDir, SELF_SIGNED_KEY),
+  };
+  const existing = await Promise.all([
+    fs.readFile(files.ca, 'utf8'),
+    fs.readFile(files.cert, 'utf8'),
+    fs.readFile(files.key, 'utf8'),
+  ]).catch(() => undefined);
   const verdict = existing ? judge(existing[0], existing[1]) : await legacyVerdict(files.cert);
   if (verdict === 'keep' && existing) {
-    return { cert: existing[1], key: existing[2], fingerprint: fingerprintOf(existing[0], files.ca), certPath: files.ca };
+    return {
+      cert: existing[1],
+      key: existing[2],
+      fingerprint: fingerprintOf(existing[0], files.ca),
+      certPath: files.ca,
+    };
   }
   await generate(files, extraNames);
-  const [ca, cert, key] = await Promise.all([fs.readFile(files.ca, 'utf8'), fs.readFile(files.cert, 'utf8'), fs.readFile(files.key, 'utf8')]);
-  return { cert, key, fingerprint: fingerprintOf(ca, files.ca), certPath: files.ca, created: verdict === 'keep' ? 'unreadable' : verdict };
+  const [ca, cert, key] = await Promise.all([
+    fs.readFile(files.ca, 'utf8'),
+    fs.readFile(files.cert, 'utf8'),
+    fs.readFile(files.key, 'utf8'),
+  ]);
+  return {
+    cert,
+    key,
+    fingerprint: fingerprintOf(ca, files.ca),
+    certPath: files.ca,
+    created: verdict === 'keep' ? 'unreadable' : verdict,
+  };
 }
 
 type Verdict = 'keep' | NonNullable<TlsMaterial['created']>;
@@ -92,17 +119,70 @@ export function subjectAltNames(extraNames: string[], host = hostname()): string
 }
 
 async function generate(files: { ca: string; cert: string; key: string }, extraNames: string[]): Promise<void> {
-  const tmp = { ca: `${files.ca}.${process.pid}.tmp`, leaf: `${files.cert}.${process.pid}.leaf.tmp`, cert: `${files.cert}.${process.pid}.tmp`, key: `${files.key}.${process.pid}.tmp` };
-  const newKey = (): string => generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const tmp = {
+    ca: `${files.ca}.${process.pid}.tmp`,
+    leaf: `${files.cert}.${process.pid}.leaf.tmp`,
+    cert: `${files.cert}.${process.pid}.tmp`,
+    key: `${files.key}.${process.pid}.tmp`,
+  };
+  const newKey = (): string =>
+    generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
+      .privateKey.export({ type: 'pkcs8', format: 'pem' })
+      .toString();
   try {
     // The CA key exists only in this variable and openssl's stdin; it is never written.
     const caKey = newKey();
     await fs.writeFile(tmp.key, newKey(), { mode: 0o600 });
-    await openssl(['req', '-x509', '-new', '-key', '/dev/stdin', '-sha256', '-days', String(VALID_DAYS), '-subj', '/CN=gitops-server self-signed CA',
-      '-addext', 'basicConstraints=critical,CA:TRUE,pathlen:0', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-out', tmp.ca], caKey);
-    await openssl(['req', '-x509', '-new', '-key', tmp.key, '-CA', tmp.ca, '-CAkey', '/dev/stdin', '-sha256', '-days', String(VALID_DAYS), '-subj', '/CN=gitops-server',
-      '-addext', `subjectAltName=${subjectAltNames(extraNames)}`, '-addext', 'basicConstraints=critical,CA:FALSE',
-      '-addext', 'keyUsage=critical,digitalSignature', '-addext', 'extendedKeyUsage=serverAuth', '-out', tmp.leaf], caKey);
+    await openssl(
+      [
+        'req',
+        '-x509',
+        '-new',
+        '-key',
+        '/dev/stdin',
+        '-sha256',
+        '-days',
+        String(VALID_DAYS),
+        '-subj',
+        '/CN=gitops-server self-signed CA',
+        '-addext',
+        'basicConstraints=critical,CA:TRUE,pathlen:0',
+        '-addext',
+        'keyUsage=critical,keyCertSign,cRLSign',
+        '-out',
+        tmp.ca,
+      ],
+      caKey,
+    );
+    await openssl(
+      [
+        'req',
+        '-x509',
+        '-new',
+        '-key',
+        tmp.key,
+        '-CA',
+        tmp.ca,
+        '-CAkey',
+        '/dev/stdin',
+        '-sha256',
+        '-days',
+        String(VALID_DAYS),
+        '-subj',
+        '/CN=gitops-server',
+        '-addext',
+        `subjectAltName=${subjectAltNames(extraNames)}`,
+        '-addext',
+        'basicConstraints=critical,CA:FALSE',
+        '-addext',
+        'keyUsage=critical,digitalSignature',
+        '-addext',
+        'extendedKeyUsage=serverAuth',
+        '-out',
+        tmp.leaf,
+      ],
+      caKey,
+    );
     const [leaf, ca] = await Promise.all([fs.readFile(tmp.leaf, 'utf8'), fs.readFile(tmp.ca, 'utf8')]);
     await fs.writeFile(tmp.cert, leaf + ca, { mode: 0o644 });
     await fs.chmod(tmp.ca, 0o644);
@@ -112,7 +192,11 @@ async function generate(files: { ca: string; cert: string; key: string }, extraN
     await fs.rename(tmp.ca, files.ca);
   } catch (err) {
     const stderr = (err as { stderr?: string }).stderr;
-    throw new UserError('TLS_GENERATE_FAILED', `${files.cert}: cannot create a self-signed certificate with openssl: ${stderr?.trim() || (err as Error).message}`, { cause: err });
+    throw new UserError(
+      'TLS_GENERATE_FAILED',
+      `${files.cert}: cannot create a self-signed certificate with openssl: ${stderr?.trim() || (err as Error).message}`,
+      { cause: err },
+    );
   } finally {
     await Promise.all(Object.values(tmp).map((f) => fs.rm(f, { force: true })));
   }
@@ -126,9 +210,15 @@ function openssl(args: string[], stdin: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn('sh', ['-c', 'cat | openssl "$@"', 'sh', ...args], { stdio: ['pipe', 'ignore', 'pipe'] });
     let stderr = '';
-    child.stderr.on('data', (d: Buffer) => { if (stderr.length < 4096) stderr += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => {
+      if (stderr.length < 4096) stderr += d.toString();
+    });
     child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve() : reject(Object.assign(new Error(`openssl ${args[0]} exited ${String(code)}`), { stderr }))));
+    child.on('close', (code) =>
+      code === 0
+        ? resolve()
+        : reject(Object.assign(new Error(`openssl ${args[0]} exited ${String(code)}`), { stderr })),
+    );
     child.stdin.on('error', () => undefined);
     child.stdin.end(stdin);
   });

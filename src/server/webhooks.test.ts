@@ -1,6 +1,14 @@
 import { describe, expect, it } from '@jest/globals';
 import { createHmac } from 'node:crypto';
-import { FailureLimiter, RefusalLog, checkWebhookHeaders, webhookProject, type Headers, type WebhookResult, type WebhookSource } from './webhooks.js';
+import {
+  FailureLimiter,
+  RefusalLog,
+  checkWebhookHeaders,
+  webhookProject,
+  type Headers,
+  type WebhookResult,
+  type WebhookSource,
+} from './webhooks.js';
 
 const SECRET = 'a-long-shared-webhook-secret';
 const gitlabBody = JSON.stringify({ object_kind: 'push', project: { path_with_namespace: 'group/gitops-project' } });
@@ -19,11 +27,19 @@ function verify(source: WebhookSource, headers: Headers, body: string, chunk = 7
 
 describe('GitLab webhooks', () => {
   it('returns the project of a push event carrying the right token', () => {
-    expect(verify('gitlab', { 'x-gitlab-token': SECRET, 'x-gitlab-event': 'Push Hook' }, gitlabBody)).toEqual({ ok: true, project: 'group/gitops-project' });
+    expect(verify('gitlab', { 'x-gitlab-token': SECRET, 'x-gitlab-event': 'Push Hook' }, gitlabBody)).toEqual({
+      ok: true,
+      project: 'group/gitops-project',
+    });
   });
 
   it('decides a missing, wrong or truncated token from the headers alone (401), without echoing it', () => {
-    for (const headers of [{}, { 'x-gitlab-token': 'wrong' }, { 'x-gitlab-token': SECRET.slice(0, -1) }, { 'X-Gitlab-Token': SECRET + 'x' }]) {
+    for (const headers of [
+      {},
+      { 'x-gitlab-token': 'wrong' },
+      { 'x-gitlab-token': SECRET.slice(0, -1) },
+      { 'X-Gitlab-Token': SECRET + 'x' },
+    ]) {
       const r = checkWebhookHeaders('gitlab', headers, SECRET);
       expect(r).toMatchObject({ ok: false, error: { code: 'WEBHOOK_UNAUTHORIZED', status: 401 } });
       if (!r.ok) expect(r.error.message).not.toContain(SECRET.slice(0, 8));
@@ -31,17 +47,30 @@ describe('GitLab webhooks', () => {
   });
 
   it('ignores events that are not pushes (from the header when it says so) and rejects payloads without a project', () => {
-    expect(checkWebhookHeaders('gitlab', { 'x-gitlab-token': SECRET, 'x-gitlab-event': 'Issue Hook' }, SECRET)).toMatchObject({ ok: false, error: { code: 'WEBHOOK_IGNORED', status: 202 } });
-    expect(verify('gitlab', { 'x-gitlab-token': SECRET }, '{"object_kind":"merge_request"}')).toMatchObject({ ok: false, error: { code: 'WEBHOOK_IGNORED' } });
-    expect(verify('gitlab', { 'x-gitlab-token': SECRET }, '{"object_kind":"push"}')).toMatchObject({ ok: false, error: { code: 'WEBHOOK_BAD_PAYLOAD' } });
-    expect(verify('gitlab', { 'x-gitlab-token': SECRET }, 'not json')).toMatchObject({ ok: false, error: { code: 'WEBHOOK_BAD_PAYLOAD', status: 400 } });
+    expect(
+      checkWebhookHeaders('gitlab', { 'x-gitlab-token': SECRET, 'x-gitlab-event': 'Issue Hook' }, SECRET),
+    ).toMatchObject({ ok: false, error: { code: 'WEBHOOK_IGNORED', status: 202 } });
+    expect(verify('gitlab', { 'x-gitlab-token': SECRET }, '{"object_kind":"merge_request"}')).toMatchObject({
+      ok: false,
+      error: { code: 'WEBHOOK_IGNORED' },
+    });
+    expect(verify('gitlab', { 'x-gitlab-token': SECRET }, '{"object_kind":"push"}')).toMatchObject({
+      ok: false,
+      error: { code: 'WEBHOOK_BAD_PAYLOAD' },
+    });
+    expect(verify('gitlab', { 'x-gitlab-token': SECRET }, 'not json')).toMatchObject({
+      ok: false,
+      error: { code: 'WEBHOOK_BAD_PAYLOAD', status: 400 },
+    });
   });
 });
 
 describe('GitHub webhooks', () => {
   it('returns repository.full_name when the HMAC computed over the streamed chunks matches, whatever the chunk size', () => {
     for (const chunk of [1, 7, 64, 10_000]) {
-      expect(verify('github', { 'x-hub-signature-256': sign(githubBody), 'x-github-event': 'push' }, githubBody, chunk)).toEqual({ ok: true, project: 'org/repo' });
+      expect(
+        verify('github', { 'x-hub-signature-256': sign(githubBody), 'x-github-event': 'push' }, githubBody, chunk),
+      ).toEqual({ ok: true, project: 'org/repo' });
     }
   });
 
@@ -55,33 +84,58 @@ describe('GitHub webhooks', () => {
       { 'x-hub-signature-256': ` ${sign(githubBody)}` },
     ];
     for (const headers of cases) {
-      expect(checkWebhookHeaders('github', headers, SECRET)).toMatchObject({ ok: false, error: { code: 'WEBHOOK_UNAUTHORIZED', status: 401 } });
+      expect(checkWebhookHeaders('github', headers, SECRET)).toMatchObject({
+        ok: false,
+        error: { code: 'WEBHOOK_UNAUTHORIZED', status: 401 },
+      });
     }
   });
 
   it('refuses a well-formed signature made with another secret or over another body once the body has streamed', () => {
-    for (const headers of [{ 'x-hub-signature-256': sign(githubBody, 'other-secret') }, { 'x-hub-signature-256': sign(githubBody + ' ') }]) {
+    for (const headers of [
+      { 'x-hub-signature-256': sign(githubBody, 'other-secret') },
+      { 'x-hub-signature-256': sign(githubBody + ' ') },
+    ]) {
       expect(checkWebhookHeaders('github', headers, SECRET).ok).toBe(true);
-      expect(verify('github', headers, githubBody)).toMatchObject({ ok: false, error: { code: 'WEBHOOK_UNAUTHORIZED' } });
+      expect(verify('github', headers, githubBody)).toMatchObject({
+        ok: false,
+        error: { code: 'WEBHOOK_UNAUTHORIZED' },
+      });
     }
   });
 
   it('ignores an authentic ping, but only after checking its signature', () => {
-    expect(verify('github', { 'x-hub-signature-256': sign(githubBody), 'x-github-event': 'ping' }, githubBody)).toMatchObject({ ok: false, error: { code: 'WEBHOOK_IGNORED' } });
-    expect(verify('github', { 'x-hub-signature-256': sign(githubBody, 'guess'), 'x-github-event': 'ping' }, githubBody)).toMatchObject({ ok: false, error: { code: 'WEBHOOK_UNAUTHORIZED' } });
+    expect(
+      verify('github', { 'x-hub-signature-256': sign(githubBody), 'x-github-event': 'ping' }, githubBody),
+    ).toMatchObject({ ok: false, error: { code: 'WEBHOOK_IGNORED' } });
+    expect(
+      verify('github', { 'x-hub-signature-256': sign(githubBody, 'guess'), 'x-github-event': 'ping' }, githubBody),
+    ).toMatchObject({ ok: false, error: { code: 'WEBHOOK_UNAUTHORIZED' } });
   });
 });
 
 describe('generic webhooks', () => {
   it('returns the named project for the right bearer secret', () => {
-    expect(verify('generic', { authorization: `Bearer ${SECRET}` }, '{"project":"group/name.git"}')).toEqual({ ok: true, project: 'group/name' });
+    expect(verify('generic', { authorization: `Bearer ${SECRET}` }, '{"project":"group/name.git"}')).toEqual({
+      ok: true,
+      project: 'group/name',
+    });
   });
 
   it('refuses a wrong secret or a basic credential from the headers, and a body without a usable project', () => {
-    expect(checkWebhookHeaders('generic', { authorization: 'Bearer nope' }, SECRET)).toMatchObject({ ok: false, error: { code: 'WEBHOOK_UNAUTHORIZED' } });
-    expect(checkWebhookHeaders('generic', { authorization: `Basic ${SECRET}` }, SECRET)).toMatchObject({ ok: false, error: { code: 'WEBHOOK_UNAUTHORIZED' } });
+    expect(checkWebhookHeaders('generic', { authorization: 'Bearer nope' }, SECRET)).toMatchObject({
+      ok: false,
+      error: { code: 'WEBHOOK_UNAUTHORIZED' },
+    });
+    expect(checkWebhookHeaders('generic', { authorization: `Basic ${SECRET}` }, SECRET)).toMatchObject({
+      ok: false,
+      error: { code: 'WEBHOOK_UNAUTHORIZED' },
+    });
     for (const body of ['{}', '{"project":""}', '{"project":"../etc"}', '{"project":5}', '[]']) {
-      expect(verify('generic', { authorization: `Bearer ${SECRET}` }, body)).toMatchObject({ ok: false, error: { code: 'WEBHOOK_BAD_PAYLOAD' } });
+      expect(verify('generic', { authorization: `Bearer ${SECRET}` }, body)).toMatchObject({
+        ok: false,
+        error: { code: 'WEBHOOK_BAD_PAYLOAD' },
+      });
     }
   });
 });
@@ -130,7 +184,9 @@ describe('RefusalLog', () => {
     expect(log.dueInMs()).toBeUndefined();
     for (let i = 0; i < 99; i++) {
       now += 100;
-      expect(log.add(i % 3 ? 'gitlab:WEBHOOK_UNAUTHORIZED' : 'gitlab:rate-limited', i % 2 ? '10.0.0.1' : '10.0.0.2')).toBeUndefined();
+      expect(
+        log.add(i % 3 ? 'gitlab:WEBHOOK_UNAUTHORIZED' : 'gitlab:rate-limited', i % 2 ? '10.0.0.1' : '10.0.0.2'),
+      ).toBeUndefined();
     }
     expect(log.dueInMs()).toBe(60_000 - 9_900);
     now = 60_000;

@@ -68,9 +68,16 @@ export function secretEquals(given: string, secret: string): boolean {
   return timingSafeEqual(a, b);
 }
 
-const STATUS: Record<WebhookErrorCode, WebhookError['status']> = { WEBHOOK_UNAUTHORIZED: 401, WEBHOOK_BAD_PAYLOAD: 400, WEBHOOK_IGNORED: 202 };
+const STATUS: Record<WebhookErrorCode, WebhookError['status']> = {
+  WEBHOOK_UNAUTHORIZED: 401,
+  WEBHOOK_BAD_PAYLOAD: 400,
+  WEBHOOK_IGNORED: 202,
+};
 const error = (code: WebhookErrorCode, message: string): WebhookError => ({ code, status: STATUS[code], message });
-const refuse = (code: WebhookErrorCode, message: string): { ok: false; error: WebhookError } => ({ ok: false, error: error(code, message) });
+const refuse = (code: WebhookErrorCode, message: string): { ok: false; error: WebhookError } => ({
+  ok: false,
+  error: error(code, message),
+});
 
 /** A header secret was checked already: the body needs no further proof. */
 const TRUSTED_BODY: BodyCheck = { update: () => undefined, verify: () => undefined };
@@ -87,19 +94,26 @@ export function checkWebhookHeaders(source: WebhookSource, headers: Headers, sec
   switch (source) {
     case 'gitlab': {
       const token = header(headers, 'x-gitlab-token');
-      if (token === undefined || !secretEquals(token, secret)) return refuse('WEBHOOK_UNAUTHORIZED', 'GitLab webhook: missing or wrong X-Gitlab-Token');
+      if (token === undefined || !secretEquals(token, secret))
+        return refuse('WEBHOOK_UNAUTHORIZED', 'GitLab webhook: missing or wrong X-Gitlab-Token');
       const event = header(headers, 'x-gitlab-event');
-      if (event !== undefined && !GITLAB_PUSH_EVENTS.has(event)) return refuse('WEBHOOK_IGNORED', `GitLab webhook: event "${event.slice(0, 100)}" is not a push`);
+      if (event !== undefined && !GITLAB_PUSH_EVENTS.has(event))
+        return refuse('WEBHOOK_IGNORED', `GitLab webhook: event "${event.slice(0, 100)}" is not a push`);
       return { ok: true, body: TRUSTED_BODY };
     }
     case 'generic': {
       const match = /^Bearer\s+(.+)$/i.exec(header(headers, 'authorization') ?? '');
-      if (!match || !secretEquals(match[1].trim(), secret)) return refuse('WEBHOOK_UNAUTHORIZED', 'refresh webhook: missing or wrong bearer secret');
+      if (!match || !secretEquals(match[1].trim(), secret))
+        return refuse('WEBHOOK_UNAUTHORIZED', 'refresh webhook: missing or wrong bearer secret');
       return { ok: true, body: TRUSTED_BODY };
     }
     case 'github': {
       const match = GITHUB_SIGNATURE.exec(header(headers, 'x-hub-signature-256') ?? '');
-      if (!match) return refuse('WEBHOOK_UNAUTHORIZED', 'GitHub webhook: missing or malformed X-Hub-Signature-256 (want sha256=<64 hex digits>)');
+      if (!match)
+        return refuse(
+          'WEBHOOK_UNAUTHORIZED',
+          'GitHub webhook: missing or malformed X-Hub-Signature-256 (want sha256=<64 hex digits>)',
+        );
       return { ok: true, body: hmacCheck(Buffer.from(match[1], 'hex'), secret, header(headers, 'x-github-event')) };
     }
   }
@@ -109,10 +123,14 @@ export function checkWebhookHeaders(source: WebhookSource, headers: Headers, sec
 function hmacCheck(given: Buffer, secret: string, event: string | undefined): BodyCheck {
   const hmac = createHmac('sha256', secret);
   return {
-    update: (chunk) => { hmac.update(chunk); },
+    update: (chunk) => {
+      hmac.update(chunk);
+    },
     verify: () => {
-      if (!timingSafeEqual(given, hmac.digest())) return error('WEBHOOK_UNAUTHORIZED', 'GitHub webhook: signature does not match the body');
-      if (event !== undefined && event !== 'push') return error('WEBHOOK_IGNORED', `GitHub webhook: event "${event.slice(0, 100)}" is not a push`);
+      if (!timingSafeEqual(given, hmac.digest()))
+        return error('WEBHOOK_UNAUTHORIZED', 'GitHub webhook: signature does not match the body');
+      if (event !== undefined && event !== 'push')
+        return error('WEBHOOK_IGNORED', `GitHub webhook: event "${event.slice(0, 100)}" is not a push`);
       return undefined;
     },
   };
@@ -141,7 +159,8 @@ export function webhookProject(source: WebhookSource, body: Buffer): WebhookResu
     case 'gitlab': {
       if (!payload) return refuse('WEBHOOK_BAD_PAYLOAD', 'GitLab webhook: body is not a JSON object');
       const kind = payload.object_kind ?? payload.event_name;
-      if (kind !== undefined && kind !== 'push' && kind !== 'tag_push') return refuse('WEBHOOK_IGNORED', `GitLab webhook: event "${String(kind).slice(0, 100)}" is not a push`);
+      if (kind !== undefined && kind !== 'push' && kind !== 'tag_push')
+        return refuse('WEBHOOK_IGNORED', `GitLab webhook: event "${String(kind).slice(0, 100)}" is not a push`);
       const project = stringAt(payload, 'project', 'path_with_namespace');
       if (!project) return refuse('WEBHOOK_BAD_PAYLOAD', 'GitLab webhook: project.path_with_namespace is missing');
       return { ok: true, project };
@@ -241,7 +260,10 @@ export class RefusalLog {
   private since = 0;
   private lastReport = -Infinity;
 
-  constructor(private readonly intervalMs = 60_000, private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly intervalMs = 60_000,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   /** Counts one refusal; a summary when it is time to report one. */
   add(reason: string, remote: string): RefusalSummary | undefined {

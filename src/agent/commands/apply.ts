@@ -27,9 +27,21 @@ export function applyCommand(): Command {
     );
   addCommonOptions(cmd)
     .option('--prune', 'delete objects this inventory owns that the files no longer contain', false)
-    .addOption(new Option('--dry-run <mode>', 'server: ask the API server what would happen, write nothing').choices(['server', 'none']).default('none'))
-    .addOption(new Option('--validate <mode>', 'server: dry-run the whole set before writing anything (none: skip, faster)').choices(['server', 'none']).default('server'))
-    .addOption(new Option('-o, --output <format>', 'text lines or the change set as JSON').choices(['text', 'json']).default('text'))
+    .addOption(
+      new Option('--dry-run <mode>', 'server: ask the API server what would happen, write nothing')
+        .choices(['server', 'none'])
+        .default('none'),
+    )
+    .addOption(
+      new Option('--validate <mode>', 'server: dry-run the whole set before writing anything (none: skip, faster)')
+        .choices(['server', 'none'])
+        .default('server'),
+    )
+    .addOption(
+      new Option('-o, --output <format>', 'text lines or the change set as JSON')
+        .choices(['text', 'json'])
+        .default('text'),
+    )
     .addHelpText(
       'after',
       '\nExamples:\n' +
@@ -49,7 +61,10 @@ async function runApply(flags: ApplyFlags): Promise<number> {
   const log = createLogger({ level: 'warn', format: 'text', name: 'apply' });
   let owned: OwnedEngine | undefined;
   try {
-    const unit = await unitFromFlags(flags, { prune: flags.prune === true, dryRunStrategy: flags.validate === 'server' ? 'server' : 'none' });
+    const unit = await unitFromFlags(flags, {
+      prune: flags.prune === true,
+      dryRunStrategy: flags.validate === 'server' ? 'server' : 'none',
+    });
     owned = await openEngine(await loadCredentials(flags.kubeconfig), { logger: log, stateDir: flags.stateDir });
     const { engine } = owned;
     const set = await engine.sync(unit, { dryRun: flags.dryRun === 'server' });

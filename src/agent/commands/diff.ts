@@ -28,8 +28,11 @@ export function diffCommand(): Command {
   addCommonOptions(cmd)
     .option('--prune', 'also list objects that apply --prune would delete', false)
     .addOption(new Option('-o, --output <format>', 'text or JSON').choices(['text', 'json']).default('text'))
-    .addHelpText('after', '\nExit status: 0 an apply would change nothing and leave every object as the files say, 1 differences found ' +
-      '(objects apply would skip included), 2 error.')
+    .addHelpText(
+      'after',
+      '\nExit status: 0 an apply would change nothing and leave every object as the files say, 1 differences found ' +
+        '(objects apply would skip included), 2 error.',
+    )
     .action(async (flags: DiffFlags) => {
       process.exitCode = await runDiff(flags);
     });
@@ -45,7 +48,8 @@ async function runDiff(flags: DiffFlags): Promise<number> {
     const { engine } = owned;
     const set = await engine.diff(unit);
     const { shown, exitCode } = diffOutcome(set);
-    if (flags.output === 'json') process.stdout.write(JSON.stringify({ changes: shown, errors: set.errors }, null, 2) + '\n');
+    if (flags.output === 'json')
+      process.stdout.write(JSON.stringify({ changes: shown, errors: set.errors }, null, 2) + '\n');
     else if (shown.length) process.stdout.write(formatDiff(shown).join('\n') + '\n');
     for (const e of set.errors) process.stderr.write(`error: ${e.message}\n`);
     return exitCode;

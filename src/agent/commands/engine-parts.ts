@@ -41,7 +41,10 @@ export interface OwnedEngine {
   close(): void;
 }
 
-export async function openEngine(credentials: CredentialSource, options: EnginePartsOptions & EngineOptions & { fieldManager?: string } = {}): Promise<OwnedEngine> {
+export async function openEngine(
+  credentials: CredentialSource,
+  options: EnginePartsOptions & EngineOptions & { fieldManager?: string } = {},
+): Promise<OwnedEngine> {
   const client = await KubeClient.create(credentials, { fieldManager: options.fieldManager });
   try {
     const engine = Engine.create(await openEngineParts(client, options), options);

@@ -35,7 +35,8 @@ export async function readManifestFiles(inputs: string[]): Promise<SourceFile[]>
         if (e.name.startsWith('.')) continue;
         const full = path.join(dir, e.name);
         if (e.isDirectory()) await walk(full);
-        else if (e.isFile() && MANIFEST_EXT.test(e.name)) files.push({ path: path.relative(process.cwd(), full) || full, content: await readFile(full, 'utf8') });
+        else if (e.isFile() && MANIFEST_EXT.test(e.name))
+          files.push({ path: path.relative(process.cwd(), full) || full, content: await readFile(full, 'utf8') });
       }
     };
     await walk(input);
@@ -47,14 +48,26 @@ export async function readManifestFiles(inputs: string[]): Promise<SourceFile[]>
  * Credentials from the flag, else KUBECONFIG (several files merged) / ~/.kube/config / in-cluster
  * (client-node's default order), read without loading client-node.
  */
-export function loadCredentials(file?: string, env: Record<string, string | undefined> = process.env): Promise<KubeCredentials> {
+export function loadCredentials(
+  file?: string,
+  env: Record<string, string | undefined> = process.env,
+): Promise<KubeCredentials> {
   return defaultCredentials(file, env, env.GITOPS_AGENT_SERVICEACCOUNT_DIR ?? SERVICE_ACCOUNT_DIR);
 }
 
 /** Inventory name for a path when none is given: stable per absolute path, readable. */
 export function defaultInventoryName(inputs: string[]): string {
-  const abs = inputs.map((i) => path.resolve(i)).sort().join('\n');
-  const base = path.basename(inputs[0] ?? 'manifests').toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 30) || 'manifests';
+  const abs = inputs
+    .map((i) => path.resolve(i))
+    .sort()
+    .join('\n');
+  const base =
+    path
+      .basename(inputs[0] ?? 'manifests')
+      .toLowerCase()
+      .replace(/[^a-z0-9-]+/g, '-')
+      .replace(/^-+|-+$/g, '')
+      .slice(0, 30) || 'manifests';
   return `gitops-cli-${base}-${createHash('sha256').update(abs).digest('hex').slice(0, 8)}`;
 }
 
@@ -72,17 +85,53 @@ export interface CommonFlags {
 /** Adds the options `apply` and `diff` share, with their environment fallbacks. */
 export function addCommonOptions(cmd: Command): Command {
   return cmd
-    .requiredOption('-f, --filename <path...>', 'manifest file or directory (*.yaml, *.yml, *.json, recursively; dot-directories skipped)')
-    .addOption(new Option('--kubeconfig <file>', 'kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, then in-cluster credentials)'))
-    .addOption(new Option('-n, --namespace <ns>', 'namespace for objects without one, and where the inventory ConfigMap lives').env('GITOPS_NAMESPACE').default('default'))
-    .addOption(new Option('--inventory <name>', 'name of the inventory ConfigMap recording what this directory owns (default: derived from the path)').env('GITOPS_INVENTORY'))
-    .addOption(new Option('--inventory-policy <policy>', 'who may be taken over: must_match (only objects of this inventory), adopt_if_no_inventory, adopt_all').choices(INVENTORY_POLICIES).default('adopt_if_no_inventory'))
-    .addOption(new Option('--propagation-policy <policy>', 'how pruned objects are deleted').choices(PROPAGATION_POLICIES).default('background'))
-    .addOption(new Option('--state-dir <dir>', 'folder for cached server knowledge (normalised forms, OpenAPI) between runs').env('GITOPS_STATE_DIR'));
+    .requiredOption(
+      '-f, --filename <path...>',
+      'manifest file or directory (*.yaml, *.yml, *.json, recursively; dot-directories skipped)',
+    )
+    .addOption(
+      new Option(
+        '--kubeconfig <file>',
+        'kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, then in-cluster credentials)',
+      ),
+    )
+    .addOption(
+      new Option('-n, --namespace <ns>', 'namespace for objects without one, and where the inventory ConfigMap lives')
+        .env('GITOPS_NAMESPACE')
+        .default('default'),
+    )
+    .addOption(
+      new Option(
+        '--inventory <name>',
+        'name of the inventory ConfigMap recording what this directory owns (default: derived from the path)',
+      ).env('GITOPS_INVENTORY'),
+    )
+    .addOption(
+      new Option(
+        '--inventory-policy <policy>',
+        'who may be taken over: must_match (only objects of this inventory), adopt_if_no_inventory, adopt_all',
+      )
+        .choices(INVENTORY_POLICIES)
+        .default('adopt_if_no_inventory'),
+    )
+    .addOption(
+      new Option('--propagation-policy <policy>', 'how pruned objects are deleted')
+        .choices(PROPAGATION_POLICIES)
+        .default('background'),
+    )
+    .addOption(
+      new Option(
+        '--state-dir <dir>',
+        'folder for cached server knowledge (normalised forms, OpenAPI) between runs',
+      ).env('GITOPS_STATE_DIR'),
+    );
 }
 
 /** The sync unit the engine applies for these flags. */
-export async function unitFromFlags(flags: CommonFlags, options: { prune: boolean; dryRunStrategy: UnitConfig['dryRunStrategy'] }): Promise<SyncUnit> {
+export async function unitFromFlags(
+  flags: CommonFlags,
+  options: { prune: boolean; dryRunStrategy: UnitConfig['dryRunStrategy'] },
+): Promise<SyncUnit> {
   const files = await readManifestFiles(flags.filename);
   return {
     name: flags.inventory ?? defaultInventoryName(flags.filename),

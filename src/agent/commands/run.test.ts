@@ -15,12 +15,16 @@ describe('resolveRunOptions', () => {
   });
 
   it('refuses plain ws:// unless --insecure-plaintext is given', () => {
-    expect(() => resolveRunOptions({ serverUrl: 'ws://127.0.0.1:8443/api/v1/agent/connect', tokenFile: '/t' }, {})).toThrow(/plain ws:\/\//);
+    expect(() =>
+      resolveRunOptions({ serverUrl: 'ws://127.0.0.1:8443/api/v1/agent/connect', tokenFile: '/t' }, {}),
+    ).toThrow(/plain ws:\/\//);
   });
 
   it('reads GITOPS_AGENT_INSECURE_PLAINTEXT as a boolean: "false" stays off and an unknown word is named', () => {
     const ws = { serverUrl: 'ws://127.0.0.1:8443/api/v1/agent/connect', tokenFile: '/t' };
     expect(() => resolveRunOptions(ws, { GITOPS_AGENT_INSECURE_PLAINTEXT: 'false' })).toThrow(/plain ws:\/\//);
-    expect(() => resolveRunOptions(ws, { GITOPS_AGENT_INSECURE_PLAINTEXT: 'flase' })).toThrow(/GITOPS_AGENT_INSECURE_PLAINTEXT="flase": expected true or false/);
+    expect(() => resolveRunOptions(ws, { GITOPS_AGENT_INSECURE_PLAINTEXT: 'flase' })).toThrow(
+      /GITOPS_AGENT_INSECURE_PLAINTEXT="flase": expected true or false/,
+    );
   });
 });

@@ -34,8 +34,13 @@ import { Engine } from '../reconcile/engine.js';
 import { openEngineParts } from './engine-parts.js';
 import { KubeClient, DEFAULT_FIELD_MANAGER } from '../kube/client.js';
 import {
-  inClusterCredentials, kubeconfigCredentials, kubeconfigPaths, readKubeconfig, SERVICE_ACCOUNT_DIR,
-  type KubeCredentials, type ResolvedKubeconfig,
+  inClusterCredentials,
+  kubeconfigCredentials,
+  kubeconfigPaths,
+  readKubeconfig,
+  SERVICE_ACCOUNT_DIR,
+  type KubeCredentials,
+  type ResolvedKubeconfig,
 } from '../kube/credentials.js';
 import { persistentIdentity } from '../identity.js';
 import { kubeEventSink } from '../events.js';
@@ -85,33 +90,48 @@ export interface RunOptions {
 
 type Env = Record<string, string | undefined>;
 
-
 /** Reads flags and environment into RunOptions, listing every problem at once. */
 export function resolveRunOptions(flags: RunFlags, env: Env = process.env): RunOptions {
   const problems: string[] = [];
-  const problem = (p: string): void => { problems.push(p); };
+  const problem = (p: string): void => {
+    problems.push(p);
+  };
 
   const serverUrl = flags.serverUrl ?? env.GITOPS_AGENT_SERVER_URL;
   const insecure = flags.insecurePlaintext ?? readEnvFlag(env, 'GITOPS_AGENT_INSECURE_PLAINTEXT', problem) ?? false;
-  if (!serverUrl) problem(`--server-url (or GITOPS_AGENT_SERVER_URL) is required, e.g. wss://gitops.example.com${CONNECT_PATH}`);
+  if (!serverUrl)
+    problem(`--server-url (or GITOPS_AGENT_SERVER_URL) is required, e.g. wss://gitops.example.com${CONNECT_PATH}`);
   else {
     let url: URL | undefined;
-    try { url = new URL(serverUrl); } catch { problem(`--server-url is not a valid URL (not echoed: it may hold credentials); example: wss://gitops.example.com${CONNECT_PATH}`); }
+    try {
+      url = new URL(serverUrl);
+    } catch {
+      problem(
+        `--server-url is not a valid URL (not echoed: it may hold credentials); example: wss://gitops.example.com${CONNECT_PATH}`,
+      );
+    }
     if (url) {
-      if (url.protocol === 'ws:' && !insecure) problem('--server-url: plain ws:// sends everything unencrypted; use wss:// or pass --insecure-plaintext');
-      else if (url.protocol !== 'wss:' && url.protocol !== 'ws:') problem(`--server-url: must be wss:// (got ${url.protocol})`);
+      if (url.protocol === 'ws:' && !insecure)
+        problem('--server-url: plain ws:// sends everything unencrypted; use wss:// or pass --insecure-plaintext');
+      else if (url.protocol !== 'wss:' && url.protocol !== 'ws:')
+        problem(`--server-url: must be wss:// (got ${url.protocol})`);
       if (url.username || url.password) problem('--server-url: must not contain credentials');
     }
   }
 
   const tokenFile = flags.tokenFile ?? env.GITOPS_AGENT_TOKEN_FILE;
   let token: ParsedToken | undefined;
-  if (!tokenFile) problem('--token-file (or GITOPS_AGENT_TOKEN_FILE) is required: the file holding the token printed by "gitops-server agent create"');
+  if (!tokenFile)
+    problem(
+      '--token-file (or GITOPS_AGENT_TOKEN_FILE) is required: the file holding the token printed by "gitops-server agent create"',
+    );
   else {
     try {
       token = parseToken(readFileSync(tokenFile, 'utf8'));
     } catch (err) {
-      problem(`--token-file ${tokenFile}: ${err instanceof UserError ? err.message : `cannot read (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`}`);
+      problem(
+        `--token-file ${tokenFile}: ${err instanceof UserError ? err.message : `cannot read (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`}`,
+      );
     }
   }
 
@@ -135,7 +155,10 @@ export function resolveRunOptions(flags: RunFlags, env: Env = process.env): RunO
       // KUBECONFIG may list several files, merged as kubectl does.
       kube = { kubeconfig: readKubeconfig(kubeconfigPaths(kubeconfigFile, env)) };
     } else if (env.KUBERNETES_SERVICE_HOST) {
-      if (!existsSync(join(saDir, 'token'))) problem(`in-cluster configuration: no ServiceAccount token in ${saDir} (set GITOPS_AGENT_SERVICEACCOUNT_DIR or pass --kubeconfig)`);
+      if (!existsSync(join(saDir, 'token')))
+        problem(
+          `in-cluster configuration: no ServiceAccount token in ${saDir} (set GITOPS_AGENT_SERVICEACCOUNT_DIR or pass --kubeconfig)`,
+        );
       else kube = { inCluster: inClusterCredentials(env, saDir) };
       inCluster = true;
     } else problem('Kubernetes: pass --kubeconfig FILE (or set KUBECONFIG) when not running in a pod');
@@ -144,7 +167,15 @@ export function resolveRunOptions(flags: RunFlags, env: Env = process.env): RunO
   }
 
   const stateDirFlag = flags.stateDir ?? env.GITOPS_AGENT_STATE_DIR;
-  const stateDir = stateDirFlag ?? (inCluster ? '/var/lib/gitops-agent' : join(env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'gitops-agent', token?.agentId.slice(0, 8) ?? 'agent'));
+  const stateDir =
+    stateDirFlag ??
+    (inCluster
+      ? '/var/lib/gitops-agent'
+      : join(
+          env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'),
+          'gitops-agent',
+          token?.agentId.slice(0, 8) ?? 'agent',
+        ));
 
   const listenText = flags.listen ?? env.GITOPS_AGENT_LISTEN ?? '0.0.0.0:8080';
   let listen: ListenAddress | undefined;
@@ -161,24 +192,54 @@ export function resolveRunOptions(flags: RunFlags, env: Env = process.env): RunO
   let resyncIntervalMs = 300_000;
   const resyncText = flags.resyncInterval ?? env.GITOPS_AGENT_RESYNC_INTERVAL;
   if (resyncText !== undefined) {
-    try { resyncIntervalMs = parseDuration(resyncText); } catch (err) { problem(`--resync-interval: ${errorMessage(err)} (0 turns it off)`); }
+    try {
+      resyncIntervalMs = parseDuration(resyncText);
+    } catch (err) {
+      problem(`--resync-interval: ${errorMessage(err)} (0 turns it off)`);
+    }
   }
 
   const leaderElect = flags.leaderElect ?? readEnvFlag(env, 'GITOPS_AGENT_LEADER_ELECT', problem) ?? true;
   const podNamespaceFile = join(saDir, 'namespace');
-  const leaseNamespace = flags.leaseNamespace ?? env.GITOPS_AGENT_LEASE_NAMESPACE ?? env.POD_NAMESPACE
-    ?? (inCluster && existsSync(podNamespaceFile) ? readFileSync(podNamespaceFile, 'utf8').trim() : undefined) ?? 'default';
+  const leaseNamespace =
+    flags.leaseNamespace ??
+    env.GITOPS_AGENT_LEASE_NAMESPACE ??
+    env.POD_NAMESPACE ??
+    (inCluster && existsSync(podNamespaceFile) ? readFileSync(podNamespaceFile, 'utf8').trim() : undefined) ??
+    'default';
   const identity = flags.identity ?? env.GITOPS_AGENT_IDENTITY;
   const identityBase = env.POD_NAME ?? hostname();
   const audience = flags.audience ?? env.GITOPS_AGENT_AUDIENCE ?? DEFAULT_AUDIENCE;
 
   if (problems.length || !serverUrl || !token || !kube) {
-    throw new UserError(ProblemCode.INVALID_OPTIONS, `gitops-agent run: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`, { data: { problems } });
+    throw new UserError(
+      ProblemCode.INVALID_OPTIONS,
+      `gitops-agent run: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`,
+      { data: { problems } },
+    );
   }
   return Object.freeze({
-    serverUrl, token, ...(ca ? { ca } : {}), kube, inCluster, stateDir, ...(listen ? { listen } : {}), logLevel, logFormat,
-    ...(leaderElect ? { leader: { namespace: leaseNamespace, name: leaseName(token.agentId), ...(identity ? { identity } : {}), identityBase } } : {}),
-    resyncIntervalMs, audience,
+    serverUrl,
+    token,
+    ...(ca ? { ca } : {}),
+    kube,
+    inCluster,
+    stateDir,
+    ...(listen ? { listen } : {}),
+    logLevel,
+    logFormat,
+    ...(leaderElect
+      ? {
+          leader: {
+            namespace: leaseNamespace,
+            name: leaseName(token.agentId),
+            ...(identity ? { identity } : {}),
+            identityBase,
+          },
+        }
+      : {}),
+    resyncIntervalMs,
+    audience,
   });
 }
 
@@ -187,7 +248,10 @@ export function resolveRunOptions(flags: RunFlags, env: Env = process.env): RunO
  * turn a boolean on for "false"); its help shows the default in force (../../common/help-defaults.ts).
  */
 function envOption(flags: string, description: string, env: string, shownDefault?: string): Option {
-  return helpDefault(new Option(flags, description), { envVar: `GITOPS_AGENT_${env}`, ...(shownDefault !== undefined ? { default: shownDefault } : {}) });
+  return helpDefault(new Option(flags, description), {
+    envVar: `GITOPS_AGENT_${env}`,
+    ...(shownDefault !== undefined ? { default: shownDefault } : {}),
+  });
 }
 
 export function runCommand(): Command {
@@ -203,26 +267,96 @@ export function runCommand(): Command {
     )
     .configureHelp(inForceHelp())
     .addOption(envOption('--server-url <url>', `server WebSocket URL, wss://HOST${CONNECT_PATH}`, 'SERVER_URL'))
-    .addOption(envOption('--token-file <file>', 'file holding the agent token (from "gitops-server agent create")', 'TOKEN_FILE'))
-    .addOption(envOption('--ca-file <file>', 'PEM CA certificate(s) to trust for the server (e.g. a self-signed server\'s ca.crt)', 'CA_FILE'))
-    .addOption(envOption('--kubeconfig <file>', 'kubeconfig file', 'KUBECONFIG', 'KUBECONFIG, else the pod\'s ServiceAccount'))
-    .addOption(envOption('--state-dir <dir>', 'where the last desired state is kept (in a pod: an emptyDir)', 'STATE_DIR', '/var/lib/gitops-agent in a pod, else $XDG_STATE_HOME/gitops-agent/<agent id> ($XDG_STATE_HOME: ~/.local/state)'))
-    .addOption(envOption('--listen <host:port>', 'health and metrics endpoint (/healthz, /readyz, /metrics), or "off"', 'LISTEN', '0.0.0.0:8080'))
-    .addOption(envOption('--log-level <level>', 'initial log level; observability.logging.level in config.yaml overrides it', 'LOG_LEVEL', 'info').choices([...LOG_LEVELS]))
-    .addOption(envOption('--log-format <format>', 'json lines or readable text', 'LOG_FORMAT', 'json').choices(['json', 'text']))
-    .addOption(envOption('--lease-namespace <ns>', 'namespace of the leader-election Lease', 'LEASE_NAMESPACE', 'POD_NAMESPACE, else the pod namespace, else default'))
-    .addOption(helpDefault(new Option('--no-leader-elect', 'apply without a Lease (one replica only, or no Lease rights)'), {
-      envVar: 'GITOPS_AGENT_LEADER_ELECT', default: 'leader election on',
-      inForce: (v) => `leader election ${parseEnvFlag(v) === false ? 'off' : 'on'} from GITOPS_AGENT_LEADER_ELECT=${shownValue(v)}`,
-    }))
-    .addOption(envOption('--resync-interval <duration>', 'full re-apply as a safety net, e.g. 5m; 0 turns it off', 'RESYNC_INTERVAL', '5m'))
+    .addOption(
+      envOption(
+        '--token-file <file>',
+        'file holding the agent token (from "gitops-server agent create")',
+        'TOKEN_FILE',
+      ),
+    )
+    .addOption(
+      envOption(
+        '--ca-file <file>',
+        "PEM CA certificate(s) to trust for the server (e.g. a self-signed server's ca.crt)",
+        'CA_FILE',
+      ),
+    )
+    .addOption(
+      envOption('--kubeconfig <file>', 'kubeconfig file', 'KUBECONFIG', "KUBECONFIG, else the pod's ServiceAccount"),
+    )
+    .addOption(
+      envOption(
+        '--state-dir <dir>',
+        'where the last desired state is kept (in a pod: an emptyDir)',
+        'STATE_DIR',
+        '/var/lib/gitops-agent in a pod, else $XDG_STATE_HOME/gitops-agent/<agent id> ($XDG_STATE_HOME: ~/.local/state)',
+      ),
+    )
+    .addOption(
+      envOption(
+        '--listen <host:port>',
+        'health and metrics endpoint (/healthz, /readyz, /metrics), or "off"',
+        'LISTEN',
+        '0.0.0.0:8080',
+      ),
+    )
+    .addOption(
+      envOption(
+        '--log-level <level>',
+        'initial log level; observability.logging.level in config.yaml overrides it',
+        'LOG_LEVEL',
+        'info',
+      ).choices([...LOG_LEVELS]),
+    )
+    .addOption(
+      envOption('--log-format <format>', 'json lines or readable text', 'LOG_FORMAT', 'json').choices(['json', 'text']),
+    )
+    .addOption(
+      envOption(
+        '--lease-namespace <ns>',
+        'namespace of the leader-election Lease',
+        'LEASE_NAMESPACE',
+        'POD_NAMESPACE, else the pod namespace, else default',
+      ),
+    )
+    .addOption(
+      helpDefault(new Option('--no-leader-elect', 'apply without a Lease (one replica only, or no Lease rights)'), {
+        envVar: 'GITOPS_AGENT_LEADER_ELECT',
+        default: 'leader election on',
+        inForce: (v) =>
+          `leader election ${parseEnvFlag(v) === false ? 'off' : 'on'} from GITOPS_AGENT_LEADER_ELECT=${shownValue(v)}`,
+      }),
+    )
+    .addOption(
+      envOption(
+        '--resync-interval <duration>',
+        'full re-apply as a safety net, e.g. 5m; 0 turns it off',
+        'RESYNC_INTERVAL',
+        '5m',
+      ),
+    )
     .addOption(envOption('--audience <aud>', 'JWT audience the server expects', 'AUDIENCE', DEFAULT_AUDIENCE))
-    .addOption(envOption('--identity <id>', 'this replica\'s name in the Lease', 'IDENTITY', 'POD_NAME or hostname plus a random suffix, made once and kept in --state-dir'))
-    .addOption(helpDefault(new Option('--insecure-plaintext', 'allow a ws:// server URL (unencrypted; tests and local trials only)'), {
-      envVar: 'GITOPS_AGENT_INSECURE_PLAINTEXT',
-      inForce: (v) => `${parseEnvFlag(v) ? 'on' : 'off'} from GITOPS_AGENT_INSECURE_PLAINTEXT=${shownValue(v)}`,
-    }))
-    .addHelpText('after', `\nExamples:\n  # in a pod (ServiceAccount credentials, Lease in the pod namespace)\n  gitops-agent run --server-url wss://gitops.example.com${CONNECT_PATH} --token-file /etc/gitops-agent/token/token --ca-file /etc/gitops-agent/ca/ca.crt\n  # on a workstation against a trial server with a self-signed certificate\n  gitops-agent run --server-url wss://127.0.0.1:8443${CONNECT_PATH} --token-file agent1.token --ca-file ~/.local/state/gitops-server/ca.crt --kubeconfig ~/.kube/config --no-leader-elect --log-format text\n`)
+    .addOption(
+      envOption(
+        '--identity <id>',
+        "this replica's name in the Lease",
+        'IDENTITY',
+        'POD_NAME or hostname plus a random suffix, made once and kept in --state-dir',
+      ),
+    )
+    .addOption(
+      helpDefault(
+        new Option('--insecure-plaintext', 'allow a ws:// server URL (unencrypted; tests and local trials only)'),
+        {
+          envVar: 'GITOPS_AGENT_INSECURE_PLAINTEXT',
+          inForce: (v) => `${parseEnvFlag(v) ? 'on' : 'off'} from GITOPS_AGENT_INSECURE_PLAINTEXT=${shownValue(v)}`,
+        },
+      ),
+    )
+    .addHelpText(
+      'after',
+      `\nExamples:\n  # in a pod (ServiceAccount credentials, Lease in the pod namespace)\n  gitops-agent run --server-url wss://gitops.example.com${CONNECT_PATH} --token-file /etc/gitops-agent/token/token --ca-file /etc/gitops-agent/ca/ca.crt\n  # on a workstation against a trial server with a self-signed certificate\n  gitops-agent run --server-url wss://127.0.0.1:8443${CONNECT_PATH} --token-file agent1.token --ca-file ~/.local/state/gitops-server/ca.crt --kubeconfig ~/.kube/config --no-leader-elect --log-format text\n`,
+    )
     .action(async (flags: RunFlags, cmd: Command) => {
       // commander sets leaderElect=true by default for --no-leader-elect; only an explicit flag should beat the environment.
       if (cmd.getOptionValueSource('leaderElect') === 'default') delete flags.leaderElect;
@@ -246,23 +380,40 @@ export async function runAgent(flags: RunFlags, env: Env = process.env): Promise
   signals.starting((signal) => logger.info({ signal }, 'stop signal during start-up: stopping once started'));
   const metrics = new AgentMetrics();
   const agentId = options.token.agentId;
-  logger.info({ version: VERSION, agent: agentId, server: redactUrl(options.serverUrl), stateDir: options.stateDir, leader: options.leader ? `${options.leader.namespace}/${options.leader.name}` : 'off' }, 'agent starting');
+  logger.info(
+    {
+      version: VERSION,
+      agent: agentId,
+      server: redactUrl(options.serverUrl),
+      stateDir: options.stateDir,
+      leader: options.leader ? `${options.leader.namespace}/${options.leader.name}` : 'off',
+    },
+    'agent starting',
+  );
 
   let runtime: AgentRuntime | undefined;
   let health: Awaited<ReturnType<typeof startHealthServer>> | undefined;
   let kube: KubeClient | undefined;
   try {
-    const credentials = 'kubeconfig' in options.kube ? await kubeconfigCredentials(options.kube.kubeconfig) : options.kube.inCluster;
+    const credentials =
+      'kubeconfig' in options.kube ? await kubeconfigCredentials(options.kube.kubeconfig) : options.kube.inCluster;
     // One client for the engine, leader election and Events: one connection pool, one set of credentials.
     kube = await KubeClient.create(credentials, { fieldManager: DEFAULT_FIELD_MANAGER });
     const engineLog = logger.child({ component: 'engine' });
-    const engine = Engine.create(await openEngineParts(kube, { logger: engineLog, stateDir: join(options.stateDir, 'engine') }), { logger: engineLog });
+    const engine = Engine.create(
+      await openEngineParts(kube, { logger: engineLog, stateDir: join(options.stateDir, 'engine') }),
+      { logger: engineLog },
+    );
     let leader: { namespace: string; name: string; identity: string } | undefined;
     if (options.leader) {
       let identity = options.leader.identity;
       if (!identity) {
         const made = await persistentIdentity(options.stateDir, options.leader.identityBase);
-        if (made.source === 'unsaved') logger.warn({ stateDir: options.stateDir, err: made.error }, 'cannot keep the leader identity in the state dir: a restart waits for the Lease to expire');
+        if (made.source === 'unsaved')
+          logger.warn(
+            { stateDir: options.stateDir, err: made.error },
+            'cannot keep the leader identity in the state dir: a restart waits for the Lease to expire',
+          );
         identity = made.identity;
       }
       leader = { namespace: options.leader.namespace, name: options.leader.name, identity };

@@ -107,7 +107,11 @@ export class ResourceCache {
     const rv = obj.metadata.resourceVersion;
     // A no-op write returns the resourceVersion the watch already delivered: nothing to wait for.
     const echoed = rv !== undefined && prev?.watchRv === rv;
-    this.store.set(key, { object: obj, watchRv: prev?.watchRv, ...(echoed ? {} : { awaitRv: rv, awaitSince: Date.now() }) });
+    this.store.set(key, {
+      object: obj,
+      watchRv: prev?.watchRv,
+      ...(echoed ? {} : { awaitRv: rv, awaitSince: Date.now() }),
+    });
   }
 
   /**
@@ -148,7 +152,11 @@ export class ResourceCache {
       } else {
         // The echo is still to come: everything held happened before our write.
         const last = w.held[w.held.length - 1];
-        if (last) this.store.set(key, { ...(this.store.get(key) ?? { object: response }), watchRv: last.object.metadata?.resourceVersion });
+        if (last)
+          this.store.set(key, {
+            ...(this.store.get(key) ?? { object: response }),
+            watchRv: last.object.metadata?.resourceVersion,
+          });
         this.upsert(response);
         replay = [];
       }
@@ -209,7 +217,13 @@ export class ResourceCache {
       return;
     }
     if (ev.type === 'ERROR') {
-      throw new KubeApiError('retryable', ProblemCode.KUBE_WATCH_ERROR, `${this.resource.kind} watch`, ev.object.code ?? 0, ev.object);
+      throw new KubeApiError(
+        'retryable',
+        ProblemCode.KUBE_WATCH_ERROR,
+        `${this.resource.kind} watch`,
+        ev.object.code ?? 0,
+        ev.object,
+      );
     }
     const obj = slimManagedFields(ev.object, this.client.fieldManager);
     const rv = obj.metadata.resourceVersion;
@@ -245,7 +259,11 @@ export class ResourceCache {
 
   private async loop(): Promise<void> {
     while (!this.stopped) {
-      this.handle = this.client.watch(this.resource, { labelSelector: this.labelSelector, resourceVersion: this.rv }, (ev) => this.onEvent(ev));
+      this.handle = this.client.watch(
+        this.resource,
+        { labelSelector: this.labelSelector, resourceVersion: this.rv },
+        (ev) => this.onEvent(ev),
+      );
       const { error } = await this.handle.done;
       if (this.stopped) return;
       if (!error) {
@@ -254,7 +272,10 @@ export class ResourceCache {
       }
       const gone = error instanceof KubeApiError && (error.status === 410 || /too old|Expired/i.test(error.message));
       if (!gone) {
-        this.log.debug({ resource: this.resource.plural, err: errorMessage(error), backoffMs: this.backoff }, 'watch ended, reconnecting');
+        this.log.debug(
+          { resource: this.resource.plural, err: errorMessage(error), backoffMs: this.backoff },
+          'watch ended, reconnecting',
+        );
         await sleep(this.backoff);
         this.backoff = Math.min(this.backoff * 2, BACKOFF_MAX_MS);
       }

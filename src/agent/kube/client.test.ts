@@ -2,8 +2,20 @@ import { describe, expect, it } from '@jest/globals';
 import { InvalidError, resourcePath, withTypeMeta } from './client.js';
 import type { KubeObject, ResourceInfo } from './types.js';
 
-const deployments: ResourceInfo = { group: 'apps', version: 'v1', kind: 'Deployment', plural: 'deployments', namespaced: true };
-const namespaces: ResourceInfo = { group: '', version: 'v1', kind: 'Namespace', plural: 'namespaces', namespaced: false };
+const deployments: ResourceInfo = {
+  group: 'apps',
+  version: 'v1',
+  kind: 'Deployment',
+  plural: 'deployments',
+  namespaced: true,
+};
+const namespaces: ResourceInfo = {
+  group: '',
+  version: 'v1',
+  kind: 'Namespace',
+  plural: 'namespaces',
+  namespaced: false,
+};
 
 describe('resourcePath', () => {
   it.each([
@@ -31,7 +43,10 @@ describe('InvalidError', () => {
     const err = new InvalidError('user', 'KUBE_INVALID', 'Service/a/b', 422, {
       message: 'Service "b" is invalid: spec.clusterIP: Invalid value: "10.0.0.9": field is immutable',
       reason: 'Invalid',
-      details: { name: 'b', causes: [{ message: 'Invalid value: "10.0.0.9": field is immutable', field: 'spec.clusterIP' }] },
+      details: {
+        name: 'b',
+        causes: [{ message: 'Invalid value: "10.0.0.9": field is immutable', field: 'spec.clusterIP' }],
+      },
     });
     expect(err.isTestFailure).toBe(false);
     expect(err.isImmutable).toBe(true);

@@ -37,7 +37,9 @@ export class KubeApiError extends GitopsError {
   readonly details: KubeStatus;
   constructor(kind: 'user' | 'retryable' | 'transient', code: string, id: string, status: number, body: KubeStatus) {
     // A generic message ("the server rejected our request...") carries the real reason in its causes.
-    const causes = (body.details?.causes ?? []).map((c) => c.message).filter((m): m is string => !!m && !(body.message ?? '').includes(m));
+    const causes = (body.details?.causes ?? [])
+      .map((c) => c.message)
+      .filter((m): m is string => !!m && !(body.message ?? '').includes(m));
     const what = `${body.message ?? `HTTP ${status}`}${causes.length ? `: ${causes.join('; ')}` : ''}`;
     super(kind, code, `${id}: ${what}`, { data: { object: id, status, reason: body.reason ?? '' } });
     this.status = status;
@@ -54,7 +56,10 @@ export class InvalidError extends KubeApiError {
   /** True when the failure is our optimistic-lock `test` op: treat like a conflict and re-plan. */
   get isTestFailure(): boolean {
     // The API server answers a failed `test` with a bare 422 "rejected our request" and no causes.
-    const bare = /rejected our request due to an error in our request/.test(this.details.message ?? '') && !this.details.details?.causes?.length && !this.details.details?.name;
+    const bare =
+      /rejected our request due to an error in our request/.test(this.details.message ?? '') &&
+      !this.details.details?.causes?.length &&
+      !this.details.details?.name;
     return bare || /testing value|test operation/i.test(this.message);
   }
   /** True when an immutable field would change. */
@@ -172,18 +177,19 @@ export class KubeClient {
   static async create(source: CredentialSource, options: KubeClientOptions = {}): Promise<KubeClient> {
     const credentials = await toCredentials(source);
     const { tls, server } = credentials;
-    const agent = server.protocol === 'http:'
-      ? new http.Agent({ keepAlive: true, maxFreeSockets: 64 })
-      : new https.Agent({
-          keepAlive: true,
-          keepAliveMsecs: 30_000,
-          maxFreeSockets: 64,
-          // One TLS context for every connection: without it each new socket builds its own from
-          // the PEMs (an OpenSSL context per connection: memory and CPU for nothing).
-          secureContext: createSecureContext({ ca: tls.ca, cert: tls.cert, key: tls.key }),
-          ...(tls.servername ? { servername: tls.servername } : {}),
-          ...(tls.rejectUnauthorized !== undefined ? { rejectUnauthorized: tls.rejectUnauthorized } : {}),
-        });
+    const agent =
+      server.protocol === 'http:'
+        ? new http.Agent({ keepAlive: true, maxFreeSockets: 64 })
+        : new https.Agent({
+            keepAlive: true,
+            keepAliveMsecs: 30_000,
+            maxFreeSockets: 64,
+            // One TLS context for every connection: without it each new socket builds its own from
+            // the PEMs (an OpenSSL context per connection: memory and CPU for nothing).
+            secureContext: createSecureContext({ ca: tls.ca, cert: tls.cert, key: tls.key }),
+            ...(tls.servername ? { servername: tls.servername } : {}),
+            ...(tls.rejectUnauthorized !== undefined ? { rejectUnauthorized: tls.rejectUnauthorized } : {}),
+          });
     // Fail at start-up, not at the first request, when a token file cannot be read.
     await credentials.authHeaders();
     return new KubeClient(credentials, agent, options);
@@ -228,7 +234,9 @@ export class KubeClient {
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('error', (e) => reject(new TransientError(ProblemCode.KUBE_CONNECTION, `${id}: ${e.message}`, { cause: e })));
+          res.on('error', (e) =>
+            reject(new TransientError(ProblemCode.KUBE_CONNECTION, `${id}: ${e.message}`, { cause: e })),
+          );
           res.on('end', () => {
             const text = Buffer.concat(chunks).toString('utf8');
             const status = res.statusCode ?? 0;
@@ -244,7 +252,13 @@ export class KubeClient {
         },
       );
       req.on('timeout', () => req.destroy(new Error(`timed out after ${this.timeoutMs} ms`)));
-      req.on('error', (e) => reject(e instanceof GitopsError ? e : new TransientError(ProblemCode.KUBE_CONNECTION, `${id}: ${e.message}`, { cause: e })));
+      req.on('error', (e) =>
+        reject(
+          e instanceof GitopsError
+            ? e
+            : new TransientError(ProblemCode.KUBE_CONNECTION, `${id}: ${e.message}`, { cause: e }),
+        ),
+      );
       req.end(body);
     });
   }
@@ -273,19 +287,37 @@ export class KubeClient {
     );
   }
 
-  async get(info: ResourceInfo, namespace: string | undefined, name: string, signal?: AbortSignal): Promise<KubeObject> {
-    const obj = await this.request<KubeObject>('GET', resourcePath(info, namespace, name), { id: objectId({ kind: info.kind, namespace, name }), signal });
+  async get(
+    info: ResourceInfo,
+    namespace: string | undefined,
+    name: string,
+    signal?: AbortSignal,
+  ): Promise<KubeObject> {
+    const obj = await this.request<KubeObject>('GET', resourcePath(info, namespace, name), {
+      id: objectId({ kind: info.kind, namespace, name }),
+      signal,
+    });
     return withTypeMeta(obj, info);
   }
 
   /** Lists a resource type (all namespaces when `namespace` is absent); items get apiVersion/kind back. */
-  async list(info: ResourceInfo, options: { namespace?: string; labelSelector?: string; signal?: AbortSignal } = {}): Promise<ListResult> {
-    const res = await this.request<{ items?: KubeObject[]; metadata?: { resourceVersion?: string } }>('GET', resourcePath(info, options.namespace), {
-      query: { labelSelector: options.labelSelector },
-      id: `${info.kind} list`,
-      signal: options.signal,
-    });
-    return { items: (res.items ?? []).map((o) => withTypeMeta(o, info)), resourceVersion: res.metadata?.resourceVersion ?? '' };
+  async list(
+    info: ResourceInfo,
+    options: { namespace?: string; labelSelector?: string; signal?: AbortSignal } = {},
+  ): Promise<ListResult> {
+    const res = await this.request<{ items?: KubeObject[]; metadata?: { resourceVersion?: string } }>(
+      'GET',
+      resourcePath(info, options.namespace),
+      {
+        query: { labelSelector: options.labelSelector },
+        id: `${info.kind} list`,
+        signal: options.signal,
+      },
+    );
+    return {
+      items: (res.items ?? []).map((o) => withTypeMeta(o, info)),
+      resourceVersion: res.metadata?.resourceVersion ?? '',
+    };
   }
 
   async create(info: ResourceInfo, obj: KubeObject, options: WriteOptions = {}): Promise<KubeObject> {
@@ -300,7 +332,13 @@ export class KubeClient {
   }
 
   /** RFC 6902 JSON patch (`application/json-patch+json`, body = the operations). */
-  async jsonPatch(info: ResourceInfo, namespace: string | undefined, name: string, ops: JsonPatchOp[], options: WriteOptions = {}): Promise<KubeObject> {
+  async jsonPatch(
+    info: ResourceInfo,
+    namespace: string | undefined,
+    name: string,
+    ops: JsonPatchOp[],
+    options: WriteOptions = {},
+  ): Promise<KubeObject> {
     const res = await this.request<KubeObject>('PATCH', resourcePath(info, namespace, name), {
       query: { fieldManager: this.fieldManager, dryRun: options.dryRun ? 'All' : undefined },
       body: ops,
@@ -311,7 +349,12 @@ export class KubeClient {
     return withTypeMeta(res, info);
   }
 
-  async delete(info: ResourceInfo, namespace: string | undefined, name: string, options: DeleteOptions = {}): Promise<KubeObject | KubeStatus> {
+  async delete(
+    info: ResourceInfo,
+    namespace: string | undefined,
+    name: string,
+    options: DeleteOptions = {},
+  ): Promise<KubeObject | KubeStatus> {
     const body: Record<string, unknown> = { apiVersion: 'v1', kind: 'DeleteOptions' };
     if (options.uid) body.preconditions = { uid: options.uid };
     if (options.propagationPolicy) body.propagationPolicy = options.propagationPolicy;
@@ -379,7 +422,8 @@ export class KubeClient {
                 if (!line.trim()) continue;
                 try {
                   const ev = JSON.parse(line) as WatchEvent;
-                  if (ev.type !== 'ERROR' && ev.type !== 'BOOKMARK') ev.object = withTypeMeta(ev.object, info) as WatchEvent['object'];
+                  if (ev.type !== 'ERROR' && ev.type !== 'BOOKMARK')
+                    ev.object = withTypeMeta(ev.object, info) as WatchEvent['object'];
                   onEvent(ev);
                 } catch (e) {
                   // A bad line or an ERROR event (410 Gone): end this stream and report why.
@@ -421,4 +465,3 @@ export function withTypeMeta(obj: KubeObject, info: ResourceInfo): KubeObject {
 export function isTransient(err: unknown): boolean {
   return err instanceof TransientError || (err instanceof KubeApiError && (err.status >= 500 || err.status === 429));
 }
-

@@ -2,7 +2,14 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { defaultCredentials, inClusterCredentials, kubeconfigCredentials, kubeconfigPaths, needsPlugin, readKubeconfig } from './credentials.js';
+import {
+  defaultCredentials,
+  inClusterCredentials,
+  kubeconfigCredentials,
+  kubeconfigPaths,
+  needsPlugin,
+  readKubeconfig,
+} from './credentials.js';
 
 let dir: string;
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
@@ -24,7 +31,9 @@ async function file(name: string, text: string): Promise<string> {
 describe('kubeconfig files', () => {
   it('reads client certificate data, a CA file relative to the kubeconfig, the namespace and tls-server-name', async () => {
     await file('certs/ca.crt', 'CA-PEM');
-    const kc = await file('admin.kubeconfig', `
+    const kc = await file(
+      'admin.kubeconfig',
+      `
 apiVersion: v1
 kind: Config
 current-context: admin
@@ -37,7 +46,8 @@ users:
 contexts:
 - name: admin
   context: { cluster: local, user: admin, namespace: team-a }
-`);
+`,
+    );
     const creds = await kubeconfigCredentials(readKubeconfig([kc]));
     expect(creds.server.href).toBe('https://127.0.0.1:6443/');
     expect(String(creds.tls.ca)).toBe('CA-PEM');
@@ -50,15 +60,20 @@ contexts:
   });
 
   it('merges KUBECONFIG as kubectl does: the first file defining a name wins, the first current-context is used, missing files are skipped', async () => {
-    const first = await file('merge/first', `
+    const first = await file(
+      'merge/first',
+      `
 clusters:
 - name: shared
   cluster: { server: "https://first:6443", insecure-skip-tls-verify: true }
 users:
 - name: me
   user: { token: first-token }
-`);
-    const second = await file('merge/second', `
+`,
+    );
+    const second = await file(
+      'merge/second',
+      `
 current-context: work
 clusters:
 - name: shared
@@ -69,8 +84,11 @@ users:
 contexts:
 - name: work
   context: { cluster: shared, user: me }
-`);
-    const paths = kubeconfigPaths(undefined, { KUBECONFIG: [first, path.join(dir, 'merge/missing'), second].join(path.delimiter) });
+`,
+    );
+    const paths = kubeconfigPaths(undefined, {
+      KUBECONFIG: [first, path.join(dir, 'merge/missing'), second].join(path.delimiter),
+    });
     const creds = await kubeconfigCredentials(readKubeconfig(paths));
     expect(creds.server.host).toBe('first:6443');
     expect(creds.tls.rejectUnauthorized).toBe(false);
@@ -79,12 +97,15 @@ contexts:
 
   it('re-reads a tokenFile when asked to refresh (after a 401), so a rotated token is used', async () => {
     const token = await file('rotate/token', 'old-token\n');
-    const kc = await file('rotate/kubeconfig', `
+    const kc = await file(
+      'rotate/kubeconfig',
+      `
 current-context: c
 clusters: [{ name: k, cluster: { server: "https://k:443" } }]
 users: [{ name: u, user: { tokenFile: token } }]
 contexts: [{ name: c, context: { cluster: k, user: u } }]
-`);
+`,
+    );
     const creds = await kubeconfigCredentials(readKubeconfig([kc]));
     expect(await creds.authHeaders()).toEqual({ Authorization: 'Bearer old-token' });
     await writeFile(token, 'new-token\n');
@@ -93,10 +114,13 @@ contexts: [{ name: c, context: { cluster: k, user: u } }]
   });
 
   it('names the file and the context in what is wrong, never a credential', async () => {
-    const kc = await file('bad/kubeconfig', `
+    const kc = await file(
+      'bad/kubeconfig',
+      `
 current-context: nowhere
 users: [{ name: u, user: { token: secret-value } }]
-`);
+`,
+    );
     expect(() => readKubeconfig([kc])).toThrow(`${kc}: context "nowhere" is not defined`);
     expect(() => readKubeconfig([path.join(dir, 'bad/none')])).toThrow(/bad\/none: cannot read \(ENOENT\)/);
     try {
@@ -119,8 +143,13 @@ users: [{ name: u, user: { token: secret-value } }]
   });
 
   it('runs an exec plugin through @kubernetes/client-node and sends the token it prints', async () => {
-    const script = await file('exec/plugin.mjs', `process.stdout.write(JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status: { token: 'from-plugin' } }));\n`);
-    const kc = await file('exec/kubeconfig', `
+    const script = await file(
+      'exec/plugin.mjs',
+      `process.stdout.write(JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status: { token: 'from-plugin' } }));\n`,
+    );
+    const kc = await file(
+      'exec/kubeconfig',
+      `
 current-context: c
 clusters: [{ name: k, cluster: { server: "https://k:443" } }]
 users:
@@ -128,7 +157,8 @@ users:
   user:
     exec: { apiVersion: client.authentication.k8s.io/v1, command: ${JSON.stringify(process.execPath)}, args: [${JSON.stringify(script)}], interactiveMode: Never }
 contexts: [{ name: c, context: { cluster: k, user: u, namespace: ns1 } }]
-`);
+`,
+    );
     const config = readKubeconfig([kc]);
     expect(needsPlugin(config)).toBe(true);
     const creds = await kubeconfigCredentials(config);
@@ -155,8 +185,14 @@ describe('in-cluster credentials', () => {
 
   it('is the fallback of the default order when no kubeconfig exists and KUBERNETES_SERVICE_HOST is set', async () => {
     const sa = path.join(dir, 'pod/var/run/secrets/kubernetes.io/serviceaccount');
-    const creds = await defaultCredentials(undefined, { HOME: path.join(dir, 'no-home'), KUBERNETES_SERVICE_HOST: '10.0.0.1' }, sa);
+    const creds = await defaultCredentials(
+      undefined,
+      { HOME: path.join(dir, 'no-home'), KUBERNETES_SERVICE_HOST: '10.0.0.1' },
+      sa,
+    );
     expect(creds.server.href).toBe('https://10.0.0.1/');
-    await expect(defaultCredentials(undefined, { HOME: path.join(dir, 'no-home') }, sa)).rejects.toThrow('no cluster configured');
+    await expect(defaultCredentials(undefined, { HOME: path.join(dir, 'no-home') }, sa)).rejects.toThrow(
+      'no cluster configured',
+    );
   });
 });

@@ -105,7 +105,9 @@ function cached<T>(load: () => Promise<T>, initial?: T): (refresh?: boolean) => 
       at = Date.now();
       const next = load();
       // A failed read is not cached: the next request tries again.
-      next.catch(() => { if (value === next) value = undefined; });
+      next.catch(() => {
+        if (value === next) value = undefined;
+      });
       value = next;
     }
     return value;
@@ -119,7 +121,11 @@ function tokenFileHeaders(file: string): (refresh?: boolean) => Promise<Record<s
     try {
       token = (await readFile(file, 'utf8')).trim();
     } catch (err) {
-      throw new UserError(ProblemCode.KUBE_TOKEN_UNREADABLE, `${file}: cannot read the token (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`, { cause: err });
+      throw new UserError(
+        ProblemCode.KUBE_TOKEN_UNREADABLE,
+        `${file}: cannot read the token (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`,
+        { cause: err },
+      );
     }
     return token ? { Authorization: `Bearer ${token}` } : {};
   });
@@ -135,14 +141,22 @@ type Env = Record<string, string | undefined>;
 export function inClusterCredentials(env: Env, dir: string): KubeCredentials {
   const host = env.KUBERNETES_SERVICE_HOST ?? '';
   const port = env.KUBERNETES_SERVICE_PORT ?? '443';
-  if (!host) throw new UserError(ProblemCode.KUBE_NOT_IN_CLUSTER, 'in-cluster configuration: KUBERNETES_SERVICE_HOST is not set');
+  if (!host)
+    throw new UserError(
+      ProblemCode.KUBE_NOT_IN_CLUSTER,
+      'in-cluster configuration: KUBERNETES_SERVICE_HOST is not set',
+    );
   const server = new URL(`https://${host.includes(':') ? `[${host}]` : host}:${port}`);
   const caFile = path.join(dir, 'ca.crt');
   let ca: string;
   try {
     ca = readFileSync(caFile, 'utf8');
   } catch (err) {
-    throw new UserError(ProblemCode.KUBE_CA_UNREADABLE, `${caFile}: cannot read the cluster CA (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`, { cause: err });
+    throw new UserError(
+      ProblemCode.KUBE_CA_UNREADABLE,
+      `${caFile}: cannot read the cluster CA (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`,
+      { cause: err },
+    );
   }
   let namespace: string | undefined;
   try {
@@ -150,7 +164,12 @@ export function inClusterCredentials(env: Env, dir: string): KubeCredentials {
   } catch {
     /* optional */
   }
-  return { server, tls: { ca }, ...(namespace ? { namespace } : {}), authHeaders: tokenFileHeaders(path.join(dir, 'token')) };
+  return {
+    server,
+    tls: { ca },
+    ...(namespace ? { namespace } : {}),
+    authHeaders: tokenFileHeaders(path.join(dir, 'token')),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -173,7 +192,10 @@ export interface ResolvedKubeconfig {
   merged: Record<string, unknown>;
 }
 
-const PATH_FIELDS = { cluster: ['certificate-authority'], user: ['client-certificate', 'client-key', 'tokenFile'] } as const;
+const PATH_FIELDS = {
+  cluster: ['certificate-authority'],
+  user: ['client-certificate', 'client-key', 'tokenFile'],
+} as const;
 
 function asRecord(v: unknown): Record<string, unknown> {
   return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
@@ -196,7 +218,11 @@ export function kubeconfigPaths(file: string | undefined, env: Env = process.env
  * several are skipped (as kubectl does); a single missing file is an error.
  */
 export function readKubeconfig(files: string[], contextOverride?: string): ResolvedKubeconfig {
-  const maps = { clusters: new Map<string, NamedEntry<Record<string, unknown>>>(), users: new Map<string, NamedEntry<Record<string, unknown>>>(), contexts: new Map<string, NamedEntry<Record<string, unknown>>>() };
+  const maps = {
+    clusters: new Map<string, NamedEntry<Record<string, unknown>>>(),
+    users: new Map<string, NamedEntry<Record<string, unknown>>>(),
+    contexts: new Map<string, NamedEntry<Record<string, unknown>>>(),
+  };
   let current: string | undefined;
   let read = 0;
   for (const file of files) {
@@ -205,7 +231,11 @@ export function readKubeconfig(files: string[], contextOverride?: string): Resol
       text = readFileSync(file, 'utf8');
     } catch (err) {
       if (files.length > 1 && (err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-      throw new UserError(ProblemCode.KUBECONFIG_UNREADABLE, `${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`, { cause: err });
+      throw new UserError(
+        ProblemCode.KUBECONFIG_UNREADABLE,
+        `${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`,
+        { cause: err },
+      );
     }
     read++;
     let doc: Record<string, unknown>;
@@ -215,12 +245,21 @@ export function readKubeconfig(files: string[], contextOverride?: string): Resol
       // yaml's message (and so the error as a cause) quotes the offending line, which may be a
       // token or a key: keep its position and first sentence only.
       const pos = err instanceof YAMLError ? err.linePos?.[0] : undefined;
-      const reason = errorMessage(err).split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
-      throw new UserError(ProblemCode.KUBECONFIG_INVALID, `${pos ? `${file}:${pos.line}:${pos.col}` : file}: not valid YAML (${reason})`);
+      const reason = errorMessage(err)
+        .split('\n')[0]
+        .replace(/ at line \d+, column \d+:?$/, '');
+      throw new UserError(
+        ProblemCode.KUBECONFIG_INVALID,
+        `${pos ? `${file}:${pos.line}:${pos.col}` : file}: not valid YAML (${reason})`,
+      );
     }
     const dir = path.dirname(path.resolve(file));
     current ??= str(doc['current-context']);
-    for (const [key, field] of [['clusters', 'cluster'], ['users', 'user'], ['contexts', 'context']] as const) {
+    for (const [key, field] of [
+      ['clusters', 'cluster'],
+      ['users', 'user'],
+      ['contexts', 'context'],
+    ] as const) {
       const list = Array.isArray(doc[key]) ? (doc[key] as unknown[]) : [];
       for (const item of list) {
         const rec = asRecord(item);
@@ -229,14 +268,20 @@ export function readKubeconfig(files: string[], contextOverride?: string): Resol
       }
     }
   }
-  if (!read) throw new UserError(ProblemCode.KUBECONFIG_UNREADABLE, `${files.join(path.delimiter)}: no kubeconfig file found`);
+  if (!read)
+    throw new UserError(ProblemCode.KUBECONFIG_UNREADABLE, `${files.join(path.delimiter)}: no kubeconfig file found`);
   const contextName = contextOverride ?? current;
   const where = files.join(path.delimiter);
   if (!contextName) throw new UserError(ProblemCode.KUBECONFIG_NO_CLUSTER, `${where}: no current-context`);
   const context = maps.contexts.get(contextName);
-  if (!context) throw new UserError(ProblemCode.KUBECONFIG_NO_CLUSTER, `${where}: context "${contextName}" is not defined`);
+  if (!context)
+    throw new UserError(ProblemCode.KUBECONFIG_NO_CLUSTER, `${where}: context "${contextName}" is not defined`);
   const cluster = maps.clusters.get(str(context.value.cluster) ?? '');
-  if (!cluster || !str(cluster.value.server)) throw new UserError(ProblemCode.KUBECONFIG_NO_CLUSTER, `${where}: context "${contextName}" names no cluster with a server`);
+  if (!cluster || !str(cluster.value.server))
+    throw new UserError(
+      ProblemCode.KUBECONFIG_NO_CLUSTER,
+      `${where}: context "${contextName}" names no cluster with a server`,
+    );
   const user = maps.users.get(str(context.value.user) ?? '') ?? { name: '', value: {}, dir: cluster.dir };
 
   const absolute = (entry: NamedEntry<Record<string, unknown>>, fields: readonly string[]): Record<string, unknown> => {
@@ -248,7 +293,8 @@ export function readKubeconfig(files: string[], contextOverride?: string): Resol
     const exec = asRecord(out.exec);
     const command = str(exec.command);
     // kubectl resolves an exec command given as a relative path (with a slash) against the file's folder.
-    if (command && command.includes('/') && !path.isAbsolute(command)) out.exec = { ...exec, command: path.resolve(entry.dir, command) };
+    if (command && command.includes('/') && !path.isAbsolute(command))
+      out.exec = { ...exec, command: path.resolve(entry.dir, command) };
     return out;
   };
   const clusterValue = absolute(cluster, PATH_FIELDS.cluster);
@@ -284,7 +330,11 @@ function material(inline: unknown, file: unknown, what: string): string | Buffer
   try {
     return readFileSync(name);
   } catch (err) {
-    throw new UserError(ProblemCode.KUBECONFIG_UNREADABLE, `${name}: cannot read the ${what} (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`, { cause: err });
+    throw new UserError(
+      ProblemCode.KUBECONFIG_UNREADABLE,
+      `${name}: cannot read the ${what} (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`,
+      { cause: err },
+    );
   }
 }
 
@@ -325,7 +375,12 @@ export async function kubeconfigCredentials(config: ResolvedKubeconfig): Promise
     const basic = { Authorization: `Basic ${Buffer.from(`${username}:${str(u.password) ?? ''}`).toString('base64')}` };
     authHeaders = async () => basic;
   } else authHeaders = async () => ({});
-  return { server: new URL(str(c.server) ?? ''), tls, ...(config.namespace ? { namespace: config.namespace } : {}), authHeaders };
+  return {
+    server: new URL(str(c.server) ?? ''),
+    tls,
+    ...(config.namespace ? { namespace: config.namespace } : {}),
+    authHeaders,
+  };
 }
 
 /** `SERVICE_ACCOUNT_DIR` in a pod. */
@@ -335,7 +390,11 @@ export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccoun
  * client-node's default order, for `apply` and `diff`: the given file, else KUBECONFIG, else
  * ~/.kube/config, else in-cluster (when KUBERNETES_SERVICE_HOST is set).
  */
-export async function defaultCredentials(file: string | undefined, env: Env = process.env, serviceAccountDir = SERVICE_ACCOUNT_DIR): Promise<KubeCredentials> {
+export async function defaultCredentials(
+  file: string | undefined,
+  env: Env = process.env,
+  serviceAccountDir = SERVICE_ACCOUNT_DIR,
+): Promise<KubeCredentials> {
   const paths = kubeconfigPaths(file, env);
   const explicit = Boolean(file || env.KUBECONFIG);
   let config: ResolvedKubeconfig | undefined;
@@ -344,7 +403,11 @@ export async function defaultCredentials(file: string | undefined, env: Env = pr
   } catch (err) {
     const missing = err instanceof UserError && err.code === ProblemCode.KUBECONFIG_UNREADABLE && !explicit;
     if (!missing || !env.KUBERNETES_SERVICE_HOST) {
-      if (missing) throw new UserError(ProblemCode.KUBECONFIG_NO_CLUSTER, 'no cluster configured: pass --kubeconfig FILE or set KUBECONFIG');
+      if (missing)
+        throw new UserError(
+          ProblemCode.KUBECONFIG_NO_CLUSTER,
+          'no cluster configured: pass --kubeconfig FILE or set KUBECONFIG',
+        );
       throw err;
     }
   }

@@ -24,7 +24,10 @@ interface AggregatedResource {
 }
 interface AggregatedList {
   kind?: string;
-  items?: Array<{ metadata?: { name?: string }; versions?: Array<{ version: string; resources?: AggregatedResource[] }> }>;
+  items?: Array<{
+    metadata?: { name?: string };
+    versions?: Array<{ version: string; resources?: AggregatedResource[] }>;
+  }>;
 }
 interface LegacyResourceList {
   resources?: Array<{ name: string; kind: string; namespaced: boolean }>;
@@ -129,7 +132,9 @@ export class Discovery {
       gvs.map((gv, i) => ({
         group: gv.group,
         version: gv.version,
-        resources: (lists[i].resources ?? []).filter((r) => !r.name.includes('/')).map((r) => ({ kind: r.kind, plural: r.name, namespaced: r.namespaced })),
+        resources: (lists[i].resources ?? [])
+          .filter((r) => !r.name.includes('/'))
+          .map((r) => ({ kind: r.kind, plural: r.name, namespaced: r.namespaced })),
       })),
     );
   }
@@ -150,12 +155,16 @@ export interface ServedVersion {
  * Legacy discovery's group/versions, each group's preferredVersion first and then the others in
  * the order listed (the server lists them by priority).
  */
-export function legacyGroupVersions(core: { versions?: string[] }, apis: LegacyGroupList): Array<{ group: string; version: string; path: string }> {
+export function legacyGroupVersions(
+  core: { versions?: string[] },
+  apis: LegacyGroupList,
+): Array<{ group: string; version: string; path: string }> {
   const out = (core.versions ?? []).map((v) => ({ group: '', version: v, path: `/api/${v}` }));
   for (const g of apis.groups ?? []) {
     const preferred = g.preferredVersion?.version;
     const versions = g.versions.map((v) => v.version);
-    const ordered = preferred && versions.includes(preferred) ? [preferred, ...versions.filter((v) => v !== preferred)] : versions;
+    const ordered =
+      preferred && versions.includes(preferred) ? [preferred, ...versions.filter((v) => v !== preferred)] : versions;
     for (const v of ordered) out.push({ group: g.name, version: v, path: `/apis/${g.name}/${v}` });
   }
   return out;
@@ -168,7 +177,11 @@ function aggregatedVersions(lists: AggregatedList[]): ServedVersion[] {
     for (const item of list.items ?? []) {
       const group = item.metadata?.name ?? '';
       for (const v of item.versions ?? []) {
-        const resources = (v.resources ?? []).flatMap((r) => (r.responseKind?.kind ? [{ kind: r.responseKind.kind, plural: r.resource, namespaced: r.scope === 'Namespaced' }] : []));
+        const resources = (v.resources ?? []).flatMap((r) =>
+          r.responseKind?.kind
+            ? [{ kind: r.responseKind.kind, plural: r.resource, namespaced: r.scope === 'Namespaced' }]
+            : [],
+        );
         out.push({ group, version: v.version, resources });
       }
     }
@@ -185,7 +198,13 @@ export function servedOf(versions: readonly ServedVersion[]): Served {
   const preferred = new Map<string, ResourceInfo>();
   for (const v of versions) {
     for (const r of v.resources) {
-      const info: ResourceInfo = { group: v.group, version: v.version, kind: r.kind, plural: r.plural, namespaced: r.namespaced };
+      const info: ResourceInfo = {
+        group: v.group,
+        version: v.version,
+        kind: r.kind,
+        plural: r.plural,
+        namespaced: r.namespaced,
+      };
       byGvk.set(keyOf(v.group, v.version, r.kind), info);
       const gk = groupKind(v.group, r.kind);
       if (!preferred.has(gk)) preferred.set(gk, info);

@@ -111,7 +111,9 @@ const EMPTY: ListKeys = new Map();
 /** The list keys of every kind of `group/version` a document describes, keyed `group/version/kind`. */
 export function listKeysOfEveryKind(doc: unknown, group: string, version: string): Map<string, ListKeys> {
   const out = new Map<string, ListKeys>();
-  const schemas = (doc as { components?: { schemas?: Record<string, { 'x-kubernetes-group-version-kind'?: unknown }> } } | undefined)?.components?.schemas ?? {};
+  const schemas =
+    (doc as { components?: { schemas?: Record<string, { 'x-kubernetes-group-version-kind'?: unknown }> } } | undefined)
+      ?.components?.schemas ?? {};
   for (const name in schemas) {
     const tags = schemas[name]?.['x-kubernetes-group-version-kind'];
     if (!Array.isArray(tags)) continue;

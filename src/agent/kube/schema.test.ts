@@ -30,7 +30,10 @@ describe('extractListKeys on the real apps/v1 OpenAPI document', () => {
   });
 
   it('keys Service ports by port and protocol in the core v1 document', () => {
-    expect(extractListKeys(coreDoc, gvkOf({ apiVersion: 'v1', kind: 'Service' })).get('/spec/ports')).toEqual(['port', 'protocol']);
+    expect(extractListKeys(coreDoc, gvkOf({ apiVersion: 'v1', kind: 'Service' })).get('/spec/ports')).toEqual([
+      'port',
+      'protocol',
+    ]);
   });
 
   it('returns no keys for a kind the document does not describe', () => {
@@ -50,10 +53,28 @@ describe('extractListKeys on CRD-style schemas', () => {
             spec: {
               type: 'object',
               properties: {
-                rules: { type: 'array', 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['host', 'port'], items: { type: 'object' } },
+                rules: {
+                  type: 'array',
+                  'x-kubernetes-list-type': 'map',
+                  'x-kubernetes-list-map-keys': ['host', 'port'],
+                  items: { type: 'object' },
+                },
                 legacy: { type: 'array', 'x-kubernetes-patch-merge-key': 'id', items: { type: 'object' } },
-                atomic: { type: 'array', 'x-kubernetes-list-type': 'atomic', 'x-kubernetes-patch-merge-key': 'id', items: { type: 'object' } },
-                byName: { type: 'object', additionalProperties: { type: 'array', 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['k'], items: { type: 'object' } } },
+                atomic: {
+                  type: 'array',
+                  'x-kubernetes-list-type': 'atomic',
+                  'x-kubernetes-patch-merge-key': 'id',
+                  items: { type: 'object' },
+                },
+                byName: {
+                  type: 'object',
+                  additionalProperties: {
+                    type: 'array',
+                    'x-kubernetes-list-type': 'map',
+                    'x-kubernetes-list-map-keys': ['k'],
+                    items: { type: 'object' },
+                  },
+                },
                 tree: { allOf: [{ $ref: '#/components/schemas/com.example.v1.Node' }] },
               },
             },
@@ -62,7 +83,12 @@ describe('extractListKeys on CRD-style schemas', () => {
         'com.example.v1.Node': {
           type: 'object',
           properties: {
-            children: { type: 'array', 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['name'], items: { allOf: [{ $ref: '#/components/schemas/com.example.v1.Node' }] } },
+            children: {
+              type: 'array',
+              'x-kubernetes-list-type': 'map',
+              'x-kubernetes-list-map-keys': ['name'],
+              items: { allOf: [{ $ref: '#/components/schemas/com.example.v1.Node' }] },
+            },
           },
         },
       },

@@ -42,7 +42,8 @@ function findRoot(schemas: Schema, gvk: GroupVersionKind): Schema | undefined {
 function keysOf(schema: Schema): readonly string[] | undefined {
   const type = schema['x-kubernetes-list-type'];
   const mapKeys = schema['x-kubernetes-list-map-keys'];
-  if (type === 'map' && Array.isArray(mapKeys) && mapKeys.length > 0 && mapKeys.every((k) => typeof k === 'string')) return mapKeys as string[];
+  if (type === 'map' && Array.isArray(mapKeys) && mapKeys.length > 0 && mapKeys.every((k) => typeof k === 'string'))
+    return mapKeys as string[];
   if (type === 'atomic' || type === 'set') return undefined;
   const mergeKey = schema['x-kubernetes-patch-merge-key'];
   if (typeof mergeKey === 'string' && mergeKey) return [mergeKey];

@@ -122,12 +122,18 @@ async function applyObjectOrThrow(ctx: ApplyContext, item: ApplyItem, options: A
         if (!dryRun) ctx.known.set(hash, projectFields(preview, desired, listKeys));
         // Nothing but bookkeeping would change (the field set is already recorded): normalisation
         // plan.ts did not know. Removals and real changes show up in this whole-object compare.
-        if (live.metadata.annotations?.[APPLIED_FIELDS_ANNOTATION] === plan.appliedFields && isDeepStrictEqual(withoutBookkeeping(preview), withoutBookkeeping(live))) {
+        if (
+          live.metadata.annotations?.[APPLIED_FIELDS_ANNOTATION] === plan.appliedFields &&
+          isDeepStrictEqual(withoutBookkeeping(preview), withoutBookkeeping(live))
+        ) {
           return { id, action: 'unchanged', source };
         }
-        if (dryRun) return { id, action: 'configured', source, patch: shown, ...(plan.reason ? { reason: plan.reason } : {}) };
+        if (dryRun)
+          return { id, action: 'configured', source, patch: shown, ...(plan.reason ? { reason: plan.reason } : {}) };
       }
-      const patched = await tracked(cache, ns, name, () => ctx.client.jsonPatch(resource, ns, name, ops, { signal: ctx.signal }));
+      const patched = await tracked(cache, ns, name, () =>
+        ctx.client.jsonPatch(resource, ns, name, ops, { signal: ctx.signal }),
+      );
       if (!normalized) ctx.known.set(hash, projectFields(patched, desired, listKeys));
       return { id, action: 'configured', source, patch: shown, ...(plan.reason ? { reason: plan.reason } : {}) };
     } catch (err) {
@@ -151,7 +157,13 @@ async function applyObjectOrThrow(ctx: ApplyContext, item: ApplyItem, options: A
         live = undefined;
         continue;
       }
-      if (err instanceof InvalidError && err.isImmutable && !dryRun && live && recreateOnImmutableChange(desired.metadata.annotations)) {
+      if (
+        err instanceof InvalidError &&
+        err.isImmutable &&
+        !dryRun &&
+        live &&
+        recreateOnImmutableChange(desired.metadata.annotations)
+      ) {
         await deleteAndWait(ctx, item, live);
         cache.remove(ns, name);
         live = undefined;
@@ -163,7 +175,12 @@ async function applyObjectOrThrow(ctx: ApplyContext, item: ApplyItem, options: A
 }
 
 /** Runs a write with the cache told, so the watch echo of our own write is not taken for drift. */
-async function tracked(cache: ResourceCache, ns: string | undefined, name: string, write: () => Promise<KubeObject>): Promise<KubeObject> {
+async function tracked(
+  cache: ResourceCache,
+  ns: string | undefined,
+  name: string,
+  write: () => Promise<KubeObject>,
+): Promise<KubeObject> {
   cache.beginWrite(ns, name);
   let response: KubeObject | undefined;
   try {
@@ -176,7 +193,12 @@ async function tracked(cache: ResourceCache, ns: string | undefined, name: strin
 
 async function readLive(ctx: ApplyContext, item: ApplyItem): Promise<KubeObject | undefined> {
   try {
-    return await ctx.client.get(item.resolved.resource, item.desired.metadata.namespace, item.desired.metadata.name, ctx.signal);
+    return await ctx.client.get(
+      item.resolved.resource,
+      item.desired.metadata.namespace,
+      item.desired.metadata.name,
+      ctx.signal,
+    );
   } catch (err) {
     if (err instanceof NotFoundError) return undefined;
     throw err;
@@ -188,7 +210,11 @@ async function deleteAndWait(ctx: ApplyContext, item: ApplyItem, live: KubeObjec
   const { namespace, name } = item.desired.metadata;
   ctx.log.info({ object: item.resolved.id }, 'immutable field changed, recreating');
   try {
-    await ctx.client.delete(resource, namespace, name, { uid: live.metadata.uid, propagationPolicy: 'Background', signal: ctx.signal });
+    await ctx.client.delete(resource, namespace, name, {
+      uid: live.metadata.uid,
+      propagationPolicy: 'Background',
+      signal: ctx.signal,
+    });
   } catch (err) {
     if (!(err instanceof NotFoundError)) throw err;
   }
@@ -197,7 +223,9 @@ async function deleteAndWait(ctx: ApplyContext, item: ApplyItem, live: KubeObjec
     if ((await readLive(ctx, item)) === undefined) return;
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new KubeApiError('retryable', ProblemCode.RECREATE_TIMEOUT, item.resolved.id, 0, { message: `still terminating after ${RECREATE_WAIT_MS / 1000} s; will retry` });
+  throw new KubeApiError('retryable', ProblemCode.RECREATE_TIMEOUT, item.resolved.id, 0, {
+    message: `still terminating after ${RECREATE_WAIT_MS / 1000} s; will retry`,
+  });
 }
 
 /**
@@ -217,7 +245,11 @@ function withoutBookkeeping(obj: KubeObject): KubeObject {
 }
 
 /** Applies one order stage with bounded concurrency. */
-export function applyStage(ctx: ApplyContext, items: ApplyItem[], concurrency: number, options: ApplyOptions = {}): Promise<Change[]> {
+export function applyStage(
+  ctx: ApplyContext,
+  items: ApplyItem[],
+  concurrency: number,
+  options: ApplyOptions = {},
+): Promise<Change[]> {
   return mapLimit(items, concurrency, (item) => applyObject(ctx, item, options));
 }
-

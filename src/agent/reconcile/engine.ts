@@ -107,7 +107,15 @@ export class Engine implements Reconciler {
 
   static create(parts: EngineParts, options: EngineOptions = {}): Engine {
     const { client, discovery, openapi, caches, known } = parts;
-    return new Engine(client, discovery, openapi, caches, known, options.logger ?? silentLogger(), options.concurrency ?? DEFAULT_CONCURRENCY);
+    return new Engine(
+      client,
+      discovery,
+      openapi,
+      caches,
+      known,
+      options.logger ?? silentLogger(),
+      options.concurrency ?? DEFAULT_CONCURRENCY,
+    );
   }
 
   /** Applies a unit (or dry-runs it) and returns what happened to every object. */
@@ -136,7 +144,9 @@ export class Engine implements Reconciler {
     // The inventory as it was (step 4) is read while the files are parsed and resolved.
     const state = this.units.get(unit.name);
     const inventoryRead: Promise<InventoryState> =
-      state?.inventory && state.inventoryId === inventoryId ? Promise.resolve(state.inventory) : readInventory(this.client, unit);
+      state?.inventory && state.inventoryId === inventoryId
+        ? Promise.resolve(state.inventory)
+        : readInventory(this.client, unit);
     inventoryRead.catch(() => undefined); // awaited below; not an unhandled rejection if prepare fails first
 
     // 1-3. Parse, resolve and order (the result is reused while the files stay the same).
@@ -161,19 +171,51 @@ export class Engine implements Reconciler {
     //    unless every object would be accepted.
     if (unit.config.dryRunStrategy === 'server' || dryRun) {
       const checkable = resolved.objects.filter((o) => !resolved.fromSameSetCrd.has(o.key));
-      const checks = await applyStage(ctx, checkable.map((o) => items.get(o.key)!), this.concurrency, { dryRun: true });
-      const rejected = checks.filter((c, i) => c.action === 'failed' && !inNewNamespace(checkable[i], resolved.objects, c));
+      const checks = await applyStage(
+        ctx,
+        checkable.map((o) => items.get(o.key)!),
+        this.concurrency,
+        { dryRun: true },
+      );
+      const rejected = checks.filter(
+        (c, i) => c.action === 'failed' && !inNewNamespace(checkable[i], resolved.objects, c),
+      );
       if (dryRun) {
         // Prune as a server-side dry run too, so objects prune would keep (opted out, owned by
         // another inventory) show as skipped rather than pruned.
         const toPrune = unit.config.prune ? inventory.entries.filter((e) => !items.has(e.key)) : [];
-        const prunes = toPrune.length ? (await pruneObjects(this.pruneContext(unit, inventoryId, log, options.signal, true), toPrune, this.concurrency)).changes : [];
-        return done([...checks.map((c, i) => (c.action === 'failed' && !rejected.includes(c) ? { id: checkable[i].id, action: 'created' as const, source: checkable[i].source } : c)), ...prunes], []);
+        const prunes = toPrune.length
+          ? (
+              await pruneObjects(
+                this.pruneContext(unit, inventoryId, log, options.signal, true),
+                toPrune,
+                this.concurrency,
+              )
+            ).changes
+          : [];
+        return done(
+          [
+            ...checks.map((c, i) =>
+              c.action === 'failed' && !rejected.includes(c)
+                ? { id: checkable[i].id, action: 'created' as const, source: checkable[i].source }
+                : c,
+            ),
+            ...prunes,
+          ],
+          [],
+        );
       }
       if (rejected.length) {
         const rejectedIds = new Set(rejected.map((c) => c.id));
         const changes = resolved.objects.map<Change>((o) =>
-          rejectedIds.has(o.id) ? rejected.find((c) => c.id === o.id)! : { id: o.id, action: 'skipped', source: o.source, reason: 'not applied: another object in this commit failed validation' },
+          rejectedIds.has(o.id)
+            ? rejected.find((c) => c.id === o.id)!
+            : {
+                id: o.id,
+                action: 'skipped',
+                source: o.source,
+                reason: 'not applied: another object in this commit failed validation',
+              },
         );
         return done(changes, []);
       }
@@ -182,7 +224,13 @@ export class Engine implements Reconciler {
     // 5b. List the objects new to this unit in the inventory before creating any, so an agent
     //     killed mid-apply leaves none that a later commit cannot prune (inventory-store.ts).
     try {
-      inventory = await recordBeforeApply(this.client, unit, inventoryId, inventory, resolved.objects.map((o) => entryOf(items.get(o.key)!.desired)));
+      inventory = await recordBeforeApply(
+        this.client,
+        unit,
+        inventoryId,
+        inventory,
+        resolved.objects.map((o) => entryOf(items.get(o.key)!.desired)),
+      );
       if (state && state.inventoryId === inventoryId) state.inventory = inventory;
     } catch (err) {
       this.units.delete(unit.name);
@@ -194,7 +242,11 @@ export class Engine implements Reconciler {
     for (const stage of stages) {
       if (options.signal?.aborted) break;
       const stageItems = stage.map((o) => items.get(o.key)!);
-      changes.push(...(await mapLimit(stageItems, this.concurrency, (item) => applyObject(ctx, item, { ignore: ignoredFor(unit, item) }))));
+      changes.push(
+        ...(await mapLimit(stageItems, this.concurrency, (item) =>
+          applyObject(ctx, item, { ignore: ignoredFor(unit, item) }),
+        )),
+      );
       const crds = stage.filter((o) => o.object.kind === 'CustomResourceDefinition');
       if (crds.length) await this.afterCrds(crds, log);
     }
@@ -209,7 +261,11 @@ export class Engine implements Reconciler {
     if (toPrune.length && unit.config.prune && !applyFailed && !options.signal?.aborted) {
       // Stop routing events for what is about to go, so drift does not recreate it.
       for (const t of toPrune) if (this.owners.get(t.key) === unit.name) this.owners.delete(t.key);
-      const pruned = await pruneObjects(this.pruneContext(unit, inventoryId, log, options.signal, false), toPrune, this.concurrency);
+      const pruned = await pruneObjects(
+        this.pruneContext(unit, inventoryId, log, options.signal, false),
+        toPrune,
+        this.concurrency,
+      );
       changes.push(...pruned.changes);
       keep = pruned.failed;
     }
@@ -264,7 +320,8 @@ export class Engine implements Reconciler {
     //    ownership annotation to every desired object.
     const stages = applyStages(resolved.objects);
     const items = new Map<string, ApplyItem>();
-    for (const obj of resolved.objects) items.set(obj.key, { resolved: obj, desired: decorate(obj.object, inventoryId) });
+    for (const obj of resolved.objects)
+      items.set(obj.key, { resolved: obj, desired: decorate(obj.object, inventoryId) });
     const result: Prepared = { digest, generation: this.discovery.generation, resolved, stages, items };
     // Same-set CRDs change discovery during the apply; memoise only what is fully resolvable now.
     if (!resolved.fromSameSetCrd.size) this.prepared.set(unit.name, result);
@@ -317,7 +374,12 @@ export class Engine implements Reconciler {
     this.caches.close();
   }
 
-  private applyContext(unit: SyncUnit, inventoryId: string, signal: AbortSignal | undefined, log: Logger): ApplyContext {
+  private applyContext(
+    unit: SyncUnit,
+    inventoryId: string,
+    signal: AbortSignal | undefined,
+    log: Logger,
+  ): ApplyContext {
     return {
       client: this.client,
       caches: this.caches,
@@ -330,8 +392,23 @@ export class Engine implements Reconciler {
     };
   }
 
-  private pruneContext(unit: SyncUnit, inventoryId: string, log: Logger, signal: AbortSignal | undefined, dryRun: boolean): PruneContext {
-    return { client: this.client, discovery: this.discovery, caches: this.caches, inventoryId, log, propagationPolicy: unit.config.prunePropagationPolicy, dryRun, signal };
+  private pruneContext(
+    unit: SyncUnit,
+    inventoryId: string,
+    log: Logger,
+    signal: AbortSignal | undefined,
+    dryRun: boolean,
+  ): PruneContext {
+    return {
+      client: this.client,
+      discovery: this.discovery,
+      caches: this.caches,
+      inventoryId,
+      log,
+      propagationPolicy: unit.config.prunePropagationPolicy,
+      dryRun,
+      signal,
+    };
   }
 
   /**
@@ -356,9 +433,15 @@ export class Engine implements Reconciler {
     return this.caches.peek(o.resource)?.get(o.object.metadata.namespace, o.object.metadata.name);
   }
 
-  private remember(unit: SyncUnit, inventoryId: string, items: Map<string, ApplyItem>, inventory: InventoryState): void {
+  private remember(
+    unit: SyncUnit,
+    inventoryId: string,
+    items: Map<string, ApplyItem>,
+    inventory: InventoryState,
+  ): void {
     const previous = this.units.get(unit.name);
-    if (previous) for (const key of previous.items.keys()) if (this.owners.get(key) === unit.name) this.owners.delete(key);
+    if (previous)
+      for (const key of previous.items.keys()) if (this.owners.get(key) === unit.name) this.owners.delete(key);
     const remembered = new Map<string, { item: ApplyItem; listKeys: ListKeys }>();
     for (const [key, item] of items) {
       const listKeys = this.openapi.peekListKeys(item.resolved) ?? new Map<string, readonly string[]>();
@@ -380,7 +463,8 @@ export class Engine implements Reconciler {
           } catch (err) {
             if (!(err instanceof NotFoundError)) throw err;
           }
-          const conditions = ((live?.status as { conditions?: Array<{ type: string; status: string }> } | undefined)?.conditions ?? []);
+          const conditions =
+            (live?.status as { conditions?: Array<{ type: string; status: string }> } | undefined)?.conditions ?? [];
           if (conditions.some((c) => c.type === 'Established' && c.status === 'True')) return;
           if (Date.now() > deadline) {
             log.warn({ object: crd.id }, 'CRD not established in time');
@@ -398,10 +482,21 @@ export class Engine implements Reconciler {
   private route(e: CacheEvent): void {
     if (!this.listeners.size) return;
     const o = e.object;
-    const key = objectKey({ apiVersion: o.apiVersion, kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name });
+    const key = objectKey({
+      apiVersion: o.apiVersion,
+      kind: o.kind,
+      namespace: o.metadata.namespace,
+      name: o.metadata.name,
+    });
     const unit = this.owners.get(key);
     if (!unit) return;
-    const event: ObjectEvent = { unit, key, id: objectId({ kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name }), type: e.type, live: o };
+    const event: ObjectEvent = {
+      unit,
+      key,
+      id: objectId({ kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name }),
+      type: e.type,
+      live: o,
+    };
     for (const cb of this.listeners) {
       try {
         cb(event);

@@ -74,8 +74,17 @@ export { EMPTY_TRIE };
 
 /** Metadata fields the API server owns or that identify the object: never part of the plan. */
 export const SERVER_OWNED_METADATA: ReadonlySet<string> = new Set([
-  'name', 'namespace', 'generateName', 'uid', 'resourceVersion', 'generation', 'creationTimestamp',
-  'deletionTimestamp', 'deletionGracePeriodSeconds', 'managedFields', 'selfLink',
+  'name',
+  'namespace',
+  'generateName',
+  'uid',
+  'resourceVersion',
+  'generation',
+  'creationTimestamp',
+  'deletionTimestamp',
+  'deletionGracePeriodSeconds',
+  'managedFields',
+  'selfLink',
 ]);
 
 /** Top-level fields that are identity or server-owned. */
@@ -119,7 +128,12 @@ function leaf(): FieldTree {
   return { fields: null, entries: null };
 }
 
-function treeOfObject(obj: Record<string, unknown>, trie: KeyTrie | null, skip: readonly string[] | null, level: 'root' | 'metadata' | 'annotations' | 'other'): FieldTree {
+function treeOfObject(
+  obj: Record<string, unknown>,
+  trie: KeyTrie | null,
+  skip: readonly string[] | null,
+  level: 'root' | 'metadata' | 'annotations' | 'other',
+): FieldTree {
   const fields = new Map<string, FieldTree>();
   for (const k in obj) {
     const v = obj[k];
@@ -129,7 +143,12 @@ function treeOfObject(obj: Record<string, unknown>, trie: KeyTrie | null, skip: 
     if (level === 'metadata' && SERVER_OWNED_METADATA.has(k)) continue;
     if (level === 'annotations' && k === APPLIED_FIELDS_ANNOTATION) continue;
     const t = childTrie(trie, k);
-    const nextLevel = level === 'root' && k === 'metadata' ? 'metadata' : level === 'metadata' && k === 'annotations' ? 'annotations' : 'other';
+    const nextLevel =
+      level === 'root' && k === 'metadata'
+        ? 'metadata'
+        : level === 'metadata' && k === 'annotations'
+          ? 'annotations'
+          : 'other';
     const child = treeOfValue(v, t, nextLevel);
     // metadata with only identity fields says nothing about the field set.
     if (nextLevel === 'metadata' && !child.fields) continue;

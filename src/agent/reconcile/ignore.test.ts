@@ -15,7 +15,11 @@ describe('ignoredPointers', () => {
 
   it.each([
     ['a Deployment named nginx in default', deploy, ['/spec/replicas', '/metadata/labels', '/metadata/annotations']],
-    ['a Deployment named other in prod', { ...deploy, namespace: 'prod', name: 'other' }, ['/spec/replicas', '/spec/template']],
+    [
+      'a Deployment named other in prod',
+      { ...deploy, namespace: 'prod', name: 'other' },
+      ['/spec/replicas', '/spec/template'],
+    ],
     ['a core ConfigMap elsewhere', { group: '', kind: 'ConfigMap', namespace: 'x', name: 'c' }, ['/data']],
     ['a cluster-scoped Namespace', { group: '', kind: 'Namespace', name: 'demo' }, []],
   ])('protects the right fields of %s', (_label, obj, expected) => {
@@ -23,7 +27,9 @@ describe('ignoredPointers', () => {
   });
 
   it('does not confuse groups: an apps rule leaves an extensions Deployment alone', () => {
-    expect(ignoredPointers([{ group: 'apps', kind: 'Deployment', paths: ['/spec'] }], { ...deploy, group: 'extensions' })).toEqual([]);
+    expect(
+      ignoredPointers([{ group: 'apps', kind: 'Deployment', paths: ['/spec'] }], { ...deploy, group: 'extensions' }),
+    ).toEqual([]);
   });
 });
 
@@ -49,7 +55,9 @@ describe('withoutIgnored', () => {
   });
 
   it('does not treat a sibling with a common prefix as below the pointer', () => {
-    expect(withoutIgnored([{ op: 'replace', path: '/spec/replicasExtra', value: 1 }], ['/spec/replicas'])).toHaveLength(1);
+    expect(withoutIgnored([{ op: 'replace', path: '/spec/replicasExtra', value: 1 }], ['/spec/replicas'])).toHaveLength(
+      1,
+    );
   });
 
   it('is empty when only the resourceVersion guard would remain', () => {

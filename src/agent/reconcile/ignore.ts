@@ -25,7 +25,11 @@ export interface ObjectIdentity {
 }
 
 /** Identity from an object. */
-export function identityOf(obj: { apiVersion: string; kind: string; metadata: { namespace?: string; name: string } }): ObjectIdentity {
+export function identityOf(obj: {
+  apiVersion: string;
+  kind: string;
+  metadata: { namespace?: string; name: string };
+}): ObjectIdentity {
   return { group: groupOf(obj.apiVersion), kind: obj.kind, namespace: obj.metadata.namespace, name: obj.metadata.name };
 }
 

@@ -6,11 +6,23 @@
 import { isDeepStrictEqual } from 'node:util';
 import { NotFoundError, type KubeClient } from '../kube/client.js';
 import type { ResourceInfo, KubeObject } from '../kube/types.js';
-import { decodeInventory, inventoryConfigMap, inventoryName, mergeFailedDeletes, type InventoryEntry } from './inventory.js';
+import {
+  decodeInventory,
+  inventoryConfigMap,
+  inventoryName,
+  mergeFailedDeletes,
+  type InventoryEntry,
+} from './inventory.js';
 import { INVENTORY_ID_ANNOTATION } from './labels.js';
 import { escapePointerSegment } from '../kube/json-pointer.js';
 
-const CONFIGMAPS: ResourceInfo = { group: '', version: 'v1', kind: 'ConfigMap', plural: 'configmaps', namespaced: true };
+const CONFIGMAPS: ResourceInfo = {
+  group: '',
+  version: 'v1',
+  kind: 'ConfigMap',
+  plural: 'configmaps',
+  namespaced: true,
+};
 
 /** A unit's inventory as last read or written. */
 export interface InventoryState {
@@ -20,7 +32,10 @@ export interface InventoryState {
 }
 
 /** Reads the inventory ConfigMap of a unit; none yet is an empty inventory. */
-export async function readInventory(client: KubeClient, unit: { name: string; namespace: string }): Promise<InventoryState> {
+export async function readInventory(
+  client: KubeClient,
+  unit: { name: string; namespace: string },
+): Promise<InventoryState> {
   try {
     const live = await client.get(CONFIGMAPS, unit.namespace, inventoryName(unit.name));
     return { entries: decodeInventory(live), live };
@@ -49,7 +64,9 @@ export async function recordBeforeApply(
   const known = new Set(previous.entries.map((e) => e.key));
   const fresh = adding.filter((e) => !known.has(e.key));
   if (!fresh.length) return previous;
-  return writeInventory(client, unit, inventoryId, previous, mergeFailedDeletes(previous.entries, fresh), { createNamespace: false });
+  return writeInventory(client, unit, inventoryId, previous, mergeFailedDeletes(previous.entries, fresh), {
+    createNamespace: false,
+  });
 }
 
 /**
@@ -65,9 +82,18 @@ export async function writeInventory(
   entries: InventoryEntry[],
   options: { createNamespace?: boolean } = {},
 ): Promise<InventoryState> {
-  const desired = inventoryConfigMap({ name: inventoryName(unit.name), namespace: unit.namespace, inventoryId, entries });
+  const desired = inventoryConfigMap({
+    name: inventoryName(unit.name),
+    namespace: unit.namespace,
+    inventoryId,
+    entries,
+  });
   const live = previous.live;
-  if (live && isDeepStrictEqual(live.data ?? {}, desired.data) && live.metadata.annotations?.[INVENTORY_ID_ANNOTATION] === inventoryId) {
+  if (
+    live &&
+    isDeepStrictEqual(live.data ?? {}, desired.data) &&
+    live.metadata.annotations?.[INVENTORY_ID_ANNOTATION] === inventoryId
+  ) {
     return previous;
   }
   if (!live) {
@@ -78,7 +104,10 @@ export async function writeInventory(
       if (!(err instanceof NotFoundError)) throw err;
       if (options.createNamespace === false) return previous;
       // The inventory namespace itself does not exist: create it, it is ours to need.
-      await client.create({ group: '', version: 'v1', kind: 'Namespace', plural: 'namespaces', namespaced: false }, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: unit.namespace } });
+      await client.create(
+        { group: '', version: 'v1', kind: 'Namespace', plural: 'namespaces', namespaced: false },
+        { apiVersion: 'v1', kind: 'Namespace', metadata: { name: unit.namespace } },
+      );
       const created = await client.create(CONFIGMAPS, desired);
       return { entries: decodeInventory(created), live: created };
     }
@@ -87,9 +116,12 @@ export async function writeInventory(
     { op: 'test', path: '/metadata/resourceVersion', value: live.metadata.resourceVersion },
     { op: 'add', path: '/data', value: desired.data },
     live.metadata.annotations
-      ? { op: 'add', path: `/metadata/annotations/${escapePointerSegment(INVENTORY_ID_ANNOTATION)}`, value: inventoryId }
+      ? {
+          op: 'add',
+          path: `/metadata/annotations/${escapePointerSegment(INVENTORY_ID_ANNOTATION)}`,
+          value: inventoryId,
+        }
       : { op: 'add', path: '/metadata/annotations', value: { [INVENTORY_ID_ANNOTATION]: inventoryId } },
   ]);
   return { entries: decodeInventory(patched), live: patched };
 }
-

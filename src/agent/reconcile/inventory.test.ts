@@ -1,15 +1,36 @@
 import { describe, expect, it } from '@jest/globals';
 import type { KubeObject } from '../kube/types.js';
-import { decodeInventory, diffInventory, encodeInventory, entryOf, inventoryConfigMap, inventoryEntry, inventoryName, mergeFailedDeletes } from './inventory.js';
+import {
+  decodeInventory,
+  diffInventory,
+  encodeInventory,
+  entryOf,
+  inventoryConfigMap,
+  inventoryEntry,
+  inventoryName,
+  mergeFailedDeletes,
+} from './inventory.js';
 import { INVENTORY_ID_ANNOTATION } from './labels.js';
 
-const deploy = inventoryEntry({ group: 'apps', version: 'v1', kind: 'Deployment', namespace: 'default', name: 'web', uid: 'u1' });
+const deploy = inventoryEntry({
+  group: 'apps',
+  version: 'v1',
+  kind: 'Deployment',
+  namespace: 'default',
+  name: 'web',
+  uid: 'u1',
+});
 const svc = inventoryEntry({ group: '', version: 'v1', kind: 'Service', namespace: 'default', name: 'web' });
 const ns = inventoryEntry({ group: '', version: 'v1', kind: 'Namespace', name: 'demo' });
 
 describe('inventory encoding', () => {
   it('round-trips entries through a ConfigMap, sorted and deduplicated', () => {
-    const cm = inventoryConfigMap({ name: 'gitops-inventory-web', namespace: 'default', inventoryId: 'agent1/web', entries: [svc, deploy, ns, svc] });
+    const cm = inventoryConfigMap({
+      name: 'gitops-inventory-web',
+      namespace: 'default',
+      inventoryId: 'agent1/web',
+      entries: [svc, deploy, ns, svc],
+    });
     expect(cm.metadata.annotations?.[INVENTORY_ID_ANNOTATION]).toBe('agent1/web');
     expect(decodeInventory(cm)).toEqual([ns, svc, deploy].sort((a, b) => (a.key < b.key ? -1 : 1)));
   });
@@ -23,11 +44,15 @@ describe('inventory encoding', () => {
     expect(deploy.key).toBe('apps/Deployment/default/web');
     expect(deploy.id).toBe('Deployment/default/web');
     expect(ns.key).toBe('/Namespace//demo');
-    expect(entryOf({ apiVersion: 'apps/v1beta2', kind: 'Deployment', metadata: { name: 'web', namespace: 'default' } }).key).toBe(deploy.key);
+    expect(
+      entryOf({ apiVersion: 'apps/v1beta2', kind: 'Deployment', metadata: { name: 'web', namespace: 'default' } }).key,
+    ).toBe(deploy.key);
   });
 
   it('decodes a ConfigMap with no entries as an empty inventory', () => {
-    expect(decodeInventory({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x', namespace: 'default' } })).toEqual([]);
+    expect(
+      decodeInventory({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x', namespace: 'default' } }),
+    ).toEqual([]);
   });
 
   it.each([
@@ -35,7 +60,12 @@ describe('inventory encoding', () => {
     ['not a list', '{}'],
     ['a short row', '[["apps","v1","Deployment"]]'],
   ])('refuses an inventory whose entries are %s, naming the ConfigMap', (_what, raw) => {
-    const cm: KubeObject = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'inv', namespace: 'default' }, data: { entries: raw } };
+    const cm: KubeObject = {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'inv', namespace: 'default' },
+      data: { entries: raw },
+    };
     expect(() => decodeInventory(cm)).toThrow(/^ConfigMap\/default\/inv: /);
   });
 
@@ -47,7 +77,10 @@ describe('inventory encoding', () => {
 
 describe('diffInventory and mergeFailedDeletes', () => {
   it('prunes what the old inventory has and the new set does not, keeping the rest', () => {
-    const { toPrune, kept } = diffInventory([deploy, svc, ns], [entryOf({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web', namespace: 'default' } })]);
+    const { toPrune, kept } = diffInventory(
+      [deploy, svc, ns],
+      [entryOf({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web', namespace: 'default' } })],
+    );
     expect(toPrune.map((e) => e.id)).toEqual(['Service/default/web', 'Namespace/demo']);
     expect(toPrune.every((e) => e !== undefined)).toBe(true);
     expect(kept).toEqual([deploy]);
@@ -59,7 +92,10 @@ describe('diffInventory and mergeFailedDeletes', () => {
   });
 
   it('keeps entries whose delete failed in the stored inventory', () => {
-    expect(mergeFailedDeletes([deploy], [svc]).map((e) => e.id)).toEqual(['Service/default/web', 'Deployment/default/web']);
+    expect(mergeFailedDeletes([deploy], [svc]).map((e) => e.id)).toEqual([
+      'Service/default/web',
+      'Deployment/default/web',
+    ]);
     expect(mergeFailedDeletes([deploy, svc], [svc])).toHaveLength(2);
   });
 });

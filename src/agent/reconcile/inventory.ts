@@ -31,7 +31,14 @@ export interface InventoryEntry {
 export const INVENTORY_DATA_KEY = 'entries';
 
 /** Builds an entry from its parts (key and id derived). */
-export function inventoryEntry(parts: { group: string; version: string; kind: string; namespace?: string; name: string; uid?: string }): InventoryEntry {
+export function inventoryEntry(parts: {
+  group: string;
+  version: string;
+  kind: string;
+  namespace?: string;
+  name: string;
+  uid?: string;
+}): InventoryEntry {
   const apiVersion = parts.group ? `${parts.group}/${parts.version}` : parts.version;
   const ns = parts.namespace || undefined;
   return {
@@ -63,22 +70,36 @@ function sorted(entries: Iterable<InventoryEntry>): InventoryEntry[] {
 
 /** Encodes entries as ConfigMap `data` (deterministic: sorted, one entry per line). */
 export function encodeInventory(entries: readonly InventoryEntry[]): Record<string, string> {
-  const lines = sorted(dedupe(entries)).map((e) => JSON.stringify([e.group, e.version, e.kind, e.namespace ?? '', e.name, e.uid ?? '']));
+  const lines = sorted(dedupe(entries)).map((e) =>
+    JSON.stringify([e.group, e.version, e.kind, e.namespace ?? '', e.name, e.uid ?? '']),
+  );
   return { [INVENTORY_DATA_KEY]: lines.length ? `[\n${lines.join(',\n')}\n]\n` : '[]\n' };
 }
 
 /** A valid ConfigMap name for a unit's inventory: `gitops-inventory-<unit>`, lowercased and sanitised. */
 export function inventoryName(unit: string): string {
-  const safe = unit.toLowerCase().replace(/[^a-z0-9.-]+/g, '-').replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '');
+  const safe = unit
+    .toLowerCase()
+    .replace(/[^a-z0-9.-]+/g, '-')
+    .replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '');
   return `gitops-inventory-${safe || 'default'}`.slice(0, 253).replace(/[^a-z0-9]+$/, '');
 }
 
 /** The inventory ConfigMap to write for a unit. */
-export function inventoryConfigMap(opts: { name: string; namespace: string; inventoryId: string; entries: readonly InventoryEntry[] }): KubeObject {
+export function inventoryConfigMap(opts: {
+  name: string;
+  namespace: string;
+  inventoryId: string;
+  entries: readonly InventoryEntry[];
+}): KubeObject {
   return {
     apiVersion: 'v1',
     kind: 'ConfigMap',
-    metadata: { name: opts.name, namespace: opts.namespace, annotations: { [INVENTORY_ID_ANNOTATION]: opts.inventoryId } },
+    metadata: {
+      name: opts.name,
+      namespace: opts.namespace,
+      annotations: { [INVENTORY_ID_ANNOTATION]: opts.inventoryId },
+    },
     data: encodeInventory(opts.entries),
   };
 }
@@ -97,12 +118,30 @@ export function decodeInventory(configMap: KubeObject): InventoryEntry[] {
   try {
     rows = JSON.parse(String(raw));
   } catch (err) {
-    throw new UserError(ProblemCode.INVENTORY_CORRUPT, `${id}: data.${INVENTORY_DATA_KEY} is not JSON: repair or delete the inventory ConfigMap`, { cause: err });
+    throw new UserError(
+      ProblemCode.INVENTORY_CORRUPT,
+      `${id}: data.${INVENTORY_DATA_KEY} is not JSON: repair or delete the inventory ConfigMap`,
+      { cause: err },
+    );
   }
-  if (!Array.isArray(rows)) throw new UserError(ProblemCode.INVENTORY_CORRUPT, `${id}: data.${INVENTORY_DATA_KEY} is not a list: repair or delete the inventory ConfigMap`);
+  if (!Array.isArray(rows))
+    throw new UserError(
+      ProblemCode.INVENTORY_CORRUPT,
+      `${id}: data.${INVENTORY_DATA_KEY} is not a list: repair or delete the inventory ConfigMap`,
+    );
   return rows.map((row, i) => {
-    if (!Array.isArray(row) || row.length < 5 || !row.every((c) => typeof c === 'string') || !row[2] || !row[4] || !row[1]) {
-      throw new UserError(ProblemCode.INVENTORY_CORRUPT, `${id}: entry ${i} is not [group, version, kind, namespace, name, uid]: repair or delete the inventory ConfigMap`);
+    if (
+      !Array.isArray(row) ||
+      row.length < 5 ||
+      !row.every((c) => typeof c === 'string') ||
+      !row[2] ||
+      !row[4] ||
+      !row[1]
+    ) {
+      throw new UserError(
+        ProblemCode.INVENTORY_CORRUPT,
+        `${id}: entry ${i} is not [group, version, kind, namespace, name, uid]: repair or delete the inventory ConfigMap`,
+      );
     }
     const [group, version, kind, namespace, name, uid] = row as string[];
     return inventoryEntry({ group, version, kind, namespace, name, uid });
@@ -119,7 +158,10 @@ function dedupe(entries: Iterable<InventoryEntry>): InventoryEntry[] {
  * Old inventory against the next one: `toPrune` are old entries the next set no longer has (with
  * their recorded uid, for the delete precondition), `kept` are old entries still wanted.
  */
-export function diffInventory(old: readonly InventoryEntry[], next: readonly InventoryEntry[]): { toPrune: InventoryEntry[]; kept: InventoryEntry[] } {
+export function diffInventory(
+  old: readonly InventoryEntry[],
+  next: readonly InventoryEntry[],
+): { toPrune: InventoryEntry[]; kept: InventoryEntry[] } {
   const wanted = new Set(next.map((e) => e.key));
   const toPrune: InventoryEntry[] = [];
   const kept: InventoryEntry[] = [];
@@ -128,6 +170,9 @@ export function diffInventory(old: readonly InventoryEntry[], next: readonly Inv
 }
 
 /** The inventory to store after prune: the next set plus every entry whose delete failed, so it is retried and never forgotten. */
-export function mergeFailedDeletes(next: readonly InventoryEntry[], failed: readonly InventoryEntry[]): InventoryEntry[] {
+export function mergeFailedDeletes(
+  next: readonly InventoryEntry[],
+  failed: readonly InventoryEntry[],
+): InventoryEntry[] {
   return sorted(dedupe([...next, ...failed]));
 }

@@ -45,7 +45,13 @@ describe('quantities', () => {
 describe('leafEqual and semanticEqual', () => {
   it('compares quantities by value only where Kubernetes stores quantities', () => {
     expect(semanticEqual('0.5', '500m', '/spec/template/spec/containers/0/resources/limits/cpu')).toBe(true);
-    expect(semanticEqual({ cpu: '0.5', memory: '1024Mi' }, { cpu: '500m', memory: '1Gi' }, '/spec/containers/0/resources/requests')).toBe(true);
+    expect(
+      semanticEqual(
+        { cpu: '0.5', memory: '1024Mi' },
+        { cpu: '500m', memory: '1Gi' },
+        '/spec/containers/0/resources/requests',
+      ),
+    ).toBe(true);
     expect(semanticEqual({ hard: { pods: 10 } }, { hard: { pods: '10' } }, '/spec')).toBe(true);
     expect(semanticEqual('1Ki', '1024', '/spec/capacity/storage')).toBe(true);
     expect(semanticEqual('1Gi', '1024Mi', '/spec/volumes/0/emptyDir/sizeLimit')).toBe(true);

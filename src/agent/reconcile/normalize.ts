@@ -57,7 +57,8 @@ export function parseQuantity(value: string | number): Rational | undefined {
 
 /** True when both are quantities with the same value (`"0.5"` == `"500m"`, `1` == `"1000m"`). */
 export function quantityEqual(a: unknown, b: unknown): boolean {
-  if ((typeof a !== 'string' && typeof a !== 'number') || (typeof b !== 'string' && typeof b !== 'number')) return false;
+  if ((typeof a !== 'string' && typeof a !== 'number') || (typeof b !== 'string' && typeof b !== 'number'))
+    return false;
   const x = parseQuantity(a);
   if (!x) return false;
   const y = parseQuantity(b);
@@ -66,13 +67,27 @@ export function quantityEqual(a: unknown, b: unknown): boolean {
 }
 
 /** Map names whose values are quantities (resources.limits/requests, ResourceQuota hard, PV capacity, LimitRange, overhead). */
-const QUANTITY_PARENTS = new Set(['limits', 'requests', 'hard', 'capacity', 'allocatable', 'overhead', 'max', 'min', 'default', 'defaultRequest', 'maxLimitRequestRatio']);
+const QUANTITY_PARENTS = new Set([
+  'limits',
+  'requests',
+  'hard',
+  'capacity',
+  'allocatable',
+  'overhead',
+  'max',
+  'min',
+  'default',
+  'defaultRequest',
+  'maxLimitRequestRatio',
+]);
 /** Single fields that are quantities. */
 const QUANTITY_FIELDS = new Set(['sizeLimit']);
 
 /** True when a scalar at `.../parentKey/key` is a resource quantity. */
 export function isQuantityContext(parentKey: string | undefined, key: string | undefined): boolean {
-  return (parentKey !== undefined && QUANTITY_PARENTS.has(parentKey)) || (key !== undefined && QUANTITY_FIELDS.has(key));
+  return (
+    (parentKey !== undefined && QUANTITY_PARENTS.has(parentKey)) || (key !== undefined && QUANTITY_FIELDS.has(key))
+  );
 }
 
 /** Canonical bytes of a base64 string, ignoring whitespace and padding differences. */
@@ -134,7 +149,13 @@ export function isEmptyContainer(v: unknown): boolean {
  * server defaults), `null` in desired means "not specified", arrays compare element-wise with equal
  * length, scalars with `leafEqual`.
  */
-export function subsetEqual(desired: unknown, live: unknown, parentKey: string | undefined, key: string | undefined, secretData = false): boolean {
+export function subsetEqual(
+  desired: unknown,
+  live: unknown,
+  parentKey: string | undefined,
+  key: string | undefined,
+  secretData = false,
+): boolean {
   if (desired === live) return true;
   if (desired === null || desired === undefined) return true;
   if (Array.isArray(desired)) {
@@ -160,8 +181,13 @@ export function subsetEqual(desired: unknown, live: unknown, parentKey: string |
  * the API server would store it. The last two path segments give the context (quantities); a path
  * starting `/data` is not enough to know the object is a Secret, so use plan.ts for whole objects.
  */
-export function semanticEqual(desiredValue: unknown, liveValue: unknown, path: string | readonly string[] = []): boolean {
-  const segs = typeof path === 'string' ? (path === '' ? [] : path.slice(1).split('/').map(unescapePointerSegment)) : path;
+export function semanticEqual(
+  desiredValue: unknown,
+  liveValue: unknown,
+  path: string | readonly string[] = [],
+): boolean {
+  const segs =
+    typeof path === 'string' ? (path === '' ? [] : path.slice(1).split('/').map(unescapePointerSegment)) : path;
   const key = segs.length > 0 ? segs[segs.length - 1] : undefined;
   const parentKey = segs.length > 1 ? segs[segs.length - 2] : undefined;
   return subsetEqual(desiredValue, liveValue, parentKey, key);

@@ -11,11 +11,22 @@ function obj(apiVersion: string, kind: string, name: string, namespaced = true):
     source: { file: 'm.yaml', line: 1 },
     id: namespaced ? `${kind}/default/${name}` : `${kind}/${name}`,
     key: `${group}/${kind}/${namespaced ? 'default' : ''}/${name}`,
-    resource: { group, version: apiVersion.split('/').pop() as string, kind, plural: `${kind.toLowerCase()}s`, namespaced },
+    resource: {
+      group,
+      version: apiVersion.split('/').pop() as string,
+      kind,
+      plural: `${kind.toLowerCase()}s`,
+      namespaced,
+    },
   };
 }
 
-const crd: KubeObject = { apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', metadata: { name: 'widgets.example.com' }, spec: { group: 'example.com', names: { kind: 'Widget', plural: 'widgets' } } };
+const crd: KubeObject = {
+  apiVersion: 'apiextensions.k8s.io/v1',
+  kind: 'CustomResourceDefinition',
+  metadata: { name: 'widgets.example.com' },
+  spec: { group: 'example.com', names: { kind: 'Widget', plural: 'widgets' } },
+};
 
 describe('applyStages', () => {
   it('puts Namespaces and CRDs first, RBAC and configuration next, workloads after, webhooks last, keeping input order within a stage', () => {
@@ -40,7 +51,9 @@ describe('applyStages', () => {
   });
 
   it('drops empty stages', () => {
-    expect(applyStages([obj('apps/v1', 'Deployment', 'a'), obj('apps/v1', 'Deployment', 'b')]).map((s) => s.length)).toEqual([2]);
+    expect(
+      applyStages([obj('apps/v1', 'Deployment', 'a'), obj('apps/v1', 'Deployment', 'b')]).map((s) => s.length),
+    ).toEqual([2]);
     expect(applyStages([])).toEqual([]);
   });
 
@@ -72,7 +85,11 @@ describe('isCustomResourceOf', () => {
   });
 
   it('does not match another group or kind', () => {
-    expect(isCustomResourceOf({ apiVersion: 'other.com/v1', kind: 'Widget', metadata: { name: 'w' } }, [crd])).toBe(false);
-    expect(isCustomResourceOf({ apiVersion: 'example.com/v1', kind: 'Gadget', metadata: { name: 'g' } }, [crd])).toBe(false);
+    expect(isCustomResourceOf({ apiVersion: 'other.com/v1', kind: 'Widget', metadata: { name: 'w' } }, [crd])).toBe(
+      false,
+    );
+    expect(isCustomResourceOf({ apiVersion: 'example.com/v1', kind: 'Gadget', metadata: { name: 'g' } }, [crd])).toBe(
+      false,
+    );
   });
 });

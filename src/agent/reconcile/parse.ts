@@ -23,14 +23,23 @@ export interface ParseResult {
 }
 
 function problem(code: string, source: SourceRef, what: string, object?: string): Problem {
-  return { code, message: `${source.file}:${source.line}: ${what}`, file: source.file, line: source.line, ...(object ? { object } : {}) };
+  return {
+    code,
+    message: `${source.file}:${source.line}: ${what}`,
+    file: source.file,
+    line: source.line,
+    ...(object ? { object } : {}),
+  };
 }
 
 /** Checks the fields every object needs; returns the first problem in words, or undefined. */
 function validate(value: unknown): string | undefined {
-  if (!isPlainObject(value)) return 'document is not an object: every document must be a Kubernetes object (a mapping with apiVersion, kind and metadata)';
-  if (typeof value.apiVersion !== 'string' || !value.apiVersion) return 'object has no apiVersion: every object needs one, e.g. `apiVersion: apps/v1`';
-  if (typeof value.kind !== 'string' || !value.kind) return 'object has no kind: every object needs one, e.g. `kind: Deployment`';
+  if (!isPlainObject(value))
+    return 'document is not an object: every document must be a Kubernetes object (a mapping with apiVersion, kind and metadata)';
+  if (typeof value.apiVersion !== 'string' || !value.apiVersion)
+    return 'object has no apiVersion: every object needs one, e.g. `apiVersion: apps/v1`';
+  if (typeof value.kind !== 'string' || !value.kind)
+    return 'object has no kind: every object needs one, e.g. `kind: Deployment`';
   const meta = value.metadata;
   if (!isPlainObject(meta)) return 'object has no metadata: every object needs metadata.name';
   if (typeof meta.name !== 'string' || !meta.name) {
@@ -38,7 +47,8 @@ function validate(value: unknown): string | undefined {
       ? 'object uses metadata.generateName: GitOps needs a stable identity, set metadata.name instead'
       : 'object has no metadata.name: every object needs a name';
   }
-  if (meta.namespace !== undefined && (typeof meta.namespace !== 'string' || !meta.namespace)) return 'metadata.namespace is not a non-empty string: set a namespace name or leave the field out';
+  if (meta.namespace !== undefined && (typeof meta.namespace !== 'string' || !meta.namespace))
+    return 'metadata.namespace is not a non-empty string: set a namespace name or leave the field out';
   return undefined;
 }
 
@@ -48,7 +58,9 @@ interface Found {
 }
 
 function isList(value: unknown): value is { kind: string; items: unknown[] } {
-  return isPlainObject(value) && typeof value.kind === 'string' && value.kind.endsWith('List') && Array.isArray(value.items);
+  return (
+    isPlainObject(value) && typeof value.kind === 'string' && value.kind.endsWith('List') && Array.isArray(value.items)
+  );
 }
 
 /**
@@ -153,7 +165,13 @@ function documentsOf(file: ManifestInput, errors: Problem[]): Found[] {
       for (const e of doc.errors) {
         const line = e.linePos?.[0]?.line ?? lineAt(e.pos[0]);
         const first = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
-        errors.push(problem(ProblemCode.MANIFEST_SYNTAX, { file: file.path, line }, `invalid ${file.path.endsWith('.json') ? 'JSON' : 'YAML'}: ${first}: fix the syntax`));
+        errors.push(
+          problem(
+            ProblemCode.MANIFEST_SYNTAX,
+            { file: file.path, line },
+            `invalid ${file.path.endsWith('.json') ? 'JSON' : 'YAML'}: ${first}: fix the syntax`,
+          ),
+        );
       }
       continue;
     }
@@ -167,7 +185,10 @@ function documentsOf(file: ManifestInput, errors: Problem[]): Found[] {
       const itemsNode = contents.get('items', true);
       value.items.forEach((item, i) => {
         const node = isSeq(itemsNode) ? itemsNode.items[i] : undefined;
-        const at = node && typeof node === 'object' && 'range' in node && Array.isArray(node.range) ? lineAt(node.range[0] as number) : line;
+        const at =
+          node && typeof node === 'object' && 'range' in node && Array.isArray(node.range)
+            ? lineAt(node.range[0] as number)
+            : line;
         found.push({ value: item, line: at });
       });
       continue;
@@ -199,12 +220,24 @@ export function parseManifests(files: readonly ManifestInput[]): ParseResult {
         continue;
       }
       const object = value as KubeObject;
-      const ref = { apiVersion: object.apiVersion, kind: object.kind, namespace: object.metadata.namespace, name: object.metadata.name };
+      const ref = {
+        apiVersion: object.apiVersion,
+        kind: object.kind,
+        namespace: object.metadata.namespace,
+        name: object.metadata.name,
+      };
       const key = objectKey(ref);
       const first = seen.get(key);
       const label = `${object.kind}/${object.metadata.namespace ? `${object.metadata.namespace}/` : ''}${object.metadata.name}`;
       if (first) {
-        errors.push(problem(ProblemCode.MANIFEST_DUPLICATE_OBJECT, source, `${label} is also defined at ${first.file}:${first.line}: keep one definition of each object`, label));
+        errors.push(
+          problem(
+            ProblemCode.MANIFEST_DUPLICATE_OBJECT,
+            source,
+            `${label} is also defined at ${first.file}:${first.line}: keep one definition of each object`,
+            label,
+          ),
+        );
         continue;
       }
       seen.set(key, source);

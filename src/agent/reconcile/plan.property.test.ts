@@ -24,7 +24,8 @@ function base(r: () => number): Obj {
   const c = d.spec.template.spec.containers[0];
   delete c.resources;
   c.env = ['A', 'B', 'C', 'D', 'E'].filter(() => r() < 0.7).map((name) => ({ name, value: name.toLowerCase() }));
-  if (r() < 0.5) d.spec.template.spec.containers.push({ name: 'log', image: 'busybox', env: [{ name: 'X', value: '1' }] });
+  if (r() < 0.5)
+    d.spec.template.spec.containers.push({ name: 'log', image: 'busybox', env: [{ name: 'X', value: '1' }] });
   if (r() < 0.5) d.metadata.labels = { ...d.metadata.labels, tier: 'web' };
   return d;
 }
@@ -42,14 +43,21 @@ function mutateDesired(d: Obj, r: () => number): Obj {
   if (r() < 0.3) delete m.metadata.labels;
   if (r() < 0.2) c.args = ['--x', String(Math.floor(r() * 3))];
   // Env names must stay unique, as the API server requires.
-  c.env = c.env.filter((e: { name: string }, i: number, all: Array<{ name: string }>) => all.findIndex((x) => x.name === e.name) === i);
+  c.env = c.env.filter(
+    (e: { name: string }, i: number, all: Array<{ name: string }>) => all.findIndex((x) => x.name === e.name) === i,
+  );
   return m;
 }
 
 function drift(live: Obj, r: () => number): void {
   const pod = live.spec.template.spec;
-  if (r() < 0.3) pod.containers.splice(Math.floor(r() * (pod.containers.length + 1)), 0, { name: 'sidecar', image: 'proxy' });
-  if (r() < 0.3) pod.containers[pod.containers.length - 1].env = [...(pod.containers[pod.containers.length - 1].env ?? []), { name: 'INJ', value: 'i' }];
+  if (r() < 0.3)
+    pod.containers.splice(Math.floor(r() * (pod.containers.length + 1)), 0, { name: 'sidecar', image: 'proxy' });
+  if (r() < 0.3)
+    pod.containers[pod.containers.length - 1].env = [
+      ...(pod.containers[pod.containers.length - 1].env ?? []),
+      { name: 'INJ', value: 'i' },
+    ];
   if (r() < 0.3) live.spec.replicas = 9;
   if (r() < 0.2) live.metadata.labels = { ...live.metadata.labels, extra: 'x' };
   if (r() < 0.2) {
@@ -59,7 +67,7 @@ function drift(live: Obj, r: () => number): void {
 }
 
 describe('planObject patches (property)', () => {
-  it('apply cleanly in order to the live object and leave exactly what Git says in desired\'s fields, for 300 random histories', () => {
+  it("apply cleanly in order to the live object and leave exactly what Git says in desired's fields, for 300 random histories", () => {
     for (let seed = 1; seed <= 300; seed++) {
       const r = rng(seed);
       const first = base(r);
@@ -74,11 +82,18 @@ describe('planObject patches (property)', () => {
       } catch (err) {
         throw new Error(`seed ${seed}: patch does not apply: ${(err as Error).message}\n${JSON.stringify(plan.patch)}`);
       }
-      expect({ seed, projection: projectFields(after, desired, deploymentKeys) }).toEqual({ seed, projection: projectFields(desired, desired, deploymentKeys) });
-      expect({ seed, action: planObject({ desired, live: after, listKeys: deploymentKeys }).action }).toEqual({ seed, action: 'none' });
+      expect({ seed, projection: projectFields(after, desired, deploymentKeys) }).toEqual({
+        seed,
+        projection: projectFields(desired, desired, deploymentKeys),
+      });
+      expect({ seed, action: planObject({ desired, live: after, listKeys: deploymentKeys }).action }).toEqual({
+        seed,
+        action: 'none',
+      });
       // Entries others added survive unless Git itself names them.
       const names = after.spec.template.spec.containers.map((c: { name: string }) => c.name);
-      if (live.spec.template.spec.containers.some((c: { name: string }) => c.name === 'sidecar')) expect({ seed, names }).toEqual({ seed, names: expect.arrayContaining(['sidecar']) });
+      if (live.spec.template.spec.containers.some((c: { name: string }) => c.name === 'sidecar'))
+        expect({ seed, names }).toEqual({ seed, names: expect.arrayContaining(['sidecar']) });
     }
   });
 

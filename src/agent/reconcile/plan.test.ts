@@ -5,7 +5,17 @@ import { APPLIED_FIELDS_ANNOTATION } from './labels.js';
 import { appliedFieldsOf, desiredHash, planObject, projectFields } from './plan.js';
 import type { ListKeys } from '../kube/schema.js';
 import {
-  clone, configMap, configMapKeys, deployment, deploymentKeys, liveConfigMap, liveDeployment, liveService, secretKeys, service, serviceKeys,
+  clone,
+  configMap,
+  configMapKeys,
+  deployment,
+  deploymentKeys,
+  liveConfigMap,
+  liveDeployment,
+  liveService,
+  secretKeys,
+  service,
+  serviceKeys,
 } from '../kube/testdata/fixtures.js';
 
 type Obj = KubeObject & Record<string, any>;
@@ -40,7 +50,11 @@ describe('planObject', () => {
 
   it('finds nothing to do for an unchanged object whose live copy carries server defaults, status and normalised quantities', () => {
     const live = created(deployment(), deploymentKeys, liveDeployment);
-    expect(planObject({ desired: deployment(), live, listKeys: deploymentKeys })).toEqual({ action: 'none', patch: [], appliedFields: appliedFieldsOf(deployment(), deploymentKeys) });
+    expect(planObject({ desired: deployment(), live, listKeys: deploymentKeys })).toEqual({
+      action: 'none',
+      patch: [],
+      appliedFields: appliedFieldsOf(deployment(), deploymentKeys),
+    });
   });
 
   it('patches a changed field with a resourceVersion test first and nothing else', () => {
@@ -61,8 +75,15 @@ describe('planObject', () => {
     delete desired.spec.template.spec.containers[0].resources.limits.memory;
     const plan = planObject({ desired, live, listKeys: deploymentKeys });
     expect(plan.patch).toContainEqual({ op: 'remove', path: '/metadata/labels/app.kubernetes.io~1name' });
-    expect(plan.patch).toContainEqual({ op: 'remove', path: '/spec/template/spec/containers/0/resources/limits/memory' });
-    expect(plan.patch).toContainEqual({ op: 'add', path: `/metadata/annotations/gitops.dev~1applied-fields`, value: plan.appliedFields });
+    expect(plan.patch).toContainEqual({
+      op: 'remove',
+      path: '/spec/template/spec/containers/0/resources/limits/memory',
+    });
+    expect(plan.patch).toContainEqual({
+      op: 'add',
+      path: `/metadata/annotations/gitops.dev~1applied-fields`,
+      value: plan.appliedFields,
+    });
     const after = convergeCheck(desired, live, deploymentKeys);
     expect(after.metadata.labels).toEqual({});
     expect(after.spec.template.spec.containers[0].resources.limits).toEqual({ cpu: '500m' });
@@ -96,15 +117,29 @@ describe('planObject', () => {
   });
 
   it('plans a Secret stringData as data and sees no drift when the live data holds the same bytes', () => {
-    const secret: KubeObject = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 's', namespace: 'default' }, type: 'Opaque', stringData: { password: 'hunter2' }, data: { user: 'YWRtaW4=' } };
+    const secret: KubeObject = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 's', namespace: 'default' },
+      type: 'Opaque',
+      stringData: { password: 'hunter2' },
+      data: { user: 'YWRtaW4=' },
+    };
     const plan = planObject({ desired: secret, listKeys: secretKeys });
     expect(plan.appliedFields).toBe('data(password,user),type');
-    const live = { ...clone(plan.body as KubeObject), metadata: { ...plan.body!.metadata, resourceVersion: '5' } } as Obj;
+    const live = {
+      ...clone(plan.body as KubeObject),
+      metadata: { ...plan.body!.metadata, resourceVersion: '5' },
+    } as Obj;
     delete live.stringData;
     live.data = { user: 'YWRtaW4=', password: Buffer.from('hunter2').toString('base64') };
     expect(planObject({ desired: secret, live, listKeys: secretKeys }).action).toBe('none');
     const changed = { ...secret, stringData: { password: 'hunter3' } };
-    expect(planObject({ desired: changed, live, listKeys: secretKeys }).patch).toContainEqual({ op: 'replace', path: '/data/password', value: Buffer.from('hunter3').toString('base64') });
+    expect(planObject({ desired: changed, live, listKeys: secretKeys }).patch).toContainEqual({
+      op: 'replace',
+      path: '/data/password',
+      value: Buffer.from('hunter3').toString('base64'),
+    });
   });
 
   it('keeps a container that another field manager added (an injected sidecar)', () => {
@@ -112,7 +147,10 @@ describe('planObject', () => {
     live.spec.template.spec.containers.unshift({ name: 'istio-proxy', image: 'proxy:1' });
     expect(planObject({ desired: deployment(), live, listKeys: deploymentKeys }).action).toBe('none');
     const plan = planObject({ desired: deployment('nginx', 5), live, listKeys: deploymentKeys });
-    expect(applied(live, plan.patch).spec.template.spec.containers.map((c: { name: string }) => c.name)).toEqual(['istio-proxy', 'nginx']);
+    expect(applied(live, plan.patch).spec.template.spec.containers.map((c: { name: string }) => c.name)).toEqual([
+      'istio-proxy',
+      'nginx',
+    ]);
   });
 
   it('keeps an env var another manager added and patches the right entry by key', () => {
@@ -122,7 +160,9 @@ describe('planObject', () => {
     const desired = deployment() as Obj;
     desired.spec.template.spec.containers[0].env[1].value = '4';
     const plan = planObject({ desired, live, listKeys: deploymentKeys });
-    expect(plan.patch.slice(1)).toEqual([{ op: 'replace', path: '/spec/template/spec/containers/0/env/2/value', value: '4' }]);
+    expect(plan.patch.slice(1)).toEqual([
+      { op: 'replace', path: '/spec/template/spec/containers/0/env/2/value', value: '4' },
+    ]);
   });
 
   it('removes list entries that Git removed, highest index first, and appends new ones', () => {
@@ -131,7 +171,10 @@ describe('planObject', () => {
     const live = created(desired0, deploymentKeys, liveDeployment);
     live.spec.template.spec.containers[0].env.push({ name: 'OTHER', value: 'kept' });
     const desired = deployment() as Obj;
-    desired.spec.template.spec.containers[0].env = [{ name: 'LEVEL', value: '3' }, { name: 'NEW', value: 'n' }];
+    desired.spec.template.spec.containers[0].env = [
+      { name: 'LEVEL', value: '3' },
+      { name: 'NEW', value: 'n' },
+    ];
     const plan = planObject({ desired, live, listKeys: deploymentKeys });
     const envOps = plan.patch.filter((o) => o.path.includes('/env'));
     expect(envOps).toEqual([
@@ -141,7 +184,11 @@ describe('planObject', () => {
       { op: 'add', path: '/spec/template/spec/containers/0/env/-', value: { name: 'NEW', value: 'n' } },
     ]);
     const after = convergeCheck(desired, live, deploymentKeys);
-    expect(after.spec.template.spec.containers[0].env.map((e: { name: string }) => e.name)).toEqual(['LEVEL', 'OTHER', 'NEW']);
+    expect(after.spec.template.spec.containers[0].env.map((e: { name: string }) => e.name)).toEqual([
+      'LEVEL',
+      'OTHER',
+      'NEW',
+    ]);
   });
 
   it('removes a whole container Git removed while patching another one in the same list', () => {
@@ -151,7 +198,9 @@ describe('planObject', () => {
     const desired = deployment() as Obj;
     desired.spec.template.spec.containers[0].image = 'nginx:1.28';
     const after = convergeCheck(desired, live, deploymentKeys);
-    expect(after.spec.template.spec.containers.map((c: { name: string; image: string }) => `${c.name}=${c.image}`)).toEqual(['nginx=nginx:1.28']);
+    expect(
+      after.spec.template.spec.containers.map((c: { name: string; image: string }) => `${c.name}=${c.image}`),
+    ).toEqual(['nginx=nginx:1.28']);
   });
 
   it('does not see a reordered keyed list in Git as drift', () => {
@@ -168,18 +217,25 @@ describe('planObject', () => {
     const desired = clone(desired0);
     desired.spec.template.spec.containers[0].args = ['-b', '-a'];
     const plan = planObject({ desired, live, listKeys: deploymentKeys });
-    expect(plan.patch.slice(1)).toEqual([{ op: 'replace', path: '/spec/template/spec/containers/0/args', value: ['-b', '-a'] }]);
+    expect(plan.patch.slice(1)).toEqual([
+      { op: 'replace', path: '/spec/template/spec/containers/0/args', value: ['-b', '-a'] },
+    ]);
   });
 
   it('never reverts fields named by ignore pointers, wildcards included', () => {
     const live = created(deployment(), deploymentKeys, liveDeployment);
     live.spec.replicas = 7;
     live.spec.template.spec.containers[0].image = 'nginx:hotfix';
-    const plan = planObject({ desired: deployment(), live, listKeys: deploymentKeys, ignore: ['/spec/replicas', '/spec/template/spec/containers/*/image'] });
+    const plan = planObject({
+      desired: deployment(),
+      live,
+      listKeys: deploymentKeys,
+      ignore: ['/spec/replicas', '/spec/template/spec/containers/*/image'],
+    });
     expect(plan.action).toBe('none');
-    expect(planObject({ desired: deployment(), live, listKeys: deploymentKeys, ignore: ['/spec/replicas'] }).patch.slice(1)).toEqual([
-      { op: 'replace', path: '/spec/template/spec/containers/0/image', value: 'nginx:1.27' },
-    ]);
+    expect(
+      planObject({ desired: deployment(), live, listKeys: deploymentKeys, ignore: ['/spec/replicas'] }).patch.slice(1),
+    ).toEqual([{ op: 'replace', path: '/spec/template/spec/containers/0/image', value: 'nginx:1.27' }]);
   });
 
   it('reports drift a manual change made, and reverts it to what Git says', () => {
@@ -205,7 +261,9 @@ describe('planObject', () => {
   it('adds the annotations map when the live object has none', () => {
     const live = liveConfigMap(configMap()) as Obj;
     const plan = planObject({ desired: configMap(), live, listKeys: configMapKeys });
-    expect(plan.patch.slice(1)).toEqual([{ op: 'add', path: '/metadata/annotations', value: { [APPLIED_FIELDS_ANNOTATION]: plan.appliedFields } }]);
+    expect(plan.patch.slice(1)).toEqual([
+      { op: 'add', path: '/metadata/annotations', value: { [APPLIED_FIELDS_ANNOTATION]: plan.appliedFields } },
+    ]);
     convergeCheck(configMap(), live, configMapKeys);
   });
 
@@ -226,7 +284,16 @@ describe('projectFields and desiredHash', () => {
     expect(projected.status).toBeUndefined();
     expect(projected.metadata).toEqual({ labels: { 'app.kubernetes.io/name': 'nginx' } });
     expect(projected.spec.template.spec.containers).toEqual([
-      { name: 'nginx', image: 'nginx:1.27', ports: [{ containerPort: 80 }], env: [{ name: 'MODE', value: 'prod' }, { name: 'LEVEL', value: '3' }], resources: { limits: { cpu: '500m', memory: '1Gi' }, requests: { cpu: '1' } } },
+      {
+        name: 'nginx',
+        image: 'nginx:1.27',
+        ports: [{ containerPort: 80 }],
+        env: [
+          { name: 'MODE', value: 'prod' },
+          { name: 'LEVEL', value: '3' },
+        ],
+        resources: { limits: { cpu: '500m', memory: '1Gi' }, requests: { cpu: '1' } },
+      },
     ]);
   });
 

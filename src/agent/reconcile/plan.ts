@@ -203,7 +203,15 @@ class Walker {
    * fields recorded in `old` that d no longer has. `skip` holds keys not to walk (key fields of a
    * list entry are matched already; our own annotation is planned separately).
    */
-  object(d: Record<string, unknown>, l: Record<string, unknown>, kt: KeyTrie | null, ig: IgnoreTrie | null, old: FieldTree | null, level: number, skip: string | null): void {
+  object(
+    d: Record<string, unknown>,
+    l: Record<string, unknown>,
+    kt: KeyTrie | null,
+    ig: IgnoreTrie | null,
+    old: FieldTree | null,
+    level: number,
+    skip: string | null,
+  ): void {
     for (const k in d) {
       const dv = d[k];
       if (dv === null || dv === undefined || k === skip) continue;
@@ -230,10 +238,20 @@ class Walker {
     }
   }
 
-  value(dv: unknown, lv: unknown, kt: KeyTrie | null, ig: IgnoreTrie | null, old: FieldTree | null, key: string, level: number, secretData: boolean): void {
+  value(
+    dv: unknown,
+    lv: unknown,
+    kt: KeyTrie | null,
+    ig: IgnoreTrie | null,
+    old: FieldTree | null,
+    key: string,
+    level: number,
+    secretData: boolean,
+  ): void {
     if (Array.isArray(dv)) {
       const keys = kt?.keys;
-      if (keys && Array.isArray(lv) && keyedEntries(dv, keys)) this.keyedList(dv as Array<Record<string, unknown>>, lv, kt as KeyTrie, ig, old);
+      if (keys && Array.isArray(lv) && keyedEntries(dv, keys))
+        this.keyedList(dv as Array<Record<string, unknown>>, lv, kt as KeyTrie, ig, old);
       else if (!subsetEqual(dv, lv, this.path[this.path.length - 2], key)) this.set(dv, lv !== undefined);
       return;
     }
@@ -243,10 +261,17 @@ class Walker {
       return;
     }
     if (dv === lv) return;
-    if (!leafEqual(dv, lv, { parentKey: this.path[this.path.length - 2], key, secretData })) this.set(dv, lv !== undefined);
+    if (!leafEqual(dv, lv, { parentKey: this.path[this.path.length - 2], key, secretData }))
+      this.set(dv, lv !== undefined);
   }
 
-  keyedList(dv: Array<Record<string, unknown>>, lv: unknown[], kt: KeyTrie, ig: IgnoreTrie | null, old: FieldTree | null): void {
+  keyedList(
+    dv: Array<Record<string, unknown>>,
+    lv: unknown[],
+    kt: KeyTrie,
+    ig: IgnoreTrie | null,
+    old: FieldTree | null,
+  ): void {
     const keys = kt.keys as readonly string[];
     const item = kt.star;
     const used = new Uint8Array(lv.length);
@@ -288,7 +313,8 @@ class Walker {
       }
       if (gone) {
         gone.sort((a, b) => b - a);
-        for (const c of gone) if (!childIgnore(ig, String(c))?.terminal) this.emit({ op: 'remove', path: this.pointer(String(c)) });
+        for (const c of gone)
+          if (!childIgnore(ig, String(c))?.terminal) this.emit({ op: 'remove', path: this.pointer(String(c)) });
       }
     }
     for (let i = 0; i < dv.length; i++) {
@@ -315,7 +341,8 @@ class Walker {
         for (let c = 0; c < lv.length; c++) if (recordedMatches(entry.keys, lv[c]) && !gone.includes(c)) gone.push(c);
       }
       gone.sort((a, b) => b - a);
-      for (const c of gone) if (!childIgnore(ig, String(c))?.terminal) this.emit({ op: 'remove', path: this.pointer(String(c)) });
+      for (const c of gone)
+        if (!childIgnore(ig, String(c))?.terminal) this.emit({ op: 'remove', path: this.pointer(String(c)) });
       return;
     }
     if (!old.fields && !old.entries) this.emit({ op: 'remove', path: this.pointer() });
@@ -356,7 +383,12 @@ function recordedMatches(keys: ReadonlyArray<[string, string]>, le: unknown): bo
 
 // ---------- projection ----------
 
-function projectObject(o: Record<string, unknown>, d: Record<string, unknown>, kt: KeyTrie | null, level: number): Record<string, unknown> {
+function projectObject(
+  o: Record<string, unknown>,
+  d: Record<string, unknown>,
+  kt: KeyTrie | null,
+  level: number,
+): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const k in d) {
     const dv = d[k];
@@ -424,7 +456,13 @@ function jsonEqual(a: unknown, b: unknown): boolean {
 // ---------- the plan ----------
 
 function withAppliedFields(desired: KubeObject, encoding: string): KubeObject {
-  return { ...desired, metadata: { ...desired.metadata, annotations: { ...desired.metadata.annotations, [APPLIED_FIELDS_ANNOTATION]: encoding } } };
+  return {
+    ...desired,
+    metadata: {
+      ...desired.metadata,
+      annotations: { ...desired.metadata.annotations, [APPLIED_FIELDS_ANNOTATION]: encoding },
+    },
+  };
 }
 
 const APPLIED_POINTER = `/metadata/annotations/${escapePointerSegment(APPLIED_FIELDS_ANNOTATION)}`;
@@ -436,7 +474,14 @@ const APPLIED_POINTER = `/metadata/annotations/${escapePointerSegment(APPLIED_FI
 export function planObject(input: PlanInput): Plan {
   const { desired, live, listKeys } = input;
   const p = prepare(desired, listKeys);
-  if (!live) return { action: 'create', patch: [], appliedFields: p.encoding, reason: 'not found in the cluster', body: withAppliedFields(desired, p.encoding) };
+  if (!live)
+    return {
+      action: 'create',
+      patch: [],
+      appliedFields: p.encoding,
+      reason: 'not found in the cluster',
+      body: withAppliedFields(desired, p.encoding),
+    };
 
   const liveAnnotations = live.metadata?.annotations;
   const recorded = liveAnnotations?.[APPLIED_FIELDS_ANNOTATION];
@@ -446,17 +491,33 @@ export function planObject(input: PlanInput): Plan {
   w.object(p.effective, live, keyTrie(listKeys), compileIgnore(input.ignore), old, 0, null);
 
   if (!w.ops && recorded === p.encoding) return { action: 'none', patch: [], appliedFields: p.encoding };
-  if (input.normalized !== undefined && recorded === p.encoding && jsonEqual(projectFields(live, desired, listKeys), input.normalized)) {
-    return { action: 'none', patch: [], appliedFields: p.encoding, reason: 'matches the cached server-normalised form' };
+  if (
+    input.normalized !== undefined &&
+    recorded === p.encoding &&
+    jsonEqual(projectFields(live, desired, listKeys), input.normalized)
+  ) {
+    return {
+      action: 'none',
+      patch: [],
+      appliedFields: p.encoding,
+      reason: 'matches the cached server-normalised form',
+    };
   }
 
   const ops = w.ops ?? [];
-  const reason = ops.length ? `differs at ${ops.slice(0, 3).map((o) => o.path).join(', ')}${ops.length > 3 ? ` and ${ops.length - 3} more` : ''}` : 'recording the applied field set';
+  const reason = ops.length
+    ? `differs at ${ops
+        .slice(0, 3)
+        .map((o) => o.path)
+        .join(', ')}${ops.length > 3 ? ` and ${ops.length - 3} more` : ''}`
+    : 'recording the applied field set';
   if (recorded !== p.encoding) {
-    if (isPlainObject(liveAnnotations) || ops.some((o) => o.path === '/metadata/annotations' && o.op !== 'remove')) ops.push({ op: 'add', path: APPLIED_POINTER, value: p.encoding });
+    if (isPlainObject(liveAnnotations) || ops.some((o) => o.path === '/metadata/annotations' && o.op !== 'remove'))
+      ops.push({ op: 'add', path: APPLIED_POINTER, value: p.encoding });
     else ops.push({ op: 'add', path: '/metadata/annotations', value: { [APPLIED_FIELDS_ANNOTATION]: p.encoding } });
   }
   const rv = live.metadata?.resourceVersion;
-  const patch: JsonPatchOp[] = rv === undefined ? ops : [{ op: 'test', path: '/metadata/resourceVersion', value: rv }, ...ops];
+  const patch: JsonPatchOp[] =
+    rv === undefined ? ops : [{ op: 'test', path: '/metadata/resourceVersion', value: rv }, ...ops];
   return { action: 'patch', patch, appliedFields: p.encoding, reason };
 }

@@ -6,7 +6,11 @@ import { canApply, canPrune } from './policy.js';
 
 const ours = 'agent1/web';
 function live(annotations?: Record<string, string>): KubeObject {
-  return { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c', namespace: 'default', ...(annotations ? { annotations } : {}) } };
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: 'c', namespace: 'default', ...(annotations ? { annotations } : {}) },
+  };
 }
 const owned = live({ [OWNING_INVENTORY_ANNOTATION]: ours });
 const foreign = live({ [OWNING_INVENTORY_ANNOTATION]: 'agent2/other' });
@@ -33,8 +37,14 @@ describe('canApply (as apply.ts calls it: live, inventory id, policy)', () => {
   });
 
   it('names the owning inventory and the way out when refusing', () => {
-    expect(canApply(foreign, ours, 'adopt_if_no_inventory')).toEqual({ allowed: false, reason: expect.stringMatching(/agent2\/other.*adopt_all/) });
-    expect(canApply(unowned, ours, 'must_match')).toEqual({ allowed: false, reason: expect.stringContaining('adopt_if_no_inventory') });
+    expect(canApply(foreign, ours, 'adopt_if_no_inventory')).toEqual({
+      allowed: false,
+      reason: expect.stringMatching(/agent2\/other.*adopt_all/),
+    });
+    expect(canApply(unowned, ours, 'must_match')).toEqual({
+      allowed: false,
+      reason: expect.stringContaining('adopt_if_no_inventory'),
+    });
   });
 });
 
@@ -46,6 +56,9 @@ describe('canPrune (as prune.ts calls it: live, inventory id)', () => {
   });
 
   it('keeps an owned object that opted out of prune', () => {
-    expect(canPrune(live({ [OWNING_INVENTORY_ANNOTATION]: ours, [PRUNE_ANNOTATION]: 'disabled' }), ours)).toEqual({ allowed: false, reason: expect.stringContaining('disabled') });
+    expect(canPrune(live({ [OWNING_INVENTORY_ANNOTATION]: ours, [PRUNE_ANNOTATION]: 'disabled' }), ours)).toEqual({
+      allowed: false,
+      reason: expect.stringContaining('disabled'),
+    });
   });
 });

@@ -28,9 +28,14 @@ export function canApply(live: KubeObject | undefined, inventoryId: string, poli
   const owner = ownerOf(live);
   if (owner === inventoryId || policy === 'adopt_all') return yes;
   if (owner !== undefined) {
-    return no(`owned by inventory ${owner}, not ${inventoryId}: remove it from that inventory's manifests first, or set inventory_policy: adopt_all to take it over`);
+    return no(
+      `owned by inventory ${owner}, not ${inventoryId}: remove it from that inventory's manifests first, or set inventory_policy: adopt_all to take it over`,
+    );
   }
-  if (policy === 'must_match') return no('exists and is not managed by any inventory (inventory_policy must_match): delete it, or set inventory_policy: adopt_if_no_inventory to adopt it');
+  if (policy === 'must_match')
+    return no(
+      'exists and is not managed by any inventory (inventory_policy must_match): delete it, or set inventory_policy: adopt_if_no_inventory to adopt it',
+    );
   return yes;
 }
 
@@ -40,7 +45,12 @@ export function canApply(live: KubeObject | undefined, inventoryId: string, poli
  */
 export function canPrune(live: KubeObject, inventoryId: string): Verdict {
   const owner = ownerOf(live);
-  if (owner !== inventoryId) return no(owner ? `owned by inventory ${owner}, not ${inventoryId}: not deleted` : 'not owned by this inventory (no owning-inventory annotation): not deleted');
+  if (owner !== inventoryId)
+    return no(
+      owner
+        ? `owned by inventory ${owner}, not ${inventoryId}: not deleted`
+        : 'not owned by this inventory (no owning-inventory annotation): not deleted',
+    );
   if (pruneDisabled(live.metadata?.annotations)) return no(`annotated ${PRUNE_ANNOTATION}: disabled: kept`);
   return yes;
 }

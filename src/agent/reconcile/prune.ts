@@ -53,11 +53,17 @@ const POLICY: Record<PruneContext['propagationPolicy'], 'Foreground' | 'Backgrou
  */
 async function resourceOf(ctx: PruneContext, t: PruneTarget): Promise<ResourceInfo | undefined> {
   await ctx.discovery.ensureLoaded();
-  return (t.version ? ctx.discovery.peek(t.group, t.version, t.kind) : undefined) ?? ctx.discovery.preferred(t.group, t.kind);
+  return (
+    (t.version ? ctx.discovery.peek(t.group, t.version, t.kind) : undefined) ?? ctx.discovery.preferred(t.group, t.kind)
+  );
 }
 
 /** Deletes the targets (reverse order, bounded concurrency within a rank). */
-export async function pruneObjects(ctx: PruneContext, targets: PruneTarget[], concurrency: number): Promise<PruneResult> {
+export async function pruneObjects(
+  ctx: PruneContext,
+  targets: PruneTarget[],
+  concurrency: number,
+): Promise<PruneResult> {
   const changes: Change[] = [];
   const failed: InventoryEntry[] = [];
   for (const batch of pruneOrder(targets)) {
@@ -98,7 +104,8 @@ async function pruneOne(ctx: PruneContext, t: PruneTarget): Promise<Change> {
     } catch (err) {
       if (err instanceof NotFoundError) return { id, action: 'pruned', reason: 'already gone' };
       // UID precondition failed: a different object now has this name, and it is not ours to delete.
-      if (err instanceof KubeApiError && err.status === 409) return { id, action: 'skipped', reason: 'replaced by a different object of the same name' };
+      if (err instanceof KubeApiError && err.status === 409)
+        return { id, action: 'skipped', reason: 'replaced by a different object of the same name' };
       throw err;
     }
     if (!ctx.dryRun) cache.remove(t.namespace, t.name);

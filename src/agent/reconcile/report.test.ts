@@ -2,7 +2,19 @@ import { describe, expect, it } from '@jest/globals';
 import type { Change, ChangeSet } from './types.js';
 import type { JsonPatchOp, KubeObject } from '../kube/types.js';
 import { LAST_APPLIED_ANNOTATION } from './labels.js';
-import { applyOutput, changeLines, diffOutcome, failureProblems, formatChangeLine, formatDiff, maskChange, maskSecretObject, maskSecretPatch, resultOf, statusChanges } from './report.js';
+import {
+  applyOutput,
+  changeLines,
+  diffOutcome,
+  failureProblems,
+  formatChangeLine,
+  formatDiff,
+  maskChange,
+  maskSecretObject,
+  maskSecretPatch,
+  resultOf,
+  statusChanges,
+} from './report.js';
 
 const SECRETS = /aHVudGVyMg|hunter2|YQ==|Yg==|c2VjcmV0|"p":"x"|s3cr3t/;
 const lastApplied = JSON.stringify({ apiVersion: 'v1', kind: 'Secret', stringData: { p: 'x' }, data: { k: 's3cr3t' } });
@@ -14,11 +26,28 @@ describe('maskSecretPatch', () => {
     ['all of data', { op: 'add', path: '/data', value: { a: 'YQ==', b: 'Yg==' } }],
     ['all of stringData', { op: 'add', path: '/stringData', value: { user: 'hunter2' } }],
     ['a guard on a value', { op: 'test', path: '/data/password', value: 'aHVudGVyMg==' }],
-    ['the whole object', { op: 'add', path: '', value: { kind: 'Secret', data: { k: 'c2VjcmV0' }, metadata: { annotations: { [LAST_APPLIED_ANNOTATION]: lastApplied } } } }],
+    [
+      'the whole object',
+      {
+        op: 'add',
+        path: '',
+        value: {
+          kind: 'Secret',
+          data: { k: 'c2VjcmV0' },
+          metadata: { annotations: { [LAST_APPLIED_ANNOTATION]: lastApplied } },
+        },
+      },
+    ],
     // kubectl's last-applied-configuration annotation holds every value of the Secret too.
     ['the last-applied annotation', { op: 'replace', path: `/metadata/annotations/${escaped}`, value: lastApplied }],
-    ['all annotations', { op: 'add', path: '/metadata/annotations', value: { [LAST_APPLIED_ANNOTATION]: lastApplied, keep: 'me' } }],
-    ['all of metadata', { op: 'add', path: '/metadata', value: { name: 's', annotations: { [LAST_APPLIED_ANNOTATION]: lastApplied } } }],
+    [
+      'all annotations',
+      { op: 'add', path: '/metadata/annotations', value: { [LAST_APPLIED_ANNOTATION]: lastApplied, keep: 'me' } },
+    ],
+    [
+      'all of metadata',
+      { op: 'add', path: '/metadata', value: { name: 's', annotations: { [LAST_APPLIED_ANNOTATION]: lastApplied } } },
+    ],
   ])('never lets a Secret value through in %s', (_what, op) => {
     const masked = maskSecretPatch('Secret', [op]);
     expect(JSON.stringify(masked)).not.toMatch(SECRETS);
@@ -49,7 +78,11 @@ describe('maskSecretPatch', () => {
   });
 
   it('masks a change by the kind in its id, as the engine calls it', () => {
-    const change: Change = { id: 'Secret/default/s', action: 'configured', patch: [{ op: 'replace', path: '/data/k', value: 'c2VjcmV0' }] };
+    const change: Change = {
+      id: 'Secret/default/s',
+      action: 'configured',
+      patch: [{ op: 'replace', path: '/data/k', value: 'c2VjcmV0' }],
+    };
     expect(maskChange(change).patch).toEqual([{ op: 'replace', path: '/data/k', value: '***' }]);
     expect(maskChange({ ...change, id: 'ConfigMap/default/s' }).patch).toEqual(change.patch);
   });
@@ -57,9 +90,19 @@ describe('maskSecretPatch', () => {
 
 describe('maskSecretObject', () => {
   it('masks a whole Secret without touching the original', () => {
-    const secret: KubeObject = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 's', annotations: { [LAST_APPLIED_ANNOTATION]: lastApplied } }, data: { a: 'YQ==' }, stringData: { b: 'b' } };
+    const secret: KubeObject = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 's', annotations: { [LAST_APPLIED_ANNOTATION]: lastApplied } },
+      data: { a: 'YQ==' },
+      stringData: { b: 'b' },
+    };
     const masked = maskSecretObject(secret);
-    expect(masked).toMatchObject({ data: { a: '***' }, stringData: { b: '***' }, metadata: { annotations: { [LAST_APPLIED_ANNOTATION]: '***' } } });
+    expect(masked).toMatchObject({
+      data: { a: '***' },
+      stringData: { b: '***' },
+      metadata: { annotations: { [LAST_APPLIED_ANNOTATION]: '***' } },
+    });
     expect(secret.data).toEqual({ a: 'YQ==' });
   });
 });
@@ -68,12 +111,23 @@ describe('what a change set reads as', () => {
   const changes: Change[] = [
     { id: 'Deployment/default/nginx', action: 'configured', reason: 'spec differs' },
     { id: 'Service/default/nginx', action: 'unchanged' },
-    { id: 'ConfigMap/default/c', action: 'failed', reason: 'ConfigMap/default/c: denied', error: { code: 'KUBE_FORBIDDEN', message: 'ConfigMap/default/c: denied', object: 'ConfigMap/default/c' } },
+    {
+      id: 'ConfigMap/default/c',
+      action: 'failed',
+      reason: 'ConfigMap/default/c: denied',
+      error: { code: 'KUBE_FORBIDDEN', message: 'ConfigMap/default/c: denied', object: 'ConfigMap/default/c' },
+    },
     { id: 'Secret/default/s', action: 'skipped', reason: 'owned by inventory other' },
     { id: 'Role/default/r', action: 'pruned', reason: 'already gone' },
     { id: 'Job/default/j', action: 'failed', reason: 'timed out' },
   ];
-  const set = (c: Change[], errors: ChangeSet['errors'] = []): ChangeSet => ({ unit: 'u', changes: c, errors, durationMs: 1, dryRun: false });
+  const set = (c: Change[], errors: ChangeSet['errors'] = []): ChangeSet => ({
+    unit: 'u',
+    changes: c,
+    errors,
+    durationMs: 1,
+    dryRun: false,
+  });
 
   it('prints one line per object, with why for pruned, skipped and failed ones', () => {
     expect(changes.map(formatChangeLine)).toEqual([
@@ -110,13 +164,18 @@ describe('what a change set reads as', () => {
   it('names the cause of a failure, per object when nothing else failed', () => {
     const why = failureProblems(set(changes));
     expect(why.cause).toBe('ConfigMap/default/c: denied');
-    expect(why.problems[1]).toEqual({ code: 'APPLY_FAILED', message: 'Job/default/j: timed out', object: 'Job/default/j' });
+    expect(why.problems[1]).toEqual({
+      code: 'APPLY_FAILED',
+      message: 'Job/default/j: timed out',
+      object: 'Job/default/j',
+    });
     expect(failureProblems(set([], [{ code: 'MANIFEST_SYNTAX', message: 'bad' }])).cause).toBe('bad');
   });
 });
 
 describe('what gitops-agent apply and diff print', () => {
-  const foreign = 'owned by inventory ns/other, not ns/cli: remove it from that inventory\'s manifests first, or set inventory_policy: adopt_all to take it over';
+  const foreign =
+    "owned by inventory ns/other, not ns/cli: remove it from that inventory's manifests first, or set inventory_policy: adopt_all to take it over";
   const changes: Change[] = [
     { id: 'ConfigMap/a/x', action: 'configured', patch: [{ op: 'replace', path: '/data/k', value: 'v' }] },
     { id: 'ConfigMap/a/y', action: 'unchanged' },
@@ -125,8 +184,17 @@ describe('what gitops-agent apply and diff print', () => {
   ];
 
   it('apply: one line per object, dry runs marked, problems on stderr', () => {
-    const set: ChangeSet = { unit: 'u', changes: changes.slice(2), errors: [{ code: 'KUBE_FORBIDDEN', message: 'denied' }], durationMs: 1, dryRun: true };
-    expect(applyOutput(set)).toEqual({ out: ['Secret/a/s created (server dry run)', `Deployment/a/web skipped (server dry run): ${foreign}`], err: ['error: denied'] });
+    const set: ChangeSet = {
+      unit: 'u',
+      changes: changes.slice(2),
+      errors: [{ code: 'KUBE_FORBIDDEN', message: 'denied' }],
+      durationMs: 1,
+      dryRun: true,
+    };
+    expect(applyOutput(set)).toEqual({
+      out: ['Secret/a/s created (server dry run)', `Deployment/a/web skipped (server dry run): ${foreign}`],
+      err: ['error: denied'],
+    });
   });
 
   it('diff: each object apply would change, with its patch, and each it would skip, with the reason apply gives', () => {

@@ -43,7 +43,8 @@ function maskAnnotations(annotations: unknown): unknown {
 function maskValueAt(path: string, value: unknown): unknown {
   if (under(path, '/data') || under(path, '/stringData') || under(path, LAST_APPLIED_POINTER)) return maskValues(value);
   if (path === ANNOTATIONS_POINTER) return maskAnnotations(value);
-  if (path === '/metadata' && isPlainObject(value) && 'annotations' in value) return { ...value, annotations: maskAnnotations(value.annotations) };
+  if (path === '/metadata' && isPlainObject(value) && 'annotations' in value)
+    return { ...value, annotations: maskAnnotations(value.annotations) };
   if (path === '' && isPlainObject(value)) return maskSecretObject({ ...(value as KubeObject), kind: 'Secret' });
   return value;
 }
@@ -65,7 +66,8 @@ export function maskSecretObject(obj: KubeObject): KubeObject {
   if (obj.data !== undefined) out.data = maskValues(obj.data);
   if (obj.stringData !== undefined) out.stringData = maskValues(obj.stringData);
   const ann = obj.metadata?.annotations;
-  if (ann && LAST_APPLIED_ANNOTATION in ann) out.metadata = { ...obj.metadata, annotations: maskAnnotations(ann) as Record<string, string> };
+  if (ann && LAST_APPLIED_ANNOTATION in ann)
+    out.metadata = { ...obj.metadata, annotations: maskAnnotations(ann) as Record<string, string> };
   return out;
 }
 
@@ -96,7 +98,9 @@ export function formatChangeLine(change: Change): string {
  * stdout, then the problems not tied to one object on stderr.
  */
 export function applyOutput(set: ChangeSet): { out: string[]; err: string[] } {
-  const out = set.changes.map((c) => (set.dryRun ? formatChangeLine(c).replace(` ${c.action}`, ` ${c.action} (server dry run)`) : formatChangeLine(c)));
+  const out = set.changes.map((c) =>
+    set.dryRun ? formatChangeLine(c).replace(` ${c.action}`, ` ${c.action} (server dry run)`) : formatChangeLine(c),
+  );
   return { out, err: set.errors.map((e) => `error: ${e.message}`) };
 }
 
@@ -160,7 +164,9 @@ export interface StatusChange {
 /** The per-object part of a status. */
 export function statusChanges(set: ChangeSet): StatusChange[] {
   return set.changes.map((c) =>
-    c.action === 'failed' || c.action === 'skipped' ? { id: c.id, action: c.action, error: c.error?.message ?? c.reason ?? 'failed' } : { id: c.id, action: c.action },
+    c.action === 'failed' || c.action === 'skipped'
+      ? { id: c.id, action: c.action, error: c.error?.message ?? c.reason ?? 'failed' }
+      : { id: c.id, action: c.action },
   );
 }
 
@@ -175,7 +181,18 @@ export const MAX_LOGGED_PROBLEMS = 10;
 export function failureProblems(set: ChangeSet): { cause: string; problems: Problem[]; more: number } {
   const perObject = set.changes
     .filter((c) => c.action === 'failed')
-    .map((c) => c.error ?? { code: ProblemCode.APPLY_FAILED, message: c.reason?.startsWith(c.id) ? c.reason : `${c.id}: ${c.reason ?? 'failed'}`, object: c.id });
+    .map(
+      (c) =>
+        c.error ?? {
+          code: ProblemCode.APPLY_FAILED,
+          message: c.reason?.startsWith(c.id) ? c.reason : `${c.id}: ${c.reason ?? 'failed'}`,
+          object: c.id,
+        },
+    );
   const all: Problem[] = [...set.errors, ...perObject];
-  return { cause: all[0]?.message ?? 'unknown', problems: all.slice(0, MAX_LOGGED_PROBLEMS), more: Math.max(0, all.length - MAX_LOGGED_PROBLEMS) };
+  return {
+    cause: all[0]?.message ?? 'unknown',
+    problems: all.slice(0, MAX_LOGGED_PROBLEMS),
+    more: Math.max(0, all.length - MAX_LOGGED_PROBLEMS),
+  };
 }

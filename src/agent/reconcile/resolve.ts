@@ -44,18 +44,34 @@ export function resourcesFromCrds(parsed: ParsedObject[]): Map<string, ResourceI
     if (!spec.group || !kind || !plural) continue;
     for (const v of spec.versions ?? []) {
       if (!v.name || v.served === false) continue;
-      out.set(`${spec.group}/${v.name}/${kind}`, { group: spec.group, version: v.name, kind, plural, namespaced: spec.scope !== 'Cluster' });
+      out.set(`${spec.group}/${v.name}/${kind}`, {
+        group: spec.group,
+        version: v.name,
+        kind,
+        plural,
+        namespaced: spec.scope !== 'Cluster',
+      });
     }
   }
   return out;
 }
 
 function problem(p: ParsedObject, code: string, message: string, id?: string): Problem {
-  return { code, message: `${p.source.file}:${p.source.line}: ${message}`, file: p.source.file, line: p.source.line, ...(id ? { object: id } : {}) };
+  return {
+    code,
+    message: `${p.source.file}:${p.source.line}: ${message}`,
+    file: p.source.file,
+    line: p.source.line,
+    ...(id ? { object: id } : {}),
+  };
 }
 
 /** Resolves every parsed object; problems are collected, never thrown per object. */
-export async function resolveObjects(parsed: ParsedObject[], discovery: DiscoveryLookup, defaultNamespace: string): Promise<ResolveResult> {
+export async function resolveObjects(
+  parsed: ParsedObject[],
+  discovery: DiscoveryLookup,
+  defaultNamespace: string,
+): Promise<ResolveResult> {
   const crdResources = resourcesFromCrds(parsed);
   const objects: ResolvedObject[] = [];
   const errors: Problem[] = [];
@@ -74,7 +90,13 @@ export async function resolveObjects(parsed: ParsedObject[], discovery: Discover
     // Unknown here and not defined in this set: maybe a CRD was applied since discovery was read.
     if (!resource) resource = await discovery.resolve(group, version, o.kind);
     if (!resource) {
-      errors.push(problem(p, ProblemCode.UNKNOWN_KIND, `${o.apiVersion} ${o.kind} "${o.metadata?.name ?? ''}": the API server does not serve this kind (is its CustomResourceDefinition installed?)`));
+      errors.push(
+        problem(
+          p,
+          ProblemCode.UNKNOWN_KIND,
+          `${o.apiVersion} ${o.kind} "${o.metadata?.name ?? ''}": the API server does not serve this kind (is its CustomResourceDefinition installed?)`,
+        ),
+      );
       continue;
     }
     const ns = o.metadata.namespace;
@@ -83,7 +105,14 @@ export async function resolveObjects(parsed: ParsedObject[], discovery: Discover
       namespace = ns || defaultNamespace;
     } else if (ns) {
       const id = objectId({ kind: o.kind, name: o.metadata.name });
-      errors.push(problem(p, ProblemCode.NAMESPACE_ON_CLUSTER_SCOPED, `${id}: ${o.kind} is cluster-scoped and cannot have metadata.namespace "${ns}"`, id));
+      errors.push(
+        problem(
+          p,
+          ProblemCode.NAMESPACE_ON_CLUSTER_SCOPED,
+          `${id}: ${o.kind} is cluster-scoped and cannot have metadata.namespace "${ns}"`,
+          id,
+        ),
+      );
       continue;
     }
     const object = namespace === ns ? o : { ...o, metadata: { ...o.metadata, namespace } };
@@ -92,7 +121,14 @@ export async function resolveObjects(parsed: ParsedObject[], discovery: Discover
     const key = objectKey(ref);
     const first = seen.get(key);
     if (first) {
-      errors.push(problem(p, ProblemCode.DUPLICATE_OBJECT, `${id}: defined twice (first at ${first.source.file}:${first.source.line})`, id));
+      errors.push(
+        problem(
+          p,
+          ProblemCode.DUPLICATE_OBJECT,
+          `${id}: defined twice (first at ${first.source.file}:${first.source.line})`,
+          id,
+        ),
+      );
       continue;
     }
     seen.set(key, p);

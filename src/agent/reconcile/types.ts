@@ -29,7 +29,6 @@ export interface ResolvedObject extends ParsedObject {
   resource: ResourceInfo;
 }
 
-
 export interface Change {
   id: string;
   action: Action;

@@ -49,21 +49,48 @@ export class ConfigReader {
    * turn, that a newer read was started meanwhile (that one does the work). `lastBlob` is the blob
    * of the file last resolved for this agent ('' when absent): the same blob is `unchanged`.
    */
-  async read(record: Pick<AgentRecord, 'name' | 'configProject'>, commit: string, lastBlob: string | undefined, stale: () => boolean): Promise<ConfigRead | undefined> {
+  async read(
+    record: Pick<AgentRecord, 'name' | 'configProject'>,
+    commit: string,
+    lastBlob: string | undefined,
+    stale: () => boolean,
+  ): Promise<ConfigRead | undefined> {
     return this.reads.run(async () => {
       if (stale()) return undefined;
       const file = agentConfigPath(record.name);
       // Skip files the commit did not touch: 10,000 agents in one config project must not mean
       // 10,000 parses for a change to one of them. A failed lookup reads the file, which says why.
-      const blob = this.git.fileId ? ((await this.git.fileId(record.configProject, commit, file).catch(() => undefined)) ?? '') : undefined;
+      const blob = this.git.fileId
+        ? ((await this.git.fileId(record.configProject, commit, file).catch(() => undefined)) ?? '')
+        : undefined;
       if (blob !== undefined && blob === lastBlob) return { unchanged: true };
       const cacheKey = `${record.configProject}\0${blob}`;
       const known = blob ? this.parsed.get(cacheKey) : undefined;
-      if (known) return { unchanged: false, blob, result: { ok: true, config: known.config, commit, projectLines: known.projectLines, globPositions: known.globPositions } };
-      const result = await loadAgentConfig(this.git, { configProject: record.configProject, agentName: record.name, commit });
+      if (known)
+        return {
+          unchanged: false,
+          blob,
+          result: {
+            ok: true,
+            config: known.config,
+            commit,
+            projectLines: known.projectLines,
+            globPositions: known.globPositions,
+          },
+        };
+      const result = await loadAgentConfig(this.git, {
+        configProject: record.configProject,
+        agentName: record.name,
+        commit,
+      });
       // Only valid configs are shared: problems name the agent's own file. The access rule is
       // per agent, so it is applied after this cache, never inside it.
-      if (result.ok && blob) this.parsed.set(cacheKey, { config: result.config, projectLines: result.projectLines, globPositions: result.globPositions });
+      if (result.ok && blob)
+        this.parsed.set(cacheKey, {
+          config: result.config,
+          projectLines: result.projectLines,
+          globPositions: result.globPositions,
+        });
       // A file that could not be read (the commit not fetched yet, a Git error) is read again at
       // the next commit even if its blob is the same; a file that parsed with problems is not.
       return { unchanged: false, result, blob: readFailed(result) ? undefined : blob };
@@ -73,7 +100,9 @@ export class ConfigReader {
 
 /** Whether loadAgentConfig could not read the file (a Git error's code, or CONFIG_UNREADABLE), rather than parse it. */
 function readFailed(result: ParsedAgentConfig): boolean {
-  return !result.ok && result.problems.some((p) => p.code === ProblemCode.CONFIG_UNREADABLE || !p.code.startsWith('CONFIG_'));
+  return (
+    !result.ok && result.problems.some((p) => p.code === ProblemCode.CONFIG_UNREADABLE || !p.code.startsWith('CONFIG_'))
+  );
 }
 
 /**
@@ -117,5 +146,10 @@ export function sameConfig(a: AgentConfig | undefined, b: AgentConfig): boolean 
 
 /** The `config` message for a config in force and its problems. */
 export function configMessage(config: AgentConfig, errors: ProblemReport[]): ConfigMessage {
-  return { type: 'config', settings: config.settings ?? DEFAULT_SETTINGS, projects: config.projects.map((p) => p.id), errors };
+  return {
+    type: 'config',
+    settings: config.settings ?? DEFAULT_SETTINGS,
+    projects: config.projects.map((p) => p.id),
+    errors,
+  };
 }

@@ -6,7 +6,12 @@
  * remembered (the next commit or hello tries again).
  */
 import { createHash } from 'node:crypto';
-import { encodeMessage, type DesiredMessage, type ManifestFile, type ManifestProjectConfig } from '../../protocol/messages.js';
+import {
+  encodeMessage,
+  type DesiredMessage,
+  type ManifestFile,
+  type ManifestProjectConfig,
+} from '../../protocol/messages.js';
 import type { ServerMetrics } from '../metrics.js';
 import type { DesiredEntry, GitSource } from '../ports.js';
 import type { Watch } from './watches.js';
@@ -15,7 +20,10 @@ import type { Watch } from './watches.js';
 export function desiredDigest(files: readonly ManifestFile[], config: ManifestProjectConfig): string {
   const hash = createHash('sha256');
   for (const file of [...files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))) {
-    hash.update(`${Buffer.byteLength(file.path)}:${file.path}\n${Buffer.byteLength(file.content)}:`).update(file.content).update('\n');
+    hash
+      .update(`${Buffer.byteLength(file.path)}:${file.path}\n${Buffer.byteLength(file.content)}:`)
+      .update(file.content)
+      .update('\n');
   }
   hash.update(JSON.stringify(config));
   return `sha256:${hash.digest('hex')}`;
@@ -24,7 +32,10 @@ export function desiredDigest(files: readonly ManifestFile[], config: ManifestPr
 /** Reads a project's files at a commit, timed into the fetch-duration metric. */
 export type FileReader = (project: string, commit: string, globs: string[]) => Promise<ManifestFile[]>;
 
-export function timedReader(git: Pick<GitSource, 'readFiles'>, metrics: Pick<ServerMetrics, 'fetchDuration'>): FileReader {
+export function timedReader(
+  git: Pick<GitSource, 'readFiles'>,
+  metrics: Pick<ServerMetrics, 'fetchDuration'>,
+): FileReader {
   return async (project, commit, globs) => {
     const stop = metrics.fetchDuration.startTimer();
     try {
@@ -56,7 +67,14 @@ export function desiredAt(w: Watch, cfg: ManifestProjectConfig, read: FileReader
     w.files.set(globsKey, files);
   }
   const entry = files.then((f): DesiredEntry => {
-    const message: DesiredMessage = { type: 'desired', project: cfg.id, commit, digest: desiredDigest(f, cfg), config: cfg, files: f };
+    const message: DesiredMessage = {
+      type: 'desired',
+      project: cfg.id,
+      commit,
+      digest: desiredDigest(f, cfg),
+      config: cfg,
+      files: f,
+    };
     return { project: cfg.id, commit, digest: message.digest, encoded: encodeMessage(message) };
   });
   w.desired.set(key, entry);

@@ -43,7 +43,13 @@ export const FLEET_TASK_FAILED = 'fleet task failed';
 /** The registry's reads and status writes the Fleet uses (registry.ts owns the records and their bounds). */
 export type FleetRegistry = Pick<
   Registry,
-  'active' | 'get' | 'onChange' | 'setConfigProblems' | 'clearConfigProblems' | 'setSourceProblem' | 'clearSourceProblem'
+  | 'active'
+  | 'get'
+  | 'onChange'
+  | 'setConfigProblems'
+  | 'clearConfigProblems'
+  | 'setSourceProblem'
+  | 'clearSourceProblem'
 >;
 
 export interface FleetOptions {
@@ -126,7 +132,8 @@ export class Fleet implements DesiredStateProvider {
     // An unreachable config project too: after a server restart with Git down it is the only
     // problem there is (no config read, so no manifest watches yet).
     const cw = this.watches.get(watchKey(state.record.configProject));
-    if (cw?.problem && cw.agents.config.has(agentId)) out.push({ type: 'error', project: cw.project, problems: [cw.problem] });
+    if (cw?.problem && cw.agents.config.has(agentId))
+      out.push({ type: 'error', project: cw.project, problems: [cw.problem] });
     for (const key of state.subscriptions) {
       const w = this.watches.get(key);
       if (w?.problem) out.push({ type: 'error', project: w.project, problems: [w.problem] });
@@ -154,16 +161,24 @@ export class Fleet implements DesiredStateProvider {
       if (known.record !== record) this.updateAgent(record);
       return;
     }
-    const state: AgentState = { record, configProblems: [], subscriptions: new Set(), generation: 0, readProblems: new Set() };
+    const state: AgentState = {
+      record,
+      configProblems: [],
+      subscriptions: new Set(),
+      generation: 0,
+      readProblems: new Set(),
+    };
     this.agents.set(record.id, state);
     // A record written before ids were checked (or by hand) must not reach the Git layer, and
     // must not stop the other agents: the problem is this agent's alone.
     const invalid = projectIdProblem(record.configProject);
     if (invalid !== undefined) {
-      this.setConfigProblems(state, [{
-        code: ProblemCode.CONFIG_PROJECT_INVALID,
-        message: `agent ${record.name}: config project ${quoteId(record.configProject)} is not a GitLab project path (${invalid}); revoke the agent and create it again with --config-project group/name`,
-      }]);
+      this.setConfigProblems(state, [
+        {
+          code: ProblemCode.CONFIG_PROJECT_INVALID,
+          message: `agent ${record.name}: config project ${quoteId(record.configProject)} is not a GitLab project path (${invalid}); revoke the agent and create it again with --config-project group/name`,
+        },
+      ]);
       return;
     }
     const w = this.watches.subscribe('config', record.configProject, {}, record.id);
@@ -185,7 +200,10 @@ export class Fleet implements DesiredStateProvider {
     const before = (state.record.allowProjects ?? []).join('\0');
     state.record = record;
     if ((record.allowProjects ?? []).join('\0') === before) return;
-    this.log.info({ agent: record.name, allowProjects: (record.allowProjects ?? []).slice(0, 20) }, 'agent access changed');
+    this.log.info(
+      { agent: record.name, allowProjects: (record.allowProjects ?? []).slice(0, 20) },
+      'agent access changed',
+    );
     if (state.parsed) this.applyConfig(state, state.parsed, state.configCommit ?? '');
   }
 
@@ -201,14 +219,20 @@ export class Fleet implements DesiredStateProvider {
 
   private readonly configRole: RoleHandlers = {
     commit: (w, event) => {
-      this.log.info({ commit: event.commit, project: event.project, agents: w.agents.config.size }, 'reading agent configs');
+      this.log.info(
+        { commit: event.commit, project: event.project, agents: w.agents.config.size },
+        'reading agent configs',
+      );
       for (const agentId of w.agents.config) {
         const state = this.agents.get(agentId);
         if (state) this.own(this.readConfig(state, event.commit), 'read config', state);
       }
     },
     error: (w, event) => {
-      this.log.warn({ project: event.project, code: event.problem.code, problem: event.problem.message }, 'config project unreadable; keeping the last configuration');
+      this.log.warn(
+        { project: event.project, code: event.problem.code, problem: event.problem.message },
+        'config project unreadable; keeping the last configuration',
+      );
       for (const agentId of w.agents.config) this.tellSourceProblem(agentId, event.project, event.problem);
     },
     recover: (w, event) => {
@@ -232,11 +256,18 @@ export class Fleet implements DesiredStateProvider {
     const { result } = read;
     state.configBlob = read.blob;
     if (!result.ok) {
-      this.log.warn({ agent: record.name, commit, problems: boundProblems(result.problems).map((p) => p.message) }, 'invalid agent config; keeping the last valid one');
+      this.log.warn(
+        { agent: record.name, commit, problems: boundProblems(result.problems).map((p) => p.message) },
+        'invalid agent config; keeping the last valid one',
+      );
       this.setConfigProblems(state, result.problems);
       return;
     }
-    if (result.config.unusedSections.length) this.log.info({ agent: record.name, sections: result.config.unusedSections }, 'config sections not used by this product');
+    if (result.config.unusedSections.length)
+      this.log.info(
+        { agent: record.name, sections: result.config.unusedSections },
+        'config sections not used by this product',
+      );
     state.parsed = { config: result.config, projectLines: result.projectLines, globPositions: result.globPositions };
     this.applyConfig(state, state.parsed, commit);
   }
@@ -253,8 +284,19 @@ export class Fleet implements DesiredStateProvider {
     const previous = state.config;
     state.config = config;
     if (refused.length) {
-      this.log.warn({ agent: record.name, commit, configProject: record.configProject, projects: refused.slice(0, 20).map((r) => r.project) }, 'manifest projects not allowed for this agent');
-      this.setConfigProblems(state, refused.map((r) => r.problem));
+      this.log.warn(
+        {
+          agent: record.name,
+          commit,
+          configProject: record.configProject,
+          projects: refused.slice(0, 20).map((r) => r.project),
+        },
+        'manifest projects not allowed for this agent',
+      );
+      this.setConfigProblems(
+        state,
+        refused.map((r) => r.problem),
+      );
     } else {
       const had = state.configProblems.length > 0;
       state.configProblems = [];
@@ -302,12 +344,18 @@ export class Fleet implements DesiredStateProvider {
     },
     error: (w, event, repeated) => {
       if (repeated) return;
-      this.log.warn({ project: w.project, code: event.problem.code, problem: event.problem.message }, 'manifest project unreadable; agents keep the last commit');
+      this.log.warn(
+        { project: w.project, code: event.problem.code, problem: event.problem.message },
+        'manifest project unreadable; agents keep the last commit',
+      );
       for (const agentId of w.agents.manifest) this.tellSourceProblem(agentId, w.project, event.problem);
     },
     recover: (w, event, hadProblem) => {
       if (!hadProblem) return;
-      this.log.info({ project: w.project, commit: event.commit, agents: w.agents.manifest.size }, 'manifest project readable again');
+      this.log.info(
+        { project: w.project, commit: event.commit, agents: w.agents.manifest.size },
+        'manifest project readable again',
+      );
       for (const agentId of w.agents.manifest) this.clearSourceProblem(agentId, w.project);
     },
     joined: (w, agentId, problem) => this.tellIfKnown(agentId, w.project, problem),
@@ -330,7 +378,10 @@ export class Fleet implements DesiredStateProvider {
       return await entry;
     } catch (err) {
       const problem = this.readProblem(state, cfg, commit, err);
-      this.log.warn({ project: cfg.id, commit, agent: state.record.name, problem: problem.message }, 'cannot read manifests');
+      this.log.warn(
+        { project: cfg.id, commit, agent: state.record.name, problem: problem.message },
+        'cannot read manifests',
+      );
       state.readProblems.add(cfg.id);
       this.tellSourceProblem(state.record.id, cfg.id, problem);
       return undefined;
@@ -407,6 +458,12 @@ function globsOverlapOf(err: unknown): { globs: readonly [number, number]; file:
   if (!(err instanceof GitopsError) || err.code !== 'GIT_GLOBS_OVERLAP') return undefined;
   const data = err.data as { globs?: unknown; file?: unknown } | undefined;
   const globs = data?.globs;
-  if (!Array.isArray(globs) || globs.length !== 2 || !globs.every((g) => Number.isInteger(g)) || typeof data?.file !== 'string') return undefined;
+  if (
+    !Array.isArray(globs) ||
+    globs.length !== 2 ||
+    !globs.every((g) => Number.isInteger(g)) ||
+    typeof data?.file !== 'string'
+  )
+    return undefined;
   return { globs: [globs[0] as number, globs[1] as number], file: data.file };
 }

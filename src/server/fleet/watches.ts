@@ -14,7 +14,13 @@ import type { Logger } from '../../common/logger.js';
 import type { ManifestFile, ProblemReport } from '../../protocol/messages.js';
 import { ProblemCode } from '../../protocol/problems.js';
 import {
-  refKey, type CommitEvent, type DesiredEntry, type GitRef, type GitSource, type SourceErrorEvent, type SourceRecoverEvent,
+  refKey,
+  type CommitEvent,
+  type DesiredEntry,
+  type GitRef,
+  type GitSource,
+  type SourceErrorEvent,
+  type SourceRecoverEvent,
 } from '../ports.js';
 
 /** Why an agent follows a watch. */
@@ -109,16 +115,29 @@ export class Watches {
   }
 
   private open(key: string, project: string, ref: GitRef): Watch {
-    const w: Watch = { key, project, ref, agents: { config: new Set(), manifest: new Set() }, desired: new Map(), files: new Map() };
+    const w: Watch = {
+      key,
+      project,
+      ref,
+      agents: { config: new Set(), manifest: new Set() },
+      desired: new Map(),
+      files: new Map(),
+    };
     this.watches.set(key, w);
     const live = (): boolean => this.watches.get(key) === w;
     try {
       w.unwatch = this.git.watch(
         project,
         ref,
-        (e) => { if (live()) this.onCommit(w, e); },
-        (e) => { if (live()) this.onError(w, e); },
-        (e) => { if (live()) this.onRecover(w, e); },
+        (e) => {
+          if (live()) this.onCommit(w, e);
+        },
+        (e) => {
+          if (live()) this.onError(w, e);
+        },
+        (e) => {
+          if (live()) this.onRecover(w, e);
+        },
       );
     } catch (err) {
       // The Git source refuses the project outright (config.ts and the Fleet check ids first, so

@@ -52,7 +52,9 @@ export { checkProjectId };
 const MAX_CONCURRENT_FETCHES = 4;
 
 function refNotFound(project: string, ref: GitRef, extra = ''): UserError {
-  return new UserError('GIT_REF_NOT_FOUND', `${project}: ${describeRef(ref)} does not exist${extra}`, { data: { project } });
+  return new UserError('GIT_REF_NOT_FOUND', `${project}: ${describeRef(ref)} does not exist${extra}`, {
+    data: { project },
+  });
 }
 
 function hasCommit(store: ObjectStore, oid: string): Promise<boolean> {
@@ -81,14 +83,20 @@ export interface RemoteBackendOptions {
 export class RemoteBackend implements GitBackend {
   private readonly base: string;
   /** Current store per project, and the one it replaced (kept readable for a while). */
-  private readonly stores = new Map<string, { current: Promise<ObjectStore>; generation: number; previous?: ObjectStore }>();
+  private readonly stores = new Map<
+    string,
+    { current: Promise<ObjectStore>; generation: number; previous?: ObjectStore }
+  >();
   /** Fetches running at once over all projects: each may hold up to about 100 MiB while indexing. */
   private readonly fetchSlots = new Limiter(MAX_CONCURRENT_FETCHES);
 
   constructor(private readonly options: RemoteBackendOptions) {
     const url = new URL(options.baseUrl);
     if (url.username || url.password) {
-      throw new UserError('GIT_CREDENTIALS_IN_URL', 'the Git base URL must not contain credentials: put the token in a file and pass it with --git-token-file');
+      throw new UserError(
+        'GIT_CREDENTIALS_IN_URL',
+        'the Git base URL must not contain credentials: put the token in a file and pass it with --git-token-file',
+      );
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
       throw new UserError('GIT_BAD_BASE_URL', `Git base URL ${url.origin}: only http and https are supported`);
@@ -135,7 +143,9 @@ export class RemoteBackend implements GitBackend {
     const entry = this.stores.get(project);
     if (!entry) return;
     const old = await entry.current;
-    const packs = (await readdir(path.join(old.gitdir, 'objects', 'pack')).catch(() => [] as string[])).filter((f) => f.endsWith('.pack')).length;
+    const packs = (await readdir(path.join(old.gitdir, 'objects', 'pack')).catch(() => [] as string[])).filter((f) =>
+      f.endsWith('.pack'),
+    ).length;
     if (packs < (this.options.maxPacks ?? 50)) return;
     entry.generation += 1;
     entry.previous = old;
@@ -165,7 +175,15 @@ export class RemoteBackend implements GitBackend {
     try {
       if ('commit' in ref) return await this.resolveCommit(project, ref.commit, url, await this.store(project));
       const prefix = 'branch' in ref ? `refs/heads/${ref.branch}` : 'tag' in ref ? `refs/tags/${ref.tag}` : 'HEAD';
-      const refs = await git.listServerRefs({ http, url, ...this.auth(), protocolVersion: 2, prefix, symrefs: true, peelTags: true });
+      const refs = await git.listServerRefs({
+        http,
+        url,
+        ...this.auth(),
+        protocolVersion: 2,
+        prefix,
+        symrefs: true,
+        peelTags: true,
+      });
       const found = refs.find((r) => r.ref === prefix);
       if (!found) throw refNotFound(project, ref, prefix === 'HEAD' ? ' (the repository has no commits yet)' : '');
       const commit = found.peeled ?? found.oid;
@@ -187,7 +205,16 @@ export class RemoteBackend implements GitBackend {
   }
 
   private async fetch(url: string, store: ObjectStore, want: string): Promise<void> {
-    await this.fetchSlots.run(() => fetchPack({ http: this.options.http, url, headers: this.authHeaders(), gitdir: store.gitdir, want, objects: store.objects }));
+    await this.fetchSlots.run(() =>
+      fetchPack({
+        http: this.options.http,
+        url,
+        headers: this.authHeaders(),
+        gitdir: store.gitdir,
+        want,
+        objects: store.objects,
+      }),
+    );
   }
 
   private authHeaders(): Record<string, string> {
@@ -215,19 +242,47 @@ export class RemoteBackend implements GitBackend {
     const host = new URL(this.base).host;
     const status = e.data?.statusCode;
     if (e.code === 'HttpError' && (status === 401 || status === 403)) {
-      return new UserError('GIT_AUTH_FAILED', `${project}: the Git host ${host} refused access (HTTP ${status}); check the token and the project's visibility`, { data: { project } });
+      return new UserError(
+        'GIT_AUTH_FAILED',
+        `${project}: the Git host ${host} refused access (HTTP ${status}); check the token and the project's visibility`,
+        { data: { project } },
+      );
     }
     if (e.code === 'HttpError' && status === 404) {
-      return new UserError('GIT_PROJECT_NOT_FOUND', `${project}: no such project on ${host} (HTTP 404)`, { data: { project } });
+      return new UserError('GIT_PROJECT_NOT_FOUND', `${project}: no such project on ${host} (HTTP 404)`, {
+        data: { project },
+      });
     }
     if (e.code === 'HttpError') {
-      return new RetryableError('GIT_HOST_ERROR', `${project}: the Git host ${host} answered HTTP ${status ?? '?'}`, { data: { project } });
+      return new RetryableError('GIT_HOST_ERROR', `${project}: the Git host ${host} answered HTTP ${status ?? '?'}`, {
+        data: { project },
+      });
     }
     const sys = e.code ?? '';
-    if (['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE'].includes(sys) || /socket hang up/.test(e.message ?? '')) {
-      return new TransientError('GIT_UNREACHABLE', `${project}: cannot reach the Git host ${host} (${sys || 'connection closed'})`, { data: { project } });
+    if (
+      [
+        'ECONNREFUSED',
+        'ECONNRESET',
+        'ENOTFOUND',
+        'EAI_AGAIN',
+        'ETIMEDOUT',
+        'EHOSTUNREACH',
+        'ENETUNREACH',
+        'EPIPE',
+      ].includes(sys) ||
+      /socket hang up/.test(e.message ?? '')
+    ) {
+      return new TransientError(
+        'GIT_UNREACHABLE',
+        `${project}: cannot reach the Git host ${host} (${sys || 'connection closed'})`,
+        { data: { project } },
+      );
     }
-    return new RetryableError('GIT_FETCH_FAILED', `${project}: fetch from ${host} failed: ${scrub(errorMessage(err), this.options.token)}`, { data: { project } });
+    return new RetryableError(
+      'GIT_FETCH_FAILED',
+      `${project}: fetch from ${host} failed: ${scrub(errorMessage(err), this.options.token)}`,
+      { data: { project } },
+    );
   }
 }
 
@@ -261,7 +316,9 @@ export class LocalBackend implements GitBackend {
     for (const candidate of [`${base}.git`, path.join(base, '.git'), base]) {
       if (await isGitdir(candidate)) return candidate;
     }
-    throw new UserError('GIT_PROJECT_NOT_FOUND', `${project}: no repository at ${base}.git or ${base}`, { data: { project } });
+    throw new UserError('GIT_PROJECT_NOT_FOUND', `${project}: no repository at ${base}.git or ${base}`, {
+      data: { project },
+    });
   }
 
   async resolve(project: string, ref: GitRef): Promise<string> {
@@ -285,7 +342,9 @@ export class LocalBackend implements GitBackend {
       if (obj?.type !== 'tag') break;
       oid = tagTarget(obj.content, oid).object;
     }
-    throw new UserError('GIT_NOT_A_COMMIT', `${project}: ${describeRef(ref)} does not point at a commit`, { data: { project } });
+    throw new UserError('GIT_NOT_A_COMMIT', `${project}: ${describeRef(ref)} does not point at a commit`, {
+      data: { project },
+    });
   }
 }
 

@@ -9,7 +9,11 @@ import { fetchPack, indexPack } from './fetch-pack.js';
 import { ObjectReader } from './objects.js';
 
 const git = (cwd: string, args: string[], input?: string): Buffer =>
-  execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.com', '-c', 'init.defaultBranch=main', ...args], { cwd, input, maxBuffer: 64 * 1024 * 1024 });
+  execFileSync(
+    'git',
+    ['-c', 'user.name=t', '-c', 'user.email=t@example.com', '-c', 'init.defaultBranch=main', ...args],
+    { cwd, input, maxBuffer: 64 * 1024 * 1024 },
+  );
 
 const MiB = 1024 * 1024;
 
@@ -34,7 +38,9 @@ describe('indexPack', () => {
 
   const packOf = (name: string, extra: string[]): string => {
     const base = path.join(dir, name);
-    const sha = git(dir, ['pack-objects', '--revs', ...extra, base], 'HEAD\n').toString().trim();
+    const sha = git(dir, ['pack-objects', '--revs', ...extra, base], 'HEAD\n')
+      .toString()
+      .trim();
     return `${base}-${sha}`;
   };
 
@@ -63,7 +69,9 @@ describe('indexPack', () => {
     const bytes = readFileSync(`${base}.pack`);
     bytes[20] ^= 0xff;
     writeFileSync(`${base}.pack`, bytes);
-    await expect(indexPack(`${base}.pack`, new ObjectReader(path.join(dir, '.git')), 64 * MiB)).rejects.toThrow(/checksum/);
+    await expect(indexPack(`${base}.pack`, new ObjectReader(path.join(dir, '.git')), 64 * MiB)).rejects.toThrow(
+      /checksum/,
+    );
   });
 });
 
@@ -82,7 +90,10 @@ function fakeHost(status: number, response: Buffer): HttpClient & { requests: st
       for await (const c of req.body ?? []) chunks.push(Buffer.from(c));
       requests.push(Buffer.concat(chunks).toString('latin1'));
       // Delivered in small pieces, as a socket does.
-      const pieces = Array.from({ length: Math.ceil(response.length / 1000) }, (_, i) => new Uint8Array(response.subarray(i * 1000, i * 1000 + 1000)));
+      const pieces = Array.from(
+        { length: Math.ceil(response.length / 1000) },
+        (_, i) => new Uint8Array(response.subarray(i * 1000, i * 1000 + 1000)),
+      );
       async function* body(): AsyncGenerator<Uint8Array> {
         yield* pieces;
       }
@@ -113,7 +124,9 @@ describe('fetchPack', () => {
       Buffer.from('0001'),
       pktLine('packfile\n'),
       pktLine(Buffer.concat([Buffer.from([2]), Buffer.from('Enumerating objects\n')])),
-      ...Array.from({ length: Math.ceil(pack.length / 500) }, (_, i) => pktLine(Buffer.concat([Buffer.from([1]), pack.subarray(i * 500, i * 500 + 500)]))),
+      ...Array.from({ length: Math.ceil(pack.length / 500) }, (_, i) =>
+        pktLine(Buffer.concat([Buffer.from([1]), pack.subarray(i * 500, i * 500 + 500)])),
+      ),
       ...extra,
       Buffer.from('0000'),
     ]);
@@ -129,11 +142,22 @@ describe('fetchPack', () => {
     try {
       const host = fakeHost(200, response());
       const objects = new ObjectReader(gitdir);
-      const result = await fetchPack({ http: host, url: 'http://h/p.git', gitdir, want: commit, objects, headers: { authorization: 'Basic x' } });
+      const result = await fetchPack({
+        http: host,
+        url: 'http://h/p.git',
+        gitdir,
+        want: commit,
+        objects,
+        headers: { authorization: 'Basic x' },
+      });
       expect(result.skipped).toBe(0);
       expect(await objects.hasCommit(commit)).toBe(true);
       expect(readFileSync(path.join(gitdir, 'shallow'), 'utf8')).toBe(`${commit}\n`);
-      expect(readdirSync(path.join(gitdir, 'objects', 'pack')).sort().map((f) => f.replace(/[0-9a-f]{40}/, 'SHA'))).toEqual(['pack-SHA.idx', 'pack-SHA.pack']);
+      expect(
+        readdirSync(path.join(gitdir, 'objects', 'pack'))
+          .sort()
+          .map((f) => f.replace(/[0-9a-f]{40}/, 'SHA')),
+      ).toEqual(['pack-SHA.idx', 'pack-SHA.pack']);
       expect(host.requests[0]).toContain(`want ${commit}\n`);
       expect(host.requests[0]).toContain('deepen 1\n');
       const other = 'b'.repeat(40);
@@ -146,15 +170,42 @@ describe('fetchPack', () => {
 
   it.each([
     ['a pack over the size limit', 200, () => response(), { maxPackBytes: 100 }, 'GIT_PACK_TOO_LARGE'],
-    ['an error on band 3', 200, () => response([pktLine(Buffer.concat([Buffer.from([3]), Buffer.from('upload-pack: not our ref')]))]), {}, 'GIT_FETCH_FAILED'],
-    ['an ERR line', 200, () => Buffer.concat([pktLine('ERR not our ref\n'), Buffer.from('0000')]), {}, 'GIT_FETCH_FAILED'],
-    ['no pack at all', 200, () => Buffer.concat([pktLine('shallow-info\n'), Buffer.from('0000')]), {}, 'GIT_FETCH_FAILED'],
+    [
+      'an error on band 3',
+      200,
+      () => response([pktLine(Buffer.concat([Buffer.from([3]), Buffer.from('upload-pack: not our ref')]))]),
+      {},
+      'GIT_FETCH_FAILED',
+    ],
+    [
+      'an ERR line',
+      200,
+      () => Buffer.concat([pktLine('ERR not our ref\n'), Buffer.from('0000')]),
+      {},
+      'GIT_FETCH_FAILED',
+    ],
+    [
+      'no pack at all',
+      200,
+      () => Buffer.concat([pktLine('shallow-info\n'), Buffer.from('0000')]),
+      {},
+      'GIT_FETCH_FAILED',
+    ],
     ['a truncated response', 200, () => response().subarray(0, 300), {}, 'GIT_FETCH_FAILED'],
     ['HTTP 401', 401, () => Buffer.alloc(0), {}, 'HttpError'],
   ])('refuses %s, leaving no file behind', async (_what, status, body, extra, code) => {
     const gitdir = emptyStore();
     try {
-      await expect(fetchPack({ http: fakeHost(status, body()), url: 'http://h/p.git', gitdir, want: commit, objects: new ObjectReader(gitdir), ...extra })).rejects.toMatchObject({ code });
+      await expect(
+        fetchPack({
+          http: fakeHost(status, body()),
+          url: 'http://h/p.git',
+          gitdir,
+          want: commit,
+          objects: new ObjectReader(gitdir),
+          ...extra,
+        }),
+      ).rejects.toMatchObject({ code });
       expect(readdirSync(path.join(gitdir, 'objects', 'pack'))).toEqual([]);
     } finally {
       rmSync(gitdir, { recursive: true, force: true });

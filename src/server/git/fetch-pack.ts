@@ -101,7 +101,9 @@ export async function fetchPack(options: FetchPackOptions): Promise<FetchPackRes
   const { gitdir, want } = options;
   const maxPackBytes = options.maxPackBytes ?? 512 * 1024 * 1024;
   const shallowFile = path.join(gitdir, 'shallow');
-  const shallow = (await readFile(shallowFile, 'utf8').catch(() => '')).split('\n').filter((l) => /^[0-9a-f]{40}$/.test(l));
+  const shallow = (await readFile(shallowFile, 'utf8').catch(() => ''))
+    .split('\n')
+    .filter((l) => /^[0-9a-f]{40}$/.test(l));
   const haves = shallow.slice(-MAX_HAVES).filter((oid) => oid !== want);
 
   const body = Buffer.concat([
@@ -210,7 +212,10 @@ async function receivePack(reader: PktReader, file: string, maxPackBytes: number
       if (band === 1) {
         bytes += l.length - 1;
         if (bytes > maxPackBytes) {
-          throw new UserError('GIT_PACK_TOO_LARGE', `the host sends a pack of more than ${Math.round(maxPackBytes / 1024 / 1024)} MiB for one commit; the project is too large for this server`);
+          throw new UserError(
+            'GIT_PACK_TOO_LARGE',
+            `the host sends a pack of more than ${Math.round(maxPackBytes / 1024 / 1024)} MiB for one commit; the project is too large for this server`,
+          );
         }
         await fh.write(l.subarray(1));
       } else if (band === 3) {
@@ -250,13 +255,18 @@ function wrapHeader(type: ObjectType, size: number): Buffer {
 }
 
 /** Index a pack file: its SHA-1, the .idx v2 bytes, and how many objects were left out. */
-export async function indexPack(packPath: string, objects: ObjectReader, maxBaseBytes: number): Promise<{ sha: string; idx: Buffer; count: number; skipped: number; packBytes: number }> {
+export async function indexPack(
+  packPath: string,
+  objects: ObjectReader,
+  maxBaseBytes: number,
+): Promise<{ sha: string; idx: Buffer; count: number; skipped: number; packBytes: number }> {
   const fh = await open(packPath, 'r');
   try {
     const { size: packBytes } = await fh.stat();
     if (packBytes < 32) throw fetchFailed('the pack is truncated');
     const head = await readAt(fh, 0, 12);
-    if (head.toString('latin1', 0, 4) !== 'PACK' || ![2, 3].includes(head.readUInt32BE(4))) throw fetchFailed('the host sent something that is not a pack');
+    if (head.toString('latin1', 0, 4) !== 'PACK' || ![2, 3].includes(head.readUInt32BE(4)))
+      throw fetchFailed('the host sent something that is not a pack');
     const count = head.readUInt32BE(8);
     const sha = await checkTrailer(fh, packBytes);
     const payloadEnd = packBytes - 20;
@@ -283,7 +293,10 @@ export async function indexPack(packPath: string, objects: ObjectReader, maxBase
       let out: { type: ObjectType; data: Buffer };
       if (e.kind <= 4) {
         if (e.size > maxBaseBytes) throw new BaseTooLarge();
-        out = { type: TYPE_NAMES[e.kind], data: inflateAll(await readAt(fh, e.dataStart, e.end - e.dataStart), e.size) };
+        out = {
+          type: TYPE_NAMES[e.kind],
+          data: inflateAll(await readAt(fh, e.dataStart, e.end - e.dataStart), e.size),
+        };
       } else {
         if (e.size > maxBaseBytes) throw new BaseTooLarge();
         const delta = inflateAll(await readAt(fh, e.dataStart, e.end - e.dataStart), e.size);
@@ -377,14 +390,15 @@ function inflateAll(compressed: Buffer, size: number): Buffer {
 async function checkTrailer(fh: FileHandle, packBytes: number): Promise<string> {
   const hash = createHash('sha1');
   const chunk = Buffer.alloc(1024 * 1024);
-  for (let pos = 0; pos < packBytes - 20; ) {
+  for (let pos = 0; pos < packBytes - 20;) {
     const { bytesRead } = await fh.read(chunk, 0, Math.min(chunk.length, packBytes - 20 - pos), pos);
     if (bytesRead === 0) break;
     hash.update(chunk.subarray(0, bytesRead));
     pos += bytesRead;
   }
   const sha = hash.digest('hex');
-  if ((await readAt(fh, packBytes - 20, 20)).toString('hex') !== sha) throw fetchFailed('the pack does not match its checksum');
+  if ((await readAt(fh, packBytes - 20, 20)).toString('hex') !== sha)
+    throw fetchFailed('the pack does not match its checksum');
   return sha;
 }
 
@@ -420,7 +434,10 @@ async function scanEntry(fh: FileHandle, offset: number, payloadEnd: number): Pr
     let data: Buffer;
     let consumed: number;
     try {
-      const r = zlib.inflateSync(window, { info: true, maxOutputLength: Math.max(size, 1) }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+      const r = zlib.inflateSync(window, { info: true, maxOutputLength: Math.max(size, 1) }) as unknown as {
+        buffer: Buffer;
+        engine: { bytesWritten: number };
+      };
       data = r.buffer;
       consumed = r.engine.bytesWritten;
     } catch (err) {
@@ -441,7 +458,7 @@ async function scanEntry(fh: FileHandle, offset: number, payloadEnd: number): Pr
   entry.end = dataStart + consumed;
   let crc = zlib.crc32(head.subarray(0, dataStart - offset));
   const chunk = Buffer.alloc(1024 * 1024);
-  for (let pos = dataStart; pos < entry.end; ) {
+  for (let pos = dataStart; pos < entry.end;) {
     const { bytesRead } = await fh.read(chunk, 0, Math.min(chunk.length, entry.end - pos), pos);
     if (bytesRead === 0) break;
     crc = zlib.crc32(chunk.subarray(0, bytesRead), crc);
@@ -454,7 +471,13 @@ async function scanEntry(fh: FileHandle, offset: number, payloadEnd: number): Pr
 }
 
 /** Inflate the zlib stream at `start` chunk by chunk; resolves to the compressed bytes it spans. */
-function streamInflate(fh: FileHandle, start: number, limit: number, size: number, onData: (chunk: Buffer) => void): Promise<number> {
+function streamInflate(
+  fh: FileHandle,
+  start: number,
+  limit: number,
+  size: number,
+  onData: (chunk: Buffer) => void,
+): Promise<number> {
   return new Promise((resolve, reject) => {
     const inflate = zlib.createInflate();
     let produced = 0;
@@ -534,7 +557,10 @@ export function writeIndex(entries: readonly { oid?: string; crc: number; offset
   });
   const trailer = table + large.length * 8;
   buf.write(packSha, trailer, 'hex');
-  createHash('sha1').update(buf.subarray(0, trailer + 20)).digest().copy(buf, trailer + 20);
+  createHash('sha1')
+    .update(buf.subarray(0, trailer + 20))
+    .digest()
+    .copy(buf, trailer + 20);
   return buf;
 }
 

@@ -39,7 +39,8 @@ export function createGitHttpClient(options: GitHttpOptions = {}): HttpClient & 
         },
         (res) => {
           const headers: Record<string, string> = {};
-          for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+          for (const [k, v] of Object.entries(res.headers))
+            if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
           resolve({
             url: req.url,
             method: req.method,

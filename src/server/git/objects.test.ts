@@ -4,10 +4,23 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { ObjectReader, ObjectTooLargeError, applyDelta, commitTree, findOffset, parseEntryHeader, parsePackIndex, parseTree } from './objects.js';
+import {
+  ObjectReader,
+  ObjectTooLargeError,
+  applyDelta,
+  commitTree,
+  findOffset,
+  parseEntryHeader,
+  parsePackIndex,
+  parseTree,
+} from './objects.js';
 
 const git = (cwd: string, ...args: string[]): string =>
-  execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.com', '-c', 'init.defaultBranch=main', ...args], { cwd, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }).trim();
+  execFileSync(
+    'git',
+    ['-c', 'user.name=t', '-c', 'user.email=t@example.com', '-c', 'init.defaultBranch=main', ...args],
+    { cwd, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 },
+  ).trim();
 
 const MiB = 1024 * 1024;
 
@@ -39,13 +52,20 @@ describe('ObjectReader', () => {
 
   const checkAll = async (reader: ObjectReader): Promise<void> => {
     for (const [file, oid] of Object.entries(repo.blobs)) {
-      expect([file, await reader.header(oid)]).toEqual([file, { type: 'blob', size: Number(git(repo.dir, 'cat-file', '-s', oid)) }]);
+      expect([file, await reader.header(oid)]).toEqual([
+        file,
+        { type: 'blob', size: Number(git(repo.dir, 'cat-file', '-s', oid)) },
+      ]);
     }
     const small = await reader.read(repo.blobs['small.yaml'], MiB);
     expect(small?.content.toString()).toBe('kind: ConfigMap\n');
     for (const f of ['one.txt', 'two.txt']) {
       const obj = await reader.read(repo.blobs[f], 2 * MiB);
-      expect(obj?.content.equals(execFileSync('git', ['cat-file', 'blob', repo.blobs[f]], { cwd: repo.dir, maxBuffer: 4 * MiB }))).toBe(true);
+      expect(
+        obj?.content.equals(
+          execFileSync('git', ['cat-file', 'blob', repo.blobs[f]], { cwd: repo.dir, maxBuffer: 4 * MiB }),
+        ),
+      ).toBe(true);
     }
     const started = performance.now();
     await expect(reader.read(repo.blobs['zeros.bin'], 5 * MiB)).rejects.toThrow(ObjectTooLargeError);
@@ -56,7 +76,9 @@ describe('ObjectReader', () => {
     const tree = commitTree(commit!.content, repo.commit);
     expect(tree).toBe(git(repo.dir, 'rev-parse', 'HEAD^{tree}'));
     const entries = parseTree((await reader.read(tree, MiB))!.content, tree);
-    expect(entries.map((e) => `${e.mode} ${e.type} ${e.oid}\t${e.path}`).join('\n')).toBe(git(repo.dir, 'ls-tree', 'HEAD'));
+    expect(entries.map((e) => `${e.mode} ${e.type} ${e.oid}\t${e.path}`).join('\n')).toBe(
+      git(repo.dir, 'ls-tree', 'HEAD'),
+    );
     expect(await reader.hasCommit(repo.commit)).toBe(true);
     expect(await reader.hasCommit(tree)).toBe(false);
     expect(await reader.header('0'.repeat(40))).toBeUndefined();
@@ -77,9 +99,18 @@ describe('ObjectReader', () => {
   it('reads OFS_DELTA objects after git repack -adf, sizes from the delta header', async () => {
     git(repo.dir, 'repack', '-adfq');
     const packDir = path.join(gitdir(), 'objects', 'pack');
-    const pack = git(repo.dir, 'verify-pack', '-v', ...readdirSync(packDir).filter((f) => f.endsWith('.idx')).map((f) => path.join(packDir, f)));
+    const pack = git(
+      repo.dir,
+      'verify-pack',
+      '-v',
+      ...readdirSync(packDir)
+        .filter((f) => f.endsWith('.idx'))
+        .map((f) => path.join(packDir, f)),
+    );
     // One of the two similar files is stored as a delta (verify-pack shows a depth and a base).
-    expect(pack).toMatch(new RegExp(`(${repo.blobs['one.txt']}|${repo.blobs['two.txt']}) blob\\s+\\d+ \\d+ \\d+ 1 [0-9a-f]{40}`));
+    expect(pack).toMatch(
+      new RegExp(`(${repo.blobs['one.txt']}|${repo.blobs['two.txt']}) blob\\s+\\d+ \\d+ \\d+ 1 [0-9a-f]{40}`),
+    );
     await checkAll(new ObjectReader(gitdir()));
   });
 
@@ -91,8 +122,14 @@ describe('ObjectReader', () => {
   it('refuses a delta whose base is over the base limit', async () => {
     git(repo.dir, 'repack', '-adfq');
     const reader = new ObjectReader(gitdir(), { maxBaseBytes: 1024 });
-    const results = await Promise.allSettled([reader.read(repo.blobs['one.txt'], 2 * MiB), reader.read(repo.blobs['two.txt'], 2 * MiB)]);
-    expect(results.map((r) => (r.status === 'rejected' ? (r.reason as { code: string }).code : 'ok')).sort()).toEqual(['GIT_DELTA_BASE_TOO_LARGE', 'ok']);
+    const results = await Promise.allSettled([
+      reader.read(repo.blobs['one.txt'], 2 * MiB),
+      reader.read(repo.blobs['two.txt'], 2 * MiB),
+    ]);
+    expect(results.map((r) => (r.status === 'rejected' ? (r.reason as { code: string }).code : 'ok')).sort()).toEqual([
+      'GIT_DELTA_BASE_TOO_LARGE',
+      'ok',
+    ]);
   });
 });
 
@@ -114,7 +151,11 @@ describe('pack format helpers', () => {
 
   it('decodes entry headers with multi-byte sizes', () => {
     // type 3 (blob), size 0x1234 = 4 low bits 0x4, then 0x123 in 7-bit groups.
-    expect(parseEntryHeader(Buffer.from([0x80 | (3 << 4) | 0x4, 0x80 | 0x23, 0x02]))).toEqual({ type: 3, size: 0x4 + (0x23 << 4) + (0x02 << 11), used: 3 });
+    expect(parseEntryHeader(Buffer.from([0x80 | (3 << 4) | 0x4, 0x80 | 0x23, 0x02]))).toEqual({
+      type: 3,
+      size: 0x4 + (0x23 << 4) + (0x02 << 11),
+      used: 3,
+    });
   });
 
   it('applies copy and insert instructions, and refuses copies outside the base', () => {
@@ -127,8 +168,19 @@ describe('pack format helpers', () => {
 
   it('parses tree modes as isomorphic-git names them', () => {
     const id = Buffer.alloc(20, 1);
-    const tree = Buffer.concat([Buffer.from('40000 dir\0'), id, Buffer.from('100664 f\0'), id, Buffer.from('160000 sub\0'), id]);
-    expect(parseTree(tree, 't').map((e) => [e.mode, e.type, e.path])).toEqual([['040000', 'tree', 'dir'], ['100644', 'blob', 'f'], ['160000', 'commit', 'sub']]);
+    const tree = Buffer.concat([
+      Buffer.from('40000 dir\0'),
+      id,
+      Buffer.from('100664 f\0'),
+      id,
+      Buffer.from('160000 sub\0'),
+      id,
+    ]);
+    expect(parseTree(tree, 't').map((e) => [e.mode, e.type, e.path])).toEqual([
+      ['040000', 'tree', 'dir'],
+      ['100644', 'blob', 'f'],
+      ['160000', 'commit', 'sub'],
+    ]);
     expect(() => parseTree(Buffer.from('100644 f\0abc'), 't')).toThrow(/truncated/);
   });
 });

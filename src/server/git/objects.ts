@@ -38,12 +38,25 @@ export interface ObjectReaderOptions {
 
 /** Thrown by `read` when the object is larger than the caller's limit; `size` is its size. */
 export class ObjectTooLargeError extends GitopsError {
-  constructor(readonly oid: string, readonly size: number, readonly limit: number) {
-    super('user', 'GIT_OBJECT_TOO_LARGE', `object ${oid}: ${size} bytes, over the limit of ${limit}`, { data: { oid, bytes: size } });
+  constructor(
+    readonly oid: string,
+    readonly size: number,
+    readonly limit: number,
+  ) {
+    super('user', 'GIT_OBJECT_TOO_LARGE', `object ${oid}: ${size} bytes, over the limit of ${limit}`, {
+      data: { oid, bytes: size },
+    });
   }
 }
 
-const PACK_TYPES: Record<number, ObjectType | 'ofs-delta' | 'ref-delta'> = { 1: 'commit', 2: 'tree', 3: 'blob', 4: 'tag', 6: 'ofs-delta', 7: 'ref-delta' };
+const PACK_TYPES: Record<number, ObjectType | 'ofs-delta' | 'ref-delta'> = {
+  1: 'commit',
+  2: 'tree',
+  3: 'blob',
+  4: 'tag',
+  6: 'ofs-delta',
+  7: 'ref-delta',
+};
 const OID = /^[0-9a-f]{40}$/;
 /** The empty tree, which Git treats as present in every repository. */
 const EMPTY_TREE = '4b825dc642cb6eb9a060e54bf8d69288fbee4904';
@@ -170,7 +183,8 @@ function deltaResultSize(compressedPrefix: Buffer): number {
 export function applyDelta(delta: Buffer, base: Buffer): Buffer {
   const baseSize = deltaVarint(delta, 0);
   const resultSize = deltaVarint(delta, baseSize.next);
-  if (baseSize.value !== base.length) throw corrupt(`delta expects a base of ${baseSize.value} bytes, got ${base.length}`);
+  if (baseSize.value !== base.length)
+    throw corrupt(`delta expects a base of ${baseSize.value} bytes, got ${base.length}`);
   const out = Buffer.allocUnsafe(resultSize.value);
   let o = 0;
   let i = resultSize.next;
@@ -182,7 +196,8 @@ export function applyDelta(delta: Buffer, base: Buffer): Buffer {
       for (let b = 0; b < 4; b++) if (op & (1 << b)) offset += delta[i++] * 2 ** (8 * b);
       for (let b = 0; b < 3; b++) if (op & (1 << (4 + b))) size += delta[i++] * 2 ** (8 * b);
       if (size === 0) size = 0x10000;
-      if (offset + size > base.length || o + size > out.length) throw corrupt('delta copies outside its base or result');
+      if (offset + size > base.length || o + size > out.length)
+        throw corrupt('delta copies outside its base or result');
       base.copy(out, o, offset, offset + size);
       o += size;
     } else if (op > 0) {
@@ -243,7 +258,10 @@ export class ObjectReader {
   private readonly maxBaseBytes: number;
   private readonly baseCacheBytes: number;
 
-  constructor(readonly gitdir: string, options: ObjectReaderOptions = {}) {
+  constructor(
+    readonly gitdir: string,
+    options: ObjectReaderOptions = {},
+  ) {
     this.maxBaseBytes = options.maxBaseBytes ?? 32 * 1024 * 1024;
     this.baseCacheBytes = options.baseCacheBytes ?? 8 * 1024 * 1024;
   }
@@ -291,7 +309,8 @@ export class ObjectReader {
     try {
       fh = await open(file, 'r');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR')
+        return undefined;
       throw err;
     }
     try {
@@ -314,9 +333,11 @@ export class ObjectReader {
     const prefix = `${header.type} ${header.size}\0`.length;
     const { size: onDisk } = await stat(file);
     // Deflate never grows data by more than a few bytes per 16 KiB block.
-    if (onDisk > header.size + prefix + 1024 + header.size / 100) throw corrupt(`object ${oid}: ${onDisk} bytes on disk for ${header.size} bytes of content`);
+    if (onDisk > header.size + prefix + 1024 + header.size / 100)
+      throw corrupt(`object ${oid}: ${onDisk} bytes on disk for ${header.size} bytes of content`);
     const raw = inflateExact(await readFile(file), prefix + header.size, `object ${oid}`);
-    if (createHash('sha1').update(raw).digest('hex') !== oid) throw corrupt(`object ${oid}: content does not match its id`);
+    if (createHash('sha1').update(raw).digest('hex') !== oid)
+      throw corrupt(`object ${oid}: content does not match its id`);
     return { type: header.type, content: raw.subarray(prefix) };
   }
 
@@ -382,7 +403,10 @@ export class ObjectReader {
    * Read a pack entry's header and `prefixBytes` of its zlib data (or all of it when
    * prefixBytes is Infinity): a whole object, or a delta and where its base is.
    */
-  private async entry(at: Located, prefixBytes: number): Promise<
+  private async entry(
+    at: Located,
+    prefixBytes: number,
+  ): Promise<
     | { kind: 'whole'; type: ObjectType; size: number; compressed: Buffer }
     | { kind: 'delta'; size: number; base: Located | string; compressed: Buffer }
   > {
@@ -390,7 +414,11 @@ export class ObjectReader {
     const where = `${path.basename(pack)} at ${at.offset}`;
     const end = entryEnd(at.index, at.offset);
     if (end <= at.offset) throw corrupt(`${where}: entry has no data`);
-    const first = await readAt(pack, at.offset, Math.min(end - at.offset, prefixBytes === Infinity ? 64 * 1024 : 32 + prefixBytes));
+    const first = await readAt(
+      pack,
+      at.offset,
+      Math.min(end - at.offset, prefixBytes === Infinity ? 64 * 1024 : 32 + prefixBytes),
+    );
     const { type, size, used } = parseEntryHeader(first);
     const kind = PACK_TYPES[type];
     if (!kind) throw corrupt(`${where}: entry has type ${type}`);
@@ -410,9 +438,11 @@ export class ObjectReader {
     }
     const compressedLength = end - (at.offset + rel);
     // Stored deflate blocks cost 5 bytes per 64 KiB: anything much larger is not this entry's data.
-    if (compressedLength < 0 || compressedLength > size + 1024 + size / 100) throw corrupt(`${where}: entry spans ${compressedLength} bytes for ${size}`);
+    if (compressedLength < 0 || compressedLength > size + 1024 + size / 100)
+      throw corrupt(`${where}: entry spans ${compressedLength} bytes for ${size}`);
     const wanted = Math.min(compressedLength, prefixBytes);
-    const compressed = rel + wanted <= first.length ? first.subarray(rel, rel + wanted) : await readAt(pack, at.offset + rel, wanted);
+    const compressed =
+      rel + wanted <= first.length ? first.subarray(rel, rel + wanted) : await readAt(pack, at.offset + rel, wanted);
     if (base === undefined) return { kind: 'whole', type: kind as ObjectType, size, compressed };
     return { kind: 'delta', size, base, compressed };
   }
@@ -447,7 +477,11 @@ export class ObjectReader {
     const header = await this.entry(base, 1024);
     const size = header.kind === 'whole' ? header.size : deltaResultSize(header.compressed);
     if (size > this.maxBaseBytes) {
-      throw new UserError('GIT_DELTA_BASE_TOO_LARGE', `${path.basename(base.index.packPath)}: a delta needs a base of ${size} bytes, over the limit of ${this.maxBaseBytes}`, { data: { bytes: size } });
+      throw new UserError(
+        'GIT_DELTA_BASE_TOO_LARGE',
+        `${path.basename(base.index.packPath)}: a delta needs a base of ${size} bytes, over the limit of ${this.maxBaseBytes}`,
+        { data: { bytes: size } },
+      );
     }
     const obj = await this.readPacked(base, depth);
     this.remember(key, obj);
@@ -459,7 +493,11 @@ export class ObjectReader {
       return await this.read(oid, maxBytes);
     } catch (err) {
       if (err instanceof ObjectTooLargeError) {
-        throw new UserError('GIT_DELTA_BASE_TOO_LARGE', `a delta needs base ${oid} of ${err.size} bytes, over the limit of ${maxBytes}`, { data: { oid, bytes: err.size } });
+        throw new UserError(
+          'GIT_DELTA_BASE_TOO_LARGE',
+          `a delta needs base ${oid} of ${err.size} bytes, over the limit of ${maxBytes}`,
+          { data: { oid, bytes: err.size } },
+        );
       }
       throw err;
     }

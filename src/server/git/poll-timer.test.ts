@@ -27,10 +27,14 @@ describe('startPollTimer', () => {
     const t0 = performance.now();
     // A check taking 300 ms of every 1,000 ms period: with "next poll after the check ends" the
     // starts would be 1,000, 2,300, 3,600, ...
-    const timer = startPollTimer(() => {
-      starts.push(performance.now() - t0);
-      void new Promise((resolve) => setTimeout(resolve, 300));
-    }, 1000, 1000);
+    const timer = startPollTimer(
+      () => {
+        starts.push(performance.now() - t0);
+        void new Promise((resolve) => setTimeout(resolve, 300));
+      },
+      1000,
+      1000,
+    );
     await jest.advanceTimersByTimeAsync(5000);
     timer.stop();
     expect(starts.map(Math.round)).toEqual([1000, 2000, 3000, 4000, 5000]);

@@ -33,13 +33,16 @@ export function startPollTimer(tick: () => void, periodMs: number, firstDelayMs:
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
   const arm = (): void => {
-    timer = setTimeout(() => {
-      if (stopped) return;
-      due = nextDue(due, performance.now(), periodMs);
-      // Armed before the tick runs so a throwing tick cannot stop polling.
-      arm();
-      tick();
-    }, Math.max(0, due - performance.now()));
+    timer = setTimeout(
+      () => {
+        if (stopped) return;
+        due = nextDue(due, performance.now(), periodMs);
+        // Armed before the tick runs so a throwing tick cannot stop polling.
+        arm();
+        tick();
+      },
+      Math.max(0, due - performance.now()),
+    );
     timer.unref();
   };
   arm();

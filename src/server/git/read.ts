@@ -55,9 +55,13 @@ function at(where: ReadAt): string {
 }
 
 function tooLarge(where: ReadAt, file: string, bytes: number, limit: number): UserError {
-  return new UserError('GIT_FILE_TOO_LARGE', `${file}: ${bytes} bytes at ${at(where)}, over the per-file limit of ${mib(limit)}`, {
-    data: { file, project: where.project, commit: where.commit, bytes },
-  });
+  return new UserError(
+    'GIT_FILE_TOO_LARGE',
+    `${file}: ${bytes} bytes at ${at(where)}, over the per-file limit of ${mib(limit)}`,
+    {
+      data: { file, project: where.project, commit: where.commit, bytes },
+    },
+  );
 }
 
 /**
@@ -82,15 +86,23 @@ function inScope(scope: { dir: string; recursive: boolean }, path: string): bool
 /** GitLab refused a file matched by two globs of one project ("path visited more than once"). */
 function overlap(where: ReadAt, file: string, globs: readonly string[], matching: number[]): UserError {
   const [a, b] = matching;
-  return new UserError('GIT_GLOBS_OVERLAP', `${file}: matched by two globs, paths[${a}] ${JSON.stringify(globs[a])} and paths[${b}] ${JSON.stringify(globs[b])}, at ${at(where)}; narrow one so each file is matched once`, {
-    data: { file, project: where.project, commit: where.commit, globs: [a, b] },
-  });
+  return new UserError(
+    'GIT_GLOBS_OVERLAP',
+    `${file}: matched by two globs, paths[${a}] ${JSON.stringify(globs[a])} and paths[${b}] ${JSON.stringify(globs[b])}, at ${at(where)}; narrow one so each file is matched once`,
+    {
+      data: { file, project: where.project, commit: where.commit, globs: [a, b] },
+    },
+  );
 }
 
 function pathTooLong(where: ReadAt, file: string): UserError {
-  return new UserError('GIT_PATH_TOO_LONG', `${file.slice(0, 200)}…: a path of ${file.length} characters at ${at(where)}, over the limit of ${MAX_PATH_LENGTH}; rename it or narrow the globs`, {
-    data: { file: file.slice(0, 200), project: where.project, commit: where.commit },
-  });
+  return new UserError(
+    'GIT_PATH_TOO_LONG',
+    `${file.slice(0, 200)}…: a path of ${file.length} characters at ${at(where)}, over the limit of ${MAX_PATH_LENGTH}; rename it or narrow the globs`,
+    {
+      data: { file: file.slice(0, 200), project: where.project, commit: where.commit },
+    },
+  );
 }
 
 /** Every regular file matching one of `globs` at the commit, sorted by path. */
@@ -119,14 +131,19 @@ export async function readMatchingFiles(
         await new Promise((r) => setImmediate(r));
       }
       if (entry.type === 'tree') {
-        if (matcher.mayContain(path) || scopes.some((s) => s.recursive && inScope(s, `${path}/x`))) await walk(entry.oid, path);
+        if (matcher.mayContain(path) || scopes.some((s) => s.recursive && inScope(s, `${path}/x`)))
+          await walk(entry.oid, path);
       } else if (entry.type === 'blob' && REGULAR_FILE.has(entry.mode)) {
         // GitLab's 1,000 counts every file kas listed for a glob, matched or not (see gitalyScope).
         visited += scopes.filter((s) => inScope(s, path)).length;
         if (visited > maxFiles) {
-          throw new UserError('GIT_TOO_MANY_FILES', `${path}: more than ${maxFiles} files under the directories of ${globs.join(', ')} at ${at(where)} (GitLab's limit too, counting every file listed for a glob); narrow the globs or split the project`, {
-            data: { file: path, project: where.project, commit: where.commit },
-          });
+          throw new UserError(
+            'GIT_TOO_MANY_FILES',
+            `${path}: more than ${maxFiles} files under the directories of ${globs.join(', ')} at ${at(where)} (GitLab's limit too, counting every file listed for a glob); narrow the globs or split the project`,
+            {
+              data: { file: path, project: where.project, commit: where.commit },
+            },
+          );
         }
         const matching = matcher.matching(path);
         if (matching.length === 0) continue;
@@ -136,9 +153,13 @@ export async function readMatchingFiles(
         if (header.size > maxFileBytes) throw tooLarge(where, path, header.size, maxFileBytes);
         total += header.size;
         if (total > maxTotalBytes) {
-          throw new UserError('GIT_FILES_TOO_LARGE', `${path}: the files matching ${globs.join(', ')} at ${at(where)} add up to more than ${mib(maxTotalBytes)}; narrow the globs or split the project`, {
-            data: { file: path, project: where.project, commit: where.commit },
-          });
+          throw new UserError(
+            'GIT_FILES_TOO_LARGE',
+            `${path}: the files matching ${globs.join(', ')} at ${at(where)} add up to more than ${mib(maxTotalBytes)}; narrow the globs or split the project`,
+            {
+              data: { file: path, project: where.project, commit: where.commit },
+            },
+          );
         }
         found.push({ path, oid: entry.oid, size: header.size });
       }
@@ -177,7 +198,11 @@ export function treeReader(where: Pick<ReadAt, 'objects'>): TreeReader {
 }
 
 /** The blob id of a regular file at the commit, or undefined when absent (or not a regular file). */
-export async function findFileId(where: ReadAt, filePath: string, readTree: TreeReader = treeReader(where)): Promise<string | undefined> {
+export async function findFileId(
+  where: ReadAt,
+  filePath: string,
+  readTree: TreeReader = treeReader(where),
+): Promise<string | undefined> {
   const parts = filePath.replace(/^\/+/, '').split('/').filter(Boolean);
   if (parts.length === 0 || filePath.length > MAX_PATH_LENGTH) return undefined;
   let treeOid = await treeOf(where);
@@ -195,7 +220,12 @@ export async function findFileId(where: ReadAt, filePath: string, readTree: Tree
 }
 
 /** One regular file at the commit, or undefined when absent (or not a regular file). */
-export async function readOneFile(where: ReadAt, filePath: string, limits: ReadLimits = DEFAULT_READ_LIMITS, readTree?: TreeReader): Promise<string | undefined> {
+export async function readOneFile(
+  where: ReadAt,
+  filePath: string,
+  limits: ReadLimits = DEFAULT_READ_LIMITS,
+  readTree?: TreeReader,
+): Promise<string | undefined> {
   const oid = await findFileId(where, filePath, readTree);
   if (oid === undefined) return undefined;
   const header = await where.objects.header(oid);
@@ -221,17 +251,24 @@ async function readBlob(where: ReadAt, file: string, oid: string, maxBytes: numb
 }
 
 function missing(where: ReadAt, file: string): UserError {
-  return new UserError('GIT_OBJECT_MISSING', `${file}: its content is missing from the object store at ${at(where)}`, { data: { file, project: where.project, commit: where.commit } });
+  return new UserError('GIT_OBJECT_MISSING', `${file}: its content is missing from the object store at ${at(where)}`, {
+    data: { file, project: where.project, commit: where.commit },
+  });
 }
 
 async function readBounded(objects: ObjectReader, oid: string, type: 'tree' | 'commit'): Promise<Buffer> {
   try {
     const obj = await objects.read(oid, MAX_TREE_BYTES);
-    if (!obj || obj.type !== type) throw new UserError('GIT_OBJECT_MISSING', `${type} ${oid} is missing from the object store`, { data: { oid } });
+    if (!obj || obj.type !== type)
+      throw new UserError('GIT_OBJECT_MISSING', `${type} ${oid} is missing from the object store`, { data: { oid } });
     return obj.content;
   } catch (err) {
     if (err instanceof ObjectTooLargeError) {
-      throw new UserError('GIT_TREE_TOO_LARGE', `${type} ${oid}: ${err.size} bytes, over the limit of ${mib(MAX_TREE_BYTES)}`, { data: { oid, bytes: err.size } });
+      throw new UserError(
+        'GIT_TREE_TOO_LARGE',
+        `${type} ${oid}: ${err.size} bytes, over the limit of ${mib(MAX_TREE_BYTES)}`,
+        { data: { oid, bytes: err.size } },
+      );
     }
     throw err;
   }
@@ -242,7 +279,11 @@ async function treeOf(where: ReadAt): Promise<string> {
   try {
     content = await readBounded(where.objects, where.commit, 'commit');
   } catch (err) {
-    throw new UserError('GIT_COMMIT_NOT_FOUND', `${at(where)}: commit not available (it was never fetched by this server)`, { cause: err, data: { project: where.project, commit: where.commit } });
+    throw new UserError(
+      'GIT_COMMIT_NOT_FOUND',
+      `${at(where)}: commit not available (it was never fetched by this server)`,
+      { cause: err, data: { project: where.project, commit: where.commit } },
+    );
   }
   return commitTree(content, where.commit);
 }

@@ -16,12 +16,28 @@ import { silentLogger } from '../../common/logger.js';
 import { BoundedMap } from '../../common/map-limit.js';
 import type { ManifestFile, ProblemReport } from '../../protocol/messages.js';
 import { ProblemCode } from '../../protocol/problems.js';
-import { refKey, type CommitEvent, type GitRef, type GitSource, type SourceErrorEvent, type SourceRecoverEvent } from '../ports.js';
+import {
+  refKey,
+  type CommitEvent,
+  type GitRef,
+  type GitSource,
+  type SourceErrorEvent,
+  type SourceRecoverEvent,
+} from '../ports.js';
 import { LocalBackend, RemoteBackend, checkProjectId, describeRef, type GitBackend } from './backends.js';
 import { createGitHttpClient } from './http.js';
 import { startPollTimer, type PollTimer } from './poll-timer.js';
 import { ByteBudget } from './byte-budget.js';
-import { DEFAULT_READ_LIMITS, findFileId, readMatchingFiles, readOneFile, treeReader, type ReadLimits, type TreeEntry, type TreeReader } from './read.js';
+import {
+  DEFAULT_READ_LIMITS,
+  findFileId,
+  readMatchingFiles,
+  readOneFile,
+  treeReader,
+  type ReadLimits,
+  type TreeEntry,
+  type TreeReader,
+} from './read.js';
 
 /** Log message for a new commit on a watched ref (fields: project, commit, ref). */
 export const DETECTED_COMMIT = 'detected commit';
@@ -111,9 +127,18 @@ export class GitWatcher implements GitSource {
       if (!options.cacheDir) throw new UserError('GIT_NO_CACHE_DIR', 'a Git base URL needs a cache folder for clones');
       const http = createGitHttpClient({ timeoutMs: options.requestTimeoutMs });
       this.closeHttp = () => http.close();
-      this.backend = new RemoteBackend({ baseUrl: options.baseUrl, token: options.token, cacheDir: options.cacheDir, http, maxPacks: options.maxPacksPerProject });
+      this.backend = new RemoteBackend({
+        baseUrl: options.baseUrl,
+        token: options.token,
+        cacheDir: options.cacheDir,
+        http,
+        maxPacks: options.maxPacksPerProject,
+      });
     } else {
-      throw new UserError('GIT_SOURCE_CONFLICT', 'give exactly one Git source: a base URL (--git-base-url) or a local root (--git-root)');
+      throw new UserError(
+        'GIT_SOURCE_CONFLICT',
+        'give exactly one Git source: a base URL (--git-base-url) or a local root (--git-root)',
+      );
     }
   }
 
@@ -122,13 +147,22 @@ export class GitWatcher implements GitSource {
     if (this.options.cacheDir) await mkdir(this.options.cacheDir, { recursive: true, mode: 0o700 });
   }
 
-  watch(project: string, ref: GitRef, onCommit: (e: CommitEvent) => void, onError: (e: SourceErrorEvent) => void, onRecover?: (e: SourceRecoverEvent) => void): () => void {
+  watch(
+    project: string,
+    ref: GitRef,
+    onCommit: (e: CommitEvent) => void,
+    onError: (e: SourceErrorEvent) => void,
+    onRecover?: (e: SourceRecoverEvent) => void,
+  ): () => void {
     checkProjectId(project);
     if (this.closed) throw new UserError('GIT_SOURCE_CLOSED', 'the Git source is closed');
     let state = this.projects.get(project);
     const key = refKey(ref);
     if (state?.watches.has(key)) {
-      throw new UserError('GIT_ALREADY_WATCHED', `${project}: ${describeRef(ref)} is already watched; share that watch (fleet/watches.ts does)`);
+      throw new UserError(
+        'GIT_ALREADY_WATCHED',
+        `${project}: ${describeRef(ref)} is already watched; share that watch (fleet/watches.ts does)`,
+      );
     }
     if (!state) {
       state = { watches: new Map() };
@@ -162,23 +196,46 @@ export class GitWatcher implements GitSource {
     if (known) return known;
     const p = (async () => {
       const store = await this.backend.storeFor(project, commit);
-      return readMatchingFiles({ ...store, project, commit, budget: this.budget }, globs, this.limits, this.treesOf(project, store));
+      return readMatchingFiles(
+        { ...store, project, commit, budget: this.budget },
+        globs,
+        this.limits,
+        this.treesOf(project, store),
+      );
     })();
     this.memo.set(key, p);
     // Weighed by its bytes once read (MEMO_BYTES); a failure is not remembered.
     p.then(
-      (files) => this.memo.weigh(key, p, files.reduce((n, f) => n + f.path.length + f.content.length, 0)),
+      (files) =>
+        this.memo.weigh(
+          key,
+          p,
+          files.reduce((n, f) => n + f.path.length + f.content.length, 0),
+        ),
       () => this.memo.deleteIf(key, p),
     );
     return p;
   }
 
   /** Memoised per (project, commit, path): a commit never changes, so neither does the answer. */
-  readFile(project: string, commit: string, path: string, options: { maxBytes?: number } = {}): Promise<string | undefined> {
-    const limits = options.maxBytes === undefined ? this.limits : { ...this.limits, maxFileBytes: Math.min(this.limits.maxFileBytes, options.maxBytes) };
+  readFile(
+    project: string,
+    commit: string,
+    path: string,
+    options: { maxBytes?: number } = {},
+  ): Promise<string | undefined> {
+    const limits =
+      options.maxBytes === undefined
+        ? this.limits
+        : { ...this.limits, maxFileBytes: Math.min(this.limits.maxFileBytes, options.maxBytes) };
     return this.memoised(`read\0${project}\0${commit}\0${path}\0${limits.maxFileBytes}`, async () => {
       const store = await this.backend.storeFor(project, commit);
-      return readOneFile({ ...store, project, commit, budget: this.budget }, path, limits, this.treesOf(project, store));
+      return readOneFile(
+        { ...store, project, commit, budget: this.budget },
+        path,
+        limits,
+        this.treesOf(project, store),
+      );
     });
   }
 
@@ -245,9 +302,13 @@ export class GitWatcher implements GitSource {
     // Fixed-rate (see poll-timer.ts): a check starts every pollMs whatever the last one took, and
     // a tick that lands on a running check is coalesced into one check right after it. The first
     // poll lands at a random point of the interval so many projects do not poll in step.
-    state.timer = startPollTimer(() => {
-      if (this.projects.get(project) === state) void this.schedule(project, state);
-    }, this.pollMs, Math.floor(this.pollMs * (0.5 + Math.random() * 0.5)));
+    state.timer = startPollTimer(
+      () => {
+        if (this.projects.get(project) === state) void this.schedule(project, state);
+      },
+      this.pollMs,
+      Math.floor(this.pollMs * (0.5 + Math.random() * 0.5)),
+    );
   }
 
   /** Run a check now, or once more right after the one in flight (all callers share it). */
@@ -296,7 +357,10 @@ export class GitWatcher implements GitSource {
         // Once per kind of problem: a host that is down must not page anyone at every poll.
         if (!w.problem || w.problem.code !== problem.code) {
           w.problem = problem;
-          this.log.warn({ project, ref: describeRef(w.ref), code: problem.code, error: problem.message, commit: w.commit }, GIT_PROBLEM);
+          this.log.warn(
+            { project, ref: describeRef(w.ref), code: problem.code, error: problem.message, commit: w.commit },
+            GIT_PROBLEM,
+          );
           safeCall(() => w.listener.onError({ project, ref: w.ref, problem }), this.log);
         }
       } finally {

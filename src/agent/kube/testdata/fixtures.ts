@@ -42,7 +42,10 @@ export function deployment(name = 'nginx', replicas = 2): KubeObject {
               name: 'nginx',
               image: 'nginx:1.27',
               ports: [{ containerPort: 80 }],
-              env: [{ name: 'MODE', value: 'prod' }, { name: 'LEVEL', value: '3' }],
+              env: [
+                { name: 'MODE', value: 'prod' },
+                { name: 'LEVEL', value: '3' },
+              ],
               resources: { limits: { cpu: '0.5', memory: '1024Mi' }, requests: { cpu: 1 } },
             },
           ],
@@ -55,7 +58,14 @@ export function deployment(name = 'nginx', replicas = 2): KubeObject {
 /** What the API server stores for a desired Deployment: defaults, normalised quantities, metadata, status. */
 export function liveDeployment(desired: KubeObject, rv = '1001'): KubeObject {
   const live = clone(desired) as KubeObject & { spec: any };
-  live.metadata = { ...live.metadata, uid: 'u-1', resourceVersion: rv, generation: 1, creationTimestamp: '2026-01-01T00:00:00Z', managedFields: [{ manager: 'gitops-agent', operation: 'Update' }] };
+  live.metadata = {
+    ...live.metadata,
+    uid: 'u-1',
+    resourceVersion: rv,
+    generation: 1,
+    creationTimestamp: '2026-01-01T00:00:00Z',
+    managedFields: [{ manager: 'gitops-agent', operation: 'Update' }],
+  };
   live.spec.progressDeadlineSeconds = 600;
   live.spec.revisionHistoryLimit = 10;
   live.spec.strategy = { type: 'RollingUpdate', rollingUpdate: { maxSurge: '25%', maxUnavailable: '25%' } };
@@ -71,7 +81,8 @@ export function liveDeployment(desired: KubeObject, rv = '1001'): KubeObject {
     c.terminationMessagePolicy = 'File';
     for (const p of c.ports ?? []) p.protocol = 'TCP';
     const norm: Record<string, string> = { '0.5': '500m', '1024Mi': '1Gi', '1': '1' };
-    for (const m of [c.resources?.limits, c.resources?.requests]) if (m) for (const k of Object.keys(m)) m[k] = norm[String(m[k])] ?? String(m[k]);
+    for (const m of [c.resources?.limits, c.resources?.requests])
+      if (m) for (const k of Object.keys(m)) m[k] = norm[String(m[k])] ?? String(m[k]);
   }
   live.status = { observedGeneration: 1, replicas: 2, conditions: [{ type: 'Available', status: 'True' }] };
   return live;
@@ -89,14 +100,27 @@ export function service(name = 'nginx'): KubeObject {
 export function liveService(desired: KubeObject, rv = '2001'): KubeObject {
   const live = clone(desired) as KubeObject & { spec: any };
   live.metadata = { ...live.metadata, uid: 'u-2', resourceVersion: rv, creationTimestamp: '2026-01-01T00:00:00Z' };
-  Object.assign(live.spec, { clusterIP: '10.96.12.34', clusterIPs: ['10.96.12.34'], type: 'ClusterIP', sessionAffinity: 'None', ipFamilies: ['IPv4'], ipFamilyPolicy: 'SingleStack', internalTrafficPolicy: 'Cluster' });
+  Object.assign(live.spec, {
+    clusterIP: '10.96.12.34',
+    clusterIPs: ['10.96.12.34'],
+    type: 'ClusterIP',
+    sessionAffinity: 'None',
+    ipFamilies: ['IPv4'],
+    ipFamilyPolicy: 'SingleStack',
+    internalTrafficPolicy: 'Cluster',
+  });
   for (const p of live.spec.ports) p.protocol = 'TCP';
   live.status = { loadBalancer: {} };
   return live;
 }
 
 export function configMap(name = 'settings'): KubeObject {
-  return { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'default' }, data: { 'app.conf': 'x=1\n', mode: 'prod' } };
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name, namespace: 'default' },
+    data: { 'app.conf': 'x=1\n', mode: 'prod' },
+  };
 }
 
 export function liveConfigMap(desired: KubeObject, rv = '3001'): KubeObject {
