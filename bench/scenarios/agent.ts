@@ -19,7 +19,7 @@ import {
 } from '../lib/context.js';
 import { benchRepo, startAgent, startServer, waitForLog, type BenchServer } from '../lib/fleet.js';
 import { rvAfter, type RawWatchEvent } from '../lib/kube-raw.js';
-import { latencySummary, loadAverage, nowMs, procStats, round } from '../lib/stats.js';
+import { latencySummary, loadAverage, procStats, round } from '../lib/stats.js';
 
 export const AGENT_NS = 'bench-agent';
 export const C2C_WEBHOOK = 'bench-c2c-webhook';
@@ -172,7 +172,9 @@ class EventLog {
   }
 }
 
-type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- watch payloads are free-form JSON
+// watch payloads are free-form JSON
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Obj = Record<string, any>;
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 
 /** For each kind: a JSON patch to a field Git owns, and the test that the object is back at Git's value. */

@@ -57,7 +57,10 @@ async function commitAndPush(repo: TestRepo, namespace: string, value: string): 
   return nowMs();
 }
 
-/** Per commit: when it was pushed and seen live (kept with GITOPS_BENCH_KEEP_LOGS, to read beside the server and agent logs). */
+/**
+ * Per commit: when it was pushed and seen live (kept with GITOPS_BENCH_KEEP_LOGS, to read beside the server and agent
+ * logs).
+ */
 const timeline: Array<Record<string, unknown>> = [];
 
 async function runMode(

@@ -22,7 +22,10 @@ export function testProjectConfig(overrides: Partial<ManifestProjectConfig> = {}
   };
 }
 
-/** A one-replica Deployment `name` (nginx:1.27, with resource requests); `extra` is merged into its spec. The return type is inferred so tests can edit its fields. */
+/**
+ * A one-replica Deployment `name` (nginx:1.27, with resource requests); `extra` is merged into its spec. The return
+ * type is inferred so tests can edit its fields.
+ */
 export function appDeployment(name: string, extra: Record<string, unknown> = {}) {
   return {
     apiVersion: 'apps/v1',

@@ -90,7 +90,7 @@ async function expectConverged(names: string[]): Promise<void> {
 /** Pushes `indexes` as the desired set and SIGKILLs the agent once some but not all of them exist. */
 async function killMidApply(indexes: number[], before: number): Promise<{ commit: string; seen: number }> {
   const commit = await fixture.stack.commit({ 'manifest.yaml': configMaps(fixture.ns.name, indexes) });
-  const seen = await waitFor(
+  await waitFor(
     async () => {
       const n = await countInNamespace();
       if (n >= indexes.length && n !== before)

@@ -4,7 +4,9 @@
  * Jest loads global setups as CommonJS through its transform (see global-setup.ts), so the shared
  * module is required by its .ts name.
  */
-type Shared = typeof import('./global-setup.js');
+import type * as SharedModule from './global-setup.js';
+
+type Shared = typeof SharedModule;
 
 export default async function globalSetupNode(
   globalConfig: unknown,

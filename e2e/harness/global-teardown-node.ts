@@ -2,7 +2,9 @@
  * Jest global teardown of the `node` project: global-teardown.ts's node branch, in a file of its
  * own for the reason global-setup-node.ts gives.
  */
-type Shared = typeof import('./global-teardown.js');
+import type * as SharedModule from './global-teardown.js';
+
+type Shared = typeof SharedModule;
 
 export default async function globalTeardownNode(
   globalConfig: unknown,

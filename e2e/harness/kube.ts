@@ -166,7 +166,10 @@ export function jsonPatch(
   );
 }
 
-/** `spec.replicas` of Deployment `namespace/name` (default `nginx`, as the e2e manifests name it), or undefined while it does not exist. */
+/**
+ * `spec.replicas` of Deployment `namespace/name` (default `nginx`, as the e2e manifests name it), or undefined while
+ * it does not exist.
+ */
 export async function deploymentReplicas(
   kc: KubeConfig,
   namespace: string,

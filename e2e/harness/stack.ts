@@ -97,7 +97,9 @@ export interface Stack {
   readonly server: ManagedProcess | undefined;
   /** The current agent process (undefined while stopped). */
   readonly agent: ManagedProcess | undefined;
-  /** Writes `files` (null deletes) to the manifest project, pushes with git and fires the webhook; resolves to the sha. */
+  /**
+   * Writes `files` (null deletes) to the manifest project, pushes with git and fires the webhook; resolves to the sha.
+   */
   commit(files: Record<string, string | null>, options?: CommitOptions): Promise<string>;
   /** Fires the push webhook for a project (default the manifest project). */
   notify(project?: string): Promise<void>;

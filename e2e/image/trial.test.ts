@@ -45,7 +45,10 @@ function scriptBlocks(script: string): Map<string, string> {
   return blocks;
 }
 
-/** The ```sh blocks of the Markdown section whose heading is exactly `heading` (up to the next heading of the same or a higher level). */
+/**
+ * The ```sh blocks of the Markdown section whose heading is exactly `heading` (up to the next heading of the same or a
+ * higher level).
+ */
 function sectionShellBlocks(markdown: string, heading: string): string[] {
   const lines = markdown.split('\n');
   const start = lines.indexOf(heading);
@@ -107,7 +110,8 @@ describe('the documented image trial', () => {
         expect({ file, name, found: docBlocks.includes(block) }).toEqual({ file, name, found: true });
       }
     }
-    // Every image the documents' "Container image" sections build or run is the one the script builds and the trial runs.
+    // Every image the documents' "Container image" sections build or run is the one the script builds and the trial
+    // runs.
     for (const file of ['README.md', 'docs/operations.md']) {
       const images = sectionShellBlocks(await readFile(join(ROOT, file), 'utf8'), '## Container image')
         .flatMap((b) =>

@@ -10,8 +10,8 @@
  * claims (audience, expiry and issue time with a small skew, maximum lifetime), and finally records
  * the `jti` in a replay cache (per agent at most a quota of live ids, so one agent's flood of JWTs
  * cannot fill it for others). Before the `jti` is recorded an optional `admit` hook may refuse a
- * verified agent (the hub's per-agent connection rate). Each failure is its own error class with a stable `code`; none of
- * them carries the JWT. At the HTTP edge every failure becomes a bare 401 and the code goes to the log.
+ * verified agent (the hub's per-agent connection rate). Each failure is its own error class with a stable `code`;
+ * none of them carries the JWT. At the HTTP edge every failure becomes a bare 401 and the code goes to the log.
  */
 import { randomBytes, type KeyObject } from 'node:crypto';
 import { SignJWT, compactVerify, decodeProtectedHeader, errors as joseErrors } from 'jose';

@@ -171,7 +171,9 @@ function agentsApi(ctx: Context, req: IncomingMessage, res: ServerResponse): voi
   reply(res, 200, { agents });
 }
 
-/** GitLab's token and the generic bearer secret prove the sender from the headers; GitHub's signature needs the body. */
+/**
+ * GitLab's token and the generic bearer secret prove the sender from the headers; GitHub's signature needs the body.
+ */
 function provenByHeaders(source: WebhookSource, check: HeaderCheck): boolean {
   return source !== 'github' && (check.ok || check.error.code !== 'WEBHOOK_UNAUTHORIZED');
 }

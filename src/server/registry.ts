@@ -6,7 +6,8 @@
  *
  * The server process holds one Registry. It re-reads agents.json and its journal when either
  * changes (fs.watch on the state directory, because an atomic rename replaces the file's inode,
- * plus a cheap stat poll as a fallback), so a revoke from another process takes effect within a poll interval and listeners
+ * plus a cheap stat poll as a fallback), so a revoke from another process takes effect within a poll interval and
+ * listeners
  * can close that agent's sessions. Status changes are kept in memory and flushed debounced, one
  * write at a time, rewriting only the status shards (state-files.ts) whose agents changed.
  *

@@ -568,7 +568,10 @@ async function readAgentsText(file: string): Promise<{ text?: string; problem?: 
   }
 }
 
-/** Splits agents.json into valid records and problems (with lines in the one-per-line layout); returns the ids it holds. */
+/**
+ * Splits agents.json into valid records and problems (with lines in the one-per-line layout); returns the ids it
+ * holds.
+ */
 function parseAgentsJson(file: string, text: string, state: AgentsState): Set<string> {
   const ids = new Set<string>();
   let raw: unknown;

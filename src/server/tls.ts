@@ -32,7 +32,10 @@ const RENEW_BEFORE_MS = 86_400_000;
 export interface TlsMaterial {
   cert: string;
   key: string;
-  /** SHA-256 fingerprint of the certificate agents trust, colon-separated hex as `openssl x509 -fingerprint -sha256` prints it. */
+  /**
+   * SHA-256 fingerprint of the certificate agents trust, colon-separated hex as `openssl x509 -fingerprint -sha256`
+   * prints it.
+   */
   fingerprint: string;
   /** Path of the certificate file agents should trust (self-signed mode: `ca.crt`; with files: --tls-cert). */
   certPath: string;

@@ -358,7 +358,8 @@ export function runCommand(): Command {
       `\nExamples:\n  # in a pod (ServiceAccount credentials, Lease in the pod namespace)\n  gitops-agent run --server-url wss://gitops.example.com${CONNECT_PATH} --token-file /etc/gitops-agent/token/token --ca-file /etc/gitops-agent/ca/ca.crt\n  # on a workstation against a trial server with a self-signed certificate\n  gitops-agent run --server-url wss://127.0.0.1:8443${CONNECT_PATH} --token-file agent1.token --ca-file ~/.local/state/gitops-server/ca.crt --kubeconfig ~/.kube/config --no-leader-elect --log-format text\n`,
     )
     .action(async (flags: RunFlags, cmd: Command) => {
-      // commander sets leaderElect=true by default for --no-leader-elect; only an explicit flag should beat the environment.
+      // commander sets leaderElect=true by default for --no-leader-elect; only an explicit flag should beat the
+      // environment.
       if (cmd.getOptionValueSource('leaderElect') === 'default') delete flags.leaderElect;
       process.exitCode = await runAgent(flags);
     });

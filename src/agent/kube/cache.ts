@@ -82,7 +82,9 @@ export class ResourceCache {
     this.ready = this.firstList().then(() => void this.loop());
   }
 
-  /** The first list, retried on transient answers (a CRD's storage "(re)initializing" right after it is Established). */
+  /**
+   * The first list, retried on transient answers (a CRD's storage "(re)initializing" right after it is Established).
+   */
   private async firstList(): Promise<void> {
     const deadline = Date.now() + FIRST_LIST_RETRY_MS;
     for (let delay = BACKOFF_MIN_MS; ; delay = Math.min(delay * 2, 1_000)) {

@@ -169,7 +169,10 @@ export function diffInventory(
   return { toPrune, kept };
 }
 
-/** The inventory to store after prune: the next set plus every entry whose delete failed, so it is retried and never forgotten. */
+/**
+ * The inventory to store after prune: the next set plus every entry whose delete failed, so it is retried and never
+ * forgotten.
+ */
 export function mergeFailedDeletes(
   next: readonly InventoryEntry[],
   failed: readonly InventoryEntry[],

@@ -66,7 +66,10 @@ export function quantityEqual(a: unknown, b: unknown): boolean {
   return x.n * y.d === y.n * x.d;
 }
 
-/** Map names whose values are quantities (resources.limits/requests, ResourceQuota hard, PV capacity, LimitRange, overhead). */
+/**
+ * Map names whose values are quantities (resources.limits/requests, ResourceQuota hard, PV capacity, LimitRange,
+ * overhead).
+ */
 const QUANTITY_PARENTS = new Set([
   'limits',
   'requests',

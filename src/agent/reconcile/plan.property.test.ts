@@ -4,6 +4,8 @@ import type { JsonPatchOp, KubeObject } from '../kube/types.js';
 import { planObject, projectFields } from './plan.js';
 import { clone, deployment, deploymentKeys, liveDeployment } from '../kube/testdata/fixtures.js';
 
+// Test data is free-form JSON read and edited by deep paths; a type for each would restate the fixture.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Obj = KubeObject & Record<string, any>;
 
 /** Small deterministic PRNG (mulberry32) so a failure can be replayed from its seed. */

@@ -18,6 +18,8 @@ import {
   serviceKeys,
 } from '../kube/testdata/fixtures.js';
 
+// Test data is free-form JSON read and edited by deep paths; a type for each would restate the fixture.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Obj = KubeObject & Record<string, any>;
 
 /** The live object after the agent created `desired` and the API server defaulted it. */

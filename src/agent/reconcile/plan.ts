@@ -361,7 +361,9 @@ function sameKey(a: unknown, b: unknown): boolean {
   return a === b || (b !== undefined && b !== null && String(a) === String(b));
 }
 
-/** A desired entry matches a live one when every key field it spells out is equal (missing ones are server defaults). */
+/**
+ * A desired entry matches a live one when every key field it spells out is equal (missing ones are server defaults).
+ */
 function entryMatches(de: Record<string, unknown>, le: unknown, keys: readonly string[]): boolean {
   if (!isPlainObject(le)) return false;
   for (const k of keys) {

@@ -57,6 +57,7 @@ export function deployment(name = 'nginx', replicas = 2): KubeObject {
 
 /** What the API server stores for a desired Deployment: defaults, normalised quantities, metadata, status. */
 export function liveDeployment(desired: KubeObject, rv = '1001'): KubeObject {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the fixture edits spec by deep paths
   const live = clone(desired) as KubeObject & { spec: any };
   live.metadata = {
     ...live.metadata,
@@ -98,6 +99,7 @@ export function service(name = 'nginx'): KubeObject {
 }
 
 export function liveService(desired: KubeObject, rv = '2001'): KubeObject {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the fixture edits spec by deep paths
   const live = clone(desired) as KubeObject & { spec: any };
   live.metadata = { ...live.metadata, uid: 'u-2', resourceVersion: rv, creationTimestamp: '2026-01-01T00:00:00Z' };
   Object.assign(live.spec, {
