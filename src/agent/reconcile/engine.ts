@@ -451,9 +451,16 @@ export class Engine implements Reconciler {
     this.units.set(unit.name, { unit, inventoryId, items: remembered, inventory });
   }
 
-  /** Waits for CRDs to be Established, then re-reads discovery and OpenAPI. */
+  /**
+   * Waits for CRDs to be Established, then re-reads discovery until it serves every version they
+   * define (the aggregated discovery document is updated a moment after Established turns True, so
+   * one refresh can still miss the new kind and fail the custom resources that follow), then
+   * drops the OpenAPI cache. Bounded by CRD_ESTABLISH_TIMEOUT_MS; on timeout the dependents fail
+   * with "kind not served" and the next sync retries.
+   */
   private async afterCrds(crds: ResolvedObject[], log: Logger): Promise<void> {
     const deadline = Date.now() + CRD_ESTABLISH_TIMEOUT_MS;
+    const pause = (): Promise<void> => new Promise((r) => setTimeout(r, 50));
     await Promise.all(
       crds.map(async (crd) => {
         for (;;) {
@@ -470,11 +477,24 @@ export class Engine implements Reconciler {
             log.warn({ object: crd.id }, 'CRD not established in time');
             return;
           }
-          await new Promise((r) => setTimeout(r, 50));
+          await pause();
         }
       }),
     );
-    await this.discovery.refresh();
+    const wanted = crds.flatMap((crd) => servedKindsOf(crd.object));
+    for (;;) {
+      await this.discovery.refresh();
+      const missing = wanted.filter((w) => !this.discovery.peek(w.group, w.version, w.kind));
+      if (!missing.length) break;
+      if (Date.now() > deadline) {
+        log.warn(
+          { missing: missing.map((m) => `${m.group}/${m.version} ${m.kind}`) },
+          'CRD kinds not discoverable in time',
+        );
+        break;
+      }
+      await pause();
+    }
     this.openapi.invalidate();
   }
 
@@ -543,4 +563,16 @@ function inNewNamespace(obj: ResolvedObject, all: ResolvedObject[], change: Chan
   const ns = obj.object.metadata.namespace;
   if (!ns || change.error?.code !== ProblemCode.KUBE_NOT_FOUND) return false;
   return all.some((o) => o.object.kind === 'Namespace' && o.object.metadata.name === ns);
+}
+
+/** Every group/version/kind a CustomResourceDefinition serves (what discovery must show before its resources apply). */
+function servedKindsOf(crd: KubeObject): Array<{ group: string; version: string; kind: string }> {
+  const spec = crd.spec as
+    { group?: string; names?: { kind?: string }; versions?: Array<{ name?: string; served?: boolean }> } | undefined;
+  const group = spec?.group;
+  const kind = spec?.names?.kind;
+  if (!group || !kind) return [];
+  return (spec?.versions ?? [])
+    .filter((v) => v.served !== false && typeof v.name === 'string')
+    .map((v) => ({ group, version: v.name!, kind }));
 }
