@@ -36,6 +36,20 @@ export const ProblemCode = {
   RECREATE_TIMEOUT: 'RECREATE_TIMEOUT',
   /** An apply stopped because a newer commit arrived (never reported: the newer one is applied). */
   SUPERSEDED: 'SUPERSEDED',
+
+  // ---- agent: health and ordering (src/agent/health/, reconcile/depends-on.ts) ----
+  /** A `config.kubernetes.io/depends-on` annotation that cannot be parsed. */
+  DEPENDS_ON_INVALID: 'DEPENDS_ON_INVALID',
+  /** depends-on names an object that is not in the commit's set. */
+  DEPENDS_ON_UNKNOWN: 'DEPENDS_ON_UNKNOWN',
+  /** depends-on annotations form a cycle (the objects are named). */
+  DEPENDS_ON_CYCLE: 'DEPENDS_ON_CYCLE',
+  /** An object was skipped because an object it depends on did not become current. */
+  DEPENDENCY_NOT_READY: 'DEPENDENCY_NOT_READY',
+  /** An applied object is failed (CrashLoopBackOff, a failed Job, ...): the commit is degraded. */
+  HEALTH_DEGRADED: 'HEALTH_DEGRADED',
+  /** reconcile_timeout (or prune_timeout) passed before every object was current (or gone). */
+  HEALTH_TIMED_OUT: 'HEALTH_TIMED_OUT',
   /** The inventory ConfigMap could not be read; nothing was applied. */
   INVENTORY_READ_FAILED: 'INVENTORY_READ_FAILED',
   /** The inventory ConfigMap could not be written; the next sync retries. */

@@ -27,3 +27,21 @@ export type DryRunStrategy = (typeof DRY_RUN_STRATEGIES)[number];
 /** `gitops.drift.mode`: revert manual changes, only report them, or ignore them. */
 export const DRIFT_MODES = ['correct', 'detect', 'off'] as const;
 export type DriftMode = (typeof DRIFT_MODES)[number];
+
+/**
+ * One object's health (kstatus' words, lower-case as on the wire): `current` is ready and
+ * settled, `in_progress` still rolling out, `failed` will not get there by waiting
+ * (CrashLoopBackOff, a failed Job), `terminating` being deleted, `not_found` absent, `unknown`
+ * when its status cannot be read. Rules in src/agent/health/status.ts.
+ */
+export const HEALTH_STATES = ['current', 'in_progress', 'failed', 'terminating', 'not_found', 'unknown'] as const;
+export type HealthState = (typeof HEALTH_STATES)[number];
+
+/**
+ * A commit's health after its apply, as GitLab's agent waited for it: `progressing` while
+ * objects are followed, `healthy` when every applied object is current and every pruned one is
+ * gone, `degraded` as soon as one is failed, `timed_out` when `reconcile_timeout` (or
+ * `prune_timeout` for pruned objects) passed first.
+ */
+export const HEALTH_RESULTS = ['progressing', 'healthy', 'degraded', 'timed_out'] as const;
+export type HealthResult = (typeof HEALTH_RESULTS)[number];
