@@ -48,6 +48,57 @@ export function slimManagedFields(obj: KubeObject, ours: string): KubeObject {
   return { ...obj, metadata: others.length ? { ...metadata, managedFields: others } : metadata };
 }
 
+/**
+ * A pod as the health tracker needs it (status.ts reads no more): identity, labels, owners and
+ * creation time, phase, conditions and each container's state and restarts. Pods are not ours
+ * and a namespace may hold many, so the rest (spec, managedFields, annotations) is not kept.
+ */
+export function slimPod(pod: KubeObject): KubeObject {
+  const m = pod.metadata;
+  const status = (pod.status ?? {}) as {
+    phase?: unknown;
+    conditions?: unknown;
+    containerStatuses?: ContainerStatusLike[];
+    initContainerStatuses?: ContainerStatusLike[];
+  };
+  const containers = (list: ContainerStatusLike[] | undefined): ContainerStatusLike[] | undefined =>
+    list?.map((c) => ({ name: c.name, ready: c.ready, restartCount: c.restartCount, state: c.state }));
+  const init = containers(status.initContainerStatuses);
+  const main = containers(status.containerStatuses);
+  return {
+    apiVersion: pod.apiVersion ?? 'v1',
+    kind: pod.kind ?? 'Pod',
+    metadata: {
+      name: m.name,
+      ...(m.namespace ? { namespace: m.namespace } : {}),
+      ...(m.resourceVersion ? { resourceVersion: m.resourceVersion } : {}),
+      ...(m.labels ? { labels: m.labels } : {}),
+      ...(m.creationTimestamp ? { creationTimestamp: m.creationTimestamp } : {}),
+      ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
+      ...(m.ownerReferences ? { ownerReferences: m.ownerReferences } : {}),
+    },
+    status: {
+      ...(status.phase !== undefined ? { phase: status.phase } : {}),
+      ...(status.conditions !== undefined ? { conditions: status.conditions } : {}),
+      ...(init ? { initContainerStatuses: init } : {}),
+      ...(main ? { containerStatuses: main } : {}),
+    },
+  };
+}
+
+interface ContainerStatusLike {
+  name?: unknown;
+  ready?: unknown;
+  restartCount?: unknown;
+  state?: unknown;
+}
+
+/** How one cache is scoped: a namespace (all when absent) and how objects are slimmed before they are kept. */
+export interface CacheScope {
+  namespace?: string;
+  shape?: (obj: KubeObject) => KubeObject;
+}
+
 function storeKey(namespace: string | undefined, name: string): string {
   return `${namespace ?? ''}/${name}`;
 }
@@ -71,6 +122,11 @@ export class ResourceCache {
   private readonly listeners = new Set<CacheListener>();
   /** Objects with a write of ours in flight: their watch events wait for the write's response. */
   private readonly inflight = new Map<string, { count: number; held: WatchEvent[] }>();
+  /**
+   * Objects we deleted and dropped from the store: their watch DELETED event is still emitted
+   * (the health tracker follows a pruned object until it is gone, a finalizer may hold it).
+   */
+  private readonly removed = new Set<string>();
   readonly ready: Promise<void>;
 
   constructor(
@@ -78,8 +134,18 @@ export class ResourceCache {
     readonly resource: ResourceInfo,
     private readonly labelSelector: string | undefined,
     private readonly log: Logger = silentLogger(),
+    private readonly scope: CacheScope = {},
   ) {
     this.ready = this.firstList().then(() => void this.loop());
+  }
+
+  /** Every cached object (the pod watch's pods of its namespace). */
+  objects(): KubeObject[] {
+    return [...this.store.values()].map((e) => e.object);
+  }
+
+  private slim(obj: KubeObject): KubeObject {
+    return this.scope.shape ? this.scope.shape(obj) : slimManagedFields(obj, this.client.fieldManager);
   }
 
   /**
@@ -168,7 +234,9 @@ export class ResourceCache {
 
   /** Drops an object we deleted (the watch's DELETED event will agree). */
   remove(namespace: string | undefined, name: string): void {
-    this.store.delete(storeKey(namespace, name));
+    const key = storeKey(namespace, name);
+    this.store.delete(key);
+    this.removed.add(key);
   }
 
   on(cb: CacheListener): () => void {
@@ -192,10 +260,14 @@ export class ResourceCache {
   }
 
   private async relist(first: boolean): Promise<void> {
-    const res = await this.client.list(this.resource, { labelSelector: this.labelSelector });
+    const res = await this.client.list(this.resource, {
+      labelSelector: this.labelSelector,
+      ...(this.scope.namespace ? { namespace: this.scope.namespace } : {}),
+    });
+    this.removed.clear();
     const seen = new Set<string>();
     for (const item of res.items) {
-      const obj = slimManagedFields(item, this.client.fieldManager);
+      const obj = this.slim(item);
       const key = storeKey(obj.metadata.namespace, obj.metadata.name);
       seen.add(key);
       const prev = this.store.get(key);
@@ -227,9 +299,11 @@ export class ResourceCache {
         ev.object,
       );
     }
-    const obj = slimManagedFields(ev.object, this.client.fieldManager);
-    const rv = obj.metadata.resourceVersion;
+    const rv = ev.object.metadata?.resourceVersion;
     if (rv) this.rv = rv;
+    // A namespaced cache keeps its namespace only (the watch may be wider than the list).
+    if (this.scope.namespace !== undefined && ev.object.metadata?.namespace !== this.scope.namespace) return;
+    const obj = this.slim(ev.object);
     const key = storeKey(obj.metadata.namespace, obj.metadata.name);
     const writing = this.inflight.get(key);
     if (writing) {
@@ -239,7 +313,8 @@ export class ResourceCache {
     if (ev.type === 'DELETED') {
       // A deletion always follows any write of ours that succeeded, so it is never stale.
       const existed = this.store.delete(key);
-      if (existed) this.emit({ type: 'deleted', resource: this.resource, key, object: obj });
+      const ours = this.removed.delete(key);
+      if (existed || ours) this.emit({ type: 'deleted', resource: this.resource, key, object: obj });
       return;
     }
     const prev = this.store.get(key);
@@ -347,5 +422,83 @@ export class WatchCache {
   close(): void {
     for (const c of this.caches.values()) c.stop();
     this.caches.clear();
+  }
+}
+
+/** The core Pod resource (pods are watched per namespace, without a label selector: they carry none of ours). */
+export const POD_RESOURCE: ResourceInfo = { group: '', version: 'v1', kind: 'Pod', plural: 'pods', namespaced: true };
+
+/** A pod appeared, changed or went in a watched namespace; `synced` after each (re-)list of one. */
+export type PodEvent =
+  { type: 'changed' | 'deleted'; namespace: string; pod: KubeObject } | { type: 'synced'; namespace: string };
+
+/**
+ * Pod watches, one per namespace, started on demand and stopped when their last user lets go:
+ * the health tracker holds one for each namespace that has a followed workload. Pods are kept
+ * slim (`slimPod`).
+ */
+export class PodWatches {
+  private readonly watches = new Map<string, { cache: ResourceCache; users: number }>();
+  private readonly listeners = new Set<(e: PodEvent) => void>();
+
+  constructor(
+    private readonly client: KubeClient,
+    private readonly log: Logger = silentLogger(),
+  ) {}
+
+  acquire(namespace: string): void {
+    const w = this.watches.get(namespace);
+    if (w) {
+      w.users++;
+      return;
+    }
+    const cache = new ResourceCache(this.client, POD_RESOURCE, undefined, this.log, { namespace, shape: slimPod });
+    this.watches.set(namespace, { cache, users: 1 });
+    cache.on((e) => this.emit({ type: e.type, namespace, pod: e.object }));
+    cache.ready.then(
+      () => this.emit({ type: 'synced', namespace }),
+      (err: unknown) => {
+        // Health falls back to the workloads' own status; the next acquire after a release retries.
+        this.log.warn({ namespace, err: errorMessage(err) }, 'pod list failed');
+        if (this.watches.get(namespace)?.cache === cache) this.watches.delete(namespace);
+      },
+    );
+  }
+
+  release(namespace: string): void {
+    const w = this.watches.get(namespace);
+    if (!w || --w.users > 0) return;
+    w.cache.stop();
+    this.watches.delete(namespace);
+  }
+
+  /** The namespace's pods (empty before its first list or when it is not watched). */
+  pods(namespace: string): KubeObject[] {
+    return this.watches.get(namespace)?.cache.objects() ?? [];
+  }
+
+  /** Namespaces watched now (for tests and metrics). */
+  namespaces(): string[] {
+    return [...this.watches.keys()];
+  }
+
+  on(cb: (e: PodEvent) => void): () => void {
+    this.listeners.add(cb);
+    return () => this.listeners.delete(cb);
+  }
+
+  close(): void {
+    for (const w of this.watches.values()) w.cache.stop();
+    this.watches.clear();
+  }
+
+  private emit(e: PodEvent): void {
+    for (const cb of this.listeners) {
+      try {
+        cb(e);
+      } catch (err) {
+        this.log.warn({ err: errorMessage(err) }, 'pod listener failed');
+      }
+    }
   }
 }
