@@ -11,14 +11,20 @@
  *   connection attempts (a new token means a new Secret and a restart). The rest of the agent
  *   keeps enforcing the last desired state from the state dir: revocation takes the agent off the
  *   control plane, it does not tear the cluster down.
- * - close VERSION_MISMATCH: agent and server speak different protocol versions; retry slowly.
+ * - close VERSION_MISMATCH: the server does not speak our protocol version. Against a server older
+ *   than health (it speaks only 1) the agent reconnects at once speaking version 1 and says so in
+ *   one log line; it tries 2 again after the server goes away (GOING_AWAY: it may come back
+ *   upgraded). A mismatch while speaking 1: retry slowly (upgrade the agent or the server).
  * - close SESSION_REPLACED: the server allows a few sessions per agent and closed this, the
  *   oldest; normal backoff (a warning: a copy of the token may be in use elsewhere).
  * - anything else (network loss, server restart, INVALID_MESSAGE, 1009): normal backoff.
  * The attempt counter resets once the server has sent a valid message.
  *
  * `status` and `drift` reports are sent at once when connected and buffered (bounded, oldest
- * dropped; only the newest status per project kept) while disconnected. Each is first fitted to
+ * dropped; only the newest status per project kept) while disconnected. `health` frames (version
+ * 2) go only to a server that said it speaks 2 (`protocolVersion` in its first `config` frame):
+ * they wait, newest per project, until that frame (or a connection) comes, and are dropped with a
+ * debug line when the server speaks 1 (it would close the session for them). Each is first fitted to
  * the server's inbound limits (`fitReport`: at most MAX_AGENT_MESSAGE_BYTES, every string and
  * list bounded); a report that had to be cut says so in its `truncated` field and in one log line.
  * Frames from the server (desired state) may be up to MAX_MESSAGE_BYTES.
@@ -39,6 +45,7 @@ import {
   type DesiredMessage,
   type DriftMessage,
   type ErrorMessage,
+  type HealthMessage,
   type HelloMessage,
   type StatusMessage,
 } from '../protocol/messages.js';
@@ -46,7 +53,11 @@ import { BINARY_FRAME_REASON, decodeFrame } from '../protocol/frames.js';
 import { RECONNECT_BACKOFF, UNAUTHORIZED_BACKOFF, backoffDelay, type BackoffPolicy } from './backoff.js';
 import type { ConnectionState } from './metrics.js';
 
-export type Report = StatusMessage | DriftMessage;
+/** What the agent reports; `health` only reaches a server that speaks version 2. */
+export type Report = StatusMessage | DriftMessage | HealthMessage;
+
+/** The version a server speaks when its first config frame names none. */
+const FIRST_PROTOCOL_VERSION = 1;
 
 export interface SessionHandlers {
   onConfig(message: ConfigMessage): void | Promise<void>;
@@ -98,6 +109,12 @@ export class Session {
   private wake?: () => void;
   private loop?: Promise<void>;
   private readonly buffer: Report[] = [];
+  /** The version hello says: PROTOCOL_VERSION, or 1 after an older server refused it. */
+  private speaking = PROTOCOL_VERSION;
+  /** The fallback to version 1 was logged (once per process; later ones at debug). */
+  private fellBackLogged = false;
+  /** What this connection's server speaks: unknown until its first config frame. */
+  private serverVersion?: number;
   /** Server messages are handled one after another, in the order received. */
   private inbox: Promise<void> = Promise.resolve();
 
@@ -121,28 +138,29 @@ export class Session {
     return this.state === 'connected';
   }
 
-  /** Sends a report now, or buffers it until the next connection. */
+  /** The version the connected server speaks: undefined until its first config frame. */
+  get serverProtocolVersion(): number | undefined {
+    return this.serverVersion;
+  }
+
+  /**
+   * Sends a report now, or buffers it until the next connection. A `health` frame is sent only
+   * to a server that speaks version 2, kept (newest per project) until the server's version is
+   * known, and dropped for a version-1 server. Never throws.
+   */
   send(full: Report): void {
     const report = fitReport(full, this.opts.maxReportBytes ?? MAX_AGENT_MESSAGE_BYTES);
-    if (report.truncated) {
-      this.opts.logger.warn(
-        {
-          type: report.type,
-          project: report.project,
-          ...(report.type === 'status'
-            ? { objects: report.truncated.changes, listed: report.changes.length }
-            : { patchOps: report.truncated.patchOps, listed: report.patch.length }),
-        },
-        'report too big for the server: sending a shortened one with the totals',
-      );
-    }
+    if (report.truncated) this.logCut(report);
     const ws = this.ws;
-    if (ws && ws.readyState === WebSocket.OPEN && this.state === 'connected') {
-      ws.send(encodeMessage(report));
+    const verdict = this.sendable(report);
+    if (ws && ws.readyState === WebSocket.OPEN && this.state === 'connected' && verdict !== 'wait') {
+      if (verdict === 'send') ws.send(encodeMessage(report));
+      else if (report.type === 'health') this.dropHealth(report);
       return;
     }
-    if (report.type === 'status') {
-      const old = this.buffer.findIndex((r) => r.type === 'status' && r.project === report.project);
+    if (report.type === 'status' || report.type === 'health') {
+      // Only the newest of a project matters: an older one would only say what no longer holds.
+      const old = this.buffer.findIndex((r) => r.type === report.type && r.project === report.project);
       if (old >= 0) this.buffer.splice(old, 1);
     }
     this.buffer.push(report);
@@ -156,6 +174,38 @@ export class Session {
   /** Reports waiting for a connection (tests). */
   get buffered(): number {
     return this.buffer.length;
+  }
+
+  /** Whether a report can go to this connection now, must wait for the server's version, or is dropped. */
+  private sendable(report: Report): 'send' | 'wait' | 'drop' {
+    if (report.type !== 'health') return 'send';
+    if (this.serverVersion === undefined) return 'wait';
+    return this.serverVersion >= 2 ? 'send' : 'drop';
+  }
+
+  private dropHealth(report: HealthMessage): void {
+    this.opts.logger.debug(
+      {
+        project: report.project,
+        commit: report.commit,
+        result: report.result,
+        serverProtocolVersion: this.serverVersion,
+      },
+      'health not sent: the server speaks protocol 1 (upgrade it to see health)',
+    );
+  }
+
+  private logCut(report: Report): void {
+    const sizes =
+      report.type === 'status'
+        ? { objects: report.truncated?.changes, listed: report.changes.length }
+        : report.type === 'health'
+          ? { objects: report.truncated?.objects, listed: report.objects.length }
+          : { patchOps: report.truncated?.patchOps, listed: report.patch.length };
+    this.opts.logger.warn(
+      { type: report.type, project: report.project, ...sizes },
+      'report too big for the server: sending a shortened one with the totals',
+    );
   }
 
   /** Closes the connection (1000) and stops reconnecting. */
@@ -193,6 +243,7 @@ export class Session {
         return;
       }
       this.setState(next === 'slow' ? 'unauthorized' : 'disconnected');
+      if (next === 'now') continue;
       const delay = backoffDelay(
         next === 'slow'
           ? (this.opts.slowReconnect ?? UNAUTHORIZED_BACKOFF)
@@ -209,9 +260,11 @@ export class Session {
   }
 
   /** Logs how a connection ended and decides what comes next. */
-  private judge(ending: Ending): 'retry' | 'slow' | 'stop' {
+  private judge(ending: Ending): 'now' | 'retry' | 'slow' | 'stop' {
     const log = this.opts.logger;
     const server = redactUrl(this.opts.url);
+    // A server going away may come back upgraded: ask for the newest version again.
+    if (ending.kind === 'closed' && ending.code === CloseCode.GOING_AWAY) this.speaking = PROTOCOL_VERSION;
     if (ending.kind === 'http') {
       if (ending.status === 401 || ending.status === 403) {
         log.error(
@@ -241,10 +294,23 @@ export class Session {
         );
         return 'slow';
       case CloseCode.VERSION_MISMATCH:
+        if (this.speaking > FIRST_PROTOCOL_VERSION) {
+          // A server from before version 2: it speaks 1, which every agent still speaks.
+          const fields = { server, reason: ending.reason, tried: this.speaking, speaking: FIRST_PROTOCOL_VERSION };
+          const text =
+            'server speaks an older protocol: reconnecting with version 1 (health is not reported until the server is upgraded)';
+          if (this.fellBackLogged) log.debug(fields, text);
+          else log.warn(fields, text);
+          this.fellBackLogged = true;
+          this.speaking = FIRST_PROTOCOL_VERSION;
+          return 'now';
+        }
         log.error(
-          { server, code: ending.code, reason: ending.reason, protocolVersion: PROTOCOL_VERSION },
+          { server, code: ending.code, reason: ending.reason, protocolVersion: this.speaking },
           'protocol version mismatch with the server: upgrade the agent or the server; retrying slowly',
         );
+        // The next attempt asks for the newest version again (the server may have been upgraded).
+        this.speaking = PROTOCOL_VERSION;
         return 'slow';
       case CloseCode.INVALID_MESSAGE:
         log.error({ server, code: ending.code, reason: ending.reason }, 'server rejected a message from this agent');
@@ -284,8 +350,10 @@ export class Session {
         settled = true;
         clearInterval(pinger);
         this.ws = undefined;
+        this.serverVersion = undefined;
         resolve(ending);
       };
+      this.serverVersion = undefined;
       const ws = new WebSocket(this.opts.url, {
         headers: { authorization: `Bearer ${jwt}` },
         ca: this.opts.ca,
@@ -306,7 +374,7 @@ export class Session {
         this.opts.logger.info({ server: redactUrl(this.opts.url) }, 'connected to server');
         const hello: HelloMessage = {
           type: 'hello',
-          protocolVersion: PROTOCOL_VERSION,
+          protocolVersion: this.speaking,
           agentVersion: this.opts.agentVersion,
           applied: this.opts.applied(),
         };
@@ -352,8 +420,26 @@ export class Session {
     });
   }
 
+  /** Sends what the buffer holds that may go now, in order; health waits for the server's version. */
   private flush(ws: WebSocket): void {
-    while (this.buffer.length > 0 && ws.readyState === WebSocket.OPEN) ws.send(encodeMessage(this.buffer.shift()!));
+    const kept: Report[] = [];
+    while (this.buffer.length > 0 && ws.readyState === WebSocket.OPEN) {
+      const report = this.buffer.shift()!;
+      const verdict = this.sendable(report);
+      if (verdict === 'send') ws.send(encodeMessage(report));
+      else if (verdict === 'wait') kept.push(report);
+      else if (report.type === 'health') this.dropHealth(report);
+    }
+    this.buffer.unshift(...kept);
+  }
+
+  /** The first config frame of a connection says what the server speaks (absent: version 1). */
+  private learnVersion(ws: WebSocket, message: ConfigMessage): void {
+    if (this.serverVersion !== undefined) return;
+    // A v1 session never hears of 2, whatever a config says.
+    this.serverVersion = Math.min(message.protocolVersion ?? FIRST_PROTOCOL_VERSION, this.speaking);
+    this.opts.logger.debug({ serverProtocolVersion: this.serverVersion }, 'server protocol version');
+    this.flush(ws);
   }
 
   private onFrame(ws: WebSocket, data: RawData, isBinary: boolean): void {
@@ -371,6 +457,7 @@ export class Session {
     }
     this.attempt = 0;
     const message = decoded.message;
+    if (message.type === 'config') this.learnVersion(ws, message);
     const handle = async (): Promise<void> => {
       switch (message.type) {
         case 'config':

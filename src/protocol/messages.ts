@@ -5,8 +5,12 @@
  *
  * Agent frames are tenant input: every string and array in them has a bound (AGENT_LIMITS) and a
  * frame is at most MAX_AGENT_MESSAGE_BYTES. `fitReport` is how the agent stays within both: it
- * shortens strings and, when a status or drift report would be too big, sends the first entries
- * that fit and says how many there were (`truncated`).
+ * shortens strings and, when a status, health or drift report would be too big, sends the first
+ * entries that fit and says how many there were (`truncated`).
+ *
+ * Versions: the agent says its version in hello; the server accepts SUPPORTED_PROTOCOL_VERSIONS
+ * and remembers it per session. Version 2 adds `health` and `config.protocolVersion`; the server
+ * sends the latter only to v2 sessions, because a v1 agent's strict schema refuses any new field.
  */
 import { z } from 'zod';
 import {
@@ -14,12 +18,21 @@ import {
   APPLY_RESULTS,
   DRIFT_MODES,
   DRY_RUN_STRATEGIES,
+  HEALTH_RESULTS,
+  HEALTH_STATES,
   INVENTORY_POLICIES,
   PROPAGATION_POLICIES,
   type Action,
+  type HealthState,
 } from './vocabulary.js';
 
-export const PROTOCOL_VERSION = 1;
+/**
+ * The version this code speaks first. 2 added the `health` frame (agent → server) and
+ * `config.protocolVersion` (server → a v2 agent); everything of version 1 is unchanged.
+ */
+export const PROTOCOL_VERSION = 2;
+/** Versions the server accepts in hello: a fleet upgrades agent by agent, after the server. */
+export const SUPPORTED_PROTOCOL_VERSIONS: readonly number[] = [1, 2];
 /** WebSocket path agents connect to. */
 export const CONNECT_PATH = '/api/v1/agent/connect';
 /**
@@ -45,9 +58,9 @@ export const AGENT_LIMITS = {
   code: 100,
   /** A problem's file. */
   file: 1024,
-  /** agentVersion, digest, manager, timestamps. */
+  /** agentVersion, digest, manager, timestamps, a health `reason`. */
   short: 256,
-  /** Entries in status `changes`. */
+  /** Entries in status `changes`, and in health `objects`. */
   changes: 10_000,
   /** Entries in status `errors`. */
   errors: 100,
@@ -209,10 +222,54 @@ export const DriftMessage = z.strictObject({
   at: bounded(AGENT_LIMITS.short),
 });
 
-export const AgentMessage = z.discriminatedUnion('type', [HelloMessage, StatusMessage, DriftMessage]);
+/** Objects per health state over a whole report (states with none left out). */
+const HealthCounts = z.strictObject(
+  Object.fromEntries(HEALTH_STATES.map((state) => [state, count.optional()])) as Record<
+    HealthState,
+    z.ZodOptional<typeof count>
+  >,
+);
+
+/**
+ * Version 2: a commit's health after its apply (and each later change of it), for one project.
+ * `objects` lists the followed objects, failed first; a session that said version 1 in hello may
+ * not send it (INVALID_MESSAGE).
+ */
+export const HealthMessage = z.strictObject({
+  type: z.literal('health'),
+  project: projectKey,
+  commit: sha,
+  digest: bounded(AGENT_LIMITS.short),
+  result: z.enum(HEALTH_RESULTS),
+  objects: z
+    .array(
+      z.strictObject({
+        id: bounded(AGENT_LIMITS.objectId),
+        state: z.enum(HEALTH_STATES),
+        /** Short cause: `Available`, `ImagePullBackOff`, `BackoffLimitExceeded`. */
+        reason: bounded(AGENT_LIMITS.short).optional(),
+        /** For people: "2/3 replicas available". */
+        message: bounded(AGENT_LIMITS.message).optional(),
+        /** An object this commit pruned, followed until it is gone. */
+        pruned: z.boolean().optional(),
+      }),
+    )
+    .max(AGENT_LIMITS.changes),
+  /** Milliseconds from the end of the apply to the result (absent while progressing). */
+  waitedMs: z.number().nonnegative().optional(),
+  /**
+   * Present when the report was cut to fit: `objects` then holds failed objects first, then
+   * in_progress ones, then as many others as fit; these are the totals of the whole report.
+   */
+  truncated: z.strictObject({ objects: count, counts: HealthCounts }).optional(),
+});
+
+export const AgentMessage = z.discriminatedUnion('type', [HelloMessage, StatusMessage, DriftMessage, HealthMessage]);
 export type HelloMessage = z.infer<typeof HelloMessage>;
 export type StatusMessage = z.infer<typeof StatusMessage>;
 export type DriftMessage = z.infer<typeof DriftMessage>;
+export type HealthMessage = z.infer<typeof HealthMessage>;
+export type HealthObject = HealthMessage['objects'][number];
 export type AgentMessage = z.infer<typeof AgentMessage>;
 
 // ---- server → agent ----
@@ -224,6 +281,11 @@ export const ConfigMessage = z.strictObject({
   projects: z.array(z.string()),
   /** Problems with the latest config.yaml; when present the settings are the last valid ones. */
   errors: z.array(ProblemReport),
+  /**
+   * Version 2: the version this session speaks, sent only to agents that said 2 in hello (a
+   * v1 agent's strict schema refuses the field). Absent: the server speaks version 1.
+   */
+  protocolVersion: z.number().int().positive().optional(),
 });
 
 export const DesiredMessage = z.strictObject({
@@ -275,6 +337,11 @@ export const decodeAgentMessage = (data: string): DecodeResult<AgentMessage> => 
 export const decodeServerMessage = (data: string): DecodeResult<ServerMessage> => decodeWith(ServerMessage, data);
 export const encodeMessage = (message: AgentMessage | ServerMessage): string => JSON.stringify(message);
 
+/** Whether a session that said `version` in hello may send this frame (`health` needs 2). */
+export function allowedInVersion(message: AgentMessage, version: number): boolean {
+  return message.type !== 'health' || version >= 2;
+}
+
 // ---- agent side: keeping reports within the limits ----
 
 const clip = (text: string, max: number): string => (text.length <= max ? text : text.slice(0, max - 1) + '…');
@@ -305,13 +372,62 @@ function fittingCount(items: readonly unknown[], baseBytes: number, maxBytes: nu
 }
 
 /**
- * A status or drift report shortened to the protocol's limits: strings clipped, and when the
- * lists would make the frame bigger than `maxBytes` (or longer than the limits), a shorter list
- * with `truncated` giving the totals. Failed and skipped objects are kept first, because they are
- * what a person needs to see. A report already within the limits is returned as it is.
+ * A status, health or drift report shortened to the protocol's limits: strings clipped, and when
+ * the lists would make the frame bigger than `maxBytes` (or longer than the limits), a shorter
+ * list with `truncated` giving the totals. Failed (and skipped, or in_progress) objects are kept
+ * first, because they are what a person needs to see. A report within the limits is returned as
+ * it is.
  */
-export function fitReport<T extends StatusMessage | DriftMessage>(report: T, maxBytes = MAX_AGENT_MESSAGE_BYTES): T {
-  return (report.type === 'status' ? fitStatus(report, maxBytes) : fitDrift(report, maxBytes)) as T;
+export function fitReport<T extends StatusMessage | DriftMessage | HealthMessage>(
+  report: T,
+  maxBytes = MAX_AGENT_MESSAGE_BYTES,
+): T {
+  switch (report.type) {
+    case 'status':
+      return fitStatus(report, maxBytes) as T;
+    case 'health':
+      return fitHealth(report, maxBytes) as T;
+    default:
+      return fitDrift(report as DriftMessage, maxBytes) as T;
+  }
+}
+
+/** Order in which a cut health report keeps objects: what is wrong, then what is not there yet. */
+const HEALTH_KEEP_FIRST: readonly HealthState[] = ['failed', 'in_progress'];
+
+function fitHealth(health: HealthMessage, maxBytes: number): HealthMessage {
+  const objects = health.objects.map((o) => ({
+    id: clip(o.id, AGENT_LIMITS.objectId),
+    state: o.state,
+    ...(o.reason !== undefined ? { reason: clip(o.reason, AGENT_LIMITS.short) } : {}),
+    ...(o.message !== undefined ? { message: clip(o.message, AGENT_LIMITS.message) } : {}),
+    ...(o.pruned !== undefined ? { pruned: o.pruned } : {}),
+  }));
+  const base: HealthMessage = {
+    ...health,
+    project: clip(health.project, AGENT_LIMITS.project),
+    digest: clip(health.digest, AGENT_LIMITS.short),
+    objects,
+  };
+  delete base.truncated;
+  if (objects.length <= AGENT_LIMITS.changes && bytes(base) <= maxBytes) return base;
+
+  const counts: Partial<Record<HealthState, number>> = {};
+  for (const o of objects) counts[o.state] = (counts[o.state] ?? 0) + 1;
+  const rank = (s: HealthState): number => {
+    const i = HEALTH_KEEP_FIRST.indexOf(s);
+    return i < 0 ? HEALTH_KEEP_FIRST.length : i;
+  };
+  // A stable sort: within a state the agent's own order stays.
+  const ordered = objects.map((o, i) => ({ o, i })).sort((a, b) => rank(a.o.state) - rank(b.o.state) || a.i - b.i);
+  const empty: HealthMessage = { ...base, objects: [], truncated: { objects: objects.length, counts } };
+  const n = fittingCount(
+    ordered.map((x) => x.o),
+    bytes(empty) - 2,
+    maxBytes - 2,
+    AGENT_LIMITS.changes,
+  );
+  return { ...empty, objects: ordered.slice(0, n).map((x) => x.o) };
 }
 
 function fitStatus(status: StatusMessage, maxBytes: number): StatusMessage {
