@@ -65,6 +65,12 @@ export interface UnitConfig {
   prune: boolean;
   prunePropagationPolicy: PropagationPolicy;
   inventoryPolicy: InventoryPolicy;
+  /**
+   * How long a depends-on wait inside a sync may take (an object's dependencies becoming
+   * current before it is applied); undefined: bounded only by the sync's abort signal. The
+   * runner passes GitLab's `reconcile_timeout`, which also bounds its health wait after the sync.
+   */
+  reconcileTimeoutMs?: number;
 }
 
 /** One manifest project at one commit, as the engine applies it (one inventory). */
