@@ -1,10 +1,13 @@
 /**
  * The agent's Prometheus metrics, in one registry served at `/metrics`: object actions per apply,
- * apply and revert durations, drift outcomes, managed objects, connection state and leadership.
- * Callers record through the typed methods so label values stay a closed set.
+ * apply and revert durations, drift outcomes, managed objects and their health, the health result
+ * of the commit in force and the time it took to become healthy, connection state and leadership.
+ * Callers record through the typed methods so label values stay a closed set (project ids are
+ * the one open label, as many as the agent configuration names).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Action } from '../protocol/vocabulary.js';
+import { HEALTH_RESULTS, HEALTH_STATES, type Action, type HealthState } from '../protocol/vocabulary.js';
+import type { HealthReport } from './health/types.js';
 
 export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'unauthorized' | 'revoked' | 'stopped';
 const CONNECTION_STATES: readonly ConnectionState[] = [
@@ -25,6 +28,9 @@ export class AgentMetrics {
   private readonly drift: Counter<'action'>;
   private readonly revertDuration: Histogram;
   private readonly managed: Gauge<'project'>;
+  private readonly objectHealth: Gauge<'project' | 'health'>;
+  private readonly commitHealth: Gauge<'project' | 'result'>;
+  private readonly timeToHealthy: Histogram<'project'>;
   private readonly connection: Gauge<'state'>;
   private readonly leader: Gauge;
   private readonly dropped: Counter;
@@ -69,6 +75,25 @@ export class AgentMetrics {
       labelNames: ['project'],
       registers,
     });
+    this.objectHealth = new Gauge({
+      name: 'gitops_agent_objects',
+      help: 'Objects of the commit in force of a manifest project, by health state (pruned ones included until gone).',
+      labelNames: ['project', 'health'],
+      registers,
+    });
+    this.commitHealth = new Gauge({
+      name: 'gitops_agent_commit_health',
+      help: '1 for the health result of the commit in force of a manifest project (progressing, healthy, degraded, timed_out).',
+      labelNames: ['project', 'result'],
+      registers,
+    });
+    this.timeToHealthy = new Histogram({
+      name: 'gitops_agent_time_to_healthy_seconds',
+      help: 'Time from the end of the apply of a commit to all its objects current (once per commit).',
+      labelNames: ['project'],
+      registers,
+      buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600],
+    });
     this.connection = new Gauge({
       name: 'gitops_agent_connection_state',
       help: '1 for the current state of the connection to the server.',
@@ -95,8 +120,23 @@ export class AgentMetrics {
     this.managed.set({ project }, actions.filter((a) => a !== 'pruned' && a !== 'failed').length);
   }
 
+  /** The health of the commit in force: objects per state, and 1 for its result. */
+  recordHealth(project: string, report: Pick<HealthReport, 'result' | 'objects'>): void {
+    const counts = new Map<HealthState, number>(HEALTH_STATES.map((s) => [s, 0]));
+    for (const o of report.objects) counts.set(o.state, (counts.get(o.state) ?? 0) + 1);
+    for (const [health, n] of counts) this.objectHealth.set({ project, health }, n);
+    for (const result of HEALTH_RESULTS) this.commitHealth.set({ project, result }, result === report.result ? 1 : 0);
+  }
+
+  recordTimeToHealthy(project: string, waitedMs: number): void {
+    this.timeToHealthy.observe({ project }, waitedMs / 1000);
+  }
+
   forgetProject(project: string): void {
     this.managed.remove({ project });
+    for (const health of HEALTH_STATES) this.objectHealth.remove({ project, health });
+    for (const result of HEALTH_RESULTS) this.commitHealth.remove({ project, result });
+    this.timeToHealthy.remove({ project });
   }
 
   recordDrift(action: DriftAction, durationMs?: number): void {
