@@ -68,7 +68,13 @@ export function startConditionController(
         conditions: conditions(ready, generation).map((c) => ({ ...c, lastTransitionTime })),
       },
     };
-    const write = kubeRequest(kc, 'PATCH', `${base}/${name}/status`, body, 'application/merge-patch+json')
+    const write = kubeRequest(
+      kc,
+      'PATCH',
+      `${base}/${name}/status?fieldManager=health-test-controller`,
+      body,
+      'application/merge-patch+json',
+    )
       .then((res) => {
         if (res.status !== 200) errors.push(`${name}@${generation}: HTTP ${res.status} ${JSON.stringify(res.body)}`);
         else if (ready) readied.push(`${name}@${generation}`);
