@@ -1,10 +1,13 @@
 import { describe, expect, it } from '@jest/globals';
 import { Writable } from 'node:stream';
 import { createLogger } from '../common/logger.js';
-import type { StatusMessage } from '../protocol/messages.js';
+import type { HealthMessage, StatusMessage } from '../protocol/messages.js';
+import type { HealthReport, ObjectHealthEntry } from './health/types.js';
+import { AgentMetrics } from './metrics.js';
 import type { ChangeSet } from './reconcile/types.js';
 import type { SyncUnit } from './reconcile/types.js';
-import { SyncLoop, unitName } from './runner.js';
+import type { HealthFollower } from './reconciler.js';
+import { healthFrameOf, SyncLoop, unitName, type ObjectFailure } from './runner.js';
 import type { DesiredState } from './state.js';
 
 const config: DesiredState['config'] = {
@@ -73,7 +76,9 @@ describe('SyncLoop', () => {
       engine: slowEngine(1),
       unitName: (p) => unitName('0123456789abcdef', p),
       logger: createLogger({ destination: out.stream }),
-      report: (s) => statuses.push(s),
+      report: (s) => {
+        if (s.type === 'status') statuses.push(s);
+      },
     });
     loop.setActive(true);
     loop.setDesired(desired('a'));
@@ -101,7 +106,9 @@ describe('SyncLoop', () => {
       engine,
       unitName: (p) => p,
       logger: createLogger({ level: 'silent' }),
-      report: (s) => statuses.push(s),
+      report: (s) => {
+        if (s.type === 'status') statuses.push(s);
+      },
     });
     loop.setActive(true);
     loop.setDesired(desired('a'));
@@ -143,7 +150,9 @@ describe('SyncLoop', () => {
       engine,
       unitName: (p) => p,
       logger: createLogger({ level: 'silent' }),
-      report: (s) => statuses.push(s),
+      report: (s) => {
+        if (s.type === 'status') statuses.push(s);
+      },
       retry: { baseMs: 10, capMs: 10, minMs: 10 },
     });
     loop.setActive(true);
@@ -220,5 +229,373 @@ describe('SyncLoop', () => {
     expect(name).toMatch(/^gitops-01234567-group-sub-group-my-project-[0-9a-f]{8}$/);
     expect(unitName('0123456789abcdef', 'a'.repeat(300)).length).toBeLessThanOrEqual(63);
     expect(unitName('01234567', 'a/b')).not.toBe(unitName('01234567', 'a-b'));
+  });
+});
+
+const web = (state: ObjectHealthEntry['state'], reason: string, message = ''): ObjectHealthEntry => ({
+  id: 'Deployment/default/web',
+  state,
+  reason,
+  message,
+});
+const cm: ObjectHealthEntry = { id: 'ConfigMap/default/settings', state: 'current', reason: 'Exists', message: '' };
+
+interface PendingWait {
+  unit: string;
+  timeoutMs: number;
+  pruneTimeoutMs: number;
+  signal?: AbortSignal;
+  resolve: (report: HealthReport) => void;
+}
+
+/**
+ * A HealthFollower as the engine is one: a sync makes the unit's report `progressing` at its
+ * commit; the test then says what the objects do (`change`) and when a wait ends (`settle`).
+ */
+class HealthDouble implements HealthFollower {
+  readonly waits: PendingWait[] = [];
+  private readonly reports = new Map<string, HealthReport>();
+  private readonly listeners = new Set<(r: HealthReport) => void>();
+
+  synced(unit: SyncUnit): void {
+    this.reports.set(unit.name, { unit: unit.name, commit: unit.commit, result: 'progressing', objects: [] });
+  }
+
+  waitHealth(unit: string, options: Omit<PendingWait, 'unit' | 'resolve'>): Promise<HealthReport> {
+    const now = (): HealthReport => this.reports.get(unit) ?? { unit, result: 'progressing', objects: [] };
+    if (options.timeoutMs === 0) return Promise.resolve(now());
+    return new Promise((resolve) => {
+      this.waits.push({ unit, ...options, resolve });
+      options.signal?.addEventListener('abort', () => resolve({ ...now(), result: 'progressing' }), { once: true });
+    });
+  }
+
+  health(unit: string): HealthReport | undefined {
+    return this.reports.get(unit);
+  }
+
+  onHealthChange(listener: (r: HealthReport) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** The objects of the unit's current commit changed (the tracker's notification). */
+  change(unit: string, result: HealthReport['result'], objects: ObjectHealthEntry[], waitedMs?: number): HealthReport {
+    const report: HealthReport = {
+      ...this.reports.get(unit)!,
+      result,
+      objects,
+      ...(waitedMs !== undefined ? { waitedMs } : {}),
+    };
+    this.reports.set(unit, report);
+    for (const l of this.listeners) l(report);
+    return report;
+  }
+
+  /** The pending wait of a unit comes to a result. */
+  settle(unit: string, result: HealthReport['result'], objects: ObjectHealthEntry[], waitedMs: number): void {
+    const report = this.change(unit, result, objects, waitedMs);
+    for (const w of this.waits.filter((x) => x.unit === unit && !x.signal?.aborted)) w.resolve(report);
+  }
+}
+
+/** An engine whose syncs succeed after `delayMs` and tell the health double what they applied. */
+function healthEngine(health: HealthDouble, delayMs = 1) {
+  const calls: string[] = [];
+  return {
+    calls,
+    async sync(unit: SyncUnit, { signal }: { signal?: AbortSignal } = {}): Promise<ChangeSet> {
+      calls.push(unit.commit!.slice(0, 1));
+      await new Promise((r) => setTimeout(r, delayMs));
+      signal?.throwIfAborted();
+      health.synced(unit);
+      return {
+        unit: unit.name,
+        commit: unit.commit,
+        changes: [{ id: 'Deployment/default/web', action: 'configured' }],
+        errors: [],
+        durationMs: 2,
+        dryRun: false,
+      };
+    },
+  };
+}
+
+interface LogLine {
+  msg: string;
+  level: string;
+  commit?: string;
+  waitedMs?: number;
+  notCurrent?: string[];
+}
+
+function healthLoop(options: { delayMs?: number; config?: Partial<DesiredState['config']> } = {}) {
+  const health = new HealthDouble();
+  const engine = healthEngine(health, options.delayMs);
+  const out = capture();
+  const sent: Array<StatusMessage | HealthMessage> = [];
+  const failures: ObjectFailure[] = [];
+  const metrics = new AgentMetrics({ defaultMetrics: false });
+  const loop = new SyncLoop({
+    engine,
+    health,
+    unitName: (p) => p,
+    logger: createLogger({ destination: out.stream }),
+    metrics,
+    report: (m) => sent.push(m),
+    onObjectFailed: (f) => failures.push(f),
+    retry: { baseMs: 5, capMs: 5, minMs: 5 },
+  });
+  loop.setActive(true);
+  const want = (c: string): DesiredState => ({ ...desired(c), config: { ...config, ...options.config } });
+  const logs = (): LogLine[] =>
+    out
+      .lines()
+      .map((l) => JSON.parse(l) as LogLine)
+      .filter((l) => l.msg.startsWith('commit '));
+  return { health, engine, loop, sent, failures, metrics, want, logs, unit: 'gitops-project' };
+}
+
+describe('SyncLoop waiting for health', () => {
+  it('waits for health after an apply, bounded by reconcile_timeout, and reports it after the status', async () => {
+    const t = healthLoop({ config: { reconcileTimeoutMs: 90_000, pruneTimeoutMs: 30_000 } });
+    t.loop.setDesired(t.want('a'));
+    await t.loop.idle();
+    expect(t.health.waits).toEqual([
+      expect.objectContaining({ unit: t.unit, timeoutMs: 90_000, pruneTimeoutMs: 30_000 }),
+    ]);
+    expect(t.loop.isWaiting('gitops-project')).toBe(true);
+    // Waiting is not being busy: drift correction goes on meanwhile.
+    expect(t.loop.isBusy(t.unit)).toBe(false);
+    t.health.change(t.unit, 'progressing', [cm, web('in_progress', 'NotAvailable', '0/1 replicas available')]);
+    t.health.settle(t.unit, 'healthy', [cm, web('current', 'Available')], 1_234);
+    await t.loop.settled();
+    expect(t.loop.isWaiting('gitops-project')).toBe(false);
+    expect(t.sent.map((m) => `${m.type} ${m.result}`)).toEqual([
+      'status applied',
+      'health progressing', // as it stood right after the apply
+      'health progressing', // an object changed
+      'health healthy', // the change and the wait's result are one report: sent once
+    ]);
+    expect(t.sent.at(-1)).toEqual(
+      expect.objectContaining({ type: 'health', commit: 'a'.repeat(40), digest: 'a', waitedMs: 1_234 }),
+    );
+    expect(t.logs()).toEqual([
+      expect.objectContaining({ msg: 'commit healthy', commit: 'a'.repeat(40), waitedMs: 1_234 }),
+    ]);
+    // "applied" keeps meaning the apply succeeded, whatever the health.
+    expect(t.loop.applied()).toEqual({ 'gitops-project': { commit: 'a'.repeat(40), digest: 'a' } });
+    const text = await t.metrics.registry.metrics();
+    expect(text).toContain('gitops_agent_commit_health{project="gitops-project",result="healthy"} 1');
+    expect(text).toContain('gitops_agent_commit_health{project="gitops-project",result="progressing"} 0');
+    expect(text).toContain('gitops_agent_objects{project="gitops-project",health="current"} 2');
+    expect(text).toContain('gitops_agent_time_to_healthy_seconds_count{project="gitops-project"} 1');
+    await t.loop.close();
+  });
+
+  it("lets a newer commit supersede a wait at once and drops the older commit's health", async () => {
+    const t = healthLoop();
+    t.loop.setDesired(t.want('a'));
+    await t.loop.idle();
+    const first = t.health.waits[0];
+    t.loop.setDesired(t.want('b'));
+    expect(first.signal?.aborted).toBe(true);
+    // Health of a's objects arriving while b is applied: a is no longer the commit in force.
+    t.health.change(t.unit, 'degraded', [web('failed', 'ImagePullBackOff', 'Back-off pulling image')]);
+    await t.loop.idle();
+    expect(t.engine.calls).toEqual(['a', 'b']);
+    expect(t.health.waits.map((w) => w.signal?.aborted)).toEqual([true, false]);
+    expect(t.sent.filter((m) => m.type === 'health' && m.result === 'degraded')).toEqual([]);
+    expect(t.failures).toEqual([]);
+    t.health.settle(t.unit, 'healthy', [web('current', 'Available')], 50);
+    await t.loop.settled();
+    expect(t.logs().map((l) => `${l.msg} ${l.commit?.[0]}`)).toEqual(['commit healthy b']);
+    await t.loop.close();
+  });
+
+  it("keeps the same commit's wait when its desired state comes again (a reconnect)", async () => {
+    const t = healthLoop();
+    t.loop.setDesired(t.want('a'));
+    await t.loop.idle();
+    t.loop.setDesired(t.want('a'));
+    await t.loop.idle();
+    expect(t.engine.calls).toEqual(['a']);
+    expect(t.health.waits.map((w) => w.signal?.aborted)).toEqual([false]);
+    await t.loop.close();
+  });
+
+  it('leaves drift correction free and skips the periodic re-sync while it waits', async () => {
+    const t = healthLoop();
+    t.loop.setDesired(t.want('a'));
+    await t.loop.idle();
+    expect(t.loop.isBusy(t.unit)).toBe(false);
+    t.loop.resyncAll();
+    await t.loop.idle();
+    expect(t.engine.calls).toEqual(['a']);
+    t.health.settle(t.unit, 'healthy', [web('current', 'Available')], 5);
+    await t.loop.settled();
+    // Once the wait has its result the re-sync runs again, and does not wait a second time.
+    t.loop.resyncAll();
+    await t.loop.settled();
+    expect(t.engine.calls).toEqual(['a', 'a']);
+    expect(t.health.waits).toHaveLength(1);
+    expect(t.logs().map((l) => l.msg)).toEqual(['commit healthy']);
+    await t.loop.close();
+  });
+
+  it('with reconcile_timeout 0 does not wait, and still reports health as it changes', async () => {
+    const t = healthLoop({ config: { reconcileTimeoutMs: 0 } });
+    t.loop.setDesired(t.want('a'));
+    await t.loop.idle();
+    expect(t.health.waits).toEqual([]);
+    expect(t.loop.isWaiting('gitops-project')).toBe(false);
+    t.health.change(
+      t.unit,
+      'degraded',
+      [web('failed', 'CrashLoopBackOff', 'back-off 10s restarting failed container')],
+      800,
+    );
+    expect(t.sent.map((m) => `${m.type} ${m.result}`)).toEqual([
+      'status applied',
+      'health progressing',
+      'health degraded',
+    ]);
+    expect(t.logs()).toEqual([
+      expect.objectContaining({
+        msg: 'commit degraded',
+        level: 'warn',
+        waitedMs: 800,
+        notCurrent: ['Deployment/default/web failed: CrashLoopBackOff: back-off 10s restarting failed container'],
+      }),
+    ]);
+    await t.loop.close();
+  });
+
+  it('does not re-apply a degraded or timed-out commit in a loop', async () => {
+    const t = healthLoop();
+    t.loop.setDesired(t.want('a'));
+    await t.loop.idle();
+    t.health.settle(t.unit, 'timed_out', [web('in_progress', 'NotAvailable', '0/1 replicas available')], 3_000);
+    await t.loop.settled();
+    await new Promise((r) => setTimeout(r, 40)); // 8 retry delays of this loop
+    await t.loop.settled();
+    expect(t.engine.calls).toEqual(['a']);
+    expect(t.logs()).toEqual([
+      expect.objectContaining({
+        msg: 'commit timed out',
+        level: 'warn',
+        waitedMs: 3_000,
+        notCurrent: ['Deployment/default/web in_progress: NotAvailable: 0/1 replicas available'],
+      }),
+    ]);
+    await t.loop.close();
+  });
+
+  it('logs once per change of result and records an Event once per object turning failed', async () => {
+    const t = healthLoop({ config: { reconcileTimeoutMs: 0 } });
+    t.loop.setDesired(t.want('a'));
+    await t.loop.idle();
+    const crash = web('failed', 'CrashLoopBackOff', 'back-off 10s restarting failed container');
+    t.health.change(t.unit, 'healthy', [web('current', 'Available')], 100);
+    t.health.change(t.unit, 'healthy', [web('current', 'Available')], 100); // no change: nothing new
+    t.health.change(t.unit, 'degraded', [crash], 200);
+    t.health.change(t.unit, 'degraded', [{ ...crash, message: 'back-off 20s restarting failed container' }], 200);
+    t.health.change(t.unit, 'progressing', [web('in_progress', 'NotAvailable')]); // the container restarted
+    t.health.change(t.unit, 'degraded', [crash], 300); // and crashed again
+    t.health.change(t.unit, 'healthy', [web('current', 'Available')], 400);
+    expect(t.logs().map((l) => l.msg)).toEqual(['commit healthy', 'commit degraded', 'commit healthy']);
+    expect(t.failures.map((f) => `${f.entry.id} ${f.entry.reason} ${f.commit[0]}`)).toEqual([
+      'Deployment/default/web CrashLoopBackOff a',
+      'Deployment/default/web CrashLoopBackOff a',
+    ]);
+    // Every distinct report is a frame; the repeated one is not.
+    expect(t.sent.filter((m) => m.type === 'health').map((m) => m.result)).toEqual([
+      'progressing',
+      'healthy',
+      'degraded',
+      'degraded',
+      'progressing',
+      'degraded',
+      'healthy',
+    ]);
+    const text = await t.metrics.registry.metrics();
+    expect(text).toContain('gitops_agent_time_to_healthy_seconds_count{project="gitops-project"} 1');
+    await t.loop.close();
+  });
+
+  it('ends a wait when leadership is lost and reports nothing from a standby', async () => {
+    const t = healthLoop();
+    t.loop.setDesired(t.want('a'));
+    await t.loop.idle();
+    t.loop.setActive(false);
+    expect(t.health.waits[0].signal?.aborted).toBe(true);
+    expect(t.loop.isWaiting('gitops-project')).toBe(false);
+    const before = t.sent.length;
+    t.health.change(t.unit, 'healthy', [web('current', 'Available')], 10);
+    expect(t.sent.length).toBe(before);
+    // Leading again applies and waits again: the earlier wait never came to a result.
+    t.loop.setActive(true);
+    await t.loop.idle();
+    expect(t.engine.calls).toEqual(['a', 'a']);
+    expect(t.health.waits.map((w) => w.signal?.aborted)).toEqual([true, false]);
+    await t.loop.close();
+  });
+
+  it('waits again for a commit whose first apply failed once it applies', async () => {
+    const health = new HealthDouble();
+    let attempts = 0;
+    const ok = healthEngine(health);
+    const loop = new SyncLoop({
+      engine: {
+        sync: (unit: SyncUnit, o?: { signal?: AbortSignal }) =>
+          attempts++ === 0 ? Promise.reject(new Error('connect ECONNREFUSED')) : ok.sync(unit, o),
+      },
+      health,
+      unitName: (p) => p,
+      logger: createLogger({ level: 'silent' }),
+      report: () => undefined,
+      retry: { baseMs: 5, capMs: 5, minMs: 5 },
+    });
+    loop.setActive(true);
+    loop.setDesired(desired('a'));
+    await loop.idle();
+    expect(health.waits).toEqual([]);
+    await new Promise((r) => setTimeout(r, 20));
+    await loop.idle();
+    expect(health.waits).toHaveLength(1);
+    await loop.close();
+  });
+});
+
+describe('healthFrameOf', () => {
+  it('sends the report of the commit in force, leaving empty strings out', () => {
+    expect(
+      healthFrameOf('group/app', 'd1', 'a'.repeat(40), {
+        unit: 'u',
+        commit: 'a'.repeat(40),
+        result: 'timed_out',
+        objects: [
+          web('in_progress', 'NotAvailable', '0/1 replicas available'),
+          { id: 'ConfigMap/default/old', state: 'terminating', reason: '', message: '', pruned: true },
+        ],
+        waitedMs: 3000.4,
+      }),
+    ).toEqual({
+      type: 'health',
+      project: 'group/app',
+      commit: 'a'.repeat(40),
+      digest: 'd1',
+      result: 'timed_out',
+      objects: [
+        {
+          id: 'Deployment/default/web',
+          state: 'in_progress',
+          reason: 'NotAvailable',
+          message: '0/1 replicas available',
+        },
+        { id: 'ConfigMap/default/old', state: 'terminating', pruned: true },
+      ],
+      waitedMs: 3000,
+    });
   });
 });

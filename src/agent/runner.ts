@@ -6,18 +6,29 @@
  * finished apply is logged (`applied` with the object actions), counted and reported as `status`.
  * Failed applies are retried with capped backoff; `resyncAll` is the periodic safety net.
  * Only the active replica (the Lease holder) applies.
+ *
+ * After an apply succeeds the project waits for health, as GitLab's agent did: `reconcile_timeout`
+ * bounds that wait (it no longer aborts the apply). Waiting is not being busy: drift correction
+ * goes on, and a newer commit or lost leadership ends the wait at once. Health is reported as it
+ * changes for the commit in force (a `health` frame each time, a log line and metrics per result,
+ * an Event per object turning failed), during the wait and after it. A degraded or timed-out
+ * commit is not re-applied in a loop (the objects are what Git says; applying them again does not
+ * fix a crash-looping pod): the periodic re-sync goes on as before.
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from '../common/logger.js';
 import { errorMessage, GitopsError, problemOf } from '../common/errors.js';
 import { ProblemCode } from '../protocol/problems.js';
-import type { DriftIgnoreRule, ProblemReport, StatusMessage } from '../protocol/messages.js';
+import type { DriftIgnoreRule, HealthMessage, ProblemReport, StatusMessage } from '../protocol/messages.js';
 import { backoffDelay, type BackoffPolicy } from './backoff.js';
 import type { AgentMetrics } from './metrics.js';
 import type { ChangeSet, SyncUnit } from './reconcile/types.js';
 import { changeLines, failureProblems, resultOf, statusChanges } from './reconcile/report.js';
-import type { Reconciler } from './reconciler.js';
+import type { HealthFollower, Reconciler } from './reconciler.js';
 import type { DesiredState } from './state.js';
+import type { HealthResult } from '../protocol/vocabulary.js';
+import type { HealthReport, ObjectHealthEntry } from './health/types.js';
+import { notCurrentFields } from './health-output.js';
 
 /** An error's message followed by its causes (`a: b: c`), repeated text left out. */
 export function messageWithCauses(err: unknown): string {
@@ -66,14 +77,45 @@ export function statusOf(desired: DesiredState, set: ChangeSet): StatusMessage {
   };
 }
 
+/** The `health` frame for a report of the commit in force (empty strings left out; the session fits it). */
+export function healthFrameOf(project: string, digest: string, commit: string, report: HealthReport): HealthMessage {
+  return {
+    type: 'health',
+    project,
+    commit,
+    digest,
+    result: report.result,
+    objects: report.objects.map((o) => ({
+      id: o.id,
+      state: o.state,
+      ...(o.reason ? { reason: o.reason } : {}),
+      ...(o.message ? { message: o.message } : {}),
+      ...(o.pruned ? { pruned: true } : {}),
+    })),
+    ...(report.waitedMs !== undefined ? { waitedMs: Math.max(0, Math.round(report.waitedMs)) } : {}),
+  };
+}
+
+/** An object of the commit in force that turned failed (once per transition), for an Event. */
+export interface ObjectFailure {
+  project: string;
+  unit: string;
+  commit: string;
+  entry: ObjectHealthEntry;
+}
+
 export interface SyncLoopOptions {
   engine: Pick<Reconciler, 'sync'>;
+  /** Follows health after each apply (the engine); absent: no waiting and no health reports. */
+  health?: HealthFollower;
   /** Inventory name for a project. */
   unitName: (project: string) => string;
   logger: Logger;
   metrics?: AgentMetrics;
-  /** Sends (or buffers) a status report for the server. */
-  report: (status: StatusMessage) => void;
+  /** Sends (or buffers) a status or health report for the server. */
+  report: (status: StatusMessage | HealthMessage) => void;
+  /** An object of the commit in force turned failed (records the Kubernetes Event). */
+  onObjectFailed?: (failure: ObjectFailure) => void;
   retry?: BackoffPolicy;
   /** Called when a unit finished its apply(s) and is idle (drift events held back meanwhile can be handled). */
   onIdle?: (unit: string) => void;
@@ -89,7 +131,26 @@ interface ProjectSlot {
   running?: { digest: string; commit: string; abort: AbortController; done: Promise<void> };
   failures: number;
   retryTimer?: NodeJS.Timeout;
+  /** Last commit whose apply succeeded (health is separate: see `health`). */
   applied?: { commit: string; digest: string };
+  /** Waiting for the health of the commit just applied; not busy (drift correction goes on). */
+  waiting?: { digest: string; commit: string; abort: AbortController; done: Promise<void> };
+  /** Digest whose wait came to a result: re-applies of it (re-sync, leading again) do not wait again. */
+  waited?: string;
+  /** What was last reported of the applied commit's health, so each change is reported once. */
+  health?: HealthSeen;
+  /** Objects failed in the last report handled, so an Event marks each transition into failed once. */
+  failedObjects: Set<string>;
+}
+
+interface HealthSeen {
+  commit: string;
+  /** The last frame sent (its JSON), not to send the same twice. */
+  sent?: string;
+  /** The last result logged (progressing is never logged). */
+  logged?: HealthResult;
+  /** The time to healthy is observed once per commit, for the first healthy. */
+  healthyObserved: boolean;
 }
 
 export class SyncLoop {
@@ -98,17 +159,28 @@ export class SyncLoop {
   private readonly units = new Map<string, string>();
   private active = false;
   private closed = false;
+  private readonly unsubscribeHealth?: () => void;
 
   constructor(options: SyncLoopOptions) {
     this.opts = options;
+    this.unsubscribeHealth = options.health?.onHealthChange((report) => this.onHealth(report));
   }
 
-  /** Takes a project's newest desired state; supersedes an apply of an older one in flight. */
+  /** Takes a project's newest desired state; supersedes an apply of an older one in flight, or a wait. */
   setDesired(desired: DesiredState): void {
     const slot = this.slot(desired.project);
     slot.desired = desired;
     if (slot.running && slot.running.digest === desired.digest) return;
+    // The same commit again (a reconnect re-sends it): applying it would only restart the wait.
+    if (!slot.running && slot.waiting?.digest === desired.digest) return;
     slot.dirty = true;
+    if (slot.waiting) {
+      this.opts.logger.info(
+        { project: desired.project, commit: slot.waiting.commit, by: desired.commit },
+        'health wait superseded by a newer commit',
+      );
+      this.stopWait(slot);
+    }
     if (slot.running) {
       this.opts.logger.info(
         { project: desired.project, commit: slot.running.commit, by: desired.commit },
@@ -127,6 +199,7 @@ export class SyncLoop {
     if (!slot) return;
     clearTimeout(slot.retryTimer);
     slot.running?.abort.abort();
+    this.stopWait(slot);
     this.slots.delete(project);
     this.units.delete(slot.unit);
     this.opts.metrics?.forgetProject(project);
@@ -143,6 +216,7 @@ export class SyncLoop {
       } else {
         clearTimeout(slot.retryTimer);
         slot.running?.abort.abort();
+        this.stopWait(slot);
       }
     }
   }
@@ -151,10 +225,14 @@ export class SyncLoop {
     return this.active;
   }
 
-  /** The periodic safety net: re-apply every project that is not busy. */
+  /**
+   * The periodic safety net: re-apply every project that is not busy. A project waiting for
+   * health is left to its wait (bounded by reconcile_timeout; drift correction goes on meanwhile):
+   * re-applying would restart it.
+   */
   resyncAll(): void {
     for (const [project, slot] of this.slots) {
-      if (slot.running) continue;
+      if (slot.running || slot.waiting) continue;
       slot.dirty = true;
       this.kick(project, slot);
     }
@@ -167,14 +245,22 @@ export class SyncLoop {
     return desired ? { project: desired.project, commit: desired.commit, digest: desired.digest } : undefined;
   }
 
-  /** True while a unit is applying or about to (drift waits: the apply itself reconciles). */
+  /** True while a unit is applying or about to (drift waits: the apply reconciles); not while it waits for health. */
   isBusy(unit: string): boolean {
     const project = this.units.get(unit);
     const slot = project === undefined ? undefined : this.slots.get(project);
     return !!slot && (!!slot.running || (slot.dirty && this.active));
   }
 
-  /** Last successfully applied commit per project. */
+  /** True while a project waits for the health of its applied commit. */
+  isWaiting(project: string): boolean {
+    return !!this.slots.get(project)?.waiting;
+  }
+
+  /**
+   * Last successfully applied commit per project. "Applied" means the apply succeeded; whether
+   * its objects became healthy is reported separately (health frames, logs, metrics).
+   */
   applied(): Record<string, { commit: string; digest: string }> {
     const out: Record<string, { commit: string; digest: string }> = {};
     for (const [project, slot] of this.slots) if (slot.applied) out[project] = slot.applied;
@@ -190,20 +276,32 @@ export class SyncLoop {
     }
   }
 
-  /** Aborts applies in flight and waits for them. */
+  /** Resolves when no apply is running and no project waits for health (tests). */
+  async settled(): Promise<void> {
+    for (;;) {
+      await this.idle();
+      const waits = [...this.slots.values()].map((s) => s.waiting?.done).filter((p): p is Promise<void> => !!p);
+      if (waits.length === 0) return;
+      await Promise.all(waits);
+    }
+  }
+
+  /** Aborts applies and waits in flight and waits for them. */
   async close(): Promise<void> {
     this.closed = true;
+    this.unsubscribeHealth?.();
     for (const slot of this.slots.values()) {
       clearTimeout(slot.retryTimer);
       slot.running?.abort.abort();
+      this.stopWait(slot);
     }
-    await this.idle();
+    await this.settled();
   }
 
   private slot(project: string): ProjectSlot {
     let slot = this.slots.get(project);
     if (!slot) {
-      slot = { unit: this.opts.unitName(project), dirty: false, failures: 0 };
+      slot = { unit: this.opts.unitName(project), dirty: false, failures: 0, failedObjects: new Set() };
       this.slots.set(project, slot);
       this.units.set(slot.unit, project);
     }
@@ -216,40 +314,55 @@ export class SyncLoop {
     clearTimeout(slot.retryTimer);
     slot.retryTimer = undefined;
     slot.dirty = false;
+    this.stopWait(slot);
     const desired = slot.desired;
     const abort = new AbortController();
-    const done = this.apply(slot, desired, abort.signal).finally(() => {
-      slot.running = undefined;
-      this.kick(project, slot);
-      if (!slot.running && !this.closed) this.opts.onIdle?.(slot.unit);
-    });
+    const done = this.apply(slot, desired, abort.signal)
+      .catch((err: unknown) => {
+        this.opts.logger.error({ project, commit: desired.commit, err: messageWithCauses(err) }, 'apply crashed');
+        return false;
+      })
+      .then((applied) => {
+        slot.running = undefined;
+        if (applied) this.startWait(project, slot, desired);
+        this.kick(project, slot);
+        if (!slot.running && !this.closed) this.opts.onIdle?.(slot.unit);
+      });
     slot.running = { digest: desired.digest, commit: desired.commit, abort, done };
   }
 
-  private async apply(slot: ProjectSlot, desired: DesiredState, abort: AbortSignal): Promise<void> {
+  /** Applies one desired state; true when it was applied (every object applied or unchanged). */
+  private async apply(slot: ProjectSlot, desired: DesiredState, abort: AbortSignal): Promise<boolean> {
     const log = this.opts.logger.child({ project: desired.project });
-    const timeout =
-      desired.config.reconcileTimeoutMs > 0 ? AbortSignal.timeout(desired.config.reconcileTimeoutMs) : undefined;
-    const signal = timeout ? AbortSignal.any([abort, timeout]) : abort;
+    const c = desired.config;
     const unit: SyncUnit = {
       name: slot.unit,
-      namespace: desired.config.defaultNamespace,
+      namespace: c.defaultNamespace,
       files: desired.files,
-      config: desired.config,
+      config: {
+        defaultNamespace: c.defaultNamespace,
+        dryRunStrategy: c.dryRunStrategy,
+        prune: c.prune,
+        prunePropagationPolicy: c.prunePropagationPolicy,
+        inventoryPolicy: c.inventoryPolicy,
+        // The engine's bound for a depends-on wait. The apply itself is not bounded by it: as in
+        // GitLab's agent, reconcile_timeout bounds the wait for health after it (startWait).
+        ...(c.reconcileTimeoutMs > 0 ? { reconcileTimeoutMs: c.reconcileTimeoutMs } : {}),
+      },
       commit: desired.commit,
     };
     const ignore = this.opts.driftIgnore?.() ?? [];
     if (ignore.length) unit.driftIgnore = ignore;
     let set: ChangeSet;
     try {
-      set = await this.opts.engine.sync(unit, { signal });
+      set = await this.opts.engine.sync(unit, { signal: abort });
     } catch (err) {
-      if (abort.aborted) return; // superseded, lost leadership or shutting down: the newest state is applied next
+      if (abort.aborted) return false; // superseded, lost leadership or shutting down: the newest state is applied next
       // The cause chain: a wrapped EACCES or ECONNREFUSED is what a person needs to read.
       const problem: ProblemReport = { ...problemOf(err, ProblemCode.APPLY_ERROR), message: messageWithCauses(err) };
       set = { unit: slot.unit, commit: desired.commit, changes: [], errors: [problem], durationMs: 0, dryRun: false };
     }
-    if (abort.aborted) return;
+    if (abort.aborted) return false;
     const status = statusOf(desired, set);
     this.opts.metrics?.recordApply(
       desired.project,
@@ -268,7 +381,7 @@ export class SyncLoop {
       slot.failures = 0;
       slot.applied = { commit: desired.commit, digest: desired.digest };
       log.info(fields, 'applied');
-      return;
+      return true;
     }
     const retryInMs = backoffDelay(this.opts.retry ?? APPLY_RETRY_BACKOFF, slot.failures++);
     const why = failureProblems(set);
@@ -288,5 +401,100 @@ export class SyncLoop {
       this.kick(desired.project, slot);
     }, retryInMs);
     slot.retryTimer.unref();
+    return false;
+  }
+
+  /**
+   * After a successful apply: reports the health as it stands, then (unless reconcile_timeout is
+   * 0 or this digest's wait already came to a result) waits for the result in the background.
+   */
+  private startWait(project: string, slot: ProjectSlot, desired: DesiredState): void {
+    const follower = this.opts.health;
+    if (!follower || this.closed || !this.active || this.slots.get(project) !== slot) return;
+    const now = follower.health(slot.unit);
+    if (now) this.onHealth(now);
+    const timeoutMs = desired.config.reconcileTimeoutMs;
+    if (timeoutMs <= 0 || slot.waited === desired.digest) return;
+    const abort = new AbortController();
+    const done = follower
+      .waitHealth(slot.unit, { timeoutMs, pruneTimeoutMs: desired.config.pruneTimeoutMs, signal: abort.signal })
+      .then((report) => {
+        if (abort.signal.aborted) return; // superseded or lost leadership: the report is `progressing`
+        slot.waited = desired.digest;
+        this.onHealth(report);
+      })
+      .catch((err: unknown) => {
+        if (abort.signal.aborted) return;
+        this.opts.logger.warn(
+          { project, commit: desired.commit, err: messageWithCauses(err) },
+          'cannot wait for the health of the commit',
+        );
+      })
+      .finally(() => {
+        if (slot.waiting?.abort === abort) slot.waiting = undefined;
+      });
+    slot.waiting = { digest: desired.digest, commit: desired.commit, abort, done };
+  }
+
+  private stopWait(slot: ProjectSlot): void {
+    if (!slot.waiting) return;
+    slot.waiting.abort.abort();
+    slot.waiting = undefined;
+  }
+
+  /**
+   * A health report from the engine (a change, or a wait's result): for the commit in force only,
+   * on the active replica only, it is sent when it differs from the last one sent, logged when
+   * its result changed, counted, and each object newly failed gets its Event.
+   */
+  private onHealth(report: HealthReport): void {
+    if (!this.active || this.closed) return;
+    const project = this.units.get(report.unit);
+    const slot = project === undefined ? undefined : this.slots.get(project);
+    const applied = slot?.applied;
+    if (!slot || !applied || !slot.desired || project === undefined) return;
+    // An older commit's health (a newer one is being applied) means nothing to anyone now.
+    if (report.commit !== applied.commit || applied.digest !== slot.desired.digest) return;
+    if (slot.health?.commit !== applied.commit) slot.health = { commit: applied.commit, healthyObserved: false };
+    const seen = slot.health;
+
+    const frame = healthFrameOf(project, applied.digest, applied.commit, report);
+    const text = JSON.stringify(frame);
+    if (seen.sent !== text) {
+      seen.sent = text;
+      this.opts.report(frame);
+    }
+    this.opts.metrics?.recordHealth(project, report);
+    this.logResult(project, seen, report);
+    if (report.result === 'healthy' && !seen.healthyObserved && report.waitedMs !== undefined) {
+      seen.healthyObserved = true;
+      this.opts.metrics?.recordTimeToHealthy(project, report.waitedMs);
+    }
+    this.markFailed(project, slot, applied.commit, report);
+  }
+
+  /** One log line per change of result: healthy (info), degraded and timed out (warn, naming the objects). */
+  private logResult(project: string, seen: HealthSeen, report: HealthReport): void {
+    if (report.result === 'progressing' || seen.logged === report.result) return;
+    seen.logged = report.result;
+    const fields = {
+      project,
+      commit: seen.commit,
+      ...(report.waitedMs !== undefined ? { waitedMs: Math.round(report.waitedMs) } : {}),
+      ...notCurrentFields(report),
+    };
+    if (report.result === 'healthy') this.opts.logger.info(fields, 'commit healthy');
+    else if (report.result === 'degraded') this.opts.logger.warn(fields, 'commit degraded');
+    else this.opts.logger.warn(fields, 'commit timed out');
+  }
+
+  private markFailed(project: string, slot: ProjectSlot, commit: string, report: HealthReport): void {
+    const failed = new Set<string>();
+    for (const entry of report.objects) {
+      if (entry.state !== 'failed' || entry.pruned) continue;
+      failed.add(entry.id);
+      if (!slot.failedObjects.has(entry.id)) this.opts.onObjectFailed?.({ project, unit: slot.unit, commit, entry });
+    }
+    slot.failedObjects = failed;
   }
 }
