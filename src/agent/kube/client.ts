@@ -373,11 +373,11 @@ export class KubeClient {
    */
   watch(
     info: ResourceInfo,
-    options: { labelSelector?: string; resourceVersion: string; timeoutSeconds?: number },
+    options: { namespace?: string; labelSelector?: string; resourceVersion: string; timeoutSeconds?: number },
     onEvent: (e: WatchEvent) => void,
   ): WatchHandle {
     const controller = new AbortController();
-    const path = resourcePath(info);
+    const path = resourcePath(info, options.namespace);
     const query = queryString({
       watch: 1,
       allowWatchBookmarks: true,
