@@ -17,7 +17,7 @@ export const HEALTH_LOG: Record<Exclude<HealthResult, 'progressing'>, string> = 
 };
 const HEALTH_MESSAGES = new Set(Object.values(HEALTH_LOG));
 
-/** One object of a listed health report. */
+/** One object of a listed health report (the server lists only those not current). */
 export interface ListedObject {
   id: string;
   state: HealthState;
@@ -26,10 +26,15 @@ export interface ListedObject {
   pruned?: boolean;
 }
 
-/** A project's health as `agent list -o json` shows it. */
+/** A project's health as `agent list -o json` shows it (src/server/state-files.ts, HealthRecord). */
 export interface ListedHealth {
   commit: string;
   result: HealthResult;
+  /** Objects followed. */
+  total: number;
+  counts: Partial<Record<HealthState, number>>;
+  notCurrent: number;
+  /** The objects not current, failed first. */
   objects: ListedObject[];
   waitedMs?: number;
 }
@@ -109,7 +114,14 @@ export async function waitForListedHealth(
   });
 }
 
-/** The listed object with `id`, or a failure naming what was listed. */
+/** True when every followed object is current: none listed, all counted current. */
+export function allCurrent(health: ListedHealth): boolean {
+  return (
+    health.total > 0 && health.notCurrent === 0 && health.objects.length === 0 && health.counts.current === health.total
+  );
+}
+
+/** The listed (not current) object with `id`, or a failure naming what was listed. */
 export function objectIn(health: ListedHealth, id: string): ListedObject {
   const found = health.objects.find((o) => o.id === id);
   if (!found) throw new Error(`${id} not in the listed health: ${JSON.stringify(health.objects)}`);
