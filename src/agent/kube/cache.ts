@@ -301,8 +301,6 @@ export class ResourceCache {
     }
     const rv = ev.object.metadata?.resourceVersion;
     if (rv) this.rv = rv;
-    // A namespaced cache keeps its namespace only (the watch may be wider than the list).
-    if (this.scope.namespace !== undefined && ev.object.metadata?.namespace !== this.scope.namespace) return;
     const obj = this.slim(ev.object);
     const key = storeKey(obj.metadata.namespace, obj.metadata.name);
     const writing = this.inflight.get(key);
@@ -338,7 +336,11 @@ export class ResourceCache {
     while (!this.stopped) {
       this.handle = this.client.watch(
         this.resource,
-        { labelSelector: this.labelSelector, resourceVersion: this.rv },
+        {
+          labelSelector: this.labelSelector,
+          resourceVersion: this.rv,
+          ...(this.scope.namespace ? { namespace: this.scope.namespace } : {}),
+        },
         (ev) => this.onEvent(ev),
       );
       const { error } = await this.handle.done;
