@@ -8,6 +8,7 @@ import {
   encodeMessage,
   fitReport,
   type DriftMessage,
+  type HealthMessage,
   type StatusMessage,
 } from './messages.js';
 
@@ -206,5 +207,92 @@ describe('fitReport', () => {
     expect(fitted.truncated).toEqual({ patchOps: 3000 });
     expect(fitted.patch.length).toBeGreaterThan(0);
     expect(fitted.patch.length).toBeLessThan(3000);
+  });
+});
+
+const health = (over: Partial<HealthMessage> = {}): HealthMessage => ({
+  type: 'health',
+  project: 'group/app',
+  commit: sha,
+  digest: 'd',
+  result: 'degraded',
+  objects: [
+    { id: 'Deployment/default/web', state: 'failed', reason: 'CrashLoopBackOff', message: 'back-off restarting' },
+    { id: 'ConfigMap/default/old', state: 'terminating', pruned: true },
+  ],
+  waitedMs: 1500,
+  ...over,
+});
+
+describe('health (protocol 2)', () => {
+  it('decodes a health frame at its limits and refuses one over any of them', () => {
+    const at = health({
+      project: 'p'.repeat(AGENT_LIMITS.project),
+      digest: 'd'.repeat(AGENT_LIMITS.short),
+      objects: [
+        {
+          id: 'x'.repeat(AGENT_LIMITS.objectId),
+          state: 'failed',
+          reason: 'r'.repeat(AGENT_LIMITS.short),
+          message: 'm'.repeat(AGENT_LIMITS.message),
+        },
+      ],
+      truncated: { objects: 20_000, counts: { failed: 1, current: 19_999 } },
+    });
+    expect(decodes(at)).toBe(true);
+    const over: Array<[string, unknown]> = [
+      ['a reason of 257', health({ objects: [{ id: 'a', state: 'failed', reason: 'r'.repeat(257) }] })],
+      ['a message over 4 KiB', health({ objects: [{ id: 'a', state: 'failed', message: 'm'.repeat(4097) }] })],
+      ['10,001 objects', health({ objects: Array.from({ length: 10_001 }, () => ({ id: 'a', state: 'current' })) })],
+      ['an unknown state', { ...health(), objects: [{ id: 'a', state: 'ready' }] }],
+      ['an unknown result', { ...health(), result: 'ok' }],
+      ['a negative waitedMs', health({ waitedMs: -1 })],
+      ['an extra field', { ...health(), extra: true }],
+      ['a count of an unknown state', { ...health(), truncated: { objects: 1, counts: { ready: 1 } } }],
+      ['pruned as a string', { ...health(), objects: [{ id: 'a', state: 'current', pruned: 'yes' }] }],
+    ];
+    for (const [name, value] of over) expect([name, decodes(value)]).toEqual([name, false]);
+  });
+
+  it('lets config carry the version (a v2 server to a v2 agent) and still decodes one without it', () => {
+    const config = { type: 'config', settings: { drift: { mode: 'correct', ignore: [] } }, projects: [], errors: [] };
+    expect(decodeServerMessage(JSON.stringify({ ...config, protocolVersion: 2 }))).toMatchObject({
+      ok: true,
+      message: { protocolVersion: 2 },
+    });
+    expect(decodeServerMessage(JSON.stringify(config))).toMatchObject({ ok: true });
+    expect(decodeServerMessage(JSON.stringify({ ...config, protocolVersion: 'two' })).ok).toBe(false);
+  });
+
+  it('returns a health report within the limits as it is', () => {
+    expect(fitReport(health())).toEqual(health());
+  });
+
+  it('cuts 30,000 objects to one frame: failed first, then in_progress, with totals per state', () => {
+    const objects = Array.from({ length: 30_000 }, (_, i) => ({
+      id: `Deployment/ns-${i % 50}/generated-object-${i}`,
+      state: i % 10_000 === 7 ? ('failed' as const) : i % 1000 === 3 ? ('in_progress' as const) : ('current' as const),
+      ...(i % 10_000 === 7 ? { reason: 'ImagePullBackOff', message: 'Back-off pulling image "nginx:nope"' } : {}),
+    }));
+    const fitted = fitReport(health({ objects }));
+    expect(Buffer.byteLength(encodeMessage(fitted))).toBeLessThanOrEqual(MAX_AGENT_MESSAGE_BYTES);
+    expect(fitted.objects.length).toBeLessThanOrEqual(AGENT_LIMITS.changes);
+    expect(fitted.truncated).toEqual({ objects: 30_000, counts: { current: 29_967, in_progress: 30, failed: 3 } });
+    expect(fitted.objects.slice(0, 3).map((o) => o.state)).toEqual(['failed', 'failed', 'failed']);
+    expect(fitted.objects.slice(3, 33).every((o) => o.state === 'in_progress')).toBe(true);
+    expect(fitted.objects[0]).toMatchObject({ id: 'Deployment/ns-7/generated-object-7', reason: 'ImagePullBackOff' });
+    expect(decodes(fitted)).toBe(true);
+  });
+
+  it('clips long strings of health objects so the report still decodes', () => {
+    const fitted = fitReport(
+      health({
+        objects: [{ id: 'x'.repeat(5000), state: 'failed', reason: 'r'.repeat(1000), message: 'm'.repeat(10_000) }],
+      }),
+    );
+    expect(fitted.truncated).toBeUndefined();
+    expect(fitted.objects[0].reason!.length).toBe(AGENT_LIMITS.short);
+    expect(fitted.objects[0].message!.length).toBe(AGENT_LIMITS.message);
+    expect(decodes(fitted)).toBe(true);
   });
 });

@@ -27,10 +27,27 @@ interface TestServer {
   handler: HttpHandler;
 }
 
+/** The health the registry holds for agent1 (protocol 2): the status API shows it as it is. */
+const health: AgentStatus['health'] = {
+  'group/app': {
+    commit: 'a'.repeat(40),
+    digest: 'd',
+    result: 'degraded',
+    total: 2,
+    counts: { current: 1, failed: 1 },
+    notCurrent: 1,
+    objects: [{ id: 'Deployment/default/web', state: 'failed', reason: 'CrashLoopBackOff', message: 'back-off' }],
+    at: '2026-01-01T00:00:00.000Z',
+  },
+};
+
 async function serve(extra: Partial<HttpRoutesOptions> = {}, logger: Logger = silentLogger()): Promise<TestServer> {
   const refreshed: string[] = [];
   const handler = createHttpHandler({
-    registry: { all: () => [agent], status: (): AgentStatus => ({ connected: false, sessions: 0, applied: {} }) },
+    registry: {
+      all: () => [agent],
+      status: (): AgentStatus => ({ connected: false, sessions: 0, applied: {}, health }),
+    },
     metrics: createServerMetrics(),
     logger,
     ready: () => true,
@@ -132,7 +149,9 @@ describe('HTTP routes (one listener for everything)', () => {
     );
     const ok = await request(s, 'GET', '/api/v1/agents', { authorization: `Bearer ${ADMIN}` });
     expect(ok.status).toBe(200);
-    expect(JSON.parse(ok.body)).toMatchObject({ agents: [{ name: 'agent1', status: { connected: true } }] });
+    expect(JSON.parse(ok.body)).toMatchObject({
+      agents: [{ name: 'agent1', status: { connected: true, health: { 'group/app': { result: 'degraded' } } } }],
+    });
     expect(ok.body).not.toContain('PUBLIC');
   });
 

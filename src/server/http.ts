@@ -5,7 +5,7 @@
  * - `GET /readyz`: state is loaded and the listener is up (every set).
  * - `GET /metrics`: Prometheus text (`all`, `ops`).
  * - `GET /api/v1/agents`: JSON status of every agent (admin bearer token, compared in constant
- *   time) (`all`, `ops`).
+ *   time) (`all`, `ops`): what `agent list -o json` shows, health per project included (`status.health`).
  * - `POST /api/v1/webhooks/gitlab|github|generic`: verified push notifications that make the
  *   server fetch the named project at once instead of waiting for the next poll (`all`, `agents`).
  *

@@ -27,6 +27,7 @@ const noStatusWrites = {
   recordApplied: () => undefined,
   recordProjectProblems: () => undefined,
   recordDrift: () => undefined,
+  recordHealth: () => ({ kind: 'dropped' as const }),
 };
 const agent = generateToken();
 const agent2 = generateToken();
@@ -82,10 +83,10 @@ describe('Hub over a socket', () => {
     const closed = new Promise<{ code: number; reason: string }>((r) =>
       ws.on('close', (code, reason) => r({ code, reason: reason.toString() })),
     );
-    ws.send(JSON.stringify({ type: 'hello', protocolVersion: 2, agentVersion: 'x', applied: {} }));
+    ws.send(JSON.stringify({ type: 'hello', protocolVersion: 3, agentVersion: 'x', applied: {} }));
     expect(await closed).toMatchObject({
       code: CloseCode.VERSION_MISMATCH,
-      reason: expect.stringContaining('protocol 1'),
+      reason: 'server speaks protocol 1 or 2, agent sent 3',
     });
   });
 

@@ -13,13 +13,17 @@
  *   per verified agent (429 JWT_RATE_LIMITED), a quota of live JWT ids in the replay cache
  *   (429 JWT_REPLAY_QUOTA), and at most `maxSessionsPerAgent` sessions: a newer session closes
  *   the oldest with SESSION_REPLACED (a live agent is never locked out by stale sessions).
- * - Frames: the first must be `hello` with our protocol version (else VERSION_MISMATCH); a frame
- *   that is not valid JSON of a known message (every string and list bounded, messages.ts) closes
- *   that session with INVALID_MESSAGE and nobody else notices. Frames over
- *   MAX_AGENT_MESSAGE_BYTES are cut off by ws before they are buffered (`maxPayload`, close 1009).
- * - Reports: a status or drift for a project that is not a manifest project of the agent's
- *   current config is refused (counted, logged and told to the agent once per session, never
- *   stored), so the registry only ever holds the agent's own projects.
+ * - Frames: the first must be `hello` with a version the server speaks (SUPPORTED_PROTOCOL_VERSIONS,
+ *   else VERSION_MISMATCH), remembered for the session: a v2 session's `config` frames carry
+ *   `protocolVersion: 2`, a v1 session gets exactly what a v1 server sent and may not send
+ *   `health`. A frame that is not valid JSON of a known message of its version (every string and
+ *   list bounded, messages.ts) closes that session with INVALID_MESSAGE and nobody else notices.
+ *   Frames over MAX_AGENT_MESSAGE_BYTES are cut off by ws before they are buffered (`maxPayload`,
+ *   close 1009).
+ * - Reports: a status, drift or health for a project that is not a manifest project of the
+ *   agent's current config is refused (counted, logged and told to the agent once per session,
+ *   never stored), so the registry only ever holds the agent's own projects. A health result that
+ *   changes is one log line (`agent commit healthy|degraded|timed out`).
  * - Heartbeat: one timer pings every session; a session that did not answer the previous ping is
  *   terminated.
  * - Push: `desired` goes to a session only when its commit or digest differs from what that session has
@@ -53,12 +57,14 @@ import {
   CONNECT_PATH,
   CloseCode,
   MAX_AGENT_MESSAGE_BYTES,
-  PROTOCOL_VERSION,
+  SUPPORTED_PROTOCOL_VERSIONS,
+  allowedInVersion,
   decodeAgentMessage,
   encodeMessage,
   type AgentMessage,
   type ConfigMessage,
   type ErrorMessage,
+  type HealthMessage,
   type ProblemReport,
   type StatusMessage,
 } from '../protocol/messages.js';
@@ -74,7 +80,7 @@ import { clientAddress, parseTrustedProxies, type TrustedProxies } from './clien
 import { CONFIG_LIMITS } from './config.js';
 import type { ServerMetrics } from './metrics.js';
 import type { DesiredEntry, DesiredStateProvider, Pusher } from './ports.js';
-import type { Registry } from './registry.js';
+import type { HealthChange, Registry } from './registry.js';
 
 export interface HubOptions {
   registry: Pick<Registry, 'lookupKey' | 'get' | 'onChange' | HubStatusWrites>;
@@ -118,6 +124,8 @@ interface Session {
   readonly agentId: string;
   readonly log: Logger;
   ready: boolean;
+  /** The version the agent said in hello (0 before it). */
+  protocolVersion: number;
   alive: boolean;
   /** Closed (or closing) by the server: no longer counted against the agent's session cap. */
   closing: boolean;
@@ -130,7 +138,8 @@ interface Session {
 }
 
 /** The registry's status writes the hub makes (registry.ts owns the records and their bounds). */
-type HubStatusWrites = 'recordSessions' | 'recordHello' | 'recordApplied' | 'recordProjectProblems' | 'recordDrift';
+type HubStatusWrites =
+  'recordSessions' | 'recordHello' | 'recordApplied' | 'recordProjectProblems' | 'recordDrift' | 'recordHealth';
 
 /**
  * The problems a status report leaves for its project, or undefined for a good apply (which clears
@@ -158,8 +167,12 @@ export function statusProblems(message: StatusMessage): { commit: string; proble
 export type FrameVerdict =
   { ok: true; message: AgentMessage } | { ok: false; code: number; reason: string; metric: string };
 
-/** Validates one frame for a session in the given phase. */
-export function judgeFrame(data: RawData, isBinary: boolean, helloDone: boolean): FrameVerdict {
+/**
+ * Validates one frame for a session in the given phase: before hello (`helloVersion` 0), or after
+ * a hello that said `helloVersion`.
+ */
+export function judgeFrame(data: RawData, isBinary: boolean, helloVersion: number): FrameVerdict {
+  const helloDone = helloVersion > 0;
   const decoded = decodeFrame(data, isBinary, decodeAgentMessage);
   if (!decoded.ok && decoded.kind === 'binary')
     return { ok: false, code: CloseCode.INVALID_MESSAGE, reason: decoded.error, metric: 'binary' };
@@ -180,15 +193,31 @@ export function judgeFrame(data: RawData, isBinary: boolean, helloDone: boolean)
     };
   if (helloDone && message.type === 'hello')
     return { ok: false, code: CloseCode.INVALID_MESSAGE, reason: 'hello sent twice', metric: 'duplicate-hello' };
-  if (message.type === 'hello' && message.protocolVersion !== PROTOCOL_VERSION) {
+  if (message.type === 'hello' && !SUPPORTED_PROTOCOL_VERSIONS.includes(message.protocolVersion)) {
     return {
       ok: false,
       code: CloseCode.VERSION_MISMATCH,
-      reason: `server speaks protocol ${PROTOCOL_VERSION}, agent sent ${message.protocolVersion}`,
+      reason: `server speaks protocol ${SUPPORTED_PROTOCOL_VERSIONS.join(' or ')}, agent sent ${message.protocolVersion}`,
       metric: 'version',
     };
   }
+  if (helloDone && !allowedInVersion(message, helloVersion))
+    return {
+      ok: false,
+      code: CloseCode.INVALID_MESSAGE,
+      reason: `${message.type} needs protocol 2; this session's hello said ${helloVersion}`,
+      metric: 'version',
+    };
   return { ok: true, message };
+}
+
+/**
+ * The config frame for a session of `version`: a v2 session is told the server speaks 2; a v1
+ * session gets the frame as version 1 defined it (its strict schema refuses an unknown field).
+ */
+export function configFor(version: number, message: ConfigMessage): ConfigMessage {
+  const { protocolVersion: _none, ...v1 } = message;
+  return version >= 2 ? { ...v1, protocolVersion: version } : v1;
 }
 
 /** Close reasons are limited to 123 bytes by RFC 6455. */
@@ -377,6 +406,7 @@ export class Hub implements Pusher {
       agentId,
       log,
       ready: false,
+      protocolVersion: 0,
       alive: true,
       closing: false,
       refused: 0,
@@ -413,7 +443,7 @@ export class Hub implements Pusher {
     });
     ws.on('message', (data, isBinary) => {
       session.alive = true;
-      const verdict = judgeFrame(data, isBinary, session.ready);
+      const verdict = judgeFrame(data, isBinary, session.protocolVersion);
       if (!verdict.ok) {
         this.options.metrics.invalidFrames.inc({ reason: verdict.metric });
         log.warn({ reason: verdict.reason }, 'closing session: bad frame');
@@ -461,12 +491,17 @@ export class Hub implements Pusher {
         }
         registry.recordHello(session.agentId, message.agentVersion, now);
         session.log.info(
-          { agentVersion: message.agentVersion.slice(0, 64), applied: Object.keys(message.applied).length },
+          {
+            agentVersion: message.agentVersion.slice(0, 64),
+            protocolVersion: message.protocolVersion,
+            applied: Object.keys(message.applied).length,
+          },
           'agent hello',
         );
+        session.protocolVersion = message.protocolVersion;
         session.ready = true;
         const config = this.options.provider.configMessage(session.agentId);
-        if (config) this.send(session, encodeMessage(config));
+        if (config) this.send(session, encodeMessage(configFor(session.protocolVersion, config)));
         for (const error of this.options.provider.errorMessages(session.agentId))
           this.send(session, encodeMessage(error));
         for (const entry of await this.options.provider.desired(session.agentId)) this.sendDesired(session, entry);
@@ -497,6 +532,10 @@ export class Hub implements Pusher {
         );
         return;
       }
+      case 'health':
+        if (!this.follows(session, message.type, message.project)) return;
+        this.noteHealth(session, message, registry.recordHealth(session.agentId, message, now));
+        return;
       case 'drift': {
         if (!this.follows(session, message.type, message.project)) return;
         registry.recordDrift(
@@ -522,6 +561,25 @@ export class Hub implements Pusher {
         return;
       }
     }
+  }
+
+  /** One line when a project's health settles on a new result (or an older commit's is ignored, at debug). */
+  private noteHealth(session: Session, message: HealthMessage, change: HealthChange): void {
+    const fields = { project: message.project, commit: message.commit, result: message.result };
+    if (change.kind === 'stale') {
+      session.log.debug({ ...fields, statusCommit: change.statusCommit }, 'agent health for an older commit ignored');
+      return;
+    }
+    if (change.kind !== 'changed' || message.result === 'progressing') return;
+    const words = { healthy: 'healthy', degraded: 'degraded', timed_out: 'timed out' } as const;
+    const line = {
+      ...fields,
+      waitedMs: message.waitedMs,
+      notCurrent: change.record.notCurrent,
+      objects: change.record.total,
+    };
+    if (message.result === 'healthy') session.log.info(line, 'agent commit healthy');
+    else session.log.warn(line, `agent commit ${words[message.result]}`);
   }
 
   /**
@@ -565,11 +623,21 @@ export class Hub implements Pusher {
   }
 
   private broadcast(agentId: string, message: ConfigMessage | ErrorMessage): void {
-    // Encoded only for an agent with sessions: most of 10,000 registered agents have none.
+    // Encoded only for an agent with sessions: most of 10,000 registered agents have none, and
+    // once per version the sessions speak.
     const sessions = this.sessions.get(agentId);
     if (!sessions?.size) return;
-    const encoded = encodeMessage(message);
-    for (const session of sessions) if (session.ready) this.send(session, encoded);
+    const encoded = new Map<number, string>();
+    for (const session of sessions) {
+      if (!session.ready) continue;
+      const version = session.protocolVersion;
+      let text = encoded.get(version);
+      if (text === undefined) {
+        text = encodeMessage(message.type === 'config' ? configFor(version, message) : message);
+        encoded.set(version, text);
+      }
+      this.send(session, text);
+    }
   }
 
   /** Sends `desired` to each ready session of the agent that does not have this digest. */

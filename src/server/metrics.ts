@@ -3,6 +3,7 @@
  * process do not collide). Label values are closed sets or project ids, never agent-supplied text.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { HEALTH_RESULTS, type HealthResult } from '../protocol/vocabulary.js';
 
 export interface ServerMetrics {
   registry: Registry;
@@ -99,15 +100,18 @@ export function createServerMetrics(options: { defaultMetrics?: boolean } = {}):
   };
 }
 
-/** What the agent registry could not read (Registry.health()). */
+/** What the agent registry could not read (Registry.health()), and the agents' health results. */
 export interface RegistryHealthSource {
   health(): { agentsFileProblem?: string; invalidRecords: number; invalidStatus: number };
+  /** (agent, project) pairs per latest health result (Registry.healthResults()). */
+  healthResults(): Record<HealthResult, number>;
 }
 
 /**
  * Gauges read from the registry at each scrape: gitops_server_agents_file_unreadable (1 while
  * agents.json is missing or unreadable and the known agents are kept) and
- * gitops_server_state_records_skipped{kind="agent"|"status"}.
+ * gitops_server_state_records_skipped{kind="agent"|"status"}, and gitops_server_agent_health{result}
+ * (one label of four values: which agent is unhealthy is in `agent list`, not in a label per agent).
  */
 export function registerRegistryHealth(metrics: Pick<ServerMetrics, 'registry'>, source: RegistryHealthSource): void {
   const registers = [metrics.registry];
@@ -128,6 +132,16 @@ export function registerRegistryHealth(metrics: Pick<ServerMetrics, 'registry'>,
       const h = source.health();
       this.set({ kind: 'agent' }, h.invalidRecords);
       this.set({ kind: 'status' }, h.invalidStatus);
+    },
+  });
+  new Gauge({
+    name: 'gitops_server_agent_health',
+    labelNames: ['result'],
+    registers,
+    help: "Manifest projects of active agents by the latest health their agent reported (protocol 2 agents only): progressing, healthy, degraded, timed_out (log: 'agent commit healthy|degraded|timed out'; agent list shows which).",
+    collect() {
+      const results = source.healthResults();
+      for (const result of HEALTH_RESULTS) this.set({ result }, results[result]);
     },
   });
 }

@@ -15,6 +15,8 @@ import {
   type AgentRecord,
   type RegistryChange,
 } from './registry.js';
+import type { HealthMessage } from '../protocol/messages.js';
+import { createServerMetrics, registerRegistryHealth } from './metrics.js';
 import { statusShardOf } from './state-files.js';
 
 const dirs: string[] = [];
@@ -540,5 +542,107 @@ describe('Registry status writes', () => {
     expect(registry.clearSourceProblem(quiet.id, 'p1')).toBe(false);
     await registry.flush();
     expect((await listAgents(dir)).find((r) => r.id === quiet.id)?.status).toBeUndefined();
+  });
+});
+
+describe('Registry health (protocol 2)', () => {
+  const sha = (c: string): string => c.repeat(40);
+  const applied = (commit: string) => ({ commit, digest: 'd', result: 'applied' as const, at: '2026-01-01T00:00:00Z' });
+  const health = (over: Partial<HealthMessage> = {}): HealthMessage => ({
+    type: 'health',
+    project: 'p1',
+    commit: sha('a'),
+    digest: 'd',
+    result: 'degraded',
+    objects: [
+      { id: 'ConfigMap/default/a', state: 'current' },
+      { id: 'Deployment/default/web', state: 'in_progress', reason: 'Progressing', message: '1/3 replicas available' },
+      { id: 'Deployment/default/api', state: 'failed', reason: 'CrashLoopBackOff', message: 'x'.repeat(5000) },
+      { id: 'ConfigMap/default/old', state: 'not_found', pruned: true },
+    ],
+    waitedMs: 4200,
+    ...over,
+  });
+
+  it('keeps the latest health per project, failed first and bounded, ignores an older commit, and shows it to agent list', async () => {
+    const dir = await stateDir();
+    const { record } = await createAgent(dir, 'agent1', 'p');
+    const registry = await Registry.open(dir, { statusDebounceMs: 60_000 });
+    registries.push(registry);
+    const at = '2026-01-01T00:00:01.000Z';
+    registry.recordApplied(record.id, 'p1', applied(sha('a')));
+
+    expect(registry.recordHealth(record.id, health({ result: 'progressing' }), at)).toMatchObject({ kind: 'changed' });
+    expect(registry.recordHealth(record.id, health({ result: 'progressing' }), at)).toMatchObject({ kind: 'same' });
+    const change = registry.recordHealth(record.id, health(), at);
+    expect(change.kind).toBe('changed');
+    const stored = registry.status(record.id).health!.p1;
+    expect(stored).toMatchObject({
+      commit: sha('a'),
+      result: 'degraded',
+      total: 4,
+      counts: { current: 1, in_progress: 1, failed: 1, not_found: 1 },
+      notCurrent: 2,
+      waitedMs: 4200,
+      at,
+    });
+    // Failed first; current objects and gone pruned ones are not listed; long messages clipped.
+    expect(stored.objects.map((o) => [o.id, o.state])).toEqual([
+      ['Deployment/default/api', 'failed'],
+      ['Deployment/default/web', 'in_progress'],
+    ]);
+    expect(stored.objects[0].message!.length).toBeLessThanOrEqual(1001);
+
+    // An older commit's wait ending late changes nothing.
+    expect(registry.recordHealth(record.id, health({ commit: sha('b'), result: 'healthy' }), at)).toEqual({
+      kind: 'stale',
+      statusCommit: sha('a'),
+    });
+    expect(registry.status(record.id).health!.p1.result).toBe('degraded');
+
+    // 10,000 failing objects: at most 20 kept.
+    const many = Array.from({ length: 10_000 }, (_, i) => ({ id: `Pod/ns/p${i}`, state: 'failed' as const }));
+    registry.recordHealth(record.id, health({ project: 'p2', objects: many }), at);
+    expect(registry.status(record.id).health!.p2).toMatchObject({ total: 10_000, notCurrent: 10_000 });
+    expect(registry.status(record.id).health!.p2.objects).toHaveLength(20);
+
+    await registry.flush();
+    const row = (await listAgents(dir)).find((r) => r.id === record.id);
+    expect(row?.status?.health?.p1).toMatchObject({ result: 'degraded', notCurrent: 2 });
+
+    // A status for a new commit drops the old commit's health; the new commit's is kept again.
+    registry.recordApplied(record.id, 'p1', applied(sha('c')));
+    expect(registry.status(record.id).health!.p1).toBeUndefined();
+    registry.recordHealth(record.id, health({ commit: sha('c'), result: 'healthy', objects: [] }), at);
+    expect(registry.status(record.id).health!.p1).toMatchObject({ result: 'healthy', total: 0, notCurrent: 0 });
+  });
+
+  it('takes the totals of a cut report, and counts (agent, project) pairs per result for the metrics gauge', async () => {
+    const dir = await stateDir();
+    const { record: a } = await createAgent(dir, 'agent-a', 'p');
+    const { record: b } = await createAgent(dir, 'agent-b', 'p');
+    const registry = await Registry.open(dir, { statusDebounceMs: 60_000 });
+    registries.push(registry);
+    const at = '2026-01-01T00:00:01.000Z';
+    const cut = health({
+      result: 'timed_out',
+      objects: [{ id: 'Deployment/default/web', state: 'in_progress' }],
+      truncated: { objects: 12_000, counts: { current: 11_000, in_progress: 1000 } },
+    });
+    registry.recordHealth(a.id, cut, at);
+    expect(registry.status(a.id).health!.p1).toMatchObject({ total: 12_000, notCurrent: 1000 });
+    registry.recordHealth(a.id, health({ project: 'p2', result: 'healthy', objects: [] }), at);
+    registry.recordHealth(b.id, health({ result: 'healthy', objects: [] }), at);
+    expect(registry.healthResults()).toEqual({ progressing: 0, healthy: 2, degraded: 0, timed_out: 1 });
+
+    const metrics = createServerMetrics();
+    registerRegistryHealth(metrics, registry);
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('gitops_server_agent_health{result="healthy"} 2');
+    expect(text).toContain('gitops_server_agent_health{result="timed_out"} 1');
+    expect(text).not.toMatch(/gitops_server_agent_health\{[^}]*agent/);
+    await revokeAgent(dir, 'agent-b');
+    await waitUntil(() => registry.get(b.id)?.revokedAt !== undefined);
+    expect(registry.healthResults().healthy).toBe(1);
   });
 });

@@ -12,7 +12,8 @@
  * write at a time, rewriting only the status shards (state-files.ts) whose agents changed.
  *
  * Memory per agent is bounded: one record, one cached public key, one status with at most
- * MAX_PROJECTS applied entries and MAX_PROBLEMS problems of at most MAX_TEXT characters.
+ * MAX_PROJECTS applied entries and MAX_PROBLEMS problems of at most MAX_TEXT characters, and at
+ * most MAX_PROJECTS health records of MAX_HEALTH_OBJECTS objects each (protocol 2).
  *
  * What it reads is not trusted to be well-formed (state-files.ts validates every record): a
  * record that fails is skipped and reported (log, health(), `agent list`); an agent the server
@@ -29,7 +30,8 @@ import type { Logger } from '../common/logger.js';
 import { mapLimit } from '../common/map-limit.js';
 import { silentLogger } from '../common/logger.js';
 import type { AgentKey } from '../protocol/jwt.js';
-import type { ProblemReport } from '../protocol/messages.js';
+import type { HealthMessage, ProblemReport } from '../protocol/messages.js';
+import { HEALTH_RESULTS, type HealthResult, type HealthState } from '../protocol/vocabulary.js';
 import { generateToken, publicKeyFromX } from '../protocol/token.js';
 import { allowEntryProblem, projectIdProblem, quoteId } from './project-id.js';
 import {
@@ -51,16 +53,37 @@ import {
   type AgentStatus,
   type AppliedRecord,
   type DriftRecord,
+  type HealthObjectRecord,
+  type HealthRecord,
   type StateProblem,
 } from './state-files.js';
 
-export type { AgentRecord, AgentStatus, AppliedRecord, DriftRecord, StateProblem } from './state-files.js';
+export type {
+  AgentRecord,
+  AgentStatus,
+  AppliedRecord,
+  DriftRecord,
+  HealthObjectRecord,
+  HealthRecord,
+  StateProblem,
+} from './state-files.js';
 
 const MAX_PROJECTS = 100;
 /** Status shards written at once. */
 const STATUS_WRITES_IN_FLIGHT = 8;
 const MAX_PROBLEMS = 20;
 const MAX_TEXT = 1000;
+/** Objects not current kept per health record: enough to act on, bounded whatever the agent sends. */
+export const MAX_HEALTH_OBJECTS = 20;
+
+/** What a health frame did to the registry (the hub logs a change of result once). */
+export type HealthChange =
+  /** For another commit or digest than the project's latest status: an older wait's late word. */
+  | { kind: 'stale'; statusCommit: string }
+  /** Kept; `changed` when the commit or the result differs from the record before. */
+  | { kind: 'changed' | 'same'; record: HealthRecord }
+  /** Not kept: an unknown agent, or a new project beyond MAX_PROJECTS. */
+  | { kind: 'dropped' };
 
 // ---- commands against the state dir (used by the CLI, in their own process) ----
 
@@ -400,16 +423,55 @@ export class Registry {
     });
   }
 
-  /** Records an applied/failed report, keeping the per-agent size bounded. */
+  /**
+   * Records an applied/failed report, keeping the per-agent size bounded. A status for another
+   * commit or digest drops the project's health: it was the health of what is no longer applied.
+   */
   recordApplied(id: string, project: string, entry: AppliedRecord): void {
     this.updateStatus(id, (s) => {
       if (!Object.hasOwn(s.applied, project) && Object.keys(s.applied).length >= MAX_PROJECTS) return;
-      setEntry(s.applied, project.slice(0, 255), {
-        ...entry,
-        commit: entry.commit.slice(0, 64),
-        digest: entry.digest.slice(0, 128),
-      });
+      const key = project.slice(0, 255);
+      const next = { ...entry, commit: entry.commit.slice(0, 64), digest: entry.digest.slice(0, 128) };
+      const before = Object.hasOwn(s.applied, key) ? s.applied[key] : undefined;
+      if (before && (before.commit !== next.commit || before.digest !== next.digest)) dropEntry(s, 'health', key);
+      setEntry(s.applied, key, next);
     });
+  }
+
+  /**
+   * The latest health of one project (protocol 2), bounded: counts per state and the first
+   * MAX_HEALTH_OBJECTS objects that are not current. A frame for another commit or digest than the
+   * project's latest status is ignored (`stale`): a wait of an older commit must not overwrite
+   * the newer one's health.
+   */
+  recordHealth(id: string, message: HealthMessage, at: string): HealthChange {
+    if (!this.agents.has(id)) return { kind: 'dropped' };
+    const s = this.status(id);
+    const project = message.project.slice(0, 255);
+    const applied = Object.hasOwn(s.applied, project) ? s.applied[project] : undefined;
+    if (applied && (applied.commit !== message.commit.slice(0, 64) || applied.digest !== message.digest.slice(0, 128)))
+      return { kind: 'stale', statusCommit: applied.commit };
+    const health = s.health ?? {};
+    const before = Object.hasOwn(health, project) ? health[project] : undefined;
+    if (!before && Object.keys(health).length >= MAX_PROJECTS) return { kind: 'dropped' };
+    const record = healthRecord(message, at);
+    this.updateStatus(id, (st) => {
+      st.lastSeen = at;
+      setEntry(health, project, record);
+      st.health = health;
+    });
+    const changed = !before || before.commit !== record.commit || before.result !== record.result;
+    return { kind: changed ? 'changed' : 'same', record };
+  }
+
+  /** (agent, project) pairs per latest health result, over active agents: for the metrics gauge. */
+  healthResults(): Record<HealthResult, number> {
+    const counts = Object.fromEntries(HEALTH_RESULTS.map((r) => [r, 0])) as Record<HealthResult, number>;
+    for (const [id, s] of this.statuses) {
+      if (!s.health || this.agents.get(id)?.revokedAt !== undefined) continue;
+      for (const h of Object.values(s.health)) if (Object.hasOwn(counts, h.result)) counts[h.result]++;
+    }
+    return counts;
   }
 
   /**
@@ -735,6 +797,48 @@ function sameAccess(a: AgentRecord, b: AgentRecord): boolean {
   return a.configProject === b.configProject && x.length === y.length && x.every((e, i) => e === y[i]);
 }
 
+/** The bounded record of a health frame (strings clipped, not-current objects failed first). */
+export function healthRecord(message: HealthMessage, at: string): HealthRecord {
+  const counts: Partial<Record<HealthState, number>> = {};
+  if (message.truncated) Object.assign(counts, message.truncated.counts);
+  else for (const o of message.objects) counts[o.state] = (counts[o.state] ?? 0) + 1;
+  const total = message.truncated?.objects ?? message.objects.length;
+  // A pruned object is done once it is gone; any other once it is current.
+  const done = (o: HealthMessage['objects'][number]): boolean =>
+    o.pruned ? o.state === 'not_found' : o.state === 'current';
+  const waiting = message.objects.filter((o) => !done(o));
+  const failedFirst = [...waiting.filter((o) => o.state === 'failed'), ...waiting.filter((o) => o.state !== 'failed')];
+  const objects: HealthObjectRecord[] = failedFirst.slice(0, MAX_HEALTH_OBJECTS).map((o) => ({
+    id: o.id.slice(0, 300),
+    state: o.state,
+    ...(o.reason !== undefined ? { reason: o.reason.slice(0, 100) } : {}),
+    ...(o.message !== undefined ? { message: clipText(o.message) } : {}),
+    ...(o.pruned ? { pruned: true } : {}),
+  }));
+  return {
+    commit: message.commit.slice(0, 64),
+    digest: message.digest.slice(0, 128),
+    result: message.result,
+    total,
+    counts,
+    // A cut frame lists every failed and in_progress object first, but not every pruned one.
+    notCurrent: message.truncated ? Math.max(0, total - (counts.current ?? 0)) : waiting.length,
+    objects,
+    ...(message.waitedMs !== undefined ? { waitedMs: message.waitedMs } : {}),
+    at,
+  };
+}
+
+/** Removes `status[field][key]`, and the field once it is empty. */
+function dropEntry(status: AgentStatus, field: 'health', key: string): void {
+  const map = status[field];
+  if (!map || !Object.hasOwn(map, key)) return;
+  delete map[key];
+  if (Object.keys(map).length === 0) delete status[field];
+}
+
+const clipText = (text: string): string => (text.length > MAX_TEXT ? text.slice(0, MAX_TEXT) + '…' : text);
+
 /**
  * Sets `record[key]` as an own data property whatever the key: a plain `record[key] = value` with
  * `__proto__` from an agent would change the object's prototype instead of storing an entry.
@@ -748,7 +852,7 @@ export function boundProblems(problems: readonly ProblemReport[]): ProblemReport
   return problems.slice(0, MAX_PROBLEMS).map((p) => ({
     ...p,
     code: p.code.slice(0, 100),
-    message: p.message.length > MAX_TEXT ? p.message.slice(0, MAX_TEXT) + '…' : p.message,
+    message: clipText(p.message),
     ...(p.file !== undefined ? { file: p.file.slice(0, 300) } : {}),
     ...(p.object !== undefined ? { object: p.object.slice(0, 300) } : {}),
   }));

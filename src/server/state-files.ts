@@ -38,6 +38,7 @@ import { syncDir, writeFileAtomic } from '../common/atomic-file.js';
 import { z } from 'zod';
 import { RetryableError, UserError } from '../common/errors.js';
 import type { ProblemReport } from '../protocol/messages.js';
+import { HEALTH_RESULTS, HEALTH_STATES, type HealthResult, type HealthState } from '../protocol/vocabulary.js';
 import { allowEntryProblem, projectIdProblem } from './project-id.js';
 
 export const AGENTS_FILE = 'agents.json';
@@ -100,6 +101,34 @@ export interface ProjectError {
   problems: ProblemReport[];
 }
 
+/** One object of a health record that is not current (or, pruned, not gone yet). */
+export interface HealthObjectRecord {
+  id: string;
+  state: HealthState;
+  reason?: string;
+  message?: string;
+  pruned?: boolean;
+}
+
+/** The latest health an agent reported for one project (protocol 2), bounded by the registry. */
+export interface HealthRecord {
+  commit: string;
+  digest: string;
+  result: HealthResult;
+  /** Objects followed, over the whole report (also when the agent's frame was cut). */
+  total: number;
+  /** Objects per state (states with none left out). */
+  counts: Partial<Record<HealthState, number>>;
+  /** Objects not current (pruned ones: not gone yet), failed included. */
+  notCurrent: number;
+  /** The first of them (failed first) with what a person can act on. */
+  objects: HealthObjectRecord[];
+  /** From the end of the apply to the result (absent while progressing). */
+  waitedMs?: number;
+  /** When the server received it. */
+  at: string;
+}
+
 /** What the server knows about one agent; bounded in size whatever the agent sends. */
 export interface AgentStatus {
   connected: boolean;
@@ -118,6 +147,8 @@ export interface AgentStatus {
   sourceProblems?: Record<string, ProblemReport>;
   lastDrift?: DriftRecord;
   driftCount?: number;
+  /** The latest health per manifest project (agents of protocol 2; none for version 1). */
+  health?: Record<string, HealthRecord>;
 }
 
 export interface StatusFile {
@@ -181,6 +212,27 @@ const StoredApplied = z.object({
   at,
   durationMs: z.number().nonnegative().optional(),
 });
+const StoredHealth = z.object({
+  commit: text(128),
+  digest: text(256),
+  result: z.enum(HEALTH_RESULTS),
+  total: z.number().int().nonnegative(),
+  counts: z.partialRecord(z.enum(HEALTH_STATES), z.number().int().nonnegative()),
+  notCurrent: z.number().int().nonnegative(),
+  objects: z
+    .array(
+      z.object({
+        id: text(1000),
+        state: z.enum(HEALTH_STATES),
+        reason: text(300).optional(),
+        message: text(4000).optional(),
+        pruned: z.boolean().optional(),
+      }),
+    )
+    .max(100),
+  waitedMs: z.number().nonnegative().optional(),
+  at,
+});
 export const AgentStatusSchema = z.object({
   connected: z.boolean(),
   sessions: z.number().int().nonnegative(),
@@ -196,6 +248,7 @@ export const AgentStatusSchema = z.object({
     .object({ project: text(1000), object: text(1000), action: text(100), manager: text(1000).optional(), at })
     .optional(),
   driftCount: z.number().int().nonnegative().optional(),
+  health: boundedMap(StoredHealth).optional(),
 });
 
 /** A record of the state dir that was skipped: where it is and why. */

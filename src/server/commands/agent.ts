@@ -8,7 +8,14 @@ import { UserError } from '../../common/errors.js';
 import { inForceHelp } from '../../common/help-defaults.js';
 import type { ProblemReport } from '../../protocol/messages.js';
 import { DEFAULT_STATE_DIR } from '../options.js';
-import { createAgent, listAgentsReport, revokeAgent, updateAllowProjects, type AgentListRow } from '../registry.js';
+import {
+  createAgent,
+  listAgentsReport,
+  revokeAgent,
+  updateAllowProjects,
+  type AgentListRow,
+  type HealthRecord,
+} from '../registry.js';
 
 /** Collects a repeatable option's values. */
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
@@ -58,7 +65,7 @@ export function agentCommand(): Command {
   agent
     .command('list')
     .description(
-      'Show agents: config project, allowed projects, connected, last seen, applied commit per manifest project, last error. Records of the state dir that fail validation are skipped and reported on stderr as warnings (file:line and why).',
+      'Show agents: config project, allowed projects, connected, last seen, applied commit and health per manifest project, last error (-o json: the full health, with the objects not current). Records of the state dir that fail validation are skipped and reported on stderr as warnings (file:line and why).',
     )
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
     .option('--all', 'include revoked agents')
@@ -132,7 +139,7 @@ export function agentCommand(): Command {
 
 /** Plain columns for people; `-o json` is for scripts. */
 export function formatTable(rows: AgentListRow[]): string {
-  const header = ['NAME', 'CONFIG PROJECT', 'ALLOWED', 'CONNECTED', 'LAST SEEN', 'APPLIED', 'LAST ERROR'];
+  const header = ['NAME', 'CONFIG PROJECT', 'ALLOWED', 'CONNECTED', 'LAST SEEN', 'APPLIED', 'HEALTH', 'LAST ERROR'];
   const lines = rows.map((r) => {
     const s = r.status;
     const applied =
@@ -146,6 +153,7 @@ export function formatTable(rows: AgentListRow[]): string {
       s?.connected ? `yes (${s.sessions})` : 'no',
       s?.lastSeen ?? '-',
       applied,
+      healthColumn(r),
       lastError(r) ?? '-',
     ];
   });
@@ -155,6 +163,31 @@ export function formatTable(rows: AgentListRow[]): string {
       .map((cols) => cols.map((c, i) => (i === cols.length - 1 ? c : c.padEnd(widths[i]))).join('  '))
       .join('\n') + '\n'
   );
+}
+
+/**
+ * Health per applied project: `healthy`, `degraded 1/12` (failed of all), `progressing 3/12` or
+ * `timed_out 3/12` (not current of all); `-` where the agent reported none (a version-1 agent,
+ * or a commit whose health has not come yet). Project names only when the agent has several.
+ */
+function healthColumn(row: AgentListRow): string {
+  const health = row.status?.health ?? {};
+  const projects = [...new Set([...Object.keys(row.status?.applied ?? {}), ...Object.keys(health)])];
+  if (projects.length === 0) return '-';
+  const words = projects.map((p) => (Object.hasOwn(health, p) ? healthWord(health[p]) : '-'));
+  if (projects.length === 1) return words[0];
+  return projects.map((p, i) => `${p}:${words[i]}`).join(',');
+}
+
+function healthWord(h: HealthRecord): string {
+  switch (h.result) {
+    case 'healthy':
+      return 'healthy';
+    case 'degraded':
+      return `degraded ${h.counts.failed ?? 0}/${h.total}`;
+    default:
+      return `${h.result} ${h.notCurrent}/${h.total}`;
+  }
 }
 
 /** The problem a person should see first: config, then Git, then the newest failed apply. */
