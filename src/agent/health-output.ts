@@ -36,9 +36,14 @@ export function healthLine(entry: ObjectHealthEntry): string {
   return `${entry.id}${entry.pruned ? ' (pruned)' : ''} ${entry.state}${text ? `: ${text}` : ''}`;
 }
 
+/** Done: current, or pruned and gone (`not_found`). */
+export function isDone(entry: ObjectHealthEntry): boolean {
+  return entry.state === 'current' || (entry.pruned === true && entry.state === 'not_found');
+}
+
 /** Objects still keeping the commit from healthy, in the report's order (failed first). */
 export function notCurrent(report: HealthReport): ObjectHealthEntry[] {
-  return report.objects.filter((o) => o.state !== 'current');
+  return report.objects.filter((o) => !isDone(o));
 }
 
 /** The not-current objects as log fields, at most LOGGED_OBJECTS lines and the count of the rest. */
@@ -51,7 +56,7 @@ export function notCurrentFields(report: HealthReport): { notCurrent?: string[];
   };
 }
 
-/** `health: healthy after 1.20s`, `health: degraded after 4.00s (1 of 3 objects not current)`. */
+/** `health: healthy after 1.20s`, `health: degraded after 4.00s (1 of 3 objects not current)` (pruned ones count). */
 export function healthSummary(report: HealthReport): string {
   const waited = report.waitedMs === undefined ? '' : ` after ${formatDuration(report.waitedMs)}`;
   const pending = notCurrent(report).length;

@@ -77,7 +77,7 @@ export class AgentMetrics {
     });
     this.objectHealth = new Gauge({
       name: 'gitops_agent_objects',
-      help: 'Objects of the commit in force of a manifest project, by health state (pruned ones included until gone).',
+      help: 'Objects followed for the commit in force of a manifest project, by health state (pruned ones: not_found once gone).',
       labelNames: ['project', 'health'],
       registers,
     });
