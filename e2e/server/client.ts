@@ -17,6 +17,8 @@ import {
 export interface TestClient {
   ws: WebSocket;
   messages: ServerMessage[];
+  /** Every frame as it arrived (to check it against an older, stricter schema). */
+  raw: string[];
   /** The next message of `type` not yet taken (waits up to `timeoutMs`). */
   next<T extends ServerMessage['type']>(type: T, timeoutMs?: number): Promise<Extract<ServerMessage, { type: T }>>;
   /** Messages of `type` arriving within `ms` (for "nothing is sent" checks). */
@@ -33,9 +35,11 @@ export async function connectClient(
 ): Promise<TestClient> {
   const ws = new WebSocket(url, { ca, headers: { authorization } });
   const messages: ServerMessage[] = [];
+  const raw: string[] = [];
   const taken = new Set<ServerMessage>();
   const waiters = new Set<() => void>();
   ws.on('message', (data) => {
+    raw.push(data.toString());
     const decoded = decodeServerMessage(data.toString());
     if (!decoded.ok) throw new Error(`server sent an invalid message: ${decoded.error}`);
     messages.push(decoded.message);
@@ -59,6 +63,7 @@ export async function connectClient(
   return {
     ws,
     messages,
+    raw,
     send,
     closed,
     next(type, timeoutMs = 5000) {
