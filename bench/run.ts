@@ -23,9 +23,11 @@ import { agentMemory, driftRevert } from './scenarios/agent.js';
 import { commitToCluster } from './scenarios/commit.js';
 import { initialSync, unchangedResync } from './scenarios/engine-sync.js';
 import { fanOut } from './scenarios/fanout.js';
+import { commitToHealthy } from './scenarios/health.js';
 import type { OwnedEngine } from '../src/agent/commands/engine-parts.js';
 
 const RUNNERS: Record<ScenarioName, (ctx: BenchContext) => Promise<ScenarioResult>> = {
+  'commit-to-healthy': commitToHealthy,
   'initial-sync': initialSync,
   'unchanged-resync': unchangedResync,
   'agent-memory': agentMemory,

@@ -11,13 +11,25 @@ describe('parseArgs', () => {
       agents: 1000,
       edits: 200,
       commits: 50,
+      rollouts: 10,
       quick: false,
     });
   });
 
   it('shrinks sizes, edits and commits with --quick, and explicit sizes still win', () => {
-    expect(parseArgs(['--quick'])).toMatchObject({ objects: 100, agents: 100, edits: 40, commits: 10, quick: true });
+    expect(parseArgs(['--quick'])).toMatchObject({
+      objects: 100,
+      agents: 100,
+      edits: 40,
+      commits: 10,
+      rollouts: 3,
+      quick: true,
+    });
     expect(parseArgs(['--quick', '--agents', '10000'])).toMatchObject({ objects: 100, agents: 10000 });
+  });
+
+  it('runs commit-to-healthy first, before any other scenario creates Deployments that could land on its node', () => {
+    expect(SCENARIOS[0]).toBe('commit-to-healthy');
   });
 
   it('keeps the fixed scenario order whatever order they are named in', () => {
@@ -69,6 +81,20 @@ describe('renderTable', () => {
     expect(text).toMatch(/writes\s+0\s+goal <= 0\s+ok/);
     expect(text).toContain('baseline: seconds=0.04');
     expect(text).toContain('note: machine busy');
+  });
+
+  it('says why a skipped scenario has no numbers', () => {
+    const result: ScenarioResult = {
+      scenario: 'commit-to-healthy',
+      objects: 1,
+      metrics: {},
+      baseline: {},
+      goals: {},
+      pass: false,
+      load: [1, 2, 3],
+      skipped: 'this machine cannot run a node: root',
+    };
+    expect(renderTable([result])).toBe('commit-to-healthy  SKIPPED: this machine cannot run a node: root');
   });
 });
 

@@ -67,6 +67,7 @@ export function parseArgs(argv: string[]): BenchOptions {
     agents: agents ?? (quick ? 100 : 1000),
     edits: quick ? 40 : 200,
     commits: quick ? 10 : 50,
+    rollouts: quick ? 3 : 10,
     quick,
     ...(json ? { json: path.resolve(json) } : {}),
   };
@@ -78,6 +79,10 @@ const fmt = (v: number | undefined): string => (v === undefined ? '' : Number.is
 export function renderTable(results: ScenarioResult[]): string {
   const lines: string[] = [];
   for (const r of results) {
+    if (r.skipped !== undefined) {
+      lines.push(`${r.scenario}  SKIPPED: ${r.skipped}`);
+      continue;
+    }
     lines.push(
       `${r.scenario} (N=${r.objects})  ${r.pass ? 'meets its goals' : 'MISSES a goal'}  load ${r.load.join(' ')}`,
     );

@@ -11,6 +11,8 @@ import { mixedObjects } from '../../e2e/engine/objects.js';
 import type { RawKube } from './kube-raw.js';
 
 export const SCENARIOS = [
+  // First: it starts a real node, and no other scenario's Deployment may land on it.
+  'commit-to-healthy',
   'initial-sync',
   'unchanged-resync',
   'agent-memory',
@@ -30,6 +32,8 @@ export interface BenchOptions {
   edits: number;
   /** Commits per commit-to-cluster mode (50; 10 with --quick). */
   commits: number;
+  /** Rollouts of commit-to-healthy, and of each of its baselines (10; 3 with --quick). */
+  rollouts: number;
   quick: boolean;
   json?: string;
 }
@@ -63,6 +67,8 @@ export interface ScenarioResult {
   load: number[];
   /** Anything a reader needs to read the numbers right (failures, timeouts). */
   notes?: string[];
+  /** Set when the scenario could not run on this machine (no metrics then), saying why. */
+  skipped?: string;
 }
 
 /** True when every goal's metric is present and within its bound. */
