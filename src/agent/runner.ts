@@ -163,7 +163,14 @@ export class SyncLoop {
 
   constructor(options: SyncLoopOptions) {
     this.opts = options;
-    this.unsubscribeHealth = options.health?.onHealthChange((report) => this.onHealth(report));
+    this.unsubscribeHealth = options.health?.onHealthChange((report) => {
+      // Called from the engine's watch events: a fault here must not reach them.
+      try {
+        this.onHealth(report);
+      } catch (err) {
+        this.opts.logger.error({ unit: report.unit, err: messageWithCauses(err) }, 'cannot report health');
+      }
+    });
   }
 
   /** Takes a project's newest desired state; supersedes an apply of an older one in flight, or a wait. */
@@ -327,6 +334,9 @@ export class SyncLoop {
         if (applied) this.startWait(project, slot, desired);
         this.kick(project, slot);
         if (!slot.running && !this.closed) this.opts.onIdle?.(slot.unit);
+      })
+      .catch((err: unknown) => {
+        this.opts.logger.error({ project, err: messageWithCauses(err) }, 'sync loop fault after an apply');
       });
     slot.running = { digest: desired.digest, commit: desired.commit, abort, done };
   }
