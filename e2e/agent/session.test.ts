@@ -135,7 +135,7 @@ describe('agent session', () => {
     const hellos = server.received.filter((m) => m.type === 'hello');
     expect(hellos[0]).toEqual({
       type: 'hello',
-      protocolVersion: 1,
+      protocolVersion: 2,
       agentVersion: '0.1.0-test',
       applied: { 'gitops-project': { commit: 'a'.repeat(40), digest: 'sha256:a' } },
     });

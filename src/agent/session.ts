@@ -340,6 +340,8 @@ export class Session {
     } catch (err) {
       return { kind: 'error', message: `cannot sign a JWT: ${errorMessage(err)}`, opened: false };
     }
+    // stop() may have come while signing: it found no socket to close, so none may open now.
+    if (this.stopped) return { kind: 'closed', code: CloseCode.NORMAL, reason: 'agent stopping', opened: false };
     return new Promise<Ending>((resolve) => {
       let opened = false;
       let settled = false;
