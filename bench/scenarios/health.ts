@@ -38,6 +38,8 @@ const FLOOR_NS = 'bench-health-floor';
 const REPLICAS = 2;
 /** One step (pods starting on a warm node) takes seconds; this only bounds a stuck one. */
 const STEP_TIMEOUT_MS = 60_000;
+/** The agent's first commit also starts it (connect, discovery, first pods on a fresh node). */
+const FIRST_TIMEOUT_MS = 120_000;
 const REVISION = 'bench.gitops.dev/revision';
 const DEPLOYMENTS = (ns: string): string => `/apis/apps/v1/namespaces/${ns}/deployments`;
 const PODS = (ns: string): string => `/api/v1/namespaces/${ns}/pods`;
@@ -298,17 +300,21 @@ async function measure(ctx: BenchContext, node: TestNode): Promise<ScenarioResul
   const [floorPods, floorDeployments, deployments, pods] = watches.map((w) => w.follow);
   const floor: FloorSample[] = [];
   const agentSamples: AgentSample[] = [];
+  let stopped: string | undefined;
   try {
     // The first commit, applied and healthy, warms the node (first pods, images unpacked) and the agent.
     const head = await repo.head();
-    await waitForLog(
+    const first: LogRecord | Error = await waitForLog(
       agent,
-      (r) => r.msg === 'commit healthy' && r.commit === head,
-      120_000,
-      `"commit healthy" for ${head}`,
-    );
-    ctx.progress('agent started and reported its first commit healthy; measuring');
-    for (let i = 1; i <= n; i++) {
+      (r) => r.commit === head && VERDICTS.includes(String(r.msg)),
+      FIRST_TIMEOUT_MS,
+      `a health verdict for ${head}`,
+    ).catch((err: Error) => err);
+    if (first instanceof Error || first.msg !== 'commit healthy') {
+      const why = first instanceof Error ? first.message.split('\n')[0] : String(first.msg);
+      stopped = `the first commit was not reported healthy (${why}): nothing measured`;
+    } else ctx.progress('agent started and reported its first commit healthy; measuring');
+    for (let i = 1; i <= n && !stopped; i++) {
       const t0 = nowMs();
       const f = await floorIteration(raw, floorPods, floorDeployments, i);
       const t1 = nowMs();
@@ -321,16 +327,19 @@ async function measure(ctx: BenchContext, node: TestNode): Promise<ScenarioResul
           `push→applied ${ms(a.appliedMs)}, →rolled out ${ms(a.rolledOutMs)}, →healthy ${ms(a.healthyMs)} ` +
           `(step ${ms(nowMs() - t1)})${a.failure ? `: ${a.failure}` : ''}`,
       );
+      // Each miss costs a full timeout: two in a row say enough, and CI's bench step must not take ten.
+      if (a.failure && agentSamples.at(-2)?.failure)
+        stopped = `stopped after ${i} of ${n}: two commits in a row not healthy`;
     }
   } finally {
     for (const w of watches) w.stop();
     await ctx.group.stop(agent, 10_000);
     await ctx.group.stop(server.proc, 10_000);
   }
-  return result(n, floor, agentSamples);
+  return result(floor, agentSamples, stopped);
 }
 
-function result(n: number, floor: FloorSample[], samples: AgentSample[]): ScenarioResult {
+function result(floor: FloorSample[], samples: AgentSample[], stopped: string | undefined): ScenarioResult {
   const healthy = summary(samples.map((s) => s.healthyMs));
   const rolled = summary(samples.map((s) => s.rolledOutMs));
   const applied = summary(samples.map((s) => s.appliedMs));
@@ -353,12 +362,13 @@ function result(n: number, floor: FloorSample[], samples: AgentSample[]): Scenar
     applied_p50_ms: applied.p50_ms,
     report_lag_p50_ms: lag.p50_ms,
     report_lag_p99_ms: lag.p99_ms,
-    rollouts: n,
+    rollouts: samples.length,
     not_healthy: failures.length,
   };
   const goals = { overhead_p50_ms: { max: 500 }, report_lag_p99_ms: { max: 1000 } };
   const floorMissing = floor.filter((f) => f.createReadyMs === undefined || f.rolloutMs === undefined).length;
   const notes = [
+    ...(stopped ? [stopped] : []),
     ...failures.slice(0, 5),
     ...(failures.length > 5 ? [`and ${failures.length - 5} more commits not reported healthy`] : []),
     ...(floorMissing ? [`${floorMissing} floor iterations did not finish within ${STEP_TIMEOUT_MS} ms`] : []),
