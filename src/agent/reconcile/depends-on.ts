@@ -7,9 +7,8 @@
  * The reference format is cli-utils' (pkg/object/dependson), so manifests written for GitLab work
  * unchanged: `<group>/namespaces/<namespace>/<kind>/<name>` for a namespaced object,
  * `<group>/<kind>/<name>` for a cluster-scoped one, the core group empty (`/namespaces/ns/ConfigMap/cm`),
- * several references separated by commas. Unlike cli-utils, a reference must name an object of the
- * same commit (cli-utils also accepts one already in the cluster): an object this agent does not
- * apply has no health it follows.
+ * several references separated by commas. As in cli-utils (ExternalDependencyError), a reference
+ * must name an object of the same commit: an object this agent does not apply has no health it follows.
  *
  * Objects that cannot be ordered are left out of the waves, each with a Problem naming what to fix:
  * an invalid annotation, a reference to no object of the commit, a cycle (the cycle is named), or a
