@@ -13,6 +13,7 @@ import {
   MAX_AGENT_MESSAGE_BYTES,
   PROTOCOL_VERSION,
   encodeMessage,
+  type ConfigMessage,
 } from '../protocol/messages.js';
 import { generateToken, parseToken, publicKeyFromX } from '../protocol/token.js';
 import { parseTrustedProxies } from './client-address.js';
@@ -371,3 +372,47 @@ describe('Hub per-agent limits', () => {
     );
   });
 });
+
+describe('Hub protocol versions', () => {
+  it('sends config to a v1 and a v2 session of one agent each in its own version, at hello and on a change', async () => {
+    const config: ConfigMessage = {
+      type: 'config',
+      settings: { drift: { mode: 'correct', ignore: [] } },
+      projects: ['group/app'],
+      errors: [],
+    };
+    const provider = {
+      configMessage: () => config,
+      errorMessages: () => [],
+      desired: async () => [],
+      projectsOf: () => ['group/app'],
+    };
+    await withHub({ provider }, async ({ hub: h, url: u }) => {
+      const sessions: Array<{ ws: WebSocket; frames: Array<Record<string, unknown>> }> = [];
+      for (const version of [1, 2]) {
+        const ws = (await open(u, await bearer(agent.token))) as WebSocket;
+        const frames: Array<Record<string, unknown>> = [];
+        ws.on('message', (d) => frames.push(JSON.parse(d.toString()) as Record<string, unknown>));
+        ws.send(JSON.stringify({ type: 'hello', protocolVersion: version, agentVersion: 'x', applied: {} }));
+        sessions.push({ ws, frames });
+      }
+      // The config after hello says each session's hello was handled.
+      await waitUntil(() => sessions.every((s) => s.frames.length === 1));
+      h.pushConfig(agent.agentId, { ...config, projects: ['group/app', 'group/other'] });
+      await waitUntil(() => sessions.every((s) => s.frames.length === 2));
+      const [v1, v2] = sessions.map((s) => s.frames);
+      for (const frame of v1) expect(frame).not.toHaveProperty('protocolVersion');
+      for (const frame of v2) expect(frame).toMatchObject({ type: 'config', protocolVersion: 2 });
+      expect(v1[1]).toEqual({ ...config, projects: ['group/app', 'group/other'] });
+      for (const s of sessions) s.ws.terminate();
+    });
+  });
+});
+
+async function waitUntil(check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
