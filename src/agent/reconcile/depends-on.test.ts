@@ -92,7 +92,7 @@ describe('parseDependsOn', () => {
     ['an empty kind', '//demo', /must be non-empty/],
     ['an empty namespace', '/namespaces//ConfigMap/cm', /must be non-empty/],
     ['whitespace inside a reference', '/namespaces/ns/Config Map/cm', /must be non-empty/],
-    ['a bare name', 'cm', /1 fields/],
+    ['a bare name', 'cm', /"cm" has 1 field; write/],
     [
       'more references than allowed',
       Array(MAX_DEPENDS_ON_REFS + 1)

@@ -50,7 +50,7 @@ export function formatDependencyRef(ref: DependencyRef): string {
 function parseRef(text: string): DependencyRef | string {
   const fields = text.split('/');
   if (fields.length !== 3 && fields.length !== 5) {
-    return `"${text}" has ${fields.length} fields; write <group>/namespaces/<namespace>/<kind>/<name> or <group>/<kind>/<name>`;
+    return `"${text}" has ${fields.length} field${fields.length === 1 ? '' : 's'}; write <group>/namespaces/<namespace>/<kind>/<name> or <group>/<kind>/<name>`;
   }
   if (fields.length === 5 && fields[1] !== 'namespaces') {
     return `"${text}": the second of five fields must be "namespaces"`;
