@@ -429,6 +429,7 @@ describe('healthOf: ReplicaSet, StatefulSet, DaemonSet', () => {
       'current',
       'PartitionRolledOut',
     ],
+    ['StatefulSet created with a partition, nothing to roll out', sts(stsReady, partition(2)), 'current', 'Ready'],
     [
       'StatefulSet partition above the replicas',
       sts({ ...stsReady, updatedReplicas: 0, currentRevision: 'r0' }, partition(5)),
@@ -631,6 +632,8 @@ describe('healthOf: a workload with its pods', () => {
       pullBackOff('web-old', { labels: { app: 'x', 'pod-template-hash': 'old' }, creationTimestamp: at(T0 - 60_000) }),
       { ...pullBackOff('web-odd'), status: { phase: 'Pending', containerStatuses: 'garbage' } },
       pod({ phase: 'Pending' }, { name: 'web-new', creationTimestamp: at(T0) }),
+      // Another workload's pod matching the same labels, created last: not a revision of this one.
+      pullBackOff('job-pod', { labels: { app: 'x' }, creationTimestamp: at(T0 + 1_000) }),
     ];
     expect(healthOf(progressing, { now: T0 + 60_000, pods })).toMatchObject({
       state: 'in_progress',

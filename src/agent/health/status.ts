@@ -4,8 +4,8 @@
  * properties first (deletion, `observedGeneration`, the standard `Reconciling`/`Stalled`
  * conditions), then a rule per kind (the {@link RULES} table, keyed by group/kind), then the
  * `Ready` condition, else `current` once the object exists. For workloads the caller may pass
- * their pods: a pod the kubelet cannot start turns a workload that is still progressing into a
- * `failed` one with the kubelet's reason, minutes before any progress deadline.
+ * their pods: a pod the kubelet cannot start or keep running makes the workload `failed` with the
+ * kubelet's reason, minutes before any progress deadline.
  *
  * No I/O and no clock: `now` comes from the caller. Whatever a tenant or a controller wrote into
  * an object, nothing here throws: a field of the wrong type makes the health `unknown`, saying
@@ -231,6 +231,7 @@ function judge(object: KubeObject | undefined, context: HealthContext): { health
     // no rule foresaw is reported as unknown (naming the field), never an exception in its loop.
     const why = err instanceof UnreadableStatus ? err.message : String(err);
     const health = { state: 'unknown', reason: 'UnreadableStatus', message: `cannot read the status: ${why}` } as const;
+    // Graces met before the unreadable field do not decide this verdict: no timer for them.
     return { health: bounded(health), clock: new Clock(clock.now) };
   }
 }
@@ -407,19 +408,18 @@ function statefulSetHealth(obj: Json): ObjectHealth {
   // themselves; kstatus calls such a set current at once, here its pods must at least be ready.
   if (str(obj, 'spec.updateStrategy.type') === 'OnDelete')
     return current('Ready', `${ready}/${want} replicas ready (updates on delete)`);
-  // A partition keeps the ordinals below it at the old revision on purpose: the rollout is done
-  // once every ordinal from the partition up is updated.
+  const revision = str(obj, 'status.updateRevision');
+  const rolledOut = str(obj, 'status.currentRevision') === revision;
+  // A partition keeps the ordinals below it at the old revision on purpose: such a rollout is
+  // done once every ordinal from the partition up is updated.
   const partition = int(obj, 'spec.updateStrategy.rollingUpdate.partition', 0);
-  if (partition > 0) {
+  if (partition > 0 && !rolledOut) {
     const due = Math.max(0, want - partition);
-    if (updated < due)
-      return inProgress('PartitionRollout', `${updated}/${due} replicas updated (partition ${partition})`);
-    return current('PartitionRolledOut', `${updated}/${due} replicas updated (partition ${partition})`);
+    const counts = `${updated}/${due} replicas updated (partition ${partition})`;
+    return updated < due ? inProgress('PartitionRollout', counts) : current('PartitionRolledOut', counts);
   }
   if (updated < want) return inProgress('LessUpdated', `${updated}/${want} replicas updated`);
-  const revision = str(obj, 'status.updateRevision');
-  if (str(obj, 'status.currentRevision') !== revision)
-    return inProgress('RevisionMismatch', `rolling out revision ${revision}`);
+  if (!rolledOut) return inProgress('RevisionMismatch', `rolling out revision ${revision}`);
   return current('Ready', `${ready}/${want} replicas ready`);
 }
 
@@ -658,14 +658,17 @@ function judgedPods(pods: readonly KubeObject[], revisionLabel: string | undefin
 
 /**
  * The pods of the revision whose pod was created last: the rollout's target (a rollback's too,
- * since its pods are the new ones). Revisions tied on that second are all kept.
+ * since its pods are the new ones). Revisions tied on that second are all kept. A pod without the
+ * label was not made by this kind's controller (another workload's, matching the same labels).
  */
 function newestRevision(pods: readonly KubeObject[], label: string): KubeObject[] {
+  const revision = (pod: KubeObject): unknown =>
+    isRecord(pod.metadata.labels) ? pod.metadata.labels[label] : undefined;
+  const made = pods.filter((pod) => typeof revision(pod) === 'string');
   const created = (pod: KubeObject): number => readable(() => timeAt(pod, 'metadata.creationTimestamp')) ?? 0;
-  const revision = (pod: KubeObject): unknown => pod.metadata.labels?.[label];
-  const latest = Math.max(...pods.map(created));
-  const newest = new Set(pods.filter((pod) => created(pod) === latest).map(revision));
-  return pods.filter((pod) => newest.has(revision(pod)));
+  const latest = Math.max(...made.map(created));
+  const newest = new Set(made.filter((pod) => created(pod) === latest).map(revision));
+  return made.filter((pod) => newest.has(revision(pod)));
 }
 
 /**
