@@ -1,7 +1,8 @@
 /**
  * Builds what a reconcile engine works with (EngineParts) around one KubeClient its caller owns:
  * discovery (loading starts at once: the first sync needs it), the OpenAPI reader, the watch
- * caches selecting our inventory label, and the normal forms learnt in earlier runs. Used by
+ * caches selecting our inventory label, the per-namespace pod watches health starts on demand,
+ * and the normal forms learnt in earlier runs. Used by
  * `gitops-agent run` (whose one client also serves leader election and Events); `openEngine` adds
  * a client of its own for `apply`, `diff` and the engine's integration tests.
  */
@@ -11,7 +12,7 @@ import { KubeClient } from '../kube/client.js';
 import type { CredentialSource } from '../kube/credentials.js';
 import { Discovery } from '../kube/discovery.js';
 import { OpenApi } from '../kube/openapi.js';
-import { WatchCache } from '../kube/cache.js';
+import { PodWatches, WatchCache } from '../kube/cache.js';
 import { Engine, type EngineOptions, type EngineParts } from '../reconcile/engine.js';
 import { KnownNormal } from '../reconcile/known-normal.js';
 import { INVENTORY_LABEL } from '../reconcile/labels.js';
@@ -30,8 +31,10 @@ export async function openEngineParts(client: KubeClient, options: EnginePartsOp
   discovery.ensureLoaded().catch(() => undefined);
   const openapi = new OpenApi(client, options.stateDir, log.child({ component: 'openapi' }));
   const caches = new WatchCache(client, INVENTORY_LABEL, log);
+  // Pods carry no inventory label: watched one namespace at a time, only while health needs them.
+  const pods = new PodWatches(client, log.child({ component: 'pods' }));
   const known = await KnownNormal.open(options.stateDir);
-  return { client, discovery, openapi, caches, known };
+  return { client, discovery, openapi, caches, known, pods };
 }
 
 /** An engine with a client of its own (one-shot commands, tests): `close()` stops the engine, then the client. */

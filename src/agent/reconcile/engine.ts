@@ -5,6 +5,11 @@
  * long-lived I/O state that makes re-syncs cheap (EngineParts: one keep-alive client, discovery,
  * OpenAPI list keys, the watch caches of managed objects and the server-normalised forms already
  * learnt) and keeps what it learns of each unit between syncs.
+ *
+ * It also follows the health of what each unit's last sync applied and pruned (HealthFollower,
+ * ../health/tracker.ts, fed by the same watch caches and by per-namespace pod watches), and
+ * orders a sync by `config.kubernetes.io/depends-on` (depends-on.ts): wave by wave, each waiting
+ * until the objects it depends on are current.
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from '../../common/logger.js';
@@ -12,11 +17,11 @@ import { silentLogger } from '../../common/logger.js';
 import { errorMessage, problemOf, type Problem } from '../../common/errors.js';
 import { ProblemCode } from '../../protocol/problems.js';
 import { gvkOf, objectId, objectKey } from '../../common/object-id.js';
-import type { ObjectEvent, OnePlan, Reconciler } from '../reconciler.js';
+import type { HealthFollower, ObjectEvent, OnePlan, Reconciler } from '../reconciler.js';
 import { NotFoundError, type KubeClient } from '../kube/client.js';
 import type { Discovery } from '../kube/discovery.js';
 import type { OpenApi } from '../kube/openapi.js';
-import type { CacheEvent, WatchCache } from '../kube/cache.js';
+import { PodWatches, type CacheEvent, type PodEvent, type WatchCache } from '../kube/cache.js';
 import { INVENTORY_LABEL, OWNING_INVENTORY_ANNOTATION, inventoryLabelValue } from './labels.js';
 import { parseManifests } from './parse.js';
 import { resolveObjects, type ResolveResult } from './resolve.js';
@@ -33,6 +38,9 @@ import { maskChange } from './report.js';
 import type { KnownNormal } from './known-normal.js';
 import type { Change, ChangeSet, ResolvedObject, SyncUnit } from './types.js';
 import type { KubeObject } from '../kube/types.js';
+import { HealthTracker, type FollowTarget } from '../health/tracker.js';
+import type { HealthReport } from '../health/types.js';
+import { DEPENDS_ON_ANNOTATION, dependencyWaves, parseDependsOn } from './depends-on.js';
 
 export type { SyncUnit } from './types.js';
 
@@ -48,6 +56,8 @@ export interface EngineParts {
   /** One cache per resource type for every unit, selecting our inventory label. */
   caches: WatchCache;
   known: KnownNormal;
+  /** Pod watches per namespace for workload health (the engine makes its own when absent). */
+  pods?: PodWatches;
 }
 
 export interface EngineOptions {
@@ -77,6 +87,17 @@ interface Prepared {
   resolved: ResolveResult;
   stages: ResolvedObject[][];
   items: Map<string, ApplyItem>;
+  /** Only when some object has a depends-on annotation: without one a sync has no waits. */
+  order?: DependencyOrder;
+}
+
+/** A set ordered by depends-on: waves in apply order, what each object waits for, what cannot be ordered. */
+interface DependencyOrder {
+  waves: ResolvedObject[][];
+  /** objectKey → the objectKeys it depends on. */
+  deps: Map<string, string[]>;
+  /** Objects left out of the waves (object id → its problems). */
+  leftOut: Map<string, Problem[]>;
 }
 
 // 1,000 creates on 2 cores: 8-16 in flight keep pace with the API server; 24 only doubled the
@@ -85,13 +106,15 @@ const DEFAULT_CONCURRENCY = 12;
 const CRD_ESTABLISH_TIMEOUT_MS = 60_000;
 
 /** The reconcile engine; see the module comment. */
-export class Engine implements Reconciler {
+export class Engine implements Reconciler, HealthFollower {
   private readonly units = new Map<string, UnitState>();
   private readonly prepared = new Map<string, Prepared>();
   /** objectKey → unit name, for routing watch events. */
   private readonly owners = new Map<string, string>();
   private readonly listeners = new Set<(e: ObjectEvent) => void>();
   private readonly unsubscribe: () => void;
+  private readonly unsubscribePods: () => void;
+  private readonly tracker: HealthTracker;
 
   private constructor(
     private readonly client: KubeClient,
@@ -99,21 +122,29 @@ export class Engine implements Reconciler {
     private readonly openapi: OpenApi,
     private readonly caches: WatchCache,
     private readonly known: KnownNormal,
+    private readonly pods: PodWatches,
     private readonly log: Logger,
     private readonly concurrency: number,
   ) {
+    this.tracker = new HealthTracker({
+      live: (t) => this.caches.peek(t.resource)?.get(t.namespace, t.name),
+      pods,
+    });
     this.unsubscribe = caches.on((e) => this.route(e));
+    this.unsubscribePods = pods.on((e) => this.routePod(e));
   }
 
   static create(parts: EngineParts, options: EngineOptions = {}): Engine {
     const { client, discovery, openapi, caches, known } = parts;
+    const log = options.logger ?? silentLogger();
     return new Engine(
       client,
       discovery,
       openapi,
       caches,
       known,
-      options.logger ?? silentLogger(),
+      parts.pods ?? new PodWatches(client, log.child({ component: 'pods' })),
+      log,
       options.concurrency ?? DEFAULT_CONCURRENCY,
     );
   }
@@ -152,7 +183,9 @@ export class Engine implements Reconciler {
     // 1-3. Parse, resolve and order (the result is reused while the files stay the same).
     const prepared = await this.prepare(unit, inventoryId);
     if ('errors' in prepared) return done([], prepared.errors);
-    const { resolved, stages, items } = prepared;
+    const { resolved, stages, items, order } = prepared;
+    const leftOut = order ? leftOutChanges(resolved.objects, order.leftOut) : [];
+    const applicable = order ? order.waves.flat() : resolved.objects;
     this.warmUp(resolved);
     lap('prepare');
 
@@ -170,7 +203,7 @@ export class Engine implements Reconciler {
     // 5. Validate the whole set with a server-side dry run when configured: nothing is written
     //    unless every object would be accepted.
     if (unit.config.dryRunStrategy === 'server' || dryRun) {
-      const checkable = resolved.objects.filter((o) => !resolved.fromSameSetCrd.has(o.key));
+      const checkable = applicable.filter((o) => !resolved.fromSameSetCrd.has(o.key));
       const checks = await applyStage(
         ctx,
         checkable.map((o) => items.get(o.key)!),
@@ -200,6 +233,7 @@ export class Engine implements Reconciler {
                 ? { id: checkable[i].id, action: 'created' as const, source: checkable[i].source }
                 : c,
             ),
+            ...leftOut,
             ...prunes,
           ],
           [],
@@ -207,7 +241,7 @@ export class Engine implements Reconciler {
       }
       if (rejected.length) {
         const rejectedIds = new Set(rejected.map((c) => c.id));
-        const changes = resolved.objects.map<Change>((o) =>
+        const changes = applicable.map<Change>((o) =>
           rejectedIds.has(o.id)
             ? rejected.find((c) => c.id === o.id)!
             : {
@@ -217,7 +251,7 @@ export class Engine implements Reconciler {
                 reason: 'not applied: another object in this commit failed validation',
               },
         );
-        return done(changes, []);
+        return done([...leftOut, ...changes], []);
       }
     }
 
@@ -237,19 +271,12 @@ export class Engine implements Reconciler {
       return done([], [problemOf(err, ProblemCode.INVENTORY_WRITE_FAILED)]);
     }
 
-    // 6. Apply stage by stage; CRDs must be Established before their custom resources.
-    const changes: Change[] = [];
-    for (const stage of stages) {
-      if (options.signal?.aborted) break;
-      const stageItems = stage.map((o) => items.get(o.key)!);
-      changes.push(
-        ...(await mapLimit(stageItems, this.concurrency, (item) =>
-          applyObject(ctx, item, { ignore: ignoredFor(unit, item) }),
-        )),
-      );
-      const crds = stage.filter((o) => o.object.kind === 'CustomResourceDefinition');
-      if (crds.length) await this.afterCrds(crds, log);
-    }
+    // 6. Apply stage by stage; CRDs must be Established before their custom resources. With
+    //    depends-on, wave by wave, each after what it depends on is current.
+    const changes: Change[] = [...leftOut];
+    const applied: ResolvedObject[] = [];
+    if (order) await this.applyWaves(unit, ctx, order, items, changes, applied, options.signal, log);
+    else await this.applyInStages(unit, ctx, stages, items, changes, applied, options.signal, log);
     const applyFailed = changes.some((c) => c.action === 'failed');
     lap('apply');
 
@@ -258,6 +285,7 @@ export class Engine implements Reconciler {
     const next = resolved.objects.map((o) => entryOf(this.liveOf(o) ?? items.get(o.key)!.desired));
     const { toPrune } = diffInventory(inventory.entries, next);
     let keep: InventoryEntry[] = toPrune;
+    let prunedNow: InventoryEntry[] = [];
     if (toPrune.length && unit.config.prune && !applyFailed && !options.signal?.aborted) {
       // Stop routing events for what is about to go, so drift does not recreate it.
       for (const t of toPrune) if (this.owners.get(t.key) === unit.name) this.owners.delete(t.key);
@@ -268,9 +296,16 @@ export class Engine implements Reconciler {
       );
       changes.push(...pruned.changes);
       keep = pruned.failed;
+      const deleted = new Set(pruned.changes.filter((c) => c.action === 'pruned' && !c.reason).map((c) => c.id));
+      prunedNow = toPrune.filter((t) => deleted.has(t.id));
     }
 
     lap('prune');
+
+    // 7b. Health follows what this sync applied (not what failed or was skipped: the change set
+    //     reports those) and what it pruned, until gone.
+    this.follow(unit, applied, prunedNow, log);
+    lap('follow');
 
     // 8. Write the inventory: the new set plus deletes that failed or were not attempted, so
     //    nothing is forgotten. Unchanged inventories are not written.
@@ -322,10 +357,161 @@ export class Engine implements Reconciler {
     const items = new Map<string, ApplyItem>();
     for (const obj of resolved.objects)
       items.set(obj.key, { resolved: obj, desired: decorate(obj.object, inventoryId) });
-    const result: Prepared = { digest, generation: this.discovery.generation, resolved, stages, items };
+    const order = resolved.objects.some(hasDependsOn) ? dependencyOrder(resolved.objects) : undefined;
+    const result: Prepared = {
+      digest,
+      generation: this.discovery.generation,
+      resolved,
+      stages,
+      items,
+      ...(order ? { order } : {}),
+    };
     // Same-set CRDs change discovery during the apply; memoise only what is fully resolvable now.
     if (!resolved.fromSameSetCrd.size) this.prepared.set(unit.name, result);
     return result;
+  }
+
+  /**
+   * Applies objects stage by stage (order.ts), in parallel within a stage; after a stage with
+   * CRDs, waits until their kinds are served. Appends to `changes`, and to `applied` what the API
+   * server now has as Git says (created, configured, unchanged).
+   */
+  private async applyInStages(
+    unit: SyncUnit,
+    ctx: ApplyContext,
+    stages: readonly ResolvedObject[][],
+    items: Map<string, ApplyItem>,
+    changes: Change[],
+    applied: ResolvedObject[],
+    signal: AbortSignal | undefined,
+    log: Logger,
+  ): Promise<void> {
+    for (const stage of stages) {
+      if (signal?.aborted) break;
+      const stageItems = stage.map((o) => items.get(o.key)!);
+      const results = await mapLimit(stageItems, this.concurrency, (item) =>
+        applyObject(ctx, item, { ignore: ignoredFor(unit, item) }),
+      );
+      changes.push(...results);
+      for (let i = 0; i < stage.length; i++) if (isApplied(results[i])) applied.push(stage[i]);
+      const crds = stage.filter((o) => o.object.kind === 'CustomResourceDefinition');
+      if (crds.length) await this.afterCrds(crds, log);
+    }
+  }
+
+  /**
+   * Applies a depends-on ordered set wave by wave. Before a wave, waits (bounded by the unit's
+   * reconcileTimeoutMs and the signal) until every object it depends on is current; an object
+   * whose dependency was not applied, failed or is still not current is skipped
+   * (DEPENDENCY_NOT_READY, naming the dependency and its state), and so are, in later waves, the
+   * objects depending on it. The rest goes on.
+   */
+  private async applyWaves(
+    unit: SyncUnit,
+    ctx: ApplyContext,
+    order: DependencyOrder,
+    items: Map<string, ApplyItem>,
+    changes: Change[],
+    applied: ResolvedObject[],
+    signal: AbortSignal | undefined,
+    log: Logger,
+  ): Promise<void> {
+    const appliedKeys = new Set<string>();
+    const ids = new Map<string, string>();
+    for (const wave of order.waves) for (const o of wave) ids.set(o.key, o.id);
+    for (const [index, wave] of order.waves.entries()) {
+      if (signal?.aborted) break;
+      const needed = [...new Set(wave.flatMap((o) => order.deps.get(o.key) ?? []))].filter((k) => appliedKeys.has(k));
+      if (index > 0 && needed.length) {
+        const bound = unit.config.reconcileTimeoutMs;
+        await this.tracker.whenReady(unit.name, needed, bound === undefined ? undefined : Date.now() + bound, signal);
+        if (signal?.aborted) break;
+      }
+      const ready: ResolvedObject[] = [];
+      for (const o of wave) {
+        const blocker = this.blockerOf(unit, o, order, appliedKeys, ids);
+        if (blocker) changes.push(notReady(o, blocker));
+        else ready.push(o);
+      }
+      const before = applied.length;
+      await this.applyInStages(unit, ctx, applyStages(ready), items, changes, applied, signal, log);
+      const now = applied.slice(before);
+      for (const o of now) appliedKeys.add(o.key);
+      // Followed from now on, so the next wave's wait sees them turn current.
+      this.tracker.extend(unit.name, unit.commit, now.map(targetOf));
+    }
+  }
+
+  /** Why an object cannot be applied yet: its first dependency that is not applied or not current. */
+  private blockerOf(
+    unit: SyncUnit,
+    o: ResolvedObject,
+    order: DependencyOrder,
+    appliedKeys: ReadonlySet<string>,
+    ids: ReadonlyMap<string, string>,
+  ): string | undefined {
+    for (const dep of order.deps.get(o.key) ?? []) {
+      const id = ids.get(dep) ?? dep;
+      if (!appliedKeys.has(dep)) return `depends on ${id}, which was not applied`;
+      const health = this.tracker.stateOf(unit.name, dep);
+      if (health?.state !== 'current')
+        return `depends on ${id}, which is ${health?.state ?? 'unknown'}${health ? ` (${health.reason}: ${health.message})` : ''}`;
+    }
+    return undefined;
+  }
+
+  /**
+   * Makes what a sync applied and pruned the unit's followed set. Pruned objects the cache no
+   * longer holds are read once (not polled): only that read or the watch's DELETED event can tell
+   * one a finalizer still holds from one that is gone.
+   */
+  private follow(
+    unit: SyncUnit,
+    applied: readonly ResolvedObject[],
+    pruned: readonly InventoryEntry[],
+    log: Logger,
+  ): void {
+    const prunedTargets: FollowTarget[] = [];
+    for (const t of pruned) {
+      const resource = this.discovery.peek(t.group, t.version, t.kind) ?? this.discovery.preferred(t.group, t.kind);
+      if (resource)
+        prunedTargets.push({ key: t.key, id: t.id, resource, namespace: t.namespace, name: t.name, pruned: true });
+    }
+    this.tracker.follow(unit.name, unit.commit, [...applied.map(targetOf), ...prunedTargets]);
+    const unseen = prunedTargets.filter((t) => !this.caches.peek(t.resource)?.get(t.namespace, t.name));
+    if (!unseen.length) return;
+    void mapLimit(unseen, this.concurrency, async (t) => {
+      try {
+        await this.client.get(t.resource, t.namespace, t.name);
+        this.tracker.probed(unit.name, t.key, true);
+      } catch (err) {
+        if (err instanceof NotFoundError) this.tracker.probed(unit.name, t.key, false);
+        else log.debug({ object: t.id, err: errorMessage(err) }, 'pruned object read failed; its watch event decides');
+      }
+    }).catch((err: unknown) => log.debug({ err: errorMessage(err) }, 'pruned object reads failed'));
+  }
+
+  /** HealthFollower: waits until the unit's last sync is healthy, degraded or timed out (tracker.ts). */
+  waitHealth(
+    unit: string,
+    options: { timeoutMs: number; pruneTimeoutMs: number; signal?: AbortSignal },
+  ): Promise<HealthReport> {
+    return this.tracker.waitHealth(unit, options);
+  }
+
+  /** HealthFollower: the unit's health now (undefined before its first sync). */
+  health(unit: string): HealthReport | undefined {
+    return this.tracker.health(unit);
+  }
+
+  /** HealthFollower: once per change of a unit's result or of an object's state or reason. */
+  onHealthChange(listener: (report: HealthReport) => void): () => void {
+    return this.tracker.onHealthChange(listener);
+  }
+
+  /** The cached live object of a followed object by its id (for a Kubernetes Event on it; no request). */
+  liveObject(unit: string, id: string): KubeObject | undefined {
+    return this.tracker.liveObject(unit, id);
   }
 
   /** What a sync would change, without writing anything (server-side dry runs only). */
@@ -370,7 +556,10 @@ export class Engine implements Reconciler {
   /** Stops the watches; the client is its owner's to close. */
   close(): void {
     this.prepared.clear();
+    this.tracker.close();
     this.unsubscribe();
+    this.unsubscribePods();
+    this.pods.close();
     this.caches.close();
   }
 
@@ -498,9 +687,14 @@ export class Engine implements Reconciler {
     this.openapi.invalidate();
   }
 
-  /** Routes a cache event to the unit that manages the object. */
+  /** A pod event: the workloads it belongs to are re-evaluated (after a list, all of the namespace's). */
+  private routePod(e: PodEvent): void {
+    if (e.type === 'synced') this.tracker.podEvent(e.namespace);
+    else this.tracker.podEvent(e.namespace, { type: e.type, pod: e.pod });
+  }
+
+  /** Routes a cache event to the health tracker and to the unit that manages the object. */
   private route(e: CacheEvent): void {
-    if (!this.listeners.size) return;
     const o = e.object;
     const key = objectKey({
       apiVersion: o.apiVersion,
@@ -508,6 +702,8 @@ export class Engine implements Reconciler {
       namespace: o.metadata.namespace,
       name: o.metadata.name,
     });
+    this.tracker.objectEvent(key, e.type);
+    if (!this.listeners.size) return;
     const unit = this.owners.get(key);
     if (!unit) return;
     const event: ObjectEvent = {
@@ -530,6 +726,84 @@ export class Engine implements Reconciler {
 /** The inventory id of a unit: namespace and name of its inventory ConfigMap. */
 export function inventoryIdOf(unit: SyncUnit): string {
   return `${unit.namespace}/${unit.name}`;
+}
+
+/** Created, configured or unchanged: the API server has the object as Git says. */
+function isApplied(c: Change): boolean {
+  return c.action === 'created' || c.action === 'configured' || c.action === 'unchanged';
+}
+
+function targetOf(o: ResolvedObject): FollowTarget {
+  return {
+    key: o.key,
+    id: o.id,
+    resource: o.resource,
+    ...(o.object.metadata.namespace ? { namespace: o.object.metadata.namespace } : {}),
+    name: o.object.metadata.name,
+  };
+}
+
+function hasDependsOn(o: ResolvedObject): boolean {
+  return o.object.metadata.annotations?.[DEPENDS_ON_ANNOTATION] !== undefined;
+}
+
+/**
+ * Waves and per-object dependencies of a set (depends-on.ts orders, this keeps which objectKeys
+ * each object waits for: a reference `group/namespaces/ns/Kind/name` is the objectKey
+ * `group/Kind/ns/name`).
+ */
+function dependencyOrder(objects: readonly ResolvedObject[]): DependencyOrder {
+  const { waves, problems } = dependencyWaves(objects);
+  const deps = new Map<string, string[]>();
+  for (const o of objects) {
+    const value = o.object.metadata.annotations?.[DEPENDS_ON_ANNOTATION];
+    if (value === undefined) continue;
+    const parsed = parseDependsOn(value);
+    if ('refs' in parsed)
+      deps.set(
+        o.key,
+        parsed.refs.map((r) => `${r.group}/${r.kind}/${r.namespace ?? ''}/${r.name}`),
+      );
+  }
+  const leftOut = new Map<string, Problem[]>();
+  for (const p of problems) {
+    const id = p.object ?? '';
+    leftOut.set(id, [...(leftOut.get(id) ?? []), p]);
+  }
+  return { waves, deps, leftOut };
+}
+
+/**
+ * Changes for the objects depends-on left out: `failed` with their DEPENDS_ON_* problems (the
+ * annotation is wrong), `skipped` when only a dependency of theirs is (DEPENDENCY_NOT_READY).
+ */
+function leftOutChanges(objects: readonly ResolvedObject[], leftOut: ReadonlyMap<string, Problem[]>): Change[] {
+  const changes: Change[] = [];
+  for (const o of objects) {
+    const problems = leftOut.get(o.id);
+    if (!problems?.length) continue;
+    const own = problems.find((p) => p.code !== ProblemCode.DEPENDENCY_NOT_READY);
+    changes.push({
+      id: o.id,
+      action: own ? 'failed' : 'skipped',
+      source: o.source,
+      reason: problems.map((p) => p.message).join('; '),
+      error: own ?? problems[0],
+    });
+  }
+  return changes;
+}
+
+/** An object held back because a dependency is not current. */
+function notReady(o: ResolvedObject, why: string): Change {
+  const message = `${o.id}: not applied: ${why}`;
+  return {
+    id: o.id,
+    action: 'skipped',
+    source: o.source,
+    reason: message,
+    error: { code: ProblemCode.DEPENDENCY_NOT_READY, message, object: o.id },
+  };
 }
 
 /** drift.ignore pointers for one object: a re-sync leaves those fields alone on existing objects. */
