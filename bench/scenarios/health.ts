@@ -365,7 +365,10 @@ function result(floor: FloorSample[], samples: AgentSample[], stopped: string | 
     rollouts: samples.length,
     not_healthy: failures.length,
   };
-  const goals = { overhead_p50_ms: { max: 500 }, report_lag_p99_ms: { max: 1000 } };
+  // Goals on what the product controls: getting the commit applied, and noticing the rollout is done. The rollout
+  // between is the node's (it varies by a second from one rollout to the next here); overhead_p50_ms and x_rollout
+  // put the whole beside it for reading.
+  const goals = { applied_p50_ms: { max: 500 }, report_lag_p99_ms: { max: 1000 } };
   const floorMissing = floor.filter((f) => f.createReadyMs === undefined || f.rolloutMs === undefined).length;
   const notes = [
     ...(stopped ? [stopped] : []),
