@@ -1,7 +1,8 @@
 /**
  * The agent runtime's wiring between the server, the state dir and the sync loop, with a recording
- * engine double (the real engine is covered by e2e/engine and run.test.ts) and a loopback
- * WebSocket server speaking the protocol.
+ * engine double (the real engine is covered by e2e/engine and run.test.ts; its health follower
+ * double says each commit's objects are as `health` has them) and a loopback WebSocket server
+ * speaking the protocol.
  */
 import { afterEach, describe, expect, it } from '@jest/globals';
 import http from 'node:http';
@@ -23,9 +24,13 @@ import {
 import { AgentMetrics } from '../../src/agent/metrics.js';
 import { AgentRuntime } from '../../src/agent/runtime.js';
 import { StateStore, type DesiredState } from '../../src/agent/state.js';
-import type { ObjectEvent, Reconciler } from '../../src/agent/reconciler.js';
+import type { HealthFollower, ObjectEvent, Reconciler } from '../../src/agent/reconciler.js';
 import type { SyncUnit } from '../../src/agent/reconcile/types.js';
 import type { ChangeSet } from '../../src/agent/reconcile/types.js';
+import type { HealthReport, ObjectHealthEntry } from '../../src/agent/health/types.js';
+import type { EventNote, EventTarget } from '../../src/agent/events.js';
+import type { KubeObject } from '../../src/agent/kube/types.js';
+import type { LiveObjects } from '../../src/agent/runtime.js';
 import { waitFor } from '../harness/wait.js';
 
 const token = generateToken();
@@ -49,12 +54,35 @@ const desired = (project: string, c: string): DesiredState => ({
   files: [{ path: 'a.yaml', content: c }],
 });
 
-function recordingEngine(): Reconciler & { synced: SyncUnit[] } {
+type EngineDouble = Reconciler & HealthFollower & LiveObjects & { synced: SyncUnit[] };
+
+/**
+ * Syncs succeed at once; every commit's objects are then `objects` (the health follower's
+ * report: degraded when one is failed, healthy when all are current), found in the cache as a
+ * Deployment with a uid.
+ */
+function recordingEngine(objects: ObjectHealthEntry[] = []): EngineDouble {
   const synced: SyncUnit[] = [];
+  const reports = new Map<string, HealthReport>();
+  const listeners = new Set<(r: HealthReport) => void>();
+  const settled = (unit: SyncUnit): HealthReport => ({
+    unit: unit.name,
+    commit: unit.commit,
+    result: objects.some((o) => o.state === 'failed') ? 'degraded' : 'healthy',
+    objects,
+    waitedMs: 5,
+  });
   return {
     synced,
     async sync(unit): Promise<ChangeSet> {
       synced.push(unit);
+      reports.set(unit.name, { unit: unit.name, commit: unit.commit, result: 'progressing', objects: [] });
+      // The follower sees the objects settle just after the apply.
+      setTimeout(() => {
+        const r = settled(unit);
+        reports.set(unit.name, r);
+        for (const l of listeners) l(r);
+      }, 5);
       return {
         unit: unit.name,
         commit: unit.commit,
@@ -68,6 +96,23 @@ function recordingEngine(): Reconciler & { synced: SyncUnit[] } {
     planOne: () => undefined,
     applyOne: async () => ({ id: 'x', action: 'unchanged' }),
     close: () => undefined,
+    waitHealth: (unit, { signal }) =>
+      new Promise((resolve) => {
+        const done = (r: HealthReport): void => {
+          if (r.unit === unit && r.result !== 'progressing') resolve(r);
+        };
+        listeners.add(done);
+        signal?.addEventListener('abort', () => resolve({ ...reports.get(unit)!, result: 'progressing' }));
+      }),
+    health: (unit) => reports.get(unit),
+    onHealthChange: (l) => {
+      listeners.add(l);
+      return () => listeners.delete(l);
+    },
+    liveObject: (_unit, id): KubeObject | undefined => {
+      const [kind, namespace, name] = id.split('/');
+      return { apiVersion: 'apps/v1', kind, metadata: { namespace, name, uid: `uid-${name}` } };
+    },
   };
 }
 
@@ -77,7 +122,7 @@ afterEach(async () => {
   cleanups = [];
 });
 
-async function fixture(onSession: (ws: WebSocket) => void) {
+async function fixture(onSession: (ws: WebSocket) => void, objects?: ObjectHealthEntry[]) {
   const received: AgentMessage[] = [];
   const wss = new WebSocketServer({ noServer: true });
   const srv = http.createServer();
@@ -98,7 +143,8 @@ async function fixture(onSession: (ws: WebSocket) => void) {
     await rm(dir, { recursive: true, force: true });
   });
   const store = new StateStore(dir);
-  const engine = recordingEngine();
+  const engine = recordingEngine(objects);
+  const events: Array<{ target: EventTarget; note: EventNote }> = [];
   const lines: string[] = [];
   const logger = createLogger({
     level: 'info',
@@ -124,11 +170,14 @@ async function fixture(onSession: (ws: WebSocket) => void) {
         reconnect: { baseMs: 20, capMs: 50 },
       },
       resyncIntervalMs: 0,
+      recordEvent: async (target, note) => {
+        events.push({ target, note });
+      },
     });
     cleanups.push(() => rt.stop());
     return rt;
   };
-  return { received, store, engine, logger, lines, make };
+  return { received, store, engine, logger, lines, make, events };
 }
 
 const send = (ws: WebSocket, m: ServerMessage): void => ws.send(encodeMessage(m));
@@ -232,5 +281,70 @@ describe('agent runtime', () => {
         .map((l) => (JSON.parse(l) as { logLevel: string }).logLevel),
     ).toEqual(['debug', 'info']);
     expect(rt.loop.unitInfo('unit-p2')).toBeUndefined();
+  });
+
+  it("sends a commit's health after its status to a version-2 server and records an Event on the object that failed", async () => {
+    const failed: ObjectHealthEntry = {
+      id: 'Deployment/default/web',
+      state: 'failed',
+      reason: 'ImagePullBackOff',
+      message: 'ImagePullBackOff: Back-off pulling image "registry.invalid/web:1"',
+    };
+    const f = await fixture(
+      (ws) => {
+        const d = desired('p1', 'e');
+        send(ws, {
+          type: 'config',
+          protocolVersion: 2,
+          settings: { drift: { mode: 'correct', ignore: [] } },
+          projects: ['p1'],
+          errors: [],
+        });
+        send(ws, {
+          type: 'desired',
+          project: 'p1',
+          commit: d.commit,
+          digest: d.digest,
+          config: d.config,
+          files: d.files,
+        });
+      },
+      [failed, { id: 'ConfigMap/default/a', state: 'current', reason: 'Exists', message: '' }],
+    );
+    const rt = f.make();
+    await rt.start();
+    await waitFor(
+      () => f.received.some((m) => m.type === 'health' && m.result === 'degraded'),
+      5000,
+      'the degraded health',
+    );
+    const reports = f.received.filter((m) => m.type === 'status' || m.type === 'health');
+    expect(reports.map((m) => `${m.type} ${m.result}`)).toEqual([
+      'status applied',
+      'health progressing',
+      'health degraded',
+    ]);
+    expect(reports[2]).toMatchObject({ project: 'p1', commit: 'e'.repeat(40), digest: 'd-e', waitedMs: 5 });
+    expect(f.events).toEqual([
+      {
+        target: {
+          apiVersion: 'apps/v1',
+          identity: { group: 'apps', kind: 'Deployment', namespace: 'default', name: 'web' },
+          uid: 'uid-web',
+        },
+        note: {
+          reason: 'HealthFailed',
+          type: 'Warning',
+          message: `Failed after applying commit eeeeeeeeeeee: ${failed.message}`,
+        },
+      },
+    ]);
+    const degraded = f.lines.map((l) => JSON.parse(l) as { msg: string }).find((l) => l.msg === 'commit degraded');
+    expect(degraded).toMatchObject({
+      project: 'p1',
+      commit: 'e'.repeat(40),
+      waitedMs: 5,
+      notCurrent: [`Deployment/default/web failed: ${failed.message}`],
+    });
   });
 });

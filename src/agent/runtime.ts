@@ -2,24 +2,34 @@
  * The running agent, wired top to bottom: restore the state dir → start the sync loop and the
  * drift controller over the engine → contend for the leader Lease → connect to the server. Server
  * messages flow into the state dir and the sync loop; status and drift reports flow back through
- * the session (buffered while offline). Everything here is wiring: decisions live in the modules
- * it connects (session, runner, drift, leader, state).
+ * the session (buffered while offline), health frames after them (the runner waits for health
+ * after each apply; the engine follows it), and an object that turns failed gets a Kubernetes
+ * Event. Everything here is wiring: decisions live in the modules it connects (session, runner,
+ * drift, leader, state).
  */
 import type { Logger, LogLevel } from '../common/logger.js';
 import { errorMessage } from '../common/errors.js';
 import type { ConfigMessage, DesiredMessage, DriftConfig, ErrorMessage, HelloMessage } from '../protocol/messages.js';
-import { DriftController, type EventSink } from './drift.js';
+import { DriftController } from './drift.js';
+import { healthFailedNote, type EventRecorder } from './events.js';
+import type { KubeObject } from './kube/types.js';
 import { LeaderElector, type LeaderElectorOptions } from './leader.js';
 import type { AgentMetrics } from './metrics.js';
-import type { Reconciler } from './reconciler.js';
-import { SyncLoop } from './runner.js';
+import { identityOf } from './reconcile/ignore.js';
+import type { HealthFollower, Reconciler } from './reconciler.js';
+import { SyncLoop, type ObjectFailure } from './runner.js';
 import { Session, type SessionOptions } from './session.js';
 import type { DesiredState, StateStore } from './state.js';
 
 export const DEFAULT_DRIFT: DriftConfig = { mode: 'correct', ignore: [] };
 
+/** The engine's cached copy of a followed object (apiVersion and uid for an Event), no request. */
+export interface LiveObjects {
+  liveObject(unit: string, id: string): KubeObject | undefined;
+}
+
 export interface AgentRuntimeOptions {
-  engine: Reconciler;
+  engine: Reconciler & HealthFollower & LiveObjects;
   store: StateStore;
   logger: Logger;
   metrics: AgentMetrics;
@@ -33,7 +43,7 @@ export interface AgentRuntimeOptions {
   >;
   /** Leader election; absent means this replica always leads (single replica, no Lease rights). */
   leader?: Omit<LeaderElectorOptions, 'onChange' | 'logger'>;
-  recordEvent?: EventSink;
+  recordEvent?: EventRecorder;
   /** Periodic full re-apply (0 = off). */
   resyncIntervalMs: number;
 }
@@ -57,12 +67,14 @@ export class AgentRuntime {
     this.initialLevel = logger.level;
     this.loop = new SyncLoop({
       engine: options.engine,
+      health: options.engine,
       unitName: options.unitName,
       logger: logger.child({ component: 'sync' }),
       metrics,
-      report: (status) => {
-        if (this.loop.isActive) this.session.send(status);
+      report: (report) => {
+        if (this.loop.isActive) this.session.send(report);
       },
+      onObjectFailed: (failure) => this.recordFailure(failure),
       onIdle: (unit) => this.drift.unitIdle(unit),
       driftIgnore: () => this.driftSettings.ignore,
     });
@@ -148,6 +160,21 @@ export class AgentRuntime {
     await this.loop.close();
     await this.elector?.stop();
     await this.opts.engine.close();
+  }
+
+  /** A HealthFailed Event on the object, best effort (the recorder logs its own failures). */
+  private recordFailure(failure: ObjectFailure): void {
+    const record = this.opts.recordEvent;
+    if (!record) return;
+    const live = this.opts.engine.liveObject(failure.unit, failure.entry.id);
+    if (!live) {
+      this.opts.logger.debug({ object: failure.entry.id }, 'no Event for the failed object: not in the watch cache');
+      return;
+    }
+    const target = { apiVersion: live.apiVersion, identity: identityOf(live), uid: live.metadata.uid };
+    record(target, healthFailedNote(failure.entry, failure.commit)).catch((err: unknown) =>
+      this.opts.logger.debug({ object: failure.entry.id, err: errorMessage(err) }, 'event not recorded'),
+    );
   }
 
   private resync(): void {
