@@ -53,6 +53,9 @@ const SCENARIOS: Record<string, string> = {
   'agent-fight': '',
   'agent-ha': '',
   'agent-pod': '',
+  // A project key, not a section: the control plane has no node, so the Deployment times out.
+  'agent-health': `    reconcile_timeout: 3s
+`,
 };
 
 function configYaml(name: string): string {
@@ -404,6 +407,43 @@ describe('drift settings from config.yaml', () => {
     expect(fight.manager).toBe('fighter');
     await stopAgent(agent);
   });
+});
+
+describe('health after an apply', () => {
+  it('waits reconcile_timeout for health, logs the commit timed out naming the Deployment once, and does not re-apply', async () => {
+    const ns = await namespace('agent-health');
+    const agent = startAgent('agent-health', { leaseNamespace: ns });
+    const listening = await waitForLog(agent.proc, (r) => r.msg === 'health and metrics listening', 15_000, 'metrics');
+    await waitForLog(agent.proc, (r) => r.msg === 'connected to server', 15_000, 'connected');
+    const commit = await repos['agent-health'].commit({ files: { 'manifest.yaml': manifests(ns, 1) } });
+    const applied = await waitForLog(agent.proc, (r) => r.msg === 'applied' && r.commit === commit, 20_000, 'applied');
+    const timedOut = await waitForLog(
+      agent.proc,
+      (r) => r.msg === 'commit timed out' && r.commit === commit,
+      20_000,
+      'commit timed out',
+    );
+    expect(timedOut.project).toBe('p-agent-health');
+    expect(timedOut.level).toBe('warn');
+    // The ConfigMap is current at once; the Deployment (no node here: no pod ever runs) is what it waits for.
+    expect(timedOut.notCurrent).toEqual([expect.stringMatching(new RegExp(`^Deployment/${ns}/nginx in_progress: `))]);
+    expect(Number(timedOut.waitedMs)).toBeGreaterThanOrEqual(3_000);
+    expect(Number(timedOut.waitedMs)).toBeLessThan(10_000);
+    expect(Date.parse(String(timedOut.time)) - Date.parse(String(applied.time))).toBeGreaterThanOrEqual(2_900);
+
+    const metrics = await (await fetch(`${String(listening.url)}/metrics`)).text();
+    expect(metrics).toContain('gitops_agent_commit_health{project="p-agent-health",result="timed_out"} 1');
+    expect(metrics).toContain('gitops_agent_objects{project="p-agent-health",health="in_progress"} 1');
+    expect(metrics).toContain('gitops_agent_objects{project="p-agent-health",health="current"} 1');
+
+    // Timed out is not failed: no retry loop, and the result is logged once.
+    await new Promise((r) => setTimeout(r, 3_000));
+    const records = await logs(agent.proc);
+    expect(records.filter((r) => r.msg === 'applied' && r.commit === commit)).toHaveLength(1);
+    expect(records.filter((r) => r.msg === 'commit timed out')).toHaveLength(1);
+    expect(records.filter((r) => r.msg === 'apply failed')).toEqual([]);
+    await stopAgent(agent);
+  }, 90_000);
 });
 
 describe('in a pod', () => {

@@ -10,7 +10,8 @@ import { runCommand } from './commands/run.js';
 export function buildAgentCli(): Command {
   const program = new Command('gitops-agent')
     .description(
-      'Runs in a cluster: applies the desired state from Git with JSON patches, prunes what Git removed and reverts manual changes.',
+      'Runs in a cluster: applies the desired state from Git with JSON patches, waits for it to be healthy, prunes what Git ' +
+        'removed and reverts manual changes.',
     )
     .version(VERSION)
     .showHelpAfterError()

@@ -259,7 +259,8 @@ export function runCommand(): Command {
     .summary('run the agent: connect to gitops-server and keep the cluster at the desired state')
     .description(
       'Connects to gitops-server over a secure WebSocket (a short-lived JWT from the token per connection; the token itself never ' +
-        'leaves the pod), applies each desired state the server sends, reverts drift within a second, reports status, and keeps ' +
+        'leaves the pod), applies each desired state the server sends, waits for its objects to be ready (reconcile_timeout) ' +
+        'and reports their health, reverts drift within a second, reports status, and keeps ' +
         'enforcing the last desired state (kept in --state-dir) while the server is unreachable. With two replicas, a Lease elects ' +
         'the one that applies.\n\nEvery option can also be set as GITOPS_AGENT_<OPTION> (e.g. GITOPS_AGENT_SERVER_URL, ' +
         'GITOPS_AGENT_LEADER_ELECT=false). The agent configuration (drift mode, log level, manifest projects) comes from ' +
