@@ -51,7 +51,7 @@ const CAPTURED: Array<[string, HealthState, string, string]> = [
   ['deployment-rolling-out', 'in_progress', 'LessAvailable', '/3 replicas available'],
   ['deployment-available', 'current', 'Available', '3/3 replicas available'],
   // 6 s after the pod's creation: the kubelet may still succeed on its retry.
-  ['deployment-err-image-pull', 'in_progress', 'LessAvailable', '0/1 replicas available'],
+  ['deployment-err-image-pull', 'in_progress', 'LessAvailable', ': container main: ErrImagePull: failed to pull'],
   [
     'deployment-image-pull-backoff',
     'failed',
@@ -60,7 +60,7 @@ const CAPTURED: Array<[string, HealthState, string, string]> = [
   ],
   ['deployment-err-image-never-pull', 'failed', 'ErrImageNeverPull', 'is not present with pull policy of Never'],
   ['deployment-progress-deadline-exceeded', 'failed', 'ProgressDeadlineExceeded', 'has timed out progressing'],
-  ['deployment-create-container-config-error', 'in_progress', 'LessAvailable', '0/1 replicas available'],
+  ['deployment-create-container-config-error', 'in_progress', 'LessAvailable', 'configmap "absent" not found'],
   [
     'deployment-crashloop',
     'failed',
@@ -616,13 +616,33 @@ describe('healthOf: a workload with its pods', () => {
     expect(answers[0].message).toMatch(/^pod web-a: /);
   });
 
-  it('waits out the grace, and says when to look again', () => {
+  it('waits out the grace, saying what the pod waits for and when to look again', () => {
     const pods = [pullBackOff('web-1')];
-    expect(healthOf(progressing, { now: T0 + 5_000, pods })).toMatchObject({
+    expect(healthOf(progressing, { now: T0 + 5_000, pods })).toEqual({
       state: 'in_progress',
       reason: 'LessAvailable',
+      message: '1/2 replicas available; pod web-1: container app: ImagePullBackOff: Back-off pulling image "nope:1"',
     });
     expect(recheckAt(progressing, { now: T0 + 5_000, pods })).toBe(T0 + POD_FAILURE_GRACE_MS);
+  });
+
+  it('says which pod the scheduler cannot place, without failing (a node may be on its way)', () => {
+    const pending = pod({
+      phase: 'Pending',
+      conditions: [
+        {
+          type: 'PodScheduled',
+          status: 'False',
+          reason: 'Unschedulable',
+          message: '0/1 nodes are available: 1 Insufficient cpu.',
+        },
+      ],
+    });
+    expect(healthOf(progressing, { now: T0 + 600_000, pods: [pending] })).toEqual({
+      state: 'in_progress',
+      reason: 'LessAvailable',
+      message: '1/2 replicas available; pod web-1: Unschedulable: 0/1 nodes are available: 1 Insufficient cpu.',
+    });
   });
 
   it('ignores pods being deleted, finished, of an older revision, or unreadable', () => {

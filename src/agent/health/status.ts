@@ -278,7 +278,13 @@ function evaluate(object: KubeObject, pods: readonly KubeObject[] | undefined, c
   // start while it is in progress, or one crash-looping between two back-offs while the
   // workload's counters, a moment behind, still read current.
   if (!rule.pods || !pods || (health.state !== 'in_progress' && health.state !== 'current')) return health;
-  return podFailure(judgedPods(pods, rule.pods.revisionLabel), clock) ?? health;
+  const judged = judgedPods(pods, rule.pods.revisionLabel);
+  const failure = podFailure(judged, clock);
+  if (failure) return failure;
+  // Not failed (yet), but a person reading "0/1 replicas available" after a timeout wants to
+  // know what the pod waits for: the scheduler's refusal, a pull still in its grace.
+  const hint = health.state === 'in_progress' ? podHint(judged) : undefined;
+  return hint ? { ...health, message: `${health.message}; ${hint}` } : health;
 }
 
 // ---- generic properties (every kind) ----
@@ -681,6 +687,25 @@ function podFailure(pods: readonly Json[], clock: Clock): ObjectHealth | undefin
     if (problem) return failed(problem.reason, `pod ${String(at(pod, 'metadata.name'))}: ${problem.message}`);
   }
   return undefined;
+}
+
+/** What the first pod held back by a likely problem waits for; undefined when none is. */
+function podHint(pods: readonly Json[]): string | undefined {
+  for (const pod of pods) {
+    const hint = readable(() => podWaitsFor(pod));
+    if (hint) return `pod ${String(at(pod, 'metadata.name'))}: ${hint}`;
+  }
+  return undefined;
+}
+
+function podWaitsFor(pod: Json): string | undefined {
+  const scheduled = conditionOf(conditionsOf(pod), 'PodScheduled');
+  if (scheduled?.status === 'False' && scheduled.reason === 'Unschedulable')
+    return said('Unschedulable', scheduled.message);
+  const cs = containerStatuses(pod).find((c) => FAILING_WAITING_REASONS.has(str(c, 'state.waiting.reason')));
+  return (
+    cs && `container ${str(cs, 'name')}: ${said(str(cs, 'state.waiting.reason'), str(cs, 'state.waiting.message'))}`
+  );
 }
 
 function readable<T>(read: () => T): T | undefined {
