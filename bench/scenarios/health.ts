@@ -213,25 +213,27 @@ async function agentIteration(
   const sha = await repo.commit({ files: manifests(namespace, revision), message: revision });
   const pushed = nowMs();
   await sendWebhook(server, repo.name);
-  const rolledOutMs = since(pushed, await rolled);
   const verdict: LogRecord | Error = await waitForLog(
     agent,
     (r) => r.commit === sha && VERDICTS.includes(String(r.msg)),
     STEP_TIMEOUT_MS,
     `a health verdict for ${sha}`,
   ).catch((err: Error) => err);
-  // The old ReplicaSet's pods terminate after the rollout: let them go before the next step starts.
-  await pods.until((m) => m.size === REPLICAS, STEP_TIMEOUT_MS);
   const applied = await waitForLog(agent, (r) => r.msg === 'applied' && r.commit === sha, 1000, '"applied"').catch(
     () => undefined,
   );
-  const sample: AgentSample = {
-    ...(rolledOutMs === undefined ? {} : { rolledOutMs }),
-    ...(applied ? { appliedMs: logTime(applied) - pushed } : {}),
-  };
+  const sample: AgentSample = applied ? { appliedMs: logTime(applied) - pushed } : {};
+  // Not healthy: the rollout will not complete either, so neither it nor the pods are waited for.
   if (verdict instanceof Error) return { ...sample, failure: `${revision}: ${verdict.message.split('\n')[0]}` };
-  if (verdict.msg === 'commit healthy') return { ...sample, healthyMs: logTime(verdict) - pushed };
-  return { ...sample, failure: `${revision}: ${verdict.msg}` };
+  if (verdict.msg !== 'commit healthy') return { ...sample, failure: `${revision}: ${String(verdict.msg)}` };
+  const rolledOutMs = since(pushed, await rolled);
+  // The old ReplicaSet's pods terminate after the rollout: let them go before the next step starts.
+  await pods.until((m) => m.size === REPLICAS, STEP_TIMEOUT_MS);
+  return {
+    ...sample,
+    healthyMs: logTime(verdict) - pushed,
+    ...(rolledOutMs === undefined ? {} : { rolledOutMs }),
+  };
 }
 
 function manifests(namespace: string, revision: string): Record<string, string> {
