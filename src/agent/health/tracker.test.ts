@@ -147,7 +147,7 @@ describe('HealthTracker', () => {
     const a = target(WIDGETS, 'a');
     const b = target(WIDGETS, 'b');
     w.objects.set(a.key, notReady('a'));
-    w.objects.set(b.key, notReady('b'));
+    w.objects.set(b.key, { ...notReady('b'), metadata: { ...notReady('b').metadata, resourceVersion: '2' } });
     w.tracker.follow('u', 'c1', [a, b]);
     const wait = w.tracker.waitHealth('u', { timeoutMs: 600_000, pruneTimeoutMs: 600_000 });
     w.now += 10;
@@ -363,7 +363,7 @@ describe('HealthTracker', () => {
     expect(w.tracker.health('u')).toMatchObject({ result: 'healthy', settledAt: first.settledAt });
 
     // The sync wrote b (the cache holds the write's response, no event): b is judged again.
-    w.objects.set(b.key, notReady('b'));
+    w.objects.set(b.key, { ...notReady('b'), metadata: { ...notReady('b').metadata, resourceVersion: '2' } });
     w.tracker.follow('u', 'c1', [a, b]);
     expect(w.tracker.health('u')?.result).toBe('progressing');
     expect(heard.map((r) => r.result)).toEqual(['healthy', 'progressing']);

@@ -61,11 +61,11 @@ interface Followed {
   podScope?: { namespace: string; selector: Record<string, string> };
   cancelRecheck?: () => void;
   /**
-   * The cached object health was last computed from (a reference to the cache's copy, not a
-   * second one): a re-sync recomputes only objects whose cached copy changed without an event
-   * (our own writes).
+   * resourceVersion of the cached object health was last computed from: a re-sync recomputes
+   * only objects the cache holds a newer version of without having told us (our own writes; the
+   * watch's echo of a write has the write's resourceVersion and is no change).
    */
-  liveRef?: KubeObject;
+  liveRv?: string;
 }
 
 /** The pods of one watched namespace, indexed by label pair, so a workload finds its own without a scan. */
@@ -347,7 +347,7 @@ export class HealthTracker {
       const existing = u.objects.get(target.key);
       if (existing) {
         // Extended with an object it follows already: judged again if our write changed it.
-        if (this.sources.live(target) !== existing.liveRef) this.recompute(u, existing);
+        if (rvOf(this.sources.live(target)) !== existing.liveRv) this.recompute(u, existing);
         continue;
       }
       const carried = from?.objects.get(target.key);
@@ -355,7 +355,7 @@ export class HealthTracker {
         carried.target = target;
         u.objects.set(target.key, carried);
         this.count(u, carried, +1);
-        if (this.sources.live(target) !== carried.liveRef) this.recompute(u, carried);
+        if (rvOf(this.sources.live(target)) !== carried.liveRv) this.recompute(u, carried);
         continue;
       }
       const f: Followed = { target, health: PENDING, rank: 1 };
@@ -420,7 +420,7 @@ export class HealthTracker {
     if (health.state !== f.health.state || health.reason !== f.health.reason || health.message !== f.health.message)
       u.dirty = true;
     this.count(u, f, -1);
-    f.liveRef = live;
+    f.liveRv = rvOf(live);
     f.health = health;
     f.rank = rank;
     this.count(u, f, +1);
@@ -624,6 +624,10 @@ function updateIndex(
     set.add(pod);
   }
   return old?.metadata.labels;
+}
+
+function rvOf(obj: KubeObject | undefined): string | undefined {
+  return obj?.metadata.resourceVersion;
 }
 
 /** matchLabels semantics: every pair present on the pod. */
