@@ -12,8 +12,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { stringify } from 'yaml';
-import type { Engine, SyncUnit } from '../../src/agent/reconcile/engine.js';
-import { openEngine, type OwnedEngine } from '../../src/agent/commands/engine-parts.js';
+import { Engine, type EngineParts, type SyncUnit } from '../../src/agent/reconcile/engine.js';
+import { openEngineParts } from '../../src/agent/commands/engine-parts.js';
+import { KubeClient } from '../../src/agent/kube/client.js';
 import type { ManifestFile, ManifestProjectConfig } from '../../src/protocol/messages.js';
 import type { ChangeSet } from '../../src/agent/reconcile/types.js';
 import type { KubeObject } from '../../src/agent/kube/types.js';
@@ -26,7 +27,8 @@ import { appDeployment, testProjectConfig } from './objects.js';
 const kc = testKubeConfig();
 const group = `health${Date.now().toString(36)}.gitops.test`;
 const crdName = `widgets.${group}`;
-let owned: OwnedEngine;
+let client: KubeClient;
+let parts: EngineParts;
 let engine: Engine;
 
 const LONG = { timeoutMs: 120_000, pruneTimeoutMs: 120_000 };
@@ -65,12 +67,14 @@ beforeAll(async () => {
     60_000,
     'the Widget kind to be served',
   );
-  owned = await openEngine(kc);
-  engine = owned.engine;
+  client = await KubeClient.create(kc);
+  parts = await openEngineParts(client);
+  engine = Engine.create(parts);
 }, 90_000);
 
 afterAll(async () => {
-  owned?.close();
+  engine?.close();
+  client?.close();
   await kubeRequest(kc, 'DELETE', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crdName}`);
 });
 
@@ -285,6 +289,19 @@ describe('engine health', () => {
     } finally {
       off();
     }
+  });
+});
+
+describe('engine pod watches', () => {
+  const ns = useNamespace('pods');
+
+  it('watches the pods of a namespace only while a workload there is followed', async () => {
+    expect(parts.pods?.namespaces()).not.toContain(ns.name);
+    await syncOk(unit(ns.name, [appDeployment('web'), configMap('cfg')], 'c1'));
+    expect(parts.pods?.namespaces()).toContain(ns.name);
+    // A commit without the Deployment: nothing in the namespace needs its pods any more.
+    await syncOk(unit(ns.name, [configMap('cfg')], 'c2'));
+    expect(parts.pods?.namespaces()).not.toContain(ns.name);
   });
 });
 
