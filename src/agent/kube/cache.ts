@@ -49,20 +49,30 @@ export function slimManagedFields(obj: KubeObject, ours: string): KubeObject {
 }
 
 /**
- * A pod as the health tracker needs it (status.ts reads no more): identity, labels, owners and
- * creation time, phase, conditions and each container's state and restarts. Pods are not ours
- * and a namespace may hold many, so the rest (spec, managedFields, annotations) is not kept.
+ * A pod as the health tracker needs it (status.ts reads no more): identity, labels, owners,
+ * creation and deletion time; phase, reason, message, conditions, and each container's ready
+ * flag, restarts, state and last termination (a crash loop between back-offs is told from its
+ * last exit). Pods are not ours and a namespace may hold many, so the rest (spec, managedFields,
+ * annotations) is not kept.
  */
 export function slimPod(pod: KubeObject): KubeObject {
   const m = pod.metadata;
   const status = (pod.status ?? {}) as {
     phase?: unknown;
+    reason?: unknown;
+    message?: unknown;
     conditions?: unknown;
     containerStatuses?: ContainerStatusLike[];
     initContainerStatuses?: ContainerStatusLike[];
   };
   const containers = (list: ContainerStatusLike[] | undefined): ContainerStatusLike[] | undefined =>
-    list?.map((c) => ({ name: c.name, ready: c.ready, restartCount: c.restartCount, state: c.state }));
+    list?.map((c) => ({
+      name: c.name,
+      ready: c.ready,
+      restartCount: c.restartCount,
+      state: c.state,
+      ...(c.lastState?.terminated !== undefined ? { lastState: { terminated: c.lastState.terminated } } : {}),
+    }));
   const init = containers(status.initContainerStatuses);
   const main = containers(status.containerStatuses);
   return {
@@ -79,6 +89,8 @@ export function slimPod(pod: KubeObject): KubeObject {
     },
     status: {
       ...(status.phase !== undefined ? { phase: status.phase } : {}),
+      ...(status.reason !== undefined ? { reason: status.reason } : {}),
+      ...(status.message !== undefined ? { message: status.message } : {}),
       ...(status.conditions !== undefined ? { conditions: status.conditions } : {}),
       ...(init ? { initContainerStatuses: init } : {}),
       ...(main ? { containerStatuses: main } : {}),
@@ -91,6 +103,7 @@ interface ContainerStatusLike {
   ready?: unknown;
   restartCount?: unknown;
   state?: unknown;
+  lastState?: { terminated?: unknown };
 }
 
 /** How one cache is scoped: a namespace (all when absent) and how objects are slimmed before they are kept. */
