@@ -1,8 +1,9 @@
 /**
  * `gitops-agent apply --wait` as a user runs it: the built dist/bin script under plain Node,
  * against the shared control plane. The control plane has no node, so a ConfigMap is current at
- * once and a Deployment never becomes available: that is the timed-out case. Pods that really
- * run (healthy and degraded Deployments) are e2e/node's.
+ * once and a Deployment never becomes available: that is the timed-out case; with a progress
+ * deadline of 1 s its controller says ProgressDeadlineExceeded, the degraded case. Pods that
+ * really run (healthy Deployments, the kubelet's reasons) are e2e/node's.
  */
 import { describe, expect, it } from '@jest/globals';
 import { execFile } from 'node:child_process';
@@ -63,6 +64,13 @@ const deployment = {
   },
 };
 
+/** A Deployment whose controller gives up at once: no node runs its pod. */
+const stuck = {
+  ...deployment,
+  metadata: { name: 'stuck' },
+  spec: { ...deployment.spec, progressDeadlineSeconds: 1 },
+};
+
 describe('gitops-agent apply --wait', () => {
   const ns = useNamespace('apply-wait');
 
@@ -120,6 +128,35 @@ describe('gitops-agent apply --wait', () => {
       const refused = await agent('apply', '-f', dir, '-n', ns.name, '--wait', '--dry-run', 'server');
       expect(refused.code).toBe(1);
       expect(refused.stderr).toContain('--wait with --dry-run=server');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("exits with the degraded code as soon as an object fails, with its controller's reason", async () => {
+    const dir = await manifestDir([stuck]);
+    try {
+      const r = await agent(
+        'apply',
+        '-f',
+        dir,
+        '-n',
+        ns.name,
+        '--inventory',
+        'wait-stuck',
+        '--wait',
+        '--timeout',
+        '2m',
+      );
+      expect(r.stderr).toBe('');
+      expect(r.stdout.trim().split('\n')).toEqual([
+        `Deployment/${ns.name}/stuck created`,
+        expect.stringMatching(new RegExp(`^Deployment/${ns.name}/stuck failed: ProgressDeadlineExceeded: `)),
+        expect.stringMatching(/^health: degraded after \S+ \(1 of 1 objects not current\)$/),
+      ]);
+      expect(r.code).toBe(WAIT_EXIT_CODES.degraded);
+      // Degraded is said when the controller says so, not when --timeout ends.
+      expect(r.ms).toBeLessThan(60_000);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -442,9 +442,66 @@ describe('health after an apply', () => {
     expect(records.filter((r) => r.msg === 'applied' && r.commit === commit)).toHaveLength(1);
     expect(records.filter((r) => r.msg === 'commit timed out')).toHaveLength(1);
     expect(records.filter((r) => r.msg === 'apply failed')).toEqual([]);
+
+    // A newer commit whose Deployment its controller gives up on (no node: no pod ever runs):
+    // degraded with the controller's reason, and a HealthFailed Event on the Deployment itself.
+    const stuck = await repos['agent-health'].commit({ files: { 'manifest.yaml': stuckDeployment(ns) } });
+    const degraded = await waitForLog(
+      agent.proc,
+      (r) => r.msg === 'commit degraded' && r.commit === stuck,
+      30_000,
+      'commit degraded',
+    );
+    expect(degraded.notCurrent).toEqual([
+      expect.stringMatching(new RegExp(`^Deployment/${ns}/stuck failed: ProgressDeadlineExceeded: `)),
+    ]);
+    const uid = (await kubeRequest(kc, 'GET', `/apis/apps/v1/namespaces/${ns}/deployments/stuck`)).body as {
+      metadata: { uid: string };
+    };
+    const event = await waitFor(
+      async () => {
+        const list = (
+          await kubeRequest(kc, 'GET', `/api/v1/namespaces/${ns}/events?fieldSelector=reason%3DHealthFailed`)
+        ).body as { items: Array<Record<string, unknown>> };
+        return list.items[0];
+      },
+      15_000,
+      'the HealthFailed Event',
+    );
+    expect(event).toMatchObject({
+      type: 'Warning',
+      reason: 'HealthFailed',
+      involvedObject: { kind: 'Deployment', name: 'stuck', namespace: ns, uid: uid.metadata.uid },
+      reportingComponent: 'gitops-agent',
+    });
+    expect(String(event.message)).toMatch(
+      new RegExp(`^Failed after applying commit ${stuck.slice(0, 12)}: ProgressDeadlineExceeded: `),
+    );
     await stopAgent(agent);
-  }, 90_000);
+  }, 120_000);
 });
+
+/** A Deployment that its controller declares failed after 1 s without progress. */
+function stuckDeployment(ns: string): string {
+  return `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: stuck
+  namespace: ${ns}
+spec:
+  replicas: 1
+  progressDeadlineSeconds: 1
+  selector:
+    matchLabels: {app: stuck}
+  template:
+    metadata:
+      labels: {app: stuck}
+    spec:
+      containers:
+      - name: web
+        image: registry.invalid/web:1
+`;
+}
 
 describe('in a pod', () => {
   it('runs on its ServiceAccount credentials and takes its Lease in the pod namespace', async () => {
