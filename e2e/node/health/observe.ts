@@ -7,7 +7,9 @@
 import type { LogRecord, Stack } from '../../harness/stack.js';
 import { AGENT_NAME, MANIFEST_PROJECT } from '../../harness/stack.js';
 import { waitFor } from '../../harness/wait.js';
-import type { HealthResult, HealthState } from '../../../src/protocol/vocabulary.js';
+import type { HealthResult } from '../../../src/protocol/vocabulary.js';
+import type { AgentListRow } from '../../../src/server/registry.js';
+import type { HealthObjectRecord, HealthRecord } from '../../../src/server/state-files.js';
 
 /** The agent's log message for each settled result. */
 export const HEALTH_LOG: Record<Exclude<HealthResult, 'progressing'>, string> = {
@@ -17,32 +19,19 @@ export const HEALTH_LOG: Record<Exclude<HealthResult, 'progressing'>, string> = 
 };
 const HEALTH_MESSAGES = new Set(Object.values(HEALTH_LOG));
 
-/** One object of a listed health report (the server lists only those not current). */
-export interface ListedObject {
-  id: string;
-  state: HealthState;
-  reason?: string;
-  message?: string;
-  pruned?: boolean;
-}
-
-/** A project's health as `agent list -o json` shows it (src/server/state-files.ts, HealthRecord). */
-export interface ListedHealth {
-  commit: string;
-  result: HealthResult;
-  /** Objects followed. */
-  total: number;
-  counts: Partial<Record<HealthState, number>>;
-  notCurrent: number;
-  /** The objects not current, failed first. */
-  objects: ListedObject[];
-  waitedMs?: number;
-}
+/** One object of a listed health record (the server lists only those not current). */
+export type ListedObject = HealthObjectRecord;
+/** A project's health as `agent list -o json` shows it. */
+export type ListedHealth = HealthRecord;
 
 /** The manifest project's health in one agent list row (undefined before the first report). */
-export function listedHealth(row: unknown): ListedHealth | undefined {
-  const status = (row as { status?: { health?: Record<string, ListedHealth> } } | undefined)?.status;
-  return status?.health?.[MANIFEST_PROJECT];
+export function listedHealth(row: AgentListRow | undefined): ListedHealth | undefined {
+  return row?.status?.health?.[MANIFEST_PROJECT];
+}
+
+/** When a line was logged (the programs log ISO times), in ms since the epoch. */
+export function logTime(line: LogRecord): number {
+  return Date.parse(String(line.time));
 }
 
 /** The agent's health log lines, oldest first (optionally for one commit only). */
@@ -83,7 +72,7 @@ export async function waitForHealthLine(
     );
     if (line.msg !== HEALTH_LOG[result])
       throw new Error(`expected "${HEALTH_LOG[result]}" for ${commit}, the agent logged ${JSON.stringify(line)}`);
-    return { line, ms: Number(line.time) - since };
+    return { line, ms: logTime(line) - since };
   });
 }
 
@@ -114,11 +103,9 @@ export async function waitForListedHealth(
   });
 }
 
-/** True when every followed object is current: none listed, all counted current. */
+/** True when nothing keeps the commit from healthy: no object listed, none counted as not current. */
 export function allCurrent(health: ListedHealth): boolean {
-  return (
-    health.total > 0 && health.notCurrent === 0 && health.objects.length === 0 && health.counts.current === health.total
-  );
+  return health.notCurrent === 0 && health.objects.length === 0 && (health.counts.current ?? 0) > 0;
 }
 
 /** The listed (not current) object with `id`, or a failure naming what was listed. */
