@@ -348,6 +348,12 @@ describe('engine depends-on', () => {
     expect(skipped?.reason).toContain(`Widget/${ns.name}/a`);
     expect(skipped?.reason).toContain('in_progress');
     expect((await kubeRequest(kc, 'GET', `/api/v1/namespaces/${ns.name}/configmaps/b`)).status).toBe(404);
+
+    // A ready later does not make the commit healthy: b is still not there (the next sync applies it).
+    await setConditions(ns.name, 'a', readyNow);
+    const report = await engine.waitHealth(`inv-${ns.name}`, { timeoutMs: 2_000, pruneTimeoutMs: 2_000 });
+    expect(report.result).toBe('timed_out');
+    expect(report.objects[0]).toMatchObject({ id: `ConfigMap/${ns.name}/b`, reason: 'DependencyNotReady' });
   });
 
   it('rejects a cycle naming both objects, and applies the rest', async () => {

@@ -272,6 +272,27 @@ describe('HealthTracker', () => {
     );
   });
 
+  it('keeps an object a depends-on wait held back in progress: the commit is not healthy without it', async () => {
+    const w = new World();
+    const a = target(WIDGETS, 'a');
+    const b: FollowTarget = { ...target(CONFIGMAPS, 'b'), held: 'depends on Widget/demo/a, which is in_progress' };
+    w.objects.set(a.key, notReady('a'));
+    w.tracker.follow('u', 'c1', [a, b]);
+    const wait = w.tracker.waitHealth('u', { timeoutMs: 5_000, pruneTimeoutMs: 5_000 });
+    w.set(a, ready('a'));
+    w.drain();
+    expect(w.tracker.health('u')?.result).toBe('progressing');
+    w.advance(5_000);
+    const report = await wait;
+    expect(report.result).toBe('timed_out');
+    expect(report.objects[0]).toMatchObject({
+      id: 'ConfigMap/demo/b',
+      state: 'in_progress',
+      reason: 'DependencyNotReady',
+      message: 'depends on Widget/demo/a, which is in_progress',
+    });
+  });
+
   it('tells listeners once per change of the report, not once per event, also after the wait settled', async () => {
     const w = new World();
     const a = target(WIDGETS, 'a');

@@ -27,6 +27,11 @@ export interface FollowTarget {
   namespace?: string;
   name: string;
   pruned?: boolean;
+  /**
+   * Why the sync did not apply it (a depends-on dependency not current in time): it stays in
+   * progress until a later sync applies it, so the commit is not healthy without it.
+   */
+  held?: string;
 }
 
 /** Pods of a namespace, watched while some followed workload lives there. */
@@ -351,7 +356,7 @@ export class HealthTracker {
         continue;
       }
       const carried = from?.objects.get(target.key);
-      if (carried && (carried.target.pruned === true) === (target.pruned === true)) {
+      if (carried && sameKind(carried.target, target)) {
         carried.target = target;
         u.objects.set(target.key, carried);
         this.count(u, carried, +1);
@@ -412,10 +417,14 @@ export class HealthTracker {
   /** Recomputes one object's health and the unit's counts; schedules a re-check when time alone may change it. */
   private recompute(u: UnitHealth, f: Followed): void {
     const live = this.sources.live(f.target);
-    if (!f.target.pruned) this.setPodScope(f, live ? podsMatter(live) : undefined);
+    if (!f.target.pruned && !f.target.held) this.setPodScope(f, live ? podsMatter(live) : undefined);
     const pods = f.podScope ? this.podsOf(f.podScope) : undefined;
     const now = this.now();
-    const health = f.target.pruned ? prunedHealth(live, f.gone) : healthOf(live, { ...(pods ? { pods } : {}), now });
+    const health = f.target.held
+      ? { state: 'in_progress' as const, reason: 'DependencyNotReady', message: f.target.held }
+      : f.target.pruned
+        ? prunedHealth(live, f.gone)
+        : healthOf(live, { ...(pods ? { pods } : {}), now });
     const rank = rankOf(health.state, f.target.pruned === true);
     if (health.state !== f.health.state || health.reason !== f.health.reason || health.message !== f.health.message)
       u.dirty = true;
@@ -442,7 +451,7 @@ export class HealthTracker {
   private recheckLater(f: Followed, live: KubeObject | undefined, pods: readonly KubeObject[] | undefined): void {
     f.cancelRecheck?.();
     f.cancelRecheck = undefined;
-    if (f.target.pruned || f.health.state === 'failed') return;
+    if (f.target.pruned || f.target.held || f.health.state === 'failed') return;
     const now = this.now();
     const at = recheckAt(live, { ...(pods ? { pods } : {}), now });
     if (at === undefined) return;
@@ -624,6 +633,11 @@ function updateIndex(
     set.add(pod);
   }
   return old?.metadata.labels;
+}
+
+/** Followed the same way (applied, pruned or held): only then can its health carry over. */
+function sameKind(a: FollowTarget, b: FollowTarget): boolean {
+  return (a.pruned === true) === (b.pruned === true) && a.held === b.held;
 }
 
 function rvOf(obj: KubeObject | undefined): string | undefined {

@@ -275,7 +275,8 @@ export class Engine implements Reconciler, HealthFollower {
     //    depends-on, wave by wave, each after what it depends on is current.
     const changes: Change[] = [...leftOut];
     const applied: ResolvedObject[] = [];
-    if (order) await this.applyWaves(unit, ctx, order, items, changes, applied, options.signal, log);
+    const held: FollowTarget[] = [];
+    if (order) await this.applyWaves(unit, ctx, order, items, changes, applied, held, options.signal, log);
     else await this.applyInStages(unit, ctx, stages, items, changes, applied, options.signal, log);
     const applyFailed = changes.some((c) => c.action === 'failed');
     lap('apply');
@@ -303,8 +304,9 @@ export class Engine implements Reconciler, HealthFollower {
     lap('prune');
 
     // 7b. Health follows what this sync applied (not what failed or was skipped: the change set
-    //     reports those) and what it pruned, until gone.
-    this.follow(unit, applied, prunedNow, log);
+    //     reports those) and what it pruned, until gone. Objects a depends-on wait held back stay
+    //     in progress in it until a sync applies them: without them the commit is not healthy.
+    this.follow(unit, [...applied.map(targetOf), ...held], prunedNow, log);
     lap('follow');
 
     // 8. Write the inventory: the new set plus deletes that failed or were not attempted, so
@@ -413,6 +415,7 @@ export class Engine implements Reconciler, HealthFollower {
     items: Map<string, ApplyItem>,
     changes: Change[],
     applied: ResolvedObject[],
+    held: FollowTarget[],
     signal: AbortSignal | undefined,
     log: Logger,
   ): Promise<void> {
@@ -430,8 +433,11 @@ export class Engine implements Reconciler, HealthFollower {
       const ready: ResolvedObject[] = [];
       for (const o of wave) {
         const blocker = this.blockerOf(unit, o, order, appliedKeys, ids);
-        if (blocker) changes.push(notReady(o, blocker));
-        else ready.push(o);
+        if (blocker) {
+          const change = notReady(o, blocker);
+          changes.push(change);
+          held.push({ ...targetOf(o), held: change.reason! });
+        } else ready.push(o);
       }
       const before = applied.length;
       await this.applyInStages(unit, ctx, applyStages(ready), items, changes, applied, signal, log);
@@ -461,13 +467,14 @@ export class Engine implements Reconciler, HealthFollower {
   }
 
   /**
-   * Makes what a sync applied and pruned the unit's followed set. Pruned objects the cache no
+   * Makes what a sync applied and pruned the unit's followed set (with the objects a depends-on
+   * wait held back: the commit is not healthy without them). Pruned objects the cache no
    * longer holds are read once (not polled): only that read or the watch's DELETED event can tell
    * one a finalizer still holds from one that is gone.
    */
   private follow(
     unit: SyncUnit,
-    applied: readonly ResolvedObject[],
+    applied: readonly FollowTarget[],
     pruned: readonly InventoryEntry[],
     log: Logger,
   ): void {
@@ -477,7 +484,7 @@ export class Engine implements Reconciler, HealthFollower {
       if (resource)
         prunedTargets.push({ key: t.key, id: t.id, resource, namespace: t.namespace, name: t.name, pruned: true });
     }
-    this.tracker.follow(unit.name, unit.commit, [...applied.map(targetOf), ...prunedTargets]);
+    this.tracker.follow(unit.name, unit.commit, [...applied, ...prunedTargets]);
     const unseen = prunedTargets.filter((t) => !this.caches.peek(t.resource)?.get(t.namespace, t.name));
     if (!unseen.length) return;
     void mapLimit(unseen, this.concurrency, async (t) => {
