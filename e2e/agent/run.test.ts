@@ -5,8 +5,10 @@
  * settings), manifest project and namespace.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { execFile } from 'node:child_process';
 import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { createAgent } from '../../src/server/registry.js';
 import { createRepo, type TestRepo } from '../harness/git-repo.js';
@@ -435,6 +437,28 @@ describe('health after an apply', () => {
     expect(metrics).toContain('gitops_agent_commit_health{project="p-agent-health",result="timed_out"} 1');
     expect(metrics).toContain('gitops_agent_objects{project="p-agent-health",health="in_progress"} 1');
     expect(metrics).toContain('gitops_agent_objects{project="p-agent-health",health="current"} 1');
+
+    // The same verdict at the server (protocol 2): `agent list` has it per project.
+    const listed = await waitFor(
+      async () => {
+        const { stdout } = await promisify(execFile)(process.execPath, [
+          SERVER_CLI,
+          'agent',
+          'list',
+          '-o',
+          'json',
+          '--state-dir',
+          path.join(group.dir, 'server-state'),
+        ]);
+        const rows = JSON.parse(stdout) as Array<{ name: string; status?: { health?: Record<string, unknown> } }>;
+        const health = rows.find((r) => r.name === 'agent-health')?.status?.health?.['p-agent-health'] as
+          { result?: string } | undefined;
+        return health?.result === 'timed_out' ? health : undefined;
+      },
+      10_000,
+      'timed_out in agent list',
+    );
+    expect(listed).toMatchObject({ result: 'timed_out', notCurrent: 1, total: 2 });
 
     // Timed out is not failed: no retry loop, and the result is logged once.
     await new Promise((r) => setTimeout(r, 3_000));
