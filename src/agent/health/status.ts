@@ -7,12 +7,43 @@
  * their pods: a pod the kubelet cannot start or keep running makes the workload `failed` with the
  * kubelet's reason, minutes before any progress deadline.
  *
+ * Pods are judged in status-pods.ts, fields read with status-read.ts.
+ *
  * No I/O and no clock: `now` comes from the caller. Whatever a tenant or a controller wrote into
  * an object, nothing here throws: a field of the wrong type makes the health `unknown`, saying
  * which field. Where these rules differ from kstatus, docs/health.md says so and why.
  */
 import type { KubeObject } from '../kube/types.js';
+import { judgedPods, podFailure, podHealth, podHint } from './status-pods.js';
+import {
+  at,
+  Clock,
+  type Condition,
+  conditionOf,
+  conditionsOf,
+  count,
+  current,
+  failed,
+  inProgress,
+  int,
+  isRecord,
+  isTrue,
+  type Json,
+  list,
+  optionalInt,
+  said,
+  shown,
+  str,
+  UnreadableStatus,
+} from './status-read.js';
 import type { ObjectHealth } from './types.js';
+
+export {
+  CRASH_LOOP_RESTARTS,
+  CRASH_LOOP_WINDOW_MS,
+  POD_FAILURE_GRACE_MS,
+  UNSCHEDULABLE_GRACE_MS,
+} from './status-pods.js';
 
 /** What the caller knows beside the object. */
 export interface HealthContext {
@@ -26,145 +57,6 @@ export interface HealthContext {
 export const MESSAGE_LIMIT = 400;
 const REASON_LIMIT = 100;
 
-/**
- * The kubelet retries a failed image pull (and the creation of a container whose ConfigMap or
- * Secret is missing): within this long of the pod's creation, or of the container's last exit,
- * such a reason is taken as transient (a registry blip, a Secret a controller is about to write).
- */
-export const POD_FAILURE_GRACE_MS = 10_000;
-
-/** kstatus' window for a bare Pod the scheduler cannot place (a node may be on its way). */
-export const UNSCHEDULABLE_GRACE_MS = 15_000;
-
-/** Restarts after which a container that keeps exiting is crash-looping even between back-offs. */
-export const CRASH_LOOP_RESTARTS = 3;
-
-/**
- * How long such a container must stay up to count as recovered. A loop's runs can last any time;
- * five minutes (the kubelet's longest back-off) covers the usual ones, and a real recovery is
- * reported after that wait, by the timer {@link recheckAt} gives.
- */
-export const CRASH_LOOP_WINDOW_MS = 5 * 60_000;
-
-/** Waiting reasons that mean the kubelet cannot start a container; `true` marks those given a grace. */
-const FAILING_WAITING_REASONS: ReadonlyMap<string, boolean> = new Map([
-  // The kubelet only says CrashLoopBackOff after the container has exited: it already retried.
-  ['CrashLoopBackOff', false],
-  ['ErrImagePull', true],
-  ['ImagePullBackOff', true],
-  // Pull policy Never: the kubelet will not pull, so waiting cannot help.
-  ['ErrImageNeverPull', false],
-  // A malformed reference stays malformed.
-  ['InvalidImageName', false],
-  ['CreateContainerConfigError', true],
-  ['CreateContainerError', true],
-]);
-
-// ---- reading free-form JSON without throwing past healthOf ----
-
-type Json = Record<string, unknown>;
-
-/** A field of a type no rule can read: the object's health is `unknown`, naming the field. */
-class UnreadableStatus extends Error {}
-
-function isRecord(value: unknown): value is Json {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function shown(value: unknown): string {
-  const text = JSON.stringify(value) ?? typeof value;
-  return text.length > 40 ? `${text.slice(0, 39)}…` : text;
-}
-
-/** The value at a dotted path; undefined when a step is absent or null (JSON's two ways of "unset"). */
-function at(obj: Json, path: string): unknown {
-  let node: unknown = obj;
-  let walked = '';
-  for (const key of path.split('.')) {
-    if (node === undefined || node === null) return undefined;
-    if (!isRecord(node)) throw new UnreadableStatus(`${walked} is ${shown(node)}, not an object`);
-    node = node[key];
-    walked = walked ? `${walked}.${key}` : key;
-  }
-  return node ?? undefined;
-}
-
-function optionalInt(obj: Json, path: string): number | undefined {
-  const value = at(obj, path);
-  if (value === undefined) return undefined;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value))
-    throw new UnreadableStatus(`${path} is ${shown(value)}, not an integer`);
-  return value;
-}
-
-function int(obj: Json, path: string, fallback: number): number {
-  return optionalInt(obj, path) ?? fallback;
-}
-
-function str(obj: Json, path: string): string {
-  const value = at(obj, path);
-  if (value === undefined) return '';
-  if (typeof value !== 'string') throw new UnreadableStatus(`${path} is ${shown(value)}, not a string`);
-  return value;
-}
-
-function list(obj: Json, path: string): unknown[] {
-  const value = at(obj, path);
-  if (value === undefined) return [];
-  if (!Array.isArray(value)) throw new UnreadableStatus(`${path} is ${shown(value)}, not a list`);
-  return value;
-}
-
-/** A timestamp in ms, or undefined when absent or not a date (a grace then counts as over). */
-function timeAt(obj: Json, path: string): number | undefined {
-  const value = at(obj, path);
-  const ms = typeof value === 'string' ? Date.parse(value) : NaN;
-  return Number.isNaN(ms) ? undefined : ms;
-}
-
-interface Condition {
-  type: string;
-  status: string;
-  reason: string;
-  message: string;
-}
-
-/**
- * `status.conditions`. A list of another type is unreadable; a single odd entry (no string type
- * or status) is skipped, so that one controller's stray write does not hide every other condition.
- */
-function conditionsOf(obj: Json): Condition[] {
-  return list(obj, 'status.conditions').flatMap((entry): Condition[] => {
-    if (!isRecord(entry) || typeof entry.type !== 'string' || typeof entry.status !== 'string') return [];
-    const text = (v: unknown): string => (typeof v === 'string' ? v : '');
-    return [{ type: entry.type, status: entry.status, reason: text(entry.reason), message: text(entry.message) }];
-  });
-}
-
-function conditionOf(conditions: readonly Condition[], type: string): Condition | undefined {
-  return conditions.find((c) => c.type === type);
-}
-
-function isTrue(conditions: readonly Condition[], type: string): boolean {
-  return conditionOf(conditions, type)?.status === 'True';
-}
-
-/** `1 replica`, `2 replicas`. */
-function count(n: number, noun: string): string {
-  return `${n} ${noun}${n === 1 ? '' : 's'}`;
-}
-
-/** `reason: message`, either part left out when empty. */
-function said(reason: string, message: string): string {
-  return [reason, message].filter(Boolean).join(': ');
-}
-
-// ---- results ----
-
-const current = (reason: string, message: string): ObjectHealth => ({ state: 'current', reason, message });
-const inProgress = (reason: string, message: string): ObjectHealth => ({ state: 'in_progress', reason, message });
-const failed = (reason: string, message: string): ObjectHealth => ({ state: 'failed', reason, message });
-
 /** One line (kubelet messages can hold newlines), at most `limit` characters. */
 function clip(text: string, limit: number): string {
   const line = text.replace(/\s+/g, ' ').trim();
@@ -177,25 +69,6 @@ function bounded(health: ObjectHealth): ObjectHealth {
     reason: clip(health.reason, REASON_LIMIT),
     message: clip(health.message, MESSAGE_LIMIT),
   };
-}
-
-// ---- the clock ----
-
-/**
- * The caller's time, and the moments ahead at which a verdict read from it changes by itself:
- * every grace a rule is still inside records its end, so {@link recheckAt} is exactly what the
- * rules waited on, not a second copy of them.
- */
-class Clock {
-  readonly wakeups: number[] = [];
-  constructor(readonly now: number) {}
-
-  /** Whether `deadline` is still ahead (and if so, remember to look again then). */
-  before(deadline: number): boolean {
-    if (this.now >= deadline) return false;
-    this.wakeups.push(deadline);
-    return true;
-  }
 }
 
 // ---- the entry points ----
@@ -521,199 +394,6 @@ function namespaceHealth(obj: Json): ObjectHealth {
   if (phase === 'Active') return current('Active', 'active');
   if (phase === 'Terminating') return { state: 'terminating', reason: 'Terminating', message: 'being deleted' };
   return inProgress('NotActive', `phase ${phase || 'not reported yet'}`);
-}
-
-// ---- pods ----
-
-function podHealth(pod: Json, conditions: readonly Condition[], clock: Clock): ObjectHealth {
-  const phase = str(pod, 'status.phase');
-  if (phase === 'Succeeded') return current('PodSucceeded', 'completed');
-  if (phase === 'Failed') return podFailed(pod);
-  if (phase === 'Unknown')
-    return { state: 'unknown', reason: 'PodPhaseUnknown', message: 'its node stopped reporting' };
-  if (phase !== 'Running' && phase !== 'Pending' && phase !== '')
-    throw new UnreadableStatus(`status.phase is ${shown(phase)}, not a pod phase`);
-  const problem = containerProblem(pod, clock);
-  if (problem) return failed(problem.reason, problem.message);
-  const ready = conditionOf(conditions, 'Ready');
-  if (phase === 'Running' && ready?.status === 'True') return current('Ready', 'running and ready');
-  if (phase === 'Running')
-    return inProgress('PodRunningNotReady', `running, not ready${ready?.message ? `: ${ready.message}` : ''}`);
-  if (phase === 'Pending') return unscheduled(pod, conditions, clock) ?? inProgress('PodPending', pendingWhy(pod));
-  return inProgress('PodNotObserved', 'not yet seen by a kubelet');
-}
-
-/**
- * A pod that ran to phase Failed (restart policy Never or OnFailure out of retries, evicted).
- * kstatus calls it current, "completed"; a Pod applied on its own that failed is what the
- * person who shipped it needs to hear about, so here it is failed.
- */
-function podFailed(pod: Json): ObjectHealth {
-  const reason = str(pod, 'status.reason');
-  const message = str(pod, 'status.message');
-  if (reason || message) return failed(reason || 'PodFailed', said(reason, message));
-  for (const cs of containerStatuses(pod)) {
-    const exit = at(cs, 'state.terminated');
-    if (isRecord(exit) && exit.exitCode !== 0)
-      return failed('PodFailed', `container ${str(cs, 'name')}: ${exitOf(exit)}`);
-  }
-  return failed('PodFailed', 'the pod failed');
-}
-
-function unscheduled(pod: Json, conditions: readonly Condition[], clock: Clock): ObjectHealth | undefined {
-  const scheduled = conditionOf(conditions, 'PodScheduled');
-  if (scheduled?.status !== 'False' || scheduled.reason !== 'Unschedulable') return undefined;
-  const message = scheduled.message || 'no node can take it';
-  const created = timeAt(pod, 'metadata.creationTimestamp');
-  if (created !== undefined && clock.before(created + UNSCHEDULABLE_GRACE_MS))
-    return inProgress('PodNotScheduled', message);
-  return failed('PodUnschedulable', message);
-}
-
-/** What a pending pod waits for, from its first waiting container (`ContainerCreating`, a pull). */
-function pendingWhy(pod: Json): string {
-  for (const cs of containerStatuses(pod)) {
-    const reason = str(cs, 'state.waiting.reason');
-    if (reason) return `container ${str(cs, 'name')}: ${said(reason, str(cs, 'state.waiting.message'))}`;
-  }
-  return 'pending';
-}
-
-function containerStatuses(pod: Json): Json[] {
-  // Init containers run first: when one cannot start, that is the reason the others wait.
-  return [...list(pod, 'status.initContainerStatuses'), ...list(pod, 'status.containerStatuses')].filter(isRecord);
-}
-
-interface Problem {
-  reason: string;
-  message: string;
-}
-
-/** The first container of `pod` the kubelet cannot start or keep running, graces considered. */
-function containerProblem(pod: Json, clock: Clock): Problem | undefined {
-  const created = timeAt(pod, 'metadata.creationTimestamp');
-  for (const cs of containerStatuses(pod)) {
-    const problem = waitingProblem(cs, created, clock) ?? crashLoop(cs, clock);
-    if (problem) return { reason: problem.reason, message: `container ${str(cs, 'name')}: ${problem.message}` };
-  }
-  return undefined;
-}
-
-function waitingProblem(cs: Json, created: number | undefined, clock: Clock): Problem | undefined {
-  const reason = str(cs, 'state.waiting.reason');
-  const graced = FAILING_WAITING_REASONS.get(reason);
-  if (graced === undefined) return undefined;
-  const since = graceStart(cs, created);
-  if (graced && since !== undefined && clock.before(since + POD_FAILURE_GRACE_MS)) return undefined;
-  // The kubelet's back-off message does not say why the container exited; its last state does.
-  const exit = at(cs, 'lastState.terminated');
-  const last = reason === 'CrashLoopBackOff' && isRecord(exit) ? `last ${exitOf(exit)}` : '';
-  return { reason, message: said(reason, [last, str(cs, 'state.waiting.message')].filter(Boolean).join('; ')) };
-}
-
-/**
- * The grace runs from the later of the pod's creation and the container's last exit (a restart
- * pulls again under `imagePullPolicy: Always`). A waiting state carries no time of its own.
- */
-function graceStart(cs: Json, created: number | undefined): number | undefined {
-  const times = [created, timeAt(cs, 'lastState.terminated.finishedAt')].filter((t) => t !== undefined);
-  return times.length > 0 ? Math.max(...times) : undefined;
-}
-
-/**
- * Between two back-offs a crash-looping container is not waiting with CrashLoopBackOff: it has
- * just exited, or it runs again, and with no readiness probe it even reads ready. Once it has
- * exited with an error {@link CRASH_LOOP_RESTARTS} times it counts as crash-looping all the same
- * until it has stayed up for {@link CRASH_LOOP_WINDOW_MS}, so that the health does not flip to
- * current and back with every restart.
- */
-function crashLoop(cs: Json, clock: Clock): Problem | undefined {
-  const restarts = int(cs, 'restartCount', 0);
-  if (restarts < CRASH_LOOP_RESTARTS) return undefined;
-  const exit = [at(cs, 'state.terminated'), at(cs, 'lastState.terminated')].find(isRecord);
-  if (!exit || exit.exitCode === 0) return undefined;
-  const upSince = isRecord(at(cs, 'state.running')) ? timeAt(cs, 'state.running.startedAt') : undefined;
-  const recovered = cs.ready === true && (upSince === undefined || !clock.before(upSince + CRASH_LOOP_WINDOW_MS));
-  if (recovered) return undefined;
-  return { reason: 'CrashLoopBackOff', message: `CrashLoopBackOff: restarted ${restarts} times, last ${exitOf(exit)}` };
-}
-
-function exitOf(terminated: Json): string {
-  const code = typeof terminated.exitCode === 'number' ? ` (exit code ${terminated.exitCode})` : '';
-  const reason = typeof terminated.reason === 'string' && terminated.reason ? terminated.reason : 'exited';
-  return `${reason}${code}`;
-}
-
-/**
- * The pods that speak for their workload, by name (the same pods give the same answer): not
- * being deleted, not finished (an evicted pod is replaced), and during a rollout only those of
- * the newest revision: the old ones may be the very crash loop that the new commit fixes.
- */
-function judgedPods(pods: readonly KubeObject[], revisionLabel: string | undefined): Json[] {
-  const live = pods.filter(
-    (pod) =>
-      isRecord(pod) &&
-      isRecord(pod.metadata) &&
-      !pod.metadata.deletionTimestamp &&
-      !(isRecord(pod.status) && ['Succeeded', 'Failed'].includes(String(pod.status.phase))),
-  );
-  const newest = revisionLabel ? newestRevision(live, revisionLabel) : live;
-  const name = (pod: KubeObject): string => String(pod.metadata.name);
-  return newest.sort((a, b) => name(a).localeCompare(name(b)));
-}
-
-/**
- * The pods of the revision whose pod was created last: the rollout's target (a rollback's too,
- * since its pods are the new ones). Revisions tied on that second are all kept. A pod without the
- * label was not made by this kind's controller (another workload's, matching the same labels).
- */
-function newestRevision(pods: readonly KubeObject[], label: string): KubeObject[] {
-  const revision = (pod: KubeObject): unknown =>
-    isRecord(pod.metadata.labels) ? pod.metadata.labels[label] : undefined;
-  const made = pods.filter((pod) => typeof revision(pod) === 'string');
-  const created = (pod: KubeObject): number => readable(() => timeAt(pod, 'metadata.creationTimestamp')) ?? 0;
-  const latest = Math.max(...made.map(created));
-  const newest = new Set(made.filter((pod) => created(pod) === latest).map(revision));
-  return made.filter((pod) => newest.has(revision(pod)));
-}
-
-/**
- * The first of a workload's pods that the kubelet cannot start or keep running. A pod too odd to
- * read is skipped: it cannot explain anything.
- */
-function podFailure(pods: readonly Json[], clock: Clock): ObjectHealth | undefined {
-  for (const pod of pods) {
-    const problem = readable(() => containerProblem(pod, clock));
-    if (problem) return failed(problem.reason, `pod ${String(at(pod, 'metadata.name'))}: ${problem.message}`);
-  }
-  return undefined;
-}
-
-/** What the first pod held back by a likely problem waits for; undefined when none is. */
-function podHint(pods: readonly Json[]): string | undefined {
-  for (const pod of pods) {
-    const hint = readable(() => podWaitsFor(pod));
-    if (hint) return `pod ${String(at(pod, 'metadata.name'))}: ${hint}`;
-  }
-  return undefined;
-}
-
-function podWaitsFor(pod: Json): string | undefined {
-  const scheduled = conditionOf(conditionsOf(pod), 'PodScheduled');
-  if (scheduled?.status === 'False' && scheduled.reason === 'Unschedulable')
-    return said('Unschedulable', scheduled.message);
-  const cs = containerStatuses(pod).find((c) => FAILING_WAITING_REASONS.has(str(c, 'state.waiting.reason')));
-  return (
-    cs && `container ${str(cs, 'name')}: ${said(str(cs, 'state.waiting.reason'), str(cs, 'state.waiting.message'))}`
-  );
-}
-
-function readable<T>(read: () => T): T | undefined {
-  try {
-    return read();
-  } catch {
-    return undefined;
-  }
 }
 
 /** The rule per kind, keyed as kstatus keys them: `group/Kind`, the bare Kind for the core group. */
