@@ -157,6 +157,21 @@ describe('what a change set reads as', () => {
     ['some objects failed', changes, [], 'partial'],
     ['every object failed', [changes[2]], [], 'failed'],
     ['a problem before any object', [], [{ code: 'MANIFEST_SYNTAX', message: 'a.yaml:1: bad' }], 'failed'],
+    ['an object owned by another inventory was skipped', [changes[0], changes[3]], [], 'applied'],
+    [
+      'an object waits for a dependency that is not current',
+      [
+        changes[0],
+        {
+          id: 'Deployment/default/web',
+          action: 'skipped',
+          reason: 'depends on ConfigMap/default/c, which is in_progress',
+          error: { code: 'DEPENDENCY_NOT_READY', message: 'depends on ConfigMap/default/c, which is in_progress' },
+        },
+      ],
+      [],
+      'partial',
+    ],
   ])('calls the result of a set where %s', (_what, c, errors, result) => {
     expect(resultOf(set(c, errors))).toBe(result);
   });

@@ -147,9 +147,16 @@ export function changeLines(set: ChangeSet): string[] {
   return set.changes.filter((c) => c.action !== 'unchanged').map(formatChangeLine);
 }
 
-/** An apply's outcome: applied when nothing failed, partial when some objects made it, else failed. */
+/**
+ * An apply's outcome: applied when nothing failed, partial when some objects made it, else failed.
+ * An object skipped because a depends-on dependency was not current yet counts as not applied:
+ * the commit is not all there, so the runner retries it (with back-off) instead of waiting for a
+ * health that would call it healthy without that object.
+ */
 export function resultOf(set: ChangeSet): ApplyResult {
-  const failed = set.changes.filter((c) => c.action === 'failed').length;
+  const failed = set.changes.filter(
+    (c) => c.action === 'failed' || (c.action === 'skipped' && c.error?.code === ProblemCode.DEPENDENCY_NOT_READY),
+  ).length;
   if (failed === 0 && set.errors.length === 0) return 'applied';
   return failed > 0 && set.changes.length > failed ? 'partial' : 'failed';
 }
