@@ -451,7 +451,9 @@ export class HealthTracker {
   private recheckLater(f: Followed, live: KubeObject | undefined, pods: readonly KubeObject[] | undefined): void {
     f.cancelRecheck?.();
     f.cancelRecheck = undefined;
+    // Only pods wait on the clock (a Pod's own, a workload's): other kinds need no re-check.
     if (f.target.pruned || f.target.held || f.health.state === 'failed') return;
+    if (live?.kind !== 'Pod' && !f.podScope) return;
     const now = this.now();
     const at = recheckAt(live, { ...(pods ? { pods } : {}), now });
     if (at === undefined) return;
