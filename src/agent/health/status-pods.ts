@@ -162,17 +162,21 @@ function graceStart(cs: Json, created: number | undefined): number | undefined {
  * Between two back-offs a crash-looping container is not waiting with CrashLoopBackOff: it has
  * just exited, or it runs again, and with no readiness probe it even reads ready. Once it has
  * exited with an error {@link CRASH_LOOP_RESTARTS} times it counts as crash-looping all the same
- * until it has stayed up for {@link CRASH_LOOP_WINDOW_MS}, so that the health does not flip to
- * current and back with every restart.
+ * until it has stayed up for {@link CRASH_LOOP_WINDOW_MS}, ready or not, so that the health does
+ * not flip to current and back with every restart.
  */
 function crashLoop(cs: Json, clock: Clock): Problem | undefined {
   const restarts = int(cs, 'restartCount', 0);
   if (restarts < CRASH_LOOP_RESTARTS) return undefined;
   const exit = [at(cs, 'state.terminated'), at(cs, 'lastState.terminated')].find(isRecord);
   if (!exit || exit.exitCode === 0) return undefined;
-  const upSince = isRecord(at(cs, 'state.running')) ? timeAt(cs, 'state.running.startedAt') : undefined;
-  const recovered = cs.ready === true && (upSince === undefined || !clock.before(upSince + CRASH_LOOP_WINDOW_MS));
-  if (recovered) return undefined;
+  if (isRecord(at(cs, 'state.running'))) {
+    // Up for the window since the last crash: out of the loop (unready then is a readiness
+    // matter, reported as such). Up since a time not known: only readiness can tell.
+    const upSince = timeAt(cs, 'state.running.startedAt');
+    const recovered = upSince === undefined ? cs.ready === true : !clock.before(upSince + CRASH_LOOP_WINDOW_MS);
+    if (recovered) return undefined;
+  }
   return { reason: 'CrashLoopBackOff', message: `CrashLoopBackOff: restarted ${restarts} times, last ${exitOf(exit)}` };
 }
 

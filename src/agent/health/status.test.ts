@@ -588,6 +588,14 @@ describe('healthOf: Pod', () => {
       reason: 'Ready',
     });
   });
+
+  it('counts a container up for the window since its last crash as out of the loop, ready or not', () => {
+    const unready = crashedPod(3, { running: { startedAt: at(T0 + 6_000) } }, false);
+    expect(healthOf(unready, { now: T0 + 6_000 + CRASH_LOOP_WINDOW_MS })).toMatchObject({
+      state: 'in_progress',
+      reason: 'PodRunningNotReady',
+    });
+  });
 });
 
 describe('healthOf: a workload with its pods', () => {
