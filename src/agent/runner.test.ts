@@ -567,6 +567,59 @@ describe('SyncLoop waiting for health', () => {
   });
 });
 
+describe('SyncLoop health of a partial apply', () => {
+  it('reports the health of what a partial apply applied, without waiting, and retries the apply as before', async () => {
+    const health = new HealthDouble();
+    const sent: Array<StatusMessage | HealthMessage> = [];
+    let attempts = 0;
+    const engine = {
+      async sync(unit: SyncUnit): Promise<ChangeSet> {
+        attempts++;
+        health.synced(unit);
+        return {
+          unit: unit.name,
+          commit: unit.commit,
+          changes: [
+            { id: 'Deployment/default/db', action: 'created' },
+            {
+              id: 'Deployment/default/web',
+              action: 'skipped',
+              reason: 'waits for Deployment/default/db',
+              error: { code: 'DEPENDENCY_NOT_READY', message: 'Deployment/default/db is failed' },
+            },
+          ],
+          errors: [],
+          durationMs: 1,
+          dryRun: false,
+        };
+      },
+    };
+    const loop = new SyncLoop({
+      engine,
+      health,
+      unitName: (p) => p,
+      logger: createLogger({ level: 'silent' }),
+      report: (m) => sent.push(m),
+      retry: { baseMs: 60_000, capMs: 60_000, minMs: 60_000 },
+    });
+    loop.setActive(true);
+    loop.setDesired(desired('a'));
+    await loop.idle();
+    expect(health.waits).toEqual([]);
+    health.change('gitops-project', 'degraded', [
+      { id: 'Deployment/default/db', state: 'failed', reason: 'CrashLoopBackOff', message: '' },
+    ]);
+    expect(sent.map((m) => `${m.type} ${m.result}`)).toEqual([
+      'status partial',
+      'health progressing',
+      'health degraded',
+    ]);
+    expect(loop.applied()).toEqual({});
+    expect(attempts).toBe(1);
+    await loop.close();
+  });
+});
+
 describe('healthFrameOf', () => {
   it('sends the report of the commit in force, leaving empty strings out', () => {
     expect(

@@ -10,8 +10,9 @@
  * After an apply succeeds the project waits for health, as GitLab's agent did: `reconcile_timeout`
  * bounds that wait (it no longer aborts the apply). Waiting is not being busy: drift correction
  * goes on, and a newer commit or lost leadership ends the wait at once. Health is reported as it
- * changes for the commit in force (a `health` frame each time, a log line and metrics per result,
- * an Event per object turning failed), during the wait and after it. A degraded or timed-out
+ * changes for the commit in force, the one whose status was sent last, partial applies included
+ * (a `health` frame each time, a log line and metrics per result, an Event per object turning
+ * failed), during the wait and after it. A degraded or timed-out
  * commit is not re-applied in a loop (the objects are what Git says; applying them again does not
  * fix a crash-looping pod): the periodic re-sync goes on as before.
  */
@@ -133,6 +134,8 @@ interface ProjectSlot {
   retryTimer?: NodeJS.Timeout;
   /** Last commit whose apply succeeded (health is separate: see `health`). */
   applied?: { commit: string; digest: string };
+  /** The commit of the last status sent, whatever its result: the one whose health is reported. */
+  inForce?: { commit: string; digest: string };
   /** Waiting for the health of the commit just applied; not busy (drift correction goes on). */
   waiting?: { digest: string; commit: string; abort: AbortController; done: Promise<void> };
   /** Digest whose wait came to a result: re-applies of it (re-sync, leading again) do not wait again. */
@@ -381,6 +384,10 @@ export class SyncLoop {
       set.durationMs,
     );
     this.opts.report(status);
+    // Health follows the status of the same commit (the server ignores one for another commit);
+    // a partial apply's objects are followed too, so what blocks it (a dependency) is reported.
+    slot.inForce = { commit: desired.commit, digest: desired.digest };
+    this.reportHealthNow(slot);
     const fields = {
       commit: desired.commit,
       changes: changeLines(set),
@@ -421,8 +428,6 @@ export class SyncLoop {
   private startWait(project: string, slot: ProjectSlot, desired: DesiredState): void {
     const follower = this.opts.health;
     if (!follower || this.closed || !this.active || this.slots.get(project) !== slot) return;
-    const now = follower.health(slot.unit);
-    if (now) this.onHealth(now);
     const timeoutMs = desired.config.reconcileTimeoutMs;
     if (timeoutMs <= 0 || slot.waited === desired.digest) return;
     const abort = new AbortController();
@@ -430,7 +435,7 @@ export class SyncLoop {
       .waitHealth(slot.unit, { timeoutMs, pruneTimeoutMs: desired.config.pruneTimeoutMs, signal: abort.signal })
       .then((report) => {
         if (abort.signal.aborted) return; // superseded or lost leadership: the report is `progressing`
-        slot.waited = desired.digest;
+        if (report.result !== 'progressing') slot.waited = desired.digest;
         this.onHealth(report);
       })
       .catch((err: unknown) => {
@@ -444,6 +449,12 @@ export class SyncLoop {
         if (slot.waiting?.abort === abort) slot.waiting = undefined;
       });
     slot.waiting = { digest: desired.digest, commit: desired.commit, abort, done };
+  }
+
+  /** The unit's health as it stands (the engine told its first report during the sync, before the status). */
+  private reportHealthNow(slot: ProjectSlot): void {
+    const now = this.opts.health?.health(slot.unit);
+    if (now) this.onHealth(now);
   }
 
   private stopWait(slot: ProjectSlot): void {
@@ -461,14 +472,14 @@ export class SyncLoop {
     if (!this.active || this.closed) return;
     const project = this.units.get(report.unit);
     const slot = project === undefined ? undefined : this.slots.get(project);
-    const applied = slot?.applied;
-    if (!slot || !applied || !slot.desired || project === undefined) return;
+    const inForce = slot?.inForce;
+    if (!slot || !inForce || !slot.desired || project === undefined) return;
     // An older commit's health (a newer one is being applied) means nothing to anyone now.
-    if (report.commit !== applied.commit || applied.digest !== slot.desired.digest) return;
-    if (slot.health?.commit !== applied.commit) slot.health = { commit: applied.commit, healthyObserved: false };
+    if (report.commit !== inForce.commit || inForce.digest !== slot.desired.digest) return;
+    if (slot.health?.commit !== inForce.commit) slot.health = { commit: inForce.commit, healthyObserved: false };
     const seen = slot.health;
 
-    const frame = healthFrameOf(project, applied.digest, applied.commit, report);
+    const frame = healthFrameOf(project, inForce.digest, inForce.commit, report);
     const text = JSON.stringify(frame);
     if (seen.sent !== text) {
       seen.sent = text;
@@ -480,7 +491,7 @@ export class SyncLoop {
       seen.healthyObserved = true;
       this.opts.metrics?.recordTimeToHealthy(project, report.waitedMs);
     }
-    this.markFailed(project, slot, applied.commit, report);
+    this.markFailed(project, slot, inForce.commit, report);
   }
 
   /** One log line per change of result: healthy (info), degraded and timed out (warn, naming the objects). */
