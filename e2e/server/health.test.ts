@@ -7,6 +7,7 @@
  *   `-o json`), the status API and the metrics show it; the server logs a change of result once;
  * - a v1 agent gets exactly the config frame version 1 defined (its strict schema takes it), its
  *   desired state and status work as before, and its HEALTH is `-`;
+ * - a v2 agent's failed objects keep their own problem code (DEPENDS_ON_CYCLE) in agent list;
  * - hostile health frames (over 1 MiB, 10,001 objects, wrong types, from a v1 session, for another
  *   project) are refused without the server noticing anything else.
  */
@@ -48,7 +49,7 @@ const CONFIG = `gitops:
     paths:
     - glob: '/**/*.yaml'
 `;
-const NAMES = ['agent-v2', 'agent-v1', 'agent-hostile'] as const;
+const NAMES = ['agent-v2', 'agent-v1', 'agent-hostile', 'agent-codes'] as const;
 /** config as protocol 1 defined it: strict, no protocolVersion (what a v1 agent decodes with). */
 const V1Config = ConfigMessage.omit({ protocolVersion: true });
 
@@ -338,5 +339,32 @@ describe('protocol 2: health', () => {
     expect(await tableLine('agent-hostile')).toBe('timed_out 1/1');
     // Another tenant's agent never shows it.
     expect((await agentList()).find((a) => a.name === 'agent-v1')?.status?.health).toBeUndefined();
+  });
+
+  it('keeps a v2 agent’s per-object problem codes in agent list; a v1 session may not send them', async () => {
+    const agent = await connect('agent-codes');
+    const desired = await agent.next('desired');
+    const cycle = 'depends-on forms a cycle: ConfigMap/default/a -> ConfigMap/default/b -> ConfigMap/default/a';
+    agent.send({
+      ...statusFor(desired),
+      result: 'failed',
+      changes: [
+        { id: 'ConfigMap/default/a', action: 'failed', error: cycle, code: 'DEPENDS_ON_CYCLE' },
+        { id: 'ConfigMap/default/b', action: 'failed', error: cycle, code: 'DEPENDS_ON_CYCLE' },
+      ],
+    });
+    const problems = await eventually('the cycle in agent list', async () => {
+      const r = (await agentList()).find((a) => a.name === 'agent-codes');
+      return r?.status?.projectErrors?.[PROJECT]?.problems;
+    });
+    expect(problems.map((p) => [p.code, p.object])).toEqual([
+      ['DEPENDS_ON_CYCLE', 'ConfigMap/default/a'],
+      ['DEPENDS_ON_CYCLE', 'ConfigMap/default/b'],
+    ]);
+    // The code is version 2: a v1 session sending it is closed, as for health.
+    const v1 = await connect('agent-codes', 1);
+    await v1.next('config');
+    v1.send({ ...statusFor(desired), changes: [{ id: 'a', action: 'failed', code: 'DEPENDS_ON_CYCLE' }] });
+    expect((await v1.closed).code).toBe(CloseCode.INVALID_MESSAGE);
   });
 });

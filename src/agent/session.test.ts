@@ -134,8 +134,9 @@ async function until(what: string, check: () => boolean, timeoutMs = 5000): Prom
 
 /**
  * A server double speaking `versions`: hello of another version is closed with VERSION_MISMATCH,
- * as the real hub does; after hello it sends a config frame (with `protocolVersion` when it
- * speaks 2 and the agent said 2). Every agent frame is kept, decoded.
+ * as the real hub does, and what follows on that connection is not read (as the hub reads
+ * nothing of a session without hello); after hello it sends a config frame (with
+ * `protocolVersion` when it speaks 2 and the agent said 2). The frames it read are kept, decoded.
  */
 async function fakeServer(versions: readonly number[]): Promise<{
   url: string;
@@ -149,13 +150,16 @@ async function fakeServer(versions: readonly number[]): Promise<{
   const sockets: WebSocket[] = [];
   wss.on('connection', (ws) => {
     sockets.push(ws);
+    let refused = false;
     ws.on('message', (data: Buffer) => {
+      if (refused) return;
       const decoded = decodeAgentMessage(data.toString('utf8'));
       if (!decoded.ok) throw new Error(decoded.error);
       const message = decoded.message;
       frames.push(message);
       if (message.type !== 'hello') return;
       if (!versions.includes(message.protocolVersion)) {
+        refused = true;
         ws.close(CloseCode.VERSION_MISMATCH, `server speaks protocol ${versions.join(', ')}`);
         return;
       }
@@ -234,12 +238,22 @@ describe('Session health and protocol versions', () => {
     const fallback = sessionFor(old.url, logger);
     try {
       fallback.send(health('a'));
-      fallback.send(statusOf('a'));
+      // A failed object's code is version 2: a v1 server would close the session for it.
+      fallback.send({
+        ...statusOf('a'),
+        result: 'failed',
+        changes: [{ id: 'ConfigMap/default/x', action: 'failed', error: 'cycle', code: 'DEPENDS_ON_CYCLE' }],
+      });
       fallback.start();
       await until('status after the fallback', () => ofType(old.frames, 'status').length === 1);
       await until('the server version', () => fallback.serverProtocolVersion !== undefined);
       expect(fallback.serverProtocolVersion).toBe(1);
       expect(ofType(old.frames, 'hello').map((h) => h.protocolVersion)).toEqual([2, 1]);
+      // Sent after the refused v2 hello, so unread there: sent again, as version 1 has it.
+      expect(ofType(old.frames, 'status')).toHaveLength(1);
+      expect(ofType(old.frames, 'status')[0].changes).toEqual([
+        { id: 'ConfigMap/default/x', action: 'failed', error: 'cycle' },
+      ]);
       // Connected to a v1 server: health is dropped, the status after it still goes.
       fallback.send(health('b', 'degraded'));
       fallback.send(statusOf('b'));

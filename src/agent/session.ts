@@ -27,6 +27,9 @@
  * debug line when the server speaks 1 (it would close the session for them). Each is first fitted to
  * the server's inbound limits (`fitReport`: at most MAX_AGENT_MESSAGE_BYTES, every string and
  * list bounded); a report that had to be cut says so in its `truncated` field and in one log line.
+ * Reports sent before the server answered a connection are sent again on the next one when it
+ * refused the hello (VERSION_MISMATCH: it read none of them). A status change's `code` (version
+ * 2) is left out on a connection whose hello said 1.
  * Frames from the server (desired state) may be up to MAX_MESSAGE_BYTES.
  */
 import { WebSocket, type RawData } from 'ws';
@@ -41,6 +44,7 @@ import {
   decodeServerMessage,
   encodeMessage,
   fitReport,
+  statusForVersion1,
   type ConfigMessage,
   type DesiredMessage,
   type DriftMessage,
@@ -115,6 +119,10 @@ export class Session {
   private fellBackLogged = false;
   /** What this connection's server speaks: unknown until its first config frame. */
   private serverVersion?: number;
+  /** The server sent this connection a valid message (so it took our hello). */
+  private heard = false;
+  /** Reports sent on this connection before the server answered it (see transmit). */
+  private unanswered: Report[] = [];
   /** Server messages are handled one after another, in the order received. */
   private inbox: Promise<void> = Promise.resolve();
 
@@ -154,7 +162,7 @@ export class Session {
     const ws = this.ws;
     const verdict = this.sendable(report);
     if (ws && ws.readyState === WebSocket.OPEN && this.state === 'connected' && verdict !== 'wait') {
-      if (verdict === 'send') ws.send(encodeMessage(report));
+      if (verdict === 'send') this.transmit(ws, report);
       else if (report.type === 'health') this.dropHealth(report);
       return;
     }
@@ -174,6 +182,37 @@ export class Session {
   /** Reports waiting for a connection (tests). */
   get buffered(): number {
     return this.buffer.length;
+  }
+
+  /**
+   * Sends a report, remembering it until the server has answered this connection: a server that
+   * refuses our hello (VERSION_MISMATCH) has read none of what followed it.
+   */
+  private transmit(ws: WebSocket, report: Report): void {
+    ws.send(this.encode(report));
+    if (this.heard) return;
+    this.unanswered.push(report);
+    // A server that never says anything (no config yet) must not make this grow without bound.
+    if (this.unanswered.length > (this.opts.bufferLimit ?? 500)) this.unanswered.shift();
+  }
+
+  /** Puts back what an unanswered connection was sent, unless a newer report of its project waits. */
+  private requeue(): void {
+    const newer = (r: Report): boolean =>
+      (r.type === 'status' || r.type === 'health') &&
+      this.buffer.some((b) => b.type === r.type && b.project === r.project);
+    this.buffer.unshift(...this.unanswered.filter((r) => !newer(r)));
+    this.unanswered = [];
+    const limit = this.opts.bufferLimit ?? 500;
+    while (this.buffer.length > limit) {
+      this.buffer.shift();
+      this.opts.onDropped?.();
+    }
+  }
+
+  /** A report in the version this connection's hello said (a v1 server refuses a change's `code`). */
+  private encode(report: Report): string {
+    return encodeMessage(report.type === 'status' && this.speaking < 2 ? statusForVersion1(report) : report);
   }
 
   /** Whether a report can go to this connection now, must wait for the server's version, or is dropped. */
@@ -294,6 +333,7 @@ export class Session {
         );
         return 'slow';
       case CloseCode.VERSION_MISMATCH:
+        this.requeue();
         if (this.speaking > FIRST_PROTOCOL_VERSION) {
           // A server from before version 2: it speaks 1, which every agent still speaks.
           const fields = { server, reason: ending.reason, tried: this.speaking, speaking: FIRST_PROTOCOL_VERSION };
@@ -356,6 +396,8 @@ export class Session {
         resolve(ending);
       };
       this.serverVersion = undefined;
+      this.heard = false;
+      this.unanswered = [];
       const ws = new WebSocket(this.opts.url, {
         headers: { authorization: `Bearer ${jwt}` },
         ca: this.opts.ca,
@@ -428,7 +470,7 @@ export class Session {
     while (this.buffer.length > 0 && ws.readyState === WebSocket.OPEN) {
       const report = this.buffer.shift()!;
       const verdict = this.sendable(report);
-      if (verdict === 'send') ws.send(encodeMessage(report));
+      if (verdict === 'send') this.transmit(ws, report);
       else if (verdict === 'wait') kept.push(report);
       else if (report.type === 'health') this.dropHealth(report);
     }
@@ -458,6 +500,8 @@ export class Session {
       return;
     }
     this.attempt = 0;
+    this.heard = true;
+    this.unanswered = [];
     const message = decoded.message;
     if (message.type === 'config') this.learnVersion(ws, message);
     const handle = async (): Promise<void> => {

@@ -6,7 +6,9 @@ import {
   decodeAgentMessage,
   decodeServerMessage,
   encodeMessage,
+  allowedInVersion,
   fitReport,
+  statusForVersion1,
   type DriftMessage,
   type HealthMessage,
   type StatusMessage,
@@ -294,5 +296,36 @@ describe('health (protocol 2)', () => {
     expect(fitted.objects[0].reason!.length).toBe(AGENT_LIMITS.short);
     expect(fitted.objects[0].message!.length).toBe(AGENT_LIMITS.message);
     expect(decodes(fitted)).toBe(true);
+  });
+});
+
+describe('status change codes (protocol 2)', () => {
+  const failed = status({
+    result: 'failed',
+    changes: [
+      { id: 'ConfigMap/default/a', action: 'failed', error: 'depends-on forms a cycle', code: 'DEPENDS_ON_CYCLE' },
+      { id: 'ConfigMap/default/b', action: 'created' },
+    ],
+  });
+
+  it("carries a failed object's code, bounded, and keeps it when a report is cut or clipped", () => {
+    expect(decodes(failed)).toBe(true);
+    expect(decodes(status({ changes: [{ id: 'a', action: 'failed', code: 'C'.repeat(101) }] }))).toBe(false);
+    expect(fitReport(status({ changes: [{ id: 'a', action: 'failed', code: 'C'.repeat(500) }] })).changes[0].code).toBe(
+      'C'.repeat(99) + '…',
+    );
+  });
+
+  it('is version 2 only: a v1 session may not send it, and the agent leaves it out when it speaks 1', () => {
+    expect(allowedInVersion(failed, 2)).toBe(true);
+    expect(allowedInVersion(failed, 1)).toBe(false);
+    expect(allowedInVersion(status(), 1)).toBe(true);
+    const v1 = statusForVersion1(failed);
+    expect(v1.changes).toEqual([
+      { id: 'ConfigMap/default/a', action: 'failed', error: 'depends-on forms a cycle' },
+      { id: 'ConfigMap/default/b', action: 'created' },
+    ]);
+    expect(allowedInVersion(v1, 1)).toBe(true);
+    expect(statusForVersion1(status())).toEqual(status());
   });
 });

@@ -181,6 +181,11 @@ export const StatusMessage = z.strictObject({
         id: bounded(AGENT_LIMITS.objectId),
         action: z.enum(ACTIONS),
         error: bounded(AGENT_LIMITS.message).optional(),
+        /**
+         * Version 2: the problem code of a failed or skipped object (`KUBE_INVALID`,
+         * `DEPENDS_ON_CYCLE`, ...); the server says APPLY_FAILED without it.
+         */
+        code: bounded(AGENT_LIMITS.code).optional(),
       }),
     )
     .max(AGENT_LIMITS.changes),
@@ -337,9 +342,20 @@ export const decodeAgentMessage = (data: string): DecodeResult<AgentMessage> => 
 export const decodeServerMessage = (data: string): DecodeResult<ServerMessage> => decodeWith(ServerMessage, data);
 export const encodeMessage = (message: AgentMessage | ServerMessage): string => JSON.stringify(message);
 
-/** Whether a session that said `version` in hello may send this frame (`health` needs 2). */
+/**
+ * Whether a session that said `version` in hello may send this frame: `health` and a status
+ * change's `code` need 2 (each side sends only what its version defines).
+ */
 export function allowedInVersion(message: AgentMessage, version: number): boolean {
-  return message.type !== 'health' || version >= 2;
+  if (version >= 2) return true;
+  if (message.type === 'health') return false;
+  return message.type !== 'status' || message.changes.every((c) => c.code === undefined);
+}
+
+/** A status as version 1 defined it: without the changes' codes (for a session that said 1). */
+export function statusForVersion1(status: StatusMessage): StatusMessage {
+  if (status.changes.every((c) => c.code === undefined)) return status;
+  return { ...status, changes: status.changes.map(({ code: _v2, ...change }) => change) };
 }
 
 // ---- agent side: keeping reports within the limits ----
@@ -435,6 +451,7 @@ function fitStatus(status: StatusMessage, maxBytes: number): StatusMessage {
     id: clip(c.id, AGENT_LIMITS.objectId),
     action: c.action,
     ...(c.error !== undefined ? { error: clip(c.error, AGENT_LIMITS.message) } : {}),
+    ...(c.code !== undefined ? { code: clip(c.code, AGENT_LIMITS.code) } : {}),
   }));
   const base: StatusMessage = {
     ...status,

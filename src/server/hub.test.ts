@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { CloseCode, PROTOCOL_VERSION, decodeServerMessage, type ConfigMessage } from '../protocol/messages.js';
-import { configFor, judgeFrame } from './hub.js';
+import { configFor, judgeFrame, statusProblems } from './hub.js';
 
 /** judgeFrame's phase: before hello, after a v1 hello, after a v2 hello. */
 const BEFORE_HELLO = 0;
@@ -36,6 +36,16 @@ describe('judgeFrame', () => {
     expect(judgeFrame(Buffer.from(status), false, V1)).toMatchObject({ ok: true, message: { type: 'status' } });
     expect(judgeFrame(Buffer.from(status), false, V2)).toMatchObject({ ok: true, message: { type: 'status' } });
     expect(judgeFrame(Buffer.from(health), false, V2)).toMatchObject({ ok: true, message: { type: 'health' } });
+  });
+
+  it('refuses a status change code from a session whose hello said version 1, and takes it from a v2 one', () => {
+    const coded = JSON.stringify({
+      ...JSON.parse(status),
+      result: 'failed',
+      changes: [{ id: 'ConfigMap/default/a', action: 'failed', error: 'cycle', code: 'DEPENDS_ON_CYCLE' }],
+    });
+    expect(judgeFrame(Buffer.from(coded), false, V1)).toMatchObject({ ok: false, code: CloseCode.INVALID_MESSAGE });
+    expect(judgeFrame(Buffer.from(coded), false, V2)).toMatchObject({ ok: true });
   });
 
   it('refuses health from a session whose hello said version 1', () => {
@@ -127,5 +137,23 @@ describe('configFor', () => {
     expect(configFor(V1, { ...config, protocolVersion: 2 })).toEqual(config);
     expect(Object.keys(configFor(V1, config))).not.toContain('protocolVersion');
     expect(decodeServerMessage(JSON.stringify(configFor(PROTOCOL_VERSION, config)))).toMatchObject({ ok: true });
+  });
+});
+
+describe('statusProblems', () => {
+  it('names each failed object with its own code (v2), APPLY_FAILED when the agent gave none (v1)', () => {
+    const problems = statusProblems({
+      ...(JSON.parse(status) as Parameters<typeof statusProblems>[0]),
+      result: 'failed',
+      changes: [
+        { id: 'ConfigMap/default/a', action: 'failed', error: 'a -> b -> a', code: 'DEPENDS_ON_CYCLE' },
+        { id: 'ConfigMap/default/c', action: 'failed', error: 'refused' },
+        { id: 'ConfigMap/default/d', action: 'created' },
+      ],
+    });
+    expect(problems?.problems).toEqual([
+      { code: 'DEPENDS_ON_CYCLE', message: 'a -> b -> a', object: 'ConfigMap/default/a' },
+      { code: 'APPLY_FAILED', message: 'refused', object: 'ConfigMap/default/c' },
+    ]);
   });
 });

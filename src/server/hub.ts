@@ -143,14 +143,15 @@ type HubStatusWrites =
 
 /**
  * The problems a status report leaves for its project, or undefined for a good apply (which clears
- * them): the agent's errors, each failed object (the first 20), and a note when the report was cut.
+ * them): the agent's errors, each failed object (the first 20, with its code from a v2 agent,
+ * APPLY_FAILED otherwise), and a note when the report was cut.
  */
 export function statusProblems(message: StatusMessage): { commit: string; problems: ProblemReport[] } | undefined {
   if (message.errors.length === 0 && message.result === 'applied') return undefined;
   const failed = message.changes
     .filter((c) => c.action === 'failed')
     .slice(0, 20)
-    .map((c) => ({ code: ProblemCode.APPLY_FAILED, message: c.error ?? 'failed', object: c.id }));
+    .map((c) => ({ code: c.code ?? ProblemCode.APPLY_FAILED, message: c.error ?? 'failed', object: c.id }));
   const { truncated } = message;
   const cut = truncated
     ? [
