@@ -390,6 +390,24 @@ describe('HealthTracker', () => {
     expect(heard.map((r) => r.result)).toEqual(['healthy', 'progressing']);
   });
 
+  it('waits again after a re-sync of a commit that timed out, without telling the same news twice', async () => {
+    const w = new World();
+    const a = target(WIDGETS, 'a');
+    w.objects.set(a.key, notReady('a'));
+    const heard: HealthReport[] = [];
+    w.tracker.onHealthChange((r) => heard.push(r));
+    w.tracker.follow('u', 'c1', [a]);
+    const first = w.tracker.waitHealth('u', { timeoutMs: 1_000, pruneTimeoutMs: 1_000 });
+    w.advance(1_000);
+    await expect(first).resolves.toMatchObject({ result: 'timed_out' });
+
+    w.tracker.follow('u', 'c1', [a]); // the periodic re-sync, nothing changed
+    const second = w.tracker.waitHealth('u', { timeoutMs: 1_000, pruneTimeoutMs: 1_000 });
+    w.advance(1_000);
+    await expect(second).resolves.toMatchObject({ result: 'timed_out' });
+    expect(heard.map((r) => r.result)).toEqual(['progressing', 'timed_out']);
+  });
+
   it('whenReady resolves once the named objects are current or failed, or at the deadline', async () => {
     const w = new World();
     const a = target(WIDGETS, 'a');

@@ -154,7 +154,8 @@ export class HealthTracker {
       pendingPruned: 0,
       startedAt: this.now(),
       result: 'progressing',
-      dirty: true,
+      // A re-sync of the same commit changes the report only if an object is new, gone or judged anew.
+      dirty: old === undefined || old.commit !== (commit || undefined),
       waiters: new Set(),
       cancelDeadlines: [],
     };
@@ -164,12 +165,18 @@ export class HealthTracker {
     this.addTargets(u, targets, old);
     if (old) {
       this.drop(old, u);
-      // A re-sync of the same commit that finds the same health is no news, and keeps its times.
-      if (old.commit === u.commit && this.resultOf(u) === old.result) {
+      // A re-sync of the same commit is news only where its report differs from the last one
+      // told. Its wait goes on (a timed-out commit stays timed out while nothing changes), and
+      // finding the same result it keeps its times.
+      if (old.commit === u.commit) {
         u.digest = old.digest;
-        u.result = old.result;
-        u.startedAt = old.startedAt;
-        if (old.settledAt !== undefined) u.settledAt = old.settledAt;
+        u.ignorePruned = old.ignorePruned;
+        if (old.deadline !== undefined) this.setDeadlines(u, old.deadline, old.pruneDeadline);
+        if (this.resultOf(u) === old.result) {
+          u.result = old.result;
+          u.startedAt = old.startedAt;
+          if (old.settledAt !== undefined) u.settledAt = old.settledAt;
+        }
       }
     }
     this.flush(u);
@@ -370,9 +377,8 @@ export class HealthTracker {
       names.add(u.unit);
       if (target.pruned) u.pendingPruned++;
       else u.pendingApplied++;
-      this.recompute(u, f);
+      this.recompute(u, f); // a new entry is always a change: its health was PENDING
     }
-    u.dirty = true;
   }
 
   /** Stops everything a unit's followed set holds and resolves its waiters (`next`: the set replacing it). */
@@ -380,6 +386,7 @@ export class HealthTracker {
     for (const f of u.objects.values()) {
       const successor = next?.objects.get(f.target.key);
       if (successor === f) continue; // carried over: still followed as it is
+      if (next) next.dirty = true; // no longer followed as it was: the report changes
       f.cancelRecheck?.();
       this.setPodScope(f, undefined);
       if (successor) continue;
@@ -389,6 +396,7 @@ export class HealthTracker {
     }
     for (const cancel of u.cancelDeadlines) cancel();
     u.cancelDeadlines = [];
+    if (!u.waiters.size) return;
     const report = this.report(u);
     for (const w of [...u.waiters]) {
       w.cleanup();
@@ -535,7 +543,7 @@ export class HealthTracker {
     });
   }
 
-  /** Recomputes the result; when the digest changed, tells listeners and resolves settled waits. */
+  /** Recomputes the result; resolves settled waits; when the digest changed, tells listeners. */
   private flush(u: UnitHealth): void {
     const result = this.resultOf(u);
     if (result !== u.result) {
@@ -546,15 +554,17 @@ export class HealthTracker {
     if (!u.dirty) return;
     u.dirty = false;
     const report = this.report(u);
-    const digest = digestOf(report);
-    if (digest === u.digest) return;
-    u.digest = digest;
     if (result !== 'progressing')
       for (const w of [...u.waiters]) {
         w.cleanup();
         w.resolve(report);
       }
-    for (const cb of [...this.internal, ...this.listeners]) {
+    // The engine's own waits look at every change; listeners only at what changes the digest.
+    for (const cb of [...this.internal]) cb(report);
+    const digest = digestOf(report);
+    if (digest === u.digest) return;
+    u.digest = digest;
+    for (const cb of [...this.listeners]) {
       try {
         cb(report);
       } catch {
