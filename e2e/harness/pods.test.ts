@@ -1,6 +1,6 @@
 // The pure parts of e2e/harness/pods.ts: what counts as Ready, kubectl's STATUS and AGE columns, the table.
 import { describe, expect, it } from '@jest/globals';
-import { formatAge, formatPodTable, isReady, podRows, podSummary, type PodLike } from './pods.js';
+import { allReadySince, formatAge, formatPodTable, isReady, podRows, podSummary, type PodLike } from './pods.js';
 
 const NOW = Date.parse('2026-12-04T12:00:00Z');
 
@@ -74,6 +74,18 @@ describe('pods as kubectl shows them', () => {
       { name: 'c', ready: '1/1', status: 'Terminating', restarts: 0, age: '5s' },
     ]);
     expect(podSummary([pod('a'), pod('b'), pod('c', { deleting: true })])).toBe('2 Ready, 1 Terminating');
+  });
+
+  it('allReadySince: when the last pod turned Ready, only once every one is', () => {
+    const readyAt = (p: PodLike, iso: string): PodLike => {
+      p.status!.conditions = [{ type: 'Ready', status: 'True', lastTransitionTime: iso }];
+      return p;
+    };
+    const a = readyAt(pod('a'), '2026-12-04T12:00:01Z');
+    const b = readyAt(pod('b'), '2026-12-04T12:00:03Z');
+    expect(allReadySince([a, b])).toBe(Date.parse('2026-12-04T12:00:03Z'));
+    expect(allReadySince([a, pod('c', { ready: false })])).toBeUndefined();
+    expect(allReadySince([])).toBeUndefined();
   });
 
   it('prints the columns padded to the widest cell, as kubectl does', () => {

@@ -22,7 +22,7 @@ export interface PodLike {
   spec?: { containers?: Array<{ name: string }> };
   status?: {
     phase?: string;
-    conditions?: Array<{ type: string; status: string }>;
+    conditions?: Array<{ type: string; status: string; lastTransitionTime?: string }>;
     containerStatuses?: Array<{
       name: string;
       ready: boolean;
@@ -47,6 +47,18 @@ export function isReady(pod: PodLike): boolean {
     pod.status?.phase === 'Running' &&
     pod.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true
   );
+}
+
+/**
+ * When the last of `pods` turned Ready (ms since the epoch, whole seconds as the API server keeps
+ * them), or undefined unless every one is Ready: what "all pods Ready at" means for a rollout.
+ */
+export function allReadySince(pods: readonly PodLike[]): number | undefined {
+  if (pods.length === 0 || !pods.every(isReady)) return undefined;
+  const times = pods.map((p) =>
+    Date.parse(p.status?.conditions?.find((c) => c.type === 'Ready')?.lastTransitionTime ?? ''),
+  );
+  return times.some(Number.isNaN) ? undefined : Math.max(...times);
 }
 
 /** kubectl's short age: `42s`, `3m5s`, `2h10m`. */
