@@ -67,8 +67,8 @@ import type { HealthResult } from '../../src/protocol/vocabulary.js';
 const SETTLE_MS = 60_000;
 /** "Well before reconcile_timeout": a failure must be reported within this of the commit. */
 const DEGRADED_WITHIN_MS = 30_000;
-/** How long the controller takes to say Ready for a generation. */
-const CONTROLLER_DELAY_MS = 4_000;
+/** How long the controller takes to say Ready for a generation: a window agent list polling cannot miss. */
+const CONTROLLER_DELAY_MS = 6_000;
 /** The slow Deployments' readiness: their first probe runs this long after the container starts. */
 const SLOW_READY_S = 30;
 
