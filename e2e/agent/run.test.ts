@@ -384,20 +384,29 @@ describe('drift settings from config.yaml', () => {
     await waitForLog(agent.proc, (r) => r.msg === 'applied', 10_000, 'applied');
     const fightStarted = Date.now();
     let edits = 0;
+    // An edit every 150 ms, a few in flight: on a loaded 2-core machine one patch can take 850 ms,
+    // and edits awaited one after the other then fell to 6-11 in the 6 s (with or without health).
+    const inFlight = new Set<Promise<unknown>>();
     while (Date.now() - fightStarted < 6000) {
-      await jsonPatch(
-        kc,
-        deployPath(ns),
-        [{ op: 'replace', path: '/spec/replicas', value: 10 + (edits % 2) }],
-        'fighter',
-      );
-      edits++;
+      if (inFlight.size < 4) {
+        const edit = jsonPatch(
+          kc,
+          deployPath(ns),
+          [{ op: 'replace', path: '/spec/replicas', value: 10 + (edits % 2) }],
+          'fighter',
+        ).finally(() => inFlight.delete(edit));
+        inFlight.add(edit);
+        edits++;
+      }
       await new Promise((r) => setTimeout(r, 150));
     }
+    await Promise.all(inFlight);
     const reverts = (await logs(agent.proc)).filter(
       (r) => r.msg === 'drift reverted' || r.msg === 'drift fight: reverted, backing off',
     );
-    expect(edits).toBeGreaterThan(25);
+    // Faster than the agent's first hold (2 s) by far, so the hold is what stops the reverts
+    // (40 edits on an idle machine; 20 measured at load 16, the test's own timers lagging).
+    expect(edits).toBeGreaterThanOrEqual(15);
     expect(reverts.length).toBeGreaterThanOrEqual(5);
     expect(reverts.length).toBeLessThanOrEqual(9);
     const fight = await waitForLog(
