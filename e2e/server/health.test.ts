@@ -14,13 +14,11 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
-import { createLogger } from '../../src/common/logger.js';
 import {
   CloseCode,
   ConfigMessage,
@@ -29,14 +27,13 @@ import {
   type HealthMessage,
   type StatusMessage,
 } from '../../src/protocol/messages.js';
-import { gitSourceForServe } from '../../src/server/git-factory.js';
 import { registerRegistryHealth } from '../../src/server/metrics.js';
-import { resolveServeOptions } from '../../src/server/options.js';
 import { createAgent, type AgentListRow } from '../../src/server/registry.js';
-import { startServer, type RunningServer } from '../../src/server/serve.js';
+import type { RunningServer } from '../../src/server/serve.js';
 import { createRepo, type TestRepo } from '../harness/git-repo.js';
 import { startGitServer, type GitServer } from '../harness/git-server.js';
 import { connectWithToken, type TestClient } from './client.js';
+import { startInProcessServer } from './in-process.js';
 
 const run = promisify(execFile);
 const CLI = new URL('../../dist/bin/gitops-server.js', import.meta.url).pathname;
@@ -60,7 +57,7 @@ let manifestRepo: TestRepo;
 let server: RunningServer;
 let ca: string;
 let stateDir: string;
-const logLines: string[] = [];
+let logLines: string[] = [];
 const tokens: Record<string, string> = {};
 const clients: TestClient[] = [];
 
@@ -163,29 +160,13 @@ beforeAll(async () => {
   stateDir = path.join(work, 'state');
   for (const n of NAMES) tokens[n] = (await createAgent(stateDir, n, 'kubernetes-agent')).token;
   await writeFile(path.join(work, 'admin.token'), ADMIN_TOKEN, { mode: 0o600 });
-  const options = resolveServeOptions({
-    listen: '127.0.0.1:0',
+  ({ server, ca, logLines } = await startInProcessServer({
     stateDir,
-    tlsSelfSigned: true,
     gitBaseUrl: gitServer.url,
-    pollInterval: '60s',
     adminTokenFile: path.join(work, 'admin.token'),
-    heartbeatInterval: '1s',
-    logLevel: 'debug',
-  });
-  const destination = new Writable({
-    write(chunk: Buffer, _e, done) {
-      logLines.push(...chunk.toString().split('\n').filter(Boolean));
-      done();
-    },
-  });
-  server = await startServer(options, {
-    gitSource: gitSourceForServe,
-    logger: createLogger({ level: 'debug', destination }),
-  });
+  }));
   // As `gitops-server serve` wires it (src/server/commands/serve.ts).
   registerRegistryHealth(server.metrics, server.registry);
-  ca = await readFile(server.caCertPath!, 'utf8');
 }, 60_000);
 
 afterAll(async () => {

@@ -8,23 +8,20 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFile } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
-import { createLogger } from '../../src/common/logger.js';
 import { signAgentJwt } from '../../src/protocol/jwt.js';
 import { CONNECT_PATH, CloseCode, MAX_MESSAGE_BYTES } from '../../src/protocol/messages.js';
 import { generateToken, publicKeyFromX } from '../../src/protocol/token.js';
-import { gitSourceForServe } from '../../src/server/git-factory.js';
-import { resolveServeOptions } from '../../src/server/options.js';
 import { createAgent, listAgents } from '../../src/server/registry.js';
-import { startServer, type RunningServer } from '../../src/server/serve.js';
+import type { RunningServer } from '../../src/server/serve.js';
 import { createRepo, type TestRepo } from '../harness/git-repo.js';
 import { startGitServer, type GitServer } from '../harness/git-server.js';
 import { compactNginxDeployment } from '../harness/stack.js';
 import { connectClient, connectWithToken, post, upgradeStatus, type TestClient } from './client.js';
+import { startInProcessServer } from './in-process.js';
 
 const run = promisify(execFile);
 const CLI = new URL('../../dist/bin/gitops-server.js', import.meta.url).pathname;
@@ -52,7 +49,7 @@ let otherRepo: TestRepo;
 let server: RunningServer;
 let ca: string;
 let stateDir: string;
-const logLines: string[] = [];
+let logLines: string[] = [];
 const tokens: Record<string, string> = {};
 const clients: TestClient[] = [];
 
@@ -92,27 +89,11 @@ beforeAll(async () => {
   for (const n of names) tokens[n] = (await createAgent(stateDir, n, 'kubernetes-agent')).token;
   // The secret is a file, as for operators (--webhook-secret on the command line is refused).
   await writeFile(path.join(work, 'webhook.secret'), WEBHOOK_SECRET, { mode: 0o600 });
-  const options = resolveServeOptions({
-    listen: '127.0.0.1:0',
+  ({ server, ca, logLines } = await startInProcessServer({
     stateDir,
-    tlsSelfSigned: true,
     gitBaseUrl: gitServer.url,
-    pollInterval: '60s',
     webhookSecretFile: path.join(work, 'webhook.secret'),
-    heartbeatInterval: '1s',
-    logLevel: 'debug',
-  });
-  const destination = new Writable({
-    write(chunk: Buffer, _e, done) {
-      logLines.push(...chunk.toString().split('\n').filter(Boolean));
-      done();
-    },
-  });
-  server = await startServer(options, {
-    gitSource: gitSourceForServe,
-    logger: createLogger({ level: 'debug', destination }),
-  });
-  ca = await readFile(server.caCertPath!, 'utf8');
+  }));
 }, 60_000);
 
 afterAll(async () => {

@@ -27,23 +27,8 @@ describe('Session reports', () => {
       ws.on('message', (data: Buffer) => frames.push({ bytes: data.length, text: data.toString('utf8') }));
       ws.on('close', (code) => closes.push(code));
     });
-    const warnings: string[] = [];
-    const logger = {
-      ...silentLogger(),
-      warn: (_f: unknown, msg?: string) => {
-        warnings.push(String(msg));
-      },
-    } as unknown as ReturnType<typeof silentLogger>;
-    const session = new Session({
-      url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/api/v1/agent/connect`,
-      signJwt: async () => 'jwt',
-      agentVersion: 'test',
-      applied: () => ({}),
-      logger,
-      onConfig: () => undefined,
-      onDesired: () => undefined,
-      onError: () => undefined,
-    });
+    const { logger, lines } = recordingLogger();
+    const session = sessionFor(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}/api/v1/agent/connect`, logger);
     const changes = Array.from({ length: 50_000 }, (_, i) => ({
       id: `ConfigMap/ns-${i % 50}/generated-object-${i}`,
       action: i % 10_000 === 0 ? ('failed' as const) : ('configured' as const),
@@ -78,7 +63,10 @@ describe('Session reports', () => {
         expect(decoded.message.changes.slice(0, 5).every((c) => c.action === 'failed')).toBe(true);
       }
       expect(closes).toEqual([]);
-      expect(warnings).toContain('report too big for the server: sending a shortened one with the totals');
+      expect(lines).toContainEqual({
+        level: 'warn',
+        msg: 'report too big for the server: sending a shortened one with the totals',
+      });
     } finally {
       await session.stop();
       await new Promise((r) => wss.close(r));
