@@ -14,7 +14,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -33,7 +33,7 @@ import type { RunningServer } from '../../src/server/serve.js';
 import { createRepo, type TestRepo } from '../harness/git-repo.js';
 import { startGitServer, type GitServer } from '../harness/git-server.js';
 import { connectWithToken, type TestClient } from './client.js';
-import { startInProcessServer } from './in-process.js';
+import { startInProcessServer, stopSuite } from './in-process.js';
 
 const run = promisify(execFile);
 const CLI = new URL('../../dist/bin/gitops-server.js', import.meta.url).pathname;
@@ -169,14 +169,7 @@ beforeAll(async () => {
   registerRegistryHealth(server.metrics, server.registry);
 }, 60_000);
 
-afterAll(async () => {
-  for (const c of clients) c.ws.terminate();
-  await server?.close();
-  await gitServer?.stop();
-  await configRepo?.dispose();
-  await manifestRepo?.dispose();
-  await rm(work, { recursive: true, force: true });
-});
+afterAll(() => stopSuite({ clients, server, gitServer, repos: [configRepo, manifestRepo], work }));
 
 describe('protocol 2: health', () => {
   it('shows a v2 agent’s health in agent list (table and json), the status API, the metrics and one log line', async () => {

@@ -3,12 +3,15 @@
  * a self-signed CA (returned as `ca`), the real Git source against a test Git server, a 60 s poll
  * (webhooks or refresh move things), a 1 s heartbeat, and every JSON log line kept in `logLines`.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { createLogger } from '../../src/common/logger.js';
 import { gitSourceForServe } from '../../src/server/git-factory.js';
 import { resolveServeOptions } from '../../src/server/options.js';
 import { startServer, type RunningServer } from '../../src/server/serve.js';
+import type { TestRepo } from '../harness/git-repo.js';
+import type { GitServer } from '../harness/git-server.js';
+import type { TestClient } from './client.js';
 
 export interface InProcessServer {
   server: RunningServer;
@@ -44,4 +47,19 @@ export async function startInProcessServer(options: {
     logger: createLogger({ level: 'debug', destination }),
   });
   return { server, ca: await readFile(server.caCertPath!, 'utf8'), logLines };
+}
+
+/** Tears down what a suite started, in order; parts that never started are skipped. */
+export async function stopSuite(parts: {
+  clients: readonly TestClient[];
+  server?: RunningServer;
+  gitServer?: GitServer;
+  repos: ReadonlyArray<TestRepo | undefined>;
+  work?: string;
+}): Promise<void> {
+  for (const c of parts.clients) c.ws.terminate();
+  await parts.server?.close();
+  await parts.gitServer?.stop();
+  for (const repo of parts.repos) await repo?.dispose();
+  if (parts.work) await rm(parts.work, { recursive: true, force: true });
 }

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFile } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -21,7 +21,7 @@ import { createRepo, type TestRepo } from '../harness/git-repo.js';
 import { startGitServer, type GitServer } from '../harness/git-server.js';
 import { compactNginxDeployment } from '../harness/stack.js';
 import { connectClient, connectWithToken, post, upgradeStatus, type TestClient } from './client.js';
-import { startInProcessServer } from './in-process.js';
+import { startInProcessServer, stopSuite } from './in-process.js';
 
 const run = promisify(execFile);
 const CLI = new URL('../../dist/bin/gitops-server.js', import.meta.url).pathname;
@@ -96,15 +96,7 @@ beforeAll(async () => {
   }));
 }, 60_000);
 
-afterAll(async () => {
-  for (const c of clients) c.ws.terminate();
-  await server?.close();
-  await gitServer?.stop();
-  await configRepo?.dispose();
-  await manifestRepo?.dispose();
-  await otherRepo?.dispose();
-  await rm(work, { recursive: true, force: true });
-});
+afterAll(() => stopSuite({ clients, server, gitServer, repos: [configRepo, manifestRepo, otherRepo], work }));
 
 describe('gitops-server serve', () => {
   it('sends config and the current desired state after hello, then the next commit within a second of a webhook', async () => {
