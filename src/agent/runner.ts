@@ -166,14 +166,7 @@ export class SyncLoop {
 
   constructor(options: SyncLoopOptions) {
     this.opts = options;
-    this.unsubscribeHealth = options.health?.onHealthChange((report) => {
-      // Called from the engine's watch events: a fault here must not reach them.
-      try {
-        this.onHealth(report);
-      } catch (err) {
-        this.opts.logger.error({ unit: report.unit, err: messageWithCauses(err) }, 'cannot report health');
-      }
-    });
+    this.unsubscribeHealth = options.health?.onHealthChange((report) => this.handleHealth(report));
   }
 
   /** Takes a project's newest desired state; supersedes an apply of an older one in flight, or a wait. */
@@ -334,9 +327,13 @@ export class SyncLoop {
       })
       .then((applied) => {
         slot.running = undefined;
-        if (applied) this.startWait(project, slot, desired);
-        this.kick(project, slot);
-        if (!slot.running && !this.closed) this.opts.onIdle?.(slot.unit);
+        try {
+          if (applied) this.startWait(project, slot, desired);
+        } finally {
+          // Whatever happened above, the next apply and the drift events held back must go on.
+          this.kick(project, slot);
+          if (!slot.running && !this.closed) this.opts.onIdle?.(slot.unit);
+        }
       })
       .catch((err: unknown) => {
         this.opts.logger.error({ project, err: messageWithCauses(err) }, 'sync loop fault after an apply');
@@ -436,7 +433,7 @@ export class SyncLoop {
       .then((report) => {
         if (abort.signal.aborted) return; // superseded or lost leadership: the report is `progressing`
         if (report.result !== 'progressing') slot.waited = desired.digest;
-        this.onHealth(report);
+        this.handleHealth(report);
       })
       .catch((err: unknown) => {
         if (abort.signal.aborted) return;
@@ -454,7 +451,16 @@ export class SyncLoop {
   /** The unit's health as it stands (the engine told its first report during the sync, before the status). */
   private reportHealthNow(slot: ProjectSlot): void {
     const now = this.opts.health?.health(slot.unit);
-    if (now) this.onHealth(now);
+    if (now) this.handleHealth(now);
+  }
+
+  /** onHealth for callers that must not see its faults: the engine's watch events, the apply. */
+  private handleHealth(report: HealthReport): void {
+    try {
+      this.onHealth(report);
+    } catch (err) {
+      this.opts.logger.error({ unit: report.unit, err: messageWithCauses(err) }, 'cannot report health');
+    }
   }
 
   private stopWait(slot: ProjectSlot): void {
