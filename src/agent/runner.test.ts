@@ -353,7 +353,8 @@ function healthLoop(options: { delayMs?: number; config?: Partial<DesiredState['
       .lines()
       .map((l) => JSON.parse(l) as LogLine)
       .filter((l) => l.msg.startsWith('commit '));
-  return { health, engine, loop, sent, failures, metrics, want, logs, unit: 'gitops-project' };
+  const allLogs = (): string[] => out.lines().map((l) => (JSON.parse(l) as LogLine).msg);
+  return { health, engine, loop, sent, failures, metrics, want, logs, allLogs, unit: 'gitops-project' };
 }
 
 describe('SyncLoop waiting for health', () => {
@@ -468,6 +469,23 @@ describe('SyncLoop waiting for health', () => {
         notCurrent: ['Deployment/default/web failed: CrashLoopBackOff: back-off 10s restarting failed container'],
       }),
     ]);
+    await t.loop.close();
+  });
+
+  it('logs applied before the health of the same commit, when the objects are current at once', async () => {
+    const t = healthLoop({ config: { reconcileTimeoutMs: 0 } });
+    const synced = t.health.synced.bind(t.health);
+    t.health.synced = (unit) => {
+      synced(unit);
+      t.health.change(unit.name, 'healthy', [cm], 0);
+    };
+    t.loop.setDesired(t.want('a'));
+    await t.loop.idle();
+    expect(t.allLogs().filter((m) => m === 'applied' || m.startsWith('commit '))).toEqual([
+      'applied',
+      'commit healthy',
+    ]);
+    expect(t.sent.map((m) => `${m.type} ${m.result}`)).toEqual(['status applied', 'health healthy']);
     await t.loop.close();
   });
 

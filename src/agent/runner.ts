@@ -384,7 +384,6 @@ export class SyncLoop {
     // Health follows the status of the same commit (the server ignores one for another commit);
     // a partial apply's objects are followed too, so what blocks it (a dependency) is reported.
     slot.inForce = { commit: desired.commit, digest: desired.digest };
-    this.reportHealthNow(slot);
     const fields = {
       commit: desired.commit,
       changes: changeLines(set),
@@ -395,6 +394,7 @@ export class SyncLoop {
       slot.failures = 0;
       slot.applied = { commit: desired.commit, digest: desired.digest };
       log.info(fields, 'applied');
+      this.reportHealthNow(slot);
       return true;
     }
     const retryInMs = backoffDelay(this.opts.retry ?? APPLY_RETRY_BACKOFF, slot.failures++);
@@ -415,6 +415,7 @@ export class SyncLoop {
       this.kick(desired.project, slot);
     }, retryInMs);
     slot.retryTimer.unref();
+    this.reportHealthNow(slot);
     return false;
   }
 
