@@ -145,7 +145,7 @@ describe('what a change set reads as', () => {
     expect(statusChanges(set(changes))).toEqual([
       { id: 'Deployment/default/nginx', action: 'configured' },
       { id: 'Service/default/nginx', action: 'unchanged' },
-      { id: 'ConfigMap/default/c', action: 'failed', error: 'ConfigMap/default/c: denied' },
+      { id: 'ConfigMap/default/c', action: 'failed', error: 'ConfigMap/default/c: denied', code: 'KUBE_FORBIDDEN' },
       { id: 'Secret/default/s', action: 'skipped', error: 'owned by inventory other' },
       { id: 'Role/default/r', action: 'pruned' },
       { id: 'Job/default/j', action: 'failed', error: 'timed out' },

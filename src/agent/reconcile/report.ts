@@ -161,18 +161,25 @@ export function resultOf(set: ChangeSet): ApplyResult {
   return failed > 0 && set.changes.length > failed ? 'partial' : 'failed';
 }
 
-/** One object of a status: skipped and failed objects carry why. */
+/** One object of a status: skipped and failed objects carry why, and the problem code when known. */
 export interface StatusChange {
   id: string;
   action: Action;
   error?: string;
+  /** The object's own problem code (protocol 2; the session leaves it out for a version-1 server). */
+  code?: string;
 }
 
 /** The per-object part of a status. */
 export function statusChanges(set: ChangeSet): StatusChange[] {
   return set.changes.map((c) =>
     c.action === 'failed' || c.action === 'skipped'
-      ? { id: c.id, action: c.action, error: c.error?.message ?? c.reason ?? 'failed' }
+      ? {
+          id: c.id,
+          action: c.action,
+          error: c.error?.message ?? c.reason ?? 'failed',
+          ...(c.error?.code ? { code: c.error.code } : {}),
+        }
       : { id: c.id, action: c.action },
   );
 }
