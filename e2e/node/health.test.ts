@@ -329,9 +329,11 @@ describe('health on the real node', () => {
         throw new Error(`${(err as Error).message}; last listed: ${JSON.stringify(last)}`);
       });
       const cycle = listedErrors.problems.filter((p) => /depends-on forms a cycle/.test(p.message));
-      expect(cycle.map((p) => p.object).sort()).toEqual([id('ConfigMap', 'cycle-a'), id('ConfigMap', 'cycle-b')]);
-      // The listed code is APPLY_FAILED today (a status change carries no code on the wire: req-HF-to-HD.md);
-      // each message shows the whole cycle: `ConfigMap/ns/cycle-a -> ConfigMap/ns/cycle-b -> ...`.
+      expect(cycle.map((p) => `${p.code} ${p.object}`).sort()).toEqual([
+        `DEPENDS_ON_CYCLE ${id('ConfigMap', 'cycle-a')}`,
+        `DEPENDS_ON_CYCLE ${id('ConfigMap', 'cycle-b')}`,
+      ]);
+      // Each message shows the whole cycle: `ConfigMap/ns/cycle-a -> ConfigMap/ns/cycle-b -> ...`.
       for (const p of cycle) {
         expect(p.message).toContain(id('ConfigMap', 'cycle-a'));
         expect(p.message).toContain(id('ConfigMap', 'cycle-b'));
