@@ -7,7 +7,7 @@ import { AgentMetrics } from './metrics.js';
 import type { ChangeSet } from './reconcile/types.js';
 import type { SyncUnit } from './reconcile/types.js';
 import type { HealthFollower } from './reconciler.js';
-import { healthFrameOf, SyncLoop, unitName, type ObjectFailure } from './runner.js';
+import { HEALTH_FRAME_INTERVAL_MS, healthFrameOf, SyncLoop, unitName, type ObjectFailure } from './runner.js';
 import type { DesiredState } from './state.js';
 
 const config: DesiredState['config'] = {
@@ -357,6 +357,15 @@ function healthLoop(options: { delayMs?: number; config?: Partial<DesiredState['
   return { health, engine, loop, sent, failures, metrics, want, logs, allLogs, unit: 'gitops-project' };
 }
 
+/** Polls `done` every 10 ms until it holds (unit tests of timers that are not faked). */
+async function waitUntil(done: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`not done within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 describe('SyncLoop waiting for health', () => {
   it('waits for health after an apply, bounded by reconcile_timeout, and reports it after the status', async () => {
     const t = healthLoop({ config: { reconcileTimeoutMs: 90_000, pruneTimeoutMs: 30_000 } });
@@ -375,7 +384,8 @@ describe('SyncLoop waiting for health', () => {
     expect(t.sent.map((m) => `${m.type} ${m.result}`)).toEqual([
       'status applied',
       'health progressing', // as it stood right after the apply
-      'health progressing', // an object changed
+      // The object's change within the same second is held back (HEALTH_FRAME_INTERVAL_MS); the
+      // result's change is sent at once and makes it moot.
       'health healthy', // the change and the wait's result are one report: sent once
     ]);
     expect(t.sent.at(-1)).toEqual(
@@ -391,6 +401,24 @@ describe('SyncLoop waiting for health', () => {
     expect(text).toContain('gitops_agent_commit_health{project="gitops-project",result="progressing"} 0');
     expect(text).toContain('gitops_agent_objects{project="gitops-project",health="current"} 2');
     expect(text).toContain('gitops_agent_time_to_healthy_seconds_count{project="gitops-project"} 1');
+    await t.loop.close();
+  });
+
+  it('sends a burst of changes with the same result at most once a second, the newest last', async () => {
+    const t = healthLoop({ config: { reconcileTimeoutMs: 90_000 } });
+    t.loop.setDesired(t.want('a'));
+    await t.loop.idle();
+    const t0 = Date.now();
+    for (let ready = 0; ready < 5; ready++)
+      t.health.change(t.unit, 'progressing', [cm, web('in_progress', 'NotAvailable', `${ready}/5 replicas available`)]);
+    const frames = (): HealthMessage[] => t.sent.filter((m): m is HealthMessage => m.type === 'health');
+    expect(frames()).toHaveLength(1); // as it stood right after the apply
+    await waitUntil(() => frames().length === 2, 3_000);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(HEALTH_FRAME_INTERVAL_MS - 50);
+    expect(frames()[1].objects.find((o) => o.id.startsWith('Deployment'))?.message).toBe('4/5 replicas available');
+    t.health.settle(t.unit, 'healthy', [cm, web('current', 'Available')], 2_000);
+    await t.loop.settled();
+    expect(frames().map((f) => f.result)).toEqual(['progressing', 'progressing', 'healthy']);
     await t.loop.close();
   });
 
@@ -526,11 +554,11 @@ describe('SyncLoop waiting for health', () => {
       'Deployment/default/web CrashLoopBackOff a',
       'Deployment/default/web CrashLoopBackOff a',
     ]);
-    // Every distinct report is a frame; the repeated one is not.
+    // Every change of result is a frame at once; the repeated report is none, and the second
+    // degraded one (same result, a new message within the second) waits and is then moot.
     expect(t.sent.filter((m) => m.type === 'health').map((m) => m.result)).toEqual([
       'progressing',
       'healthy',
-      'degraded',
       'degraded',
       'progressing',
       'degraded',

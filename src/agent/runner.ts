@@ -97,6 +97,9 @@ export function healthFrameOf(project: string, digest: string, commit: string, r
   };
 }
 
+/** Health frames with an unchanged result are sent at most this often (see SyncLoop.sendHealthFrame). */
+export const HEALTH_FRAME_INTERVAL_MS = 1_000;
+
 /** An object of the commit in force that turned failed (once per transition), for an Event. */
 export interface ObjectFailure {
   project: string;
@@ -150,6 +153,12 @@ interface HealthSeen {
   commit: string;
   /** The last frame sent (its JSON), not to send the same twice. */
   sent?: string;
+  /** When the last frame was sent, and with which result. */
+  sentAt?: number;
+  sentResult?: HealthResult;
+  /** The newest report held back by HEALTH_FRAME_INTERVAL_MS, and the timer that sends it. */
+  pending?: HealthReport;
+  timer?: NodeJS.Timeout;
   /** The last result logged (progressing is never logged). */
   logged?: HealthResult;
   /** The time to healthy is observed once per commit, for the first healthy. */
@@ -486,12 +495,7 @@ export class SyncLoop {
     if (slot.health?.commit !== inForce.commit) slot.health = { commit: inForce.commit, healthyObserved: false };
     const seen = slot.health;
 
-    const frame = healthFrameOf(project, inForce.digest, inForce.commit, report);
-    const text = JSON.stringify(frame);
-    if (seen.sent !== text) {
-      seen.sent = text;
-      this.opts.report(frame);
-    }
+    this.sendHealthFrame(project, slot, seen, report);
     this.opts.metrics?.recordHealth(project, report);
     this.logResult(project, seen, report);
     if (report.result === 'healthy' && !seen.healthyObserved && report.waitedMs !== undefined) {
@@ -499,6 +503,41 @@ export class SyncLoop {
       this.opts.metrics?.recordTimeToHealthy(project, report.waitedMs);
     }
     this.markFailed(project, slot, inForce.commit, report);
+  }
+
+  /**
+   * Sends a health frame: at once when the result changed (healthy, degraded and timed out reach
+   * the server without delay), else at most once per HEALTH_FRAME_INTERVAL_MS, with the newest
+   * report. A rollout changes some object's state dozens of times a second and every frame lists
+   * all objects: 67 frames of 1,001 objects in 2 s took the agent's RSS from 95 to 102-122 MiB in
+   * the agent-memory bench.
+   */
+  private sendHealthFrame(project: string, slot: ProjectSlot, seen: HealthSeen, report: HealthReport): void {
+    const now = Date.now();
+    const sinceLast = now - (seen.sentAt ?? 0);
+    if (seen.sentResult === report.result && sinceLast < HEALTH_FRAME_INTERVAL_MS) {
+      seen.pending = report;
+      seen.timer ??= setTimeout(() => {
+        seen.timer = undefined;
+        const latest = seen.pending;
+        seen.pending = undefined;
+        // Still the commit in force on the active replica: else a newer commit's frames speak.
+        const current = !this.closed && this.active && this.slots.get(project) === slot && slot.health === seen;
+        if (latest && current && slot.inForce?.commit === seen.commit)
+          this.sendHealthFrame(project, slot, seen, latest);
+      }, HEALTH_FRAME_INTERVAL_MS - sinceLast).unref();
+      return;
+    }
+    clearTimeout(seen.timer);
+    seen.timer = undefined;
+    seen.pending = undefined;
+    const frame = healthFrameOf(project, slot.inForce!.digest, seen.commit, report);
+    const text = JSON.stringify(frame);
+    if (seen.sent === text) return;
+    seen.sent = text;
+    seen.sentAt = now;
+    seen.sentResult = report.result;
+    this.opts.report(frame);
   }
 
   /** One log line per change of result: healthy (info), degraded and timed out (warn, naming the objects). */
