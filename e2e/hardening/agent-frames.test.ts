@@ -311,12 +311,16 @@ describe('agent frames against the real server', () => {
       metrics,
     });
     expect(ts.alive()).toBe(true);
-    expect(accepted).toBeLessThanOrEqual(40);
-    expect(refused).toBeGreaterThanOrEqual(1900);
+    // The limits are per minute (a burst of 20 connections then 10 a minute; 20 refusal lines a
+    // minute), and a loaded machine stretches the flood (7 s idle, 25 s beside six builds, over a
+    // minute seen): the bounds grow with the minutes the flood spanned.
+    const minutes = Math.ceil(seconds / 60) + 1;
+    expect(accepted).toBeLessThanOrEqual(20 + 10 * minutes);
+    expect(refused).toBeGreaterThanOrEqual(2000 - 20 - 10 * minutes);
     expect(statuses.filter((s) => s === 401)).toHaveLength(0);
     const refusals = (await ts.logs()).filter((r) => r.msg === 'agent connection refused: over a per-agent limit');
     expect(refusals.length).toBeGreaterThan(0);
-    expect(refusals.length).toBeLessThanOrEqual(25);
+    expect(refusals.length).toBeLessThanOrEqual(20 * minutes + 5);
     expect(JSON.stringify(refusals)).not.toContain(jwts[1999]);
     await bystanderGetsNextCommit(ts, bystander, 'after-d');
     latecomer.ws.terminate();

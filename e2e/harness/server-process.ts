@@ -112,6 +112,8 @@ export interface TenantServer {
   watchHealthz(intervalMs?: number): HealthzProbe;
   /** Peak (VmHWM) and current (VmRSS) resident memory of the server process, in MiB. */
   memory(): Promise<{ hwmMiB: number; rssMiB: number }>;
+  /** CPU time (user + system) the server process has used so far, in seconds. */
+  cpuSeconds(): Promise<number>;
   /** `GET path` on the server with the CA trusted: status and body. */
   get(pathname: string, headers?: Record<string, string>): Promise<{ status: number; body: string }>;
   logs(): Promise<LogRecord[]>;
@@ -146,6 +148,15 @@ export async function processMemory(pid: number): Promise<{ hwmMiB: number; rssM
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   const kib = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
   return { hwmMiB: kib('VmHWM') / 1024, rssMiB: kib('VmRSS') / 1024 };
+}
+
+/** User + system CPU time of a process from /proc/PID/stat, in seconds (USER_HZ is 100 on Linux). */
+export async function processCpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name, which is in parentheses and may hold spaces: state is field 3,
+  // utime and stime are fields 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 function request(
@@ -401,6 +412,7 @@ export async function startTenantServer(options: TenantServerOptions): Promise<T
       };
     },
     memory: () => processMemory(server!.pid),
+    cpuSeconds: () => processCpuSeconds(server!.pid),
     get: (pathname, headers) => request(`https://127.0.0.1:${port}${pathname}`, ca, headers),
     logs,
     waitForLog,

@@ -4,6 +4,8 @@
  * and limits, force-push, deleted branch, host down and back, tokens, and local-root mode.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -92,6 +94,8 @@ class Events {
   }
 }
 
+const execFileAsync = promisify(execFile);
+
 function follow(source: GitWatcher, project: string, ref: GitRef = {}): Events {
   const ev = new Events();
   const stop = source.watch(project, ref, ev.onCommit, ev.onError, ev.onRecover);
@@ -110,15 +114,21 @@ describe('GitSource over smart HTTP', () => {
     expect(ev.errors).toEqual([]);
   });
 
-  it('delivers a pushed commit as soon as refresh() resolves, well under 100 ms on loopback', async () => {
+  it('delivers a pushed commit as soon as refresh() resolves, at about the cost of a git fetch', async () => {
     const repo = await newRepo();
     await repo.commit({ files: { 'manifest.yaml': 'replicas: 1\n' } });
     const source = await newSource();
     const ev = follow(source, repo.name, { branch: 'main' });
     await ev.until(() => ev.commits.length === 1);
     const latencies: number[] = [];
+    const fetches: number[] = [];
     for (let i = 2; i <= 11; i++) {
       const sha = await repo.commit({ files: { 'manifest.yaml': `replicas: ${i}\n` } });
+      // The baseline, in the same moment of the machine's load: the real git's round trip to the
+      // same server (ref advertisement, nothing to transfer).
+      const f0 = performance.now();
+      await execFileAsync('git', ['-C', repo.workDir, 'fetch', '-q', 'origin']);
+      fetches.push(performance.now() - f0);
       const t0 = performance.now();
       await source.refresh(repo.name);
       latencies.push(performance.now() - t0);
@@ -127,12 +137,15 @@ describe('GitSource over smart HTTP', () => {
       expect(files).toEqual([{ path: 'manifest.yaml', content: `replicas: ${i}\n` }]);
     }
     latencies.sort((a, b) => a - b);
-    // Reported by the lead's summary: refresh() → event latency for one new commit.
+    fetches.sort((a, b) => a - b);
     console.log(
-      `refresh→commit event latency over loopback (ms): p50 ${latencies[4].toFixed(1)}, max ${latencies[9].toFixed(1)}`,
+      `refresh→commit event latency over loopback (ms): p50 ${latencies[4].toFixed(1)}, max ${latencies[9].toFixed(1)}; ` +
+        `git fetch p50 ${fetches[4].toFixed(1)}`,
     );
-    // About 40 ms here when idle; the bound leaves room for a loaded 2-core CI machine.
-    expect(latencies[4]).toBeLessThan(150);
+    // About 40 ms against git's 30 ms when idle. A ratio to the baseline, not a fixed bound: the
+    // machine's load moves both (199 ms against a 150 ms bound once beside six builds); a refresh
+    // that re-fetched history or polled would still be far above it.
+    expect(latencies[4]).toBeLessThan(3 * fetches[4] + 30);
   });
 
   it('finds a pushed commit by polling, without a webhook', async () => {

@@ -185,6 +185,17 @@ describe('installStopSignals', () => {
     }
   });
 
+  it('after start-up finished a signal resolves next without the start-up callback', async () => {
+    const { exits, stop, send } = signals();
+    const seen: StopSignal[] = [];
+    stop.starting((signal) => seen.push(signal));
+    stop.started();
+    send('SIGTERM');
+    expect(await stop.next).toBe('SIGTERM');
+    expect(seen).toEqual([]);
+    expect(exits).toEqual([]);
+  });
+
   it('dispose removes the listeners', () => {
     const { target, stop } = signals();
     stop.dispose();

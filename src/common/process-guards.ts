@@ -150,6 +150,8 @@ export interface StopSignals {
    * then stops cleanly) instead of exiting at once. `onSignal` runs when it comes, e.g. to log it.
    */
   starting(onSignal?: (signal: StopSignal) => void): void;
+  /** Start-up finished: a signal from now on only resolves `next` (`onSignal` is start-up's). */
+  started(): void;
   /** Resolves with the first signal after `starting()` (at once when it already came). */
   readonly next: Promise<StopSignal>;
   /** Removes the listeners. */
@@ -189,6 +191,10 @@ export function installStopSignals(options: StopSignalOptions = {}): StopSignals
     starting(callback) {
       started = true;
       onSignal = callback;
+    },
+    started() {
+      started = true;
+      onSignal = undefined;
     },
     next,
     dispose() {

@@ -451,6 +451,7 @@ export async function runAgent(flags: RunFlags, env: Env = process.env): Promise
     return 1;
   }
 
+  signals.started();
   const signal = await signals.next;
   logger.info({ signal }, 'agent stopping');
   const force = setTimeout(() => {

@@ -170,6 +170,7 @@ Examples:
           const server = await startServer(options, { gitSource: gitSourceForServe, logger });
           guards.countWith(server.metrics.unhandledRejections);
           registerRegistryHealth(server.metrics, server.registry);
+          signals.started();
           const signal = await signals.next;
           logger.info({ signal }, 'stopping');
           await server
