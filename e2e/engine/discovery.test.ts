@@ -13,7 +13,7 @@ import { openEngine, type OwnedEngine } from '../../src/agent/commands/engine-pa
 import { kubeRequest, testAuditLogPath, testKubeConfig } from '../harness/kube.js';
 import { syncAuditLog, writeRequests } from '../harness/audit.js';
 import { useNamespace } from '../harness/jest-kube.js';
-import { testProjectConfig } from './objects.js';
+import { testProjectConfig, widgetCrd } from './objects.js';
 
 const kc = testKubeConfig();
 let owned: OwnedEngine;
@@ -68,27 +68,12 @@ describe('prune', () => {
 
   it('deletes through the version the inventory recorded, not the preferred one', async () => {
     const group = `${ns.name}.example.com`;
-    const schema = {
-      openAPIV3Schema: {
-        type: 'object',
-        properties: { spec: { type: 'object', properties: { size: { type: 'integer' } } } },
-      },
-    };
-    const crd = {
-      apiVersion: 'apiextensions.k8s.io/v1',
-      kind: 'CustomResourceDefinition',
-      metadata: { name: `widgets.${group}` },
-      spec: {
-        group,
-        scope: 'Namespaced',
-        names: { plural: 'widgets', singular: 'widget', kind: 'Widget' },
-        // v1 is the storage and preferred version; v1beta1 is still served.
-        versions: [
-          { name: 'v1', served: true, storage: true, schema },
-          { name: 'v1beta1', served: true, storage: false, schema },
-        ],
-      },
-    };
+    // v1 is the storage and preferred version; v1beta1 is still served.
+    const crd = widgetCrd(
+      group,
+      { type: 'object', properties: { spec: { type: 'object', properties: { size: { type: 'integer' } } } } },
+      ['v1', 'v1beta1'],
+    );
     const unit = (name: string, objects: unknown[], prune: boolean): SyncUnit => ({
       name,
       namespace: ns.name,

@@ -13,7 +13,7 @@ import type { KubeObject } from '../../src/agent/kube/types.js';
 import { jsonPatch, kubeRequest, testAuditLogPath, testKubeConfig, waitFor } from '../harness/kube.js';
 import { syncAuditLog, writeRequests, describeWrite } from '../harness/audit.js';
 import { useNamespace } from '../harness/jest-kube.js';
-import { appDeployment, testProjectConfig } from './objects.js';
+import { appDeployment, testProjectConfig, widgetCrd } from './objects.js';
 
 const kc = testKubeConfig();
 let owned: OwnedEngine;
@@ -207,29 +207,10 @@ describe('engine sync', () => {
 
   it('applies a CRD and its custom resource in one run', async () => {
     const group = `${ns.name}.example.com`;
-    const crd = {
-      apiVersion: 'apiextensions.k8s.io/v1',
-      kind: 'CustomResourceDefinition',
-      metadata: { name: `widgets.${group}` },
-      spec: {
-        group,
-        scope: 'Namespaced',
-        names: { plural: 'widgets', singular: 'widget', kind: 'Widget' },
-        versions: [
-          {
-            name: 'v1',
-            served: true,
-            storage: true,
-            schema: {
-              openAPIV3Schema: {
-                type: 'object',
-                properties: { spec: { type: 'object', properties: { size: { type: 'integer' } } } },
-              },
-            },
-          },
-        ],
-      },
-    };
+    const crd = widgetCrd(group, {
+      type: 'object',
+      properties: { spec: { type: 'object', properties: { size: { type: 'integer' } } } },
+    });
     const cr = { apiVersion: `${group}/v1`, kind: 'Widget', metadata: { name: 'w1' }, spec: { size: 3 } };
     const set = await engine.sync(
       unit(ns.name, [yamlFile('crd.yaml', crd), yamlFile('cr.yaml', cr)], { prune: false }),

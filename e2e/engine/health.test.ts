@@ -22,7 +22,7 @@ import type { HealthReport } from '../../src/agent/health/types.js';
 import { ProblemCode } from '../../src/protocol/problems.js';
 import { jsonPatch, kubeRequest, testKubeConfig, waitFor } from '../harness/kube.js';
 import { useNamespace } from '../harness/jest-kube.js';
-import { appDeployment, testProjectConfig } from './objects.js';
+import { appDeployment, testProjectConfig, widgetCrd } from './objects.js';
 
 const kc = testKubeConfig();
 const group = `health${Date.now().toString(36)}.gitops.test`;
@@ -34,32 +34,13 @@ let engine: Engine;
 const LONG = { timeoutMs: 120_000, pruneTimeoutMs: 120_000 };
 
 beforeAll(async () => {
-  const crd = {
-    apiVersion: 'apiextensions.k8s.io/v1',
-    kind: 'CustomResourceDefinition',
-    metadata: { name: crdName },
-    spec: {
-      group,
-      scope: 'Namespaced',
-      names: { plural: 'widgets', singular: 'widget', kind: 'Widget' },
-      versions: [
-        {
-          name: 'v1',
-          served: true,
-          storage: true,
-          schema: {
-            openAPIV3Schema: {
-              type: 'object',
-              properties: {
-                spec: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true },
-                status: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true },
-              },
-            },
-          },
-        },
-      ],
+  const crd = widgetCrd(group, {
+    type: 'object',
+    properties: {
+      spec: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true },
+      status: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true },
     },
-  };
+  });
   const res = await kubeRequest(kc, 'POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', crd);
   expect(res.status).toBe(201);
   await waitFor(

@@ -1,7 +1,8 @@
 /**
  * Generated manifests for the engine tests and benchmarks: the mixed 1,000-object set of the
- * DEVELOPERS' guide's speed goals, the Deployment it and engine.test.ts use, and a manifest
- * project config for engine units. Plain Node (no jest imports) so bench scripts can use it.
+ * DEVELOPERS' guide's speed goals, the Deployment it and engine.test.ts use, a manifest project
+ * config for engine units and the `Widget` CRD the custom-resource tests define. Plain Node (no
+ * jest imports) so bench scripts can use it.
  */
 import type { ManifestProjectConfig } from '../../src/protocol/messages.js';
 
@@ -19,6 +20,29 @@ export function testProjectConfig(overrides: Partial<ManifestProjectConfig> = {}
     prunePropagationPolicy: 'background',
     inventoryPolicy: 'must_match',
     ...overrides,
+  };
+}
+
+/**
+ * A namespaced `Widget` CRD (plural `widgets`) in `group`, serving `versions` with one schema;
+ * the first version is the storage one.
+ */
+export function widgetCrd(group: string, schema: Record<string, unknown>, versions: readonly string[] = ['v1']) {
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `widgets.${group}` },
+    spec: {
+      group,
+      scope: 'Namespaced',
+      names: { plural: 'widgets', singular: 'widget', kind: 'Widget' },
+      versions: versions.map((name, i) => ({
+        name,
+        served: true,
+        storage: i === 0,
+        schema: { openAPIV3Schema: schema },
+      })),
+    },
   };
 }
 

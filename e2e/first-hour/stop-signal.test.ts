@@ -124,6 +124,15 @@ async function stopAt(
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** The `msg` of every JSON log line the daemon wrote, in order. */
+function logMessages(d: Daemon): string[] {
+  return d
+    .output()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => (JSON.parse(l) as { msg: string }).msg);
+}
+
 /** True once a process has a handler for SIGTERM (bit 15 of SigCgt in /proc/PID/status). */
 async function catchesSigterm(pid: number): Promise<boolean> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
@@ -207,11 +216,7 @@ describe(`a SIGTERM once start-up has begun${AS_PID_1 ? ', as PID 1' : ''}`, () 
       waitFor(() => existsSync(stateDir), 5_000, 'the state dir', 2),
     );
     expect(exitedAtOnce(end)).toEqual({ code: 0, signal: null, afterSignalMs: true });
-    const msgs = d
-      .output()
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => (JSON.parse(l) as { msg: string }).msg);
+    const msgs = logMessages(d);
     expect(msgs).toEqual(
       expect.arrayContaining([
         'stop signal during start-up: stopping once started',
@@ -232,11 +237,7 @@ describe(`a SIGTERM once start-up has begun${AS_PID_1 ? ', as PID 1' : ''}`, () 
       waitFor(() => d.output().includes('"server listening"'), 10_000, 'server listening', 20),
     );
     expect(exitedAtOnce(end)).toEqual({ code: 0, signal: null, afterSignalMs: true });
-    const msgs = d
-      .output()
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => (JSON.parse(l) as { msg: string }).msg);
+    const msgs = logMessages(d);
     expect(msgs).toEqual(expect.arrayContaining(['server listening', 'stopping', 'server stopped']));
     expect(msgs).not.toContain('stop signal during start-up: stopping once started');
   });
