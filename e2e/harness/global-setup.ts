@@ -10,7 +10,7 @@
  * `node`: starts its own control plane plus a real node (e2e/harness/node.ts) and publishes them
  * under NODE_PROJECT_ENV's names (both projects share this process's environment, and so the
  * workers'); jest-node-env.ts maps them onto TEST_ENV's names inside each node test file. When
- * GITOPS_TEST_NODE_KUBECONFIG and GITOPS_TEST_NODE_CONTAINERD_ADDRESS are set (`npm run cluster --
+ * GITOPS_TEST_NODE_KUBECONFIG and GITOPS_TEST_CONTAINERD_ADDRESS are set (`npm run cluster --
  * --node`), those are used. A machine that cannot run a node does not abort the run: the reason is
  * published as GITOPS_TEST_NODE_UNAVAILABLE and every node test file fails with it.
  *
