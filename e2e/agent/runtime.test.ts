@@ -109,6 +109,7 @@ function recordingEngine(objects: ObjectHealthEntry[] = []): EngineDouble {
       listeners.add(l);
       return () => listeners.delete(l);
     },
+    forget: (unit) => void reports.delete(unit),
     liveObject: (_unit, id): KubeObject | undefined => {
       const [kind, namespace, name] = id.split('/');
       return { apiVersion: 'apps/v1', kind, metadata: { namespace, name, uid: `uid-${name}` } };

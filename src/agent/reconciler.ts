@@ -64,4 +64,6 @@ export interface HealthFollower {
    * watch event), during a wait and after it settled (a pod that starts crash-looping later).
    */
   onHealthChange(listener: (report: HealthReport) => void): () => void;
+  /** Stops following a unit the configuration no longer names (its objects stay; its pod watches end). */
+  forget(unit: string): void;
 }

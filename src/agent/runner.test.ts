@@ -254,6 +254,7 @@ interface PendingWait {
  */
 class HealthDouble implements HealthFollower {
   readonly waits: PendingWait[] = [];
+  readonly forgotten: string[] = [];
   private readonly reports = new Map<string, HealthReport>();
   private readonly listeners = new Set<(r: HealthReport) => void>();
 
@@ -277,6 +278,11 @@ class HealthDouble implements HealthFollower {
   onHealthChange(listener: (r: HealthReport) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  forget(unit: string): void {
+    this.forgotten.push(unit);
+    this.reports.delete(unit);
   }
 
   /** The objects of the unit's current commit changed (the tracker's notification). */
@@ -419,6 +425,21 @@ describe('SyncLoop waiting for health', () => {
     t.health.settle(t.unit, 'healthy', [cm, web('current', 'Available')], 2_000);
     await t.loop.settled();
     expect(frames().map((f) => f.result)).toEqual(['progressing', 'progressing', 'healthy']);
+    await t.loop.close();
+  });
+
+  it('stops following the health of a project the configuration no longer names', async () => {
+    const t = healthLoop();
+    t.loop.setDesired(t.want('a'));
+    await t.loop.idle();
+    expect(t.loop.isWaiting('gitops-project')).toBe(true);
+    t.loop.remove('gitops-project');
+    expect(t.health.forgotten).toEqual([t.unit]);
+    expect(t.loop.isWaiting('gitops-project')).toBe(false);
+    // A late change of the forgotten unit reaches nobody.
+    const before = t.sent.length;
+    t.health.change(t.unit, 'degraded', [web('failed', 'CrashLoopBackOff', 'back-off')]);
+    expect(t.sent).toHaveLength(before);
     await t.loop.close();
   });
 

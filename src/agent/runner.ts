@@ -214,6 +214,7 @@ export class SyncLoop {
     this.stopWait(slot);
     this.slots.delete(project);
     this.units.delete(slot.unit);
+    this.opts.health?.forget(slot.unit);
     this.opts.metrics?.forgetProject(project);
   }
 

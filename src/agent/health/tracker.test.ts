@@ -368,6 +368,20 @@ describe('HealthTracker', () => {
     expect(w.released).toEqual(['demo']);
   });
 
+  it('forgets a removed unit: its pod watches end and its objects no longer report', () => {
+    const w = new World();
+    const d = target(DEPLOYMENTS, 'web');
+    w.objects.set(d.key, deployment('web'));
+    w.tracker.follow('u', 'c1', [d]);
+    expect(w.acquired).toEqual(['demo']);
+    w.tracker.forget('u');
+    expect(w.released).toEqual(['demo']);
+    expect(w.tracker.health('u')).toBeUndefined();
+    w.tracker.objectEvent(d.key, 'changed');
+    w.drain();
+    expect(w.tracker.health('u')).toBeUndefined();
+  });
+
   it('carries health over a re-sync of the same commit: no news, same times, our own write recomputed', async () => {
     const w = new World();
     const a = target(WIDGETS, 'a');

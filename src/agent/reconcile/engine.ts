@@ -516,6 +516,11 @@ export class Engine implements Reconciler, HealthFollower {
     return this.tracker.onHealthChange(listener);
   }
 
+  /** HealthFollower: stops following a removed unit (tracker.ts releases its pod watches). */
+  forget(unit: string): void {
+    this.tracker.forget(unit);
+  }
+
   /** The cached live object of a followed object by its id (for a Kubernetes Event on it; no request). */
   liveObject(unit: string, id: string): KubeObject | undefined {
     return this.tracker.liveObject(unit, id);
